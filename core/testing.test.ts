@@ -4,7 +4,7 @@ import { basename, dirname, join } from 'node:path';
 import { tmpdir } from 'node:os';
 import assert from 'node:assert/strict';
 import { defineOperator, defineSink, isPrediction, recordOperator, watermark, type ClickEvent, type Prediction, type StreamRecord } from 'tributary';
-import { runOperator, runSink, runYaml, specProblems, tempFolder, testContext } from 'tributary/testing';
+import { boundedSpawnSync, runOperator, runSink, runYaml, specProblems, tempFolder, testContext } from 'tributary/testing';
 
 const click = (userId: string, time: number): ClickEvent => ({ kind: 'event', userId, time, type: 'view' });
 
@@ -220,4 +220,15 @@ test('runSink closes a sink whose write throws, and rejects with that error', as
   // A prediction without a score: the sink's toFixed throws.
   await assert.rejects(runSink(scoreSink([], calls), {}, [{ kind: 'prediction' }]), TypeError);
   assert.deepEqual(calls, ['open', 'close']);
+});
+
+test('boundedSpawnSync: a command that outlives its bound is killed and fails at once with what it wrote; one that ends is handed back as spawnSync hands it', () => {
+  // A shell, not node: it writes within milliseconds even on a busy host, well inside the bound. exec: the one process killed.
+  const hanging = ['-c', "printf 'half a record'; printf 'a log line' >&2; exec sleep 600"];
+  assert.throws(() => boundedSpawnSync('sh', hanging, { encoding: 'utf8', timeout: 2000 }), (error: Error) => {
+    assert.equal(error.message, `sh -c ${hanging[1]} did not end within 2000 ms (killed)\nstdout: half a record\nstderr: a log line`);
+    return true;
+  });
+  const ended = boundedSpawnSync(process.execPath, ['-e', "process.stdout.write('done'); process.exitCode = 3"], { encoding: 'utf8' });
+  assert.deepEqual([ended.status, ended.stdout], [3, 'done']);
 });

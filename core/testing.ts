@@ -2,7 +2,7 @@
  * Test helpers for plugin authors (and Tributary's own tests): run a pipeline written inline in
  * YAML, or push records through one operator, and collect what comes out.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess, type SpawnSyncOptionsWithStringEncoding, type SpawnSyncReturns } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -442,6 +442,22 @@ export interface SpawnTributaryOptions {
 
 /** This package's command line, compiled beside this module. */
 const cliPath = fileURLToPath(new URL('./cli/main.js', import.meta.url));
+
+/**
+ * spawnSync, bounded: a command that has not ended within `options.timeout` (default
+ * {@link SPAWNED_START_MS}: a short run is mostly its start) is killed (SIGKILL: a daemon drains on
+ * SIGTERM) and fails the test at once with what it wrote, not at scripts/test.mjs's 300 s bound of the
+ * whole test file, which tells nothing of it. A command that cannot be started at all fails so too.
+ */
+export function boundedSpawnSync(command: string, args: readonly string[], options: SpawnSyncOptionsWithStringEncoding): SpawnSyncReturns<string> {
+  const timeout = options.timeout ?? SPAWNED_START_MS;
+  const result = spawnSync(command, args, { killSignal: 'SIGKILL', ...options, timeout });
+  if (result.error) {
+    const why = (result.error as NodeJS.ErrnoException).code === 'ETIMEDOUT' ? `did not end within ${timeout} ms (killed)` : `could not run: ${result.error.message}`;
+    throw new Error(`${[command, ...args].join(' ')} ${why}\nstdout: ${result.stdout ?? ''}\nstderr: ${result.stderr ?? ''}`, { cause: result.error });
+  }
+  return result;
+}
 
 /**
  * Starts `tributary ARGS...` as a process of its own: what a daemon does on a signal, or with a lock

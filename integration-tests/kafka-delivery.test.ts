@@ -340,8 +340,9 @@ for (const guarantee of ['at-least-once', 'exactly-once'] as const) {
       );
       await broker.restart();
       writeFileSync(file, yaml);
-      daemon = startDaemon(file, broker.brokers);
-      await waitFor('every record in the committed output', async () => (await committedSeqs(broker.brokers, output)).size >= 1_000, 150_000, 500);
+      daemon = startDaemon(file, broker.brokers, log);
+      // Its first wait, ended at once should it exit (was: 150 s of polling a daemon that had died).
+      await daemonStarted(daemon, log, 'every record in the committed output', async () => (await committedSeqs(broker.brokers, output)).size >= 1_000, 500, 150_000);
       daemon.kill('SIGTERM');
       assert.equal(await exited(daemon), 0, 'a SIGTERM stop exits 0');
       if (guarantee === 'exactly-once') await assertEachOnce(broker.brokers, output, 1_000);
@@ -391,8 +392,9 @@ test('at-least-once: a SIGTERM while the sink\'s brokers are down and it holds r
     assert.ok(Date.now() - stopAt < 15_000, `it stopped in ${Date.now() - stopAt} ms`);
     assert.ok(log.join('').split('\n').some((line) => line.includes('stopped while the brokers are unreachable')), 'the stop says why the input stays uncommitted');
     await outputs.restart();
-    daemon = startDaemon(file, brokers);
-    await waitFor('every record in the output', async () => (await committedSeqs(outputs.brokers, output)).size >= 1_000, 150_000, 500);
+    daemon = startDaemon(file, brokers, log);
+    // Its first wait, ended at once should it exit (was: 150 s of polling a daemon that had died).
+    await daemonStarted(daemon, log, 'every record in the output', async () => (await committedSeqs(outputs.brokers, output)).size >= 1_000, 500, 150_000);
     daemon.kill('SIGTERM');
     assert.equal(await exited(daemon), 0, 'a SIGTERM stop exits 0');
   } finally {

@@ -1,6 +1,5 @@
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { packageRoot } from '../paths.js';
@@ -9,13 +8,13 @@ import type { RunStats } from '../runtime/pipeline.js';
 import { everyRecordDeadLettered, summaryRecord } from './run.js';
 import { exitCodesHelp, httpHostProblem } from './commands.js';
 import { lookup } from 'node:dns/promises';
-import { SPAWNED_START_MS, spawnTributary, tempFolder, until } from 'tributary/testing';
+import { boundedSpawnSync, spawnTributary, tempFolder, until } from 'tributary/testing';
 
 const cli = join(packageRoot, 'dist', 'core', 'cli', 'main.js');
 const dir = tempFolder({ after }, 'cli');
 
 function tributary(...args: string[]): { status: number | null; stdout: string; stderr: string } {
-  const result = spawnSync(process.execPath, [cli, ...args], { cwd: dir, encoding: 'utf8', env: { ...process.env, FORCE_COLOR: '0' } });
+  const result = boundedSpawnSync(process.execPath, [cli, ...args], { cwd: dir, encoding: 'utf8', env: { ...process.env, FORCE_COLOR: '0' } });
   return { status: result.status, stdout: result.stdout, stderr: result.stderr };
 }
 
@@ -150,7 +149,7 @@ test('the shipped pipelines, examples and bench pipelines validate', () => {
   );
   assert.ok(files.length >= 2);
   // Their inputs are data sets fetched or made apart (shared/data, out/diginetica-events.jsonl), not in a fresh clone.
-  const result = spawnSync(process.execPath, [cli, 'validate', '--no-check-inputs', ...files], { encoding: 'utf8' });
+  const result = boundedSpawnSync(process.execPath, [cli, 'validate', '--no-check-inputs', ...files], { encoding: 'utf8' });
   assert.equal(result.status, 0, result.stderr);
   assert.equal(result.stderr, '', 'no warnings either');
 });
@@ -167,17 +166,17 @@ test("a sink asking for a kind no stage emits (a typo) is refused by validate an
   const expected =
     `${file}:${line}:25: $.sinks[0].kinds[1]: no source or stage of this pipeline emits kind 'model_metric' (did you mean 'model_metrics'? ${reports('intent-model', 4)}; ${reports('churn-model', 5)}), ` +
     'so this sink would get none; they emit: event, session, prediction, drift';
-  const validate = spawnSync(process.execPath, [cli, 'validate', file], { encoding: 'utf8' });
+  const validate = boundedSpawnSync(process.execPath, [cli, 'validate', file], { encoding: 'utf8' });
   assert.equal(validate.status, 2, validate.stderr);
   assert.ok(validate.stderr.includes(expected), validate.stderr);
-  const run = spawnSync(process.execPath, [cli, 'run', file, '--log-level', 'warn'], { encoding: 'utf8', cwd: folder, env: { ...process.env, DEMO_EVENTS: '100' } });
+  const run = boundedSpawnSync(process.execPath, [cli, 'run', file, '--log-level', 'warn'], { encoding: 'utf8', cwd: folder, env: { ...process.env, DEMO_EVENTS: '100' } });
   assert.equal(run.status, 2, run.stderr);
   assert.ok(run.stderr.includes(expected), run.stderr);
   assert.equal(existsSync(join(folder, 'out')), false, 'nothing was written');
 });
 
 test('the example plugin package is loaded by its example pipeline and filters bot traffic', () => {
-  const result = spawnSync(process.execPath, [cli, 'run', join(packageRoot, 'examples', 'pipelines', 'bot-filter.yaml'), '--set', 'sinks[0].path=' + join(dir, 'bots.jsonl'), '--log-level', 'warn'], {
+  const result = boundedSpawnSync(process.execPath, [cli, 'run', join(packageRoot, 'examples', 'pipelines', 'bot-filter.yaml'), '--set', 'sinks[0].path=' + join(dir, 'bots.jsonl'), '--log-level', 'warn'], {
     encoding: 'utf8',
     env: { ...process.env, EVENTS: '5000' },
   });
@@ -335,7 +334,7 @@ function withEarlyHangup(...args: string[]): { status: number | null; signal: No
   writeFileSync(hooks, `export async function resolve(specifier, context, next) {\n  if (specifier === './commands.js') process.kill(process.pid, 'SIGHUP');\n  return next(specifier, context);\n}\n`);
   const register = join(dir, 'hangup-register.mjs');
   writeFileSync(register, `import { register } from 'node:module';\nregister(${JSON.stringify(new URL(`file://${hooks}`).href)});\n`);
-  const result = spawnSync(process.execPath, ['--import', register, cli, ...args], { cwd: dir, encoding: 'utf8' });
+  const result = boundedSpawnSync(process.execPath, ['--import', register, cli, ...args], { cwd: dir, encoding: 'utf8' });
   return { status: result.status, signal: result.signal, stderr: result.stderr };
 }
 
@@ -373,7 +372,7 @@ test('run: a UTF-16 input file (Excel\'s "Unicode Text") exits 2 at once, naming
   const folder = mkdtempSync(join(dir, 'utf16-'));
   writeFileSync(join(folder, 'in.csv'), Buffer.from('\ufefftime,user_id,type\n2024-01-01T00:00:00Z,a,view\n', 'utf16le'));
   writeFileSync(join(folder, 'p.yaml'), 'name: p\nsources: [{type: file, path: in.csv}]\nsinks: [{type: file, path: out.jsonl}]\ncheckpoint: {dir: cp, interval: 1h}\n');
-  const result = spawnSync(process.execPath, [cli, 'run', 'p.yaml'], { cwd: folder, encoding: 'utf8' });
+  const result = boundedSpawnSync(process.execPath, [cli, 'run', 'p.yaml'], { cwd: folder, encoding: 'utf8' });
   assert.equal(result.status, 2, result.stderr);
   const records = result.stderr.split('\n').filter((line) => line.startsWith('{')).map((line) => JSON.parse(line) as { msg: string; code?: string });
   const failed = records.find((record) => record.code === 'TRIB_ERR_SOURCE_INPUT');
@@ -386,7 +385,7 @@ test('stdin: JSON lines piped in are read until the pipe closes; bad lines are d
   const dead = join(dir, 'stdin-dead.jsonl');
   const file = pipeline('stdin.yaml', `sources: [{type: stdin}]\nsinks: [{type: file, path: ${out}}]\ndead_letter: {type: file, path: ${dead}}\n`);
   const input = ['{"user_id":"a","time":"2024-01-01T00:00:00Z","type":"view"}', 'oops', '{"user_id":"b","time":"2024-01-01T00:00:01Z","type":"cart"}'].join('\n');
-  const result = spawnSync(process.execPath, [cli, 'run', file, '--log-level', 'warn'], { cwd: dir, encoding: 'utf8', input });
+  const result = boundedSpawnSync(process.execPath, [cli, 'run', file, '--log-level', 'warn'], { cwd: dir, encoding: 'utf8', input });
   assert.equal(result.status, 0, result.stderr);
   assert.equal(readFileSync(out, 'utf8').trim().split('\n').length, 2);
   const [rejected] = readFileSync(dead, 'utf8').trim().split('\n').map((line) => JSON.parse(line) as { file: string; line: number; raw: string });
@@ -402,7 +401,7 @@ test('run: pipelines run in one working directory, one after another or together
     return file;
   });
   const run = (...pipelines: string[]): void => {
-    const result = spawnSync(process.execPath, [cli, 'run', ...pipelines, '--log-level', 'warn'], { cwd: folder, encoding: 'utf8' });
+    const result = boundedSpawnSync(process.execPath, [cli, 'run', ...pipelines, '--log-level', 'warn'], { cwd: folder, encoding: 'utf8' });
     assert.equal(result.status, 0, result.stderr);
   };
   run(files[0]!);
@@ -422,7 +421,7 @@ test('run: after a clean run (nothing rejected) a dead_letter file set in the pi
   const pipelines = { explicit: 'dead_letter: {type: file, path: dead.jsonl}\n', lazy: 'dead_letter: {type: file, path: dead-lazy.jsonl, lazy: true}\n', default: '' };
   for (const [name, deadLetter] of Object.entries(pipelines)) {
     writeFileSync(join(folder, `${name}.yaml`), `name: ${name}\nsources: [{type: file, path: in.jsonl}]\nsinks: [{type: file, path: out-${name}.jsonl}]\n${deadLetter}`);
-    const result = spawnSync(process.execPath, [cli, 'run', `${name}.yaml`, '--log-level', 'warn'], { cwd: folder, encoding: 'utf8' });
+    const result = boundedSpawnSync(process.execPath, [cli, 'run', `${name}.yaml`, '--log-level', 'warn'], { cwd: folder, encoding: 'utf8' });
     assert.equal(result.status, 0, result.stderr);
   }
   assert.equal(readFileSync(join(folder, 'dead.jsonl'), 'utf8'), '');
@@ -439,7 +438,7 @@ test('run: pipelines run together that share a file (a lazy dead-letter file, a 
     writeFileSync(file, `name: ${name}\nsources: [{type: file, path: ${name}.jsonl}]\nsinks: [{type: file, path: out.jsonl}]\ndead_letter: {type: file, path: dead-letters.jsonl, lazy: true}\n`);
     return file;
   });
-  const result = spawnSync(process.execPath, [cli, 'run', ...files, '--log-level', 'warn'], { cwd: shared, encoding: 'utf8' });
+  const result = boundedSpawnSync(process.execPath, [cli, 'run', ...files, '--log-level', 'warn'], { cwd: shared, encoding: 'utf8' });
   assert.equal(result.status, 0, result.stderr);
   const lines = (name: string): Record<string, unknown>[] =>
     readFileSync(join(shared, name), 'utf8')
@@ -565,7 +564,7 @@ test("a resumed run's summary gives this process's events/s, not the checkpoint'
 
 /** Runs the CLI as on a terminal (pretty logs, the summary as lines): stderr is a pipe the test reads, told to say it is a TTY. */
 function onTerminal(...args: string[]): { status: number | null; stderr: string } {
-  const result = spawnSync(process.execPath, ['--import', 'data:text/javascript,process.stderr.isTTY=true', cli, ...args], { cwd: dir, encoding: 'utf8' });
+  const result = boundedSpawnSync(process.execPath, ['--import', 'data:text/javascript,process.stderr.isTTY=true', cli, ...args], { cwd: dir, encoding: 'utf8' });
   return { status: result.status, stderr: result.stderr.replace(/\x1b\[[0-9;]*m/g, '') };
 }
 
@@ -637,7 +636,7 @@ test('run on a terminal redraws its progress line every settings.progress_interv
   const redraws = (interval: string): number => {
     const file = pipeline(`progress-tty-${interval}.yaml`, `sources: [{type: synthetic, events: 3000, rate: 2000}]\nsinks: [{type: file, path: progress-tty-${interval}.jsonl}]\nsettings: {progress_interval: ${interval}}\n`);
     const command = [process.execPath, cli, 'run', file, '--log-level', 'warn'].map((arg) => `'${arg}'`).join(' ');
-    const result = spawnSync('script', ['-qec', command, '/dev/null'], { cwd: dir, encoding: 'utf8', env: { ...process.env, FORCE_COLOR: '0' } });
+    const result = boundedSpawnSync('script', ['-qec', command, '/dev/null'], { cwd: dir, encoding: 'utf8', env: { ...process.env, FORCE_COLOR: '0' } });
     assert.equal(result.status, 0, result.stdout + result.stderr);
     return result.stdout.split('\r\x1b[2K').filter((part) => part.includes(' ev/s wm ')).length;
   };
@@ -650,7 +649,7 @@ test('run on a terminal redraws its progress line every settings.progress_interv
 test('run on a terminal 40 columns wide cuts its progress line to 39, so a redraw leaves no wrapped row behind (was the whole line, two rows)', () => {
   const file = pipeline('progress-narrow.yaml', 'sources: [{type: synthetic, events: 2000, rate: 2000}]\nsinks: [{type: file, path: progress-narrow.jsonl}]\nsettings: {progress_interval: 100ms}\n');
   const command = [process.execPath, cli, 'run', file, '--log-level', 'warn'].map((arg) => `'${arg}'`).join(' ');
-  const result = spawnSync('script', ['-qec', `stty cols 40; ${command}`, '/dev/null'], { cwd: dir, encoding: 'utf8', env: { ...process.env, FORCE_COLOR: '0' } });
+  const result = boundedSpawnSync('script', ['-qec', `stty cols 40; ${command}`, '/dev/null'], { cwd: dir, encoding: 'utf8', env: { ...process.env, FORCE_COLOR: '0' } });
   assert.equal(result.status, 0, result.stdout + result.stderr);
   const redrawn = result.stdout.split('\r\x1b[2K').map((part) => part.split(/[\r\n]/)[0]!).filter((line) => line.startsWith('progress-narrow: in '));
   assert.ok(redrawn.length > 0, result.stdout);
@@ -812,6 +811,35 @@ test('--http-port that is not a port (abc, 99999, -1, 1.5) is a usage error, exi
   assert.equal(tributary('run', file, '--http-port=0', '--log-level', 'warn').status, 0);
 });
 
+test('a second daemon given the --http-port the first serves on exits 2 (TRIB_ERR_HTTP_PORT, not restarted by the unit for ever: it was exit 1), after trying the port again for 5 s, naming the port, its flag and how to see who holds it; the first serves on', async (t) => {
+  const logged = (stderr: string): { level: number; msg: string; code?: string; port?: number }[] =>
+    stderr.split('\n').filter((line) => line.startsWith('{')).map((line) => JSON.parse(line) as { level: number; msg: string; code?: string; port?: number });
+  const first = spawnTributary(t, ['run', pipeline('port-first.yaml', `sources: [{type: stdin}]\nsinks: [{type: file, path: ${join(dir, 'port-first.jsonl')}}]\n`), '--http-port', '0', '--log-level', 'info'], { cwd: dir, stdin: true });
+  const serving = (): number | undefined => logged(first.stderr.slice(0, first.stderr.lastIndexOf('\n') + 1)).find((entry) => entry.msg === 'serving /healthz, /readyz, /metrics')?.port;
+  await first.started(() => serving() !== undefined, 'the first daemon serving');
+  const port = serving()!;
+
+  const out = join(dir, 'port-second.jsonl');
+  const began = Date.now();
+  const second = tributary('run', pipeline('port-second.yaml', `sources: [{type: synthetic, events: 10}]\nsinks: [{type: file, path: ${out}}]\n`), '--http-port', String(port));
+  assert.equal(second.status, 2, second.stderr);
+  assert.ok(Date.now() - began >= 5000, 'it tried the port again for 5 s');
+  const records = logged(second.stderr);
+  assert.ok(records.some((entry) => entry.level === 40 && entry.msg === `port ${port} on 127.0.0.1 (--http-port) is in use; trying it again for up to 5 s (a previous instance still shutting down?)`), second.stderr);
+  const refusals = records.filter((entry) => entry.code === 'TRIB_ERR_HTTP_PORT');
+  assert.equal(refusals.length, 1, second.stderr);
+  assert.equal(refusals[0]!.level, 50);
+  assert.equal(
+    refusals[0]!.msg,
+    `TRIB_ERR_HTTP_PORT: cannot serve /healthz, /readyz and /metrics on 127.0.0.1:${port} (--http-host, --http-port): port ${port} is in use by another process (another daemon on this host?), still after 5 s: see which with \`ss -ltnp 'sport = :${port}'\` (or \`lsof -nP -iTCP:${port} -sTCP:LISTEN\`); stop it or give this daemon another --http-port`,
+  );
+  assert.equal(existsSync(out), false, 'nothing ran');
+
+  assert.equal(await (await fetch(`http://127.0.0.1:${port}/healthz`)).text(), 'ok\n', 'the first serves on');
+  first.child.stdin!.end();
+  assert.equal(await first.stop(), 0, first.stderr);
+});
+
 test('an --http-host whose name does not resolve is a usage error: one line naming it, exit 2, said before anything runs (was a stack trace, exit 1, after the pipeline had started)', async (t) => {
   const host = 'no.such.host.invalid';
   const answer = await lookup(host).then(
@@ -849,7 +877,7 @@ test('scale_out config errors are config errors (exit 2): a source that is not p
   const kafka = join(folder, 'kafka.yaml');
   writeFileSync(kafka, yaml('{type: kafka, brokers: "127.0.0.1:1", topics: [clicks], group: g}'));
   assert.equal(tributary('validate', kafka).status, 0, 'the daemon may give the checkpoints (--checkpoint-dir)');
-  const run = spawnSync(process.execPath, [cli, 'run', kafka, '--log-level', 'warn'], { cwd: folder, encoding: 'utf8', timeout: SPAWNED_START_MS });
+  const run = boundedSpawnSync(process.execPath, [cli, 'run', kafka, '--log-level', 'warn'], { cwd: folder, encoding: 'utf8' });
   assert.equal(run.status, 2, `${run.signal ?? ''} ${run.stderr}`);
   const problems = run.stderr.split('\n').filter((line) => line.startsWith('{')).map((line) => JSON.parse(line) as { level: number; code?: string; path?: string; msg: string });
   assert.ok(
@@ -916,7 +944,7 @@ test("run loads a native or heavy library only for a pipeline that uses it: no n
     "process.on('exit', () => { const names = new Set(Object.keys(require.cache).map((path) => path.match(/node_modules\\/((?:@[^/]+\\/)?[^/]+)\\//)?.[1]).filter(Boolean)); require('node:fs').writeSync(2, `LOADED ${JSON.stringify([...names])}\\n`); });\n",
   );
   const loaded = (file: string): string[] => {
-    const result = spawnSync(process.execPath, ['--require', preload, cli, 'run', file], { cwd: dir, encoding: 'utf8', env: { ...process.env, FORCE_COLOR: '0' } });
+    const result = boundedSpawnSync(process.execPath, ['--require', preload, cli, 'run', file], { cwd: dir, encoding: 'utf8', env: { ...process.env, FORCE_COLOR: '0' } });
     assert.equal(result.status, 0, result.stderr);
     return JSON.parse(/^LOADED (.*)$/m.exec(result.stderr)![1]!) as string[];
   };

@@ -249,6 +249,13 @@ export async function loadPipeline(file: string, options: LoadOptions): Promise<
     return at(offsetOf(doc, segments, place), path, message === '' ? message : message + filled);
   };
   /**
+   * A problem as the file's problems are said: one at what a `--set` gave or created by the file and that
+   * --set (notingWhatSetGave); `missingField` as originNote takes it. Each is noted as it is found.
+   */
+  const noted = (problem: ConfigProblem, missingField = false): ConfigProblem => notingWhatSetGave(problem, setValues, createdBySet, seeded, missingField);
+  /** `locate` as problemFromAjv takes it: its problems noted (a missing required field's as such). */
+  const locateNoted: AjvProblemLocator = (segments, message, place, missingField) => noted(locate(segments, message, place), missingField);
+  /**
    * The locator of the fields below `base` (an entry's, or the document's: `[]`), fields named as
    * `mapping.time_format` or `options["a.b"]` (pathSegments): what the runner's checks locate their problems
    * by (inEntry, which names them by fieldText), so they are said where loadPipeline says them.
@@ -274,7 +281,7 @@ export async function loadPipeline(file: string, options: LoadOptions): Promise<
         pluginModuleFailed = true;
         // Its own code (LOAD, DUPLICATE) kept, with the position: each cause has one code wherever it is said.
         const code = cause instanceof TributaryError ? cause.code : 'TRIB_ERR_PLUGIN_LOAD';
-        problems.push({ ...locate(['plugins', index], (cause as Error).message), code });
+        problems.push(noted({ ...locate(['plugins', index], (cause as Error).message), code }));
       }
     }
   }
@@ -283,7 +290,7 @@ export async function loadPipeline(file: string, options: LoadOptions): Promise<
   // An absent `settings` still gets its defaults filled in by validation.
   if (typeof data === 'object' && data !== null && !('settings' in data)) (data as Record<string, unknown>).settings = {};
   for (const error of validator.validateDocument(data)) {
-    const problem = problemFromAjv(error, [], markingMissingFields(locate), undefined, retyped);
+    const problem = problemFromAjv(error, [], locateNoted, undefined, retyped);
     if (problem) problems.push(problem);
   }
 
@@ -308,7 +315,7 @@ export async function loadPipeline(file: string, options: LoadOptions): Promise<
         // A name like no known one is most often a plugin of the user's own that the pipeline does not load
         // (or one from a module that failed to load, said at \`plugins\`).
         const ownPlugin = otherKind || near ? '' : pluginModuleFailed ? ' (a module in `plugins:` failed to load: see above)' : `; a plugin of your own: name its module in the pipeline's \`plugins:\` list`;
-        problems.push({ ...locate([...base, 'type'], `${unknown}; known ${kind} plugins: ${known.join(', ') || '(none)'}${ownPlugin}`), code: 'TRIB_ERR_PLUGIN_UNKNOWN' });
+        problems.push(noted({ ...locate([...base, 'type'], `${unknown}; known ${kind} plugins: ${known.join(', ') || '(none)'}${ownPlugin}`), code: 'TRIB_ERR_PLUGIN_UNKNOWN' }));
         return;
       }
       if (kind === 'operator') options.adjustStage?.(entry as PipelineEntry, plugin);
@@ -319,11 +326,11 @@ export async function loadPipeline(file: string, options: LoadOptions): Promise<
         errors = validator.validateEntry(plugin, entry);
       } catch (error) {
         if (!(error instanceof TributaryError)) throw error;
-        problems.push({ ...locate([...base, 'type'], `${error.message} (plugin from ${options.registry.originOf(plugin)})`), code: error.code });
+        problems.push(noted({ ...locate([...base, 'type'], `${error.message} (plugin from ${options.registry.originOf(plugin)})`), code: error.code }));
         return;
       }
       for (const error of errors) {
-        const problem = problemFromAjv(error, base, markingMissingFields(locate), plugin, retyped);
+        const problem = problemFromAjv(error, base, locateNoted, plugin, retyped);
         if (problem) problems.push(problem);
       }
       // An entry a --set gave or created has no place in the file: no position (its locator says where it came from).
@@ -353,20 +360,19 @@ export async function loadPipeline(file: string, options: LoadOptions): Promise<
   if (!named) {
     const made = defaultDeadLetterSink(options.registry, validator, name);
     // No place in the file (it names no dead_letter): said by the file alone, among its other problems.
-    if ('problem' in made) problems.push({ file, ...made.problem });
+    if ('problem' in made) problems.push(noted({ file, ...made.problem }));
     else defaultDeadLetter = made;
   }
   // Commit intervals from sections that validated only: a plugin's check compares its timeouts with them.
   const commits = problems.some((problem) => problem.path !== undefined && (within(problem.path, '$.checkpoint') || within(problem.path, '$.settings'))) ? undefined : declaredCommits(document);
   const inFile: ProblemLocator = { entry: (_resolved, base, below, message, place) => locate([...base, ...below], message, place), section: locate };
   problems.push(
-    ...crossEntryProblems({ sources, stages, sinks, deadLetter: deadLetters[0], defaultDeadLetter, invalid, sectionsWhole, scaleOut: document.scale_out !== undefined, commits, baseDir }, inFile, warnings),
+    ...crossEntryProblems({ sources, stages, sinks, deadLetter: deadLetters[0], defaultDeadLetter, invalid, sectionsWhole, scaleOut: document.scale_out !== undefined, commits, baseDir }, inFile, warnings).map((problem) => noted(problem)),
   );
   const deadLetter = deadLetters[0] ?? defaultDeadLetter;
-  const notingSets = (problem: ConfigProblem): ConfigProblem => notingWhatSetGave(problem, setValues, createdBySet, seeded);
-  if (problems.length > 0 || deadLetter === undefined) throw new ConfigError(sortProblems(problems.map(notingSets)));
+  if (problems.length > 0 || deadLetter === undefined) throw new ConfigError(sortProblems(problems));
   document.name ??= name;
-  return { file, baseDir, document, sources: present(sources), stages: present(stages), sinks: present(sinks), deadLetter, locate: fieldsBelow([]), warnings: sortProblems(warnings.map(notingSets)) };
+  return { file, baseDir, document, sources: present(sources), stages: present(stages), sinks: present(sinks), deadLetter, locate: fieldsBelow([]), warnings: sortProblems(warnings.map((warning) => noted(warning))) };
 }
 
 /** Whether JSONPath `path` is `section` or lies inside it. */
@@ -988,18 +994,6 @@ export function configErrorTexts(plugin: AnyPlugin, errors: readonly ErrorObject
   return texts;
 }
 
-/** The problems loadPipeline's locator made of a missing required field (problemFromAjv says which): a --set's note for them says to set it (originNote). */
-const missingFieldProblems = new WeakSet<ConfigProblem>();
-
-/** `locate` as problemFromAjv takes it, its problems of a missing required field marked for notingWhatSetGave. */
-function markingMissingFields(locate: (segments: readonly PathSegment[], message: string, place?: FieldPlace) => ConfigProblem): AjvProblemLocator {
-  return (segments, message, place, missingField) => {
-    const problem = locate(segments, message, place);
-    if (missingField) missingFieldProblems.add(problem);
-    return problem;
-  };
-}
-
 /** Where problemFromAjv's problem is said; `missingField`: it is a required field missing there (as originNote takes it). */
 type AjvProblemLocator = (segments: readonly PathSegment[], message: string, place?: FieldPlace, missingField?: boolean) => ConfigProblem;
 
@@ -1423,11 +1417,11 @@ function seedDefaultDeadLetter(data: unknown, sets: readonly string[], file: str
  * value a `--set` gave; a section or entry a `--set` created; the default dead-letter sink a `--set
  * dead_letter.FIELD` changed.
  */
-function notingWhatSetGave(problem: ConfigProblem, setValues: ReadonlyMap<string, string>, createdBySet: ReadonlyMap<string, string>, seeded: boolean): ConfigProblem {
+function notingWhatSetGave(problem: ConfigProblem, setValues: ReadonlyMap<string, string>, createdBySet: ReadonlyMap<string, string>, seeded: boolean, missingField: boolean): ConfigProblem {
   const origin = problem.path === undefined ? undefined : setOrigin(problem.path, setValues, createdBySet, seeded);
   if (origin === undefined) return problem;
   const { line: _line, column: _column, ...unplaced } = problem;
-  return { ...unplaced, message: `${problem.message} (${originNote(origin, missingFieldProblems.has(problem))})` };
+  return { ...unplaced, message: `${problem.message} (${originNote(origin, missingField)})` };
 }
 
 /**

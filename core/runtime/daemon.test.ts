@@ -1,6 +1,5 @@
 import { after, mock, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import fs, { appendFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import fsPromises from 'node:fs/promises';
@@ -11,7 +10,7 @@ import { basename, join } from 'node:path';
 import { CheckpointStore, defineSource, needsPerson, readCheckpoint, type AnyPlugin, type PluginRegistry } from 'tributary';
 import { builtinRegistry } from '../cli/registry.js';
 import { durableTempName } from '../durable.js';
-import { quietAfterOne, silentLogger, SPAWNED_START_MS, spawnTributary, until, tempFolder } from 'tributary/testing';
+import { boundedSpawnSync, quietAfterOne, silentLogger, spawnTributary, until, tempFolder } from 'tributary/testing';
 import { packageRoot } from '../paths.js';
 import { runSummaries } from '../testing.js';
 import { ShopperWorld } from '../../plugins/sources/shoppers.js';
@@ -285,7 +284,7 @@ test('a checkpoint folder has one writer: a second daemon given it fails at its 
   const firstRun = spawnTributary(t, ['run', file, '--log-level', 'warn', '--no-progress'], { cwd: join(folder, 'a') });
   const first = firstRun.child;
   await firstRun.started(() => existsSync(checkpoints) && readdirSync(checkpoints).some((name) => /^checkpoint-\d+\.json$/.test(name)), 'a first checkpoint');
-  const second = spawnSync(process.execPath, [cli, 'run', file, '--log-level', 'warn', '--no-progress'], { cwd: join(folder, 'b'), encoding: 'utf8', timeout: SPAWNED_START_MS });
+  const second = boundedSpawnSync(process.execPath, [cli, 'run', file, '--log-level', 'warn', '--no-progress'], { cwd: join(folder, 'b'), encoding: 'utf8' });
   assert.equal(second.status, 2, second.stderr);
   assert.match(second.stderr, new RegExp(`TRIB_ERR_CHECKPOINT: checkpoint folder ${checkpoints.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} is used by pid ${first.pid} on ${hostname()} \\(pipeline 'shared', since `));
   assert.match(second.stderr, /give each its own checkpoint\.dir/);
@@ -308,7 +307,7 @@ test("a checkpoint folder the process may not make or write in (no permission, a
   // sysfs refuses this process (root too) a folder in it (EPERM) and a file in it (EACCES).
   if (existsSync('/sys/kernel')) {
     for (const checkpoints of ['/sys/kernel/tributary-checkpoints', '/sys/kernel']) {
-      const run = spawnSync(process.execPath, [cli, 'run', file, '--checkpoint-dir', checkpoints, '--log-level', 'warn', '--no-progress'], { cwd: folder, encoding: 'utf8', timeout: SPAWNED_START_MS });
+      const run = boundedSpawnSync(process.execPath, [cli, 'run', file, '--checkpoint-dir', checkpoints, '--log-level', 'warn', '--no-progress'], { cwd: folder, encoding: 'utf8' });
       assert.equal(run.status, 2, run.stderr);
       const logged = run.stderr.split('\n').filter((line) => line.startsWith('{')).map((line) => JSON.parse(line) as { level: number; code?: string; msg: string });
       assert.deepEqual(logged.map((entry) => [entry.level, entry.code]), [[50, 'TRIB_ERR_CHECKPOINT']], run.stderr);
@@ -364,7 +363,7 @@ settings: {max_in_flight: 2000}
     return sessions;
   };
 
-  const reference = spawnSync(process.execPath, [cli, 'run', pipeline('reference', join(dir, 'reference.jsonl'), join(dir, 'ckpt-reference')), '--log-level', 'warn'], { encoding: 'utf8' });
+  const reference = boundedSpawnSync(process.execPath, [cli, 'run', pipeline('reference', join(dir, 'reference.jsonl'), join(dir, 'ckpt-reference')), '--log-level', 'warn'], { encoding: 'utf8' });
   assert.equal(reference.status, 0, reference.stderr);
 
   const out = join(dir, 'crashed.jsonl');
@@ -374,7 +373,7 @@ settings: {max_in_flight: 2000}
   const first = spawnTributary(t, ['run', file, '--log-level', 'warn']);
   await first.started(() => existsSync(checkpoints) && readdirSync(checkpoints).some((name) => name.endsWith('.json')), 'a first checkpoint');
   assert.equal(await first.stop('SIGKILL'), 'SIGKILL', 'killed mid-stream, before the input was drained');
-  const restarted = spawnSync(process.execPath, [cli, 'run', file, '--log-level', 'warn'], { encoding: 'utf8' });
+  const restarted = boundedSpawnSync(process.execPath, [cli, 'run', file, '--log-level', 'warn'], { encoding: 'utf8' });
   assert.equal(restarted.status, 0, restarted.stderr);
   assert.match(restarted.stderr, /resumed from checkpoint \d+/);
   const written = readdirSync(checkpoints).filter((name) => name.endsWith('.json'));
@@ -413,7 +412,7 @@ export default defineSink({ name: 'secretive', summary: 'test', config: { type: 
   const file = join(dir, 'ops.yaml');
   writeFileSync(file, `name: ops\nplugins: [${plugin}]\nsources: [{type: synthetic, events: 0, rate: 2000}]\nstages: [{type: sessionizer}]\nsinks:\n  - type: secretive\n    password: \${SINK_PASSWORD}\n`);
   const env = { ...process.env, SINK_PASSWORD: 'hunter2-very-secret' };
-  const printed = spawnSync(process.execPath, [cli, 'validate', '--print', file], { encoding: 'utf8', env });
+  const printed = boundedSpawnSync(process.execPath, [cli, 'validate', '--print', file], { encoding: 'utf8', env });
   assert.equal(printed.status, 0, printed.stderr);
   assert.match(printed.stdout, /password: "?\[redacted\]"?/);
   assert.ok(!printed.stdout.includes('hunter2'));
@@ -465,12 +464,12 @@ export default defineSink({ name: 'secretive', summary: 'test', config: { type: 
 test('a folder of pipelines runs in one process, each with its own state and checkpoints', () => {
   const folder = join(dir, 'many');
   const checkpoints = join(dir, 'ckpt-many');
-  spawnSync('mkdir', ['-p', folder]);
+  mkdirSync(folder, { recursive: true });
   for (const name of ['alpha', 'beta']) {
     writeFileSync(join(folder, `${name}.yaml`), `name: ${name}\nsources: [{type: synthetic, events: 3000, seed: ${name.length}}]\nstages: [{type: sessionizer}]\nsinks: [{type: file, path: ${join(dir, `${name}.jsonl`)}}]\n`);
   }
   appendFileSync(join(folder, 'notes.txt'), 'not a pipeline\n');
-  const result = spawnSync(process.execPath, [cli, 'run', folder, '--checkpoint-dir', checkpoints, '--log-level', 'warn'], { encoding: 'utf8' });
+  const result = boundedSpawnSync(process.execPath, [cli, 'run', folder, '--checkpoint-dir', checkpoints, '--log-level', 'warn'], { encoding: 'utf8' });
   assert.equal(result.status, 0, result.stderr);
   assert.match(result.stderr, /pipeline alpha: drained/);
   assert.match(result.stderr, /pipeline beta: drained/);
@@ -546,7 +545,7 @@ test('checkpoints a run cannot resume from stop it (exit 2, outputs kept) instea
     writeFileSync(file, `name: ${pipelineName}\nsources: [{type: file, path: in.jsonl, mapping: {time_format: epoch_ms}}]\nstages: ${stages}\nsinks: [{type: file, path: out-${pipelineName}.jsonl, kinds: [event]}]\ncheckpoint: {dir: ckpt, interval: 1h}\n`);
     return file;
   };
-  const run = (...args: string[]) => spawnSync(process.execPath, [cli, 'run', ...args, '--log-level', 'warn'], { cwd: base, encoding: 'utf8' });
+  const run = (...args: string[]) => boundedSpawnSync(process.execPath, [cli, 'run', ...args, '--log-level', 'warn'], { cwd: base, encoding: 'utf8' });
   const stages = '[{type: sessionizer}, {type: user-features, horizons: [1h]}]';
   const pipeline = write(stages);
   assert.equal(run(pipeline).status, 0);

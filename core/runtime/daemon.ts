@@ -103,7 +103,8 @@ export interface DaemonOptions {
   /** A fresh registry per pipeline file: plugins of one pipeline never leak into another. */
   registry: () => Promise<PluginRegistry>;
   sets?: readonly string[];
-  http?: { port: number; host?: string };
+  /** The operations endpoint; `portInUseWaitMs`: how long a port in use is tried again (http.ts, PORT_IN_USE_WAIT_MS by default). */
+  http?: { port: number; host?: string; portInUseWaitMs?: number };
   /** Overrides every pipeline's `checkpoint.dir` (a sub-folder per pipeline when several run). */
   checkpointDir?: string;
   /** See {@link RunOptions.allowNonRestoredState}. */
@@ -308,7 +309,13 @@ export class Daemon {
       }
     }
     if (this.options.http) {
-      this.ops = await startOpsServer({ ...this.options.http, registry: this.metrics.registry, pipelines: () => this.runners.map((runner, index) => ({ name: runner.name, readiness: () => this.readiness(index) })) });
+      const { port, host = '127.0.0.1' } = this.options.http;
+      this.ops = await startOpsServer({
+        ...this.options.http,
+        registry: this.metrics.registry,
+        pipelines: () => this.runners.map((runner, index) => ({ name: runner.name, readiness: () => this.readiness(index) })),
+        onPortInUse: (waitMs) => this.options.logger.warn({ port, host }, `port ${port} on ${host} (--http-port) is in use; trying it again for up to ${waitMs / 1000} s (a previous instance still shutting down?)`),
+      });
       this.options.logger.info({ port: this.ops.port, host: this.options.http.host ?? '127.0.0.1' }, 'serving /healthz, /readyz, /metrics');
     }
     this.metrics.observe('heap_used_bytes', 'V8 heap in use.', {}, () => process.memoryUsage().heapUsed);

@@ -2,22 +2,79 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { connect, createServer } from 'node:net';
 import type { AddressInfo } from 'node:net';
+import { needsPerson, TributaryError } from '../errors.js';
 import { startOpsServer } from './http.js';
 import { MetricsHub } from './telemetry.js';
 
-test('an --http-port another process holds is refused with the endpoint, the address and what to do (node said only "listen EADDRINUSE")', async () => {
+/** A port another process holds (a plain server of the test), and its release. */
+async function heldPort(): Promise<{ port: number; release: () => Promise<void> }> {
   const other = createServer();
   await new Promise<void>((resolve) => other.listen(0, '127.0.0.1', resolve));
-  const port = (other.address() as AddressInfo).port;
+  return { port: (other.address() as AddressInfo).port, release: () => new Promise<void>((resolve) => other.close(() => resolve())) };
+}
+
+test('an --http-port another process holds is refused as TRIB_ERR_HTTP_PORT (exit 2, not restarted for ever), naming the port, its flag and how to see who holds it (node said only "listen EADDRINUSE")', async () => {
+  const { port, release } = await heldPort();
   try {
-    await assert.rejects(startOpsServer({ port, registry: new MetricsHub().registry, pipelines: () => [] }), (error: Error) => {
-      assert.equal(error.message, `cannot serve /healthz, /readyz and /metrics on 127.0.0.1:${port} (--http-host, --http-port): the port is in use by another process (another daemon on this host?): give each daemon its own --http-port`);
+    await assert.rejects(startOpsServer({ port, registry: new MetricsHub().registry, pipelines: () => [], portInUseWaitMs: 0 }), (error: Error) => {
+      assert.ok(error instanceof TributaryError);
+      assert.equal(error.code, 'TRIB_ERR_HTTP_PORT');
+      assert.ok(needsPerson(error), 'exit 2: the unit does not restart on it');
+      assert.equal(
+        error.message,
+        `cannot serve /healthz, /readyz and /metrics on 127.0.0.1:${port} (--http-host, --http-port): port ${port} is in use by another process (another daemon on this host?): see which with \`ss -ltnp 'sport = :${port}'\` (or \`lsof -nP -iTCP:${port} -sTCP:LISTEN\`); stop it or give this daemon another --http-port`,
+      );
       assert.equal((error.cause as NodeJS.ErrnoException).code, 'EADDRINUSE');
       return true;
     });
   } finally {
-    other.close();
+    await release();
   }
+});
+
+test('a port in use is tried again for portInUseWaitMs, told once, then refused saying how long it waited', { timeout: 30_000 }, async () => {
+  const { port, release } = await heldPort();
+  const told: number[] = [];
+  try {
+    await assert.rejects(startOpsServer({ port, registry: new MetricsHub().registry, pipelines: () => [], portInUseWaitMs: 600, onPortInUse: (waitMs) => told.push(waitMs) }), (error: Error) => {
+      assert.equal((error as TributaryError).code, 'TRIB_ERR_HTTP_PORT');
+      assert.match(error.message, new RegExp(`port ${port} is in use by another process \\(another daemon on this host\\?\\), still after 0\\.6 s: see which with`));
+      return true;
+    });
+    assert.deepEqual(told, [600]);
+  } finally {
+    await release();
+  }
+});
+
+test('a port its holder lets go of during the wait (a previous instance ending) is taken: the start goes on', { timeout: 30_000 }, async () => {
+  const { port, release } = await heldPort();
+  let released: Promise<void> | undefined;
+  const releaseOnce = (): Promise<void> => (released ??= release());
+  try {
+    // Released when the first refusal is told: the wait, not the first try, takes the port.
+    const ops = await startOpsServer({ port, registry: new MetricsHub().registry, pipelines: () => [], portInUseWaitMs: 20_000, onPortInUse: () => void releaseOnce() });
+    try {
+      assert.ok(released, 'the first try was refused');
+      assert.equal(ops.port, port);
+      assert.equal(await (await fetch(`http://127.0.0.1:${port}/healthz`)).text(), 'ok\n');
+    } finally {
+      await ops.close();
+    }
+  } finally {
+    // Held still where the start failed: an open server would keep the test file running.
+    await releaseOnce();
+  }
+});
+
+test('a port below 1024 this user may not take is TRIB_ERR_HTTP_PORT at once (no wait): a restart meets it again', { skip: process.getuid?.() === 0 ? 'root may take any port' : false }, async () => {
+  const told: number[] = [];
+  await assert.rejects(startOpsServer({ port: 1, registry: new MetricsHub().registry, pipelines: () => [], onPortInUse: (waitMs) => told.push(waitMs) }), (error: Error) => {
+    assert.equal((error as TributaryError).code, 'TRIB_ERR_HTTP_PORT');
+    assert.match(error.message, /on 127\.0\.0\.1:1 \(--http-host, --http-port\): permission denied \(a port below 1024 needs privileges\): choose a --http-port above 1023$/);
+    return true;
+  });
+  assert.deepEqual(told, []);
 });
 
 test('close() ends at once though clients hold connections open that sent nothing or half a request: a daemon that drained exits, not killed by its supervisor', { timeout: 10_000 }, async (t) => {

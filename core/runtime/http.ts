@@ -6,6 +6,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Registry } from 'prom-client';
+import { TributaryError } from '../errors.js';
 
 export interface Readiness {
   name: string;
@@ -18,7 +19,26 @@ export interface OpsServer {
   close(): Promise<void>;
 }
 
-export async function startOpsServer(options: { port: number; host?: string; registry: Registry; pipelines: () => readonly Readiness[] }): Promise<OpsServer> {
+/**
+ * How long a port in use is tried again before the start is refused: a previous instance still
+ * draining (a restart by hand or by a deploy script that did not wait for its end) lets go of it once
+ * it exits; a port another daemon keeps is refused seconds later, not at once (exit 2: no restart mends it).
+ */
+export const PORT_IN_USE_WAIT_MS = 5_000;
+const portRetryMs = 250;
+
+export interface OpsServerOptions {
+  port: number;
+  host?: string;
+  registry: Registry;
+  pipelines: () => readonly Readiness[];
+  /** How long a port in use is tried again ({@link PORT_IN_USE_WAIT_MS} by default; 0: refused at once). */
+  portInUseWaitMs?: number;
+  /** Told once, at the first refusal of a port in use, before the wait (the daemon logs a warning). */
+  onPortInUse?: (waitMs: number) => void;
+}
+
+export async function startOpsServer(options: OpsServerOptions): Promise<OpsServer> {
   const route = (request: IncomingMessage, response: ServerResponse): void => {
     const path = (request.url ?? '/').split('?')[0];
     if (request.method !== 'GET' && request.method !== 'HEAD') {
@@ -56,10 +76,18 @@ export async function startOpsServer(options: { port: number; host?: string; reg
   });
   // Loopback unless told otherwise: metrics can reveal business figures.
   const host = options.host ?? '127.0.0.1';
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', (error: NodeJS.ErrnoException) => reject(new Error(`cannot serve /healthz, /readyz and /metrics on ${host}:${options.port} (--http-host, --http-port): ${whyNotListening(error)}`, { cause: error })));
-    server.listen(options.port, host, () => resolve());
-  });
+  const waitMs = options.portInUseWaitMs ?? PORT_IN_USE_WAIT_MS;
+  const deadline = Date.now() + waitMs;
+  for (let attempt = 0; ; attempt++) {
+    const refused = await listening(server, options.port, host);
+    if (refused === undefined) break;
+    if (refused.code === 'EADDRINUSE' && Date.now() < deadline) {
+      if (attempt === 0) options.onPortInUse?.(waitMs);
+      await new Promise((resolve) => setTimeout(resolve, portRetryMs));
+      continue;
+    }
+    throw notListening(refused, options.port, host, waitMs);
+  }
   return {
     server,
     port: (server.address() as AddressInfo).port,
@@ -73,10 +101,34 @@ export async function startOpsServer(options: { port: number; host?: string; reg
   };
 }
 
-/** What an operator does about a port the endpoint cannot listen on (node says only `listen EADDRINUSE: ...`). */
-function whyNotListening(error: NodeJS.ErrnoException): string {
-  if (error.code === 'EADDRINUSE') return 'the port is in use by another process (another daemon on this host?): give each daemon its own --http-port';
-  if (error.code === 'EACCES') return 'permission denied (a port below 1024 needs privileges): choose a port above 1023';
-  if (error.code === 'EADDRNOTAVAIL') return 'no network interface of this host has that address: check --http-host';
-  return error.message;
+/** Listens on `port`; resolves with the error that refused it, or undefined once listening (the server can be asked again after a refusal). */
+function listening(server: Server, port: number, host: string): Promise<NodeJS.ErrnoException | undefined> {
+  return new Promise((resolve) => {
+    const refused = (error: NodeJS.ErrnoException): void => resolve(error);
+    server.once('error', refused);
+    server.listen(port, host, () => {
+      server.off('error', refused);
+      resolve(undefined);
+    });
+  });
+}
+
+/**
+ * What an operator does about a port the endpoint cannot listen on (node says only `listen EADDRINUSE: ...`).
+ * A port in use or one this user may not take is TRIB_ERR_HTTP_PORT (exit 2): a restart meets it again. Any
+ * other refusal (an address no interface has yet, at boot) stays a plain error, exit 1, restarted.
+ */
+function notListening(error: NodeJS.ErrnoException, port: number, host: string, waitMs: number): Error {
+  const where = `cannot serve /healthz, /readyz and /metrics on ${host}:${port} (--http-host, --http-port)`;
+  if (error.code === 'EADDRINUSE') {
+    const waited = waitMs > 0 ? `, still after ${waitMs / 1000} s` : '';
+    return new TributaryError(
+      'TRIB_ERR_HTTP_PORT',
+      `${where}: port ${port} is in use by another process (another daemon on this host?)${waited}: see which with \`ss -ltnp 'sport = :${port}'\` (or \`lsof -nP -iTCP:${port} -sTCP:LISTEN\`); stop it or give this daemon another --http-port`,
+      { cause: error },
+    );
+  }
+  if (error.code === 'EACCES') return new TributaryError('TRIB_ERR_HTTP_PORT', `${where}: permission denied (a port below 1024 needs privileges): choose a --http-port above 1023`, { cause: error });
+  if (error.code === 'EADDRNOTAVAIL') return new Error(`${where}: no network interface of this host has that address: check --http-host`, { cause: error });
+  return new Error(`${where}: ${error.message}`, { cause: error });
 }

@@ -73,13 +73,15 @@ export function startDaemon(file: string, brokers: string, log?: string[], args:
  * first outputs), polled every `everyMs`: up to SPAWNED_START_MS, the one limit for a spawned run's first
  * wait (as TributaryProcess.started), not a number of each test's. A daemon that ends meanwhile ends the
  * wait at once, with its log's tail (unlessFailed). Later waits are the run's own work: waitFor.
+ * `timeoutMs`: longer only where its first sign waits on the brokers past the start (a start after an
+ * outage, which finds the previous run's transaction still open).
  */
-export function daemonStarted(daemon: ChildProcess, log: readonly string[] | undefined, what: string, condition: () => boolean | Promise<boolean>, everyMs = 100): Promise<void> {
+export function daemonStarted(daemon: ChildProcess, log: readonly string[] | undefined, what: string, condition: () => boolean | Promise<boolean>, everyMs = 100, timeoutMs = SPAWNED_START_MS): Promise<void> {
   const ended = (): WatchedRun => {
     const end = daemon.exitCode ?? daemon.signalCode;
     return { name: 'the daemon', failed: end === null ? undefined : `it ended (${end}) before ${what}`, ...(log ? { lines: log } : {}) };
   };
-  return waitFor(what, unlessFailed(() => [ended()], condition), SPAWNED_START_MS, everyMs);
+  return waitFor(what, unlessFailed(() => [ended()], condition), timeoutMs, everyMs);
 }
 
 /** The operations port of a daemon started with `--http-port 0` and `--log-level info`, once its log says it serves (its first wait: daemonStarted). */
