@@ -8,7 +8,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { MetricsHub, TributaryError, type ClickEvent, type PartitionRevocation, type Source, type SourcePlugin } from 'tributary';
+import { MetricsHub, onTimeOffset, TributaryError, type ClickEvent, type PartitionRevocation, type Source, type SourcePlugin } from 'tributary';
 import { runYaml, testContext, until } from 'tributary/testing';
 import kafkaSource, { type KafkaSourceConfig } from './source.js';
 import { rdkafka } from './common.js';
@@ -882,6 +882,35 @@ test('a kafka source yields at most batchSize events a batch however many record
   );
   await reading;
   assert.deepEqual(sizes.filter((size) => size > 0), [3, 3, 3, 1]);
+});
+
+test('a kafka source tells the stages, once, that its times carry an offset of their own (+01:00), as the file source does: session-features warns of UTC hours', async (t) => {
+  const script = await scriptedConsumer();
+  t.after(script.restore);
+  const shared = new Map<string, unknown>();
+  const heard: { offsetMinutes: number; source: string }[] = [];
+  onTimeOffset(shared, (offsetMinutes, source) => void heard.push({ offsetMinutes, source }));
+  const instance = await (kafkaSource as SourcePlugin<KafkaSourceConfig>).create(unreachableConfig(['t']), testContext({ batchSize: 10, shared, label: 'clicks' }));
+  t.after(() => instance.close?.());
+  const batches = instance.read()[Symbol.asyncIterator]();
+  const reading = (async () => {
+    let events = 0;
+    while (events < 2) {
+      const next = await batches.next();
+      if (next.done) break;
+      events += next.value.length;
+    }
+  })();
+  await until(() => script.consumeCalls() > 0, 'the partition assigned');
+  script.highOffsets.set('t/0', 2);
+  script.answers.push(() =>
+    ['2024-05-01T10:00:00+01:00', '2024-05-01T11:00:00+02:00'].map((time, offset) => {
+      const value = Buffer.from(JSON.stringify({ user_id: 'u1', time, type: 'view' }));
+      return { topic: 't', partition: 0, offset, value, key: null, size: value.length, timestamp: 0 };
+    }) as unknown as [],
+  );
+  await reading;
+  assert.deepEqual(heard, [{ offsetMinutes: 60, source: 'clicks' }], 'the first offset, once');
 });
 
 test('no test leaves a fake method on KafkaConsumer\'s prototype for the tests after it (each restores what it swapped)', async () => {

@@ -35,6 +35,7 @@ import {
   parseDuration,
   setOwnField,
   timerDurationMax,
+  timeOffsetReporter,
   TributaryError,
   valueAtPath,
   type ClickEvent,
@@ -597,6 +598,8 @@ class KafkaSource {
     this.map = createEventMapper(
       config.event_time === 'timestamp' ? { ...mapping, fields: { ...mapping.fields, time: KAFKA_TIMESTAMP_FIELD }, time_format: 'epoch_ms' } : mapping,
       unknownEventTypeWarning(context.logger),
+      // Its first time read with an offset of its own (+01:00) is told to the stages, once (session-features' hours).
+      timeOffsetReporter(context.shared, context.label),
     );
     this.absentFields = absentFieldCheck(mapping, context.logger, `topics ${config.topics?.join(', ') ?? config.pattern ?? ''}`);
     const properties: Record<string, unknown> = {

@@ -59,7 +59,7 @@ export default defineOperator<SessionFeaturesConfig>({
           'and in summer (12:00Z). Usually the zone of the source\'s `mapping.time_zone`, which reads the times: where a source names a zone other than UTC there (and its `time_format` reads times without their own offset: no offset letter, not `epoch_s`/`epoch_ms`/`epoch_us`), `validate` and `run` warn of a stage ' +
           'with neither `time_zone` nor `utc_offset_minutes` (its hours would be UTC\'s), or with a `time_zone` that is none of the sources\' zones (`time_zone: UTC` says UTC hours are meant). ' +
           'Times written with their own offset (`2024-03-12T10:00:00+01:00`) are the right instants whatever the zone, so no config says the shop\'s clock: where neither `time_zone` nor `utc_offset_minutes` is set, ' +
-          '`run` and `backtest` warn once, at the first time a source reads with an offset other than zero (a `file` or `stdin` source; a source of your own through `decodeRecords`, or `timeOffsetReporter`), naming the offset. Not set with `utc_offset_minutes`. ' +
+          '`run` and `backtest` warn once, at the first time a source reads with an offset other than zero (a `file`, `stdin` or `kafka` source; a source of your own through `decodeRecords`, or `timeOffsetReporter`), naming the offset. Not set with `utc_offset_minutes`. ' +
           'A name that is no zone is a config error, with the zone most likely meant; an abbreviation Intl takes (`EST`, a fixed UTC-5 all year; `CET`; `BST`, which it reads as Bangladesh\'s) is a warning of `validate` and `run`, with the place most likely meant, as is an `Etc/GMT+5`-style name (POSIX\'s sign: UTC-05:00).',
       },
       utc_offset_minutes: {
