@@ -268,7 +268,8 @@ test('exactly-once: the broker stopped under a running daemon until its transact
     });
     await broker.restart();
     await produce(broker.brokers, input, seqRecords(sent, 1_000));
-    await waitFor('every record in the committed output', async () => (await committedSeqs(broker.brokers, output)).size >= sent + 1_000, 150_000, 500);
+    // The daemon's exit ends the wait at once, with its log (daemonStarted), not 150 s later.
+    await daemonStarted(daemon, log, 'every record in the committed output', async () => (await committedSeqs(broker.brokers, output)).size >= sent + 1_000, 500, 150_000);
     await waitFor('ready again', async () => (await readyz()) === 200, 60_000, 200);
     assert.equal(daemon.exitCode, null, 'the daemon ran on through the outage');
     daemon.kill('SIGTERM');
