@@ -373,6 +373,8 @@ export class OnlineLearner {
   private withOnes = false;
   private stride = 0;
   private alignBuffer = new Float32Array(0);
+  /** Per feature of the model, 1 where the vector being aligned lacks it (see Normaliser.updateAndTransform). */
+  private missingBuffer = new Uint8Array(0);
   private oldestPending = Infinity;
   private readonly prequential: Prequential;
   private readonly drift: DriftDetector;
@@ -547,6 +549,7 @@ export class OnlineLearner {
     this.stride = features.length + (this.withOnes ? 1 : 0);
     this.learnBuffer = new Float32Array(Math.max(this.config.batch.maxSize, this.config.batch.learnSize) * this.stride);
     this.alignBuffer = new Float32Array(features.length);
+    this.missingBuffer = new Uint8Array(features.length);
     this.slab = new Float32Array(0);
     this.slabUsed = 0;
   }
@@ -671,7 +674,9 @@ export class OnlineLearner {
   /**
    * The model's features are fixed (by its first sample, or the model it resumed): a vector named
    * otherwise (a pipeline edited between runs, a stage whose output changed) is read by name, which
-   * drops what the model does not know and reads its missing features as 0. Said, not silent.
+   * drops what the model does not know and reads its missing features at their running mean (standardised 0,
+   * leaving the normaliser's statistics as they were: a raw 0 would shift every prediction); a custom model,
+   * which gets raw values, reads them as 0. Said, not silent.
    */
   private warnOtherFeatures(names: readonly string[], map: readonly number[]): void {
     const own = this.features!;
@@ -684,7 +689,7 @@ export class OnlineLearner {
     this.mismatchesLogged.add(key);
     this.context.logger.warn(
       { model: this.name, ignored: ignored.slice(0, 50), missing: missing.slice(0, 50), ignoredCount: ignored.length, missingCount: missing.length },
-      `model ${this.name}: input features differ from the model's ${own.length}: ${ignored.length} it does not know are ignored, ${missing.length} of its own are absent and read as 0 ` +
+      `model ${this.name}: input features differ from the model's ${own.length}: ${ignored.length} it does not know are ignored, ${missing.length} of its own are absent and read as 0${this.custom ? '' : ' once standardised (at their running mean, which with their variance is left as it was)'} ` +
         '(a model keeps the features it started with or resumed; to learn on new ones, start it afresh)',
     );
   }
@@ -706,12 +711,18 @@ export class OnlineLearner {
     const offset = this.slabUsed++ * this.stride;
     if (this.withOnes) this.slab[offset + size] = 1;
     let values: ArrayLike<number> = input.values;
+    let missing: Uint8Array | undefined;
     if (map !== null) {
       const aligned = this.alignBuffer;
-      for (let i = 0; i < size; i++) aligned[i] = map[i]! >= 0 ? input.values[map[i]!]! : 0;
+      missing = this.missingBuffer;
+      for (let i = 0; i < size; i++) {
+        const at = map[i]!;
+        aligned[i] = at >= 0 ? input.values[at]! : 0;
+        missing[i] = at >= 0 ? 0 : 1;
+      }
       values = aligned;
     }
-    this.normaliser!.updateAndTransform(values, this.slab, offset);
+    this.normaliser!.updateAndTransform(values, this.slab, offset, missing);
     const sample = newSample(input.id, input.userId, input.sessionId, input.time, this.slab, offset, input.seq, input.idKey);
     const model = this.model!;
     if (model.predictRow !== undefined) {
