@@ -211,6 +211,16 @@ export interface SavedModel {
   baseLearningRate: number;
   /** Labels and positives the model has learnt from (its base-rate offset), warm starts included. */
   labels: [number, number];
+  /**
+   * Learning steps the model has taken, warm starts included (the optimiser's own count restarts at a drift's
+   * reset_optimizer); absent from files written before it (read as the optimiser's count).
+   */
+  learnSteps?: number;
+}
+
+/** The learning steps a saved model took (see SavedModel.learnSteps). */
+function stepsOf(saved: SavedModel): number {
+  return saved.learnSteps ?? saved.model.optimizer.step;
 }
 
 export interface LearnerState {
@@ -392,6 +402,8 @@ export class OnlineLearner {
   private closedModel: SavedModel | undefined;
   /** Labels and positives learnt before this run (a warm start), for the saved model's totals. */
   private prior: [number, number] = [0, 0];
+  /** Learning steps taken before this run (a warm start), for the saved model's total. */
+  private priorSteps = 0;
   private readonly lossBlocks: LossBlocks;
   /** Labels scored since the counter was last increased (prom-client pays per call). */
   private unCountedLabels = 0;
@@ -499,7 +511,7 @@ export class OnlineLearner {
           { cause },
         );
       }
-      const steps = saved.model.optimizer.step;
+      const steps = stepsOf(saved);
       this.warmStarted = { file, steps };
       if (this.context.replay) {
         // A replay (a backtest) scores its data prequentially only from a cold start: a model saved by runs over this
@@ -579,13 +591,14 @@ export class OnlineLearner {
     }
     this.baseLearningRate = configured;
     this.prior = [...(saved.labels ?? [0, 0])];
+    this.priorSteps = stepsOf(saved);
   }
 
   savedModel(): SavedModel | null {
     // After close the model is gone, but the runtime may still snapshot (a checkpoint at stop).
     if (!this.model) return this.closedModel ?? null;
     if (!this.normaliser || !this.features) return null;
-    return { format: 1, name: this.name, task: this.task, features: this.features, model: this.model.state(), normaliser: this.normaliser.state(), baseLearningRate: this.baseLearningRate, labels: [this.prior[0] + this.prequential.n, this.prior[1] + this.prequential.positives] };
+    return { format: 1, name: this.name, task: this.task, features: this.features, model: this.model.state(), normaliser: this.normaliser.state(), baseLearningRate: this.baseLearningRate, labels: [this.prior[0] + this.prequential.n, this.prior[1] + this.prequential.positives], learnSteps: this.priorSteps + this.counts.learnSteps };
   }
 
   /**
@@ -1385,6 +1398,8 @@ export class OnlineLearner {
     const expected = this.config.drift.detector === 'none' ? [] : this.toPredict.filter((s) => s.label !== undefined).map(lossUnit);
     this.lossBlocks.load(block, expected);
     Object.assign(this.counts, state.counts);
+    // A snapshot from before saved models counted their steps has the optimiser's, which a drift's reset restarted.
+    if (state.saved) this.priorSteps = Math.max(0, stepsOf(state.saved) - this.counts.learnSteps);
     this.lastCheckpointLabels = this.counts.labels;
     this.oldestPending = this.context.clock.now();
   }

@@ -1,11 +1,17 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { type Emit } from 'tributary';
-import { testContext } from 'tributary/testing';
-import { OnlineLearner } from './learner.js';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { watermark, type Element, type Emit, type StreamRecord } from 'tributary';
+import { runOperator, tempFolder, testContext } from 'tributary/testing';
+import intentModel, { type IntentModelConfig } from './intent.js';
+import { OnlineLearner, type SavedModel } from './learner.js';
 import { resolveConfig } from './config.js';
 import { Normaliser } from './normaliser.js';
-import { rng } from './testdata.js';
+import { event, rng, summary } from './testdata.js';
+
+const base: IntentModelConfig = { backend: 'cpu', batch: { max_size: 32, max_delay: 0 } };
+const of = (output: Element[], kind: string): StreamRecord[] => output.filter((r) => r.kind === kind) as StreamRecord[];
 
 /** A logistic learner (scored on the host, at once) trained on features a, b, c; c far from 0 (mean about 10) and telling. */
 async function trainedOnABC(seed: number, logged: string[] = []): Promise<{ learner: OnlineLearner; normaliser: () => Normaliser; score: (names: string[], values: number[]) => number }> {
@@ -75,4 +81,53 @@ test('the normaliser counts each feature by the samples that had it: its varianc
   old.load({ n: 3, mean: [3, 3], m2: [8, 2] });
   assert.equal(old.state().absent, undefined);
   assert.throws(() => new Normaliser(3).load({ n: 1, mean: [0, 0, 0], m2: [0, 0, 0], absent: [0] }), /absent values of 1 features, the model has 3/);
+});
+
+/** Sessions whose buyers go from 5% to 50% at `shiftAt` (a drift adwin finds in blocks of 4). */
+function shiftingStream(sessions: number, shiftAt: number, seed: number): Element[] {
+  const random = rng(seed);
+  const out: Element[] = [];
+  const t0 = Date.parse('2024-01-01T00:00:00Z');
+  for (let s = 0; s < sessions; s++) {
+    const buyer = random() < (s < shiftAt ? 0.05 : 0.5);
+    const start = t0 + s * 600_000;
+    const user = `u${s % 97}`;
+    const views = 4 + Math.floor(random() * 3);
+    for (let p = 0; p < views; p++) out.push(event(user, `s${s}`, start + p * 60_000, p, start, 'view', [random() * 2 - 1, random() * 2 - 1, random() * 2 - 1, random() * 2 - 1]));
+    out.push(summary(user, `s${s}`, start, start + (views - 1) * 60_000, views, buyer));
+    if (s % 10 === 9) out.push(watermark(start + views * 60_000));
+  }
+  out.push(watermark(Infinity));
+  return out;
+}
+
+interface Report {
+  counts: { learnSteps: number };
+  warmStart: { file: string; steps: number } | null;
+}
+
+test("warmStart.steps is the saved model's learning steps, a drift's reset_optimizer included, and adds up over warm starts (was: Adam's step count, which that reset restarts)", async (t) => {
+  const dir = tempFolder(t, 'models');
+  const config: IntentModelConfig = { ...base, name: 'steps', checkpoint: { dir }, drift: { detector: 'adwin', block: 4, action: 'reset_optimizer' }, optimizer: { kind: 'adam', learning_rate: 0.01 }, report: true };
+  const first = await runOperator(intentModel, config, shiftingStream(1200, 800, 21));
+  assert.ok(of(first.output, 'drift').length >= 1, 'a drift reset the optimiser');
+  const trained = (of(first.output, 'model_metrics')[0] as unknown as Report).counts.learnSteps;
+  const saved = JSON.parse(readFileSync(join(dir, 'steps.model.json'), 'utf8')) as SavedModel;
+  assert.ok(saved.model.optimizer.step < trained, `Adam's ${saved.model.optimizer.step} steps, counted again from the drift, of ${trained}`);
+  const second = await runOperator(intentModel, config, shiftingStream(100, 1000, 3));
+  const secondReport = of(second.output, 'model_metrics')[0] as unknown as Report;
+  assert.equal(secondReport.warmStart?.steps, trained);
+  assert.equal(saved.learnSteps, trained);
+  // Resumed from the second run's checkpoint: its counts go on, the warm start's steps still added.
+  const resumed = await runOperator(intentModel, config, shiftingStream(20, 1000, 6), testContext(), { restore: second.state });
+  const resumedSteps = (of(resumed.output, 'model_metrics')[0] as unknown as Report).counts.learnSteps;
+  assert.ok(resumedSteps > secondReport.counts.learnSteps);
+  assert.equal((JSON.parse(readFileSync(join(dir, 'steps.model.json'), 'utf8')) as SavedModel).learnSteps, trained + resumedSteps);
+  const third = await runOperator(intentModel, config, shiftingStream(10, 1000, 4));
+  assert.equal((of(third.output, 'model_metrics')[0] as unknown as Report).warmStart?.steps, trained + resumedSteps);
+  // A file saved before models counted their steps: the optimiser's count, the best there is.
+  const { learnSteps: _, ...older } = JSON.parse(readFileSync(join(dir, 'steps.model.json'), 'utf8')) as SavedModel;
+  writeFileSync(join(dir, 'steps.model.json'), JSON.stringify(older));
+  const fourth = await runOperator(intentModel, config, shiftingStream(10, 1000, 5));
+  assert.equal((of(fourth.output, 'model_metrics')[0] as unknown as Report).warmStart?.steps, older.model.optimizer.step);
 });
