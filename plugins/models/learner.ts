@@ -216,6 +216,8 @@ export interface SavedModel {
    * reset_optimizer); absent from files written before it (read as the optimiser's count).
    */
   learnSteps?: number;
+  /** The pipeline that saved it; absent from files written before it. */
+  pipeline?: string;
 }
 
 /** The learning steps a saved model took (see SavedModel.learnSteps). */
@@ -520,7 +522,14 @@ export class OnlineLearner {
           { model: this.name, file, steps },
           `model ${this.name}: warm start from ${file} (${steps} learning steps): if that model learnt from this input, its scores here are not out of sample; set checkpoint.warm_start: false (or --set) for a cold score`,
         );
-      } else this.context.logger.info({ file, steps }, `model ${this.name}: warm start from ${file}`);
+      } else if (saved.pipeline !== undefined && saved.pipeline !== this.context.pipeline) {
+        // Another pipeline's model, kept only until this one closes: a check of a warm start run beside the
+        // pipeline that trained the model (same name and folder) replaced that model with its own.
+        this.context.logger.warn(
+          { model: this.name, file, steps, savedBy: saved.pipeline },
+          `model ${this.name}: warm start from ${file} (${steps} learning steps), saved by pipeline ${saved.pipeline}: this pipeline (${this.context.pipeline}) saves its model to the same file and replaces it; give this stage another checkpoint.dir (or name) to keep ${saved.pipeline}'s model`,
+        );
+      } else this.context.logger.info({ file, steps }, `model ${this.name}: warm start from ${file} (${steps} learning steps; saved over at close)`);
       this.gauges.learningRate.set(this.model!.optimizer.learningRate);
     }
   }
@@ -598,7 +607,7 @@ export class OnlineLearner {
     // After close the model is gone, but the runtime may still snapshot (a checkpoint at stop).
     if (!this.model) return this.closedModel ?? null;
     if (!this.normaliser || !this.features) return null;
-    return { format: 1, name: this.name, task: this.task, features: this.features, model: this.model.state(), normaliser: this.normaliser.state(), baseLearningRate: this.baseLearningRate, labels: [this.prior[0] + this.prequential.n, this.prior[1] + this.prequential.positives], learnSteps: this.priorSteps + this.counts.learnSteps };
+    return { format: 1, name: this.name, task: this.task, features: this.features, model: this.model.state(), normaliser: this.normaliser.state(), baseLearningRate: this.baseLearningRate, labels: [this.prior[0] + this.prequential.n, this.prior[1] + this.prequential.positives], learnSteps: this.priorSteps + this.counts.learnSteps, pipeline: this.context.pipeline };
   }
 
   /**

@@ -131,3 +131,33 @@ test("warmStart.steps is the saved model's learning steps, a drift's reset_optim
   const fourth = await runOperator(intentModel, config, shiftingStream(10, 1000, 5));
   assert.equal((of(fourth.output, 'model_metrics')[0] as unknown as Report).warmStart?.steps, older.model.optimizer.step);
 });
+
+test("a model file saved by another pipeline is warned of as it warm-starts: this pipeline saves over it (was: an info line, and the trainer's model replaced at close)", async (t) => {
+  const dir = tempFolder(t, 'models');
+  const config: IntentModelConfig = { ...base, name: 'shared', checkpoint: { dir } };
+  const file = join(dir, 'shared.model.json');
+  const logs = (pipeline: string): { context: ReturnType<typeof testContext>; warned: string[]; infos: string[] } => {
+    const warned: string[] = [];
+    const infos: string[] = [];
+    const context = testContext({ pipeline });
+    const logger = { ...context.logger, warn: (_: unknown, message?: string) => void (message !== undefined && warned.push(message)), info: (_: unknown, message?: string) => void (message !== undefined && infos.push(message)) };
+    return { context: { ...context, logger } as typeof context, warned, infos };
+  };
+  await runOperator(intentModel, config, shiftingStream(40, 1000, 1), testContext({ pipeline: 'trainer' }));
+  assert.equal((JSON.parse(readFileSync(file, 'utf8')) as SavedModel).pipeline, 'trainer');
+  // The trainer again: its own model, said as before (an info line), now naming the steps and that it is saved over.
+  const again = logs('trainer');
+  await runOperator(intentModel, config, shiftingStream(10, 1000, 2), again.context);
+  assert.deepEqual(again.warned, []);
+  assert.ok(again.infos.some((message) => /^model shared: warm start from \S+shared\.model\.json \(\d+ learning steps; saved over at close\)$/.test(message)), again.infos.join('\n'));
+  // Another pipeline, same model name and folder: warned, naming both pipelines and what keeps the trainer's model.
+  const check = logs('warm-check');
+  await runOperator(intentModel, config, shiftingStream(10, 1000, 3), check.context);
+  assert.equal(check.warned.length, 1, check.warned.join('\n'));
+  assert.match(
+    check.warned[0]!,
+    /^model shared: warm start from \S+shared\.model\.json \(\d+ learning steps\), saved by pipeline trainer: this pipeline \(warm-check\) saves its model to the same file and replaces it; give this stage another checkpoint\.dir \(or name\) to keep trainer's model$/,
+  );
+  // As it says: the file is the check's now.
+  assert.equal((JSON.parse(readFileSync(file, 'utf8')) as SavedModel).pipeline, 'warm-check');
+});
