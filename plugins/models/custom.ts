@@ -56,17 +56,20 @@ export class CustomModelAdapter implements Model {
   dispose(): void {}
 }
 
-/** The learner's feature transform for custom models: raw values (non-finite ones as 0), nothing learnt. */
+/**
+ * The learner's feature transform for custom models: raw values (non-finite ones as 0), nothing learnt.
+ * A feature the sample lacks is 0 too: there is no running mean to read it at.
+ */
 export class RawFeatures {
   n = 0;
 
   constructor(readonly size: number) {}
 
-  updateAndTransform(raw: ArrayLike<number>, out: Float32Array, offset: number): void {
+  updateAndTransform(raw: ArrayLike<number>, out: Float32Array, offset: number, missing?: Uint8Array): void {
     this.n++;
     for (let i = 0; i < this.size; i++) {
       const x = raw[i]!;
-      out[offset + i] = Number.isFinite(x) ? x : 0;
+      out[offset + i] = Number.isFinite(x) && missing?.[i] !== 1 ? x : 0;
     }
   }
 

@@ -211,6 +211,18 @@ export interface SavedModel {
   baseLearningRate: number;
   /** Labels and positives the model has learnt from (its base-rate offset), warm starts included. */
   labels: [number, number];
+  /**
+   * Learning steps the model has taken, warm starts included (the optimiser's own count restarts at a drift's
+   * reset_optimizer); absent from files written before it (read as the optimiser's count).
+   */
+  learnSteps?: number;
+  /** The pipeline that saved it; absent from files written before it. */
+  pipeline?: string;
+}
+
+/** The learning steps a saved model took (see SavedModel.learnSteps). */
+function stepsOf(saved: SavedModel): number {
+  return saved.learnSteps ?? saved.model.optimizer.step;
 }
 
 export interface LearnerState {
@@ -373,6 +385,8 @@ export class OnlineLearner {
   private withOnes = false;
   private stride = 0;
   private alignBuffer = new Float32Array(0);
+  /** Per feature of the model, 1 where the vector being aligned lacks it (see Normaliser.updateAndTransform). */
+  private missingBuffer = new Uint8Array(0);
   private oldestPending = Infinity;
   private readonly prequential: Prequential;
   private readonly drift: DriftDetector;
@@ -390,6 +404,8 @@ export class OnlineLearner {
   private closedModel: SavedModel | undefined;
   /** Labels and positives learnt before this run (a warm start), for the saved model's totals. */
   private prior: [number, number] = [0, 0];
+  /** Learning steps taken before this run (a warm start), for the saved model's total. */
+  private priorSteps = 0;
   private readonly lossBlocks: LossBlocks;
   /** Labels scored since the counter was last increased (prom-client pays per call). */
   private unCountedLabels = 0;
@@ -497,7 +513,7 @@ export class OnlineLearner {
           { cause },
         );
       }
-      const steps = saved.model.optimizer.step;
+      const steps = stepsOf(saved);
       this.warmStarted = { file, steps };
       if (this.context.replay) {
         // A replay (a backtest) scores its data prequentially only from a cold start: a model saved by runs over this
@@ -506,7 +522,14 @@ export class OnlineLearner {
           { model: this.name, file, steps },
           `model ${this.name}: warm start from ${file} (${steps} learning steps): if that model learnt from this input, its scores here are not out of sample; set checkpoint.warm_start: false (or --set) for a cold score`,
         );
-      } else this.context.logger.info({ file, steps }, `model ${this.name}: warm start from ${file}`);
+      } else if (saved.pipeline !== undefined && saved.pipeline !== this.context.pipeline) {
+        // Another pipeline's model, kept only until this one closes: a check of a warm start run beside the
+        // pipeline that trained the model (same name and folder) replaced that model with its own.
+        this.context.logger.warn(
+          { model: this.name, file, steps, savedBy: saved.pipeline },
+          `model ${this.name}: warm start from ${file} (${steps} learning steps), saved by pipeline ${saved.pipeline}: this pipeline (${this.context.pipeline}) saves its model to the same file and replaces it; give this stage another checkpoint.dir (or name) to keep ${saved.pipeline}'s model`,
+        );
+      } else this.context.logger.info({ file, steps }, `model ${this.name}: warm start from ${file} (${steps} learning steps; saved over at close)`);
       this.gauges.learningRate.set(this.model!.optimizer.learningRate);
     }
   }
@@ -547,6 +570,7 @@ export class OnlineLearner {
     this.stride = features.length + (this.withOnes ? 1 : 0);
     this.learnBuffer = new Float32Array(Math.max(this.config.batch.maxSize, this.config.batch.learnSize) * this.stride);
     this.alignBuffer = new Float32Array(features.length);
+    this.missingBuffer = new Uint8Array(features.length);
     this.slab = new Float32Array(0);
     this.slabUsed = 0;
   }
@@ -576,13 +600,14 @@ export class OnlineLearner {
     }
     this.baseLearningRate = configured;
     this.prior = [...(saved.labels ?? [0, 0])];
+    this.priorSteps = stepsOf(saved);
   }
 
   savedModel(): SavedModel | null {
     // After close the model is gone, but the runtime may still snapshot (a checkpoint at stop).
     if (!this.model) return this.closedModel ?? null;
     if (!this.normaliser || !this.features) return null;
-    return { format: 1, name: this.name, task: this.task, features: this.features, model: this.model.state(), normaliser: this.normaliser.state(), baseLearningRate: this.baseLearningRate, labels: [this.prior[0] + this.prequential.n, this.prior[1] + this.prequential.positives] };
+    return { format: 1, name: this.name, task: this.task, features: this.features, model: this.model.state(), normaliser: this.normaliser.state(), baseLearningRate: this.baseLearningRate, labels: [this.prior[0] + this.prequential.n, this.prior[1] + this.prequential.positives], learnSteps: this.priorSteps + this.counts.learnSteps, pipeline: this.context.pipeline };
   }
 
   /**
@@ -671,7 +696,9 @@ export class OnlineLearner {
   /**
    * The model's features are fixed (by its first sample, or the model it resumed): a vector named
    * otherwise (a pipeline edited between runs, a stage whose output changed) is read by name, which
-   * drops what the model does not know and reads its missing features as 0. Said, not silent.
+   * drops what the model does not know and reads its missing features at their running mean (standardised 0,
+   * leaving the normaliser's statistics as they were: a raw 0 would shift every prediction); a custom model,
+   * which gets raw values, reads them as 0. Said, not silent.
    */
   private warnOtherFeatures(names: readonly string[], map: readonly number[]): void {
     const own = this.features!;
@@ -684,7 +711,7 @@ export class OnlineLearner {
     this.mismatchesLogged.add(key);
     this.context.logger.warn(
       { model: this.name, ignored: ignored.slice(0, 50), missing: missing.slice(0, 50), ignoredCount: ignored.length, missingCount: missing.length },
-      `model ${this.name}: input features differ from the model's ${own.length}: ${ignored.length} it does not know are ignored, ${missing.length} of its own are absent and read as 0 ` +
+      `model ${this.name}: input features differ from the model's ${own.length}: ${ignored.length} it does not know are ignored, ${missing.length} of its own are absent and read as 0${this.custom ? '' : ' once standardised (at their running mean, which with their variance is left as it was)'} ` +
         '(a model keeps the features it started with or resumed; to learn on new ones, start it afresh)',
     );
   }
@@ -706,12 +733,18 @@ export class OnlineLearner {
     const offset = this.slabUsed++ * this.stride;
     if (this.withOnes) this.slab[offset + size] = 1;
     let values: ArrayLike<number> = input.values;
+    let missing: Uint8Array | undefined;
     if (map !== null) {
       const aligned = this.alignBuffer;
-      for (let i = 0; i < size; i++) aligned[i] = map[i]! >= 0 ? input.values[map[i]!]! : 0;
+      missing = this.missingBuffer;
+      for (let i = 0; i < size; i++) {
+        const at = map[i]!;
+        aligned[i] = at >= 0 ? input.values[at]! : 0;
+        missing[i] = at >= 0 ? 0 : 1;
+      }
       values = aligned;
     }
-    this.normaliser!.updateAndTransform(values, this.slab, offset);
+    this.normaliser!.updateAndTransform(values, this.slab, offset, missing);
     const sample = newSample(input.id, input.userId, input.sessionId, input.time, this.slab, offset, input.seq, input.idKey);
     const model = this.model!;
     if (model.predictRow !== undefined) {
@@ -1374,6 +1407,8 @@ export class OnlineLearner {
     const expected = this.config.drift.detector === 'none' ? [] : this.toPredict.filter((s) => s.label !== undefined).map(lossUnit);
     this.lossBlocks.load(block, expected);
     Object.assign(this.counts, state.counts);
+    // A snapshot from before saved models counted their steps has the optimiser's, which a drift's reset restarted.
+    if (state.saved) this.priorSteps = Math.max(0, stepsOf(state.saved) - this.counts.learnSteps);
     this.lastCheckpointLabels = this.counts.labels;
     this.oldestPending = this.context.clock.now();
   }

@@ -1,0 +1,163 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { watermark, type Element, type Emit, type StreamRecord } from 'tributary';
+import { runOperator, tempFolder, testContext } from 'tributary/testing';
+import intentModel, { type IntentModelConfig } from './intent.js';
+import { OnlineLearner, type SavedModel } from './learner.js';
+import { resolveConfig } from './config.js';
+import { Normaliser } from './normaliser.js';
+import { event, rng, summary } from './testdata.js';
+
+const base: IntentModelConfig = { backend: 'cpu', batch: { max_size: 32, max_delay: 0 } };
+const of = (output: Element[], kind: string): StreamRecord[] => output.filter((r) => r.kind === kind) as StreamRecord[];
+
+/** A logistic learner (scored on the host, at once) trained on features a, b, c; c far from 0 (mean about 10) and telling. */
+async function trainedOnABC(seed: number, logged: string[] = []): Promise<{ learner: OnlineLearner; normaliser: () => Normaliser; score: (names: string[], values: number[]) => number }> {
+  const context = testContext();
+  const withLog = { ...context, logger: { ...context.logger, warn: (_: unknown, message?: string) => void (message !== undefined && logged.push(message)) } } as typeof context;
+  const learner = new OnlineLearner(resolveConfig({ backend: 'cpu', batch: { max_size: 1, max_delay: 0 } }, 'abc'), 'intent', withLog);
+  await learner.open();
+  let scored = 0;
+  const emit: Emit = (record) => {
+    if (record.kind === 'prediction') scored = record.score as number;
+  };
+  const random = rng(seed);
+  let n = 0;
+  const score = (names: string[], values: number[]): number => {
+    learner.submit({ id: `p${n}`, userId: `u${n}`, sessionId: `s${n}`, time: n, names, values: Float32Array.from(values) }, emit);
+    n++;
+    return scored;
+  };
+  for (let i = 0; i < 400; i++) {
+    const c = 10 + (random() * 2 - 1);
+    const handle = learner.submit({ id: `t${i}`, userId: `u${i}`, sessionId: `t${i}`, time: i, names: ['a', 'b', 'c'], values: Float32Array.of(random(), random(), c) }, emit);
+    learner.label(handle, c > 10 ? 1 : 0, i, emit);
+  }
+  learner.flushLearning(emit);
+  return { learner, normaliser: () => (learner as unknown as { normaliser: Normaliser }).normaliser, score };
+}
+
+test("a feature the model knows that its input no longer has is read at its running mean (standardised 0) and leaves the normaliser's statistics as they were (was: read as a raw 0, which moved its mean and variance and gave it (0 - mean) / sd)", async () => {
+  const logged: string[] = [];
+  const fed = await trainedOnABC(5, logged);
+  const before = fed.normaliser().state();
+  const missing = fed.score(['a', 'b'], [0.3, 0.6]);
+  const after = fed.normaliser().state();
+  // c's mean and m2 untouched; a's and b's updated as ever.
+  assert.equal(after.mean[2], before.mean[2]);
+  assert.equal(after.m2[2], before.m2[2]);
+  assert.notEqual(after.mean[0], before.mean[0]);
+  assert.deepEqual(after.absent, [0, 0, 1]);
+  // The same model fed c at its running mean: the same score, but for the float32 rounding of that mean as an input.
+  const twin = await trainedOnABC(5);
+  const atMean = twin.score(['a', 'b', 'c'], [0.3, 0.6, before.mean[2]!]);
+  assert.ok(Math.abs(missing - atMean) < 1e-5, `missing ${missing}, at the mean ${atMean}`);
+  // Read as a raw 0, c (mean about 10) was clipped to -5 sd: the model's telling feature says "no".
+  const third = await trainedOnABC(5);
+  const atZero = third.score(['a', 'b', 'c'], [0.3, 0.6, 0]);
+  assert.ok(Math.abs(missing - atZero) > 0.05, `missing ${missing}, at a raw 0 ${atZero}`);
+  assert.equal(logged.length, 1, logged.join('\n'));
+  assert.match(logged[0]!, /0 it does not know are ignored, 1 of its own are absent and read as 0 once standardised \(at their running mean, which with their variance is left as it was\)/);
+  for (const { learner } of [fed, twin, third]) await learner.close();
+});
+
+test('the normaliser counts each feature by the samples that had it: its variance, and a saved state, count no absent sample', () => {
+  const normaliser = new Normaliser(2);
+  const out = new Float32Array(2);
+  normaliser.updateAndTransform([1, 2], out, 0);
+  normaliser.updateAndTransform([3, 0], out, 0, Uint8Array.of(0, 1));
+  assert.equal(out[1], 0);
+  normaliser.updateAndTransform([5, 4], out, 0);
+  const state = normaliser.state();
+  // Feature 1 saw 2 and 4: mean 3, m2 2 (sample variance 2), as if the absent sample had not been.
+  assert.deepEqual({ n: state.n, mean: state.mean, m2: state.m2, absent: state.absent }, { n: 3, mean: [3, 3], m2: [8, 2], absent: [0, 1] });
+  const loaded = new Normaliser(2);
+  loaded.load(JSON.parse(JSON.stringify(state)) as typeof state);
+  assert.deepEqual(loaded.state(), state);
+  // A state saved before absent values were counted loads as none absent.
+  const old = new Normaliser(2);
+  old.load({ n: 3, mean: [3, 3], m2: [8, 2] });
+  assert.equal(old.state().absent, undefined);
+  assert.throws(() => new Normaliser(3).load({ n: 1, mean: [0, 0, 0], m2: [0, 0, 0], absent: [0] }), /absent values of 1 features, the model has 3/);
+});
+
+/** Sessions whose buyers go from 5% to 50% at `shiftAt` (a drift adwin finds in blocks of 4). */
+function shiftingStream(sessions: number, shiftAt: number, seed: number): Element[] {
+  const random = rng(seed);
+  const out: Element[] = [];
+  const t0 = Date.parse('2024-01-01T00:00:00Z');
+  for (let s = 0; s < sessions; s++) {
+    const buyer = random() < (s < shiftAt ? 0.05 : 0.5);
+    const start = t0 + s * 600_000;
+    const user = `u${s % 97}`;
+    const views = 4 + Math.floor(random() * 3);
+    for (let p = 0; p < views; p++) out.push(event(user, `s${s}`, start + p * 60_000, p, start, 'view', [random() * 2 - 1, random() * 2 - 1, random() * 2 - 1, random() * 2 - 1]));
+    out.push(summary(user, `s${s}`, start, start + (views - 1) * 60_000, views, buyer));
+    if (s % 10 === 9) out.push(watermark(start + views * 60_000));
+  }
+  out.push(watermark(Infinity));
+  return out;
+}
+
+interface Report {
+  counts: { learnSteps: number };
+  warmStart: { file: string; steps: number } | null;
+}
+
+test("warmStart.steps is the saved model's learning steps, a drift's reset_optimizer included, and adds up over warm starts (was: Adam's step count, which that reset restarts)", async (t) => {
+  const dir = tempFolder(t, 'models');
+  const config: IntentModelConfig = { ...base, name: 'steps', checkpoint: { dir }, drift: { detector: 'adwin', block: 4, action: 'reset_optimizer' }, optimizer: { kind: 'adam', learning_rate: 0.01 }, report: true };
+  const first = await runOperator(intentModel, config, shiftingStream(1200, 800, 21));
+  assert.ok(of(first.output, 'drift').length >= 1, 'a drift reset the optimiser');
+  const trained = (of(first.output, 'model_metrics')[0] as unknown as Report).counts.learnSteps;
+  const saved = JSON.parse(readFileSync(join(dir, 'steps.model.json'), 'utf8')) as SavedModel;
+  assert.ok(saved.model.optimizer.step < trained, `Adam's ${saved.model.optimizer.step} steps, counted again from the drift, of ${trained}`);
+  const second = await runOperator(intentModel, config, shiftingStream(100, 1000, 3));
+  const secondReport = of(second.output, 'model_metrics')[0] as unknown as Report;
+  assert.equal(secondReport.warmStart?.steps, trained);
+  assert.equal(saved.learnSteps, trained);
+  // Resumed from the second run's checkpoint: its counts go on, the warm start's steps still added.
+  const resumed = await runOperator(intentModel, config, shiftingStream(20, 1000, 6), testContext(), { restore: second.state });
+  const resumedSteps = (of(resumed.output, 'model_metrics')[0] as unknown as Report).counts.learnSteps;
+  assert.ok(resumedSteps > secondReport.counts.learnSteps);
+  assert.equal((JSON.parse(readFileSync(join(dir, 'steps.model.json'), 'utf8')) as SavedModel).learnSteps, trained + resumedSteps);
+  const third = await runOperator(intentModel, config, shiftingStream(10, 1000, 4));
+  assert.equal((of(third.output, 'model_metrics')[0] as unknown as Report).warmStart?.steps, trained + resumedSteps);
+  // A file saved before models counted their steps: the optimiser's count, the best there is.
+  const { learnSteps: _, ...older } = JSON.parse(readFileSync(join(dir, 'steps.model.json'), 'utf8')) as SavedModel;
+  writeFileSync(join(dir, 'steps.model.json'), JSON.stringify(older));
+  const fourth = await runOperator(intentModel, config, shiftingStream(10, 1000, 5));
+  assert.equal((of(fourth.output, 'model_metrics')[0] as unknown as Report).warmStart?.steps, older.model.optimizer.step);
+});
+
+test("a model file saved by another pipeline is warned of as it warm-starts: this pipeline saves over it (was: an info line, and the trainer's model replaced at close)", async (t) => {
+  const dir = tempFolder(t, 'models');
+  const config: IntentModelConfig = { ...base, name: 'shared', checkpoint: { dir } };
+  const file = join(dir, 'shared.model.json');
+  const logs = (pipeline: string): { context: ReturnType<typeof testContext>; warned: string[]; infos: string[] } => {
+    const warned: string[] = [];
+    const infos: string[] = [];
+    const context = testContext({ pipeline });
+    const logger = { ...context.logger, warn: (_: unknown, message?: string) => void (message !== undefined && warned.push(message)), info: (_: unknown, message?: string) => void (message !== undefined && infos.push(message)) };
+    return { context: { ...context, logger } as typeof context, warned, infos };
+  };
+  await runOperator(intentModel, config, shiftingStream(40, 1000, 1), testContext({ pipeline: 'trainer' }));
+  assert.equal((JSON.parse(readFileSync(file, 'utf8')) as SavedModel).pipeline, 'trainer');
+  // The trainer again: its own model, said as before (an info line), now naming the steps and that it is saved over.
+  const again = logs('trainer');
+  await runOperator(intentModel, config, shiftingStream(10, 1000, 2), again.context);
+  assert.deepEqual(again.warned, []);
+  assert.ok(again.infos.some((message) => /^model shared: warm start from \S+shared\.model\.json \(\d+ learning steps; saved over at close\)$/.test(message)), again.infos.join('\n'));
+  // Another pipeline, same model name and folder: warned, naming both pipelines and what keeps the trainer's model.
+  const check = logs('warm-check');
+  await runOperator(intentModel, config, shiftingStream(10, 1000, 3), check.context);
+  assert.equal(check.warned.length, 1, check.warned.join('\n'));
+  assert.match(
+    check.warned[0]!,
+    /^model shared: warm start from \S+shared\.model\.json \(\d+ learning steps\), saved by pipeline trainer: this pipeline \(warm-check\) saves its model to the same file and replaces it; give this stage another checkpoint\.dir \(or name\) to keep trainer's model$/,
+  );
+  // As it says: the file is the check's now.
+  assert.equal((JSON.parse(readFileSync(file, 'utf8')) as SavedModel).pipeline, 'warm-check');
+});
