@@ -1170,3 +1170,36 @@ test('corrupt deflate data read from a FIFO gives the same lines as from a file 
   assert.deepEqual(fromFifo.times, fromFile.times);
   assert.deepEqual(fromFifo.deadLetters.map((dead) => [dead.reason, dead.raw]), fromFile.deadLetters.map((dead) => [dead.reason, dead.raw]));
 });
+
+test('pipelines chained through a file: the second reads the first one\'s events with `mapping: canonical` and gives the events one pipeline gives; a config naming another word is an error at `mapping`', async () => {
+  const input = join(dir, 'chain-in.jsonl');
+  writeFileSync(
+    input,
+    [
+      '{"user_id":"u1","session_id":"s1","time":"2024-01-01T00:00:00.250Z","type":"view","item_id":"i1","category":"shoes","price":"9.50","brand":"acme"}',
+      '{"user_id":"u1","session_id":"s1","time":"2024-01-01T00:01:00Z","type":"cart","item_id":"i1","price":9.5}',
+      '{"user_id":"u2","time":"2024-01-01T00:02:00Z","type":"purchase","item_id":"i2","brand":"zed"}',
+      '{"user_id":"u1","session_id":"s2","time":"2024-01-01T03:00:00Z","type":"view"}',
+    ].join('\n') + '\n',
+  );
+  const source = `{type: file, path: ${input}, mapping: {attributes: [brand]}}`;
+  const stages = 'stages: [{type: sessionizer}, {type: session-features}]\n';
+  const one = await runYaml(`sources: [${source}]\n${stages}sinks: [{type: memory, kinds: [event]}]\n`);
+  const written = join(dir, 'chain-events.jsonl');
+  await runYaml(`sources: [${source}]\nsinks: [{type: file, path: ${written}, kinds: [event]}]\n`);
+  const chained = await runYaml(`sources: [{type: file, path: ${written}, mapping: canonical}]\n${stages}sinks: [{type: memory, kinds: [event]}]\n`);
+  assert.deepEqual(chained.deadLetters, []);
+  assert.equal(one.outputs[0]!.length, 4);
+  // Compared as written, the origin aside (another file): features by their values.
+  const plain = (records: StreamRecord[]): unknown => records.map((record) => JSON.parse(JSON.stringify({ ...record, features: Array.from((record as ClickEvent).features!.values) })));
+  assert.deepEqual(plain(chained.outputs[0]!), plain(one.outputs[0]!));
+  // Without the mapping each event is dead-lettered, its reason naming the mapping that reads it.
+  const unmapped = await runYaml(`sources: [{type: file, path: ${written}}]\nsinks: [{type: memory}]\n`);
+  assert.equal(unmapped.deadLetters.length, 4);
+  assert.match(String(unmapped.deadLetters[0]!.reason), /read such records with mapping: canonical\)$/);
+  await assert.rejects(runYaml(`sources: [{type: file, path: ${written}, mapping: canonicl}]\nsinks: [{type: memory}]\n`), (error) => {
+    assert.ok(error instanceof ConfigError, String(error));
+    assert.deepEqual(error.problems.map((problem) => `${problem.path}: ${problem.message}`), ['$.sources[0].mapping: expected `canonical` or an object, got "canonicl"']);
+    return true;
+  });
+});
