@@ -1203,3 +1203,29 @@ test('pipelines chained through a file: the second reads the first one\'s events
     return true;
   });
 });
+
+test('dead letters replayed as docs/operations.md says: a source\'s `raw` text with the fixed mapping, a stage\'s `raw` event with `mapping: canonical`, each read back whole', async () => {
+  const input = join(dir, 'replay-in.jsonl');
+  writeFileSync(
+    input,
+    [
+      '{"user_id":"u1","time":1704067200000,"type":"view","item_id":"i1"}',
+      '{"user_id":"u2","time":"2024-01-01T00:01:00Z","type":"cart","price":5}', // an ISO time: the epoch_ms mapping rejects it
+      '{"user_id":"u3","time":4070908800000,"type":"purchase","category":"c","brand":"b"}', // 2099: past the sessionizer's max_ahead_of_clock
+    ].join('\n') + '\n',
+  );
+  const dead = join(dir, 'replay-dead.jsonl');
+  await runYaml(`sources: [{type: file, path: ${input}, mapping: {time_format: epoch_ms, attributes: [brand]}}]\nstages: [{type: sessionizer}]\nsinks: [{type: memory}]\ndead_letter: {type: file, path: ${dead}}\n`);
+  const letters = readFileSync(dead, 'utf8').trim().split('\n').map((line) => JSON.parse(line) as { raw: unknown });
+  // jq -r '... (.raw | type) == "string" ... | .raw' and jq -c '(.raw | type) == "object" | .raw'
+  const texts = join(dir, 'replay-texts.jsonl');
+  writeFileSync(texts, letters.flatMap((letter) => (typeof letter.raw === 'string' ? [letter.raw] : [])).join('\n') + '\n');
+  const events = join(dir, 'replay-events.jsonl');
+  writeFileSync(events, letters.flatMap((letter) => (typeof letter.raw === 'object' ? [JSON.stringify(letter.raw)] : [])).join('\n') + '\n');
+  const fixed = await runYaml(`sources: [{type: file, path: ${texts}}]\nsinks: [{type: memory}]\n`);
+  assert.deepEqual(fixed.deadLetters, []);
+  assert.deepEqual(JSON.parse(JSON.stringify(fixed.outputs[0])), [{ kind: 'event', userId: 'u2', time: Date.parse('2024-01-01T00:01:00Z'), type: 'cart', price: 5 }]);
+  const replayed = await runYaml(`sources: [{type: file, path: ${events}, mapping: canonical}]\nsinks: [{type: memory}]\n`);
+  assert.deepEqual(replayed.deadLetters, []);
+  assert.deepEqual(JSON.parse(JSON.stringify(replayed.outputs[0])), [{ kind: 'event', userId: 'u3', time: 4070908800000, type: 'purchase', category: 'c', attrs: { brand: 'b' } }]);
+});
