@@ -86,7 +86,7 @@ export function mappingOf(setting: MappingSetting | undefined): MappingConfig | 
 
 /**
  * Whether `config` reads canonical events as CANONICAL_EVENT_MAPPING does: its names, the others at
- * their defaults (it written out in a pipeline, the schema's defaults filled in, as docs before `canonical` said to), nothing more.
+ * their defaults (as written out in a pipeline, the schema's defaults filled in, as the docs said to before `canonical`), nothing more.
  */
 function isCanonicalMapping(config: MappingConfig): boolean {
   const fields = config.fields ?? {};
