@@ -11,7 +11,7 @@ import type { ClickEvent } from './events.js';
 import { TributaryError } from './errors.js';
 import { setOwnField } from './fields.js';
 import { DEFAULT_MAX_RECORD_BYTES, moreAtHand, notUtf8Rejection, OVERLONG_HEAD_BYTES, readLineBatches, type LineBatch, type LineStop } from './io.js';
-import { absentFieldCheck, createEventMapper, isRejected, unknownEventTypeWarning, type MappingConfig } from './mapping.js';
+import { absentFieldCheck, createEventMapper, isRejected, mappingOf, unknownEventTypeWarning, type MappingSetting } from './mapping.js';
 import type { EntryProblem, JsonSchema, PluginContext } from './plugin.js';
 import { timeOffsetReporter } from './time-zone.js';
 
@@ -37,7 +37,7 @@ export interface CsvConfig {
 export interface DecodeConfig {
   format?: RecordFormat;
   csv?: CsvConfig;
-  mapping?: MappingConfig;
+  mapping?: MappingSetting;
   max_record_bytes?: number;
 }
 
@@ -342,7 +342,8 @@ export function otherDelimiter(columns: readonly string[], delimiter: string): s
  * `default_type`). A misspelt column reads as absent in every row: silently for an optional field (no
  * price at all), a dead letter per row for a required one.
  */
-export function missingMappedColumns(mapping: MappingConfig | undefined, columns: readonly string[]): string[] {
+export function missingMappedColumns(setting: MappingSetting | undefined, columns: readonly string[]): string[] {
+  const mapping = mappingOf(setting);
   // With `default_type`, a row without a type takes it: no type column is needed (and validation fills
   // in `fields.type`'s default name whether the file wrote it or not).
   const optionalType = mapping?.default_type !== undefined;

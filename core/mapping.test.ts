@@ -172,6 +172,22 @@ test('CANONICAL_EVENT_MAPPING reads back what a file sink wrote of an event, att
   assert.ok(isRejected(createEventMapper({ attributes: ['tags'] })({ ...base, tags: [nested] })));
 });
 
+test("mapping 'canonical' reads a file sink's events as CANONICAL_EVENT_MAPPING does; its other kinds are no events, said by their kind; the default mapping names 'mapping: canonical' for a sink's event", () => {
+  const event: ClickEvent = { kind: 'event', userId: 'u1', sessionId: 's1', time: 1704067200123, type: 'cart', itemId: 'i9', price: 12.5, attrs: { brand: 'acme' } };
+  const line = JSON.parse(recordToJson({ ...event, session: { id: 's1', position: 0, sinceStart: 0, sincePrevious: 0, start: 1704067200123 } } as unknown as StreamRecord));
+  assert.deepEqual(createEventMapper('canonical')(line), event, 'the session context written is not read: the reading pipeline makes its own');
+  const summary = { kind: 'session', userId: 'u1', sessionId: 's1', start: 1, end: 2, eventCount: 2, counts: { view: 2 }, purchased: false };
+  const prediction = { kind: 'prediction', id: 'p', model: 'intent', modelVersion: '1', task: 'intent', userId: 'u1', time: 1704067200123, score: 0.5 };
+  const notAnEvent = (kind: string): string => `the record is a ${kind} record as a sink writes it, no event: only events are read back as events (a sink's kinds: [event], read with mapping: canonical)`;
+  assert.deepEqual(createEventMapper('canonical')(summary), { rejected: `kind: ${notAnEvent('session')}` });
+  assert.deepEqual(createEventMapper('canonical')(prediction), { rejected: `kind: ${notAnEvent('prediction')}` });
+  // Read with the defaults (user_id, ISO 8601 times), as a source without a mapping reads it: the reason says which mapping reads it.
+  assert.deepEqual(createEventMapper()(line), { rejected: 'user_id: missing user id (the record is an event as a file sink writes it, userId and time in epoch milliseconds: read such records with mapping: canonical)' });
+  assert.deepEqual(createEventMapper()(prediction), { rejected: `user_id: missing user id (${notAnEvent('prediction')})` });
+  // A record of the user's own with a userId keeps its hint.
+  assert.deepEqual(createEventMapper()({ userId: 'u1', time: '2024-01-01T00:00:00Z', type: 'view' }), { rejected: 'user_id: missing user id (the record has userId)' });
+});
+
 test('a field or attribute named in the mapping as an Object.prototype member (constructor, toString, __proto__) is read from the record alone: absent, it is missing, never the inherited member', () => {
   const base = { time: '2024-01-01T00:00:00Z', type: 'view' };
   const byUser = createEventMapper({ fields: { user_id: 'constructor' } });

@@ -61,8 +61,9 @@ export function dividedPrice(price: number, divisor: number): number {
 
 /**
  * Reads canonical events as JSON (what a `file` sink writes): canonical field names, epoch milliseconds,
- * attributes from `attrs`. The mapping a backtest gives the file that replaces a source without a
- * mapping of its own (synthetic, or a user's source that emits canonical events, attributes included).
+ * attributes from `attrs`. What `mapping: canonical` names (mappingOf): a pipeline reading another's
+ * events, and a backtest's file replacing a source without a mapping of its own (synthetic, or a user's
+ * source that emits canonical events, attributes included).
  */
 const CANONICAL_FIELDS = { user_id: 'userId', session_id: 'sessionId', item_id: 'itemId' } as const;
 export const CANONICAL_EVENT_MAPPING: Readonly<MappingConfig> = Object.freeze({
@@ -72,8 +73,20 @@ export const CANONICAL_EVENT_MAPPING: Readonly<MappingConfig> = Object.freeze({
 });
 
 /**
+ * What a source's `mapping` holds: a mapping, or `canonical`, which names CANONICAL_EVENT_MAPPING, so
+ * that reading back what a `file` sink wrote (a pipeline chained to another through a file, a backtest's
+ * input) takes one word and reads as the backtest reads it.
+ */
+export type MappingSetting = MappingConfig | 'canonical';
+
+/** The mapping a source's `mapping` setting stands for: CANONICAL_EVENT_MAPPING for `canonical`. */
+export function mappingOf(setting: MappingSetting | undefined): MappingConfig | undefined {
+  return setting === 'canonical' ? CANONICAL_EVENT_MAPPING : setting;
+}
+
+/**
  * Whether `config` reads canonical events as CANONICAL_EVENT_MAPPING does: its names, the others at
- * their defaults (a backtest's entry holds a copy, with the schema's defaults filled in), nothing more.
+ * their defaults (as written out in a pipeline, the schema's defaults filled in, as the docs said to before `canonical`), nothing more.
  */
 function isCanonicalMapping(config: MappingConfig): boolean {
   const fields = config.fields ?? {};
@@ -633,7 +646,8 @@ const optionalFields = [
  * with its raw record; after the sample it costs one comparison. Says nothing for the canonical mapping
  * (CANONICAL_EVENT_MAPPING), whose names are fixed: what lacks a field there is an event that had none.
  */
-export function absentFieldCheck(config: MappingConfig = {}, logger: Pick<Logger, 'warn'>, where: string): { see(event: ClickEvent, raw: unknown): void; finish(): void } {
+export function absentFieldCheck(setting: MappingSetting = {}, logger: Pick<Logger, 'warn'>, where: string): { see(event: ClickEvent, raw: unknown): void; finish(): void } {
+  const config = mappingOf(setting)!;
   // Canonical events (what a file sink wrote; a backtest's input for a source without a mapping) have
   // the canonical names or lack the field: an event that had no session id (synthetic's) is written
   // without one, and there is no other name to point at.
@@ -694,10 +708,11 @@ export function absentFieldCheck(config: MappingConfig = {}, logger: Pick<Logger
  * but its clock's hours are not UTC's (timeOffsetReporter).
  */
 export function createEventMapper(
-  config: MappingConfig = {},
+  setting: MappingSetting = {},
   onUnknownType?: (type: string, near?: string) => void,
   onTimeOffset?: (offsetMinutes: number) => void,
 ): (raw: unknown, origin?: Origin) => MapResult {
+  const config = mappingOf(setting)!;
   const fields = config.fields ?? {};
   // user_id and session_id may name fields read in turn: the first is read as a single one is (its own
   // call site, a plain keyed load), the others only where it has no value.
@@ -775,12 +790,15 @@ export function createEventMapper(
     return near;
   };
 
+  const readsSinkEvents = isCanonicalMapping(config);
   return (input, origin) => {
     // A parsed JSON line may be any value: `null` or `42` is a rejection, not a TypeError that fails the source.
     if (typeof input !== 'object' || input === null || Array.isArray(input)) {
       return { rejected: `expected a JSON object, got ${input === null ? 'null' : Array.isArray(input) ? 'an array' : typeof input}` };
     }
     const raw = input as Record<string, unknown>;
+    // What a sink wrote of another kind (a session summary, a prediction, a dead letter) read as events: said as such, not by the field it lacks.
+    if (readsSinkEvents && typeof raw.kind === 'string' && raw.kind !== 'event') return { rejected: `kind: ${notAnEvent(raw.kind)}` };
     // A name the record lacks whole is walked as a path where it is one; a plain name costs one comparison more.
     let rawUser = userInherited ? ownValue(raw, userField) : raw[userField];
     if (rawUser === undefined && userPath !== undefined) rawUser = valueAtPath(raw, userPath);
@@ -956,6 +974,8 @@ const OTHER_USER_ID_FIELDS: ReadonlySet<string> = new Set(
 function missingUserReason(record: Record<string, unknown>, names: readonly string[]): string {
   const [first, ...rest] = names;
   const read = rest.length === 0 ? `${first}: missing user id` : `${first}: missing user id, nor any in ${rest.join(', ')} (read in turn)`;
+  const written = sinkRecordHint(record);
+  if (written !== undefined) return `${read} (${written})`;
   for (const name of names) {
     const hint = missingHint(record, name, fieldPathProblem(name) === undefined ? fieldPath(name) : undefined);
     if (hint !== '') return `${read}${hint}`;
@@ -972,6 +992,24 @@ function missingUserReason(record: Record<string, unknown>, names: readonly stri
   if (others.length === 0) return read;
   const list = [...names, ...others].map((name) => (/^[\w.]+$/.test(name) ? name : JSON.stringify(name))).join(', ');
   return `${read} (the record has ${others.join(', ')}; to read it where ${names.join(', ')} has none: fields.user_id: [${list}])`;
+}
+
+/**
+ * What a record a `file` sink wrote (its `kind`, `userId` and `time` in epoch milliseconds) is said with
+ * where a mapping found no user id in it: an event reads back with `mapping: canonical`, and a record of
+ * another kind (a prediction, a session summary) is no event at all. Undefined for any other record.
+ */
+function sinkRecordHint(record: Record<string, unknown>): string | undefined {
+  const { kind, userId, time } = record;
+  if (typeof kind !== 'string' || (typeof userId !== 'string' && typeof userId !== 'number')) return undefined;
+  if (kind !== 'event') return notAnEvent(kind);
+  return typeof time === 'number' ? 'the record is an event as a file sink writes it, userId and time in epoch milliseconds: read such records with mapping: canonical' : undefined;
+}
+
+/** Why a record of `kind` (not `event`) a sink wrote is read as no event: only events read back (mapping: canonical). */
+function notAnEvent(kind: string): string {
+  const named = /^[A-Za-z_-]{1,40}$/.test(kind) ? kind : 'other';
+  return `the record is a ${named} record as a sink writes it, no event: only events are read back as events (a sink's kinds: [event], read with mapping: canonical)`;
 }
 
 /**

@@ -131,7 +131,7 @@ sinks: [{ type: file, path: predictions.jsonl, kinds: [prediction] }]
   assert.deepEqual([(failure as { code?: string }).code, failure?.pipeline], ['TRIB_ERR_BACKTEST_NO_EVENTS', 'bt']);
   const [summary] = runSummaries(rejected.stderr);
   assert.equal(summary?.everyRecordDeadLettered, true, rejected.stderr);
-  assert.match(Object.keys(summary!.deadLetteredByReason)[0]!, /^source-\S+: \S+: missing user id \(the record has userId\)$/);
+  assert.match(Object.keys(summary!.deadLetteredByReason)[0]!, /^source-\S+: \S+: missing user id \(the record is an event as a file sink writes it, userId and time in epoch milliseconds: read such records with mapping: canonical\)$/);
   assert.match(summary!.likelyCause!, /^the source's format or mapping/);
   const metrics = JSON.parse(readFileSync(join(dir, 'r2', 'metrics.json'), 'utf8')) as { events: number; deadLetters: number; models: Record<string, unknown> };
   assert.deepEqual(metrics, { events: 0, deadLetters: 50, models: { 'intent-lr': { auc: null, logloss: null, brier: null, n: 0, positives: 0 } } });

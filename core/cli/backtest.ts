@@ -14,7 +14,6 @@ import { createRequire } from 'node:module';
 import cliProgress from 'cli-progress';
 import type { LevelWithSilent } from 'pino';
 import { entryLabel, entrySchemaProblems, loadPipeline, pluginConfig, type PipelineEntry, type ResolvedEntry } from '../config/load.js';
-import { CANONICAL_EVENT_MAPPING } from '../mapping.js';
 import { formatOfFile, isTabSeparatedFile } from '../decode.js';
 import { ConfigError, positionOf, type ErrorCode } from '../errors.js';
 import type { StreamRecord } from '../events.js';
@@ -191,9 +190,9 @@ export async function runBacktestCommand(options: BacktestCommandOptions): Promi
   for (const key of ['csv', 'mapping', 'watermark', 'format'] as const) if (original.entry[key] !== undefined) entry[key] = structuredClone(original.entry[key]);
   if (options.format) entry.format = options.format;
   else if (entry.format === undefined && original.entry.type === 'file') Object.assign(entry, formatImplied(original.entry));
-  // A source with no mapping (synthetic) makes canonical events: a file of them (a file sink's output) is read as such.
+  // A source with no mapping (synthetic) makes canonical events: a file of them (a file sink's output) is read as such, as `mapping: canonical` reads it.
   const mapsRecords = 'mapping' in ((original.plugin.config.properties ?? {}) as Record<string, unknown>);
-  if (!mapsRecords && entry.mapping === undefined) entry.mapping = structuredClone(CANONICAL_EVENT_MAPPING);
+  if (!mapsRecords && entry.mapping === undefined) entry.mapping = 'canonical';
   const replay: ResolvedEntry = { ...original, plugin: filePlugin, entry };
   // Said where the file gives what the file source cannot take (the source's `format`, a field of its `mapping`).
   const problems = entrySchemaProblems(loaded.file, replay);

@@ -1047,7 +1047,10 @@ function problemFromAjv(
       return locate(segments, `${error.message ?? error.keyword}, got ${valueText(error.data, segments)}`);
     case 'pattern': {
       // A regular expression tells a user little: where the field's schema says what it takes, say that.
-      const description = (error.parentSchema as { description?: string } | undefined)?.description;
+      const { description, type } = (error.parentSchema ?? {}) as { description?: string; type?: unknown };
+      // One word or an object (`mapping: canonical`): the description says what each does; the error, which the value is not.
+      const word = /^\^(\w+)\$$/.exec(String(error.schema))?.[1];
+      if (word !== undefined && Array.isArray(type) && type.includes('object')) return locate(segments, `expected \`${word}\` or an object, got ${valueText(error.data, segments)}`);
       if (description === undefined) return locate(segments, `${error.message ?? error.keyword}, got ${valueText(error.data, segments)}`);
       return locate(segments, `expected ${description.charAt(0).toLowerCase()}${description.slice(1).replace(/\.$/, '')}, got ${valueText(error.data, segments)}`);
     }

@@ -29,6 +29,7 @@ import {
   fieldPath,
   formatDuration,
   isRejected,
+  mappingOf,
   notUtf8Rejection,
   isInheritedName,
   ownValue,
@@ -45,6 +46,7 @@ import {
   type Gauge,
   type GaugeFamily,
   type MappingConfig,
+  type MappingSetting,
   type PartitionListener,
   type PipelineOutline,
   type PluginContext,
@@ -91,7 +93,7 @@ export interface KafkaSourceConfig extends ConnectionConfig {
   start_from: 'earliest' | 'latest';
   event_time: 'field' | 'timestamp';
   key_field?: string;
-  mapping?: MappingConfig;
+  mapping?: MappingSetting;
   guarantee: Guarantee;
   max_buffered?: number;
   poll_timeout: string | number;
@@ -350,7 +352,7 @@ export default defineSource<KafkaSourceConfig>({
   replayNotes(config) {
     const notes: string[] = [];
     // In a replay the file source reads the mapping as written: this source puts its own fields in it (below: KAFKA_TIMESTAMP_FIELD, key_field).
-    const fields = config.mapping?.fields as Record<string, string | undefined> | undefined;
+    const fields = mappingOf(config.mapping)?.fields as Record<string, string | undefined> | undefined;
     if (config.event_time === 'timestamp') {
       notes.push(
         `event_time: timestamp takes event time from each Kafka record's timestamp, which a file's lines do not carry: the replay reads it from the field ` +
@@ -594,7 +596,7 @@ class KafkaSource {
     this.maxOutOfOrderness = context.watermark?.maxOutOfOrderness ?? 5_000;
     this.idleTimeout = context.watermark?.idleTimeout ?? 60_000;
     this.maxAheadOfClock = context.watermark?.maxAheadOfClock ?? 86_400_000;
-    const mapping: MappingConfig = config.mapping ?? {};
+    const mapping: MappingConfig = mappingOf(config.mapping) ?? {};
     this.map = createEventMapper(
       config.event_time === 'timestamp' ? { ...mapping, fields: { ...mapping.fields, time: KAFKA_TIMESTAMP_FIELD }, time_format: 'epoch_ms' } : mapping,
       unknownEventTypeWarning(context.logger),

@@ -1170,3 +1170,62 @@ test('corrupt deflate data read from a FIFO gives the same lines as from a file 
   assert.deepEqual(fromFifo.times, fromFile.times);
   assert.deepEqual(fromFifo.deadLetters.map((dead) => [dead.reason, dead.raw]), fromFile.deadLetters.map((dead) => [dead.reason, dead.raw]));
 });
+
+test('pipelines chained through a file: the second reads the first one\'s events with `mapping: canonical` and gives the events one pipeline gives; a config naming another word is an error at `mapping`', async () => {
+  const input = join(dir, 'chain-in.jsonl');
+  writeFileSync(
+    input,
+    [
+      '{"user_id":"u1","session_id":"s1","time":"2024-01-01T00:00:00.250Z","type":"view","item_id":"i1","category":"shoes","price":"9.50","brand":"acme"}',
+      '{"user_id":"u1","session_id":"s1","time":"2024-01-01T00:01:00Z","type":"cart","item_id":"i1","price":9.5}',
+      '{"user_id":"u2","time":"2024-01-01T00:02:00Z","type":"purchase","item_id":"i2","brand":"zed"}',
+      '{"user_id":"u1","session_id":"s2","time":"2024-01-01T03:00:00Z","type":"view"}',
+    ].join('\n') + '\n',
+  );
+  const source = `{type: file, path: ${input}, mapping: {attributes: [brand]}}`;
+  const stages = 'stages: [{type: sessionizer}, {type: session-features}]\n';
+  const one = await runYaml(`sources: [${source}]\n${stages}sinks: [{type: memory, kinds: [event]}]\n`);
+  const written = join(dir, 'chain-events.jsonl');
+  await runYaml(`sources: [${source}]\nsinks: [{type: file, path: ${written}, kinds: [event]}]\n`);
+  const chained = await runYaml(`sources: [{type: file, path: ${written}, mapping: canonical}]\n${stages}sinks: [{type: memory, kinds: [event]}]\n`);
+  assert.deepEqual(chained.deadLetters, []);
+  assert.equal(one.outputs[0]!.length, 4);
+  // Compared as written, the origin aside (another file): features by their values.
+  const plain = (records: StreamRecord[]): unknown => records.map((record) => JSON.parse(JSON.stringify({ ...record, features: Array.from((record as ClickEvent).features!.values) })));
+  assert.deepEqual(plain(chained.outputs[0]!), plain(one.outputs[0]!));
+  // Without the mapping each event is dead-lettered, its reason naming the mapping that reads it.
+  const unmapped = await runYaml(`sources: [{type: file, path: ${written}}]\nsinks: [{type: memory}]\n`);
+  assert.equal(unmapped.deadLetters.length, 4);
+  assert.match(String(unmapped.deadLetters[0]!.reason), /read such records with mapping: canonical\)$/);
+  await assert.rejects(runYaml(`sources: [{type: file, path: ${written}, mapping: canonicl}]\nsinks: [{type: memory}]\n`), (error) => {
+    assert.ok(error instanceof ConfigError, String(error));
+    assert.deepEqual(error.problems.map((problem) => `${problem.path}: ${problem.message}`), ['$.sources[0].mapping: expected `canonical` or an object, got "canonicl"']);
+    return true;
+  });
+});
+
+test('dead letters replayed as docs/operations.md says: a source\'s `raw` text with the fixed mapping, a stage\'s `raw` event with `mapping: canonical`, each read back whole', async () => {
+  const input = join(dir, 'replay-in.jsonl');
+  writeFileSync(
+    input,
+    [
+      '{"user_id":"u1","time":1704067200000,"type":"view","item_id":"i1"}',
+      '{"user_id":"u2","time":"2024-01-01T00:01:00Z","type":"cart","price":5}', // an ISO time: the epoch_ms mapping rejects it
+      '{"user_id":"u3","time":4070908800000,"type":"purchase","category":"c","brand":"b"}', // 2099: past the sessionizer's max_ahead_of_clock
+    ].join('\n') + '\n',
+  );
+  const dead = join(dir, 'replay-dead.jsonl');
+  await runYaml(`sources: [{type: file, path: ${input}, mapping: {time_format: epoch_ms, attributes: [brand]}}]\nstages: [{type: sessionizer}]\nsinks: [{type: memory}]\ndead_letter: {type: file, path: ${dead}}\n`);
+  const letters = readFileSync(dead, 'utf8').trim().split('\n').map((line) => JSON.parse(line) as { raw: unknown });
+  // jq -r '... (.raw | type) == "string" ... | .raw' and jq -c '(.raw | type) == "object" | .raw'
+  const texts = join(dir, 'replay-texts.jsonl');
+  writeFileSync(texts, letters.flatMap((letter) => (typeof letter.raw === 'string' ? [letter.raw] : [])).join('\n') + '\n');
+  const events = join(dir, 'replay-events.jsonl');
+  writeFileSync(events, letters.flatMap((letter) => (typeof letter.raw === 'object' ? [JSON.stringify(letter.raw)] : [])).join('\n') + '\n');
+  const fixed = await runYaml(`sources: [{type: file, path: ${texts}}]\nsinks: [{type: memory}]\n`);
+  assert.deepEqual(fixed.deadLetters, []);
+  assert.deepEqual(JSON.parse(JSON.stringify(fixed.outputs[0])), [{ kind: 'event', userId: 'u2', time: Date.parse('2024-01-01T00:01:00Z'), type: 'cart', price: 5 }]);
+  const replayed = await runYaml(`sources: [{type: file, path: ${events}, mapping: canonical}]\nsinks: [{type: memory}]\n`);
+  assert.deepEqual(replayed.deadLetters, []);
+  assert.deepEqual(JSON.parse(JSON.stringify(replayed.outputs[0])), [{ kind: 'event', userId: 'u3', time: 4070908800000, type: 'purchase', category: 'c', attrs: { brand: 'b' } }]);
+});

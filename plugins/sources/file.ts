@@ -84,8 +84,8 @@ export default defineSource<FileSourceConfig>({
   summary: 'Reads JSON lines or CSV from one or more files, in order.',
   description:
     'Each line (JSONL) or row (CSV) is mapped to the canonical event by `mapping`. Without one, the mapping\'s defaults read `user_id`, `time` (ISO 8601), `type`, ' +
-    '`session_id`, `item_id`, `category` and `price`; to read what a `file` sink wrote (camelCase names, epoch milliseconds), map it back: ' +
-    '`mapping: {fields: {user_id: userId, session_id: sessionId, item_id: itemId}, time_format: epoch_ms, attributes_field: attrs}` (a backtest of a pipeline whose source takes no mapping, as `synthetic`, reads its input so by itself; one of a `file` or `stdin` source without a `mapping` reads it with the defaults above, and needs this one). A line that is not valid JSON, ' +
+    '`session_id`, `item_id`, `category` and `price`; to read the events a `file` sink wrote (camelCase names, epoch milliseconds: a pipeline chained to another through a file), say `mapping: canonical`, ' +
+    'which reads them as a backtest of a pipeline whose source takes no mapping (`synthetic`) reads its input; without it such a line is dead-lettered, its reason naming `mapping: canonical`. A line that is not valid JSON, ' +
     'a row with the wrong number of fields, or a record the mapping rejects goes to the dead-letter sink with its ' +
     'file and line; one that is not UTF-8 text (a Latin-1 byte) goes there as its exact bytes, base64 (`encoding: base64`). ' +
     'Text is UTF-8 (a byte order mark is passed over); a file that starts with a UTF-16 or UTF-32 byte order mark (Excel\'s "Unicode Text") fails the source, its error naming the `iconv` command that converts it. ' +
