@@ -58,6 +58,7 @@ test('the tarball holds no tests, benchmarks, integration tests or CI files, and
   const unwanted = shipped.filter(
     (path) =>
       (/\.test\.(js|d\.ts|js\.map|ts)$/.test(path) && !path.startsWith('examples/plugins/')) || // the example plugins' tests are documentation
+      /-test-helpers\.(js|d\.ts|js\.map|ts)$/.test(path) || // what a folder's test files share
       /^(dist\/)?(bench|integration-tests|scripts\/(?!postinstall\.mjs$)|\.ci)\//.test(path) ||
       /^dist\/(examples|scripts)\//.test(path) ||
       /^tsconfig\.json$/.test(path),

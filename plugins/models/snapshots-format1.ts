@@ -2,7 +2,7 @@
  * Snapshots in the first format (sessions and users one object each), written by the build of
  * 9eb35de (the last before the columnar format): separableIntentStream(40, 3) cut at element 161
  * (right after a purchase, before its session's summary), intent and churn under the configs below.
- * A checkpoint of that release must still restore (models.test.ts).
+ * A checkpoint of that release must still restore (models-snapshots.test.ts).
  */
 export const cut = 161;
 export const intentConfig = {"backend":"cpu","model":{"kind":"mlp","hidden":[4]},"batch":{"max_size":4,"max_delay":0}};

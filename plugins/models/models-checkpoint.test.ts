@@ -1,0 +1,237 @@
+import { mock, test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs, { existsSync, readdirSync, readFileSync } from 'node:fs';
+import fsPromises from 'node:fs/promises';
+import { syncBuiltinESMExports } from 'node:module';
+import { join } from 'node:path';
+import { type Element } from 'tributary';
+import { runOperator, testContext, tempFolder } from 'tributary/testing';
+import { Subject } from 'rxjs';
+import intentModel, { type IntentModelConfig } from './intent.js';
+import { featureNames, separableIntentStream } from './testdata.js';
+import { base, of } from './models-test-helpers.js';
+
+test('checkpoint: a closed pipeline saves its model; the next one warm-starts from it', async (t) => {
+  const dir = tempFolder(t, 'models');
+  const config: IntentModelConfig = { ...base, name: 'intent-lr', checkpoint: { dir } };
+  const input = separableIntentStream(100, 5);
+  await runOperator(intentModel, config, input);
+  const file = join(dir, 'intent-lr.model.json');
+  assert.ok(existsSync(file));
+  const saved = JSON.parse(readFileSync(file, 'utf8')) as { features: string[]; model: { optimizer: { step: number } } };
+  assert.deepEqual(saved.features, featureNames);
+  assert.ok(saved.model.optimizer.step > 0);
+  const probe = separableIntentStream(3, 9);
+  const cold = await runOperator(intentModel, { ...config, checkpoint: { dir, warm_start: false } }, probe);
+  // A cold logistic model starts at zero weights and its bias at the prior (intent: 0.05): every first-batch score is the prior.
+  const prior = (score: unknown): boolean => Math.abs((score as number) - 0.05) < 1e-6;
+  assert.ok(prior(of(cold.output, 'prediction')[0]!.score));
+  const warm = await runOperator(intentModel, { ...config, checkpoint: { dir: tempFolder(t, 'models') } }, probe);
+  assert.ok(prior(of(warm.output, 'prediction')[0]!.score), 'another folder: cold');
+  const warmed = await runOperator(intentModel, config, probe);
+  assert.ok(!prior(of(warmed.output, 'prediction')[0]!.score));
+});
+
+test("checkpoint: a run resumed from the pipeline's checkpoint uses that checkpoint's model, not the model file it warm-started from, and says so (the log said only 'warm start from FILE', the report's warmStart named the file)", async (t) => {
+  const dir = tempFolder(t, 'models');
+  const config: IntentModelConfig = { ...base, name: 'intent-both', checkpoint: { dir }, report: true };
+  const input = separableIntentStream(100, 5);
+  const first = await runOperator(intentModel, config, input.slice(0, 300));
+  assert.ok(existsSync(join(dir, 'intent-both.model.json')));
+  const infos: string[] = [];
+  const context = testContext();
+  const logged = { ...context, logger: { ...context.logger, info: (_: unknown, message?: string) => void (message !== undefined && infos.push(message)) } } as typeof context;
+  const resumed = await runOperator(intentModel, config, input.slice(300), logged, { restore: first.state });
+  assert.ok(infos.some((message) => message.startsWith('model intent-both: warm start from ')), infos.join('\n'));
+  assert.ok(
+    infos.some((message) => /^model intent-both: resumed with the model of the pipeline's checkpoint, which replaces the one warm-started from \S+intent-both\.model\.json/.test(message)),
+    infos.join('\n'),
+  );
+  const report = of(resumed.output, 'model_metrics')[0] as { warmStart?: unknown } | undefined;
+  assert.equal(report?.warmStart, null, 'the report does not claim the warm start');
+});
+
+/**
+ * Watches the durable writes of files in `dir` (node:fs/promises, as writeFileDurably makes them): each
+ * step in order in `steps` (the temp file opened, each fsync by what it was opened as, the rename), and
+ * saves in flight at once in `maxInFlight`. Until `release()`, an fsync of a temp file waits (`held`
+ * resolves at the first one): a save held in the middle of its write, as by a slow disk.
+ */
+function watchDurableWrites(dir: string, hold: boolean) {
+  const steps: string[] = [];
+  let inFlight = 0;
+  let maxInFlight = 0;
+  let release!: () => void;
+  const released = hold ? new Promise<void>((resolve) => (release = resolve)) : Promise.resolve();
+  let reached!: () => void;
+  const held = new Promise<void>((resolve) => (reached = resolve));
+  const realOpen = fsPromises.open;
+  const realRename = fsPromises.rename;
+  mock.method(fsPromises, 'open', async (path: fs.PathLike, flags?: string | number, mode?: fs.Mode) => {
+    const handle = await realOpen(path, flags, mode);
+    const name = String(path);
+    if (!name.startsWith(dir)) return handle;
+    const temp = name.endsWith('.tmp');
+    if (temp) {
+      steps.push(`open ${name}`);
+      maxInFlight = Math.max(maxInFlight, ++inFlight);
+    }
+    const realSync = handle.sync.bind(handle);
+    handle.sync = async () => {
+      steps.push(`fsync ${name}`);
+      if (temp) {
+        reached();
+        await released;
+      }
+      return realSync();
+    };
+    return handle;
+  });
+  mock.method(fsPromises, 'rename', async (from: fs.PathLike, to: fs.PathLike) => {
+    if (String(from).startsWith(dir)) {
+      steps.push(`rename ${String(from)} -> ${String(to)}`);
+      inFlight--;
+    }
+    return realRename(from, to);
+  });
+  syncBuiltinESMExports();
+  return {
+    steps,
+    held,
+    release: () => release(),
+    get maxInFlight() {
+      return maxInFlight;
+    },
+    restore: () => {
+      mock.restoreAll();
+      syncBuiltinESMExports();
+    },
+  };
+}
+
+test('checkpoint: the saved model is written durably (data fsynced before the rename, the folder after), whole', async (t) => {
+  const dir = tempFolder(t, 'models');
+  const file = join(dir, 'intent-durable.model.json');
+  const writes = watchDurableWrites(dir, false);
+  try {
+    await runOperator(intentModel, { ...base, name: 'intent-durable', checkpoint: { dir } }, separableIntentStream(40, 5));
+  } finally {
+    writes.restore();
+  }
+  assert.deepEqual(writes.steps, [`open ${file}.tmp`, `fsync ${file}.tmp`, `rename ${file}.tmp -> ${file}`, `fsync ${dir}`]);
+  assert.deepEqual(readdirSync(dir), ['intent-durable.model.json']);
+  assert.ok((JSON.parse(readFileSync(file, 'utf8')) as { model: { optimizer: { step: number } } }).model.optimizer.step > 0);
+});
+
+test('checkpoint: periodic saves (checkpoint.every) leave the stage running while the disk syncs, never overlap, and close waits for the last', async (t) => {
+  const dir = tempFolder(t, 'models');
+  const file = join(dir, 'intent-bg.model.json');
+  const config: IntentModelConfig = { ...base, name: 'intent-bg', checkpoint: { dir, every: 20 } };
+  const input = separableIntentStream(120, 8);
+  const end = input.length - 1; // the final watermark
+  const writes = watchDurableWrites(dir, true);
+  try {
+    const operator = await intentModel.create(config as never, testContext());
+    await operator.open!();
+    const records = new Subject<Element>();
+    const output: Element[] = [];
+    const done = new Promise<void>((resolve, reject) => operator.apply(records).subscribe({ next: (e) => output.push(e), error: reject, complete: resolve }));
+    const half = Math.floor(end / 2);
+    for (const element of input.slice(0, half)) records.next(element);
+    // A periodic save was due in the first half: it is held at its fsync, as by a slow disk...
+    let timeout: NodeJS.Timeout | undefined;
+    await Promise.race([writes.held, new Promise((_, reject) => (timeout = setTimeout(() => reject(new Error('no periodic save reached its fsync')), 10_000)))]);
+    clearTimeout(timeout);
+    const before = of(output, 'prediction').length;
+    // ...while the stage goes on predicting and learning (more saves fall due meanwhile)...
+    for (const element of input.slice(half, end)) records.next(element);
+    assert.ok(of(output, 'prediction').length > before, 'records flow while a save is in flight');
+    // ...and no partial model is ever in place.
+    assert.ok(!existsSync(file) || JSON.parse(readFileSync(file, 'utf8')));
+    records.next(input[end]!);
+    records.complete();
+    await done;
+    const final = ((await operator.snapshot!()) as { learner: { saved: unknown } }).learner.saved;
+    const closed = operator.close!();
+    writes.release();
+    await closed;
+    assert.equal(writes.maxInFlight, 1, 'one save at a time (they share the temp file)');
+    const saves = writes.steps.filter((step) => step.startsWith('rename')).length;
+    assert.ok(saves >= 2 && saves <= 3, `the held save, at most one coalesced after it, the one at close: ${saves}`);
+    assert.deepEqual(JSON.parse(readFileSync(file, 'utf8')), JSON.parse(JSON.stringify(final)), 'the model at close is the one in place once close resolves');
+    assert.deepEqual(readdirSync(dir), ['intent-bg.model.json']);
+  } finally {
+    writes.restore();
+  }
+});
+
+test('checkpoint: a periodic save that fails is said once and the stage goes on (no record is dead-lettered for it); the save at close reports it', async (t) => {
+  const dir = tempFolder(t, 'models');
+  // A file where the folder should be: every save fails.
+  const notAFolder = join(dir, 'models');
+  fs.writeFileSync(notAFolder, '');
+  const errors: unknown[][] = [];
+  const context = testContext();
+  const logged = { ...context, logger: { ...context.logger, error: (...args: unknown[]) => void errors.push(args) } } as typeof context;
+  await assert.rejects(runOperator(intentModel, { ...base, name: 'intent-fail', checkpoint: { dir: notAFolder, every: 20 } }, separableIntentStream(120, 8), logged), { code: 'EEXIST' });
+  assert.deepEqual(context.deadLetters, []);
+  assert.equal(errors.length, 1);
+  assert.match(errors[0]![1] as string, /model intent-fail: saving the model failed: .*the previous save stays in place/);
+});
+
+test('checkpoint: a saved model that no longer fits the config stops the run for a person (TRIB_ERR_CHECKPOINT) and is left as it was', async (t) => {
+  const dir = tempFolder(t, 'models');
+  const config: IntentModelConfig = { ...base, name: 'intent-m', model: { kind: 'mlp', hidden: [8] }, checkpoint: { dir } };
+  await runOperator(intentModel, config, separableIntentStream(40, 5));
+  const file = join(dir, 'intent-m.model.json');
+  const before = readFileSync(file, 'utf8');
+  const edits: [string, IntentModelConfig][] = [
+    ['another kind', { ...config, model: { kind: 'logistic' } }],
+    ['another hidden size', { ...config, model: { kind: 'mlp', hidden: [4] } }],
+    ['another optimiser', { ...config, optimizer: { kind: 'sgd' } }],
+  ];
+  for (const [edit, changed] of edits) {
+    const operator = await intentModel.create(changed, testContext());
+    await assert.rejects(
+      async () => operator.open!(),
+      (error: Error & { code?: string }) => error.code === 'TRIB_ERR_CHECKPOINT' && error.message.includes(file),
+      edit,
+    );
+    // The runtime closes what it built when a start fails: that must not save over the file.
+    await operator.close?.();
+    assert.equal(readFileSync(file, 'utf8'), before, `${edit}: the saved model is untouched`);
+  }
+});
+
+test('checkpoint: the configured learning rate applies to a warm-started model (it is config, not state)', async (t) => {
+  const dir = tempFolder(t, 'models');
+  const config: IntentModelConfig = { ...base, name: 'intent-lr', optimizer: { kind: 'adam', learning_rate: 0.05 }, checkpoint: { dir } };
+  const input = separableIntentStream(30, 5);
+  await runOperator(intentModel, config, input);
+  const file = join(dir, 'intent-lr.model.json');
+  const savedRate = () => {
+    const saved = JSON.parse(readFileSync(file, 'utf8')) as { baseLearningRate: number; model: { optimizer: { learningRate: number } } };
+    return [saved.baseLearningRate, saved.model.optimizer.learningRate];
+  };
+  assert.deepEqual(savedRate(), [0.05, 0.05]);
+  await runOperator(intentModel, { ...config, optimizer: { kind: 'adam', learning_rate: 0.01 } }, input);
+  assert.deepEqual(savedRate(), [0.01, 0.01]);
+});
+
+test('checkpoint: replayed input (a backtest) warm-starts from a saved model but never writes it, so backtests are reproducible', async (t) => {
+  const dir = tempFolder(t, 'models');
+  const config: IntentModelConfig = { ...base, name: 'intent-bt', checkpoint: { dir, every: 10 } };
+  const file = join(dir, 'intent-bt.model.json');
+  const input = separableIntentStream(60, 6);
+  const backtest = async () => of((await runOperator(intentModel, config, input, testContext({ replay: true }))).output, 'prediction').map((p) => p.score);
+  const first = await backtest();
+  assert.ok(!existsSync(file), 'a backtest saves no model');
+  assert.deepEqual(await backtest(), first, 'so the next one starts from the same place');
+  // A model a live run saved is read (the backtest scores it), and left as it was.
+  await runOperator(intentModel, config, separableIntentStream(30, 7));
+  const saved = readFileSync(file, 'utf8');
+  const warm = await backtest();
+  assert.notDeepEqual(warm, first);
+  assert.deepEqual(await backtest(), warm);
+  assert.equal(readFileSync(file, 'utf8'), saved);
+});
