@@ -2,16 +2,15 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { watermark, type Element, type Emit, type StreamRecord } from 'tributary';
+import type { Emit } from 'tributary';
 import { runOperator, tempFolder, testContext } from 'tributary/testing';
 import intentModel, { type IntentModelConfig } from './intent.js';
 import { OnlineLearner, type SavedModel } from './learner.js';
 import { resolveConfig } from './config.js';
 import { Normaliser } from './normaliser.js';
-import { event, rng, summary } from './testdata.js';
+import { rng } from './testdata.js';
+import { base, of, reportOf, shiftingIntentStream } from './models-test-helpers.js';
 
-const base: IntentModelConfig = { backend: 'cpu', batch: { max_size: 32, max_delay: 0 } };
-const of = (output: Element[], kind: string): StreamRecord[] => output.filter((r) => r.kind === kind) as StreamRecord[];
 
 /** A logistic learner (scored on the host, at once) trained on features a, b, c; c far from 0 (mean about 10) and telling. */
 async function trainedOnABC(seed: number, logged: string[] = []): Promise<{ learner: OnlineLearner; normaliser: () => Normaliser; score: (names: string[], values: number[]) => number }> {
@@ -83,53 +82,30 @@ test('the normaliser counts each feature by the samples that had it: its varianc
   assert.throws(() => new Normaliser(3).load({ n: 1, mean: [0, 0, 0], m2: [0, 0, 0], absent: [0] }), /absent values of 1 features, the model has 3/);
 });
 
-/** Sessions whose buyers go from 5% to 50% at `shiftAt` (a drift adwin finds in blocks of 4). */
-function shiftingStream(sessions: number, shiftAt: number, seed: number): Element[] {
-  const random = rng(seed);
-  const out: Element[] = [];
-  const t0 = Date.parse('2024-01-01T00:00:00Z');
-  for (let s = 0; s < sessions; s++) {
-    const buyer = random() < (s < shiftAt ? 0.05 : 0.5);
-    const start = t0 + s * 600_000;
-    const user = `u${s % 97}`;
-    const views = 4 + Math.floor(random() * 3);
-    for (let p = 0; p < views; p++) out.push(event(user, `s${s}`, start + p * 60_000, p, start, 'view', [random() * 2 - 1, random() * 2 - 1, random() * 2 - 1, random() * 2 - 1]));
-    out.push(summary(user, `s${s}`, start, start + (views - 1) * 60_000, views, buyer));
-    if (s % 10 === 9) out.push(watermark(start + views * 60_000));
-  }
-  out.push(watermark(Infinity));
-  return out;
-}
-
-interface Report {
-  counts: { learnSteps: number };
-  warmStart: { file: string; steps: number } | null;
-}
-
 test("warmStart.steps is the saved model's learning steps, a drift's reset_optimizer included, and adds up over warm starts (was: Adam's step count, which that reset restarts)", async (t) => {
   const dir = tempFolder(t, 'models');
   const config: IntentModelConfig = { ...base, name: 'steps', checkpoint: { dir }, drift: { detector: 'adwin', block: 4, action: 'reset_optimizer' }, optimizer: { kind: 'adam', learning_rate: 0.01 }, report: true };
-  const first = await runOperator(intentModel, config, shiftingStream(1200, 800, 21));
+  const first = await runOperator(intentModel, config, shiftingIntentStream(1200, 800, 0.05, 0.5, 21));
   assert.ok(of(first.output, 'drift').length >= 1, 'a drift reset the optimiser');
-  const trained = (of(first.output, 'model_metrics')[0] as unknown as Report).counts.learnSteps;
+  const trained = reportOf(first.output).counts.learnSteps;
   const saved = JSON.parse(readFileSync(join(dir, 'steps.model.json'), 'utf8')) as SavedModel;
   assert.ok(saved.model.optimizer.step < trained, `Adam's ${saved.model.optimizer.step} steps, counted again from the drift, of ${trained}`);
-  const second = await runOperator(intentModel, config, shiftingStream(100, 1000, 3));
-  const secondReport = of(second.output, 'model_metrics')[0] as unknown as Report;
+  const second = await runOperator(intentModel, config, shiftingIntentStream(100, 1000, 0.05, 0.5, 3));
+  const secondReport = reportOf(second.output);
   assert.equal(secondReport.warmStart?.steps, trained);
   assert.equal(saved.learnSteps, trained);
   // Resumed from the second run's checkpoint: its counts go on, the warm start's steps still added.
-  const resumed = await runOperator(intentModel, config, shiftingStream(20, 1000, 6), testContext(), { restore: second.state });
-  const resumedSteps = (of(resumed.output, 'model_metrics')[0] as unknown as Report).counts.learnSteps;
+  const resumed = await runOperator(intentModel, config, shiftingIntentStream(20, 1000, 0.05, 0.5, 6), testContext(), { restore: second.state });
+  const resumedSteps = reportOf(resumed.output).counts.learnSteps;
   assert.ok(resumedSteps > secondReport.counts.learnSteps);
   assert.equal((JSON.parse(readFileSync(join(dir, 'steps.model.json'), 'utf8')) as SavedModel).learnSteps, trained + resumedSteps);
-  const third = await runOperator(intentModel, config, shiftingStream(10, 1000, 4));
-  assert.equal((of(third.output, 'model_metrics')[0] as unknown as Report).warmStart?.steps, trained + resumedSteps);
+  const third = await runOperator(intentModel, config, shiftingIntentStream(10, 1000, 0.05, 0.5, 4));
+  assert.equal(reportOf(third.output).warmStart?.steps, trained + resumedSteps);
   // A file saved before models counted their steps: the optimiser's count, the best there is.
   const { learnSteps: _, ...older } = JSON.parse(readFileSync(join(dir, 'steps.model.json'), 'utf8')) as SavedModel;
   writeFileSync(join(dir, 'steps.model.json'), JSON.stringify(older));
-  const fourth = await runOperator(intentModel, config, shiftingStream(10, 1000, 5));
-  assert.equal((of(fourth.output, 'model_metrics')[0] as unknown as Report).warmStart?.steps, older.model.optimizer.step);
+  const fourth = await runOperator(intentModel, config, shiftingIntentStream(10, 1000, 0.05, 0.5, 5));
+  assert.equal(reportOf(fourth.output).warmStart?.steps, older.model.optimizer.step);
 });
 
 test("a model file saved by another pipeline is warned of as it warm-starts: this pipeline saves over it (was: an info line, and the trainer's model replaced at close)", async (t) => {
@@ -143,16 +119,16 @@ test("a model file saved by another pipeline is warned of as it warm-starts: thi
     const logger = { ...context.logger, warn: (_: unknown, message?: string) => void (message !== undefined && warned.push(message)), info: (_: unknown, message?: string) => void (message !== undefined && infos.push(message)) };
     return { context: { ...context, logger } as typeof context, warned, infos };
   };
-  await runOperator(intentModel, config, shiftingStream(40, 1000, 1), testContext({ pipeline: 'trainer' }));
+  await runOperator(intentModel, config, shiftingIntentStream(40, 1000, 0.05, 0.5, 1), testContext({ pipeline: 'trainer' }));
   assert.equal((JSON.parse(readFileSync(file, 'utf8')) as SavedModel).pipeline, 'trainer');
   // The trainer again: its own model, said as before (an info line), now naming the steps and that it is saved over.
   const again = logs('trainer');
-  await runOperator(intentModel, config, shiftingStream(10, 1000, 2), again.context);
+  await runOperator(intentModel, config, shiftingIntentStream(10, 1000, 0.05, 0.5, 2), again.context);
   assert.deepEqual(again.warned, []);
   assert.ok(again.infos.some((message) => /^model shared: warm start from \S+shared\.model\.json \(\d+ learning steps; saved over at close\)$/.test(message)), again.infos.join('\n'));
   // Another pipeline, same model name and folder: warned, naming both pipelines and what keeps the trainer's model.
   const check = logs('warm-check');
-  await runOperator(intentModel, config, shiftingStream(10, 1000, 3), check.context);
+  await runOperator(intentModel, config, shiftingIntentStream(10, 1000, 0.05, 0.5, 3), check.context);
   assert.equal(check.warned.length, 1, check.warned.join('\n'));
   assert.match(
     check.warned[0]!,

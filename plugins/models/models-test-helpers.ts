@@ -18,6 +18,8 @@ export const of = (output: Element[], kind: string): StreamRecord[] => output.fi
 export interface Report {
   summary: { n: number; positives: number; auc: number; logloss: number; brier: number; window: { n: number; logloss: number; auc: number | null } };
   counts: { predictions: number; labels: number; learnSteps: number; overflow: number; expired: number; unlabelledAtEnd: number; drifts: number };
+  /** The saved model a warm start began from, or null. */
+  warmStart?: { file: string; steps: number } | null;
 }
 export const reportOf = (output: Element[]): Report => of(output, 'model_metrics')[0] as unknown as Report;
 
