@@ -804,13 +804,8 @@ export function createEventMapper(
     if (rawUser === undefined && userPath !== undefined) rawUser = valueAtPath(raw, userPath);
     let userRead = userField;
     if (userFallbacks !== undefined && (rawUser === undefined || rawUser === null || rawUser === '')) {
-      for (const field of userFallbacks) {
-        const value = fallbackValue(raw, field);
-        if (value === undefined || value === null || value === '') continue;
-        rawUser = value;
-        userRead = field.name;
-        break;
-      }
+      const found = firstFallback(raw, userFallbacks);
+      if (found !== undefined) ({ value: rawUser, name: userRead } = found);
     }
     const user = idValue(userRead, rawUser);
     if (user === undefined) return { rejected: missingUserReason(raw, userNames) };
@@ -842,13 +837,8 @@ export function createEventMapper(
     if (rawSession === undefined && sessionPath !== undefined) rawSession = valueAtPath(raw, sessionPath);
     let sessionRead = sessionField;
     if (sessionFallbacks !== undefined && (rawSession === undefined || rawSession === null || rawSession === '')) {
-      for (const field of sessionFallbacks) {
-        const value = fallbackValue(raw, field);
-        if (value === undefined || value === null || value === '') continue;
-        rawSession = value;
-        sessionRead = field.name;
-        break;
-      }
+      const found = firstFallback(raw, sessionFallbacks);
+      if (found !== undefined) ({ value: rawSession, name: sessionRead } = found);
     }
     const session = idValue(sessionRead, rawSession);
     if (typeof session === 'object') return session;
@@ -954,6 +944,15 @@ function fallbackFields(names: readonly string[]): FallbackField[] | undefined {
 function fallbackValue(raw: Record<string, unknown>, field: FallbackField): unknown {
   const value = field.inherited ? ownValue(raw, field.name) : raw[field.name];
   return value === undefined && field.path !== undefined ? valueAtPath(raw, field.path) : value;
+}
+
+/** The first of a list's later fields with a value in `raw` (not absent, null or empty), and its name; read only where the first field had none. */
+function firstFallback(raw: Record<string, unknown>, fields: readonly FallbackField[]): { value: unknown; name: string } | undefined {
+  for (const field of fields) {
+    const value = fallbackValue(raw, field);
+    if (value !== undefined && value !== null && value !== '') return { value, name: field.name };
+  }
+  return undefined;
 }
 
 /**
