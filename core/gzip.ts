@@ -18,6 +18,16 @@ export interface GzipDamage {
    * and line ends of its text handed on before the check (possibly wrong). Absent: none was.
    */
   unchecked?: { bytes: number; lineEnds: number };
+  /**
+   * The line ends handed on before the damage (the damage is after that line; a line of more than the
+   * held text's bound, handed on unended, is ended at the damage and counted).
+   */
+  lineEndsBefore: number;
+  /**
+   * With GunzipUpToDamageOptions.resync: the compressed byte of the member reading went on at (told as
+   * its text goes on, or its CRC checks). Absent: no member follows, the rest of the input is skipped.
+   */
+  resumedAt?: number;
 }
 
 const GZIP_HEADER_FLAGS = { extra: 4, name: 8, comment: 16, headerCrc: 2 } as const;
@@ -90,6 +100,26 @@ export interface GunzipUpToDamageOptions {
    * (GzipDamage.unchecked). Text before other damage (a cut, corrupt deflate data) goes on as before: it has no CRC to fail.
    */
   holdUnchecked?: number;
+  /**
+   * After damage that is not at the input's end, search on for a member's header (1f 8b 08, flag bits
+   * 5-7 clear) and read on from it: the file sink writes a member per flush, so a damaged one in the
+   * middle of a file costs its own lines only. Each range read past is told to `onDamage` (with its
+   * `resumedAt`) before any text after it goes on; a match that is no member (it fails to inflate or its
+   * CRC) is read past too, in the same range. Default false: the text ends at the first damage.
+   */
+  resync?: boolean;
+}
+
+/** Where in `bytes`, from `from`, a gzip member's header may start: its magic and deflate, flag bits 5-7 clear. -1: none. */
+function headerCandidate(bytes: Buffer, from: number): number {
+  for (let at = bytes.indexOf(0x1f, from); at >= 0 && at + 1 < bytes.length; at = bytes.indexOf(0x1f, at + 1)) {
+    if (bytes[at + 1] !== 0x8b) continue;
+    if (at + 2 < bytes.length && bytes[at + 2] !== 8) continue;
+    if (at + 3 < bytes.length && (bytes[at + 3]! & 0xe0) !== 0) continue;
+    return at;
+  }
+  // A last 0x1f may start one that the next bytes end.
+  return bytes.length > 0 && bytes[bytes.length - 1] === 0x1f ? bytes.length - 1 : -1;
 }
 
 /**
@@ -102,7 +132,7 @@ export interface GunzipUpToDamageOptions {
  * follows the last whole line before the damage is not handed on, but given with it.
  */
 export async function* gunzipUpToDamage(compressed: AsyncIterable<Buffer>, options: GunzipUpToDamageOptions = {}): AsyncGenerator<Buffer> {
-  const { onDamage, readFrom, onEnd, holdUnchecked = GZIP_HELD_MEMBER_BYTES } = options;
+  const { onDamage, readFrom, onEnd, holdUnchecked = GZIP_HELD_MEMBER_BYTES, resync = false } = options;
   const input = compressed[Symbol.asyncIterator]();
   let pending: Buffer = Buffer.alloc(0); // read, not yet used
   let at = 0; // the compressed byte pending[0] is
@@ -118,7 +148,79 @@ export async function* gunzipUpToDamage(compressed: AsyncIterable<Buffer>, optio
     }
     return pending.length >= bytes;
   };
-  const damaged = (byte: number, problem: string): void => onDamage?.({ byte, problem, text: tail });
+  // The line ends handed on so far, and whether the last text handed on ended a line.
+  let lineEnds = 0;
+  let lineEnded = true;
+  /** A damaged range read past (resync), told when the text after it goes on; and whether the member read now is the one found after it. */
+  let skipped: GzipDamage | undefined;
+  let found = false;
+  const tell = (): void => {
+    if (skipped !== undefined) onDamage?.(skipped);
+    skipped = undefined;
+    found = false;
+  };
+  /** Text going on: the damaged range before it told first, a line a damage cut ended, its line ends counted. */
+  const handOn = (pieces: Buffer[]): Buffer[] => {
+    if (pieces.length === 0) return pieces;
+    tell();
+    if (!lineEnded) pieces.unshift(Buffer.from('\n'));
+    for (const piece of pieces) lineEnds += countLineEnds(piece);
+    const last = pieces[pieces.length - 1]!;
+    if (last.length > 0) lineEnded = last[last.length - 1] === 10;
+    return pieces;
+  };
+  /**
+   * Damage found (its text and byte): with `resync`, reading goes on at the next member's header from
+   * `searchFrom` (undefined: none can follow, the input ended), the range told when text after it goes
+   * on; else (or none found) it is told now and the text ends. A damaged member found after damage
+   * joins its range, and the search goes on from its start + 1 (`rewound`: the bytes from there, where
+   * they were kept). Returns whether reading goes on.
+   */
+  const damagedAt = async (damage: Omit<GzipDamage, 'lineEndsBefore'>, searchFrom: number | undefined, rewound?: { at: number; bytes: Buffer }): Promise<boolean> => {
+    let range: GzipDamage;
+    if (found && skipped !== undefined) {
+      const { resumedAt: _, ...before } = skipped;
+      range = { ...before, text: damage.text.length > 0 ? Buffer.concat([skipped.text, damage.text]) : skipped.text };
+      if (rewound !== undefined) {
+        pending = rewound.bytes;
+        at = rewound.at;
+        searchFrom = rewound.at;
+      }
+    } else range = { ...damage, lineEndsBefore: lineEnds + (lineEnded ? 0 : 1) };
+    skipped = undefined;
+    found = false;
+    tail = Buffer.alloc(0);
+    held = [];
+    heldBytes = 0;
+    unchecked = { bytes: 0, lineEnds: 0 };
+    if (resync && searchFrom !== undefined) {
+      pending = pending.subarray(searchFrom - at);
+      at = searchFrom;
+      for (;;) {
+        const candidate = headerCandidate(pending, 0);
+        if (candidate < 0) {
+          at += pending.length;
+          pending = Buffer.alloc(0);
+          if (!(await fill(1))) break;
+          continue;
+        }
+        pending = pending.subarray(candidate);
+        at += candidate;
+        if (!(await fill(4))) break; // the input ends inside it: no member
+        if (headerCandidate(pending.subarray(0, 4), 0) === 0) {
+          skipped = { ...range, resumedAt: at };
+          found = true;
+          return true;
+        }
+        pending = pending.subarray(1);
+        at += 1;
+      }
+    }
+    onDamage?.(range);
+    return false;
+  };
+  /** Damage in a member's header at `start`: a search goes on from the byte after it (its bytes are all still pending). */
+  const damagedHeader = (start: number, problem: string): Promise<boolean> => damagedAt({ byte: start, problem, text: tail }, start + 1);
   // The current member's whole lines, held until its CRC checks; and what of its text went on before.
   let held: Buffer[] = [];
   let heldBytes = 0;
@@ -151,7 +253,7 @@ export async function* gunzipUpToDamage(compressed: AsyncIterable<Buffer>, optio
     tail = joined.subarray(end);
     return end > 0 ? joined.subarray(0, end) : undefined;
   };
-  for (;;) {
+  members: for (;;) {
     if (!(await fill(1))) break; // the end, between members
     if (members > 0 && pending[0] === 0) {
       // Zeros after a member: padding to the end (gzip: "trailing zero bytes ignored"), else junk after them.
@@ -171,22 +273,41 @@ export async function* gunzipUpToDamage(compressed: AsyncIterable<Buffer>, optio
     // The header: magic, deflate, flags, mtime, xfl, os; then the optional fields its flags name.
     const whole = await fill(10);
     // Junk (not a member) is told as such, however short.
-    if ([0x1f, 0x8b, 8].some((magic, i) => i < pending.length && pending[i] !== magic)) return damaged(start, 'incorrect header check');
-    if (!whole) return damaged(start, 'unexpected end of file');
+    if ([0x1f, 0x8b, 8].some((magic, i) => i < pending.length && pending[i] !== magic)) {
+      if (await damagedHeader(start, 'incorrect header check')) continue;
+      return;
+    }
+    if (!whole) {
+      if (await damagedHeader(start, 'unexpected end of file')) continue;
+      return;
+    }
     const flags = pending[3]!;
     let headerBytes = 10;
     if (flags & GZIP_HEADER_FLAGS.extra) {
-      if (!(await fill(headerBytes + 2))) return damaged(start, 'unexpected end of file');
+      if (!(await fill(headerBytes + 2))) {
+        if (await damagedHeader(start, 'unexpected end of file')) continue;
+        return;
+      }
       headerBytes += 2 + pending.readUInt16LE(headerBytes);
     }
     for (const field of [GZIP_HEADER_FLAGS.name, GZIP_HEADER_FLAGS.comment]) {
       if (!(flags & field)) continue;
       let end: number;
-      while ((end = pending.indexOf(0, headerBytes)) < 0) if (!(await fill(pending.length + 1))) return damaged(start, 'unexpected end of file');
+      while ((end = pending.indexOf(0, headerBytes)) < 0) {
+        if (await fill(pending.length + 1)) continue;
+        if (await damagedHeader(start, 'unexpected end of file')) continue members;
+        return;
+      }
       headerBytes = end + 1;
     }
     if (flags & GZIP_HEADER_FLAGS.headerCrc) headerBytes += 2;
-    if (!(await fill(headerBytes))) return damaged(start, 'unexpected end of file');
+    if (!(await fill(headerBytes))) {
+      if (await damagedHeader(start, 'unexpected end of file')) continue;
+      return;
+    }
+    // A member found after damage: its bytes kept (while few enough) to search again from its start + 1 should it be none.
+    let kept: Buffer[] | undefined = found ? [pending.subarray(0, headerBytes)] : undefined;
+    let keptBytes = headerBytes;
     pending = pending.subarray(headerBytes);
     at += headerBytes;
     // The deflate data: fed a chunk at a time; its end is where the inflate stops taking bytes.
@@ -199,6 +320,9 @@ export async function* gunzipUpToDamage(compressed: AsyncIterable<Buffer>, optio
     // Without `readFrom` (a FIFO), the member's compressed bytes so far, while they are few enough, read it again instead.
     let retained: Buffer[] | undefined = readFrom === undefined ? [] : undefined;
     let retainedBytes = 0;
+    /** The bytes from the found member's start + 1 on, for a search there (undefined: not found after damage, or too many kept). */
+    const rewind = (): { at: number; bytes: Buffer } | undefined =>
+      kept === undefined ? undefined : { at: start + 1, bytes: Buffer.concat([...kept, pending.subarray(Math.min(pending.length, dataStart + fed - at))]).subarray(1) };
     try {
       let chunk: Buffer | undefined = pending.length > 0 ? pending : undefined;
       pending = Buffer.alloc(0);
@@ -213,17 +337,29 @@ export async function* gunzipUpToDamage(compressed: AsyncIterable<Buffer>, optio
           retainedBytes += chunk.length;
           if (retainedBytes > GZIP_RETAINED_MEMBER_BYTES) retained = undefined;
           retained?.push(chunk);
+          keptBytes += chunk.length;
+          if (keptBytes > GZIP_RETAINED_MEMBER_BYTES) kept = undefined;
+          kept?.push(chunk);
         }
         for (const text of await inflater.feed(chunk)) {
           crc = crc32Of(text, crc);
           size = (size + text.length) >>> 0;
           inflated += text.length;
           const whole = lines(text);
-          if (whole !== undefined) yield* hold(whole);
+          if (whole !== undefined) yield* handOn(hold(whole));
         }
         if (inflater.failure !== undefined) {
+          const unused = chunk === undefined ? Buffer.alloc(0) : chunk.subarray(chunk.length - (fed - inflater.consumed));
+          if (found) {
+            // A member found after damage that fails: no member (or another damaged one), its text the range's.
+            tail = Buffer.concat([...release(), tail]);
+            pending = unused;
+            at = dataStart + inflater.consumed;
+            if (await damagedAt({ byte: dataStart + inflater.consumed, problem: inflater.failure.message, text: tail }, at, rewind())) continue members;
+            return;
+          }
           // Text before corrupt deflate data goes on: no CRC can be checked.
-          yield* release();
+          yield* handOn(release());
           let corrupt = { byte: inflater.consumed, problem: inflater.failure.message };
           const kept = retained;
           const memberFrom = readFrom ?? (kept === undefined ? undefined : async function* (): AsyncGenerator<Buffer> {
@@ -239,7 +375,7 @@ export async function* gunzipUpToDamage(compressed: AsyncIterable<Buffer>, optio
                   break;
                 }
                 const whole = lines(step.value);
-                if (whole !== undefined) yield whole;
+                if (whole !== undefined) yield* handOn([whole]);
               }
             } catch {
               // Unreadable now: the text before the failing call is what there is.
@@ -247,13 +383,19 @@ export async function* gunzipUpToDamage(compressed: AsyncIterable<Buffer>, optio
               await again.return(undefined);
             }
           }
-          return damaged(dataStart + corrupt.byte, corrupt.problem);
+          // The search goes on from the first byte the inflate did not take.
+          pending = unused;
+          at = dataStart + inflater.consumed;
+          if (await damagedAt({ byte: dataStart + corrupt.byte, problem: corrupt.problem, text: tail }, at)) continue members;
+          return;
         }
         const consumed = inflater.consumed;
         // Ended by the input's end: inside the deflate data, or before its trailer (the text so far goes on, as zcat gives it).
         if (chunk === undefined) {
-          yield* release();
-          return damaged(dataStart + consumed, 'unexpected end of file');
+          if (!found) yield* handOn(release());
+          else tail = Buffer.concat([...release(), tail]);
+          if (await damagedAt({ byte: dataStart + consumed, problem: 'unexpected end of file', text: tail }, undefined, rewind())) continue members;
+          return;
         }
         if (inflater.ended || consumed < fed) {
           // What the inflate did not take (the trailer, the next member) is read on.
@@ -269,16 +411,20 @@ export async function* gunzipUpToDamage(compressed: AsyncIterable<Buffer>, optio
     // The trailer: the text's CRC-32 and length (mod 2^32).
     const trailerAt = at;
     if (!(await fill(8))) {
-      yield* release();
-      return damaged(trailerAt, 'unexpected end of file');
+      if (!found) yield* handOn(release());
+      else tail = Buffer.concat([...release(), tail]);
+      if (await damagedAt({ byte: trailerAt, problem: 'unexpected end of file', text: tail }, undefined, rewind())) continue;
+      return;
     }
     if (pending.readUInt32LE(0) !== crc || pending.readUInt32LE(4) !== size) {
       // The text is not what was compressed: what of it was held is the damage's, not the reader's.
       const failed = release();
       if (failed.length > 0) tail = Buffer.concat([...failed, tail]);
-      return void onDamage?.({ byte: trailerAt, problem: 'incorrect data check', text: tail, ...(unchecked.bytes > 0 ? { unchecked } : {}) });
+      if (await damagedAt({ byte: trailerAt, problem: 'incorrect data check', text: tail, ...(unchecked.bytes > 0 ? { unchecked } : {}) }, trailerAt, rewind())) continue;
+      return;
     }
-    yield* release();
+    yield* handOn(release());
+    tell(); // a member with no text
     unchecked = { bytes: 0, lineEnds: 0 };
     pending = pending.subarray(8);
     at += 8;
@@ -286,7 +432,7 @@ export async function* gunzipUpToDamage(compressed: AsyncIterable<Buffer>, optio
     membersEnd = at;
   }
   onEnd?.(membersEnd);
-  if (tail.length > 0) yield tail; // a last line without a line end
+  if (tail.length > 0) yield* handOn([tail]); // a last line without a line end
 }
 
 /**

@@ -8,6 +8,7 @@ import { constants as zlibConstants, crc32, deflateRawSync, gunzipSync, gzipSync
 import { ConfigError, defineSink, originOf, type ClickEvent, type Rejection, type SourcePosition, type StreamRecord } from 'tributary';
 import { runYaml, spawnTributary, testContext, tempFolder, until } from 'tributary/testing';
 import fileSource from './file.js';
+import fileSink from '../sinks/file.js';
 
 const dir = tempFolder({ after }, 'file-source');
 
@@ -1051,9 +1052,9 @@ test('corrupt deflate data inside a gzip member: every line zlib decodes before 
   const path = join(dir, 'corrupt-member.jsonl.gz');
   writeFileSync(path, Buffer.concat([first, second]));
   const { times, deadLetters, counted } = await readGzipFile(path);
-  // Before: 2,437: the text of zlib's failing call (63 lines here, up to 16 KB) was dropped.
-  assert.equal(times.length, expected, 'the lines zlib decodes before the corruption');
-  assert.deepEqual(times, Array.from({ length: expected }, (_, i) => i));
+  // Before: 2,437: the text of zlib's failing call (63 lines here, up to 16 KB) was dropped. Then the next member's.
+  assert.equal(times.length, expected + 5000, 'the lines zlib decodes before the corruption, then the next member\'s');
+  assert.deepEqual(times, [...Array.from({ length: expected }, (_, i) => i), ...Array.from({ length: 5000 }, (_, i) => 5000 + i)]);
   assert.equal(deadLetters.length, 1);
   const [dead] = deadLetters;
   const problem = (() => {
@@ -1063,10 +1064,10 @@ test('corrupt deflate data inside a gzip member: every line zlib decodes before 
       return (error as Error).message;
     }
   })();
-  assert.equal(dead!.reason, `unreadable gzip data after line ${expected} (${problem} at compressed byte ${10 + good}${wholeLines < before.length ? '; raw is the text read after that line' : ''}): the rest of the file is skipped`);
+  assert.equal(dead!.reason, `unreadable gzip data after line ${expected} (${problem} at compressed byte ${10 + good}${wholeLines < before.length ? '; raw is the text read after that line' : ''}): reading goes on at the gzip member at compressed byte ${first.length}, its first line numbered ${expected + 1}`);
   assert.deepEqual([dead!.origin?.file, dead!.origin?.line, dead!.raw], [path, expected + 1, before.slice(wholeLines)]);
   // The progress total is the lines read (before: createGunzip's count, 2,438).
-  assert.equal(counted, expected);
+  assert.equal(counted, expected + 5000);
 });
 
 test('zero bytes after the last gzip member (tar or dd padding) are passed over, as gzip does ("trailing zero bytes ignored"); other bytes after it, after zeros too, are one dead letter naming the first of them; countRecords counts the lines read', async () => {
@@ -1141,17 +1142,18 @@ test('a bit flipped in a gzip member\'s text that inflates without error: the me
   const trailerAt = first.length + second.length - 8;
   const { times, deadLetters, counted } = await readGzipFile(path);
   // Before: 10,000 lines read, u6000's line among them (the wrong one), then the dead letter "after line 10000".
-  assert.deepEqual(times, Array.from({ length: 5000 }, (_, i) => i), 'the lines before the member whose CRC fails');
-  assert.equal(counted, 5000);
+  const afterIt = Array.from({ length: 1000 }, (_, i) => 10_000 + i);
+  assert.deepEqual(times, [...Array.from({ length: 5000 }, (_, i) => i), ...afterIt], 'the lines before the member whose CRC fails, then the next member\'s');
+  assert.equal(counted, 6000);
   assert.equal(deadLetters.length, 1);
-  assert.equal(deadLetters[0]!.reason, `unreadable gzip data after line 5000 (incorrect data check at compressed byte ${trailerAt}: a member's text is not what was compressed; its lines 5001-10000 are not read (raw is their text)): the rest of the file is skipped`);
+  assert.equal(deadLetters[0]!.reason, `unreadable gzip data after line 5000 (incorrect data check at compressed byte ${trailerAt}: a member's text is not what was compressed; its 5000 lines are not read (raw is their text)): reading goes on at the gzip member at compressed byte ${trailerAt + 8}, its first line numbered 5001`);
   assert.equal(deadLetters[0]!.raw, gzipTestLines(5000, 10_000).replace('"u7000"', '"u6000"'));
   assert.deepEqual([deadLetters[0]!.origin?.file, deadLetters[0]!.origin?.line], [path, 5001]);
   // A FIFO's lines go on as they inflate (a live writer's member may take long to end): the failed CRC names them.
   const fifo = await readGzipFifo('flipped-literal.fifo', bytes);
-  assert.equal(fifo.times.length, 10_000);
+  assert.equal(fifo.times.length, 11_000);
   assert.equal(fifo.deadLetters.length, 1);
-  assert.equal(fifo.deadLetters[0]!.reason, `unreadable gzip data after line 10000 (incorrect data check at compressed byte ${trailerAt}: a member's text is not what was compressed; its lines 5001-10000 (${Buffer.byteLength(gzipTestLines(5000, 10_000))} bytes) were read before the check and may be wrong): the rest of the file is skipped`);
+  assert.equal(fifo.deadLetters[0]!.reason, `unreadable gzip data after line 10000 (incorrect data check at compressed byte ${trailerAt}: a member's text is not what was compressed; its lines 5001-10000 (${Buffer.byteLength(gzipTestLines(5000, 10_000))} bytes) were read before the check and may be wrong): reading goes on at the gzip member at compressed byte ${trailerAt + 8}, its first line numbered 10001`);
 });
 
 test('corrupt deflate data read from a FIFO gives the same lines as from a file (its member\'s compressed bytes kept to inflate it again, bounded), not ~16 KB fewer', async () => {
@@ -1228,4 +1230,114 @@ test('dead letters replayed as docs/operations.md says: a source\'s `raw` text w
   const replayed = await runYaml(`sources: [{type: file, path: ${events}, mapping: canonical}]\nsinks: [{type: memory}]\n`);
   assert.deepEqual(replayed.deadLetters, []);
   assert.deepEqual(JSON.parse(JSON.stringify(replayed.outputs[0])), [{ kind: 'event', userId: 'u3', time: 4070908800000, type: 'purchase', category: 'c', attrs: { brand: 'b' } }]);
+});
+
+/** A gzip file the `file` sink wrote: `members` members of `perMember` events each (time i for the i-th), and where each member starts. */
+async function sinkWrittenGzip(name: string, members: number, perMember: number): Promise<{ path: string; bytes: Buffer; starts: number[] }> {
+  const path = join(dir, name);
+  const sink = await fileSink.create({ path, append: false, lazy: false }, testContext({ baseDir: dir }));
+  await sink.open?.();
+  for (let member = 0; member < members; member++) {
+    for (let i = member * perMember; i < (member + 1) * perMember; i++) sink.write({ kind: 'event', userId: `u${i}`, time: i, type: 'view', attrs: { pad: 'x'.repeat(i % 50) } } as StreamRecord);
+    await sink.flush?.();
+    await sink.flush?.(); // idle: the member ends
+  }
+  await sink.close();
+  const bytes = readFileSync(path);
+  const starts: number[] = [];
+  for (let at = bytes.indexOf(Buffer.from([0x1f, 0x8b, 8])); at >= 0; at = bytes.indexOf(Buffer.from([0x1f, 0x8b, 8]), at + 1)) starts.push(at);
+  // The close may end the file with an empty member (20 bytes): it holds no line.
+  assert.ok(starts.length === members || (starts.length === members + 1 && bytes.length - starts[members]! === 20), `members at ${starts}`);
+  return { path, bytes, starts };
+}
+
+/** The mapping that reads back what a `file` sink wrote. */
+const sinkMapping = { fields: { user_id: 'userId', session_id: 'sessionId', item_id: 'itemId' }, time_format: 'epoch_ms', attributes_field: 'attrs' };
+
+test('gzip: a damaged member in the middle of a file the sink wrote (a wrong CRC; cut short, the next member after it) costs its own lines only: the members after it are read, its lines dead-lettered with the reason, line numbers going on; countRecords counts the same', async () => {
+  const perMember = 500;
+  const { bytes, starts } = await sinkWrittenGzip('resync-source.jsonl.gz', 6, perMember);
+  const wrongCrc = Buffer.from(bytes);
+  wrongCrc[starts[3]! - 8]! ^= 0xff; // the third member's CRC
+  // The third member cut in its deflate data, the fourth right after (as a writer that lost the end of one leaves it).
+  const cutAt = Math.floor((starts[2]! + starts[3]!) / 2);
+  const cut = Buffer.concat([bytes.subarray(0, cutAt), bytes.subarray(starts[3])]);
+  const resumedAt = cutAt;
+  const all = Array.from({ length: 6 * perMember }, (_, i) => i);
+  for (const [name, damaged] of Object.entries({ wrongCrc, cut })) {
+    const path = join(dir, `resync-${name}.jsonl.gz`);
+    writeFileSync(path, damaged);
+    const config = { path, mapping: sinkMapping } as never;
+    const context = testContext({ batchSize: 1000 });
+    const source = await fileSource.create(config, context);
+    const times: number[] = [];
+    for await (const batch of source.read()) times.push(...batch.map((event) => event.time));
+    // The cut member's deflate data runs on into the next member's bytes: zlib inflates some of them (garbage lines,
+    // dead-lettered as malformed JSON: text before corrupt data goes on, it has no CRC to fail) before it fails.
+    const gzipDead = context.deadLetters.filter((dead) => dead.reason.startsWith('unreadable gzip data'));
+    assert.equal(gzipDead.length, 1, name);
+    const dead = gzipDead[0]!;
+    assert.deepEqual(context.deadLetters.filter((other) => other !== dead && !/^malformed JSON/.test(other.reason)), [], name);
+    const before = dead.origin!.line! - 1; // lines read before the damage
+    // Before: the lines of the members after the damage were lost, the dead letter said 'the rest of the file is skipped'.
+    assert.deepEqual(times.slice(-3 * perMember), all.slice(-3 * perMember), `${name}: the members after the damaged one are read`);
+    assert.deepEqual(times.slice(0, 2 * perMember), all.slice(0, 2 * perMember), name);
+    if (name === 'wrongCrc') {
+      assert.equal(times.length, 5 * perMember);
+      assert.equal(context.deadLetters.length, 1);
+      assert.equal(
+        dead.reason,
+        `unreadable gzip data after line 1000 (incorrect data check at compressed byte ${starts[3]! - 8}: a member's text is not what was compressed; its 500 lines are not read (raw is their text)): reading goes on at the gzip member at compressed byte ${starts[3]}, its first line numbered 1001`,
+      );
+      assert.equal((dead.raw as string).split('\n').length - 1, perMember);
+    } else {
+      assert.ok(before > 2 * perMember, `${before} lines before the damage: ${dead.reason}`);
+      assert.match(dead.reason, new RegExp(`^unreadable gzip data after line ${before} \\(.+ at compressed byte \\d+.*\\): reading goes on at the gzip member at compressed byte ${resumedAt}, its first line numbered ${before + 1}$`));
+    }
+    assert.equal(dead.origin?.file, path);
+    // The progress total: every line read, the malformed ones too.
+    assert.equal(await fileSource.countRecords!(config, dir), before + 3 * perMember, name);
+  }
+});
+
+test('gzip: resumed from a checkpoint at any batch of a file with a damaged middle member, the run gives the same events and dead letters as one uninterrupted run, each once', async () => {
+  const perMember = 500;
+  const { bytes, starts } = await sinkWrittenGzip('resync-resume.jsonl.gz', 6, perMember);
+  wrongCrcs: {
+    bytes[starts[2]! - 8]! ^= 0xff; // the second member's CRC
+    bytes[starts[4]! - 8]! ^= 0xff; // the fourth's
+  }
+  const path = join(dir, 'resync-resume-damaged.jsonl.gz');
+  writeFileSync(path, bytes);
+  const config = { path, mapping: sinkMapping } as never;
+  const whole = testContext({ batchSize: 250 });
+  const events: number[] = [];
+  for await (const batch of (await fileSource.create(config, whole)).read()) {
+    events.push(...batch.map((event) => event.time));
+    // Each damaged member's dead letter goes out as the reading passes it, not at the file's end (before: the rest of the file was lost).
+    const last = batch.at(-1)!.time;
+    // A batch that ends at the line before a damage may come before the gunzip finds it, or after.
+    const sent = whole.deadLetters.length;
+    assert.ok(sent >= (last >= 2000 ? 2 : last >= 1000 ? 1 : 0) && sent <= (last >= 1499 ? 2 : last >= 499 ? 1 : 0), `${sent} dead letters sent by the batch through time ${last}`);
+  }
+  assert.equal(events.length, 4 * perMember);
+  assert.equal(whole.deadLetters.length, 2);
+  const deadLetters = whole.deadLetters.map((dead) => `${dead.origin?.line} ${dead.reason}`);
+  for (let stopAfter = 1; stopAfter <= events.length / 250; stopAfter++) {
+    const first = testContext({ batchSize: 250 });
+    const run = await fileSource.create(config, first);
+    const times: number[] = [];
+    let batches = 0;
+    for await (const batch of run.read()) {
+      times.push(...batch.map((event) => event.time));
+      if (++batches === stopAfter) break;
+    }
+    const position = run.position!();
+    const again = testContext({ batchSize: 250, resuming: true });
+    const resumed = await fileSource.create(config, again);
+    resumed.seek!(JSON.parse(JSON.stringify(position)) as SourcePosition);
+    for await (const batch of resumed.read()) times.push(...batch.map((event) => event.time));
+    assert.deepEqual(times, events, `stopped after batch ${stopAfter} (${JSON.stringify(position)})`);
+    assert.deepEqual([...first.deadLetters, ...again.deadLetters].map((dead) => `${dead.origin?.line} ${dead.reason}`), deadLetters, `stopped after batch ${stopAfter}`);
+  }
 });

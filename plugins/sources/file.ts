@@ -24,6 +24,7 @@ import {
   type ClickEvent,
   type DecodeConfig,
   type GzipDamage,
+  type PluginContext,
   type SourcePosition,
 } from 'tributary';
 
@@ -47,14 +48,14 @@ const pathsOf = (config: FileSourceConfig, baseDir: string): string[] => (Array.
 /**
  * A file's records, for a progress total: its lines that are not blank (no record is read from those),
  * decompressed where it is read through gzip, less a CSV header row. A CSV field holding a line end makes
- * it an estimate. Damaged gzip data counts the lines the source reads before it (the same gunzip): the
- * source dead-letters the rest as one unreadable record. An unreadable file counts what was read.
+ * it an estimate. Damaged gzip data counts the lines the source reads (the same gunzip): those before
+ * it and those of the members read on after it. An unreadable file counts what was read.
  */
 async function countLines(path: string, gzip: boolean, headerRow: boolean): Promise<number> {
   let records = 0;
   let content = false; // the current line has a byte that is not blank
   const raw = createReadStream(path);
-  const stream = gzip ? gunzipUpToDamage(raw, { readFrom: (byte) => createReadStream(path, { start: byte }) }) : raw;
+  const stream = gzip ? gunzipUpToDamage(raw, { readFrom: (byte) => createReadStream(path, { start: byte }), resync: true }) : raw;
   try {
     for await (const chunk of stream) {
       let start = 0;
@@ -90,8 +91,8 @@ export default defineSource<FileSourceConfig>({
     'file and line; one that is not UTF-8 text (a Latin-1 byte) goes there as its exact bytes, base64 (`encoding: base64`). ' +
     'Text is UTF-8 (a byte order mark is passed over); a file that starts with a UTF-16 or UTF-32 byte order mark (Excel\'s "Unicode Text") fails the source, its error naming the `iconv` command that converts it. ' +
     'A CSV without a column the mapping names (a misspelt `price: Price` would leave every event without a price) is logged as a warning, once per file, with its columns (a header read as one column holding `;`, a tab or `|` names that as the likely `csv.delimiter`). ' +
-    'Files ending in `.gz` are decompressed. A damaged one (cut short, corrupt compressed data, junk after its members, a wrong CRC) gives every line before the damage (for corrupt data, every line zlib decodes before it, from a FIFO too while the corrupt member\'s compressed bytes so far are under 4 MiB, kept for that; past them, up to 16 KB of text before it may be lost); the rest of the file is one dead letter naming the compressed byte the damage is at and zlib\'s problem (its `raw`: the text read after the last whole line), and the next file is read. ' +
-    'A member\'s lines are held until its CRC checks (up to 16 MiB of its text; the `file` sink\'s members end at 4 MiB): a member whose CRC fails (a flipped bit that inflates without error) gives none of them, they are the dead letter\'s `raw`, its reason naming their lines. Past 16 MiB of a member, and from a FIFO (a live writer may take long to end a member), lines go on as they are inflated, and a failed CRC names them in the dead letter as possibly wrong. Zero bytes after the last member (a tar or `dd` block\'s padding) are passed over, as `gzip -d` does. A checkpoint\'s position names its file by path, inode and first bytes: ' +
+    'Files ending in `.gz` are decompressed. A damaged one (cut short, corrupt compressed data, junk after its members, a wrong CRC) gives every line before the damage (for corrupt data, every line zlib decodes before it, from a FIFO too while the corrupt member\'s compressed bytes so far are under 4 MiB, kept for that; past them, up to 16 KB of text before it may be lost), and one dead letter naming the compressed byte the damage is at and zlib\'s problem (its `raw`: the text read after the last whole line); reading then goes on at the next gzip member after it (the `file` sink writes a member per flush, so a damaged one costs its own lines only): the dead letter names the compressed byte it resumed at, and the line number the next line gets (the damaged text is not counted: line numbers go on from the last line read). A match of a member\'s first bytes that is no member (it fails to inflate or its CRC) is read past in the same dead letter. A damaged range is dead-lettered as the reading passes it, and a checkpoint after it records that it was: a resumed run reads the same lines after it and does not dead-letter it again. Where no member follows, the rest of the file is skipped (so said) and the next file is read. Text zlib inflates from damaged data before it fails goes on as lines (a member cut short and followed by the next one can inflate some of the next one\'s bytes as garbage first, dead-lettered as malformed lines). ' +
+    'A member\'s lines are held until its CRC checks (up to 16 MiB of its text; the `file` sink\'s members end at 4 MiB): a member whose CRC fails (a flipped bit that inflates without error) gives none of them, they are the dead letter\'s `raw`, its reason naming how many. Past 16 MiB of a member, and from a FIFO (a live writer may take long to end a member), lines go on as they are inflated, and a failed CRC names them in the dead letter as possibly wrong. Zero bytes after the last member (a tar or `dd` block\'s padding) are passed over, as `gzip -d` does. A checkpoint\'s position names its file by path, inode and first bytes: ' +
     'renamed since (log rotation), the file resumes where it was wherever `path` lists it now; another file at its path is read from its start. ' +
     'A file read to its end stays the position until the next one is open, and after the last one (a resumed run reads what was appended since). ' +
     'A last line without a line end is read as a record at the end of the file, but the position stays before it: a resumed run reads it again whole if a writer has added to it since (logged), and passes it over if not. A FIFO (or a device) is read as a stream: a resumed run reads the stream it opens from its start. A FIFO waits for a writer, and for its lines, until the writer closes it or the run stops: a stop (SIGTERM) ends its reading at once.',
@@ -163,6 +164,11 @@ export default defineSource<FileSourceConfig>({
     /** The line after which the current file's rest was dead-lettered as unreadable (by this run or the one resumed). */
     let unreadableAfter: number | undefined;
     /**
+     * The damaged ranges of the current gzip file read past (a member after them read on) that are
+     * dead-lettered, by this run or the one resumed: a resumed run's gunzip finds them again, in order.
+     */
+    let rangesSkipped = 0;
+    /**
      * The length of the record after the position that the file ended inside, read without its line end
      * (DecodedBatch.unterminated): the position stays before it, as a writer may not be done with it.
      */
@@ -209,6 +215,7 @@ export default defineSource<FileSourceConfig>({
                 bytesDone = 0;
                 unreadableAfter = undefined;
                 unterminated = undefined;
+                rangesSkipped = 0;
               }
               identity = opened;
             };
@@ -232,11 +239,25 @@ export default defineSource<FileSourceConfig>({
               : new Socket({ fd: input.fifo!, readable: true, writable: false });
           /** Where the gzip data is damaged: the text before it was read, the rest of the file is not. */
           let damage: GzipDamage | undefined;
+          // Damaged ranges read past, in order: dead-lettered as the reading passes their line (a checkpoint after it has them sent).
+          let rangesFound = 0;
+          const ranges: GzipDamage[] = [];
+          const onDamage = (found: GzipDamage): void => {
+            if (found.resumedAt === undefined) damage = found;
+            else if (rangesFound++ >= rangesSkipped) ranges.push(found);
+          };
+          /** The ranges before line `through` (through it: `through` is a last batch's) dead-lettered. */
+          const deadLetterRanges = (through: number): void => {
+            while (ranges.length > 0 && ranges[0]!.lineEndsBefore <= through) {
+              deadLetterGzipDamage(ranges.shift()!, path, context);
+              rangesSkipped++;
+            }
+          };
           // Corrupt deflate data is inflated again from its member's start (a file's, still this one): zlib's failing call's text.
           const file = opened;
           const again = file === undefined ? undefined : (byte: number): AsyncIterable<Buffer> => fileFrom(path, file, byte);
           // A FIFO's lines are not held until their member's CRC checks: a live writer's member may take long to end (the file sink's ends at 4 MiB of text).
-          const gunzipOptions = { onDamage: (found: GzipDamage) => void (damage = found), ...(again === undefined ? { holdUnchecked: 0 } : { readFrom: again }) };
+          const gunzipOptions = { onDamage, resync: true, ...(again === undefined ? { holdUnchecked: 0 } : { readFrom: again }) };
           const decoded = gzip ? Readable.from(gunzipUpToDamage(raw, gunzipOptions), { objectMode: false }) : raw;
           open = { raw, decoded };
           // A stop ends the reading at once, as stdin's does: a FIFO's writer may stay quiet for good.
@@ -255,23 +276,16 @@ export default defineSource<FileSourceConfig>({
               linesDone = throughLine;
               bytesDone = seekable && throughByte !== undefined ? startByte + throughByte : undefined;
               unterminated = batch.unterminated;
+              deadLetterRanges(throughLine);
               // Empty when all of it was dead-lettered: yielded all the same, so the runtime waits for the dead-letter sink's room (Source.read).
               yield events;
             }
             enter?.();
+            deadLetterRanges(Infinity);
             // Damaged compressed data is bad input, not a failed source: the lines before it were delivered,
             // the rest of the file is one dead letter, and reading goes on. A resumed run reads a damaged
             // last file up to its damage again: its rest was dead-lettered once.
-            if (damage !== undefined && unreadableAfter !== linesDone) {
-              const { byte, problem, text, unchecked } = damage;
-              const utf8 = isUtf8(text);
-              context.deadLetter({
-                reason: problem === 'incorrect data check' ? crcFailureReason(linesDone, byte, text, utf8, unchecked) : `unreadable gzip data after line ${linesDone} (${problem} at compressed byte ${byte}${text.length > 0 ? `; raw is the text read after that line${utf8 ? '' : ', base64'}` : ''}): the rest of the file is skipped`,
-                raw: text.toString(utf8 ? 'utf8' : 'base64'),
-                ...(utf8 ? {} : { encoding: 'base64' as const }),
-                origin: { source: context.label, file: path, line: linesDone + 1 },
-              });
-            }
+            if (damage !== undefined && unreadableAfter !== linesDone) deadLetterGzipDamage({ ...damage, lineEndsBefore: linesDone }, path, context);
             if (damage !== undefined) unreadableAfter = linesDone;
           } catch (error) {
             // The input destroyed by the stop: the end of this run's reading, not a failure of the file.
@@ -295,6 +309,7 @@ export default defineSource<FileSourceConfig>({
           ...(bytesDone !== undefined ? { byte: bytesDone } : {}),
           ...(unterminated !== undefined ? { unterminated } : {}),
           ...(unreadable ? { unreadable: true } : {}),
+          ...(rangesSkipped > 0 ? { gzipRangesSkipped: rangesSkipped } : {}),
           ...identity,
         };
       },
@@ -326,6 +341,7 @@ export default defineSource<FileSourceConfig>({
         bytesDone = byte;
         unreadableAfter = position.unreadable === true ? linesDone : undefined;
         unterminated = typeof position.unterminated === 'number' ? position.unterminated : undefined;
+        rangesSkipped = typeof position.gzipRangesSkipped === 'number' ? position.gzipRangesSkipped : 0;
         identity = savedIdentity;
       },
       async close() {
@@ -337,15 +353,35 @@ export default defineSource<FileSourceConfig>({
 });
 
 /**
- * The dead letter's reason for a gzip member whose CRC failed after line `linesDone`: its text held back
- * (`text`, the dead letter's raw) is not read, its lines named; lines of it handed on before the check
- * (past the hold bound, or a FIFO's) are named as possibly wrong.
+ * A gzip file's damage, after its line `damage.lineEndsBefore`, dead-lettered: its text after that line
+ * is the raw. A range read past (`resumedAt`) names where reading went on, and the line numbers go on
+ * from the damage's (its text is not counted, so a resumed run counts the same lines); else the rest of
+ * the file is skipped.
  */
-function crcFailureReason(linesDone: number, byte: number, text: Buffer, utf8: boolean, unchecked: GzipDamage['unchecked']): string {
+function deadLetterGzipDamage(damage: GzipDamage, path: string, context: PluginContext): void {
+  const { byte, problem, text, unchecked, lineEndsBefore: after, resumedAt } = damage;
+  const utf8 = isUtf8(text);
+  const rest = resumedAt === undefined ? 'the rest of the file is skipped' : `reading goes on at the gzip member at compressed byte ${resumedAt}, its first line numbered ${after + 1}`;
+  context.deadLetter({
+    reason: problem === 'incorrect data check' ? `${crcFailureReason(after, byte, text, utf8, unchecked, resumedAt === undefined)}: ${rest}` : `unreadable gzip data after line ${after} (${problem} at compressed byte ${byte}${text.length > 0 ? `; raw is the text read after that line${utf8 ? '' : ', base64'}` : ''}): ${rest}`,
+    raw: text.toString(utf8 ? 'utf8' : 'base64'),
+    ...(utf8 ? {} : { encoding: 'base64' as const }),
+    origin: { source: context.label, file: path, line: after + 1 },
+  });
+}
+
+/**
+ * The dead letter's reason for a gzip member whose CRC failed after line `linesDone`: its text held back
+ * (`text`, the dead letter's raw) is not read, its lines named (by number where the file's lines end
+ * there, `numbered`; read past, they are not numbered); lines of it handed on before the check (past the
+ * hold bound, or a FIFO's) are named as possibly wrong.
+ */
+function crcFailureReason(linesDone: number, byte: number, text: Buffer, utf8: boolean, unchecked: GzipDamage['unchecked'], numbered: boolean): string {
   const heldLines = text.length === 0 ? 0 : text.subarray(0, text.length - 1).toString('latin1').split('\n').length;
-  const held = heldLines === 0 ? '' : `; its lines ${linesDone + 1}-${linesDone + heldLines} are not read (raw is their text${utf8 ? '' : ', base64'})`;
+  const lines = numbered ? `lines ${linesDone + 1}-${linesDone + heldLines}` : `${heldLines} line${heldLines === 1 ? '' : 's'}`;
+  const held = heldLines === 0 ? '' : `; its ${lines} are not read (raw is their text${utf8 ? '' : ', base64'})`;
   const passed = unchecked === undefined ? '' : `; its lines ${linesDone - unchecked.lineEnds + 1}-${linesDone} (${unchecked.bytes} bytes) were read before the check and may be wrong`;
-  return `unreadable gzip data after line ${linesDone} (incorrect data check at compressed byte ${byte}: a member's text is not what was compressed${held}${passed}): the rest of the file is skipped`;
+  return `unreadable gzip data after line ${linesDone} (incorrect data check at compressed byte ${byte}: a member's text is not what was compressed${held}${passed})`;
 }
 
 /**
