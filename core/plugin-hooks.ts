@@ -7,6 +7,7 @@
  */
 import { TributaryError } from './errors.js';
 import type { ConfigFile, EntryProblem, OutlineEntry, OutputCondition, PipelineOutline, PluginKind, PluginSpec } from './plugin.js';
+import { valueText } from './value-text.js';
 
 /** What names a plugin in a hook's error: its kind and name. */
 type NamedPlugin = Pick<PluginSpec<PluginKind, never>, 'kind' | 'name'>;
@@ -33,14 +34,7 @@ export class PluginHookError extends TributaryError {
 function shown(value: unknown): string {
   if (value === undefined) return 'undefined';
   if (typeof value === 'function') return 'a function';
-  if (typeof value === 'number' && !Number.isFinite(value)) return String(value);
-  let text: string;
-  try {
-    text = JSON.stringify(value) ?? String(value);
-  } catch {
-    text = String(value);
-  }
-  return text.length > 60 ? `${text.slice(0, 59)}…` : text;
+  return valueText(value);
 }
 
 /**

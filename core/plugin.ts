@@ -94,6 +94,37 @@ export interface Rejection {
 }
 
 /** What a factory receives besides its config. */
+/**
+ * A stage of a pipeline as the runtime records it (a checkpoint's record of its stages; PluginContext.stagesBefore):
+ * JSON, so a plugin may keep it in a file of its own and hand it back to PluginContext.featureStagesChangedSince.
+ */
+export interface StageRecord {
+  label: string;
+  type: string;
+  /** Its plugin config, defaults filled in, secrets redacted (redactSecrets). */
+  config: unknown;
+  /**
+   * How it bears on the features of the vector: it selects some by name (PluginSpec.featureSelectorField: a
+   * transform), appends some (a non-empty `featureNames`), or its plugin declares neither (`undeclared`: an
+   * operator of one's own that may write features any way, so checked as a transform is). Absent: it makes
+   * none (it declares `featureNames` with none, or is a model).
+   */
+  features?: 'selects' | 'appends' | 'undeclared';
+}
+
+/** A change to the stages that make or select features, between a record of them (StageRecord[]) and the stages now. */
+export interface FeatureStageChange {
+  /** The change, with the stage's place in the pipeline file: `hash (FILE:6:5, $.stages[2], hash-features): width: 16 -> 8`, `log (log1p) removed`. */
+  text: string;
+  /**
+   * The values under feature names that are kept are made otherwise (a stage configured otherwise, a transform or
+   * an undeclared stage added, removed or moved): no name tells, so a model applies the weights it learnt for the
+   * old values to them. False where only which names there are changed (a stage that appends added or removed),
+   * which a model reading its features by name sees (it warns of the names it does not know and those missing).
+   */
+  sameNamesOtherValues: boolean;
+}
+
 export interface PluginContext {
   /** Name of the pipeline this instance belongs to. */
   readonly pipeline: string;
@@ -187,6 +218,19 @@ export interface PluginContext {
    * then fails for a person (exit 2): a restart would meet the same live holder.
    */
   readonly lockWaitMs?: number;
+  /**
+   * Operators: the stages before this one as the runtime records them (StageRecord), for a stage that keeps state
+   * outside the pipeline's checkpoints (a model's file) to save beside it, so that a later run can ask
+   * `featureStagesChangedSince` whether the features it was built on are made otherwise now. Undefined where no
+   * runtime set it (a context built by hand).
+   */
+  readonly stagesBefore?: readonly StageRecord[];
+  /**
+   * Operators: how the stages before this one make or select features otherwise than they did when `saved` (a
+   * `stagesBefore` kept earlier, read back) was recorded, each change with the stage's place in the pipeline file;
+   * none when nothing that bears on the features changed. The comparison a resume from a checkpoint makes.
+   */
+  featureStagesChangedSince?(saved: unknown): readonly FeatureStageChange[];
   /**
    * Scale-out: the source partition (e.g. `clicks-3`) of the record a stage is handling right now,
    * for global stages that keep per-user items (a model's pending labels) and must let go of those

@@ -21,6 +21,7 @@ import { FeatureSelector } from '../feature-selector.js';
 import { nestedFieldHome, SchemaValidator, sinkKindsSchemaPath } from './schema.js';
 import type { CheckpointCompression } from '../runtime/checkpoint.js';
 import { isSecret } from '../runtime/telemetry.js';
+import { valueText as quotedValue } from '../value-text.js';
 
 export interface PipelineEntry {
   type: string;
@@ -1104,10 +1105,7 @@ const SECRET_NOT_SHOWN = '(not shown: a secret)';
  * `security` section (a SASL section written as one string): the problem goes to logs and terminals.
  */
 function valueText(value: unknown, segments: readonly PathSegment[]): string {
-  if (isHiddenValue(value, segments)) return SECRET_NOT_SHOWN;
-  // NaN and Infinity (YAML's .nan, .inf) by name: JSON would say null.
-  const text = typeof value === 'number' && !Number.isFinite(value) ? String(value) : (JSON.stringify(value) ?? String(value));
-  return text.length > 60 ? `${text.slice(0, 59)}…` : text;
+  return isHiddenValue(value, segments) ? SECRET_NOT_SHOWN : quotedValue(value);
 }
 
 /** Whether a config problem must not quote the value at `segments` (valueText): a secret's, or anything under a `security` section. */

@@ -18,7 +18,7 @@ import { createGzip, gunzip } from 'node:zlib';
 import type { Logger } from 'pino';
 import { fileSystemErrorAt, TributaryError } from '../errors.js';
 import { isRunning, keepLock, LOCK_STALE_MS, LockRefusedError, readOnlyCause, releaseLock, takeLock, takeLockWaiting, type LockOptions } from '../lock.js';
-import type { SourcePosition } from '../plugin.js';
+import type { SourcePosition, StageRecord } from '../plugin.js';
 import type { LoadedPipeline } from '../config/load.js';
 import { parseDuration } from '../duration.js';
 import { createFileDurably, isOwnTempName, makeFolderDurably } from '../durable.js';
@@ -45,21 +45,14 @@ export interface CheckpointBody {
   counters: Record<string, unknown>;
   /**
    * The pipeline's stages as configured when it was taken, in order (absent in checkpoints before
-   * 2026-12-07, and in a partition's): a restore compares them with the stages now, to say which
+   * 2026-12-07, partitions' files included): a restore compares them with the stages now, to say which
    * resumed state was built on features that are made otherwise since. Older releases ignore it.
    */
   stages?: CheckpointStage[];
 }
 
 /** A stage as a checkpoint records it (CheckpointBody.stages). */
-export interface CheckpointStage {
-  label: string;
-  type: string;
-  /** Its plugin config, defaults filled in. */
-  config: unknown;
-  /** It selects features by name (PluginSpec.featureSelectorField: a transform), or appends some (a non-empty featureNames). */
-  features?: 'selects' | 'appends';
-}
+export type CheckpointStage = StageRecord;
 
 export interface Checkpoint extends CheckpointBody {
   sequence: number;

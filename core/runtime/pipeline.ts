@@ -20,13 +20,14 @@ import { originOf, watermark, type ClickEvent, type Element, type StreamRecord, 
 import { ConfigError, formatWarning, inputHandedOver, needsPerson, pluginFailure, sharedFailure, TributaryError, type ConfigProblem, type ErrorCode } from '../errors.js';
 import { parseDuration } from '../duration.js';
 import { composeOperators, type Emit, type StageTimer } from '../operators.js';
-import type { Clock, CommitMarks, Gauge, Metrics, Operator, PartitionListener, PluginContext, PluginKind, Rejection, Sink, Source, SourcePosition } from '../plugin.js';
+import type { Clock, CommitMarks, FeatureStageChange, Gauge, Metrics, Operator, PartitionListener, PluginContext, PluginKind, Rejection, Sink, Source, SourcePosition, StageRecord } from '../plugin.js';
 import { featureNamesOf } from '../plugin-hooks.js';
 import { entryFieldProblem, entryLabel, loadedPipelineProblems, placeText, pluginConfig, problemPlace, sinkKinds, sinksLatencyStage, type LoadedPipeline, type PipelineEntry, type ResolvedEntry } from '../config/load.js';
 import { MetricsHub, redactSecrets } from './telemetry.js';
 import { CheckpointStore, checkpointMark, type Checkpoint, type CheckpointBody, type CheckpointStage } from './checkpoint.js';
 import { RawJson, stringifyInParts } from './parts.js';
 import { jsonProblem } from '../json.js';
+import { valueText } from '../value-text.js';
 
 export interface RunOptions {
   logger: Logger;
@@ -399,17 +400,59 @@ export async function restoreStage(
 
 /**
  * The top-level fields of a stage's config that differ between a checkpoint's record and now, as
- * `field: OLD -> NOW` (JSON, each cut at 60 characters), in the order of the config now.
+ * `field: OLD -> NOW` (valueText's JSON, `unset` where absent), in the order of the config now.
  */
 function configDifferences(saved: unknown, now: unknown): string[] {
   const before = (saved !== null && typeof saved === 'object' ? saved : {}) as Record<string, unknown>;
   const after = now as Record<string, unknown>;
-  const text = (value: unknown): string => {
-    const json = value === undefined ? 'unset' : (JSON.stringify(value) ?? String(value));
-    return json.length > 60 ? `${json.slice(0, 57)}...` : json;
-  };
+  const text = (value: unknown): string => (value === undefined ? 'unset' : valueText(value));
   const fields = [...new Set([...Object.keys(after), ...Object.keys(before)])];
   return fields.filter((field) => !isDeepStrictEqual(before[field], after[field])).map((field) => `${field}: ${text(before[field])} -> ${text(after[field])}`);
+}
+
+/** A stage's bearing on the features whose values may change under kept names: it selects them, or its plugin says nothing of it. */
+const rewritesValues = (stage: StageRecord): boolean => stage.features === 'selects' || stage.features === 'undeclared';
+
+/** A FeatureStageChange as the runtime finds it: with `from` (see featureStageChanges) and the stage it is of. */
+type FoundStageChange = FeatureStageChange & { from: number; stage: StageRecord };
+
+/**
+ * How the stages that make or select features (StageRecord.features) differ between a record of them (`saved`:
+ * a checkpoint's, a model file's) and the stages now: each added, removed, configured otherwise, or moved (two
+ * kept in the other order, one of them a transform or undeclared; stages that only append may move: each writes
+ * its own names, which a model finds wherever they are). `from`: the index in `now` of the first stage built on
+ * the features as they were (the one after a stage configured otherwise or added; the next kept one after a
+ * stage removed). `where(label)`: the stage's place in the pipeline file, for the text.
+ */
+function featureStageChanges(saved: readonly StageRecord[], now: readonly StageRecord[], where: (label: string) => string): FoundStageChange[] {
+  const savedAt = new Map(saved.map((stage, i) => [stage.label, i]));
+  const nowAt = new Map(now.map((stage, i) => [stage.label, i]));
+  const changes: FoundStageChange[] = [];
+  for (const [i, stage] of now.entries()) {
+    if (!stage.features) continue;
+    const j = savedAt.get(stage.label);
+    const before = j === undefined ? undefined : saved[j]!;
+    if (before === undefined || before.type !== stage.type) changes.push({ text: `${stage.label}${where(stage.label)} added`, from: i + 1, sameNamesOtherValues: rewritesValues(stage), stage });
+    else {
+      const fields = configDifferences(before.config, stage.config);
+      if (fields.length > 0) changes.push({ text: `${stage.label}${where(stage.label)}: ${fields.join(', ')}`, from: i + 1, sameNamesOtherValues: true, stage });
+    }
+  }
+  for (const [j, stage] of saved.entries()) {
+    if (!stage.features || nowAt.has(stage.label)) continue;
+    // Removed: it changed the features of the stages that came after it, wherever they are now.
+    const after = saved.slice(j + 1).map((next) => nowAt.get(next.label)).find((at) => at !== undefined);
+    changes.push({ text: `${stage.label} (${stage.type}) removed`, from: after ?? now.length, sameNamesOtherValues: rewritesValues(stage), stage });
+  }
+  const kept = now.filter((stage) => stage.features && savedAt.has(stage.label));
+  for (const [k, stage] of kept.entries()) {
+    for (const earlier of kept.slice(0, k)) {
+      if ((rewritesValues(stage) || rewritesValues(earlier)) && savedAt.get(stage.label)! < savedAt.get(earlier.label)!) {
+        changes.push({ text: `${stage.label} moved after ${earlier.label}`, from: nowAt.get(earlier.label)! + 1, sameNamesOtherValues: true, stage });
+      }
+    }
+  }
+  return changes;
 }
 
 /**
@@ -570,6 +613,9 @@ export class PipelineRunner {
       runShared: this.options.runShared ?? this.shared,
       held: () => this.barrier,
       ...(kind === 'source' ? { commitNow: () => this.commitNow() } : {}),
+      ...(kind === 'stage'
+        ? { stagesBefore: this.checkpointStages.slice(0, index), featureStagesChangedSince: (saved: unknown) => this.featureStagesChangedBefore(index, saved) }
+        : {}),
       signal: this.sourcesStop.signal,
       ...(this.lockWaitMs > 0 ? { lockWaitMs: this.lockWaitMs } : {}),
       deadLetter: (rejection) => {
@@ -883,7 +929,7 @@ export class PipelineRunner {
   }
 
   /** Builds a partition's stages, restores their state, and connects them to the global stages. */
-  private async startTask(id: string, saved: { operators: Record<string, unknown>; file: string; held: number | undefined } | undefined, start: number | undefined): Promise<void> {
+  private async startTask(id: string, saved: { operators: Record<string, unknown>; file: string; stages: unknown; held: number | undefined } | undefined, start: number | undefined): Promise<void> {
     const operators: PartitionTask['operators'] = [];
     const gauges = new GaugeShares();
     for (const { index, resolved } of this.keyedStages) {
@@ -891,7 +937,10 @@ export class PipelineRunner {
       await openStage(label, instance);
       operators.push({ label, operator: instance });
     }
-    if (saved) await this.restoreOperators(operators, saved.operators, saved.file);
+    if (saved) {
+      await this.restoreOperators(operators, saved.operators, saved.file, recordedStages(saved.stages));
+      this.warnFeatureStagesChanged(saved, 'partition checkpoint');
+    }
     const input = new Subject<Element>();
     const stream = composeOperators(operators.map((o) => o.operator), input.asObservable(), this.latency.task());
     // Its watermark starts over: it rises with the partition's own records (see partitionWatermarks).
@@ -947,7 +996,8 @@ export class PipelineRunner {
    */
   private partitionBody(id: string, offset: number, held: number | undefined, operators: TakenSnapshots): Promise<Buffer[]> {
     const sources = { [this.scaleOut!.slot.label]: { partition: id, offset, ...(held === undefined ? {} : { held }) } };
-    return serialiseBody({ pipeline: this.name, createdAt: new Date(this.clock.now()).toISOString(), sources, counters: {} }, operators);
+    // Its stages recorded as the pipeline's checkpoint records them: a restore of it checks the edits since alike.
+    return serialiseBody({ pipeline: this.name, createdAt: new Date(this.clock.now()).toISOString(), sources, counters: {}, stages: this.checkpointStages }, operators);
   }
 
   private partitionListener(): PartitionListener {
@@ -992,7 +1042,7 @@ export class PipelineRunner {
             // were dead-lettered twice, and the partition, its start behind the committed offset, was left
             // out of the transactions (so of their marks) until a record of it came.
             const start = marked ? committed : saved ? offsetOf(saved)! : committed;
-            await this.startTask(id, saved ? { operators: saved.operators, file: saved.file, held: heldIn(saved) } : undefined, start);
+            await this.startTask(id, saved ? { operators: saved.operators, file: saved.file, stages: saved.stages, held: heldIn(saved) } : undefined, start);
             // Where none was saved too: a source that names a partition in its position from its start
             // on (Kafka, exactly-once) commits it with each transaction's marks before a record of it comes.
             if (start !== undefined) starts.set(id, start);
@@ -1679,71 +1729,73 @@ export class PipelineRunner {
   private get checkpointStages(): CheckpointStage[] {
     this.stagesRecorded ??= this.loaded.stages.map((resolved, i) => {
       const config = pluginConfig(resolved.entry);
-      const appended = featureNamesOf(resolved.plugin, config as never, { entry: resolved.path });
-      const features = resolved.plugin.featureSelectorField !== undefined ? 'selects' : appended !== undefined && appended.length > 0 ? 'appends' : undefined;
+      const plugin = resolved.plugin;
+      const appended = featureNamesOf(plugin, config as never, { entry: resolved.path });
+      // A plugin that declares neither (an operator of one's own) may write features any way: checked as a transform.
+      const features =
+        plugin.featureSelectorField !== undefined ? 'selects' : appended !== undefined ? (appended.length > 0 ? 'appends' : undefined) : plugin.role === 'model' ? undefined : 'undeclared';
       // Redacted: a checkpoint is a file on disk, and a user's stage may hold a token (an enrichment API's); a
-      // secret changed compares equal, which is right: it makes no feature.
-      return { label: entryLabel('stage', resolved.entry, i), type: resolved.entry.type, config: redactSecrets(config), ...(features === undefined ? {} : { features }) };
+      // secret changed compares equal, which is right: it makes no feature. As JSON reads it back (NaN as null, no
+      // undefined fields), so a config compares equal to its own record.
+      const recorded = JSON.parse(JSON.stringify(redactSecrets(config)) ?? 'null') as unknown;
+      return { label: entryLabel('stage', resolved.entry, i), type: resolved.entry.type, config: recorded, ...(features === undefined ? {} : { features }) };
     });
     return this.stagesRecorded;
   }
 
   private stagesRecorded: CheckpointStage[] | undefined;
 
+  /** PluginContext.featureStagesChangedSince for the stage at `index`: the stages before it now against `saved`, a record of those before it then. */
+  private featureStagesChangedBefore(index: number, saved: unknown): FeatureStageChange[] {
+    const record = recordedStages(saved);
+    if (record === undefined) return [];
+    return featureStageChanges(record, this.checkpointStages.slice(0, index), (label) => this.stageWhere(label)).map(({ text, sameNamesOtherValues }) => ({ text, sameNamesOtherValues }));
+  }
+
+  /** Whether a checkpoint without a record of its stages was said (once a run: every file before 2026-12-07 is one). */
+  private saidUnrecorded = false;
+  /** The warnings of feature stages changed that were said, by their changes and resumed stages: a partition's file saying the same is not said again. */
+  private readonly saidStageChanges = new Set<string>();
+
   /**
-   * Says (a warning) which resumed stages were built on features made otherwise since the checkpoint: a stage
-   * that appends or selects features added, removed, moved or configured otherwise before them. A model reads its
-   * features by name, so a name kept whose values changed (a hash-features' fields or width, a log1p's, clip's or
-   * standardize's selection) gets the weights learnt for the old values: no name tells, so the runtime does. A
-   * warning, not a refusal: many such edits are meant (a feature standardised too), and the way out (new labels)
-   * drops the state the person may want to keep.
+   * Says (a warning) which resumed stages were built on features made otherwise since a checkpoint (the pipeline's,
+   * or a partition's file: `of` says which): a stage that appends or selects features (or declares neither) added,
+   * removed, moved or configured otherwise before them. A model reads its features by name, so a name kept whose
+   * values changed (a hash-features' fields or width, a log1p's, clip's or standardize's selection) gets the weights
+   * learnt for the old values: no name tells, so the runtime does. A warning, not a refusal: many such edits are meant
+   * (a feature standardised too), and the way out (new labels) drops the state the person may want to keep.
    */
-  private warnFeatureStagesChanged(checkpoint: Checkpoint): void {
+  private warnFeatureStagesChanged(checkpoint: { file: string; stages?: unknown; operators: Record<string, unknown> }, of: 'checkpoint' | 'partition checkpoint' = 'checkpoint'): void {
     const saved = recordedStages(checkpoint.stages);
-    if (saved === undefined) return; // a checkpoint from before they were recorded
+    if (saved === undefined) {
+      // Written before checkpoints recorded their stages: nothing to compare, which the person should know.
+      if (!this.saidUnrecorded) {
+        this.logger.info(
+          { file: checkpoint.file },
+          `${of} ${checkpoint.file} records no stages (written before 2026-12-07): edits to the pipeline's stages since it was taken are not checked on this resume; the next checkpoint records them`,
+        );
+      }
+      this.saidUnrecorded = true;
+      return;
+    }
     const now = this.checkpointStages;
-    const savedAt = new Map(saved.map((stage, i) => [stage.label, i]));
-    const nowAt = new Map(now.map((stage, i) => [stage.label, i]));
-    const changes: string[] = [];
-    /** Index in `now` of the first change: the resumed stages after it are the ones built on the old features. */
-    let first = Infinity;
-    const changed = (text: string, at: number): void => {
-      changes.push(text);
-      if (at < first) first = at;
-    };
-    for (const [i, stage] of now.entries()) {
-      if (!stage.features) continue;
-      const j = savedAt.get(stage.label);
-      const before = j === undefined ? undefined : saved[j]!;
-      if (before === undefined || before.type !== stage.type) changed(`${stage.label}${this.stageWhere(stage.label)} added`, i);
-      else {
-        const fields = configDifferences(before.config, stage.config);
-        if (fields.length > 0) changed(`${stage.label}${this.stageWhere(stage.label)}: ${fields.join(', ')}`, i);
-      }
-    }
-    for (const [j, stage] of saved.entries()) {
-      if (!stage.features || nowAt.has(stage.label)) continue;
-      // Removed: it changed the features of the stages that came after it, wherever they are now.
-      const after = saved.slice(j + 1).map((next) => nowAt.get(next.label)).find((at) => at !== undefined);
-      changed(`${stage.label} (${stage.type}) removed`, after ?? now.length);
-    }
-    // Moved: two feature stages kept, one a transform, in the other order (a log1p before a standardize, or after
-    // it). Stages that only append may move: each writes its own names, which a model finds wherever they are.
-    const kept = now.filter((stage) => stage.features && savedAt.has(stage.label));
-    for (const [k, stage] of kept.entries()) {
-      for (const earlier of kept.slice(0, k)) {
-        if ((stage.features === 'selects' || earlier.features === 'selects') && savedAt.get(stage.label)! < savedAt.get(earlier.label)!) {
-          changed(`${stage.label} moved after ${earlier.label}`, nowAt.get(earlier.label)!);
-        }
-      }
-    }
-    if (changes.length === 0) return;
-    const resumed = now.filter((stage, i) => i > first && checkpoint.operators[stage.label] !== undefined).map((stage) => stage.label);
+    const found = featureStageChanges(saved, now, (label) => this.stageWhere(label));
+    if (found.length === 0) return;
+    const first = Math.min(...found.map((change) => change.from));
+    const changes = found.map((change) => change.text);
+    const resumed = now.filter((stage, i) => i >= first && checkpoint.operators[stage.label] !== undefined).map((stage) => stage.label);
     if (resumed.length === 0) return;
+    const said = JSON.stringify([changes, resumed]);
+    if (this.saidStageChanges.has(said)) return;
+    this.saidStageChanges.add(said);
+    const undeclared = [...new Set(found.filter((change) => change.stage.features === 'undeclared').map((change) => change.stage.type))];
     this.logger.warn(
       { file: checkpoint.file, changes, resumed },
-      `checkpoint ${checkpoint.file}: stages that make or select features changed since it was taken (${changes.join('; ')}); ${resumed.join(', ')} ${resumed.length === 1 ? 'resumes' : 'resume'} with state built on the features as they were. ` +
+      `${of} ${checkpoint.file}: stages that make or select features changed since it was taken (${changes.join('; ')}); ${resumed.join(', ')} ${resumed.length === 1 ? 'resumes' : 'resume'} with state built on the features as they were. ` +
         'A model reads its features by name: one whose name is kept but whose values are made otherwise now (a hash-features\' fields or width, a log1p\'s, clip\'s or standardize\'s selection) keeps the weights learnt for the old values. ' +
+        (undeclared.length === 0
+          ? ''
+          : `(${undeclared.join(', ')}: its plugin declares neither featureNames nor featureSelectorField, so it is taken for one that may make features; a plugin that makes none declares \`featureNames: () => []\`.) `) +
         'If that is not what you want, give those stages new labels and run once with --allow-non-restored-state: they start afresh, the others resume',
     );
   }

@@ -550,3 +550,39 @@ test('every partition idle, a partition whose stages hold nothing does not hand 
   await source.run('end');
   await run.running;
 });
+
+test("a partition's state file records the stages as the pipeline's checkpoint does: a feature stage edited before its per-partition stages is warned of once, however many partitions resume", async (t) => {
+  // Was: partition files carried no record of the stages, so an edit before the per-partition stages resumed them without a word.
+  const dir = tempFolder(t, 'scale-stages');
+  const boost = defineOperator<{ factor: number }>({
+    name: 'boost',
+    summary: "test: a user's stateless feature operator that declares no featureNames",
+    config: { type: 'object', properties: { factor: { type: 'number' } } },
+    state: 'none',
+    create: (_config, context) => ({ apply: recordOperator(context, () => ({ record: (record, emit) => emit(record) })) }),
+  }) as AnyPlugin;
+  const stages = (factor: number): string => `[{type: boost, label: boost, factor: ${factor}}, {type: sessionizer, label: sessions, gap: 30m}]`;
+  const first = await member(dir, drivenSource(), 3, stages(1), [boost]);
+  await first.source.run(
+    { assign: [{ id: 'p-0', committed: undefined }, { id: 'p-1', committed: undefined }] },
+    { records: [{ partition: 'p-0', userId: 'u0', time: T0 }, { partition: 'p-1', userId: 'u1', time: T0 }] },
+  );
+  await first.runner.checkpoint();
+  first.source.commit();
+  await first.source.run({ revoke: [{ id: 'p-0', offset: 1 }, { id: 'p-1', offset: 1 }] }, 'end');
+  await first.running;
+  const saved = await readCheckpoint(join(dir, 'ps', 'p-0', files(dir, 'p-0').at(-1)!));
+  assert.deepEqual(saved.stages?.map((stage) => [stage.label, stage.features]), [['boost', 'undeclared'], ['sessions', undefined]]);
+
+  const resume = async (factor: number): Promise<Member['log']> => {
+    const next = await member(dir, drivenSource(), 3, stages(factor), [boost]);
+    await next.source.run({ assign: [{ id: 'p-0', committed: 1 }, { id: 'p-1', committed: 1 }] }, { revoke: [{ id: 'p-0', offset: undefined }, { id: 'p-1', offset: undefined }] }, 'end');
+    await next.running;
+    return next.log.filter((line) => line.msg.includes('stages that make or select features changed'));
+  };
+  assert.deepEqual(await resume(1), [], 'nothing changed');
+  const warned = await resume(2);
+  assert.equal(warned.length, 1, `said once for both partitions: ${warned.map((line) => line.msg).join('\n')}`);
+  assert.match(warned[0]!.msg, /^partition checkpoint .*ps\/p-\d\/checkpoint-\d+\.json: stages that make or select features changed since it was taken \(boost \(.*scaled\.yaml:3:10, \$\.stages\[0\], boost\): factor: 1 -> 2\); sessions resumes with state built on the features as they were/);
+  assert.deepEqual(warned[0]!['resumed'], ['sessions']);
+});

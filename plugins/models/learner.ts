@@ -6,7 +6,7 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
-import { type ClickEvent, type Column, type Counter, decodeColumn, decodeColumnOf, decodeDerivedIds, decodeNamedColumns, decodeNullableStrings, decodeStrings, type DerivedIds, eachOf, type Emit, encodeColumn, encodeNamedColumns, encodeDerivedIds, type Gauge, type GaugeFamily, makeFolderDurably, type Metrics, PartedSnapshots, partsOf, isSessionSummary, PluginConfigError, type PluginContext, type Prediction, recordOperator, type RecordOperator, type SessionSummary, type StreamRecord, TributaryError, writeFileDurably, sessionKey } from 'tributary';
+import { type ClickEvent, type Column, type Counter, decodeColumn, decodeColumnOf, decodeDerivedIds, decodeNamedColumns, decodeNullableStrings, decodeStrings, type DerivedIds, eachOf, type Emit, encodeColumn, encodeNamedColumns, encodeDerivedIds, type Gauge, type GaugeFamily, makeFolderDurably, type Metrics, PartedSnapshots, partsOf, isSessionSummary, PluginConfigError, type PluginContext, type Prediction, recordOperator, type RecordOperator, type SessionSummary, type StageRecord, type StreamRecord, TributaryError, writeFileDurably, sessionKey } from 'tributary';
 import { missingPackages, useBackend, type BackendSelection } from './backend.js';
 import type { ResolvedModelConfig } from './config.js';
 import { createDriftDetector, LossBlocks, type DriftDetector, type DriftState, type LossBlocksState } from './drift.js';
@@ -218,6 +218,12 @@ export interface SavedModel {
   learnSteps?: number;
   /** The pipeline that saved it; absent from files written before it. */
   pipeline?: string;
+  /**
+   * In a model file: the stages before the model when it was saved (PluginContext.stagesBefore), which a warm
+   * start compares with those now; absent from files written before 2026-12-07, and from a pipeline
+   * checkpoint's snapshot (whose own record of the stages is checked on resume).
+   */
+  stages?: readonly StageRecord[];
 }
 
 /** The learning steps a saved model took (see SavedModel.learnSteps). */
@@ -504,8 +510,11 @@ export class OnlineLearner {
       let saved: SavedModel;
       try {
         saved = JSON.parse(readFileSync(file, 'utf8')) as SavedModel;
+        // Checked before it is loaded: a refused model is never this stage's, so a close cannot save it over the file.
+        this.refuseOtherFeatureValues(saved, file);
         this.loadSaved(saved);
       } catch (cause) {
+        if (cause instanceof TributaryError) throw cause; // refuseOtherFeatureValues's, worded whole
         // A person must act (exit 2): a restart would fail the same way. The file is left as it was.
         throw new TributaryError(
           'TRIB_ERR_CHECKPOINT',
@@ -532,6 +541,35 @@ export class OnlineLearner {
       } else this.context.logger.info({ file, steps }, `model ${this.name}: warm start from ${file} (${steps} learning steps; saved over at close)`);
       this.gauges.learningRate.set(this.model!.optimizer.learningRate);
     }
+  }
+
+  /**
+   * A warm start from a model whose features the stages before it now make otherwise under the same names (a
+   * hash-features' width or fields, a transform added, removed, moved or selecting otherwise; PluginContext's
+   * featureStagesChangedSince) is refused: the model reads its input by name, so its weights would be applied to
+   * other values without a word, and unlike a resumed pipeline's state a warm start is cheap to give up. Names
+   * only added or gone are no such change: they are read by name, and warned of at the first vector
+   * (warnOtherFeatures). Not where the pipeline resumes from its checkpoint, whose model replaces this one (and
+   * whose record of the stages the runtime checks).
+   */
+  private refuseOtherFeatureValues(saved: SavedModel, file: string): void {
+    const compare = this.context.featureStagesChangedSince;
+    if (compare === undefined || this.context.resuming) return;
+    if (saved.stages === undefined) {
+      this.context.logger.info(
+        { model: this.name, file },
+        `model ${this.name}: ${file} records no stages (saved before 2026-12-07): whether the stages before the model make its features as they did is not checked; its next save records them`,
+      );
+      return;
+    }
+    const changes = compare.call(this.context, saved.stages).filter((change) => change.sameNamesOtherValues);
+    if (changes.length === 0) return;
+    throw new TributaryError(
+      'TRIB_ERR_CHECKPOINT',
+      `model ${this.name}: cannot warm-start from ${file}: the stages before the model make its features otherwise than when it was saved (${changes.map((change) => change.text).join('; ')}), ` +
+        'so the weights it learnt would be applied to other values under the same feature names. The file is left as it was: undo the change to warm-start from it, ' +
+        'or move it away (or set checkpoint.warm_start: false, which replaces it at close) to start afresh',
+    );
   }
 
   private checkpointFile(): string | undefined {
@@ -660,8 +698,10 @@ export class OnlineLearner {
   private async writeModel(saved: SavedModel | null): Promise<void> {
     const file = this.checkpointFile();
     if (this.context.replay || !file || !saved) return;
-    // Serialised before the first wait: the model goes on learning meanwhile.
-    const body = JSON.stringify(saved);
+    // Serialised before the first wait: the model goes on learning meanwhile. With the stages before the model,
+    // which a warm start from the file compares with those then (refuseOtherFeatureValues).
+    const stages = this.context.stagesBefore;
+    const body = JSON.stringify(stages === undefined ? saved : { ...saved, stages });
     await makeFolderDurably(dirname(file));
     // A fixed temp name: one left by a crash is overwritten by the next save.
     await writeFileDurably(file, body, `${file}.tmp`);

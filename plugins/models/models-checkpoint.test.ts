@@ -5,7 +5,8 @@ import fsPromises from 'node:fs/promises';
 import { syncBuiltinESMExports } from 'node:module';
 import { join } from 'node:path';
 import { type Element } from 'tributary';
-import { runOperator, testContext, tempFolder } from 'tributary/testing';
+import { runOperator, runYaml, testContext, tempFolder } from 'tributary/testing';
+import { pino } from 'pino';
 import { Subject } from 'rxjs';
 import intentModel, { type IntentModelConfig } from './intent.js';
 import { featureNames, separableIntentStream } from './testdata.js';
@@ -201,6 +202,54 @@ test('checkpoint: a saved model that no longer fits the config stops the run for
     await operator.close?.();
     assert.equal(readFileSync(file, 'utf8'), before, `${edit}: the saved model is untouched`);
   }
+});
+
+test('checkpoint: a warm start from a model file whose features the stages before it now make otherwise under the same names (a hash width, a transform added) is refused, naming the change; names only added are read by name, and a file from before stages were recorded is said not to be checked', async (t) => {
+  // Was: a model saved with hash_0..15 of a width-16 block warm-started into a width-8 one without a word
+  // (the names hash_0..7 kept, their weights applied to other buckets); the pipeline checkpoint's check did not apply.
+  const baseDir = tempFolder(t, 'warm-stages');
+  const yaml = (features: string): string =>
+    `name: shop\nsources: [{type: synthetic, users: 20, events: 300, seed: 3}]\n` +
+    `stages:\n  - {type: sessionizer}\n  - {type: session-features, label: sessions}\n${features}  - {type: intent-model, label: intent, name: intent, model: {kind: logistic}, checkpoint: {dir: models}}\n` +
+    `sinks: [{type: memory, kinds: [prediction]}]\n`;
+  const hash = (width: number): string => `  - {type: hash-features, label: hash, fields: [category], width: ${width}}\n`;
+  const file = join(baseDir, 'models', 'intent.model.json');
+  const run = async (features: string): Promise<string[]> => {
+    const lines: string[] = [];
+    const logger = pino({ level: 'info' }, { write: (line: string) => void lines.push((JSON.parse(line) as { msg: string }).msg) });
+    await runYaml(yaml(features), { baseDir, logger });
+    return lines.filter((line) => line.startsWith('model intent: '));
+  };
+  await run(hash(16));
+  assert.deepEqual((JSON.parse(readFileSync(file, 'utf8')) as { stages?: { label: string }[] }).stages?.map((stage) => stage.label), ['stage-sessionizer-0', 'sessions', 'hash']);
+  assert.ok((await run(hash(16))).some((line) => line.startsWith('model intent: warm start from ')), 'the same stages: warm-started');
+  const before = readFileSync(file, 'utf8');
+
+  for (const [edit, features, change] of [
+    ['the width', hash(8), `hash (${join(baseDir, 'pipeline.yaml')}:6:5, $.stages[2], hash-features): width: 16 -> 8`],
+    ['a transform added', hash(16) + '  - {type: log1p, label: log, features: [s_events]}\n', `log (${join(baseDir, 'pipeline.yaml')}:7:5, $.stages[3], log1p) added`],
+  ] as const) {
+    await assert.rejects(runYaml(yaml(features), { baseDir }), (error: Error & { code?: string }) => {
+      assert.equal(error.code, 'TRIB_ERR_CHECKPOINT', edit);
+      assert.ok(error.message.includes(`model intent: cannot warm-start from ${file}: the stages before the model make its features otherwise than when it was saved (${change}), so the weights it learnt`), error.message);
+      assert.ok(error.message.includes('checkpoint.warm_start: false'), error.message);
+      return true;
+    });
+    assert.equal(readFileSync(file, 'utf8'), before, `${edit}: the model file is left as it was`);
+  }
+
+  // Names only added (another appending stage): read by name, warned of at the first vector, not refused.
+  const added = await run(hash(16) + '  - {type: hash-features, label: items, fields: [itemId], prefix: item, width: 4}\n');
+  assert.ok(added.some((line) => line.startsWith('model intent: warm start from ')), added.join('\n'));
+  assert.ok(added.some((line) => line.startsWith("model intent: input features differ from the model's")), added.join('\n'));
+
+  // A file saved before stages were recorded: warm-started, said (info) not to be checked.
+  const saved = JSON.parse(readFileSync(file, 'utf8')) as { stages?: unknown };
+  delete saved.stages;
+  fs.writeFileSync(file, JSON.stringify(saved));
+  const old = await run(hash(8));
+  assert.ok(old.includes(`model intent: ${file} records no stages (saved before 2026-12-07): whether the stages before the model make its features as they did is not checked; its next save records them`), old.join('\n'));
+  assert.ok(old.some((line) => line.startsWith('model intent: warm start from ')), old.join('\n'));
 });
 
 test('checkpoint: the configured learning rate applies to a warm-started model (it is config, not state)', async (t) => {

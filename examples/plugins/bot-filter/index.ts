@@ -17,6 +17,7 @@ export const botFilter = defineOperator<BotFilterConfig>({
   name: 'bot-filter',
   state: 'keyed',
   emits: [], // it drops events, and makes none: sinks' kinds stay checked
+  featureNames: () => [], // it writes no feature: a resume does not take an edit of its config for a feature stage's
   status: 'experimental',
   summary: 'Drops events of users making more than `max_events` events within `window` of event time.',
   config: {
