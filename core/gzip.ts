@@ -351,7 +351,11 @@ export async function* gunzipUpToDamage(compressed: AsyncIterable<Buffer>, optio
         if (chunk === undefined) {
           const waiting = input.next();
           const left = holdLeft();
-          if (left !== undefined && (left <= 0 || (await outwaits(waiting, left)))) yield* handOn(releaseUnchecked());
+          if (left !== undefined && (left <= 0 || (await outwaits(waiting, left)))) {
+            // Awaited below; a reader that stops at this yield leaves it to reject (a destroyed input) unawaited.
+            waiting.catch(() => undefined);
+            yield* handOn(releaseUnchecked());
+          }
           const next = await waiting;
           if (next.done === true) inputEnded = true;
           else chunk = next.value;
