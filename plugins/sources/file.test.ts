@@ -1073,6 +1073,23 @@ test('corrupt deflate data inside a gzip member: every line zlib decodes before 
   assert.equal(counted, 5000);
 });
 
+test('corrupt deflate data after more than 16 MiB of a member\'s text: the lines past the hold bound were read, and the dead letter names exactly those as possibly wrong; the rest are its raw', async () => {
+  const text = gzipTestLines(0, 300_000); // 29 MB: past the 16 MiB held
+  const member = Buffer.concat([gzipSync('').subarray(0, 10), deflateRawSync(text, { finishFlush: zlibConstants.Z_FULL_FLUSH }), Buffer.from([0x07, 0, 0, 0]), Buffer.alloc(8)]);
+  const path = join(dir, 'corrupt-past-bound.jsonl.gz');
+  writeFileSync(path, member);
+  const { times, deadLetters } = await readGzipFile(path);
+  assert.ok(times.length > 150_000 && times.length < 300_000, `${times.length} lines read`);
+  assert.deepEqual(times, Array.from({ length: times.length }, (_, i) => i));
+  assert.equal(deadLetters.length, 1);
+  const readBytes = Buffer.byteLength(gzipTestLines(0, times.length));
+  assert.equal(
+    deadLetters[0]!.reason,
+    `unreadable gzip data after line ${times.length} (invalid block type at compressed byte ${member.length - 12}: a member's text inflated before it may be wrong (zlib can inflate corrupt data as garbage before it fails); its lines ${times.length + 1}-300000 are not read (raw is their text); its lines 1-${times.length} (${readBytes} bytes) were read before the damage and may be wrong): the rest of the file is skipped`,
+  );
+  assert.equal(deadLetters[0]!.raw, gzipTestLines(times.length, 300_000));
+});
+
 test('zero bytes after the last gzip member (tar or dd padding) are passed over, as gzip does ("trailing zero bytes ignored"); other bytes after it, after zeros too, are one dead letter naming the first of them; countRecords counts the lines read', async () => {
   const members = Buffer.concat([gzipSync(gzipTestLines(0, 5000)), gzipSync(gzipTestLines(5000, 10_000))]);
   const cases = {
