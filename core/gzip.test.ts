@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { gzipSync } from 'node:zlib';
+import { constants, createGzip, deflateRawSync, gzipSync } from 'node:zlib';
 import { gunzipUpToDamage, type GzipDamage } from './gzip.js';
 
 async function read(bytes: Buffer): Promise<{ text: string; damage?: GzipDamage; membersEnd?: number }> {
@@ -80,16 +80,16 @@ test('gunzipUpToDamage with resync reads on at the next member after a damaged o
       [{ byte: first.length, problem: 'incorrect header check', resumedAt: first.length + junk.length }],
     );
   }
-  // Corrupt deflate data: the text before it goes on, as without resync; then the next member's.
+  // Corrupt deflate data: the member's text before it is held with it (the damage's, not the reader's); then the next member's.
   const big = Array.from({ length: 2000 }, (_, i) => `{"n":${i},"r":${(i * 7919) % 1000}}\n`).join('');
   const corrupt = gzipSync(big);
   corrupt.fill(0xff, 200, 260);
   const corrupted = await readResyncing(Buffer.concat([first, corrupt, last]));
-  assert.ok(corrupted.text.startsWith('a1\na2\n{"n":0'));
-  assert.ok(corrupted.text.endsWith('\nc1\nc2\n'));
+  assert.equal(corrupted.text, 'a1\na2\nc1\nc2\n');
   assert.equal(corrupted.damages.length, 1);
   assert.equal(corrupted.damages[0]!.resumedAt, first.length + corrupt.length);
-  assert.equal(corrupted.damages[0]!.lineEndsBefore, corrupted.text.split('\n').length - 1 - 2);
+  assert.equal(corrupted.damages[0]!.lineEndsBefore, 2);
+  assert.ok(corrupted.damages[0]!.text.toString().startsWith('{"n":0,'));
   // A damaged last member: the rest is skipped, told without resumedAt.
   const tornEnd = await readResyncing(Buffer.concat([first, flipped]));
   assert.deepEqual([tornEnd.text, tornEnd.damages.length, tornEnd.damages[0]!.resumedAt], ['a1\na2\n', 1, undefined]);
@@ -111,4 +111,79 @@ test('gunzipUpToDamage with resync passes over a match of the magic that is no m
   // A false match that runs to the end: one range, the rest skipped.
   const read = await readResyncing(Buffer.concat([first, junk]));
   assert.deepEqual([read.text, read.damages.length, read.damages[0]!.byte, read.damages[0]!.resumedAt], ['a1\n', 1, first.length, undefined]);
+});
+
+/** A gzip member whose deflate data inflates `text` (a stored block, flushed to a byte) and then is corrupt (a block of the reserved type). */
+function corruptAfter(text: string): Buffer {
+  const inflates = deflateRawSync(text, { finishFlush: constants.Z_FULL_FLUSH });
+  return Buffer.concat([gzipSync('').subarray(0, 10), inflates, Buffer.from([0x07, 0, 0, 0]), Buffer.alloc(8)]); // BFINAL 1, BTYPE 11
+}
+
+test('gunzipUpToDamage holds the text zlib inflates before corrupt deflate data with its member: it is the damage\'s (garbage may parse as lines), not the reader\'s; past the bound it went on, and the damage says how much', async () => {
+  const first = gzipSync('a1\n');
+  const garbage = '{"user_id":"u1","time":1,"type":"purchase"}\nx2\n';
+  const last = gzipSync('c1\n');
+  const bytes = Buffer.concat([first, corruptAfter(garbage), last]);
+  const read = async (pieceBytes: number, options: { readFrom?: boolean; holdUnchecked?: number }): Promise<{ text: string; damages: GzipDamage[] }> => {
+    const damages: GzipDamage[] = [];
+    const texts: Buffer[] = [];
+    const from = async function* (byte: number): AsyncGenerator<Buffer> {
+      for (let at = byte; at < bytes.length; at += pieceBytes) yield bytes.subarray(at, at + pieceBytes);
+    };
+    const reading = gunzipUpToDamage(from(0), {
+      onDamage: (found) => void damages.push(found),
+      resync: true,
+      ...(options.readFrom === true ? { readFrom: from } : {}),
+      ...(options.holdUnchecked === undefined ? {} : { holdUnchecked: options.holdUnchecked }),
+    });
+    for await (const text of reading) texts.push(text);
+    return { text: Buffer.concat(texts).toString(), damages };
+  };
+  // A file (readFrom) and a stream (its compressed bytes kept), in pieces of any size.
+  for (const readFrom of [true, false]) {
+    for (const pieceBytes of [1, 5, 1 << 20]) {
+      const held = await read(pieceBytes, { readFrom });
+      // Before: 'a1\n{"user_id"...}\nx2\nc1\n', the garbage read as lines.
+      assert.equal(held.text, 'a1\nc1\n', `pieces of ${pieceBytes}`);
+      assert.deepEqual(
+        held.damages.map(({ problem, text, lineEndsBefore, unchecked, resumedAt }) => ({ problem, text: text.toString(), lineEndsBefore, unchecked, resumedAt })),
+        [{ problem: 'invalid block type', text: garbage, lineEndsBefore: 1, unchecked: undefined, resumedAt: bytes.length - last.length }],
+      );
+    }
+  }
+  const unheld = await read(1 << 20, { holdUnchecked: 0 });
+  assert.equal(unheld.text, `a1\n${garbage}c1\n`);
+  assert.deepEqual([unheld.damages[0]!.text.toString(), unheld.damages[0]!.unchecked], ['', { bytes: garbage.length, lineEnds: 2 }]);
+});
+
+test('gunzipUpToDamage with maxHoldMs: a live stream\'s held lines go on unchecked once they have waited that long for their member\'s CRC (a writer between flushes), and a failed CRC then says so', async () => {
+  const text = 'a1\na2\n';
+  // The member's start, sync-flushed, as the file sink writes it at a flush: its lines are inflated, its end not written yet.
+  const flushed = await new Promise<Buffer>((resolve) => {
+    const gzip = createGzip();
+    const out: Buffer[] = [];
+    gzip.on('data', (chunk: Buffer) => out.push(chunk));
+    gzip.write(text);
+    gzip.flush(constants.Z_SYNC_FLUSH, () => resolve(Buffer.concat(out)));
+  });
+  let gotLines: () => void = () => undefined;
+  const linesGot = new Promise<void>((resolve) => (gotLines = resolve));
+  const live = async function* (): AsyncGenerator<Buffer> {
+    yield flushed;
+    // The writer goes quiet until the reader has the lines (bounded: without the release the test fails, not hangs).
+    await Promise.race([linesGot, new Promise((resolve) => setTimeout(resolve, 10_000).unref())]);
+    // The member's end: an empty last block (fixed Huffman), and a trailer whose CRC is wrong (0).
+    yield Buffer.from([0x03, 0x00, 0, 0, 0, 0, text.length, 0, 0, 0]);
+  };
+  let damage: GzipDamage | undefined;
+  let read = '';
+  let beforeEnd = '';
+  for await (const out of gunzipUpToDamage(live(), { onDamage: (found) => void (damage = found), maxHoldMs: 50 })) {
+    read += out.toString();
+    if (damage === undefined) beforeEnd = read;
+    if (read === text) gotLines();
+  }
+  // Before (no maxHoldMs): the lines waited for the member's end, which waited for them: read after 10 s, then held back by the CRC.
+  assert.equal(beforeEnd, text, 'the lines went on before the member ended');
+  assert.deepEqual([damage?.problem, damage?.text.toString(), damage?.unchecked], ['incorrect data check', '', { bytes: text.length, lineEnds: 2 }]);
 });

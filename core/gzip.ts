@@ -4,18 +4,21 @@
  */
 // A namespace import: zlib.crc32 is there only from Node 20.15 (a named import of it would fail to load before).
 import * as zlib from 'node:zlib';
+import { performance } from 'node:perf_hooks';
 
 /**
  * Where gzip data is damaged: the compressed byte the damage is at, what it is (zlib's words), and the
- * text after its last whole line handed on (of a member whose CRC failed: all of its text held back).
+ * text after its last whole line handed on (of a member whose CRC failed, or whose deflate data is
+ * corrupt: all of its text held back).
  */
 export interface GzipDamage {
   byte: number;
   problem: string;
   text: Buffer;
   /**
-   * A member whose CRC failed ('incorrect data check') that held more text than the hold bound: the bytes
-   * and line ends of its text handed on before the check (possibly wrong). Absent: none was.
+   * A member whose CRC failed ('incorrect data check') or whose deflate data is corrupt, of which text went
+   * on before the damage (past the hold bound, or held past `maxHoldMs`): the bytes and line ends of it
+   * (unchecked: possibly wrong). Absent: none did.
    */
   unchecked?: { bytes: number; lineEnds: number };
   /**
@@ -95,11 +98,20 @@ export interface GunzipUpToDamageOptions {
   onEnd?: (membersEnd: number) => void;
   /**
    * The most text of a member held back until its CRC is checked (default GZIP_HELD_MEMBER_BYTES; 0: none,
-   * text goes on as it is inflated). A member whose CRC fails gives its held text to `onDamage`, not to
-   * the reader; past the bound, the text held goes on unchecked, and a failed CRC says how much did
-   * (GzipDamage.unchecked). Text before other damage (a cut, corrupt deflate data) goes on as before: it has no CRC to fail.
+   * text goes on as it is inflated). A member whose CRC fails, or whose deflate data turns out corrupt
+   * (zlib may inflate garbage before it fails: a member cut short and followed by another, a corrupt
+   * block), gives its held text to `onDamage`, not to the reader; past the bound, the text held goes on
+   * unchecked, and the damage says how much did (GzipDamage.unchecked). Text before the input's end (a
+   * cut; a file still being written) goes on: it is what was compressed, as far as it goes.
    */
   holdUnchecked?: number;
+  /**
+   * The longest, in milliseconds, that held text waits for its member's CRC (default: no limit). For a
+   * live stream (a FIFO): a writer's member may take long to end (the file sink's ends at 4 MiB of text,
+   * or when idle), and its lines should not wait for that; past this, the held text goes on unchecked, as
+   * past `holdUnchecked`. Waiting on the input counts; a reader that keeps the input flowing is not held back.
+   */
+  maxHoldMs?: number;
   /**
    * After damage that is not at the input's end, search on for a member's header (1f 8b 08, flag bits
    * 5-7 clear) and read on from it: the file sink writes a member per flush, so a damaged one in the
@@ -132,7 +144,7 @@ function headerCandidate(bytes: Buffer, from: number): number {
  * follows the last whole line before the damage is not handed on, but given with it.
  */
 export async function* gunzipUpToDamage(compressed: AsyncIterable<Buffer>, options: GunzipUpToDamageOptions = {}): AsyncGenerator<Buffer> {
-  const { onDamage, readFrom, onEnd, holdUnchecked = GZIP_HELD_MEMBER_BYTES, resync = false } = options;
+  const { onDamage, readFrom, onEnd, holdUnchecked = GZIP_HELD_MEMBER_BYTES, maxHoldMs, resync = false } = options;
   const input = compressed[Symbol.asyncIterator]();
   let pending: Buffer = Buffer.alloc(0); // read, not yet used
   let at = 0; // the compressed byte pending[0] is
@@ -192,6 +204,7 @@ export async function* gunzipUpToDamage(compressed: AsyncIterable<Buffer>, optio
     tail = Buffer.alloc(0);
     held = [];
     heldBytes = 0;
+    heldSince = undefined;
     unchecked = { bytes: 0, lineEnds: 0 };
     if (resync && searchFrom !== undefined) {
       pending = pending.subarray(searchFrom - at);
@@ -224,19 +237,18 @@ export async function* gunzipUpToDamage(compressed: AsyncIterable<Buffer>, optio
   // The current member's whole lines, held until its CRC checks; and what of its text went on before.
   let held: Buffer[] = [];
   let heldBytes = 0;
+  let heldSince: number | undefined; // when the first of the held text was held (for maxHoldMs)
   let unchecked = { bytes: 0, lineEnds: 0 };
   // Handed on in the pieces they were inflated in: one buffer of 16 MiB would be split into lines at once downstream.
   const release = (): Buffer[] => {
     const pieces = held;
     held = [];
     heldBytes = 0;
+    heldSince = undefined;
     return pieces;
   };
-  /** Whole lines of a member: held, or handed on (returned) past the bound. */
-  const hold = (whole: Buffer): Buffer[] => {
-    held.push(whole);
-    heldBytes += whole.length;
-    if (heldBytes <= holdUnchecked) return [];
+  /** The held text, to go on before its member is checked: counted as unchecked. */
+  const releaseUnchecked = (): Buffer[] => {
     const pieces = release();
     for (const piece of pieces) {
       unchecked.bytes += piece.length;
@@ -244,6 +256,15 @@ export async function* gunzipUpToDamage(compressed: AsyncIterable<Buffer>, optio
     }
     return pieces;
   };
+  /** Whole lines of a member: held, or handed on (returned) past the bound. */
+  const hold = (whole: Buffer): Buffer[] => {
+    held.push(whole);
+    heldBytes += whole.length;
+    heldSince ??= performance.now();
+    return heldBytes <= holdUnchecked ? [] : releaseUnchecked();
+  };
+  /** Milliseconds before the held text has waited maxHoldMs (undefined: no limit, or nothing held). */
+  const holdLeft = (): number | undefined => (maxHoldMs === undefined || heldSince === undefined ? undefined : heldSince + maxHoldMs - performance.now());
   /** Text of a member: its whole lines go on, its last partial line is held (the next text may end it). */
   const lines = (text: Buffer): Buffer | undefined => {
     const joined = tail.length === 0 ? text : Buffer.concat([tail, text]);
@@ -328,7 +349,14 @@ export async function* gunzipUpToDamage(compressed: AsyncIterable<Buffer>, optio
       pending = Buffer.alloc(0);
       for (;;) {
         if (chunk === undefined) {
-          const next = await input.next();
+          const waiting = input.next();
+          const left = holdLeft();
+          if (left !== undefined && (left <= 0 || (await outwaits(waiting, left)))) {
+            // Awaited below; a reader that stops at this yield leaves it to reject (a destroyed input) unawaited.
+            waiting.catch(() => undefined);
+            yield* handOn(releaseUnchecked());
+          }
+          const next = await waiting;
           if (next.done === true) inputEnded = true;
           else chunk = next.value;
         }
@@ -358,8 +386,8 @@ export async function* gunzipUpToDamage(compressed: AsyncIterable<Buffer>, optio
             if (await damagedAt({ byte: dataStart + inflater.consumed, problem: inflater.failure.message, text: tail }, at, rewind())) continue members;
             return;
           }
-          // Text before corrupt deflate data goes on: no CRC can be checked.
-          yield* handOn(release());
+          // Text before corrupt deflate data is held with the member's (zlib may have inflated garbage
+          // first: a member cut short and followed by another, a corrupt block), and is the damage's.
           let corrupt = { byte: inflater.consumed, problem: inflater.failure.message };
           const kept = retained;
           const memberFrom = readFrom ?? (kept === undefined ? undefined : async function* (): AsyncGenerator<Buffer> {
@@ -375,7 +403,7 @@ export async function* gunzipUpToDamage(compressed: AsyncIterable<Buffer>, optio
                   break;
                 }
                 const whole = lines(step.value);
-                if (whole !== undefined) yield* handOn([whole]);
+                if (whole !== undefined) yield* handOn(hold(whole));
               }
             } catch {
               // Unreadable now: the text before the failing call is what there is.
@@ -383,12 +411,15 @@ export async function* gunzipUpToDamage(compressed: AsyncIterable<Buffer>, optio
               await again.return(undefined);
             }
           }
+          tail = Buffer.concat([...release(), tail]);
           // The search goes on from the first byte the inflate did not take.
           pending = unused;
           at = dataStart + inflater.consumed;
-          if (await damagedAt({ byte: dataStart + corrupt.byte, problem: corrupt.problem, text: tail }, at)) continue members;
+          if (await damagedAt({ byte: dataStart + corrupt.byte, problem: corrupt.problem, text: tail, ...(unchecked.bytes > 0 ? { unchecked } : {}) }, at)) continue members;
           return;
         }
+        const left = holdLeft();
+        if (left !== undefined && left <= 0) yield* handOn(releaseUnchecked());
         const consumed = inflater.consumed;
         // Ended by the input's end: inside the deflate data, or before its trailer (the text so far goes on, as zcat gives it).
         if (chunk === undefined) {
@@ -465,6 +496,20 @@ async function* inflateUpToCorruption(compressed: AsyncIterable<Buffer>, slowFro
     return undefined;
   } finally {
     inflater.destroy();
+  }
+}
+
+/**
+ * Whether `next` (the input's next piece) is still unsettled after `ms`: true then (it is awaited all the
+ * same after). A rejection of it is the awaiter's, not an unhandled one meanwhile.
+ */
+async function outwaits(next: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<boolean>((resolve) => (timer = setTimeout(resolve, ms, true)));
+  try {
+    return await Promise.race([next.then(() => false, () => false), late]);
+  } finally {
+    clearTimeout(timer);
   }
 }
 

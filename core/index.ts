@@ -42,7 +42,7 @@ export { FeatureSelector } from './feature-selector.js';
 export { fnv1a } from './hash.js';
 export { fieldPath, fieldPathProblem, isInheritedName, ownValue, setOwnField, valueAtPath, type ElementTest, type FieldPath, type FieldStep } from './fields.js';
 export { inputFileProblem, sameFile } from './paths.js';
-export { makeFolderDurably, makeFolderDurablySync, writeFileDurably, writeFileDurablySync, type DurableData } from './durable.js';
+export { createFileDurably, makeFolderDurably, makeFolderDurablySync, writeFileDurably, writeFileDurablySync, type DurableData } from './durable.js';
 export { LockRefusedError, releaseLock, takeLock, takeLockWaiting, type LockHolder, type LockOptions } from './lock.js';
 export { eachOf, inParts, inTurns, nextTurn, PartedSnapshots, partsOf, turnDue, TURN_MS } from './turns.js';
 export { checkListLengths, decodeColumn, decodeColumnOf, decodeColumns, decodeDerivedIds, decodeNamedColumns, decodeNamedColumnsInTurns, decodeNullableStrings, decodeOptionalColumnOf, decodeStrings, decodeTable, encodeColumn, encodeColumns, encodeNamedColumns, encodeDerivedIds, encodeTable, type Column, type DerivedIds, type Reference } from './columns.js';

@@ -258,6 +258,14 @@ async function resumeGzip(path: string): Promise<{ text: string; warnings: { msg
 
 const gzipLines = (...userIds: string[]): string => userIds.map((userId) => `${JSON.stringify(record(userId))}\n`).join('');
 
+/** The files a gzip output's damaged last member's records were moved to (`<path>.damaged-<time>.jsonl`), their paths and text. */
+function setAside(path: string): { path: string; text: string }[] {
+  const name = path.slice(dir.length + 1);
+  return readdirSync(dir)
+    .filter((entry) => entry.startsWith(`${name}.damaged-`))
+    .map((entry) => ({ path: join(dir, entry), text: readFileSync(join(dir, entry), 'utf8') }));
+}
+
 test('gzip, resumed after a crash that left the cut member followed by zero-filled blocks: its whole records are kept, the rest dropped (said, with the zeros), ours follow', async () => {
   const { path, bytes } = await crashedGzipFile('crash-zeros.jsonl.gz');
   writeFileSync(path, Buffer.concat([bytes.subarray(0, bytes.length - 8), Buffer.alloc(4096)]));
@@ -269,7 +277,7 @@ test('gzip, resumed after a crash that left the cut member followed by zero-fill
   assert.match(warnings[0]!.msg, /damaged at byte \d+ \(unexpected end of file\): replaced by a complete member of its 2 whole records before the damage, dropping the 4096 zero bytes the file ended with \(blocks a crash left zero-filled\); a record cut short is dropped; it is written again from the checkpoint/);
 });
 
-test('gzip, resumed after a crash that left stale bytes after the cut member: the records before them are kept, the bytes from the damage on dropped (said: where, why, how many), ours follow', async () => {
+test('gzip, resumed after a crash that left stale bytes after the cut member: the member\'s records (zlib may inflate the stale bytes as garbage first) are moved to a file beside it, not kept (said: where, why, how many, and where to), ours follow', async () => {
   const { path, bytes } = await crashedGzipFile('crash-junk.jsonl.gz');
   // Stale bytes (deterministic): a hash chain.
   const junk: Buffer[] = [];
@@ -277,13 +285,21 @@ test('gzip, resumed after a crash that left stale bytes after the cut member: th
   const cutAt = bytes.length - 8;
   writeFileSync(path, Buffer.concat([bytes.subarray(0, cutAt), ...junk]));
   const { text, warnings } = await resumeGzip(path);
-  assert.ok(text.startsWith(gzipLines('u1', 'u2', 'u3', 'u4')), text);
-  assert.ok(text.endsWith(gzipLines('u9')), text);
+  // Before: u3 and u4 kept in a member with a right CRC, with whatever zlib inflated of the stale bytes before it failed.
+  assert.equal(text, gzipLines('u1', 'u2', 'u9'));
+  const [aside, ...others] = setAside(path);
+  assert.deepEqual(others, []);
+  assert.ok(aside!.text.startsWith(gzipLines('u3', 'u4')), aside!.text);
   assert.equal(warnings.length, 1);
   const damagedAt = warnings[0]!.damagedAt as number;
   assert.ok(damagedAt >= cutAt, `damaged at ${damagedAt}, the junk starts at ${cutAt}`);
   assert.equal(warnings[0]!.unreadBytes, cutAt + 128 * 32 - damagedAt);
-  assert.match(warnings[0]!.msg, /damaged at byte \d+ \(.+\): replaced by a complete member of its \d+ whole records before the damage, dropping the \d+ bytes from there to the end/);
+  assert.equal(warnings[0]!.movedTo, aside!.path);
+  assert.equal(warnings[0]!.failedRecords, aside!.text.split('\n').length - 1);
+  assert.match(
+    warnings[0]!.msg,
+    new RegExp(`damaged at byte \\d+ \\(.+\\): its \\d+ records inflated before the damage are moved to ${aside!.path.replaceAll('.', '\\.')}, as any of them may be wrong .*, and the member replaced by a complete one of the 0 whole records before it, dropping the \\d+ bytes from there to the end; those after the checkpoint are written again from it$`),
+  );
 });
 
 test('gzip, resumed on a file whose last member has a flipped bit in its deflate data: the earlier members stay, the file is complete gzip again, ours follow (said)', async () => {
@@ -298,7 +314,7 @@ test('gzip, resumed on a file whose last member has a flipped bit in its deflate
   assert.match(warnings[0]!.msg, /damaged at byte \d+ \(/);
 });
 
-test('gzip, resumed on a file whose complete last member fails its CRC (a wrong CRC, or a flipped bit in its text that inflates without error): its records are dropped, not given a right CRC; the earlier members stay, ours follow (said)', async () => {
+test('gzip, resumed on a file whose complete last member fails its CRC (a wrong CRC, or a flipped bit in its text that inflates without error): its records are not given a right CRC but moved to a file beside it (`<path>.damaged-<time>.jsonl`, said); the earlier members stay, ours follow', async () => {
   for (const damage of ['crc', 'text']) {
     const { path } = await crashedGzipFile(`crash-crc-${damage}.jsonl.gz`);
     const bytes = readFileSync(path); // closed: its last member complete
@@ -319,7 +335,12 @@ test('gzip, resumed on a file whose complete last member fails its CRC (a wrong 
     assert.equal(warnings[0]!.problem, 'incorrect data check');
     assert.equal(warnings[0]!.unreadBytes, 8);
     assert.equal(warnings[0]!.failedRecords, 3);
-    assert.match(warnings[0]!.msg, /fails its CRC check .*: its 3 records are dropped, as any of them may be wrong/);
+    // Before: dropped, only counted in the log.
+    const aside = setAside(path);
+    assert.deepEqual(aside.map((file) => file.text), [damage === 'crc' ? gzipLines('u3', 'u4', 'u5') : gzipLines('u3', 'u5', 'u5')], damage);
+    assert.equal(warnings[0]!.movedTo, aside[0]!.path);
+    assert.match(aside[0]!.path, /\.jsonl\.gz\.damaged-\d{8}T\d{6}Z\.jsonl$/);
+    assert.ok(warnings[0]!.msg.includes(`: its 3 records are moved to ${aside[0]!.path}, as any of them may be wrong`), warnings[0]!.msg);
   }
 });
 

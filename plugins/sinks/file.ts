@@ -13,7 +13,7 @@ import { constants as zlib, createGzip, gzipSync, type Gzip, type ZlibReset } fr
 import { Writable } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import { Socket } from 'node:net';
-import { defineSink, fileSystemErrorAt, gunzipUpToDamage, JsonLinesWriter, LockRefusedError, makeFolderDurablySync, PluginConfigError, releaseLock, takeLock, takeLockWaiting, TributaryError, type GzipDamage, type PluginContext, type StreamRecord } from 'tributary';
+import { createFileDurably, defineSink, fileSystemErrorAt, gunzipUpToDamage, JsonLinesWriter, LockRefusedError, makeFolderDurablySync, PluginConfigError, releaseLock, takeLock, takeLockWaiting, TributaryError, type GzipDamage, type PluginContext, type StreamRecord } from 'tributary';
 
 export interface FileSinkConfig {
   path: string;
@@ -28,7 +28,7 @@ export default defineSink<FileSinkConfig>({
   status: 'stable',
   summary: 'Writes records as JSON lines to a file.',
   description:
-    'Feature vectors are written as `{name: value}` objects. Missing folders are created. A path that a source of the pipeline reads (a `file` source\'s `path`, or any source declaring it: PluginSpec.inputFiles; by name, through links, or the same inode) is a config error, and so is `tributary backtest --input` of it: replacing it would wipe the input before it is read. Sinks of one process writing the same file (pipelines run together with one dead-letter file, say) share it: each record is written once, none overwritten; a file that one of the pipelines run together already replaced is appended to when a sink opens it again. A sink resuming from a checkpoint appends, after dropping a record the last run left cut short at the end. Zero bytes the file ends with (blocks a crash left zero-filled: the file\'s size reached the disk before its data) are dropped before appending, said. Every write goes to the file\'s end (O_APPEND; a run from the start truncates the file as it opens it), and the daemon reopens the path on SIGHUP, so the file can be rotated by logrotate (`create` with `postrotate` sending SIGHUP, or `copytruncate`; docs/operations.md). A gzip file is flushed at every flush (each checkpoint; without checkpoints every `settings.commit_interval`, and at the end) with a sync flush, readable by streaming gzip readers up to there, in one member until it holds 4 MiB of text or a flush finds nothing new (idle; it is then complete gzip), so frequent flushes cost little size and a crash leaves only its last member incomplete; appending, that member is first completed with its whole records. A last member damaged by a crash (cut short and followed by zero-filled blocks or stale bytes, corrupt deflate data, a wrong CRC) is read as the `file` source reads it: its whole records before the damage are kept in a complete member, the rest is dropped, said with where the damage is, why, and how many bytes went (one whose CRC fails, a flipped bit that inflates without error too, keeps none of its records: any of them may be wrong, and kept they would get a right CRC; said with their count); zero bytes after a complete last member are dropped (gzip readers stop at them). The file is locked as the pipeline starts (`<path>.lock`, holding pid, host and when the process started; a `lazy` one at its first record): another process writing it (a backtest of a running daemon\'s pipeline) is refused, naming the holder; a lock of a process that died (its pid gone, or reused by a process started since; or of another host, not renewed for 10 minutes) is taken over, by one process at a time. Only a regular file is replaced: a device, a FIFO, or /dev/stdout (whatever it leads to: a shell\'s `>> out.txt` is appended to) is written without truncation, and not locked. A FIFO (named pipe) is written once a reader opens it; the pipeline waits for one, and a stop while it waits ends the run before anything is read. A reader that stops reading holds the pipeline back (a stop then ends the process at `shutdown_timeout`); one that goes away fails the sink (a broken pipe, TRIB_ERR_SINK).',
+    'Feature vectors are written as `{name: value}` objects. Missing folders are created. A path that a source of the pipeline reads (a `file` source\'s `path`, or any source declaring it: PluginSpec.inputFiles; by name, through links, or the same inode) is a config error, and so is `tributary backtest --input` of it: replacing it would wipe the input before it is read. Sinks of one process writing the same file (pipelines run together with one dead-letter file, say) share it: each record is written once, none overwritten; a file that one of the pipelines run together already replaced is appended to when a sink opens it again. A sink resuming from a checkpoint appends, after dropping a record the last run left cut short at the end. Zero bytes the file ends with (blocks a crash left zero-filled: the file\'s size reached the disk before its data) are dropped before appending, said. Every write goes to the file\'s end (O_APPEND; a run from the start truncates the file as it opens it), and the daemon reopens the path on SIGHUP, so the file can be rotated by logrotate (`create` with `postrotate` sending SIGHUP, or `copytruncate`; docs/operations.md). A gzip file is flushed at every flush (each checkpoint; without checkpoints every `settings.commit_interval`, and at the end) with a sync flush, readable by streaming gzip readers up to there, in one member until it holds 4 MiB of text or a flush finds nothing new (idle; it is then complete gzip), so frequent flushes cost little size and a crash leaves only its last member incomplete; appending, that member is first completed with its whole records. A last member damaged by a crash (cut short and followed by zero-filled blocks or stale bytes, corrupt deflate data, a wrong CRC) is read as the `file` source reads it: cut short (zero-filled blocks after it too), its whole records are kept in a complete member and a record cut short is dropped; one whose CRC fails (a flipped bit that inflates without error too) or whose deflate data is corrupt (stale bytes after a cut: zlib can inflate them as garbage before it fails) keeps none of its records, as any of them may be wrong and kept they would get a right CRC: they are moved, as they were inflated, to a new file beside it, `<path>.damaged-<UTC time>.jsonl` (written durably before the member is replaced; resuming, those after the checkpoint are also written again from it), to check and take back. Each is said with where the damage is, why, how many bytes and records went, and where; zero bytes after a complete last member are dropped (gzip readers stop at them). The file is locked as the pipeline starts (`<path>.lock`, holding pid, host and when the process started; a `lazy` one at its first record): another process writing it (a backtest of a running daemon\'s pipeline) is refused, naming the holder; a lock of a process that died (its pid gone, or reused by a process started since; or of another host, not renewed for 10 minutes) is taken over, by one process at a time. Only a regular file is replaced: a device, a FIFO, or /dev/stdout (whatever it leads to: a shell\'s `>> out.txt` is appended to) is written without truncation, and not locked. A FIFO (named pipe) is written once a reader opens it; the pipeline waits for one, and a stop while it waits ends the run before anything is read. A reader that stops reading holds the pipeline back (a stop then ends the process at `shutdown_timeout`); one that goes away fails the sink (a broken pipe, TRIB_ERR_SINK).',
   config: {
     type: 'object',
     additionalProperties: false,
@@ -720,7 +720,9 @@ class GzipMembers extends Writable {
  * data: its last blocks zero-filled or stale bytes; a flipped bit; a wrong CRC) is replaced by a complete
  * one holding its whole records before the damage, as a plain file keeps the whole records after its
  * checkpoint; zero bytes after a complete last member go. Read as the file source reads it
- * (gunzipUpToDamage): what the sink keeps is what the source reads. Only the last member is read (bounded
+ * (gunzipUpToDamage): what the sink keeps is what the source reads. The records of it that are not kept
+ * as they may be wrong (its CRC failed, or its deflate data is corrupt: zlib can inflate garbage before it
+ * fails) are moved to a file beside it (setAside), not lost. Only the last member is read (bounded
  * by a checkpoint interval's output), found by the header node's zlib writes. A file of another writer
  * (or one written as a single member, before members per flush) is read whole only within bounds: past
  * them its end is left unchecked (said) rather than decompressed into memory.
@@ -728,7 +730,7 @@ class GzipMembers extends Writable {
 type GzipTail =
   | { kind: 'complete' }
   | { kind: 'padded'; zeroBytes: number }
-  | { kind: 'completed'; records: number; dropped: number; damage: GzipTailDamage; failedRecords: number }
+  | { kind: 'completed'; records: number; dropped: number; damage: GzipTailDamage; failedRecords: number; movedTo?: string }
   | { kind: 'unchecked'; reason: string };
 
 /** Where a gzip file's last member is damaged (a byte of the file), why, and how many bytes of the file from there were not read. */
@@ -773,25 +775,46 @@ async function completeGzipTail(path: string): Promise<GzipTail> {
     }
     if (start === 0 && damage.byte === 0) throw new Error(`${path} is not a gzip file it can append to (${damage.problem})`);
     const whole = read.text.subarray(0, read.text.lastIndexOf(10) + 1);
+    // The text not kept: a record cut short (written again from the checkpoint), or, held back with its
+    // member (damage.text), records that may be wrong: those are set aside before the member is replaced.
+    const dropped = Buffer.concat([read.text.subarray(whole.length), damage.text]);
+    const failedRecords = lineEnds(damage.text);
+    const movedTo = dropped.includes(10) ? await setAside(path, dropped) : undefined;
     const member = whole.length > 0 ? gzipSync(whole) : Buffer.alloc(0);
     writeSync(fd, member, 0, member.length, start);
     ftruncateSync(fd, start + member.length);
     fsyncSync(fd);
-    const lineEnds = (text: Buffer): number => {
-      let count = 0;
-      for (let i = text.indexOf(10); i >= 0; i = text.indexOf(10, i + 1)) count++;
-      return count;
-    };
     return {
       kind: 'completed',
       records: lineEnds(whole),
-      // A wrong CRC: the member's text, held back (damage.text), may be wrong; kept, it would get a right CRC.
-      failedRecords: damage.problem === 'incorrect data check' ? lineEnds(damage.text) : 0,
-      dropped: read.text.length - whole.length + damage.text.length,
+      // A wrong CRC, corrupt data: the member's text, held back (damage.text), may be wrong; kept, it would get a right CRC.
+      failedRecords,
+      dropped: dropped.length,
       damage: { byte: start + damage.byte, problem: damage.problem, unreadBytes: tail.length - zeroBytes - damage.byte, zeroBytes },
+      ...(movedTo === undefined ? {} : { movedTo }),
     };
   } finally {
     closeSync(fd);
+  }
+}
+
+/** How many line ends (records) `text` holds. */
+function lineEnds(text: Buffer): number {
+  let count = 0;
+  for (let i = text.indexOf(10); i >= 0; i = text.indexOf(10, i + 1)) count++;
+  return count;
+}
+
+/**
+ * Records of a gzip file's damaged last member that are not kept (completeGzipTail) written, as they
+ * were inflated, to a new file beside it, `<path>.damaged-<UTC time>.jsonl` (never over another; durably,
+ * before the member is replaced): the user can check them and take back those that are right. Returns its path.
+ */
+async function setAside(path: string, text: Buffer): Promise<string> {
+  const time = new Date().toISOString().replace(/[-:]|\.\d+/g, ''); // 20261207T054000Z
+  for (let n = 1; ; n++) {
+    const aside = `${path}.damaged-${time}${n === 1 ? '' : `-${n}`}.jsonl`;
+    if (await createFileDurably(aside, text)) return aside;
   }
 }
 
@@ -832,10 +855,22 @@ function reportGzipTail(tail: GzipTail, path: string, resuming: boolean, context
     const { damage } = tail;
     const cut = resuming ? 'a record cut short is dropped; it is written again from the checkpoint' : 'a record cut short is dropped';
     const fields = { file: path, records: tail.records, droppedBytes: tail.dropped, damagedAt: damage.byte, problem: damage.problem, unreadBytes: damage.unreadBytes, zeroBytes: damage.zeroBytes };
+    // Resuming, the records after the checkpoint are written again: the file set aside may hold some of them too.
+    const again = resuming ? '; those after the checkpoint are written again from it' : '';
+    const moved = tail.movedTo === undefined ? 'dropped' : `moved to ${tail.movedTo}`;
+    const movedFields = { failedRecords: tail.failedRecords, ...(tail.movedTo === undefined ? {} : { movedTo: tail.movedTo }) };
     if (damage.problem === 'incorrect data check') {
       logger.warn(
-        { ...fields, failedRecords: tail.failedRecords },
-        `file sink: the gzip member at the end of the file fails its CRC check (its text is not what was compressed; trailer at byte ${damage.byte}): its ${tail.failedRecords} records are dropped, as any of them may be wrong (kept, they would get a right CRC), and the member replaced by a complete one of the ${tail.records} whole records before it`,
+        { ...fields, ...movedFields },
+        `file sink: the gzip member at the end of the file fails its CRC check (its text is not what was compressed; trailer at byte ${damage.byte}): its ${tail.failedRecords} records are ${moved}, as any of them may be wrong (kept, they would get a right CRC), and the member replaced by a complete one of the ${tail.records} whole records before it${again}`,
+      );
+    } else if (tail.failedRecords > 0) {
+      const unread = damage.unreadBytes > 0 ? [`the ${damage.unreadBytes} bytes from there to the end`] : [];
+      const zeros = damage.zeroBytes > 0 ? [`the ${damage.zeroBytes} zero bytes the file ended with (blocks a crash left zero-filled)`] : [];
+      const dropping = unread.length + zeros.length > 0 ? `, dropping ${[...unread, ...zeros].join(' and ')}` : '';
+      logger.warn(
+        { ...fields, ...movedFields },
+        `file sink: the gzip member at the end of the file is damaged at byte ${damage.byte} (${damage.problem}): its ${tail.failedRecords} records inflated before the damage are ${moved}, as any of them may be wrong (zlib can inflate corrupt data as garbage before it fails; kept, they would get a right CRC), and the member replaced by a complete one of the ${tail.records} whole records before it${dropping}${again}`,
       );
     } else if (damage.problem === 'unexpected end of file' && damage.zeroBytes === 0) {
       logger.warn(fields, `file sink: completed the gzip member left incomplete at the end of the file (${cut})`);

@@ -4,7 +4,7 @@ import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { appendFileSync, closeSync, constants as fsConstants, createWriteStream, existsSync, mkdtempSync, openSync, readdirSync, readFileSync, readlinkSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
-import { constants as zlibConstants, crc32, deflateRawSync, gunzipSync, gzipSync, inflateRawSync } from 'node:zlib';
+import { constants as zlibConstants, crc32, createGzip, deflateRawSync, gunzipSync, gzipSync, inflateRawSync } from 'node:zlib';
 import { ConfigError, defineSink, originOf, type ClickEvent, type Rejection, type SourcePosition, type StreamRecord } from 'tributary';
 import { runYaml, spawnTributary, testContext, tempFolder, until } from 'tributary/testing';
 import fileSource from './file.js';
@@ -1016,7 +1016,7 @@ async function readGzipFile(path: string): Promise<{ times: number[]; deadLetter
   return { times, deadLetters: context.deadLetters, counted: await fileSource.countRecords!(config, dir) };
 }
 
-test('corrupt deflate data inside a gzip member: every line zlib decodes before it comes out (not the ~16 KB of its failing call), and one dead letter names the file, the compressed byte and the problem; countRecords counts the same lines', async () => {
+test('corrupt deflate data inside a gzip member: every line zlib decodes before it (not the ~16 KB of its failing call short) is held with the member and is the dead letter\'s raw, not read (it may be garbage); the dead letter names the file, the compressed byte and the problem; countRecords counts the same lines', async () => {
   const text = gzipTestLines(0, 5000);
   // One deflate stream in two parts, the first flushed to a byte (Z_FULL_FLUSH); a bit of the second
   // part's first block header flipped makes its type the reserved one: zlib fails there, at a known byte.
@@ -1052,9 +1052,8 @@ test('corrupt deflate data inside a gzip member: every line zlib decodes before 
   const path = join(dir, 'corrupt-member.jsonl.gz');
   writeFileSync(path, Buffer.concat([first, second]));
   const { times, deadLetters, counted } = await readGzipFile(path);
-  // Before: 2,437: the text of zlib's failing call (63 lines here, up to 16 KB) was dropped. Then the next member's.
-  assert.equal(times.length, expected + 5000, 'the lines zlib decodes before the corruption, then the next member\'s');
-  assert.deepEqual(times, [...Array.from({ length: expected }, (_, i) => i), ...Array.from({ length: 5000 }, (_, i) => 5000 + i)]);
+  // Before: the 2,500 lines zlib decodes before the corruption were read (and before that, 2,437: the text of zlib's failing call dropped).
+  assert.deepEqual(times, Array.from({ length: 5000 }, (_, i) => 5000 + i), 'the next member\'s lines, none of the damaged one\'s');
   assert.equal(deadLetters.length, 1);
   const [dead] = deadLetters;
   const problem = (() => {
@@ -1064,10 +1063,31 @@ test('corrupt deflate data inside a gzip member: every line zlib decodes before 
       return (error as Error).message;
     }
   })();
-  assert.equal(dead!.reason, `unreadable gzip data after line ${expected} (${problem} at compressed byte ${10 + good}${wholeLines < before.length ? '; raw is the text read after that line' : ''}): reading goes on at the gzip member at compressed byte ${first.length}, its first line numbered ${expected + 1}`);
-  assert.deepEqual([dead!.origin?.file, dead!.origin?.line, dead!.raw], [path, expected + 1, before.slice(wholeLines)]);
+  const heldLines = expected + (wholeLines < before.length ? 1 : 0); // and the start of the next
+  assert.equal(
+    dead!.reason,
+    `unreadable gzip data after line 0 (${problem} at compressed byte ${10 + good}: a member's text inflated before it may be wrong (zlib can inflate corrupt data as garbage before it fails); its ${heldLines} lines are not read (raw is their text)): reading goes on at the gzip member at compressed byte ${first.length}, its first line numbered 1`,
+  );
+  assert.deepEqual([dead!.origin?.file, dead!.origin?.line, dead!.raw], [path, 1, before]);
   // The progress total is the lines read (before: createGunzip's count, 2,438).
-  assert.equal(counted, expected + 5000);
+  assert.equal(counted, 5000);
+});
+
+test('corrupt deflate data after more than 16 MiB of a member\'s text: the lines past the hold bound were read, and the dead letter names exactly those as possibly wrong; the rest are its raw', async () => {
+  const text = gzipTestLines(0, 300_000); // 29 MB: past the 16 MiB held
+  const member = Buffer.concat([gzipSync('').subarray(0, 10), deflateRawSync(text, { finishFlush: zlibConstants.Z_FULL_FLUSH }), Buffer.from([0x07, 0, 0, 0]), Buffer.alloc(8)]);
+  const path = join(dir, 'corrupt-past-bound.jsonl.gz');
+  writeFileSync(path, member);
+  const { times, deadLetters } = await readGzipFile(path);
+  assert.ok(times.length > 150_000 && times.length < 300_000, `${times.length} lines read`);
+  assert.deepEqual(times, Array.from({ length: times.length }, (_, i) => i));
+  assert.equal(deadLetters.length, 1);
+  const readBytes = Buffer.byteLength(gzipTestLines(0, times.length));
+  assert.equal(
+    deadLetters[0]!.reason,
+    `unreadable gzip data after line ${times.length} (invalid block type at compressed byte ${member.length - 12}: a member's text inflated before it may be wrong (zlib can inflate corrupt data as garbage before it fails); its lines ${times.length + 1}-300000 are not read (raw is their text); its lines 1-${times.length} (${readBytes} bytes) were read before the damage and may be wrong): the rest of the file is skipped`,
+  );
+  assert.equal(deadLetters[0]!.raw, gzipTestLines(times.length, 300_000));
 });
 
 test('zero bytes after the last gzip member (tar or dd padding) are passed over, as gzip does ("trailing zero bytes ignored"); other bytes after it, after zeros too, are one dead letter naming the first of them; countRecords counts the lines read', async () => {
@@ -1128,7 +1148,7 @@ async function readGzipFifo(name: string, bytes: Buffer): Promise<{ times: numbe
   return { times, deadLetters: context.deadLetters };
 }
 
-test('a bit flipped in a gzip member\'s text that inflates without error: the member\'s lines are held until its CRC fails, then dead-lettered (raw, line range), not read; a FIFO\'s were read, and are named as possibly wrong', async () => {
+test('a bit flipped in a gzip member\'s text that inflates without error: the member\'s lines are held until its CRC fails, then dead-lettered (raw, line range), not read; a FIFO\'s alike', async () => {
   const first = gzipSync(gzipTestLines(0, 5000));
   // Stored (level 0): its text is in the file as is, so a flipped bit changes one character and inflates without error.
   const second = gzipSync(gzipTestLines(5000, 10_000), { level: 0 });
@@ -1149,11 +1169,42 @@ test('a bit flipped in a gzip member\'s text that inflates without error: the me
   assert.equal(deadLetters[0]!.reason, `unreadable gzip data after line 5000 (incorrect data check at compressed byte ${trailerAt}: a member's text is not what was compressed; its 5000 lines are not read (raw is their text)): reading goes on at the gzip member at compressed byte ${trailerAt + 8}, its first line numbered 5001`);
   assert.equal(deadLetters[0]!.raw, gzipTestLines(5000, 10_000).replace('"u7000"', '"u6000"'));
   assert.deepEqual([deadLetters[0]!.origin?.file, deadLetters[0]!.origin?.line], [path, 5001]);
-  // A FIFO's lines go on as they inflate (a live writer's member may take long to end): the failed CRC names them.
+  // A FIFO's are held alike (a writer streaming the file keeps them flowing). Before: read as they inflated (u6000's twice), named as possibly wrong.
   const fifo = await readGzipFifo('flipped-literal.fifo', bytes);
-  assert.equal(fifo.times.length, 11_000);
-  assert.equal(fifo.deadLetters.length, 1);
-  assert.equal(fifo.deadLetters[0]!.reason, `unreadable gzip data after line 10000 (incorrect data check at compressed byte ${trailerAt}: a member's text is not what was compressed; its lines 5001-10000 (${Buffer.byteLength(gzipTestLines(5000, 10_000))} bytes) were read before the check and may be wrong): reading goes on at the gzip member at compressed byte ${trailerAt + 8}, its first line numbered 10001`);
+  assert.deepEqual(fifo.times, times);
+  assert.deepEqual(fifo.deadLetters.map((dead) => [dead.reason, dead.raw, dead.origin?.line]), deadLetters.map((dead) => [dead.reason, dead.raw, dead.origin?.line]));
+});
+
+test('a FIFO\'s gzip lines from a live writer (a member sync-flushed, its end not written yet) are read within about a second, not held until the member ends; a failed CRC then names them as possibly wrong', async () => {
+  const fifo = join(dir, 'live-writer.fifo');
+  execFileSync('mkfifo', [fifo]);
+  const context = testContext({ batchSize: 1000 });
+  const source = await fileSource.create({ path: fifo, gzip: true, mapping: { time_format: 'epoch_ms' } } as never, context);
+  const text = gzipTestLines(0, 2000);
+  // The member's start as a writer flushing leaves it (the file sink's sync flush): its lines are all inflated.
+  const flushed = await new Promise<Buffer>((resolve) => {
+    const gzip = createGzip();
+    const out: Buffer[] = [];
+    gzip.on('data', (chunk: Buffer) => out.push(chunk));
+    gzip.write(text);
+    gzip.flush(zlibConstants.Z_SYNC_FLUSH, () => resolve(Buffer.concat(out)));
+  });
+  const times: number[] = [];
+  const reading = (async () => {
+    for await (const batch of source.read()) times.push(...batch.map((event) => event.time));
+  })();
+  const writer = createWriteStream(fifo);
+  writer.write(flushed);
+  // Held with no time limit, they would wait for the member's end, which this writer sends only once they are read (before, a FIFO's lines were not held at all).
+  await until(() => times.length === 2000, 'the flushed lines read before the member ends', 15_000);
+  // The member's end: an empty last block, and a trailer whose CRC is wrong (0).
+  const trailer = Buffer.alloc(8);
+  trailer.writeUInt32LE(Buffer.byteLength(text), 4);
+  writer.end(Buffer.concat([Buffer.from([0x03, 0x00]), trailer]));
+  await reading;
+  assert.deepEqual(times, Array.from({ length: 2000 }, (_, i) => i));
+  assert.equal(context.deadLetters.length, 1);
+  assert.match(context.deadLetters[0]!.reason, new RegExp(`^unreadable gzip data after line 2000 \\(incorrect data check at compressed byte ${flushed.length + 2}: a member's text is not what was compressed; its lines 1-2000 \\(${Buffer.byteLength(text)} bytes\\) were read before the check and may be wrong\\): the rest of the file is skipped$`));
 });
 
 test('corrupt deflate data read from a FIFO gives the same lines as from a file (its member\'s compressed bytes kept to inflate it again, bounded), not ~16 KB fewer', async () => {
@@ -1167,7 +1218,8 @@ test('corrupt deflate data read from a FIFO gives the same lines as from a file 
   writeFileSync(path, bytes);
   const fromFile = await readGzipFile(path);
   const fromFifo = await readGzipFifo('corrupt.fifo', bytes);
-  assert.equal(fromFile.times.length, 4500, 'the first member and the corrupt one\'s first part');
+  assert.equal(fromFile.times.length, 2000, 'the first member (the corrupt one\'s lines are the dead letter\'s)');
+  assert.equal((fromFile.deadLetters[0]!.raw as string).split('\n').length - 1, 2500);
   // Before: the FIFO gave fewer (the text of zlib's failing call, up to 16 KB, dropped).
   assert.deepEqual(fromFifo.times, fromFile.times);
   assert.deepEqual(fromFifo.deadLetters.map((dead) => [dead.reason, dead.raw]), fromFile.deadLetters.map((dead) => [dead.reason, dead.raw]));
@@ -1272,12 +1324,11 @@ test('gzip: a damaged member in the middle of a file the sink wrote (a wrong CRC
     const source = await fileSource.create(config, context);
     const times: number[] = [];
     for await (const batch of source.read()) times.push(...batch.map((event) => event.time));
-    // The cut member's deflate data runs on into the next member's bytes: zlib inflates some of them (garbage lines,
-    // dead-lettered as malformed JSON: text before corrupt data goes on, it has no CRC to fail) before it fails.
-    const gzipDead = context.deadLetters.filter((dead) => dead.reason.startsWith('unreadable gzip data'));
-    assert.equal(gzipDead.length, 1, name);
-    const dead = gzipDead[0]!;
-    assert.deepEqual(context.deadLetters.filter((other) => other !== dead && !/^malformed JSON/.test(other.reason)), [], name);
+    // The cut member's deflate data runs on into the next member's bytes: zlib inflates some of them (garbage) before
+    // it fails. Before: its lines and that garbage were read, the garbage lines dead-lettered as malformed JSON (or
+    // read as events, had they parsed). Now the member's text, garbage and all, is the one dead letter's.
+    assert.equal(context.deadLetters.length, 1, `${name}: ${context.deadLetters.map((dead) => dead.reason).join('; ')}`);
+    const dead = context.deadLetters[0]!;
     const before = dead.origin!.line! - 1; // lines read before the damage
     // Before: the lines of the members after the damage were lost, the dead letter said 'the rest of the file is skipped'.
     assert.deepEqual(times.slice(-3 * perMember), all.slice(-3 * perMember), `${name}: the members after the damaged one are read`);
@@ -1291,11 +1342,13 @@ test('gzip: a damaged member in the middle of a file the sink wrote (a wrong CRC
       );
       assert.equal((dead.raw as string).split('\n').length - 1, perMember);
     } else {
-      assert.ok(before > 2 * perMember, `${before} lines before the damage: ${dead.reason}`);
-      assert.match(dead.reason, new RegExp(`^unreadable gzip data after line ${before} \\(.+ at compressed byte \\d+.*\\): reading goes on at the gzip member at compressed byte ${resumedAt}, its first line numbered ${before + 1}$`));
+      assert.deepEqual(times, [...all.slice(0, 2 * perMember), ...all.slice(-3 * perMember)]);
+      assert.equal(before, 2 * perMember);
+      assert.match(dead.reason, new RegExp(`^unreadable gzip data after line ${before} \\(.+ at compressed byte \\d+: a member's text inflated before it may be wrong .*; its \\d+ lines are not read \\(raw is their text\\)\\): reading goes on at the gzip member at compressed byte ${resumedAt}, its first line numbered ${before + 1}$`));
+      assert.ok((dead.raw as string).startsWith(`{"kind":"event","userId":"u${2 * perMember}",`), String(dead.raw).slice(0, 80));
     }
     assert.equal(dead.origin?.file, path);
-    // The progress total: every line read, the malformed ones too.
+    // The progress total: every line read.
     assert.equal(await fileSource.countRecords!(config, dir), before + 3 * perMember, name);
   }
 });

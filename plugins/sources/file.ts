@@ -91,8 +91,8 @@ export default defineSource<FileSourceConfig>({
     'file and line; one that is not UTF-8 text (a Latin-1 byte) goes there as its exact bytes, base64 (`encoding: base64`). ' +
     'Text is UTF-8 (a byte order mark is passed over); a file that starts with a UTF-16 or UTF-32 byte order mark (Excel\'s "Unicode Text") fails the source, its error naming the `iconv` command that converts it. ' +
     'A CSV without a column the mapping names (a misspelt `price: Price` would leave every event without a price) is logged as a warning, once per file, with its columns (a header read as one column holding `;`, a tab or `|` names that as the likely `csv.delimiter`). ' +
-    'Files ending in `.gz` are decompressed. A damaged one (cut short, corrupt compressed data, junk after its members, a wrong CRC) gives every line before the damage (for corrupt data, every line zlib decodes before it, from a FIFO too while the corrupt member\'s compressed bytes so far are under 4 MiB, kept for that; past them, up to 16 KB of text before it may be lost), and one dead letter naming the compressed byte the damage is at and zlib\'s problem (its `raw`: the text read after the last whole line); reading then goes on at the next gzip member after it (the `file` sink writes a member per flush, so a damaged one costs its own lines only): the dead letter names the compressed byte it resumed at, and the line number the next line gets (the damaged text is not counted: line numbers go on from the last line read). A match of a member\'s first bytes that is no member (it fails to inflate or its CRC) is read past in the same dead letter. A damaged range is dead-lettered as the reading passes it, and a checkpoint after it records that it was: a resumed run reads the same lines after it and does not dead-letter it again. Where no member follows, the rest of the file is skipped (so said) and the next file is read. Text zlib inflates from damaged data before it fails goes on as lines (a member cut short and followed by the next one can inflate some of the next one\'s bytes as garbage first, dead-lettered as malformed lines). ' +
-    'A member\'s lines are held until its CRC checks (up to 16 MiB of its text; the `file` sink\'s members end at 4 MiB): a member whose CRC fails (a flipped bit that inflates without error) gives none of them, they are the dead letter\'s `raw`, its reason naming how many. Past 16 MiB of a member, and from a FIFO (a live writer may take long to end a member), lines go on as they are inflated, and a failed CRC names them in the dead letter as possibly wrong. Zero bytes after the last member (a tar or `dd` block\'s padding) are passed over, as `gzip -d` does. A checkpoint\'s position names its file by path, inode and first bytes: ' +
+    'Files ending in `.gz` are decompressed. A damaged one (cut short, corrupt compressed data, junk after its members, a wrong CRC) gives every line before the damage (for a damaged member, the lines of the members before it: see below), and one dead letter naming the compressed byte the damage is at and zlib\'s problem (its `raw`: the text read after the last whole line, or the damaged member\'s text); reading then goes on at the next gzip member after it (the `file` sink writes a member per flush, so a damaged one costs its own lines only): the dead letter names the compressed byte it resumed at, and the line number the next line gets (the damaged text is not counted: line numbers go on from the last line read). A match of a member\'s first bytes that is no member (it fails to inflate or its CRC) is read past in the same dead letter. A damaged range is dead-lettered as the reading passes it, and a checkpoint after it records that it was: a resumed run reads the same lines after it and does not dead-letter it again. Where no member follows, the rest of the file is skipped (so said) and the next file is read. ' +
+    'A member\'s lines are held until its CRC checks (up to 16 MiB of its text; the `file` sink\'s members end at 4 MiB): a member whose CRC fails (a flipped bit that inflates without error), or whose compressed data is corrupt (zlib can inflate garbage before it fails: a member cut short and followed by the next one inflates some of the next one\'s bytes, and a garbage line may parse as an event), gives none of them: they are the dead letter\'s `raw` (for corrupt data, every line zlib decodes before it, from a FIFO too while the member\'s compressed bytes so far are under 4 MiB, kept for that; past them, up to 16 KB of text before it may be lost), its reason naming how many. A member cut short at the file\'s end (a file still being written) gives its lines: they are what was compressed, as far as it goes. Past 16 MiB of a member, lines go on as they are inflated, and the dead letter of a damage after them names them as possibly wrong. A FIFO\'s lines are held as a file\'s, but no longer than 1 s (a live writer, such as a `file` sink flushing every second, may take minutes to end a member; a writer streaming a whole file keeps them flowing and its members are checked whole): past it they go on, named so alike. Zero bytes after the last member (a tar or `dd` block\'s padding) are passed over, as `gzip -d` does. A checkpoint\'s position names its file by path, inode and first bytes: ' +
     'renamed since (log rotation), the file resumes where it was wherever `path` lists it now; another file at its path is read from its start. ' +
     'A file read to its end stays the position until the next one is open, and after the last one (a resumed run reads what was appended since). ' +
     'A last line without a line end is read as a record at the end of the file, but the position stays before it: a resumed run reads it again whole if a writer has added to it since (logged), and passes it over if not. A FIFO (or a device) is read as a stream: a resumed run reads the stream it opens from its start. A FIFO waits for a writer, and for its lines, until the writer closes it or the run stops: a stop (SIGTERM) ends its reading at once.',
@@ -256,8 +256,8 @@ export default defineSource<FileSourceConfig>({
           // Corrupt deflate data is inflated again from its member's start (a file's, still this one): zlib's failing call's text.
           const file = opened;
           const again = file === undefined ? undefined : (byte: number): AsyncIterable<Buffer> => fileFrom(path, file, byte);
-          // A FIFO's lines are not held until their member's CRC checks: a live writer's member may take long to end (the file sink's ends at 4 MiB of text).
-          const gunzipOptions = { onDamage, resync: true, ...(again === undefined ? { holdUnchecked: 0 } : { readFrom: again }) };
+          // A FIFO's lines are held as a file's, but no longer than FIFO_GZIP_MAX_HOLD_MS: a live writer's member may take long to end (the file sink's ends at 4 MiB of text).
+          const gunzipOptions = { onDamage, resync: true, ...(again === undefined ? { maxHoldMs: FIFO_GZIP_MAX_HOLD_MS } : { readFrom: again }) };
           const decoded = gzip ? Readable.from(gunzipUpToDamage(raw, gunzipOptions), { objectMode: false }) : raw;
           open = { raw, decoded };
           // A stop ends the reading at once, as stdin's does: a FIFO's writer may stay quiet for good.
@@ -353,6 +353,14 @@ export default defineSource<FileSourceConfig>({
 });
 
 /**
+ * The longest a FIFO's gzip lines are held for their member's CRC: a live writer (the `file` sink flushes
+ * every second by default) may take minutes to end a member, and its lines should not wait for that. A
+ * writer that streams a whole file (`cat events.jsonl.gz > fifo`) keeps the input flowing: its members
+ * (the sink's of 4 MiB of text inflate in tens of milliseconds) are checked whole.
+ */
+const FIFO_GZIP_MAX_HOLD_MS = 1000;
+
+/**
  * A gzip file's damage, after its line `damage.lineEndsBefore`, dead-lettered: its text after that line
  * is the raw. A range read past (`resumedAt`) names where reading went on, and the line numbers go on
  * from the damage's (its text is not counted, so a resumed run counts the same lines); else the rest of
@@ -363,7 +371,11 @@ function deadLetterGzipDamage(damage: GzipDamage, path: string, context: PluginC
   const utf8 = isUtf8(text);
   const rest = resumedAt === undefined ? 'the rest of the file is skipped' : `reading goes on at the gzip member at compressed byte ${resumedAt}, its first line numbered ${after + 1}`;
   context.deadLetter({
-    reason: problem === 'incorrect data check' ? `${crcFailureReason(after, byte, text, utf8, unchecked, resumedAt === undefined)}: ${rest}` : `unreadable gzip data after line ${after} (${problem} at compressed byte ${byte}${text.length > 0 ? `; raw is the text read after that line${utf8 ? '' : ', base64'}` : ''}): ${rest}`,
+    // A member's lines held back (its CRC failed, or its deflate data is corrupt) are named; else the raw is a line cut short.
+    reason:
+      problem === 'incorrect data check' || text.includes(10) || unchecked !== undefined
+        ? `${memberFailureReason(problem, after, byte, text, utf8, unchecked, resumedAt === undefined)}: ${rest}`
+        : `unreadable gzip data after line ${after} (${problem} at compressed byte ${byte}${text.length > 0 ? `; raw is the text read after that line${utf8 ? '' : ', base64'}` : ''}): ${rest}`,
     raw: text.toString(utf8 ? 'utf8' : 'base64'),
     ...(utf8 ? {} : { encoding: 'base64' as const }),
     origin: { source: context.label, file: path, line: after + 1 },
@@ -371,17 +383,20 @@ function deadLetterGzipDamage(damage: GzipDamage, path: string, context: PluginC
 }
 
 /**
- * The dead letter's reason for a gzip member whose CRC failed after line `linesDone`: its text held back
- * (`text`, the dead letter's raw) is not read, its lines named (by number where the file's lines end
- * there, `numbered`; read past, they are not numbered); lines of it handed on before the check (past the
- * hold bound, or a FIFO's) are named as possibly wrong.
+ * The dead letter's reason for a gzip member that failed after line `linesDone`, its CRC (its text is not
+ * what was compressed) or its deflate data (corrupt: zlib may inflate garbage before it fails): its text
+ * held back (`text`, the dead letter's raw) is not read, its lines named (by number where the file's
+ * lines end there, `numbered`; read past, they are not numbered); lines of it handed on before the damage
+ * (past the hold bound, or a FIFO's held past FIFO_GZIP_MAX_HOLD_MS) are named as possibly wrong.
  */
-function crcFailureReason(linesDone: number, byte: number, text: Buffer, utf8: boolean, unchecked: GzipDamage['unchecked'], numbered: boolean): string {
+function memberFailureReason(problem: string, linesDone: number, byte: number, text: Buffer, utf8: boolean, unchecked: GzipDamage['unchecked'], numbered: boolean): string {
+  const crc = problem === 'incorrect data check';
   const heldLines = text.length === 0 ? 0 : text.subarray(0, text.length - 1).toString('latin1').split('\n').length;
   const lines = numbered ? `lines ${linesDone + 1}-${linesDone + heldLines}` : `${heldLines} line${heldLines === 1 ? '' : 's'}`;
   const held = heldLines === 0 ? '' : `; its ${lines} are not read (raw is their text${utf8 ? '' : ', base64'})`;
-  const passed = unchecked === undefined ? '' : `; its lines ${linesDone - unchecked.lineEnds + 1}-${linesDone} (${unchecked.bytes} bytes) were read before the check and may be wrong`;
-  return `unreadable gzip data after line ${linesDone} (incorrect data check at compressed byte ${byte}: a member's text is not what was compressed${held}${passed})`;
+  const passed = unchecked === undefined ? '' : `; its lines ${linesDone - unchecked.lineEnds + 1}-${linesDone} (${unchecked.bytes} bytes) were read before the ${crc ? 'check' : 'damage'} and may be wrong`;
+  const what = crc ? "a member's text is not what was compressed" : "a member's text inflated before it may be wrong (zlib can inflate corrupt data as garbage before it fails)";
+  return `unreadable gzip data after line ${linesDone} (${problem} at compressed byte ${byte}: ${what}${held}${passed})`;
 }
 
 /**
