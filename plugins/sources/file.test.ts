@@ -1173,18 +1173,19 @@ test('corrupt deflate data read from a FIFO gives the same lines as from a file 
   assert.deepEqual(fromFifo.deadLetters.map((dead) => [dead.reason, dead.raw]), fromFile.deadLetters.map((dead) => [dead.reason, dead.raw]));
 });
 
-test('pipelines chained through a file: the second reads the first one\'s events with `mapping: canonical` and gives the events one pipeline gives; a config naming another word is an error at `mapping`', async () => {
+test('pipelines chained through a file: the second reads the first one\'s events with `mapping: canonical` and gives the events one pipeline gives, a shop\'s attribute named `kind` with them; a config naming another word is an error at `mapping`', async () => {
   const input = join(dir, 'chain-in.jsonl');
   writeFileSync(
     input,
     [
-      '{"user_id":"u1","session_id":"s1","time":"2024-01-01T00:00:00.250Z","type":"view","item_id":"i1","category":"shoes","price":"9.50","brand":"acme"}',
-      '{"user_id":"u1","session_id":"s1","time":"2024-01-01T00:01:00Z","type":"cart","item_id":"i1","price":9.5}',
+      '{"user_id":"u1","session_id":"s1","time":"2024-01-01T00:00:00.250Z","type":"view","item_id":"i1","category":"shoes","price":"9.50","brand":"acme","kind":"vip"}',
+      // A shop's own attribute named `kind` (written under `attrs`, never beside the record's own `kind`), valued as a sink's kind even.
+      '{"user_id":"u1","session_id":"s1","time":"2024-01-01T00:01:00Z","type":"cart","item_id":"i1","price":9.5,"kind":"prediction"}',
       '{"user_id":"u2","time":"2024-01-01T00:02:00Z","type":"purchase","item_id":"i2","brand":"zed"}',
       '{"user_id":"u1","session_id":"s2","time":"2024-01-01T03:00:00Z","type":"view"}',
     ].join('\n') + '\n',
   );
-  const source = `{type: file, path: ${input}, mapping: {attributes: [brand]}}`;
+  const source = `{type: file, path: ${input}, mapping: {attributes: [brand, kind]}}`;
   const stages = 'stages: [{type: sessionizer}, {type: session-features}]\n';
   const one = await runYaml(`sources: [${source}]\n${stages}sinks: [{type: memory, kinds: [event]}]\n`);
   const written = join(dir, 'chain-events.jsonl');
@@ -1192,6 +1193,7 @@ test('pipelines chained through a file: the second reads the first one\'s events
   const chained = await runYaml(`sources: [{type: file, path: ${written}, mapping: canonical}]\n${stages}sinks: [{type: memory, kinds: [event]}]\n`);
   assert.deepEqual(chained.deadLetters, []);
   assert.equal(one.outputs[0]!.length, 4);
+  assert.deepEqual((chained.outputs[0] as ClickEvent[]).map((event) => event.attrs?.kind), ['vip', 'prediction', undefined, undefined]);
   // Compared as written, the origin aside (another file): features by their values.
   const plain = (records: StreamRecord[]): unknown => records.map((record) => JSON.parse(JSON.stringify({ ...record, features: Array.from((record as ClickEvent).features!.values) })));
   assert.deepEqual(plain(chained.outputs[0]!), plain(one.outputs[0]!));
