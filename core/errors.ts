@@ -23,6 +23,7 @@ export const errorCatalogue = {
   TRIB_ERR_OUTPUT_LOCKED: "an output file is another live process's to write (its lock file names the holder: a second daemon, a backtest of a running daemon's pipeline, another host's process still renewing it after --lock-wait): no restart mends it while that process runs",
   TRIB_ERR_STAGE: 'a stage failed while processing',
   TRIB_ERR_HTTP_PORT: "the operations endpoint's --http-port is in use by another process (still after a few seconds) or may not be taken by this user: no restart mends it",
+  TRIB_ERR_HTTP_HOST: "the operations endpoint's --http-host is an address no network interface of this host has (still after half a minute): no restart mends it",
   TRIB_ERR_USAGE: 'the command line is malformed',
   TRIB_ERR_BACKTEST_NO_EVENTS: 'a backtest scored no event: every record of its input was rejected, by the source or by the stages',
 } as const;
@@ -157,12 +158,12 @@ const pluginSetupCodes: ReadonlySet<ErrorCode> = new Set(['TRIB_ERR_PLUGIN_LOAD'
 /**
  * Whether a failure is one a person must act on, which no restart can mend (the CLI's exit 2): an
  * invalid configuration (also one only a plugin's factory finds, TRIB_ERR_PLUGIN_FACTORY), a plugin module that does not load
- * (or a plugin not there, or there twice), checkpoints the run cannot resume from or a checkpoint folder it may not write in or another process holds, an input a source cannot read at all (TRIB_ERR_SOURCE_INPUT: its every rereading fails the same way), an output file a live process writes (TRIB_ERR_OUTPUT_LOCKED: of this host, LockRefusedError.holderLives; of another, that renewed its lock through the run's --lock-wait), an --http-port another process holds or this user may not take (TRIB_ERR_HTTP_PORT). Any other failure (a broker out of reach, a full disk, a fenced producer, periodic checkpoints failing past checkpoint.tolerable_failures) a restart may mend:
+ * (or a plugin not there, or there twice), checkpoints the run cannot resume from or a checkpoint folder it may not write in or another process holds, an input a source cannot read at all (TRIB_ERR_SOURCE_INPUT: its every rereading fails the same way), an output file a live process writes (TRIB_ERR_OUTPUT_LOCKED: of this host, LockRefusedError.holderLives; of another, that renewed its lock through the run's --lock-wait), an --http-port another process holds or this user may not take (TRIB_ERR_HTTP_PORT), an --http-host address no interface of this host has (TRIB_ERR_HTTP_HOST, after ADDRESS_MISSING_WAIT_MS). Any other failure (a broker out of reach, a full disk, a fenced producer, periodic checkpoints failing past checkpoint.tolerable_failures) a restart may mend:
  * the daemon restarts the pipeline in the process (`settings.restart`), and a supervisor the process.
  */
 export function needsPerson(error: unknown): boolean {
   // By code too: a TRIB_ERR_CONFIG_* thrown as a plain TributaryError (a plugin's, or one wrapped on its way) is no less a config error.
-  return error instanceof ConfigError || (error instanceof TributaryError && (error.code.startsWith('TRIB_ERR_CONFIG_') || pluginSetupCodes.has(error.code) || error.code === 'TRIB_ERR_CHECKPOINT' || error.code === 'TRIB_ERR_SOURCE_INPUT' || error.code === 'TRIB_ERR_OUTPUT_LOCKED' || error.code === 'TRIB_ERR_HTTP_PORT'));
+  return error instanceof ConfigError || (error instanceof TributaryError && (error.code.startsWith('TRIB_ERR_CONFIG_') || pluginSetupCodes.has(error.code) || error.code === 'TRIB_ERR_CHECKPOINT' || error.code === 'TRIB_ERR_SOURCE_INPUT' || error.code === 'TRIB_ERR_OUTPUT_LOCKED' || error.code === 'TRIB_ERR_HTTP_PORT' || error.code === 'TRIB_ERR_HTTP_HOST'));
 }
 
 /**

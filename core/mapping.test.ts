@@ -188,6 +188,18 @@ test("mapping 'canonical' reads a file sink's events as CANONICAL_EVENT_MAPPING 
   assert.deepEqual(createEventMapper()({ userId: 'u1', time: '2024-01-01T00:00:00Z', type: 'view' }), { rejected: 'user_id: missing user id (the record has userId)' });
 });
 
+test("mapping 'canonical': a shop's attribute named `kind` (under `attrs`, as a sink writes it) is read back as an attribute, whatever its value; only the record's own `kind` tells an event from a sink's other records, which stay rejected with their reason", () => {
+  const notAnEvent = (kind: string): string => `kind: the record is a ${kind} record as a sink writes it, no event: only events are read back as events (a sink's kinds: [event], read with mapping: canonical)`;
+  for (const value of ['vip', 'prediction', 'session', 'dead_letter', 'event']) {
+    const event: ClickEvent = { kind: 'event', userId: 'u1', time: 1704067200123, type: 'view', attrs: { kind: value, brand: 'acme' } };
+    assert.deepEqual(createEventMapper('canonical')(JSON.parse(recordToJson(event as StreamRecord))), event, value);
+  }
+  const prediction = { kind: 'prediction', id: 'p', model: 'intent', modelVersion: '1', task: 'intent', userId: 'u1', time: 1704067200123, score: 0.5, attrs: { kind: 'event' } };
+  assert.deepEqual(createEventMapper('canonical')(prediction), { rejected: notAnEvent('prediction') });
+  const summary = { kind: 'session', userId: 'u1', sessionId: 's1', start: 1, end: 2, eventCount: 2, counts: { view: 2 }, purchased: false, attrs: { kind: 'event' } };
+  assert.deepEqual(createEventMapper('canonical')(summary), { rejected: notAnEvent('session') });
+});
+
 test('a field or attribute named in the mapping as an Object.prototype member (constructor, toString, __proto__) is read from the record alone: absent, it is missing, never the inherited member', () => {
   const base = { time: '2024-01-01T00:00:00Z', type: 'view' };
   const byUser = createEventMapper({ fields: { user_id: 'constructor' } });

@@ -105,6 +105,21 @@ test('a second daemon given the --http-port the first serves on exits 2 (TRIB_ER
   assert.equal(await first.stop(), 0, first.stderr);
 });
 
+test('a daemon whose --http-host address no interface has yet waits for it, warned, and a SIGTERM meanwhile ends it cleanly, exit 0, nothing run (was: exit 1 at once, restarted every 5 s)', async (t) => {
+  const logged = (stderr: string): { level: number; msg: string; code?: string }[] =>
+    stderr.split('\n').filter((line) => line.startsWith('{')).map((line) => JSON.parse(line) as { level: number; msg: string; code?: string });
+  const host = '192.0.2.1'; // TEST-NET-1 (RFC 5737): no interface has it
+  const out = join(dir, 'http-address-out.jsonl');
+  const run = spawnTributary(t, ['run', pipeline('http-address.yaml', `sources: [{type: synthetic, events: 10}]\nsinks: [{type: file, path: ${out}}]\n`), '--http-port', '0', '--http-host', host, '--log-level', 'info'], { cwd: dir });
+  const warning = `no network interface of this host has address ${host} (--http-host) yet; trying it again for up to 30 s (an interface still coming up?)`;
+  await run.started(() => run.stderr.includes(warning), 'the warning');
+  assert.equal(await run.stop(), 0, run.stderr);
+  const records = logged(run.stderr);
+  assert.ok(records.some((entry) => entry.level === 40 && entry.msg === warning), run.stderr);
+  assert.deepEqual(records.filter((entry) => entry.level >= 50), [], run.stderr);
+  assert.equal(existsSync(out), false, 'nothing ran');
+});
+
 test('an --http-host whose name does not resolve is a usage error: one line naming it, exit 2, said before anything runs (was a stack trace, exit 1, after the pipeline had started)', async (t) => {
   const host = 'no.such.host.invalid';
   const answer = await lookup(host).then(

@@ -2230,3 +2230,14 @@ test('mapping.fields.user_id and session_id load as a list of fields read in tur
     `P:6:27: $.sources[0].mapping.fields.user_id[1]: field 'a[k=v]': [k=v]: the value of a test is JSON: text in double quotes ([k="v"]), a number, true or false`,
   ]);
 });
+
+test('a value of no type a field takes, where it takes several (a field name or a list of them; an object or `canonical`; a librdkafka option), says each in words at the field, as other config errors do (was: "must be string,array")', async () => {
+  const source = (mapping: string): string => ['sources:', '  - type: file', '    path: x.jsonl', `    mapping: ${mapping}`, 'sinks: [{type: stdout}]'].join('\n');
+  assert.deepEqual(await problemsOf(source('{fields: {user_id: 5, session_id: {a: 1}}}')), [
+    'P:4:33: $.sources[0].mapping.fields.user_id: must be a field name or a list of field names, got 5',
+    'P:4:48: $.sources[0].mapping.fields.session_id: must be a field name or a list of field names, got {"a":1}',
+  ]);
+  assert.deepEqual(await problemsOf(source('5')), ['P:4:14: $.sources[0].mapping: must be an object or `canonical`, got 5']);
+  const kafka = ['sources:', '  - type: kafka', '    brokers: [localhost:9092]', '    topics: [t]', '    group: g', '    options: {linger.ms: [5]}', 'sinks: [{type: stdout}]'].join('\n');
+  assert.deepEqual(await problemsOf(kafka), ['P:6:26: $.sources[0].options["linger.ms"]: must be a string, a number or a boolean (true or false), got [5]']);
+});

@@ -1064,9 +1064,9 @@ function problemFromAjv(
       const reference = retyped?.get(jsonPath(segments));
       const expectsText = String((error.params as { type: unknown }).type).split(',').includes('string');
       if (reference !== undefined && expectsText) {
-        return locate(segments, `${error.message ?? error.keyword}, got ${valueText(error.data, segments)}: an unquoted ${reference} is read as YAML reads its value (digits a number, true or false a boolean, empty or null no value); quote it for text: "${reference}"`);
+        return locate(segments, `${typeMessage(error)}, got ${valueText(error.data, segments)}: an unquoted ${reference} is read as YAML reads its value (digits a number, true or false a boolean, empty or null no value); quote it for text: "${reference}"`);
       }
-      return locate(segments, `${error.message ?? error.keyword}, got ${valueText(error.data, segments)}`);
+      return locate(segments, `${typeMessage(error)}, got ${valueText(error.data, segments)}`);
     }
     case 'minimum':
     case 'maximum':
@@ -1094,6 +1094,50 @@ function problemFromAjv(
     }
     default:
       return locate(segments, error.message ?? error.keyword);
+  }
+}
+
+/**
+ * A `type` error's message: ajv's for one type (`must be integer`), as every other config error words it; for
+ * a field that takes several (`type: [string, array]`), each in words from the field's schema (`must be a field
+ * name or a list of field names`), where ajv joins the keywords (`must be string,array`).
+ */
+function typeMessage(error: ErrorObject): string {
+  const types = error.schema;
+  if (!Array.isArray(types) || types.length < 2) return error.message ?? error.keyword;
+  const schema = (error.parentSchema ?? {}) as JsonSchema;
+  const words = types.map((type) => typeWords(String(type), schema));
+  return `must be ${words.slice(0, -1).join(', ')} or ${words.at(-1)!}`;
+}
+
+/** A JSON Schema type in words, one value of it (`a field name`), or `many` of them (`field names`), told apart by the schema's format, pattern and items. */
+function typeWords(type: string, schema: JsonSchema, many = false): string {
+  switch (type) {
+    case 'string': {
+      if (schema.format === 'field-path') return many ? 'field names' : 'a field name';
+      // One word (`mapping: canonical`): the word itself, as the pattern error says it.
+      const word = typeof schema.pattern === 'string' ? /^\^(\w+)\$$/.exec(schema.pattern)?.[1] : undefined;
+      if (word !== undefined && !many) return `\`${word}\``;
+      return many ? 'strings' : 'a string';
+    }
+    case 'array': {
+      const items = schema.items;
+      const itemType = typeof items === 'object' && items !== null && !Array.isArray(items) ? (items as JsonSchema).type : undefined;
+      const list = many ? 'lists' : 'a list';
+      return typeof itemType === 'string' ? `${list} of ${typeWords(itemType, items as JsonSchema, true)}` : list;
+    }
+    case 'object':
+      return many ? 'objects' : 'an object';
+    case 'integer':
+      return many ? 'whole numbers' : 'a whole number';
+    case 'number':
+      return many ? 'numbers' : 'a number';
+    case 'boolean':
+      return many ? 'booleans (true or false)' : 'a boolean (true or false)';
+    case 'null':
+      return 'null';
+    default:
+      return type;
   }
 }
 

@@ -13,7 +13,7 @@ import { parseDuration } from '../duration.js';
 import type { PluginRegistry } from '../registry.js';
 import { ConfigError, inputHandedOver, needsPerson, TributaryError, type ConfigProblem } from '../errors.js';
 import { CheckpointStore, checkpointsOf } from './checkpoint.js';
-import { startOpsServer, type OpsServer } from './http.js';
+import { OpsServerStopped, startOpsServer, type OpsServer } from './http.js';
 import { PipelineRunner, type RunStats } from './pipeline.js';
 import { MetricsHub, redactSecrets } from './telemetry.js';
 
@@ -103,8 +103,11 @@ export interface DaemonOptions {
   /** A fresh registry per pipeline file: plugins of one pipeline never leak into another. */
   registry: () => Promise<PluginRegistry>;
   sets?: readonly string[];
-  /** The operations endpoint; `portInUseWaitMs`: how long a port in use is tried again (http.ts, PORT_IN_USE_WAIT_MS by default). */
-  http?: { port: number; host?: string; portInUseWaitMs?: number };
+  /**
+   * The operations endpoint; `portInUseWaitMs`: how long a port in use is tried again (http.ts, PORT_IN_USE_WAIT_MS by default),
+   * `addressMissingWaitMs`: an address no interface has (ADDRESS_MISSING_WAIT_MS).
+   */
+  http?: { port: number; host?: string; portInUseWaitMs?: number; addressMissingWaitMs?: number };
   /** Overrides every pipeline's `checkpoint.dir` (a sub-folder per pipeline when several run). */
   checkpointDir?: string;
   /** See {@link RunOptions.allowNonRestoredState}. */
@@ -315,8 +318,14 @@ export class Daemon {
         registry: this.metrics.registry,
         pipelines: () => this.runners.map((runner, index) => ({ name: runner.name, readiness: () => this.readiness(index) })),
         onPortInUse: (waitMs) => this.options.logger.warn({ port, host }, `port ${port} on ${host} (--http-port) is in use; trying it again for up to ${waitMs / 1000} s (a previous instance still shutting down?)`),
+        onAddressMissing: (waitMs) => this.options.logger.warn({ port, host }, `no network interface of this host has address ${host} (--http-host) yet; trying it again for up to ${waitMs / 1000} s (an interface still coming up?)`),
+        signal: this.controller.signal,
+      }).catch((error: unknown) => {
+        // A stop during the wait is no failure: the pipelines, not started yet, end at once, exit 0.
+        if (error instanceof OpsServerStopped) return undefined;
+        throw error;
       });
-      this.options.logger.info({ port: this.ops.port, host: this.options.http.host ?? '127.0.0.1' }, 'serving /healthz, /readyz, /metrics');
+      if (this.ops) this.options.logger.info({ port: this.ops.port, host: this.options.http.host ?? '127.0.0.1' }, 'serving /healthz, /readyz, /metrics');
     }
     this.metrics.observe('heap_used_bytes', 'V8 heap in use.', {}, () => process.memoryUsage().heapUsed);
     // What /readyz says, from the start (0 while starting), for an alert in Prometheus: a probe's answer is seen only by its prober.

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { connect, createServer } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { needsPerson, TributaryError } from '../errors.js';
-import { startOpsServer } from './http.js';
+import { OpsServerStopped, startOpsServer } from './http.js';
 import { MetricsHub } from './telemetry.js';
 
 /** A port another process holds (a plain server of the test), and its release. */
@@ -65,6 +65,44 @@ test('a port its holder lets go of during the wait (a previous instance ending) 
     // Held still where the start failed: an open server would keep the test file running.
     await releaseOnce();
   }
+});
+
+/** An address no interface of this host has: TEST-NET-1 (RFC 5737), never assigned. */
+const absentAddress = '192.0.2.1';
+
+test('an --http-host address no interface has (one still coming up at boot) is tried again for addressMissingWaitMs, told once, then refused as TRIB_ERR_HTTP_HOST (exit 2: was exit 1, restarted every 5 s for ever), naming the address and where to see the host\'s; its 12 tries leave no listeners behind', { timeout: 30_000 }, async () => {
+  const told: number[] = [];
+  // Each try's listeners were left on the server: past 10, node warned of a leak (MaxListenersExceededWarning).
+  const warnings: string[] = [];
+  const warned = (warning: Error): void => void warnings.push(warning.name);
+  process.on('warning', warned);
+  const started = Date.now();
+  await assert.rejects(startOpsServer({ port: 0, host: absentAddress, registry: new MetricsHub().registry, pipelines: () => [], addressMissingWaitMs: 3000, onAddressMissing: (waitMs) => told.push(waitMs) }), (error: Error) => {
+    assert.ok(error instanceof TributaryError);
+    assert.equal(error.code, 'TRIB_ERR_HTTP_HOST');
+    assert.ok(needsPerson(error), 'exit 2: the unit does not restart on it');
+    assert.equal(
+      error.message,
+      `cannot serve /healthz, /readyz and /metrics on ${absentAddress}:0 (--http-host, --http-port): no network interface of this host has address ${absentAddress}, still after 3 s: check --http-host (this host's addresses: \`ip -brief address\`), or give 0.0.0.0 for every interface`,
+    );
+    assert.equal((error.cause as NodeJS.ErrnoException).code, 'EADDRNOTAVAIL');
+    return true;
+  });
+  assert.ok(Date.now() - started >= 3000, 'it waited');
+  assert.deepEqual(told, [3000]);
+  await new Promise((resolve) => setImmediate(resolve)); // warnings are emitted on the next tick
+  process.off('warning', warned);
+  assert.deepEqual(warnings, []);
+});
+
+test('a stop during the wait for an address ends it at once as OpsServerStopped, not as a failure of the endpoint', { timeout: 30_000 }, async () => {
+  const stop = new AbortController();
+  const started = Date.now();
+  await assert.rejects(
+    startOpsServer({ port: 0, host: absentAddress, registry: new MetricsHub().registry, pipelines: () => [], addressMissingWaitMs: 20_000, onAddressMissing: () => stop.abort(), signal: stop.signal }),
+    (error: Error) => error instanceof OpsServerStopped,
+  );
+  assert.ok(Date.now() - started < 10_000, 'not the whole wait');
 });
 
 test('a port below 1024 this user may not take is TRIB_ERR_HTTP_PORT at once (no wait): a restart meets it again', { skip: process.getuid?.() === 0 ? 'root may take any port' : false }, async () => {

@@ -25,7 +25,15 @@ export interface OpsServer {
  * it exits; a port another daemon keeps is refused seconds later, not at once (exit 2: no restart mends it).
  */
 export const PORT_IN_USE_WAIT_MS = 5_000;
-const portRetryMs = 250;
+/**
+ * How long an --http-host address no interface has is tried again before the start is refused: at boot
+ * an interface may get its address (DHCP, a VPN, a bridge) seconds after the daemon starts, even after
+ * network-online.target. Refused at once, the daemon exited 1 and systemd restarted it every 5 s for
+ * ever where the address was never to come (a typo, another host's): still absent after this, a person
+ * must act (exit 2).
+ */
+export const ADDRESS_MISSING_WAIT_MS = 30_000;
+const retryMs = 250;
 
 export interface OpsServerOptions {
   port: number;
@@ -36,7 +44,16 @@ export interface OpsServerOptions {
   portInUseWaitMs?: number;
   /** Told once, at the first refusal of a port in use, before the wait (the daemon logs a warning). */
   onPortInUse?: (waitMs: number) => void;
+  /** How long an address no interface of the host has is tried again ({@link ADDRESS_MISSING_WAIT_MS} by default; 0: refused at once). */
+  addressMissingWaitMs?: number;
+  /** Told once, at the first refusal of an address no interface has, before the wait (the daemon logs a warning). */
+  onAddressMissing?: (waitMs: number) => void;
+  /** A stop (SIGTERM) during a wait ends it: startOpsServer rejects with an OpsServerStopped, which is no failure of the endpoint. */
+  signal?: AbortSignal;
 }
+
+/** A stop came while the endpoint waited for its port or address: nothing was served, and nothing is wrong with either. */
+export class OpsServerStopped extends Error {}
 
 export async function startOpsServer(options: OpsServerOptions): Promise<OpsServer> {
   const route = (request: IncomingMessage, response: ServerResponse): void => {
@@ -76,17 +93,23 @@ export async function startOpsServer(options: OpsServerOptions): Promise<OpsServ
   });
   // Loopback unless told otherwise: metrics can reveal business figures.
   const host = options.host ?? '127.0.0.1';
-  const waitMs = options.portInUseWaitMs ?? PORT_IN_USE_WAIT_MS;
-  const deadline = Date.now() + waitMs;
-  for (let attempt = 0; ; attempt++) {
+  // The refusals a wait may mend, each with its own wait from the start, told once at its first refusal.
+  const waits: Record<string, { waitMs: number; told?: (waitMs: number) => void; toldOnce?: boolean }> = {
+    EADDRINUSE: { waitMs: options.portInUseWaitMs ?? PORT_IN_USE_WAIT_MS, told: options.onPortInUse },
+    EADDRNOTAVAIL: { waitMs: options.addressMissingWaitMs ?? ADDRESS_MISSING_WAIT_MS, told: options.onAddressMissing },
+  };
+  const started = Date.now();
+  for (;;) {
+    if (options.signal?.aborted) throw new OpsServerStopped('stopped while the operations endpoint waited for its port or address');
     const refused = await listening(server, options.port, host);
     if (refused === undefined) break;
-    if (refused.code === 'EADDRINUSE' && Date.now() < deadline) {
-      if (attempt === 0) options.onPortInUse?.(waitMs);
-      await new Promise((resolve) => setTimeout(resolve, portRetryMs));
-      continue;
+    const wait = refused.code === undefined ? undefined : waits[refused.code];
+    if (wait === undefined || Date.now() - started >= wait.waitMs) throw notListening(refused, options.port, host, wait?.waitMs ?? 0);
+    if (!wait.toldOnce) {
+      wait.toldOnce = true;
+      wait.told?.(wait.waitMs);
     }
-    throw notListening(refused, options.port, host, waitMs);
+    await pause(retryMs, options.signal);
   }
   return {
     server,
@@ -101,22 +124,43 @@ export async function startOpsServer(options: OpsServerOptions): Promise<OpsServ
   };
 }
 
+/** Resolves after `ms`, or at once when `signal` aborts. */
+function pause(ms: number, signal: AbortSignal | undefined): Promise<void> {
+  return new Promise((resolve) => {
+    const done = (): void => {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal?.addEventListener('abort', done, { once: true });
+  });
+}
+
 /** Listens on `port`; resolves with the error that refused it, or undefined once listening (the server can be asked again after a refusal). */
 function listening(server: Server, port: number, host: string): Promise<NodeJS.ErrnoException | undefined> {
   return new Promise((resolve) => {
-    const refused = (error: NodeJS.ErrnoException): void => resolve(error);
-    server.once('error', refused);
-    server.listen(port, host, () => {
+    // Each listener taken off once the other fires: a wait of 30 s asks 120 times, and listeners left behind
+    // (listen's callback is a 'listening' listener) were a leak, said by node as a MaxListenersExceededWarning.
+    const refused = (error: NodeJS.ErrnoException): void => {
+      server.off('listening', listened);
+      resolve(error);
+    };
+    const listened = (): void => {
       server.off('error', refused);
       resolve(undefined);
-    });
+    };
+    server.once('error', refused);
+    server.once('listening', listened);
+    server.listen(port, host);
   });
 }
 
 /**
  * What an operator does about a port the endpoint cannot listen on (node says only `listen EADDRINUSE: ...`).
- * A port in use or one this user may not take is TRIB_ERR_HTTP_PORT (exit 2): a restart meets it again. Any
- * other refusal (an address no interface has yet, at boot) stays a plain error, exit 1, restarted.
+ * A port in use or one this user may not take is TRIB_ERR_HTTP_PORT, an address no interface has (still,
+ * after its wait) TRIB_ERR_HTTP_HOST: exit 2, as a restart meets them again. Any other refusal stays a plain
+ * error, exit 1, restarted.
  */
 function notListening(error: NodeJS.ErrnoException, port: number, host: string, waitMs: number): Error {
   const where = `cannot serve /healthz, /readyz and /metrics on ${host}:${port} (--http-host, --http-port)`;
@@ -129,6 +173,13 @@ function notListening(error: NodeJS.ErrnoException, port: number, host: string, 
     );
   }
   if (error.code === 'EACCES') return new TributaryError('TRIB_ERR_HTTP_PORT', `${where}: permission denied (a port below 1024 needs privileges): choose a --http-port above 1023`, { cause: error });
-  if (error.code === 'EADDRNOTAVAIL') return new Error(`${where}: no network interface of this host has that address: check --http-host`, { cause: error });
+  if (error.code === 'EADDRNOTAVAIL') {
+    const waited = waitMs > 0 ? `, still after ${waitMs / 1000} s` : '';
+    return new TributaryError(
+      'TRIB_ERR_HTTP_HOST',
+      `${where}: no network interface of this host has address ${host}${waited}: check --http-host (this host's addresses: \`ip -brief address\`), or give 0.0.0.0 for every interface`,
+      { cause: error },
+    );
+  }
   return new Error(`${where}: ${error.message}`, { cause: error });
 }

@@ -1,8 +1,8 @@
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { appendFileSync, closeSync, constants as fsConstants, createWriteStream, existsSync, mkdtempSync, openSync, readdirSync, readFileSync, readlinkSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync, writeSync } from 'node:fs';
+import { appendFileSync, closeSync, mkdirSync, constants as fsConstants, createWriteStream, existsSync, mkdtempSync, openSync, readdirSync, readFileSync, readlinkSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { constants as zlibConstants, crc32, createGzip, deflateRawSync, gunzipSync, gzipSync, inflateRawSync } from 'node:zlib';
 import { ConfigError, defineSink, originOf, type ClickEvent, type Rejection, type SourcePosition, type StreamRecord } from 'tributary';
@@ -1225,18 +1225,19 @@ test('corrupt deflate data read from a FIFO gives the same lines as from a file 
   assert.deepEqual(fromFifo.deadLetters.map((dead) => [dead.reason, dead.raw]), fromFile.deadLetters.map((dead) => [dead.reason, dead.raw]));
 });
 
-test('pipelines chained through a file: the second reads the first one\'s events with `mapping: canonical` and gives the events one pipeline gives; a config naming another word is an error at `mapping`', async () => {
+test('pipelines chained through a file: the second reads the first one\'s events with `mapping: canonical` and gives the events one pipeline gives, a shop\'s attribute named `kind` with them; a config naming another word is an error at `mapping`', async () => {
   const input = join(dir, 'chain-in.jsonl');
   writeFileSync(
     input,
     [
-      '{"user_id":"u1","session_id":"s1","time":"2024-01-01T00:00:00.250Z","type":"view","item_id":"i1","category":"shoes","price":"9.50","brand":"acme"}',
-      '{"user_id":"u1","session_id":"s1","time":"2024-01-01T00:01:00Z","type":"cart","item_id":"i1","price":9.5}',
+      '{"user_id":"u1","session_id":"s1","time":"2024-01-01T00:00:00.250Z","type":"view","item_id":"i1","category":"shoes","price":"9.50","brand":"acme","kind":"vip"}',
+      // A shop's own attribute named `kind` (written under `attrs`, never beside the record's own `kind`), valued as a sink's kind even.
+      '{"user_id":"u1","session_id":"s1","time":"2024-01-01T00:01:00Z","type":"cart","item_id":"i1","price":9.5,"kind":"prediction"}',
       '{"user_id":"u2","time":"2024-01-01T00:02:00Z","type":"purchase","item_id":"i2","brand":"zed"}',
       '{"user_id":"u1","session_id":"s2","time":"2024-01-01T03:00:00Z","type":"view"}',
     ].join('\n') + '\n',
   );
-  const source = `{type: file, path: ${input}, mapping: {attributes: [brand]}}`;
+  const source = `{type: file, path: ${input}, mapping: {attributes: [brand, kind]}}`;
   const stages = 'stages: [{type: sessionizer}, {type: session-features}]\n';
   const one = await runYaml(`sources: [${source}]\n${stages}sinks: [{type: memory, kinds: [event]}]\n`);
   const written = join(dir, 'chain-events.jsonl');
@@ -1244,6 +1245,7 @@ test('pipelines chained through a file: the second reads the first one\'s events
   const chained = await runYaml(`sources: [{type: file, path: ${written}, mapping: canonical}]\n${stages}sinks: [{type: memory, kinds: [event]}]\n`);
   assert.deepEqual(chained.deadLetters, []);
   assert.equal(one.outputs[0]!.length, 4);
+  assert.deepEqual((chained.outputs[0] as ClickEvent[]).map((event) => event.attrs?.kind), ['vip', 'prediction', undefined, undefined]);
   // Compared as written, the origin aside (another file): features by their values.
   const plain = (records: StreamRecord[]): unknown => records.map((record) => JSON.parse(JSON.stringify({ ...record, features: Array.from((record as ClickEvent).features!.values) })));
   assert.deepEqual(plain(chained.outputs[0]!), plain(one.outputs[0]!));
@@ -1258,30 +1260,63 @@ test('pipelines chained through a file: the second reads the first one\'s events
   });
 });
 
-test('dead letters replayed as docs/operations.md says: a source\'s `raw` text with the fixed mapping, a stage\'s `raw` event with `mapping: canonical`, each read back whole', async () => {
-  const input = join(dir, 'replay-in.jsonl');
+/**
+ * The commands of docs/operations.md's "Replaying dead letters" block, each a command line (a line that
+ * goes on, after `|`, joined to it), its comments left out: what a user copies.
+ */
+function documentedReplayCommands(): string[] {
+  const guide = readFileSync(new URL('../../../docs/operations.md', import.meta.url), 'utf8');
+  const section = guide.slice(guide.indexOf('### Replaying dead letters'));
+  const block = /```sh\n([\s\S]*?)```/.exec(section)![1]!;
+  const commands: string[] = [];
+  for (const line of block.split('\n')) {
+    if (line.trim() === '' || line.trimStart().startsWith('#')) continue;
+    if (/^\s/.test(line) && commands.length > 0) commands[commands.length - 1] += `\n${line}`;
+    else commands.push(line);
+  }
+  return commands;
+}
+
+test('dead letters replayed with the commands docs/operations.md gives, run as written (jq, base64 -d, iconv): a source\'s `raw` text with the fixed mapping, a stage\'s `raw` event with `mapping: canonical`, and a line that is not UTF-8 (`encoding: base64`) as its exact bytes, each read back whole (was: "decode them first", no command)', async () => {
+  for (const tool of ['jq', 'base64', 'iconv']) {
+    assert.equal(spawnSync('sh', ['-c', `command -v ${tool}`]).status, 0, `${tool} is needed: this test runs the documented commands (.ci/run installs jq)`);
+  }
+  const folder = join(dir, 'replay-documented');
+  mkdirSync(folder, { recursive: true });
+  const input = join(folder, 'replay-in.jsonl');
   writeFileSync(
     input,
-    [
-      '{"user_id":"u1","time":1704067200000,"type":"view","item_id":"i1"}',
-      '{"user_id":"u2","time":"2024-01-01T00:01:00Z","type":"cart","price":5}', // an ISO time: the epoch_ms mapping rejects it
-      '{"user_id":"u3","time":4070908800000,"type":"purchase","category":"c","brand":"b"}', // 2099: past the sessionizer's max_ahead_of_clock
-    ].join('\n') + '\n',
+    Buffer.concat([
+      Buffer.from(
+        [
+          '{"user_id":"u1","time":1704067200000,"type":"view","item_id":"i1"}',
+          '{"user_id":"u2","time":"2024-01-01T00:01:00Z","type":"cart","price":5}', // an ISO time: the epoch_ms mapping rejects it
+          '{"user_id":"u3","time":4070908800000,"type":"purchase","category":"c","brand":"b"}', // 2099: past the sessionizer's max_ahead_of_clock
+        ].join('\n') + '\n',
+      ),
+      Buffer.from('{"user_id":"u4","time":1704067300000,"type":"view","brand":"caf\xe9"}\n', 'latin1'), // Latin-1: no UTF-8 text
+    ]),
   );
-  const dead = join(dir, 'replay-dead.jsonl');
-  await runYaml(`sources: [{type: file, path: ${input}, mapping: {time_format: epoch_ms, attributes: [brand]}}]\nstages: [{type: sessionizer}]\nsinks: [{type: memory}]\ndead_letter: {type: file, path: ${dead}}\n`);
-  const letters = readFileSync(dead, 'utf8').trim().split('\n').map((line) => JSON.parse(line) as { raw: unknown });
-  // jq -r '... (.raw | type) == "string" ... | .raw' and jq -c '(.raw | type) == "object" | .raw'
-  const texts = join(dir, 'replay-texts.jsonl');
-  writeFileSync(texts, letters.flatMap((letter) => (typeof letter.raw === 'string' ? [letter.raw] : [])).join('\n') + '\n');
-  const events = join(dir, 'replay-events.jsonl');
-  writeFileSync(events, letters.flatMap((letter) => (typeof letter.raw === 'object' ? [JSON.stringify(letter.raw)] : [])).join('\n') + '\n');
-  const fixed = await runYaml(`sources: [{type: file, path: ${texts}}]\nsinks: [{type: memory}]\n`);
-  assert.deepEqual(fixed.deadLetters, []);
-  assert.deepEqual(JSON.parse(JSON.stringify(fixed.outputs[0])), [{ kind: 'event', userId: 'u2', time: Date.parse('2024-01-01T00:01:00Z'), type: 'cart', price: 5 }]);
-  const replayed = await runYaml(`sources: [{type: file, path: ${events}, mapping: canonical}]\nsinks: [{type: memory}]\n`);
-  assert.deepEqual(replayed.deadLetters, []);
-  assert.deepEqual(JSON.parse(JSON.stringify(replayed.outputs[0])), [{ kind: 'event', userId: 'u3', time: 4070908800000, type: 'purchase', category: 'c', attrs: { brand: 'b' } }]);
+  const mapping = '{time_format: epoch_ms, attributes: [brand]}';
+  // The guide's names: the pipeline `shop`, its dead letters in dead-letters-shop.jsonl, its source source-file-0.
+  const dead = join(folder, 'dead-letters-shop.jsonl');
+  await runYaml(`name: shop\nsources: [{type: file, path: ${input}, mapping: ${mapping}}]\nstages: [{type: sessionizer}]\nsinks: [{type: memory}]\ndead_letter: {type: file, path: ${dead}}\n`);
+  const letters = readFileSync(dead, 'utf8').trim().split('\n').map((line) => JSON.parse(line) as { source?: string; encoding?: string });
+  assert.deepEqual(letters.map((letter) => [letter.source, letter.encoding]), [['source-file-0', undefined], ['source-file-0', 'base64'], ['source-file-0', undefined]]);
+
+  const commands = documentedReplayCommands();
+  assert.equal(commands.length, 4, commands.join('\n---\n'));
+  for (const command of commands) execFileSync('sh', ['-c', `set -e\n${command}`], { cwd: folder, stdio: ['ignore', 'ignore', 'pipe'] });
+  // What each command wrote, read as the guide says: the fixed mapping (iso8601 times), mapping: canonical, the source's mapping.
+  const read = async (file: string, fileMapping: string): Promise<unknown> => {
+    const run = await runYaml(`sources: [{type: file, path: ${join(folder, file)}, mapping: ${fileMapping}}]\nsinks: [{type: memory}]\n`);
+    assert.deepEqual(run.deadLetters, [], file);
+    return JSON.parse(JSON.stringify(run.outputs[0]));
+  };
+  assert.deepEqual(await read('replay.jsonl', '{time_format: iso8601}'), [{ kind: 'event', userId: 'u2', time: Date.parse('2024-01-01T00:01:00Z'), type: 'cart', price: 5 }]);
+  assert.deepEqual(await read('replay-events.jsonl', 'canonical'), [{ kind: 'event', userId: 'u3', time: 4070908800000, type: 'purchase', category: 'c', attrs: { brand: 'b' } }]);
+  assert.deepEqual(readFileSync(join(folder, 'replay-bytes.jsonl')), Buffer.from('{"user_id":"u4","time":1704067300000,"type":"view","brand":"caf\xe9"}\n', 'latin1'), 'the exact bytes');
+  assert.deepEqual(await read('replay-utf8.jsonl', mapping), [{ kind: 'event', userId: 'u4', time: 1704067300000, type: 'view', attrs: { brand: 'café' } }]);
 });
 
 /** A gzip file the `file` sink wrote: `members` members of `perMember` events each (time i for the i-th), and where each member starts. */
