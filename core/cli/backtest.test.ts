@@ -8,7 +8,7 @@ import { ShopperWorld } from '../../plugins/sources/shoppers.js';
 import { runSummaries } from '../testing.js';
 import type { RunStats } from '../runtime/pipeline.js';
 import type { ClickEvent } from '../events.js';
-import { backtestMetrics, reportHtml, scoreNotesOf, type BacktestResultRecord } from './backtest.js';
+import { backtestMetrics, reportHtml, scoreNotesOf, type BacktestModelMetrics, type BacktestResultRecord } from './backtest.js';
 import { SPAWNED_START_MS, tempFolder } from 'tributary/testing';
 
 const main = new URL('./main.js', import.meta.url).pathname;
@@ -62,13 +62,30 @@ sinks:
   assert.equal(metrics.events, 6000);
   assert.equal(metrics.deadLetters, 1);
   assert.deepEqual(Object.keys(metrics.models).sort(), ['churn-lr', 'intent-lr']);
-  for (const model of Object.values(metrics.models)) {
-    assert.deepEqual(Object.keys(model), ['auc', 'logloss', 'brier', 'n', 'positives']);
+  const html = readFileSync(join(report, 'report.html'), 'utf8');
+  for (const [name, model] of Object.entries(metrics.models)) {
+    // The contract's keys first, as they were; the last window's and the calibration error's added after them.
+    assert.deepEqual(Object.keys(model), ['auc', 'logloss', 'brier', 'n', 'positives', 'lastWindow', 'calibrationError']);
     assert.ok(model.n! > 0 && model.positives! > 0);
+    const { lastWindow, calibrationError } = model as unknown as Required<BacktestModelMetrics>;
+    // The model's metrics.window (default 1000): as many of its last labels as it has had, up to that.
+    assert.deepEqual([lastWindow.size, lastWindow.n], [1000, Math.min(1000, model.n!)]);
+    assert.ok(lastWindow.logloss! > 0 && lastWindow.auc! > 0, JSON.stringify(lastWindow));
+    assert.equal(calibrationError.bins, 10);
+    assert.ok(calibrationError.ece! > 0 && calibrationError.ece! <= calibrationError.maxGap!, JSON.stringify(calibrationError));
+    // The same figures in the page, beside the model's name.
+    const row = new RegExp(`<tr><td><code>${name}</code></td><td>(.*?)</td><td>(.*?)</td><td>(.*?)</td><td>(.*?)</td><td>(.*?)</td><td>(.*?)</td></tr>`).exec(html);
+    assert.deepEqual(row?.slice(1), [
+      `${lastWindow.n} of 1000 (<code>metrics.window</code>)`,
+      lastWindow.auc!.toFixed(4),
+      lastWindow.logloss!.toFixed(4),
+      '10',
+      calibrationError.ece!.toFixed(4),
+      calibrationError.maxGap!.toFixed(4),
+    ]);
   }
   // The simulated shoppers' intent is learnable; churn over so short a span is not judged here.
   assert.ok(metrics.models['intent-lr']!.auc! > 0.7, `AUC ${metrics.models['intent-lr']!.auc}`);
-  const html = readFileSync(join(report, 'report.html'), 'utf8');
   assert.match(html, /uPlot/);
   assert.match(html, /ROC curve/);
   assert.doesNotMatch(html, /<script[^>]+src=/, 'no external scripts: the page works offline');
@@ -134,7 +151,8 @@ sinks: [{ type: file, path: predictions.jsonl, kinds: [prediction] }]
   assert.match(Object.keys(summary!.deadLetteredByReason)[0]!, /^source-\S+: \S+: missing user id \(the record is an event as a file sink writes it, userId and time in epoch milliseconds: read such records with mapping: canonical\)$/);
   assert.match(summary!.likelyCause!, /^the source's format or mapping/);
   const metrics = JSON.parse(readFileSync(join(dir, 'r2', 'metrics.json'), 'utf8')) as { events: number; deadLetters: number; models: Record<string, unknown> };
-  assert.deepEqual(metrics, { events: 0, deadLetters: 50, models: { 'intent-lr': { auc: null, logloss: null, brier: null, n: 0, positives: 0 } } });
+  const unscored = { auc: null, logloss: null, brier: null, n: 0, positives: 0, lastWindow: { size: 1000, n: 0, auc: null, logloss: null }, calibrationError: { bins: 10, ece: null, maxGap: null } };
+  assert.deepEqual(metrics, { events: 0, deadLetters: 50, models: { 'intent-lr': unscored } });
 });
 
 test('backtest: every event read but dead-lettered by the stages (epoch seconds read as epoch_ms: 1970, before the sessionizer\'s not_before) is no result either: exit 1, said loudly with the likely cause', (t) => {
@@ -320,7 +338,7 @@ sinks: [{ type: file, path: predictions.jsonl, kinds: [prediction] }]
   );
   const metrics = JSON.parse(readFileSync(join(dir, 'warm', 'metrics.json'), 'utf8')) as { models: Record<string, object>; warmStarts?: unknown };
   assert.deepEqual(Object.keys(metrics), ['events', 'deadLetters', 'models', 'warmStarts'], 'metrics.json: its fields as before, warmStarts added');
-  assert.deepEqual(Object.keys(metrics.models['intent-lr']!), ['auc', 'logloss', 'brier', 'n', 'positives'], 'each model as before');
+  assert.deepEqual(Object.keys(metrics.models['intent-lr']!), ['auc', 'logloss', 'brier', 'n', 'positives', 'lastWindow', 'calibrationError'], 'each model as before');
   assert.deepEqual(metrics.warmStarts, { 'intent-lr': { file: saved, steps } }, 'metrics.json names the warm-started model as the result does');
   // Cold: nothing said, nothing in the page.
   const cold = backtest('cold', '--set', 'stages[2].checkpoint.warm_start=false');
@@ -538,7 +556,7 @@ sinks: [{ type: file, path: predictions.jsonl, kinds: [prediction] }]
   const intent = metrics.models['intent-lr']!;
   assert.ok(intent.n! > 0 && intent.positives! > 0 && intent.positives! < intent.n!, JSON.stringify(intent));
   assert.equal(intent.auc, 0.5, 'the prior for every prediction: the AUC is what it is, not hidden');
-  assert.deepEqual(Object.keys(intent), ['auc', 'logloss', 'brier', 'n', 'positives']);
+  assert.deepEqual(Object.keys(intent), ['auc', 'logloss', 'brier', 'n', 'positives', 'lastWindow', 'calibrationError']);
   assert.deepEqual([metrics.models['churn-lr']!.n, metrics.models['churn-lr']!.auc], [0, null]);
   const [result] = backtestResults(run.stderr);
   assert.match(result!.msg, /intent-lr AUC 0\.5000 \(every label scored before it learnt\)/);
@@ -663,6 +681,57 @@ test('report.html: each plot has a title, labelled axes (event time in UTC, log 
   ]);
   const custom = renderReport(reportHtml('bt', '/data/in.csv', metrics, [{ ...reports[0]!, counts: { trees: 3 } }], source)).models.children.find((child) => child.className === 'counts');
   assert.deepEqual(custom?.children.map((item) => item.textContent), ['3 trees']);
+});
+
+test("metrics.json and report.html say each model's last-window AUC and log loss (the window's size as its record says it) and its calibration error, each explained in a line; a plugin whose record says neither gets neither, and its scores as before", () => {
+  const record = (model: string, figures: boolean, n = 1500) => ({
+    kind: 'model_metrics',
+    model,
+    task: 'intent',
+    kind_of_model: 'logistic',
+    backend: null,
+    features: [],
+    summary: { n, positives: n / 5, baseRate: 0.2, auc: 0.8, logloss: 0.4, brier: 0.12, ...(figures ? { window: { n: Math.min(n, 1000), auc: 0.8123, logloss: 0.3456, brier: 0.11, baseRate: 0.2 } } : {}) },
+    calibration: [{ lower: 0, upper: 0.5, count: n / 2, meanScore: 0.1, positiveRate: 0.12 }, { lower: 0.5, upper: 1, count: n / 2, meanScore: 0.6, positiveRate: 0.28 }],
+    roc: { fpr: [0, 1], tpr: [0, 1] },
+    timeline: [],
+    counts: {},
+    ...(figures ? { timelineWindow: { labels: 1000, firstPointAt: 250, setting: 'metrics.window' }, calibrationError: { ece: 0.171, maxGap: 0.32 } } : {}),
+  });
+  const reports = [record('builtin', true), record('theirs', false)];
+  const metrics = backtestMetrics({ eventsIn: 10, deadLettered: 0 } as RunStats, reports as unknown as Parameters<typeof backtestMetrics>[1]);
+  assert.deepEqual(metrics.models.builtin, {
+    auc: 0.8,
+    logloss: 0.4,
+    brier: 0.12,
+    n: 1500,
+    positives: 300,
+    lastWindow: { size: 1000, n: 1000, auc: 0.8123, logloss: 0.3456 },
+    calibrationError: { bins: 2, ece: 0.171, maxGap: 0.32 },
+  });
+  assert.deepEqual(metrics.models.theirs, { auc: 0.8, logloss: 0.4, brier: 0.12, n: 1500, positives: 300 });
+  // Before its first label: no mean to take, as the cumulative scores.
+  const [unlabelled] = [{ ...record('new', true, 0), summary: { n: 0, positives: 0, baseRate: 0, auc: null, logloss: 0, brier: 0, window: { n: 0, auc: null, logloss: 0 } }, calibrationError: null }];
+  assert.deepEqual(backtestMetrics({ eventsIn: 10, deadLettered: 0 } as RunStats, [unlabelled] as unknown as Parameters<typeof backtestMetrics>[1]).models.new, {
+    auc: null,
+    logloss: null,
+    brier: null,
+    n: 0,
+    positives: 0,
+    lastWindow: { size: 1000, n: 0, auc: null, logloss: null },
+    calibrationError: { bins: 2, ece: null, maxGap: null },
+  });
+  const html = reportHtml('bt', '/data/in.csv', metrics, reports);
+  // In the page's text, not drawn by its script: one row, for the model whose record says the figures.
+  const table = /<table id="now-and-calibration">(.*?)<\/table>/.exec(html)?.[1] ?? '';
+  assert.deepEqual([...table.matchAll(/<tr>(.*?)<\/tr>/g)].slice(1).map((row) => [...row[1]!.matchAll(/<td>(.*?)<\/td>/g)].map((cell) => cell[1])), [
+    ['<code>builtin</code>', '1000 of 1000 (<code>metrics.window</code>)', '0.8123', '0.3456', '2', '0.1710', '0.3200'],
+  ]);
+  const explained = [.../<ul id="figure-notes">(.*?)<\/ul>/s.exec(html)![1]!.matchAll(/<li><strong>(.*?)<\/strong>/g)].map((item) => item[1]);
+  assert.deepEqual(explained, ['Last window', 'ECE', 'Max bin gap']);
+  // No model that says them: no table, and no field named.
+  const none = reportHtml('bt', '/data/in.csv', backtestMetrics({ eventsIn: 10, deadLettered: 0 } as RunStats, [reports[1]!] as unknown as Parameters<typeof backtestMetrics>[1]), [reports[1]!]);
+  assert.doesNotMatch(none, /now-and-calibration|figure-notes/);
 });
 
 test("a model_metrics record of a plugin that says nothing of its scores (no scoreReason, scoreNotes) shows them without notes: the backtest derives none from its counts, as the notes are the model stage's (was: derived in core from the built-in models' counts and config fields)", () => {

@@ -43,12 +43,28 @@ export interface BacktestCommandOptions {
   lockWaitMs?: number;
 }
 
+/** A model's figures in `metrics.json`: its cumulative scores, then (where its `model_metrics` record says them) the last window's and its calibration error. */
+export interface BacktestModelMetrics {
+  auc: number | null;
+  logloss: number | null;
+  brier: number | null;
+  n: number;
+  positives: number;
+  /**
+   * AUC and log loss over the model's sliding window of its last labels: `size` the labels it holds when full (null: the
+   * plugin does not say), `n` those it holds (fewer before `size` labels came). Absent from a plugin that does not say.
+   */
+  lastWindow?: { size: number | null; n: number; auc: number | null; logloss: number | null };
+  /** Expected calibration error and the largest bin's gap over its `bins` calibration bins (null without a label). Absent from a plugin that does not say. */
+  calibrationError?: { bins: number; ece: number | null; maxGap: number | null };
+}
+
 /** `metrics.json`, exactly. */
 export interface BacktestMetrics {
   events: number;
   deadLetters: number;
   /** Scores are null for a model that got no label (no mean to take). */
-  models: Record<string, { auc: number | null; logloss: number | null; brier: number | null; n: number; positives: number }>;
+  models: Record<string, BacktestModelMetrics>;
   /** The models that started from a saved model (their scores may count data they learnt), by name; absent: none did. */
   warmStarts?: Record<string, WarmStart>;
 }
@@ -74,7 +90,12 @@ export interface WarmStart {
 
 interface ModelReport extends StreamRecord {
   model: string;
-  summary: { n: number; positives: number; auc: number | null; logloss: number; brier: number };
+  /** `window`: the same over the last labels only (absent from a plugin that does not say). */
+  summary: { n: number; positives: number; auc: number | null; logloss: number; brier: number; window?: { n: number; auc: number | null; logloss: number } };
+  /** The calibration bins (only their number is read here). */
+  calibration?: readonly unknown[];
+  /** Over the calibration bins: null before the first label; absent from a plugin that does not say. */
+  calibrationError?: { ece: number; maxGap: number } | null;
   /** Absent from a plugin that does not say. */
   warmStart?: WarmStart | null;
   /** Why the model's AUC is null or measures nothing learnt, in a few words (null: nothing to say); absent from a plugin that does not say. */
@@ -121,11 +142,28 @@ export function backtestMetrics(stats: RunStats, reports: readonly ModelReport[]
     reports.map((report) => {
       const s = report.summary;
       const scored = s.n > 0;
-      return [report.model, { auc: s.auc, logloss: scored ? s.logloss : null, brier: scored ? s.brier : null, n: s.n, positives: s.positives }];
+      return [report.model, { auc: s.auc, logloss: scored ? s.logloss : null, brier: scored ? s.brier : null, n: s.n, positives: s.positives, ...lastWindowOf(report), ...calibrationErrorOf(report) }];
     }),
   );
   const warmStarts = warmStartsOf(reports);
   return { events: stats.eventsIn, deadLetters: stats.deadLettered, models, ...(warmStarts.length > 0 ? { warmStarts: Object.fromEntries(warmStarts) } : {}) };
+}
+
+/** The last window's figures of a report that has them (its summary's `window`; its size from `timelineWindow`), as metrics.json keeps them. */
+function lastWindowOf(report: ModelReport): Pick<BacktestModelMetrics, 'lastWindow'> {
+  const window = report.summary.window;
+  if (typeof window?.n !== 'number') return {};
+  const size = report.timelineWindow?.labels;
+  // As the cumulative log loss: null without a label (no mean to take), not a perfect 0.
+  return { lastWindow: { size: typeof size === 'number' && Number.isFinite(size) ? size : null, n: window.n, auc: window.auc ?? null, logloss: window.n > 0 ? window.logloss : null } };
+}
+
+/** The calibration error of a report that says it, as metrics.json keeps it. */
+function calibrationErrorOf(report: ModelReport): Pick<BacktestModelMetrics, 'calibrationError'> {
+  if (!('calibrationError' in report)) return {};
+  const error = report.calibrationError;
+  const bins = Array.isArray(report.calibration) ? report.calibration.length : 0;
+  return { calibrationError: { bins, ece: typeof error?.ece === 'number' ? error.ece : null, maxGap: typeof error?.maxGap === 'number' ? error.maxGap : null } };
 }
 
 /** Why `dir` cannot be made a folder, or undefined: it, or the nearest existing path above it, is a file. */
@@ -348,6 +386,35 @@ function sourceHtml(source: ReportSource): string {
   return `<p id="source">Pipeline: <code>${escapeHtml(source.pipelineFile)}</code>, overrides: ${sets}. Made ${escapeHtml(source.generatedAt)} by ${build}.</p>`;
 }
 
+/**
+ * The last window's AUC and log loss and the calibration error of each model whose record says them, in the
+ * page itself (not drawn by its script), each figure explained in a line below; nothing where no model says them.
+ */
+function nowAndCalibrationHtml(metrics: BacktestMetrics, reports: readonly StreamRecord[]): string {
+  const settingOf = new Map(reports.map((report) => [String((report as Partial<ModelReport>).model), (report as Partial<ModelReport>).timelineWindow?.setting]));
+  const score = (value: number | null | undefined): string => (typeof value === 'number' ? value.toFixed(4) : '-');
+  const rows = Object.entries(metrics.models)
+    .filter(([, m]) => m.lastWindow !== undefined || m.calibrationError !== undefined)
+    .map(([model, m]) => {
+      const w = m.lastWindow;
+      const setting = settingOf.get(model);
+      // What the window spans, as the model stage says it: its size and the config field that sets it (the page knows no plugin's fields).
+      const spans = w === undefined ? '-' : `${w.n}${w.size === null ? '' : ` of ${w.size}${typeof setting === 'string' && setting !== '' ? ` (<code>${escapeHtml(setting)}</code>)` : ''}`}`;
+      const c = m.calibrationError;
+      const cells = [`<code>${escapeHtml(model)}</code>`, spans, score(w?.auc), score(w?.logloss), c === undefined ? '-' : String(c.bins), score(c?.ece), score(c?.maxGap)];
+      return `<tr>${cells.map((cell) => `<td>${cell}</td>`).join('')}</tr>`;
+    });
+  if (rows.length === 0) return '';
+  return `<h2>Now, and calibration</h2>
+<table id="now-and-calibration"><tr><th>model</th><th>labels in the last window (of its size)</th><th>AUC, last window</th><th>log loss, last window</th><th>calibration bins</th><th>ECE</th><th>max bin gap</th></tr>${rows.join('')}</table>
+<ul id="figure-notes">
+<li><strong>Last window</strong>: AUC and log loss over the model's most recent labels only, its sliding window (the labels it holds, of as many as it holds when full, and the model's field that sets that); the cumulative figures above average in every label since the start, the untrained model's first predictions included, so these say how the model does now.</li>
+<li><strong>ECE</strong> (expected calibration error, cumulative): over the calibration bins of predicted probability, each bin's gap between its mean prediction and its observed positive rate, weighted by its share of the labels; 0 is perfectly calibrated, 0.02 is predictions two points off on average.</li>
+<li><strong>Max bin gap</strong>: the largest of those gaps over the bins holding a label, whatever its share: a bin of a few labels can make it large, so read it beside the calibration plot.</li>
+</ul>
+`;
+}
+
 /** A self-contained page: uPlot's script and CSS inlined, the data as JSON in the page. */
 export function reportHtml(name: string, input: string, metrics: BacktestMetrics, reports: readonly StreamRecord[], source?: ReportSource): string {
   const require = createRequire(import.meta.url);
@@ -387,7 +454,7 @@ ${source ? sourceHtml(source) : ''}
 ${warmNote}
 ${notesNote}
 <table id="summary"><tr><th>model</th><th>start</th><th>task</th><th>kind</th><th>AUC</th><th>log loss</th><th>Brier</th><th>labels</th><th>positives</th><th>base rate</th></tr></table>
-<div id="models"></div>
+${nowAndCalibrationHtml(metrics, reports)}<div id="models"></div>
 <script>${script}</script>
 <script>
 const DATA = ${data};

@@ -15,7 +15,7 @@ import { openModel } from './models.js';
 import { Normaliser, type NormaliserState } from './normaliser.js';
 import { CustomModelAdapter, RawFeatures, type CustomModelSource } from './custom.js';
 import { decodeFloats, decodeFloatsInto, encodeFloats } from './params.js';
-import { Prequential, type PrequentialState, type PrequentialSummary } from './prequential.js';
+import { calibrationError, Prequential, type PrequentialState, type PrequentialSummary } from './prequential.js';
 import { scoreNotes, type ScoreNotes } from './score-notes.js';
 import type { SequenceSample } from './sequence.js';
 import { stepFeatures } from './gru.js';
@@ -1154,9 +1154,8 @@ export class OnlineLearner {
     this.gauges.loglossWindow.set(s.window.logloss);
     this.gauges.brier.set(s.brier);
     this.gauges.baseRate.set(s.baseRate);
-    let ece = 0;
-    for (const bin of this.prequential.calibrationTable()) ece += (bin.count / s.n) * Math.abs(bin.meanScore - bin.positiveRate);
-    this.gauges.calibration.set(ece);
+    const calibration = calibrationError(this.prequential.calibrationTable());
+    if (calibration) this.gauges.calibration.set(calibration.ece);
   }
 
   /**
@@ -1351,6 +1350,7 @@ export class OnlineLearner {
   report(): StreamRecord {
     const summary = this.prequential.summary();
     const notes = this.notesOn(summary);
+    const calibration = this.prequential.calibrationTable();
     return {
       kind: 'model_metrics',
       model: this.name,
@@ -1360,7 +1360,9 @@ export class OnlineLearner {
       // The features the model reads: a custom model's selection (its featureSelectorField's), else the whole vector.
       features: this.features === undefined ? [] : [...(this.custom?.reads?.(this.features) ?? this.features)],
       summary,
-      calibration: this.prequential.calibrationTable(),
+      calibration,
+      // Over the bins above, for a backtest's metrics.json and report (null before the first label).
+      calibrationError: calibrationError(calibration),
       roc: this.prequential.rocCurve(),
       timeline: this.prequential.timelinePoints(),
       // What the timeline's windowed figures span, and the config field that sets it, for a report to say (the backtest knows no model's config).

@@ -5,7 +5,7 @@ import { runOperator, testContext, until } from 'tributary/testing';
 import { from, lastValueFrom, Subject, toArray } from 'rxjs';
 import intentModel, { type IntentModelConfig } from './intent.js';
 import churnModel from './churn.js';
-import { exactAuc, logLoss, Prequential } from './prequential.js';
+import { calibrationError, exactAuc, logLoss, Prequential } from './prequential.js';
 import { event, rng, separableIntentStream, summary } from './testdata.js';
 import { modelOperatorProperties } from './config.js';
 import { defineModel } from './define.js';
@@ -58,6 +58,47 @@ test('prequential metrics match a hand-computed example', () => {
   assert.ok(Math.abs(bins[1]!.positiveRate - 2 / 3) < 1e-12);
   // Ties count half.
   assert.equal(exactAuc([0.5, 0.5], [1, 0]), 0.5);
+});
+
+test('calibration error matches a hand-computed example: ECE weighs each bin\'s gap by its share of the labels, the max gap is the largest of a bin holding one; none before a label', () => {
+  const scores = [0.9, 0.8, 0.3, 0.6, 0.2];
+  const labels = [1, 0, 1, 1, 0];
+  const two = new Prequential(3, 2);
+  scores.forEach((s, i) => two.add(s, labels[i]!, i));
+  // [0, .5): 0.3 (1), 0.2 (0): mean 0.25, rate 1/2, gap 0.25. [.5, 1]: 0.9 (1), 0.8 (0), 0.6 (1): mean 2.3/3, rate 2/3, gap 0.1.
+  // ECE = 2/5 * 0.25 + 3/5 * 0.1 = 0.16; max gap 0.25.
+  const error = calibrationError(two.calibrationTable())!;
+  assert.ok(Math.abs(error.ece - 0.16) < 1e-12, `ECE ${error.ece}`);
+  assert.ok(Math.abs(error.maxGap - 0.25) < 1e-12, `max gap ${error.maxGap}`);
+  // Five bins, two of them empty: [.2, .4) 0.2 (0), 0.3 (1): gap 0.25; [.6, .8) 0.6 (1): gap 0.4; [.8, 1] 0.9 (1), 0.8 (0): mean 0.85, rate 1/2, gap 0.35.
+  // ECE = (2 * 0.25 + 1 * 0.4 + 2 * 0.35) / 5 = 0.32; max gap 0.4, the bin of one label.
+  const five = new Prequential(3, 5);
+  scores.forEach((s, i) => five.add(s, labels[i]!, i));
+  assert.deepEqual(five.calibrationTable().map((bin) => bin.count), [0, 2, 0, 1, 2]);
+  const fiveError = calibrationError(five.calibrationTable())!;
+  assert.ok(Math.abs(fiveError.ece - 0.32) < 1e-12, `ECE ${fiveError.ece}`);
+  assert.ok(Math.abs(fiveError.maxGap - 0.4) < 1e-12, `max gap ${fiveError.maxGap}`);
+  // Perfectly calibrated: every bin's mean is its rate.
+  assert.deepEqual(calibrationError([{ lower: 0, upper: 0.5, count: 4, meanScore: 0.25, positiveRate: 0.25 }, { lower: 0.5, upper: 1, count: 2, meanScore: 0.5, positiveRate: 0.5 }]), { ece: 0, maxGap: 0 });
+  // Before the first label there is no gap to measure (a 0 would read as perfect).
+  assert.equal(calibrationError(new Prequential(3, 5).calibrationTable()), null);
+});
+
+test("a model's model_metrics record says its calibration error over its bins (the figure its model_calibration_error gauge exports), null before a label", async () => {
+  const hub = new MetricsHub();
+  const { output } = await runOperator(intentModel, { ...base, report: true }, separableIntentStream(300), testContext({ metrics: hub.scoped({ pipeline: 'p', stage: 'intent' }) }));
+  const record = reportOf(output) as unknown as { calibration: { count: number; meanScore: number; positiveRate: number }[]; calibrationError: { ece: number; maxGap: number } | null; summary: { n: number } };
+  assert.ok(record.summary.n > 0);
+  // By hand from the record's own bins.
+  const gaps = record.calibration.filter((bin) => bin.count > 0).map((bin) => ({ count: bin.count, gap: Math.abs(bin.meanScore - bin.positiveRate) }));
+  const ece = gaps.reduce((sum, bin) => sum + (bin.count / record.summary.n) * bin.gap, 0);
+  assert.ok(Math.abs(record.calibrationError!.ece - ece) < 1e-12, `${record.calibrationError?.ece} vs ${ece}`);
+  assert.equal(record.calibrationError!.maxGap, Math.max(...gaps.map((bin) => bin.gap)));
+  const gauge = Number(/^tributary_model_calibration_error\{pipeline="p",stage="intent",model="under-test"\} (\S+)$/m.exec(await hub.registry.metrics())?.[1]);
+  assert.ok(Math.abs(gauge - record.calibrationError!.ece) < 1e-12, `gauge ${gauge}`);
+  const t = Date.parse('2024-01-01T00:00:00Z');
+  const unlabelled = await runOperator(intentModel, { ...base, report: true }, [event('a', 'a1', t, 0, t, 'view'), watermark(Infinity)]);
+  assert.equal((reportOf(unlabelled.output) as unknown as { calibrationError: unknown }).calibrationError, null);
 });
 
 test('log loss clips scores to [1e-7, 1 - 1e-7]: a confident miss costs -ln(1e-7) = 16.118 at most, a confident hit about 1e-7', () => {

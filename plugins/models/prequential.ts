@@ -49,6 +49,30 @@ export interface CalibrationBin {
   positiveRate: number;
 }
 
+/** How far a model's probabilities are from the rates observed, over its calibration bins (see {@link calibrationError}). */
+export interface CalibrationError {
+  /** Expected calibration error: each bin's gap |mean score - positive rate| weighted by its share of the labels. */
+  ece: number;
+  /** The largest gap of a bin holding a label, whatever its share (a bin of few labels can make it large). */
+  maxGap: number;
+}
+
+/** The calibration error of a calibration table; null before its first label (no gap to measure, and 0 would read as perfect). */
+export function calibrationError(table: readonly CalibrationBin[]): CalibrationError | null {
+  let n = 0;
+  for (const bin of table) n += bin.count;
+  if (n === 0) return null;
+  let ece = 0;
+  let maxGap = 0;
+  for (const bin of table) {
+    if (bin.count === 0) continue;
+    const gap = Math.abs(bin.meanScore - bin.positiveRate);
+    ece += (bin.count / n) * gap;
+    maxGap = Math.max(maxGap, gap);
+  }
+  return { ece, maxGap };
+}
+
 export interface PrequentialSummary {
   n: number;
   positives: number;
