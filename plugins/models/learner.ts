@@ -421,7 +421,7 @@ export class OnlineLearner {
    * exports facts that are names (a dashboard shows the label; an alert matches it), not a number to decode.
    */
   private readonly backendInfo: GaugeFamily;
-  private readonly counters: Record<'predictions' | 'labels' | 'overflow' | 'expired' | 'drifts' | 'invalidScores' | 'lateLabels' | 'withdrawn', Counter>;
+  private readonly counters: Record<'predictions' | 'labels' | 'overflow' | 'expired' | 'drifts' | 'invalidScores' | 'lateLabels' | 'withdrawn' | 'absentValues' | 'nonFiniteValues', Counter>;
   /**
    * The model's metrics: its stage's, each series labelled with the model's `name` too, so a dashboard
    * and an alert name the model (`model="intent-lr"`), not its stage's generated label. The task's own
@@ -476,6 +476,8 @@ export class OnlineLearner {
         'model_predictions_withdrawn_total',
         'Predictions withdrawn unscored because a late event showed they are not to be scored: churn, their session merged into one predicted already; intent, made at an event after their session\'s first purchase.',
       ),
+      absentValues: m.counter('model_feature_values_absent_total', "Values of the model's features that its input lacked (read at the feature's running mean, left out of its statistics; a custom model reads 0)."),
+      nonFiniteValues: m.counter('model_feature_values_non_finite_total', "Values of the model's features that were not finite, NaN or +-Infinity (read at the feature's running mean, left out of its statistics; a custom model reads 0)."),
     };
   }
 
@@ -717,6 +719,27 @@ export class OnlineLearner {
   }
 
   /**
+   * Warns of each feature whose first non-finite value of the run is in `values` (the model's features, in its
+   * order), naming the stage that appends it where one declares it: a NaN or Infinity is a bug upstream (a ratio
+   * over 0, a user's stage), which the model only reads around (at the running mean), counted.
+   */
+  private warnNonFinite(values: ArrayLike<number>): void {
+    const first = this.normaliser!.skipped.firstNonFinite;
+    for (const i of first) {
+      const feature = this.features![i]!;
+      const stage = this.context.featureOrigin?.(feature);
+      const value = String(values[i]);
+      this.context.logger.warn(
+        { model: this.name, feature, value, ...(stage === undefined ? {} : { madeBy: stage }) },
+        `model ${this.name}: feature ${feature}${stage === undefined ? '' : ` (appended by stage ${stage})`} has a value that is not finite (${value}): ` +
+          (this.custom ? 'read as 0' : "read at its running mean (standardised 0), its statistics left as they were") +
+          "; each such value is counted (model_feature_values_non_finite_total, the report's skippedFeatureValues), this warning said once per feature",
+      );
+    }
+    first.length = 0;
+  }
+
+  /**
    * One prediction: made and emitted at once by a model that predicts rows on the host, else queued
    * and made when its micro-batch runs. Returns its handle, to {@link label}, {@link expireOne} or {@link withdraw} it.
    */
@@ -745,6 +768,7 @@ export class OnlineLearner {
       values = aligned;
     }
     this.normaliser!.updateAndTransform(values, this.slab, offset, missing);
+    if (this.normaliser!.skipped.firstNonFinite.length > 0) this.warnNonFinite(values);
     const sample = newSample(input.id, input.userId, input.sessionId, input.time, this.slab, offset, input.seq, input.idKey);
     const model = this.model!;
     if (model.predictRow !== undefined) {
@@ -838,6 +862,7 @@ export class OnlineLearner {
         s.rows = this.newRow();
         s.row = 0;
         this.normaliser!.updateAndTransform(s.raw!, s.rows, 0);
+        if (this.normaliser!.skipped.firstNonFinite.length > 0) this.warnNonFinite(s.raw!);
       }
       s.raw = undefined;
     }
@@ -1096,6 +1121,11 @@ export class OnlineLearner {
       this.counters.labels.inc(this.unCountedLabels);
       this.unCountedLabels = 0;
     }
+    if (this.normaliser !== undefined) {
+      const skipped = this.normaliser.skipped.takeUncounted();
+      if (skipped.absent > 0) this.counters.absentValues.inc(skipped.absent);
+      if (skipped.nonFinite > 0) this.counters.nonFiniteValues.inc(skipped.nonFinite);
+    }
     const now = this.context.clock.now();
     if (!force && now - this.lastExport < OnlineLearner.exportEveryMs) {
       this.gaugesBehind = true;
@@ -1326,6 +1356,8 @@ export class OnlineLearner {
       // What the timeline's windowed figures span, and the config field that sets it, for a report to say (the backtest knows no model's config).
       timelineWindow: { labels: this.prequential.window, firstPointAt: this.prequential.firstPointAt, setting: 'metrics.window' },
       counts: { ...this.counts },
+      // Per feature, the values read without them (absent, not finite) over the model's life, warm starts included, as its saved normaliser counts them.
+      skippedFeatureValues: this.normaliser === undefined || this.features === undefined ? { absent: {}, nonFinite: {} } : this.normaliser.skipped.byName(this.features),
       warmStart: this.warmStarted,
       // The field that starts it cold, for a backtest's report to say beside a warm start (a custom model has no model file to start from).
       ...(this.custom ? {} : { warmStartSetting: 'checkpoint.warm_start' }),
