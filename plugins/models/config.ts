@@ -262,7 +262,7 @@ const duration = (description: string, least?: string, most?: string): JsonSchem
 /** Schema properties shared by `intent-model` and `churn-model`. */
 export const modelOperatorProperties = {
   name: { type: 'string', minLength: 1, description: 'Model name on predictions and metrics (and of its saved model); one per model stage of a pipeline. Default: the stage label.' },
-  version: { type: 'string', description: 'Version prefix on predictions, as text (quote a number: `version: "2"`); the number of learning steps is appended (`2.340`): those of this pipeline\'s model, kept across restarts from the pipeline\'s checkpoint; a model warm-started from a saved file (`checkpoint`) counts from 0 again (its predictions before its first step here say `1.0`, as a cold model\'s do), the saved model\'s steps being in the `model_metrics` record\'s `warmStart` (a backtest\'s `warmStarts`). Default: `1`.' },
+  version: { type: 'string', description: 'Version prefix on predictions, as text (quote a number: `version: "2"`); the model\'s learning steps are appended (`2.340`): every step its weights have taken since it was made, across restarts from the pipeline\'s checkpoint and warm starts from a saved file (`checkpoint`) alike, so predictions of one version come from the same weights and a warm-started model goes on from the saved one\'s version (its steps are the `model_metrics` record\'s `warmStart.steps`, a backtest\'s `warmStarts`). A model started afresh (no saved file, `checkpoint.warm_start: false`) begins at `<version>.0`; an edited prefix applies at once, the steps going on under it. Default: `1`.' },
   backend: {
     enum: ['auto', 'tensorflow-gpu', 'tensorflow', 'webgpu', 'wasm', 'cpu'],
     description:

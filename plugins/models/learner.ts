@@ -790,11 +790,17 @@ export class OnlineLearner {
   private version = '';
   private versionSteps = -1;
 
-  /** The model's version as of now: `<config version>.<learning steps>`. */
+  /**
+   * The model's version as of now: `<config version>.<learning steps>`, the steps the model's weights have taken
+   * since it was made, warm starts and resumes included (SavedModel.learnSteps): a model warm-started from a
+   * saved file goes on from that file's version, so two predictions of one version came from the same weights
+   * (its steps restarting at 0 here gave a warm-started model the version of a cold one).
+   */
   private currentVersion(): string {
-    if (this.versionSteps !== this.counts.learnSteps) {
-      this.versionSteps = this.counts.learnSteps;
-      this.version = `${this.config.version}.${this.counts.learnSteps}`;
+    const steps = this.priorSteps + this.counts.learnSteps;
+    if (this.versionSteps !== steps) {
+      this.versionSteps = steps;
+      this.version = `${this.config.version}.${steps}`;
     }
     return this.version;
   }
