@@ -1,6 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { defineOperator, FeatureBlock, isClickEvent, MetricsHub, recordOperator, type Emit } from 'tributary';
 import { pino } from 'pino';
@@ -232,4 +234,62 @@ sinks: [{type: memory, kinds: [model_metrics]}]
   const series = (await hub.registry.metrics()).split('\n').find((line) => line.startsWith('tributary_model_feature_values_non_finite_total{'));
   assert.ok(series !== undefined && /model="intent"/.test(series), series);
   assert.equal(Number(series.split(' ').at(-1)), count);
+});
+
+test("two model stages given one model file cannot run at once: the second is refused at its start (TRIB_ERR_OUTPUT_LOCKED), naming the file, the holder and the way out (was: each saved over the other's model, silently); a backtest, which never saves it, is not", async (t) => {
+  const dir = tempFolder(t, 'models');
+  const config: IntentModelConfig = { ...base, name: 'shared', checkpoint: { dir } };
+  const file = join(dir, 'shared.model.json');
+  const opened = async (pipeline: string, options: { replay?: boolean } = {}) => {
+    const operator = await intentModel.create({ ...config }, testContext({ pipeline, ...options }));
+    await operator.open?.();
+    return operator;
+  };
+  const trainer = await opened('trainer');
+  // Another pipeline of this process (a `tributary run` of a folder), the same model name and folder.
+  await assert.rejects(opened('warm-check'), (error: Error & { code?: string }) => {
+    assert.equal(error.code, 'TRIB_ERR_OUTPUT_LOCKED');
+    assert.match(error.message, /^model shared: model file \S+shared\.model\.json is saved by this process already \(pipeline 'trainer'\)/);
+    assert.match(error.message, /give this stage another checkpoint\.dir \(or name\); to score with that model without saving over it, run this pipeline as a backtest/);
+    return true;
+  });
+  // A backtest reads the file, never saves it: not refused.
+  await (await opened('backtest', { replay: true })).close?.();
+  await trainer.close?.();
+  assert.ok(!existsSync(`${file}.lock`), 'released at close');
+  // Another process holding it (a second daemon): refused, naming its pid.
+  const child = spawn(process.execPath, ['--input-type=module', '-e', `const { takeLock } = await import('tributary'); const { pino } = await import('pino'); takeLock(${JSON.stringify(`${file}.lock`)}, 'model file', { pipeline: 'other-daemon', logger: pino({ level: 'silent' }), user: 'test', heldAs: 'saved', shared: false }); console.log('locked'); setInterval(() => {}, 1000);`], { cwd: process.cwd(), stdio: ['ignore', 'pipe', 'inherit'] });
+  t.after(() => void child.kill());
+  await new Promise<void>((resolve, reject) => {
+    child.stdout!.on('data', (chunk: Buffer) => void (chunk.toString().includes('locked') && resolve()));
+    child.on('exit', (code) => reject(new Error(`the lock holder exited (${code})`)));
+  });
+  await assert.rejects(opened('second-daemon'), (error: Error & { code?: string }) => {
+    assert.equal(error.code, 'TRIB_ERR_OUTPUT_LOCKED');
+    assert.match(error.message, new RegExp(`is saved by pid ${child.pid} on \\S+ \\(pipeline 'other-daemon'`));
+    return true;
+  });
+  child.kill();
+  await once(child, 'exit');
+  // Gone, its lock is taken over: the model file is this run's again.
+  await (await opened('trainer')).close?.();
+});
+
+test('a run that starts afresh (checkpoint.warm_start: false) over a model file another pipeline saved is warned of: it saves its model over it (was: replaced at close, silently)', async (t) => {
+  const dir = tempFolder(t, 'models');
+  const config: IntentModelConfig = { ...base, name: 'shared', checkpoint: { dir } };
+  await runOperator(intentModel, config, shiftingIntentStream(40, 1000, 0.05, 0.5, 1), testContext({ pipeline: 'trainer' }));
+  const warned: string[] = [];
+  const context = testContext({ pipeline: 'fresh' });
+  const logger = { ...context.logger, warn: (_: unknown, message?: string) => void (message !== undefined && warned.push(message)) };
+  await runOperator(intentModel, { ...config, checkpoint: { dir, warm_start: false } }, shiftingIntentStream(10, 1000, 0.05, 0.5, 2), { ...context, logger } as typeof context);
+  assert.equal(warned.length, 1, warned.join('\n'));
+  assert.match(warned[0]!, /^model shared: \S+shared\.model\.json holds the model pipeline trainer saved \(\d+ learning steps\); this pipeline \(fresh\) starts afresh \(checkpoint\.warm_start: false\) and saves its model over it; give this stage another checkpoint\.dir \(or name\) to keep trainer's model$/);
+  // The trainer's own fresh start over its own file: nothing to say.
+  const again: string[] = [];
+  const own = testContext({ pipeline: 'trainer' });
+  await runOperator(intentModel, { ...config, checkpoint: { dir, warm_start: false } }, shiftingIntentStream(10, 1000, 0.05, 0.5, 3), { ...own, logger: { ...own.logger, warn: (_: unknown, message?: string) => void (message !== undefined && again.push(message)) } } as typeof own);
+  // (The file is the fresh pipeline's now: the trainer is told it replaces that one.)
+  assert.equal(again.length, 1, again.join('\n'));
+  assert.match(again[0]!, /holds the model pipeline fresh saved/);
 });
