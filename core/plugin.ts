@@ -259,6 +259,13 @@ export interface PluginContext {
    * go to the sinks whose `outputs` list names it, and are counted.
    */
   sideOutput(name: string, record: StreamRecord): void;
+  /**
+   * The label of the stage that appends feature `name` to the events' vectors, as its plugin declares the
+   * names it appends (PluginSpec.featureNames, with this config); undefined where no stage declares it (a
+   * user's stage without `featureNames`, a vector made upstream) or where no runtime set it (tests). For a
+   * stage that reads features to say where a bad value came from (a model warned of a NaN).
+   */
+  featureOrigin?(name: string): string | undefined;
 }
 
 /** Where a source stands, so it can resume there after a restart (file offsets, Kafka offsets). */

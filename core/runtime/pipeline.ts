@@ -649,6 +649,7 @@ export class PipelineRunner {
         countByReason(this.stats.filteredByReason, key, count);
       },
       sideOutput: (name, record) => this.sideOutput(name, record),
+      featureOrigin: (name) => this.featureOrigins.get(name),
       currentPartition: () => this.currentPartition,
       fail: (error) => this.reportFailure(kind, label, error),
     };
@@ -1724,6 +1725,21 @@ export class PipelineRunner {
       await restoreStage(operator, state, { label, where: this.stageWhere(label), checkpoint: file });
     }
   }
+
+  /** Each feature name a stage declares it appends (featureNames), and that stage's label (PluginContext.featureOrigin): the first, where two do. */
+  private get featureOrigins(): Map<string, string> {
+    if (this.featureOriginsMade === undefined) {
+      const origins = new Map<string, string>();
+      for (const [i, resolved] of this.loaded.stages.entries()) {
+        const appended = featureNamesOf(resolved.plugin, pluginConfig(resolved.entry) as never, { entry: resolved.path }) ?? [];
+        for (const name of appended) if (!origins.has(name)) origins.set(name, entryLabel('stage', resolved.entry, i));
+      }
+      this.featureOriginsMade = origins;
+    }
+    return this.featureOriginsMade;
+  }
+
+  private featureOriginsMade: Map<string, string> | undefined;
 
   /** The stages as a checkpoint records them (CheckpointBody.stages); the config is fixed for the run. */
   private get checkpointStages(): CheckpointStage[] {

@@ -680,6 +680,10 @@ export function createChurnModel(rawConfig: ChurnModelConfig, context: PluginCon
     }
     if (summary.update) return onUpdate(summary);
     const user = userOf(summary.userId, summary.start);
+    // A session that started before the user's first event seen (a late event, within the sessionizer's
+    // allowed_lateness, began it) is the user's first: its tenure feature read log1p of a negative number of
+    // days, NaN below -1 (an update's summary moved firstSeen so already; a first summary did not).
+    if (summary.start < user.firstSeen) user.firstSeen = summary.start;
     // Closed: out of the open list (in place, order kept).
     const open = user.open;
     let kept = 0;

@@ -5,7 +5,7 @@
  * rule reads "carts so far" as a count.
  */
 import type { Batch, Model, ModelState } from './model.js';
-import type { NormaliserState } from './normaliser.js';
+import { SkippedValues, type NormaliserState } from './normaliser.js';
 import type { CustomModel } from './custom-model.js';
 
 export type { CustomModel, CustomModelSource, ModelContext } from './custom-model.js';
@@ -58,26 +58,37 @@ export class CustomModelAdapter implements Model {
 
 /**
  * The learner's feature transform for custom models: raw values (non-finite ones as 0), nothing learnt.
- * A feature the sample lacks is 0 too: there is no running mean to read it at.
+ * A feature the sample lacks is 0 too: there is no running mean to read it at. Both are counted, as the
+ * normaliser counts them.
  */
 export class RawFeatures {
   n = 0;
+  readonly skipped: SkippedValues;
 
-  constructor(readonly size: number) {}
+  constructor(readonly size: number) {
+    this.skipped = new SkippedValues(size);
+  }
 
   updateAndTransform(raw: ArrayLike<number>, out: Float32Array, offset: number, missing?: Uint8Array): void {
     this.n++;
     for (let i = 0; i < this.size; i++) {
       const x = raw[i]!;
-      out[offset + i] = Number.isFinite(x) && missing?.[i] !== 1 ? x : 0;
+      if (missing !== undefined && missing[i] === 1) this.skipped.countAbsent(i);
+      else if (!Number.isFinite(x)) this.skipped.countNonFinite(i);
+      else {
+        out[offset + i] = x;
+        continue;
+      }
+      out[offset + i] = 0;
     }
   }
 
   state(): NormaliserState {
-    return { n: this.n, mean: [], m2: [] };
+    return { n: this.n, mean: [], m2: [], ...this.skipped.state() };
   }
 
   load(state: NormaliserState): void {
     this.n = state.n;
+    this.skipped.load(state);
   }
 }

@@ -6,7 +6,7 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
-import { type ClickEvent, type Column, type Counter, decodeColumn, decodeColumnOf, decodeDerivedIds, decodeNamedColumns, decodeNullableStrings, decodeStrings, type DerivedIds, eachOf, type Emit, encodeColumn, encodeNamedColumns, encodeDerivedIds, type Gauge, type GaugeFamily, makeFolderDurably, type Metrics, PartedSnapshots, partsOf, isSessionSummary, PluginConfigError, type PluginContext, type Prediction, recordOperator, type RecordOperator, type SessionSummary, type StageRecord, type StreamRecord, TributaryError, writeFileDurably, sessionKey } from 'tributary';
+import { type ClickEvent, type Column, type Counter, LockRefusedError, releaseLock, takeLockWaiting, decodeColumn, decodeColumnOf, decodeDerivedIds, decodeNamedColumns, decodeNullableStrings, decodeStrings, type DerivedIds, eachOf, type Emit, encodeColumn, encodeNamedColumns, encodeDerivedIds, type Gauge, type GaugeFamily, makeFolderDurably, type Metrics, PartedSnapshots, partsOf, isSessionSummary, PluginConfigError, type PluginContext, type Prediction, recordOperator, type RecordOperator, type SessionSummary, type StageRecord, type StreamRecord, TributaryError, writeFileDurably, sessionKey } from 'tributary';
 import { missingPackages, useBackend, type BackendSelection } from './backend.js';
 import type { ResolvedModelConfig } from './config.js';
 import { createDriftDetector, LossBlocks, type DriftDetector, type DriftState, type LossBlocksState } from './drift.js';
@@ -427,7 +427,7 @@ export class OnlineLearner {
    * exports facts that are names (a dashboard shows the label; an alert matches it), not a number to decode.
    */
   private readonly backendInfo: GaugeFamily;
-  private readonly counters: Record<'predictions' | 'labels' | 'overflow' | 'expired' | 'drifts' | 'invalidScores' | 'lateLabels' | 'withdrawn', Counter>;
+  private readonly counters: Record<'predictions' | 'labels' | 'overflow' | 'expired' | 'drifts' | 'invalidScores' | 'lateLabels' | 'withdrawn' | 'absentValues' | 'nonFiniteValues', Counter>;
   /**
    * The model's metrics: its stage's, each series labelled with the model's `name` too, so a dashboard
    * and an alert name the model (`model="intent-lr"`), not its stage's generated label. The task's own
@@ -482,6 +482,8 @@ export class OnlineLearner {
         'model_predictions_withdrawn_total',
         'Predictions withdrawn unscored because a late event showed they are not to be scored: churn, their session merged into one predicted already; intent, made at an event after their session\'s first purchase.',
       ),
+      absentValues: m.counter('model_feature_values_absent_total', "Values of the model's features that its input lacked (read at the feature's running mean, left out of its statistics; a custom model reads 0)."),
+      nonFiniteValues: m.counter('model_feature_values_non_finite_total', "Values of the model's features that were not finite, NaN or +-Infinity (read at the feature's running mean, left out of its statistics; a custom model reads 0)."),
     };
   }
 
@@ -506,40 +508,115 @@ export class OnlineLearner {
     this.gauges.learningRate.set(this.config.optimizer.learning_rate);
     const file = this.checkpointFile();
     if (file && this.context.replay) this.context.logger.info({ file }, `model ${this.name}: replayed input: the model is not saved to ${file} (it is read to warm-start, if there)`);
-    if (file && this.config.checkpoint!.warmStart && existsSync(file)) {
-      let saved: SavedModel;
-      try {
-        saved = JSON.parse(readFileSync(file, 'utf8')) as SavedModel;
-        // Checked before it is loaded: a refused model is never this stage's, so a close cannot save it over the file.
-        this.refuseOtherFeatureValues(saved, file);
-        this.loadSaved(saved);
-      } catch (cause) {
-        if (cause instanceof TributaryError) throw cause; // refuseOtherFeatureValues's, worded whole
-        // A person must act (exit 2): a restart would fail the same way. The file is left as it was.
-        throw new TributaryError(
-          'TRIB_ERR_CHECKPOINT',
-          `model ${this.name}: cannot warm-start from ${file}: ${(cause as Error).message}. The file is left as it was: undo the change to the model's config to resume from it, or move it away (or set checkpoint.warm_start: false, which replaces it at close) to start afresh`,
-          { cause },
-        );
+    // Before the file is read: a run that saves it owns it until it closes.
+    if (file && !this.context.replay) await this.lockModelFile(file);
+    try {
+      if (file) this.warmStart(file);
+    } catch (error) {
+      // The run does not start (a person's to mend): the file is no longer this run's to save.
+      this.releaseModelFile();
+      throw error;
+    }
+  }
+
+  /** Warm-starts from the model file `file` when there and asked; says whose model it replaces at close. */
+  private warmStart(file: string): void {
+    if (!existsSync(file)) return;
+    if (!this.config.checkpoint!.warmStart) {
+      if (!this.context.replay) this.warnOfOtherPipelinesModel(file);
+      return;
+    }
+    let saved: SavedModel;
+    try {
+      saved = JSON.parse(readFileSync(file, 'utf8')) as SavedModel;
+      // Checked before it is loaded: a refused model is never this stage's, so a close cannot save it over the file.
+      this.refuseOtherFeatureValues(saved, file);
+      this.loadSaved(saved);
+    } catch (cause) {
+      if (cause instanceof TributaryError) throw cause; // refuseOtherFeatureValues's, worded whole
+      // A person must act (exit 2): a restart would fail the same way. The file is left as it was.
+      throw new TributaryError(
+        'TRIB_ERR_CHECKPOINT',
+        `model ${this.name}: cannot warm-start from ${file}: ${(cause as Error).message}. The file is left as it was: undo the change to the model's config to resume from it, or move it away (or set checkpoint.warm_start: false, which replaces it at close) to start afresh`,
+        { cause },
+      );
+    }
+    const steps = stepsOf(saved);
+    this.warmStarted = { file, steps };
+    if (this.context.replay) {
+      // A replay (a backtest) scores its data prequentially only from a cold start: a model saved by runs over this
+      // very data has learnt its labels already, and scores higher than it would on data it has not seen.
+      this.context.logger.warn(
+        { model: this.name, file, steps },
+        `model ${this.name}: warm start from ${file} (${steps} learning steps): if that model learnt from this input, its scores here are not out of sample; set checkpoint.warm_start: false (or --set) for a cold score`,
+      );
+    } else if (saved.pipeline !== undefined && saved.pipeline !== this.context.pipeline) {
+      // Another pipeline's model, kept only until this one closes: a check of a warm start run after the pipeline
+      // that trained the model (same name and folder) replaced that model with its own (beside it, the lock refuses it).
+      this.context.logger.warn(
+        { model: this.name, file, steps, savedBy: saved.pipeline },
+        `model ${this.name}: warm start from ${file} (${steps} learning steps), saved by pipeline ${saved.pipeline}: this pipeline (${this.context.pipeline}) saves its model to the same file and replaces it; give this stage another checkpoint.dir (or name) to keep ${saved.pipeline}'s model`,
+      );
+    } else this.context.logger.info({ file, steps }, `model ${this.name}: warm start from ${file} (${steps} learning steps; saved over at close)`);
+    this.gauges.learningRate.set(this.model!.optimizer.learningRate);
+  }
+
+  /**
+   * A run that starts afresh (checkpoint.warm_start: false) saves its model over the file at close: said where
+   * the file holds another pipeline's model (a model file records the pipeline that saved it), which it replaces.
+   */
+  private warnOfOtherPipelinesModel(file: string): void {
+    let saved: Partial<SavedModel>;
+    try {
+      saved = JSON.parse(readFileSync(file, 'utf8')) as Partial<SavedModel>;
+    } catch {
+      return; // not a model this run could read: nothing to say of whose it is (it is replaced all the same)
+    }
+    if (saved.pipeline === undefined || saved.pipeline === this.context.pipeline) return;
+    const steps = saved.model?.optimizer !== undefined ? stepsOf(saved as SavedModel) : undefined;
+    this.context.logger.warn(
+      { model: this.name, file, savedBy: saved.pipeline, ...(steps === undefined ? {} : { steps }) },
+      `model ${this.name}: ${file} holds the model pipeline ${saved.pipeline} saved${steps === undefined ? '' : ` (${steps} learning steps)`}; this pipeline (${this.context.pipeline}) starts afresh (checkpoint.warm_start: false) and saves its model over it; give this stage another checkpoint.dir (or name) to keep ${saved.pipeline}'s model`,
+    );
+  }
+
+  private releaseModelFile(): void {
+    if (this.modelFileLock !== undefined) releaseLock(this.modelFileLock);
+    this.modelFileLock = undefined;
+  }
+
+  /** The model file's lock, where this run holds it (see lockModelFile). */
+  private modelFileLock: string | undefined;
+
+  /**
+   * Locks the model file for this run, which saves it (`<file>.lock`, as a file sink locks its output): two
+   * model stages given one file (the same name and checkpoint.dir in two pipelines, or two runs of one)
+   * each saved over the other's model, every checkpoint.every labels and at close, silently. Another live
+   * process holding it, or another stage of this one, refuses the start (exit 2); another host's is waited
+   * for up to the run's lock wait. A backtest never saves the model and takes no lock.
+   */
+  private async lockModelFile(file: string): Promise<void> {
+    const lockPath = `${file}.lock`;
+    const { pipeline, logger, lockWaitMs, signal } = this.context;
+    try {
+      if (await takeLockWaiting(lockPath, `model file ${file}`, { pipeline, logger, user: `model ${this.name}`, heldAs: 'saved', shared: false, waitMs: lockWaitMs ?? 0, ...(signal ? { signal } : {}) })) {
+        this.modelFileLock = lockPath;
       }
-      const steps = stepsOf(saved);
-      this.warmStarted = { file, steps };
-      if (this.context.replay) {
-        // A replay (a backtest) scores its data prequentially only from a cold start: a model saved by runs over this
-        // very data has learnt its labels already, and scores higher than it would on data it has not seen.
-        this.context.logger.warn(
-          { model: this.name, file, steps },
-          `model ${this.name}: warm start from ${file} (${steps} learning steps): if that model learnt from this input, its scores here are not out of sample; set checkpoint.warm_start: false (or --set) for a cold score`,
-        );
-      } else if (saved.pipeline !== undefined && saved.pipeline !== this.context.pipeline) {
-        // Another pipeline's model, kept only until this one closes: a check of a warm start run beside the
-        // pipeline that trained the model (same name and folder) replaced that model with its own.
-        this.context.logger.warn(
-          { model: this.name, file, steps, savedBy: saved.pipeline },
-          `model ${this.name}: warm start from ${file} (${steps} learning steps), saved by pipeline ${saved.pipeline}: this pipeline (${this.context.pipeline}) saves its model to the same file and replaces it; give this stage another checkpoint.dir (or name) to keep ${saved.pipeline}'s model`,
-        );
-      } else this.context.logger.info({ file, steps }, `model ${this.name}: warm start from ${file} (${steps} learning steps; saved over at close)`);
-      this.gauges.learningRate.set(this.model!.optimizer.learningRate);
+    } catch (error) {
+      if (!(error instanceof LockRefusedError)) {
+        // No lock can be made there (the folder cannot be made: a file in its place, a full disk): neither can a
+        // save, so no other run's model can be overwritten. The stage goes on, as through any failed save (said
+        // at each, and the save at close fails the run), not stopped at its start for a file it may never write.
+        logger.warn({ model: this.name, file, err: (error as Error).message }, `model ${this.name}: the model file ${file} cannot be locked (${(error as Error).message}); the saves are tried all the same`);
+        return;
+      }
+      throw new TributaryError(
+        'TRIB_ERR_OUTPUT_LOCKED',
+        `model ${this.name}: ${error.message}. Two model stages given one model file (the same name and checkpoint.dir) save over each other's model: ` +
+          'give this stage another checkpoint.dir (or name); to score with that model without saving over it, run this pipeline as a backtest (which never saves it) or copy the file into a folder of its own; ' +
+          'if no such process runs, remove the lock file',
+        { cause: error },
+      );
     }
   }
 
@@ -757,6 +834,27 @@ export class OnlineLearner {
   }
 
   /**
+   * Warns of each feature whose first non-finite value of the run is in `values` (the model's features, in its
+   * order), naming the stage that appends it where one declares it: a NaN or Infinity is a bug upstream (a ratio
+   * over 0, a user's stage), which the model only reads around (at the running mean), counted.
+   */
+  private warnNonFinite(values: ArrayLike<number>): void {
+    const first = this.normaliser!.skipped.firstNonFinite;
+    for (const i of first) {
+      const feature = this.features![i]!;
+      const stage = this.context.featureOrigin?.(feature);
+      const value = String(values[i]);
+      this.context.logger.warn(
+        { model: this.name, feature, value, ...(stage === undefined ? {} : { madeBy: stage }) },
+        `model ${this.name}: feature ${feature}${stage === undefined ? '' : ` (appended by stage ${stage})`} has a value that is not finite (${value}): ` +
+          (this.custom ? 'read as 0' : "read at its running mean (standardised 0), its statistics left as they were") +
+          "; each such value is counted (model_feature_values_non_finite_total, the report's skippedFeatureValues), this warning said once per feature",
+      );
+    }
+    first.length = 0;
+  }
+
+  /**
    * One prediction: made and emitted at once by a model that predicts rows on the host, else queued
    * and made when its micro-batch runs. Returns its handle, to {@link label}, {@link expireOne} or {@link withdraw} it.
    */
@@ -785,6 +883,7 @@ export class OnlineLearner {
       values = aligned;
     }
     this.normaliser!.updateAndTransform(values, this.slab, offset, missing);
+    if (this.normaliser!.skipped.firstNonFinite.length > 0) this.warnNonFinite(values);
     const sample = newSample(input.id, input.userId, input.sessionId, input.time, this.slab, offset, input.seq, input.idKey);
     const model = this.model!;
     if (model.predictRow !== undefined) {
@@ -806,11 +905,17 @@ export class OnlineLearner {
   private version = '';
   private versionSteps = -1;
 
-  /** The model's version as of now: `<config version>.<learning steps>`. */
+  /**
+   * The model's version as of now: `<config version>.<learning steps>`, the steps the model's weights have taken
+   * since it was made, warm starts and resumes included (SavedModel.learnSteps): a model warm-started from a
+   * saved file goes on from that file's version, so two predictions of one version came from the same weights
+   * (its steps restarting at 0 here gave a warm-started model the version of a cold one).
+   */
   private currentVersion(): string {
-    if (this.versionSteps !== this.counts.learnSteps) {
-      this.versionSteps = this.counts.learnSteps;
-      this.version = `${this.config.version}.${this.counts.learnSteps}`;
+    const steps = this.priorSteps + this.counts.learnSteps;
+    if (this.versionSteps !== steps) {
+      this.versionSteps = steps;
+      this.version = `${this.config.version}.${steps}`;
     }
     return this.version;
   }
@@ -878,6 +983,7 @@ export class OnlineLearner {
         s.rows = this.newRow();
         s.row = 0;
         this.normaliser!.updateAndTransform(s.raw!, s.rows, 0);
+        if (this.normaliser!.skipped.firstNonFinite.length > 0) this.warnNonFinite(s.raw!);
       }
       s.raw = undefined;
     }
@@ -1136,6 +1242,11 @@ export class OnlineLearner {
       this.counters.labels.inc(this.unCountedLabels);
       this.unCountedLabels = 0;
     }
+    if (this.normaliser !== undefined) {
+      const skipped = this.normaliser.skipped.takeUncounted();
+      if (skipped.absent > 0) this.counters.absentValues.inc(skipped.absent);
+      if (skipped.nonFinite > 0) this.counters.nonFiniteValues.inc(skipped.nonFinite);
+    }
     const now = this.context.clock.now();
     if (!force && now - this.lastExport < OnlineLearner.exportEveryMs) {
       this.gaugesBehind = true;
@@ -1368,6 +1479,8 @@ export class OnlineLearner {
       // What the timeline's windowed figures span, and the config field that sets it, for a report to say (the backtest knows no model's config).
       timelineWindow: { labels: this.prequential.window, firstPointAt: this.prequential.firstPointAt, setting: 'metrics.window' },
       counts: { ...this.counts },
+      // Per feature, the values read without them (absent, not finite) over the model's life, warm starts included, as its saved normaliser counts them.
+      skippedFeatureValues: this.normaliser === undefined || this.features === undefined ? { absent: {}, nonFinite: {} } : this.normaliser.skipped.byName(this.features),
       warmStart: this.warmStarted,
       // The field that starts it cold, for a backtest's report to say beside a warm start (a custom model has no model file to start from).
       ...(this.custom ? {} : { warmStartSetting: 'checkpoint.warm_start' }),
@@ -1501,7 +1614,11 @@ export class OnlineLearner {
     this.model = undefined;
     this.saveAgain = false;
     await this.saving;
-    await this.writeModel(this.closedModel ?? null);
+    try {
+      await this.writeModel(this.closedModel ?? null);
+    } finally {
+      this.releaseModelFile();
+    }
   }
 
   /** One row of its own, in the slab's format (its 1 set for models that fold biases in). */

@@ -284,3 +284,32 @@ test('checkpoint: replayed input (a backtest) warm-starts from a saved model but
   assert.deepEqual(await backtest(), warm);
   assert.equal(readFileSync(file, 'utf8'), saved);
 });
+
+test("checkpoint: a warm-started model's predictions go on from the saved model's version (`<version>.<its learning steps>`), and a run resumed from the pipeline's checkpoint after it too (was: `1.0` again, a cold model's version, at every warm start)", async (t) => {
+  const dir = tempFolder(t, 'models');
+  const config: IntentModelConfig = { ...base, name: 'versioned', checkpoint: { dir } };
+  const versions = (output: Element[]): string[] => of(output, 'prediction').map((p) => p.modelVersion as string);
+  const steps = (version: string): number => Number(version.split('.')[1]);
+  const first = await runOperator(intentModel, config, separableIntentStream(60, 5));
+  const trained = (JSON.parse(readFileSync(join(dir, 'versioned.model.json'), 'utf8')) as { learnSteps: number }).learnSteps;
+  assert.ok(trained > 0);
+  assert.equal(versions(first.output)[0], '1.0');
+  // The next run's first predictions come from the saved weights: that model's version, not 1.0.
+  const second = await runOperator(intentModel, config, separableIntentStream(60, 6));
+  const secondVersions = versions(second.output);
+  assert.equal(secondVersions[0], `1.${trained}`);
+  assert.ok(steps(secondVersions.at(-1)!) > trained, secondVersions.at(-1));
+  // Every version seen rises with the steps, never back.
+  for (let i = 1; i < secondVersions.length; i++) assert.ok(steps(secondVersions[i]!) >= steps(secondVersions[i - 1]!));
+  const afterSecond = (JSON.parse(readFileSync(join(dir, 'versioned.model.json'), 'utf8')) as { learnSteps: number }).learnSteps;
+  // Resumed from the second run's checkpoint (which replaces the model file's model): from where it stopped.
+  const resumed = await runOperator(intentModel, config, separableIntentStream(10, 7), testContext(), { restore: second.state });
+  assert.equal(versions(resumed.output)[0], `1.${afterSecond}`);
+  // The version prefix is the config's: edited, the steps go on under it.
+  const savedSteps = (JSON.parse(readFileSync(join(dir, 'versioned.model.json'), 'utf8')) as { learnSteps: number }).learnSteps;
+  const relabelled = await runOperator(intentModel, { ...config, version: '2' }, separableIntentStream(5, 8));
+  assert.equal(versions(relabelled.output)[0], `2.${savedSteps}`);
+  // Started afresh (warm_start: false): a new model, from 0.
+  const cold = await runOperator(intentModel, { ...config, checkpoint: { dir, warm_start: false } }, separableIntentStream(3, 9));
+  assert.equal(versions(cold.output)[0], '1.0');
+});

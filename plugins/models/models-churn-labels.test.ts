@@ -641,3 +641,22 @@ test('churn: a diverged model\'s predictions are counted and said when made, not
     diverged.mock.restore();
   }
 });
+
+test("churn: a session that started days before the user's first event seen (a late event began it) makes no NaN tenure feature: the user's first seen moves back to it (was: log1p of minus 2 days, NaN)", async () => {
+  const t = Date.parse('2024-01-10T00:00:00Z');
+  const warned: string[] = [];
+  const context = testContext();
+  const logger = { ...context.logger, warn: (_: unknown, message?: string) => void (message !== undefined && warned.push(message)) };
+  const input: Element[] = [
+    event('a', 'a2', t, 0, t, 'view'),
+    // Late: a session 3 days before, its own.
+    event('a', 'a1', t - 3 * day, 0, t - 3 * day, 'view'),
+    summary('a', 'a1', t - 3 * day, t - 3 * day + 60_000, 1, false, { view: 1 }),
+    summary('a', 'a2', t, t + 60_000, 1, false, { view: 1 }),
+    watermark(Infinity),
+  ];
+  const { output } = await runOperator(churnModel, { backend: 'cpu', horizon: '7d', batch: { max_size: 1, max_delay: 0 }, report: true }, input, { ...context, logger } as typeof context);
+  assert.equal(of(output, 'prediction').length, 2);
+  assert.deepEqual(warned.filter((message) => message.includes('not finite')), []);
+  assert.deepEqual((reportOf(output) as Report & { skippedFeatureValues: unknown }).skippedFeatureValues, { absent: {}, nonFinite: {} });
+});

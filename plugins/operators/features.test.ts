@@ -1050,6 +1050,26 @@ test('a price beyond the Float32 range (1e39, which the mapping accepts) is writ
   assert.match(logs.map((entry) => entry.msg).join('\n'), /statistics of these features are not numbers/);
 });
 
+test('prices near the largest double (1e308, which the mapping accepts) leave every session feature finite: their sum no longer overflows to Infinity and the view price std to NaN (was: NaN for the rest of the session, and in a session merged with it)', async () => {
+  const max = 3.4028234663852886e38;
+  const input: Element[] = [
+    ev('u', 0, 'view', { sessionId: 'A', price: 1e308 }),
+    ev('u', 1, 'view', { sessionId: 'A', price: 1e308 }),
+    ev('u', 2, 'view', { sessionId: 'A', price: 5 }),
+    ev('u', 3, 'cart', { sessionId: 'A', price: 1e308 }),
+    ev('u', 4, 'cart', { sessionId: 'A', price: 1e308 }),
+    ev('u', 5, 'purchase', { sessionId: 'A', price: 1e308 }),
+    watermark(Infinity),
+  ];
+  const out = eventsOf(await chain([stage(sessionizer), stage(sessionFeatures)], input)).map(named);
+  for (const f of out) for (const [name, value] of Object.entries(f)) assert.ok(Number.isFinite(value), `${name}: ${value}`);
+  // Read as the largest Float32 each: two equal, then one far below them.
+  assert.deepEqual(out.map((f) => f.s_view_price_mean), [max, max, Math.fround((2 * max + 5) / 3), ...Array(3).fill(Math.fround((2 * max + 5) / 3))]);
+  assert.equal(out[1]!.s_view_price_std, 0);
+  assert.ok(out[2]!.s_view_price_std! > 1e38, String(out[2]!.s_view_price_std));
+  assert.equal(out[4]!.s_cart_value, max);
+});
+
 test("a user's feature block keeps a price beyond the Float32 range finite with the public inFloat32Range, as the built-in blocks do (the largest Float32 of its sign; NaN stays NaN)", async () => {
   const max = 3.4028234663852886e38;
   assert.deepEqual([1e39, -1e39, 12.5, 0].map(inFloat32Range), [max, -max, 12.5, 0]);

@@ -557,8 +557,11 @@ class SessionFeatureState {
     if (context.merged !== undefined) for (const id of context.merged) this.absorb(slot, event.userId, id);
     const row = this.rows; // read after allocate: it may have grown
     const r = slot * WIDTH;
-    const price = event.price;
-    const hasPrice = price !== undefined && Number.isFinite(price);
+    const hasPrice = event.price !== undefined && Number.isFinite(event.price);
+    // Within the Float32 range as it enters the sums (the features are kept within it anyway): two view prices
+    // near 1e308, which the mapping accepts, summed to Infinity, and the price m2 to NaN (Infinity - Infinity),
+    // so s_view_price_std was NaN for the rest of the session (and the sums of merged sessions alike).
+    const price = hasPrice ? inFloat32Range(event.price!) : 0;
     const type = event.type;
     let isView = 0;
     let isCart = 0;
