@@ -334,15 +334,15 @@ else {
     'soak',
     `## Soak (daemon)
 
-  \`node dist/bench/soak.js ${minutes} ${rate} ${sampleSeconds}\` — [bench/pipelines/soak.yaml](bench/pipelines/soak.yaml) (synthetic shoppers at ${rate} events/s on wall-clock event time -> sessionizer -> features -> intent and churn models -> file sink, checkpoints every 30 s) run as a daemon for ${minutes} minutes, sampled through its own \`/metrics\` every ${sampleSeconds} s. Means per third of the run, and the lowest heap sample of each third (flat = no leak, no drift):
+\`node dist/bench/soak.js ${minutes} ${rate} ${sampleSeconds}\` — [bench/pipelines/soak.yaml](bench/pipelines/soak.yaml) (synthetic shoppers at ${rate} events/s on wall-clock event time -> sessionizer -> features -> intent and churn models -> file sink, checkpoints every 30 s) run as a daemon for ${minutes} minutes, sampled through its own \`/metrics\` every ${sampleSeconds} s. Means per third of the run, and the lowest heap sample of each third (flat = no leak, no drift):
 
-  | measure | first third | second third | last third |
-  |---|---|---|---|
-  ${rows.join('\n')}
+| measure | first third | second third | last third |
+|---|---|---|---|
+${rows.join('\n')}
 
-  Plot: [bench/results/soak.svg](bench/results/soak.svg); samples: [bench/results/soak.csv](bench/results/soak.csv). ${samples.at(-1)?.eventsIn.toLocaleString('en-US') ?? 0} events in; the daemon exited ${exitCode} on SIGTERM.
+Plot: [bench/results/soak.svg](bench/results/soak.svg); samples: [bench/results/soak.csv](bench/results/soak.csv). ${samples.at(-1)?.eventsIn.toLocaleString('en-US') ?? 0} events in; the daemon exited ${exitCode} on SIGTERM.
 
-  Machine: ${machine()}; load average ${loadAtStart.toFixed(1)} at the start and ${loadavg()[0]!.toFixed(1)} at the end. Measured ${new Date().toISOString().slice(0, 10)}.`,
+Machine: ${machine()}; load average ${loadAtStart.toFixed(1)} at the start and ${loadavg()[0]!.toFixed(1)} at the end. Measured ${new Date().toISOString().slice(0, 10)}.`,
   );
 }
 rmSync(work, { recursive: true, force: true });
