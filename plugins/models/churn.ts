@@ -401,7 +401,7 @@ export const churnProperties = {
     type: 'integer',
     minimum: 1,
     default: 1000000,
-    description: 'Most users whose history is kept; beyond it the user first seen longest ago is forgotten, counted in `churn_users_evicted_total`, and its predictions awaiting a label leave the label buffer unscored (no label can come), counted in `model_labels_expired_total`.',
+    description: 'Most users whose history is kept; beyond it the user seen least recently (the last start or end of a session of theirs) is forgotten, counted in `churn_users_evicted_total`, and its predictions awaiting a label leave the label buffer unscored (no label can come), counted in `model_labels_expired_total`. A user last seen more than `horizon` (and the sessionizer\'s lateness) ago has none awaiting: with the bound above the users seen within a horizon no label is lost to it, and a forgotten user who comes back starts a history anew (its tenure, sessions and purchases from 0).',
   },
 } satisfies Record<string, JsonSchema>;
 
@@ -473,7 +473,7 @@ export function createChurnModel(rawConfig: ChurnModelConfig, context: PluginCon
           open: metrics.counter('churn_sequences_evicted_total', 'Open sessions\' event sequences (gru) let go, the oldest first, to keep within max_users sequences: the session is predicted reading only its events since.'),
         })
       : undefined;
-  /** Replaced whole by a restore (built aside in parts), as the deadline heap. */
+  /** In the order last seen (the first is the one max_users forgets; a snapshot keeps the order). Replaced whole by a restore (built aside in parts), as the deadline heap. */
   let users = new Map<string, UserState>();
   // Min-heap of predictions by deadline; entries already labelled are skipped when popped. Deadlines
   // in a number array of their own (unboxed doubles, no tuple per entry), predictions beside them.
@@ -521,7 +521,13 @@ export function createChurnModel(rawConfig: ChurnModelConfig, context: PluginCon
     const partition = context.currentPartition?.();
     let user = users.get(userId);
     if (user && partition !== undefined) user.partition = partition;
-    if (!user) {
+    if (user) {
+      // Seen now: to the map's end, so its first entry is the user seen least recently, the one max_users
+      // forgets. By first sight (as before 2026-12-07) a loyal returner went first, while its awaited
+      // label (a 0: it returns) expired with it and its history started over: the labels leaned to churn.
+      users.delete(userId);
+      users.set(userId, user);
+    } else {
       if (users.size >= maxUsers) {
         const [forgottenId, forgotten] = users.entries().next().value!;
         users.delete(forgottenId);

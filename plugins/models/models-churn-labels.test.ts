@@ -660,3 +660,38 @@ test("churn: a session that started days before the user's first event seen (a l
   assert.deepEqual(warned.filter((message) => message.includes('not finite')), []);
   assert.deepEqual((reportOf(output) as Report & { skippedFeatureValues: unknown }).skippedFeatureValues, { absent: {}, nonFinite: {} });
 });
+
+test('churn: max_users forgets the user seen least recently, not the one first seen longest ago: a loyal returner keeps its history and its label 0 (was: it was forgotten first, its awaited label 0 expired, so the labels leaned to churn)', async () => {
+  const t = Date.UTC(2024, 0, 1);
+  const metrics = new MetricsHub();
+  const operator = await churnModel.create({ ...base, horizon: '1h', max_users: 2, batch: { max_size: 1, max_delay: 0 }, report: true } as IntentModelConfig, testContext({ metrics: metrics.scoped({ pipeline: 'test', stage: 'churn' }) }));
+  await operator.open?.();
+  const input = new Subject<Element>();
+  const output: Element[] = [];
+  const done = new Promise<void>((resolve, reject) => operator.apply(input).subscribe({ next: (element) => void output.push(element), error: reject, complete: resolve }));
+  const value = async (name: string): Promise<number> => Number(new RegExp(`^tributary_${name}\\{[^}]*\\} (\\S+)$`, 'm').exec(await metrics.registry.metrics())?.[1]);
+  const session = (user: string, start: number): void => {
+    input.next(event(user, `${user}:${start}`, start, 0, start, 'view'));
+    input.next(summary(user, `${user}:${start}`, start, start, 1, false, { view: 1 }));
+  };
+  session('loyal', t); // first seen first
+  session('once-1', t + 10 * min);
+  session('loyal', t + 40 * min); // back: its first session is labelled 0
+  input.next(watermark(t + 75 * min)); // once-1's and loyal's first labels are due and given
+  await until(async () => (await value('model_labels_total')) === 2, 'two labels');
+  // A third user: one of the two known goes. once-1 was seen an hour ago, its label given; loyal 40 minutes ago, awaiting its return.
+  session('once-2', t + 80 * min);
+  session('loyal', t + 90 * min); // back within the horizon of its second session: label 0
+  input.next(watermark(t + 5 * 60 * min)); // every deadline passed
+  input.next(watermark(Infinity)); // the end: the report
+  input.complete();
+  await done;
+  assert.equal(await value('model_labels_total'), 5);
+  assert.equal(await value('churn_users_evicted_total'), 1, 'once-1 forgotten, loyal kept');
+  assert.equal(await value('model_labels_expired_total'), 0, 'no label lost to the bound');
+  // loyal's first two sessions returned (0); once-1, once-2 and loyal's third did not (1): 3 of 5, as without the bound.
+  await operator.close?.();
+  const report = reportOf(output);
+  assert.equal(report.summary.n, 5);
+  assert.equal(report.summary.positives, 3);
+});
