@@ -149,7 +149,8 @@ async function scriptedConsumer(options: { assignAtSubscribe?: boolean } = {}): 
     position: (list: { topic: string; partition: number }[]) => list.map(({ topic, partition }) => ({ topic, partition, offset: Math.max(highOffsets.get(`${topic}/${partition}`) ?? 0, 0) })),
     getMetadata(_options: unknown, cb: (error: Error | null, metadata: unknown) => void) {
       const names = [...new Set([...subscribed, ...assignedTopics])].filter((name) => !deletedTopics.has(name));
-      const topics = names.map((name) => ({ name, partitions: [{ id: 0, leader: 1, replicas: [1], isrs: [1] }] }));
+      // Four partitions each: a test assigns partitions among them, none of them one added to its topic since.
+      const topics = names.map((name) => ({ name, partitions: [0, 1, 2, 3].map((id) => ({ id, leader: 1, replicas: [1], isrs: [1] })) }));
       later(() => cb(null, { orig_broker_id: 1, orig_broker_name: 'fake', brokers: [{ id: 1, host: '127.0.0.1', port: 1 }], topics }));
     },
     disconnect(cb: () => void) {
@@ -254,7 +255,7 @@ test('a checkpoint taken after a resume, before a record of a partition is read,
   assert.deepEqual(assigned[0], [{ topic: 'quiet', partition: 0, offset: 42 }], 'reading starts at the checkpoint\'s offset');
   // No record of it read yet: a checkpoint now (a stop, or the next interval) must still cover offset 42.
   // Before, it held no offset of the partition, and the restart after it started at the group's committed offset.
-  assert.deepEqual(instance.position!(), { offsets: { quiet: { '0': 42 } } });
+  assert.deepEqual(instance.position!().offsets, { quiet: { '0': 42 } });
 });
 
 test('a rebalance that takes away a partition resumed at a checkpoint\'s offset, before a record of it is read, hands it over at that offset: the hand-over\'s checkpoint names it and commits it there', async (t) => {
@@ -280,7 +281,7 @@ test('a rebalance that takes away a partition resumed at a checkpoint\'s offset,
   // Before: the checkpoint held no offset of it (its state there, the restart after it started the
   // partition at the group's committed offset); in scale_out, exactly-once, its commit went without the
   // mark of the state that checkpoint saved, and the next owner restored older state.
-  assert.deepEqual(checkpoints, [{ offsets: { quiet: { '0': 42 } } }]);
+  assert.deepEqual(checkpoints, [{ offsets: { quiet: { '0': 42 } }, partitions: { quiet: 4 } }]);
   assert.deepEqual(commits, [[{ topic: 'quiet', partition: 0, offset: 42 }]]);
 });
 
@@ -314,7 +315,7 @@ test('exactly-once: a partition assigned at the group\'s committed offset is lef
   t.after(() => instance.close?.());
   void instance.read()[Symbol.asyncIterator]().next().catch(() => undefined);
   const both = { offsets: { allowed: { '0': 5 }, denied: { '0': 5 } } };
-  await until(() => JSON.stringify(instance.position!()) === JSON.stringify(both), 'both partitions assigned at the committed offset');
+  await until(() => JSON.stringify(instance.position!().offsets) === JSON.stringify(both.offsets), 'both partitions assigned at the committed offset');
   // A fetch of `allowed` answered (librdkafka caches its high watermark); none of `denied` yet: the
   // brokers may deny it, which the source learns only from that answer.
   script.highOffsets.set('allowed/0', 5);
@@ -330,7 +331,7 @@ test('exactly-once: a partition assigned at the group\'s committed offset is lef
   await until(() => sent.length >= 3, 'the hand-over committed');
   script.highOffsets.clear();
   script.rebalance('assign', [{ topic: 'allowed', partition: 0 }, { topic: 'denied', partition: 0 }]);
-  await until(() => assignments === 2 && JSON.stringify(instance.position!()) === JSON.stringify(both), 'both assigned again at the committed offset');
+  await until(() => assignments === 2 && JSON.stringify(instance.position!().offsets) === JSON.stringify(both.offsets), 'both assigned again at the committed offset');
   const before = sent.length;
   await instance.commit!(instance.position!());
   assert.deepEqual(sent[before], [{ topic: 'allowed', partition: 0, offset: 5 }, { topic: 'denied', partition: 0, offset: 5 }]);
@@ -349,7 +350,7 @@ test('exactly-once scale_out: partitions restored at the group\'s committed offs
   await until(() => script.consumeCalls() > 0, 'subscribed');
   script.rebalance('assign', [{ topic: 'allowed', partition: 0 }, { topic: 'denied', partition: 0 }]);
   const both = { offsets: { allowed: { '0': 5 }, denied: { '0': 5 } } };
-  await until(() => JSON.stringify(instance.position!()) === JSON.stringify(both), 'both restored at the committed offset');
+  await until(() => JSON.stringify(instance.position!().offsets) === JSON.stringify(both.offsets), 'both restored at the committed offset');
   await instance.commit!(instance.position!());
   // Before: both, and the brokers refused the transaction where they deny one (a member's first checkpoint
   // after a rebalance, its partitions still unread).
@@ -380,9 +381,11 @@ test('a resume at a checkpoint\'s offset that the group\'s committed offset diff
   assert.deepEqual(warning.fields, { partitions: [{ partition: 'quiet/0', checkpoint: 42, committed: 0 }] });
 });
 
-test('a resume at a checkpoint\'s offset outside its partition\'s log (deleted by retention meanwhile, or another log) says so, with the offsets', async (t) => {
+test('a resume at a checkpoint\'s offset outside its partition\'s log (deleted by retention meanwhile, or another log) says so, with the offsets, and reads the partition from its log\'s start', async (t) => {
   const script = await scriptedConsumer();
   t.after(script.restore);
+  const assigned: unknown[] = [];
+  script.swap({ assign: (list: unknown) => void assigned.push(list) });
   // 'old': its records up to 19 deleted by retention; 'gone': created again, 10 records in it.
   const logs: Record<string, { lowOffset: number; highOffset: number }> = { old: { lowOffset: 20, highOffset: 30 }, gone: { lowOffset: 0, highOffset: 10 } };
   const queryWatermarkOffsets = (topic: string, _partition: number, _timeout: number, cb: (error: null, offsets: { lowOffset: number; highOffset: number }) => void) => void setTimeout(() => cb(null, logs[topic]!), 5);
@@ -395,10 +398,12 @@ test('a resume at a checkpoint\'s offset outside its partition\'s log (deleted b
   void instance.read()[Symbol.asyncIterator]().next().catch(() => undefined);
   const outside = (): { fields: unknown; message: string } | undefined => warnings.find((w) => w.message.startsWith('kafka source cannot resume where its checkpoint says'));
   await until(() => outside() !== undefined, 'the warning');
-  // Before, librdkafka started both over at start_from and nothing said so above its debug log.
+  // Before, librdkafka started both over at start_from (with latest: their records skipped) and nothing said so above its debug log.
   assert.match(outside()!.message, /old\/0: offset 5 is below the log's start 20 \(records 5-19 were deleted, by retention, before they were read\)/);
   assert.match(outside()!.message, /gone\/0: offset 42 is past the log's end 10 \(the topic was created again, or these brokers are another cluster's\)/);
-  assert.match(outside()!.message, /start_from \(earliest\)$/);
+  assert.match(outside()!.message, /Such a partition is read from its log's start, whatever start_from says$/);
+  await until(() => assigned.length > 0, 'the assignment');
+  assert.deepEqual(assigned[0], [{ topic: 'old', partition: 0, offset: 20 }, { topic: 'gone', partition: 0, offset: 0 }]);
 });
 
 test('readiness after a (re)start: not ready from the subscription until the group\'s first assignment (an empty one too: an idle member), naming the group and topic; a later rebalance has assignment_timeout\'s grace', async (t) => {
