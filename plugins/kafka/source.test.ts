@@ -262,7 +262,8 @@ test('a rebalance that takes away a partition resumed at a checkpoint\'s offset,
   const script = await scriptedConsumer();
   t.after(script.restore);
   const commits: unknown[] = [];
-  script.swap({ commitSync: (offsets: unknown) => void commits.push(offsets) });
+  // A commit of no offsets asks whether the assignment was lost (assignmentLost): none is committed.
+  script.swap({ commitSync: (offsets: unknown) => void (offsets === null || offsets === undefined || commits.push(offsets)) });
   // The runtime's checkpoint on request: the position it holds, then the commit of it.
   const checkpoints: unknown[] = [];
   let instance: Source | undefined;
@@ -727,6 +728,37 @@ async function readInBackground(instance: Source, script: { consumeCalls(): numb
     for (let next = await batches.next(); !next.done; next = await batches.next());
   })().catch(() => undefined);
   await until(() => script.consumeCalls() > 0, 'the consume loop running');
+}
+
+for (const lost of [true, false]) {
+  test(`at-least-once: a checkpoint's commit after ${lost ? 'the member was expelled from its group (librdkafka takes the assignment as lost), before the revocation that says so, commits nothing and says why' : 'no expulsion commits the offsets'}`, async (t) => {
+    const script = await scriptedConsumer();
+    t.after(script.restore);
+    const commits: unknown[] = [];
+    script.swap({
+      // librdkafka's answer to a commit of the current assignment: lost, or no offset stored to commit.
+      commitSync(offsets: unknown) {
+        if (offsets === null || offsets === undefined) throw Object.assign(new Error(lost ? 'Local: Assignment lost' : 'Local: No offset stored'), { code: lost ? -142 : -168 });
+      },
+      commit: (offsets: unknown) => void commits.push(offsets),
+    });
+    const { warnings, context } = warningsKept();
+    const instance = await (kafkaSource as SourcePlugin<KafkaSourceConfig>).create(unreachableConfig(['t']), context);
+    t.after(() => instance.close?.());
+    const value = Buffer.from(JSON.stringify({ user_id: 'u1', time: '2024-05-01T00:00:00Z', type: 'view' }));
+    void instance.read()[Symbol.asyncIterator]().next().catch(() => undefined);
+    await until(() => script.consumeCalls() > 0, 'the partition assigned');
+    script.highOffsets.set('t/0', 8);
+    script.answers.push(() => [{ topic: 't', partition: 0, offset: 7, value, key: null, size: value.length, timestamp: 0 }] as unknown as []);
+    await until(() => (instance.position!().offsets as Record<string, Record<string, number>> | undefined)?.['t']?.['0'] === 8, 'the record read');
+    // A stall past max.poll.interval.ms ended; the checkpoint comes before the revocation is handled.
+    await instance.commit!(instance.position!());
+    // Before: committed, under the member the group gave the partition to.
+    assert.deepEqual(commits, lost ? [] : [[{ topic: 't', partition: 0, offset: 8 }]]);
+    const said = warnings.filter((w) => w.message.startsWith('kafka source: this member lost its partitions'));
+    assert.equal(said.length, lost ? 1 : 0);
+    if (lost) assert.deepEqual((said[0]!.fields as { partitions: string[] }).partitions, ['t/0']);
+  });
 }
 
 test('a long run of rebalances over ever new partitions (a topic pattern whose topics come and go) keeps entries only for the partitions held and those whose hand-over commit the brokers refused, and no lag series of a partition gone', async (t) => {

@@ -877,6 +877,18 @@ class KafkaSource {
       return sealed;
     }
     if (offsets.length === 0 || !this.connected || this.fatal !== undefined) return Promise.resolve();
+    // Expelled from the group (its session or max.poll.interval expired: a stalled process), and the
+    // revocation that says so not handled yet: a checkpoint in between names partitions the group has
+    // given another member, which reads them from the committed offsets. Not committed: a commit of
+    // them would move the group's offsets under that member (the brokers take one where the group has
+    // gone empty meanwhile), and the revocation that follows commits nothing either (revokeCommitted).
+    if (this.assignmentLost()) {
+      this.context.logger.warn(
+        { source: this.label, partitions: offsets.map((tp) => `${tp.topic}/${tp.partition}`) },
+        'kafka source: this member lost its partitions (its session or max.poll.interval.ms expired: a stalled process, or the brokers unreachable that long): the checkpoint\'s offsets of them are not committed; the group gives them to another member, which reads them on from the committed offsets',
+      );
+      return Promise.resolve();
+    }
     // Asynchronous: the offsets are final (every sink flushed), so nothing needs to wait for the
     // broker's answer; the barrier would otherwise hold the whole pipeline for one round trip per
     // commit. Commits of one consumer are sent in order; close() waits for the answers.
