@@ -290,7 +290,10 @@ export default defineSource<KafkaSourceConfig>({
       start_from: {
         enum: ['earliest', 'latest'],
         default: 'earliest',
-        description: 'Where a partition with no committed offset starts: its first record, or only new ones.',
+        description:
+          'Where a partition with no committed offset starts: its first record, or only new ones. A partition added to a topic after this ' +
+          'source first read it (the topic grown, or deleted and created again with more partitions) starts at its first record either way, ' +
+          'said in the log: `latest` would skip the records written to it before the group noticed it.',
       },
       event_time: {
         enum: ['field', 'timestamp'],
