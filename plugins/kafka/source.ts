@@ -159,6 +159,8 @@ interface PartitionState {
    * crash between a checkpoint and its commit) or set by hand (`kafka-consumer-groups --reset-offsets`).
    */
   resumedAt?: number | undefined;
+  /** Assigned at its log's start whatever start_from says (an added partition: addedPartitions), in this assignment. */
+  fromLogStart?: boolean;
   /**
    * While not assigned: the offset after its last record handed to the runtime before it was revoked.
    * The pipeline's state holds its input up to there, so a checkpoint's position names it: exactly-once
@@ -1875,7 +1877,7 @@ class KafkaSource {
       return undefined;
     }
     if (state.assignment !== assignment || !state.assigned) return undefined;
-    const start = committed !== undefined && committed.offset >= 0 ? committed.offset : this.config.start_from === 'earliest' ? log.lowOffset : log.highOffset;
+    const start = committed !== undefined && committed.offset >= 0 ? committed.offset : this.config.start_from === 'earliest' || state.fromLogStart ? log.lowOffset : log.highOffset;
     state.startOffset = start;
     return start;
   }
@@ -1979,7 +1981,7 @@ class KafkaSource {
         // is made there; librdkafka's is out of range and it starts over from `start_from`'s end. Judged
         // from there, after another noProgressMs (before: a false stall, with start_from latest).
         if (seen.position < lowOffset) {
-          const reset = this.config.start_from === 'earliest' ? lowOffset : highOffset;
+          const reset = this.config.start_from === 'earliest' || state?.fromLogStart ? lowOffset : highOffset;
           if (state && state.startOffset === seen.position) state.startOffset = reset;
           seen.position = reset;
           return void (seen.since = this.context.clock.now());
@@ -2156,6 +2158,7 @@ class KafkaSource {
       // An added partition: at its start, which librdkafka finds (no offset to name for the position until a record of it is read).
       if (start === OFFSET_BEGINNING) {
         state.startOffset = state.resumedAt = undefined;
+        state.fromLogStart = true;
         return { ...tp, offset: OFFSET_BEGINNING };
       }
       const from = start ?? this.seekTo.get(key);
@@ -2451,7 +2454,10 @@ class KafkaSource {
       // As if handed to a commit (it is committed there): a blocked one that does not move is not committed
       // again (commit()), which the brokers refuse where they deny its fetch, failing the transaction.
       if (this.transactions && start !== undefined && start === committed) state.resumedAt = state.committing = start;
-      if (addedKeys.has(partitionKey(tp.topic, tp.partition))) return { ...tp, offset: OFFSET_BEGINNING };
+      if (addedKeys.has(partitionKey(tp.topic, tp.partition))) {
+        state.fromLogStart = true;
+        return { ...tp, offset: OFFSET_BEGINNING };
+      }
       return start === undefined ? tp : { ...tp, offset: start };
     }));
     this.setPaused(assignment);
@@ -2980,6 +2986,7 @@ function markAssigned(state: PartitionState, now: number): void {
   state.fetched = undefined;
   state.startOffset = undefined;
   state.resumedAt = undefined;
+  state.fromLogStart = false;
   state.revokedAt = undefined;
   state.highSeen = -1;
   state.stableEnd = undefined;
