@@ -730,6 +730,31 @@ async function readInBackground(instance: Source, script: { consumeCalls(): numb
   await until(() => script.consumeCalls() > 0, 'the consume loop running');
 }
 
+test('start_from latest: a topic the source sees deleted while it runs, then created again, has each partition assigned again read from its log\'s start (the group holds no offset of it), said at info', async (t) => {
+  const script = await scriptedConsumer();
+  t.after(script.restore);
+  const assigned: unknown[] = [];
+  script.swap({ assign: (list: unknown) => void assigned.push(list) });
+  const infos: string[] = [];
+  const context = testContext({ batchSize: 100 });
+  const logged = { ...context, logger: { ...context.logger, info: (_fields: unknown, message?: string) => void infos.push(message ?? '') } } as typeof context;
+  const instance = await (kafkaSource as SourcePlugin<KafkaSourceConfig>).create(unreachableConfig(['t'], { start_from: 'latest' }), logged);
+  t.after(() => instance.close?.());
+  void instance.read()[Symbol.asyncIterator]().next().catch(() => undefined);
+  await until(() => assigned.length === 1, 'the first assignment');
+  assert.deepEqual(assigned[0], [{ topic: 't', partition: 0 }], 'at start_from, the group holding no offset of it');
+  script.rebalance('revoke', [{ topic: 't', partition: 0 }]);
+  script.deletedTopics.add('t');
+  // The source's metadata looks (every 2 s) find it gone.
+  await until(() => instance.position!().partitions !== undefined && (instance.position!().partitions as Record<string, number>)['t'] === 0, 'the deletion seen');
+  script.deletedTopics.delete('t');
+  script.rebalance('assign', [{ topic: 't', partition: 0 }]);
+  await until(() => assigned.length === 2, 'the assignment of the topic created again');
+  // Before: at start_from (latest), its records written before the assignment skipped.
+  assert.deepEqual(assigned[1], [{ topic: 't', partition: 0, offset: -2 }]);
+  assert.ok(infos.some((message) => message.includes('t/0 read from their start')), infos.join('\n'));
+});
+
 for (const lost of [true, false]) {
   test(`at-least-once: a checkpoint's commit after ${lost ? 'the member was expelled from its group (librdkafka takes the assignment as lost), before the revocation that says so, commits nothing and says why' : 'no expulsion commits the offsets'}`, async (t) => {
     const script = await scriptedConsumer();
