@@ -2115,15 +2115,19 @@ class KafkaSource {
    * topic's count to the partitions assigned. A failed look learns nothing (the next assignment asks again).
    */
   private async addedPartitions(assignment: readonly RdKafka.TopicPartition[]): Promise<RdKafka.TopicPartition[]> {
-    for (const topic of new Set(assignment.map((tp) => tp.topic))) {
-      if (this.layouts.has(topic)) continue;
+    const unknown = [...new Set(assignment.map((tp) => tp.topic))].filter((topic) => !this.layouts.has(topic));
+    if (unknown.length > 0) {
       try {
-        // Named (not every topic: costly on a large cluster); assigned, so it exists, and no broker creates it anew.
-        const metadata = await promisify<RdKafka.Metadata>((cb) => this.consumer.getMetadata({ timeout: 5_000, allTopics: false, topic }, cb));
-        const count = metadata.topics.find((listed) => listed.name === topic)?.partitions.length ?? 0;
-        if (count > 0) this.layouts.set(topic, count);
+        // One topic named (every topic's metadata is costly on a large cluster; assigned, it exists, and no
+        // broker creates it anew), or every topic at once for several (a pattern's first assignment).
+        const request = unknown.length === 1 ? { timeout: 5_000, allTopics: false, topic: unknown[0]! } : { timeout: 5_000 };
+        const metadata = await promisify<RdKafka.Metadata>((cb) => this.consumer.getMetadata(request, cb));
+        for (const topic of unknown) {
+          const count = metadata.topics.find((listed) => listed.name === topic)?.partitions.length ?? 0;
+          if (count > 0) this.layouts.set(topic, count);
+        }
       } catch {
-        // Not known now: none of its partitions is taken for an added one.
+        // Not known now: none of their partitions is taken for an added one.
       }
     }
     const added = assignment.filter((tp) => tp.partition >= (this.layouts.get(tp.topic) ?? Infinity));
