@@ -171,7 +171,8 @@ export default defineSink<KafkaSinkConfig>({
   status: 'beta',
   summary: 'Writes records as JSON to a Kafka topic, keyed by user id, with an idempotent or transactional producer.',
   description:
-    'Each record is one JSON message; its key is the record field `key_field` (the user id by default). The producer is ' +
+    'Each record is one JSON message, the line a `file` sink writes for it, with no headers (a `kafka` source reads events back with ' +
+    '`mapping: canonical`); its key is the record field `key_field` (the user id by default). The producer is ' +
     'idempotent (acks=all), and `flush` waits until the brokers acknowledged every record written (and fails if any ' +
     'delivery failed), so source offsets are committed only for records the brokers hold. With `guarantee: exactly-once` every such sink of the pipeline writes in one Kafka ' +
     'transaction that also commits the Kafka source offsets, through one producer (so their fields other than `topic` and `key_field` must agree); ' +

@@ -149,7 +149,8 @@ async function scriptedConsumer(options: { assignAtSubscribe?: boolean } = {}): 
     position: (list: { topic: string; partition: number }[]) => list.map(({ topic, partition }) => ({ topic, partition, offset: Math.max(highOffsets.get(`${topic}/${partition}`) ?? 0, 0) })),
     getMetadata(_options: unknown, cb: (error: Error | null, metadata: unknown) => void) {
       const names = [...new Set([...subscribed, ...assignedTopics])].filter((name) => !deletedTopics.has(name));
-      const topics = names.map((name) => ({ name, partitions: [{ id: 0, leader: 1, replicas: [1], isrs: [1] }] }));
+      // Four partitions each: a test assigns partitions among them, none of them one added to its topic since.
+      const topics = names.map((name) => ({ name, partitions: [0, 1, 2, 3].map((id) => ({ id, leader: 1, replicas: [1], isrs: [1] })) }));
       later(() => cb(null, { orig_broker_id: 1, orig_broker_name: 'fake', brokers: [{ id: 1, host: '127.0.0.1', port: 1 }], topics }));
     },
     disconnect(cb: () => void) {
@@ -254,14 +255,15 @@ test('a checkpoint taken after a resume, before a record of a partition is read,
   assert.deepEqual(assigned[0], [{ topic: 'quiet', partition: 0, offset: 42 }], 'reading starts at the checkpoint\'s offset');
   // No record of it read yet: a checkpoint now (a stop, or the next interval) must still cover offset 42.
   // Before, it held no offset of the partition, and the restart after it started at the group's committed offset.
-  assert.deepEqual(instance.position!(), { offsets: { quiet: { '0': 42 } } });
+  assert.deepEqual(instance.position!().offsets, { quiet: { '0': 42 } });
 });
 
 test('a rebalance that takes away a partition resumed at a checkpoint\'s offset, before a record of it is read, hands it over at that offset: the hand-over\'s checkpoint names it and commits it there', async (t) => {
   const script = await scriptedConsumer();
   t.after(script.restore);
   const commits: unknown[] = [];
-  script.swap({ commitSync: (offsets: unknown) => void commits.push(offsets) });
+  // A commit of no offsets asks whether the assignment was lost (assignmentLost): none is committed.
+  script.swap({ commitSync: (offsets: unknown) => void (offsets === null || offsets === undefined || commits.push(offsets)) });
   // The runtime's checkpoint on request: the position it holds, then the commit of it.
   const checkpoints: unknown[] = [];
   let instance: Source | undefined;
@@ -280,7 +282,7 @@ test('a rebalance that takes away a partition resumed at a checkpoint\'s offset,
   // Before: the checkpoint held no offset of it (its state there, the restart after it started the
   // partition at the group's committed offset); in scale_out, exactly-once, its commit went without the
   // mark of the state that checkpoint saved, and the next owner restored older state.
-  assert.deepEqual(checkpoints, [{ offsets: { quiet: { '0': 42 } } }]);
+  assert.deepEqual(checkpoints, [{ offsets: { quiet: { '0': 42 } }, partitions: { quiet: 4 } }]);
   assert.deepEqual(commits, [[{ topic: 'quiet', partition: 0, offset: 42 }]]);
 });
 
@@ -314,7 +316,7 @@ test('exactly-once: a partition assigned at the group\'s committed offset is lef
   t.after(() => instance.close?.());
   void instance.read()[Symbol.asyncIterator]().next().catch(() => undefined);
   const both = { offsets: { allowed: { '0': 5 }, denied: { '0': 5 } } };
-  await until(() => JSON.stringify(instance.position!()) === JSON.stringify(both), 'both partitions assigned at the committed offset');
+  await until(() => JSON.stringify(instance.position!().offsets) === JSON.stringify(both.offsets), 'both partitions assigned at the committed offset');
   // A fetch of `allowed` answered (librdkafka caches its high watermark); none of `denied` yet: the
   // brokers may deny it, which the source learns only from that answer.
   script.highOffsets.set('allowed/0', 5);
@@ -330,7 +332,7 @@ test('exactly-once: a partition assigned at the group\'s committed offset is lef
   await until(() => sent.length >= 3, 'the hand-over committed');
   script.highOffsets.clear();
   script.rebalance('assign', [{ topic: 'allowed', partition: 0 }, { topic: 'denied', partition: 0 }]);
-  await until(() => assignments === 2 && JSON.stringify(instance.position!()) === JSON.stringify(both), 'both assigned again at the committed offset');
+  await until(() => assignments === 2 && JSON.stringify(instance.position!().offsets) === JSON.stringify(both.offsets), 'both assigned again at the committed offset');
   const before = sent.length;
   await instance.commit!(instance.position!());
   assert.deepEqual(sent[before], [{ topic: 'allowed', partition: 0, offset: 5 }, { topic: 'denied', partition: 0, offset: 5 }]);
@@ -349,7 +351,7 @@ test('exactly-once scale_out: partitions restored at the group\'s committed offs
   await until(() => script.consumeCalls() > 0, 'subscribed');
   script.rebalance('assign', [{ topic: 'allowed', partition: 0 }, { topic: 'denied', partition: 0 }]);
   const both = { offsets: { allowed: { '0': 5 }, denied: { '0': 5 } } };
-  await until(() => JSON.stringify(instance.position!()) === JSON.stringify(both), 'both restored at the committed offset');
+  await until(() => JSON.stringify(instance.position!().offsets) === JSON.stringify(both.offsets), 'both restored at the committed offset');
   await instance.commit!(instance.position!());
   // Before: both, and the brokers refused the transaction where they deny one (a member's first checkpoint
   // after a rebalance, its partitions still unread).
@@ -380,9 +382,11 @@ test('a resume at a checkpoint\'s offset that the group\'s committed offset diff
   assert.deepEqual(warning.fields, { partitions: [{ partition: 'quiet/0', checkpoint: 42, committed: 0 }] });
 });
 
-test('a resume at a checkpoint\'s offset outside its partition\'s log (deleted by retention meanwhile, or another log) says so, with the offsets', async (t) => {
+test('a resume at a checkpoint\'s offset outside its partition\'s log (deleted by retention meanwhile, or another log) says so, with the offsets, and reads the partition from its log\'s start', async (t) => {
   const script = await scriptedConsumer();
   t.after(script.restore);
+  const assigned: unknown[] = [];
+  script.swap({ assign: (list: unknown) => void assigned.push(list) });
   // 'old': its records up to 19 deleted by retention; 'gone': created again, 10 records in it.
   const logs: Record<string, { lowOffset: number; highOffset: number }> = { old: { lowOffset: 20, highOffset: 30 }, gone: { lowOffset: 0, highOffset: 10 } };
   const queryWatermarkOffsets = (topic: string, _partition: number, _timeout: number, cb: (error: null, offsets: { lowOffset: number; highOffset: number }) => void) => void setTimeout(() => cb(null, logs[topic]!), 5);
@@ -395,10 +399,12 @@ test('a resume at a checkpoint\'s offset outside its partition\'s log (deleted b
   void instance.read()[Symbol.asyncIterator]().next().catch(() => undefined);
   const outside = (): { fields: unknown; message: string } | undefined => warnings.find((w) => w.message.startsWith('kafka source cannot resume where its checkpoint says'));
   await until(() => outside() !== undefined, 'the warning');
-  // Before, librdkafka started both over at start_from and nothing said so above its debug log.
+  // Before, librdkafka started both over at start_from (with latest: their records skipped) and nothing said so above its debug log.
   assert.match(outside()!.message, /old\/0: offset 5 is below the log's start 20 \(records 5-19 were deleted, by retention, before they were read\)/);
   assert.match(outside()!.message, /gone\/0: offset 42 is past the log's end 10 \(the topic was created again, or these brokers are another cluster's\)/);
-  assert.match(outside()!.message, /start_from \(earliest\)$/);
+  assert.match(outside()!.message, /Such a partition is read from its log's start, whatever start_from says$/);
+  await until(() => assigned.length > 0, 'the assignment');
+  assert.deepEqual(assigned[0], [{ topic: 'old', partition: 0, offset: 20 }, { topic: 'gone', partition: 0, offset: 0 }]);
 });
 
 test('readiness after a (re)start: not ready from the subscription until the group\'s first assignment (an empty one too: an idle member), naming the group and topic; a later rebalance has assignment_timeout\'s grace', async (t) => {
@@ -722,6 +728,62 @@ async function readInBackground(instance: Source, script: { consumeCalls(): numb
     for (let next = await batches.next(); !next.done; next = await batches.next());
   })().catch(() => undefined);
   await until(() => script.consumeCalls() > 0, 'the consume loop running');
+}
+
+test('start_from latest: a topic the source sees deleted while it runs, then created again, has each partition assigned again read from its log\'s start (the group holds no offset of it), said at info', async (t) => {
+  const script = await scriptedConsumer();
+  t.after(script.restore);
+  const assigned: unknown[] = [];
+  script.swap({ assign: (list: unknown) => void assigned.push(list) });
+  const infos: string[] = [];
+  const context = testContext({ batchSize: 100 });
+  const logged = { ...context, logger: { ...context.logger, info: (_fields: unknown, message?: string) => void infos.push(message ?? '') } } as typeof context;
+  const instance = await (kafkaSource as SourcePlugin<KafkaSourceConfig>).create(unreachableConfig(['t'], { start_from: 'latest' }), logged);
+  t.after(() => instance.close?.());
+  void instance.read()[Symbol.asyncIterator]().next().catch(() => undefined);
+  await until(() => assigned.length === 1, 'the first assignment');
+  assert.deepEqual(assigned[0], [{ topic: 't', partition: 0 }], 'at start_from, the group holding no offset of it');
+  script.rebalance('revoke', [{ topic: 't', partition: 0 }]);
+  script.deletedTopics.add('t');
+  // The source's metadata looks (every 2 s) find it gone.
+  await until(() => instance.position!().partitions !== undefined && (instance.position!().partitions as Record<string, number>)['t'] === 0, 'the deletion seen');
+  script.deletedTopics.delete('t');
+  script.rebalance('assign', [{ topic: 't', partition: 0 }]);
+  await until(() => assigned.length === 2, 'the assignment of the topic created again');
+  // Before: at start_from (latest), its records written before the assignment skipped.
+  assert.deepEqual(assigned[1], [{ topic: 't', partition: 0, offset: -2 }]);
+  assert.ok(infos.some((message) => message.includes('t/0 read from their start')), infos.join('\n'));
+});
+
+for (const lost of [true, false]) {
+  test(`at-least-once: a checkpoint's commit after ${lost ? 'the member was expelled from its group (librdkafka takes the assignment as lost), before the revocation that says so, commits nothing and says why' : 'no expulsion commits the offsets'}`, async (t) => {
+    const script = await scriptedConsumer();
+    t.after(script.restore);
+    const commits: unknown[] = [];
+    script.swap({
+      // librdkafka's answer to a commit of the current assignment: lost, or no offset stored to commit.
+      commitSync(offsets: unknown) {
+        if (offsets === null || offsets === undefined) throw Object.assign(new Error(lost ? 'Local: Assignment lost' : 'Local: No offset stored'), { code: lost ? -142 : -168 });
+      },
+      commit: (offsets: unknown) => void commits.push(offsets),
+    });
+    const { warnings, context } = warningsKept();
+    const instance = await (kafkaSource as SourcePlugin<KafkaSourceConfig>).create(unreachableConfig(['t']), context);
+    t.after(() => instance.close?.());
+    const value = Buffer.from(JSON.stringify({ user_id: 'u1', time: '2024-05-01T00:00:00Z', type: 'view' }));
+    void instance.read()[Symbol.asyncIterator]().next().catch(() => undefined);
+    await until(() => script.consumeCalls() > 0, 'the partition assigned');
+    script.highOffsets.set('t/0', 8);
+    script.answers.push(() => [{ topic: 't', partition: 0, offset: 7, value, key: null, size: value.length, timestamp: 0 }] as unknown as []);
+    await until(() => (instance.position!().offsets as Record<string, Record<string, number>> | undefined)?.['t']?.['0'] === 8, 'the record read');
+    // A stall past max.poll.interval.ms ended; the checkpoint comes before the revocation is handled.
+    await instance.commit!(instance.position!());
+    // Before: committed, under the member the group gave the partition to.
+    assert.deepEqual(commits, lost ? [] : [[{ topic: 't', partition: 0, offset: 8 }]]);
+    const said = warnings.filter((w) => w.message.startsWith('kafka source: this member lost its partitions'));
+    assert.equal(said.length, lost ? 1 : 0);
+    if (lost) assert.deepEqual((said[0]!.fields as { partitions: string[] }).partitions, ['t/0']);
+  });
 }
 
 test('a long run of rebalances over ever new partitions (a topic pattern whose topics come and go) keeps entries only for the partitions held and those whose hand-over commit the brokers refused, and no lag series of a partition gone', async (t) => {

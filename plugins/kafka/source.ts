@@ -159,6 +159,8 @@ interface PartitionState {
    * crash between a checkpoint and its commit) or set by hand (`kafka-consumer-groups --reset-offsets`).
    */
   resumedAt?: number | undefined;
+  /** Assigned at its log's start whatever start_from says (an added partition: addedPartitions), in this assignment. */
+  fromLogStart?: boolean;
   /**
    * While not assigned: the offset after its last record handed to the runtime before it was revoked.
    * The pipeline's state holds its input up to there, so a checkpoint's position names it: exactly-once
@@ -236,6 +238,9 @@ const probeQuietMs = 5_000;
  * stalled (watchProgress).
  */
 const noProgressMs = 10_000;
+
+/** librdkafka's logical offset of a partition's first record (RD_KAFKA_OFFSET_BEGINNING), to assign a partition at. */
+const OFFSET_BEGINNING = -2;
 /**
  * How long a last stable offset the brokers gave (watchProgress asks again every noProgressMs while a
  * partition's position stays below its high watermark) counts: a transaction may have ended since, and
@@ -287,7 +292,10 @@ export default defineSource<KafkaSourceConfig>({
       start_from: {
         enum: ['earliest', 'latest'],
         default: 'earliest',
-        description: 'Where a partition with no committed offset starts: its first record, or only new ones.',
+        description:
+          'Where a partition with no committed offset starts: its first record, or only new ones. A partition added to a topic after this ' +
+          'source first read it (the topic grown, or deleted and created again with more partitions) starts at its first record either way, ' +
+          'said in the log: `latest` would skip the records written to it before the group noticed it.',
       },
       event_time: {
         enum: ['field', 'timestamp'],
@@ -434,6 +442,13 @@ class KafkaSource {
   private readonly absentFields: ReturnType<typeof absentFieldCheck>;
   /** Offsets to start from at the next assignment, by partition key: a checkpoint's (`seek`), or a hand-over's the brokers refused to commit (revokeCommitted). */
   private readonly seekTo = new Map<string, number>();
+  /**
+   * How many partitions each topic read here had as this source last knew it: as its checkpoint says
+   * (seek: the position names them), else as the brokers listed the topic at its first assignment in
+   * this run; raised as partitions past it are assigned, 0 once the topic is seen deleted. A partition
+   * past it was added since (the topic grown, or deleted and created again with more): see addedPartitions.
+   */
+  private readonly layouts = new Map<string, number>();
   private paused = false;
   private closing = false;
   /** Ends the connect's tries (close(), or the pipeline's stop) while the consumer connects. */
@@ -713,7 +728,8 @@ class KafkaSource {
       (offsets[state.topic] ??= {})[String(state.partition)] = next;
       assignments.set(state, state.assignment);
     }
-    const position = { offsets };
+    // The topics' partition counts go with it: a restart tells the partitions added meanwhile (addedPartitions).
+    const position: SourcePosition = this.layouts.size > 0 ? { offsets, partitions: Object.fromEntries(this.layouts) } : { offsets };
     this.positionAssignments.set(position, assignments);
     return position;
   }
@@ -732,6 +748,10 @@ class KafkaSource {
   }
 
   seek(position: SourcePosition): void {
+    // Whatever the guarantee: what the checkpoint knew of each topic tells the partitions added since.
+    for (const [topic, count] of Object.entries((position.partitions ?? {}) as Record<string, unknown>)) {
+      if (typeof count === 'number' && Number.isSafeInteger(count) && count >= 0) this.layouts.set(topic, count);
+    }
     // Exactly-once: the offsets committed in the last transaction are the truth (they moved atomically
     // with the outputs); an older position would write those outputs twice.
     if (this.transactions) return;
@@ -862,6 +882,18 @@ class KafkaSource {
       return sealed;
     }
     if (offsets.length === 0 || !this.connected || this.fatal !== undefined) return Promise.resolve();
+    // Expelled from the group (its session or max.poll.interval expired: a stalled process), and the
+    // revocation that says so not handled yet: a checkpoint in between names partitions the group has
+    // given another member, which reads them from the committed offsets. Not committed: a commit of
+    // them would move the group's offsets under that member (the brokers take one where the group has
+    // gone empty meanwhile), and the revocation that follows commits nothing either (revokeCommitted).
+    if (this.assignmentLost()) {
+      this.context.logger.warn(
+        { source: this.label, partitions: offsets.map((tp) => `${tp.topic}/${tp.partition}`) },
+        'kafka source: this member lost its partitions (its session or max.poll.interval.ms expired: a stalled process, or the brokers unreachable that long): the checkpoint\'s offsets of them are not committed; the group gives them to another member, which reads them on from the committed offsets',
+      );
+      return Promise.resolve();
+    }
     // Asynchronous: the offsets are final (every sink flushed), so nothing needs to wait for the
     // broker's answer; the barrier would otherwise hold the whole pipeline for one round trip per
     // commit. Commits of one consumer are sent in order; close() waits for the answers.
@@ -1359,6 +1391,8 @@ class KafkaSource {
     }
     this.lastClusterCheck = now;
     this.forgetDeleted(metadata);
+    // A topic read here and gone: created again, every partition of it is an added one (read from its start).
+    for (const topic of this.layouts.keys()) if (!listsTopic(metadata, topic)) this.layouts.set(topic, 0);
     this.checkKeptCommitted();
     if (this.config.pattern !== undefined) {
       this.matchedTopics = topicsSubscribed(this.config, metadata) ?? [];
@@ -1768,7 +1802,7 @@ class KafkaSource {
    * two differ, since a reset of the group's offsets (`kafka-consumer-groups --reset-offsets`, to replay
    * from a point in time) is otherwise ignored in silence while a checkpoint is there. They differ, the
    * committed ones older, after a crash between a checkpoint and its commit too. Only a note: a failed
-   * look says nothing. Then whether those offsets are in their partitions' logs at all.
+   * look says nothing. (Offsets outside their partitions' logs were found before the assignment: resumedOutsideLog.)
    */
   private async sayCommittedDiffers(resumed: RdKafka.TopicPartitionOffset[]): Promise<void> {
     let committed: RdKafka.TopicPartitionOffset[] = [];
@@ -1791,30 +1825,31 @@ class KafkaSource {
           'to read from the group\'s offsets instead (set by kafka-consumer-groups --reset-offsets, say), stop, move the checkpoint folder away and start again (docs/operations.md, Replaying from a point in time)',
       );
     }
-    await this.sayResumedOutsideLog(resumed);
   }
 
   /**
-   * A checkpoint's offset outside its partition's log is not read from: librdkafka starts the partition
-   * over at `start_from`, and says so only in its debug log. Below the log's start, the records between
-   * were deleted (retention) while the daemon was stopped, and are lost to it; past the log's end, the
-   * offsets are not this log's (the topic was deleted and created again, or the brokers are another
-   * cluster's). Said once per start, with the offsets; a failed look says nothing.
+   * The checkpoint's offsets (`resumed`) outside their partition's log, each with the log's start, where
+   * reading starts instead, said in a warning once per assignment. Below the log's start, the records
+   * between were deleted (retention) while the daemon was stopped, and are lost to it; past the log's end,
+   * the offsets are not this log's (the topic was deleted and created again, or the brokers are another
+   * cluster's), and every record of this log came after the checkpoint. Before, librdkafka started such a
+   * partition over at `start_from`, which with `latest` skipped the records there, saying so only in its
+   * debug log. The logs are asked for together, before the assignment; a failed look leaves that partition
+   * to librdkafka (start_from).
    */
-  private async sayResumedOutsideLog(resumed: RdKafka.TopicPartitionOffset[]): Promise<void> {
+  private async resumedOutsideLog(resumed: readonly RdKafka.TopicPartitionOffset[]): Promise<Map<string, number>> {
+    const logs = await Promise.all(
+      resumed.map((tp) => promisify<RdKafka.WatermarkOffsets>((cb) => this.consumer.queryWatermarkOffsets(tp.topic, tp.partition, 5_000, cb)).catch(() => undefined)),
+    );
     const outside: { partition: string; checkpoint: number; logStart: number; logEnd: number }[] = [];
-    for (const tp of resumed) {
-      // A stop waits for this look: it ends at the first failure (the brokers away) or at the stop.
-      if (this.closing) return;
-      let log: RdKafka.WatermarkOffsets;
-      try {
-        log = await promisify<RdKafka.WatermarkOffsets>((cb) => this.consumer.queryWatermarkOffsets(tp.topic, tp.partition, 5_000, cb));
-      } catch {
-        return;
-      }
-      if (tp.offset < log.lowOffset || tp.offset > log.highOffset) outside.push({ partition: `${tp.topic}/${tp.partition}`, checkpoint: tp.offset, logStart: log.lowOffset, logEnd: log.highOffset });
+    const starts = new Map<string, number>();
+    for (const [k, tp] of resumed.entries()) {
+      const log = logs[k];
+      if (log === undefined || (tp.offset >= log.lowOffset && tp.offset <= log.highOffset)) continue;
+      outside.push({ partition: `${tp.topic}/${tp.partition}`, checkpoint: tp.offset, logStart: log.lowOffset, logEnd: log.highOffset });
+      starts.set(partitionKey(tp.topic, tp.partition), log.lowOffset);
     }
-    if (outside.length === 0) return;
+    if (outside.length === 0) return starts;
     const list = outside
       .map((o) => o.checkpoint < o.logStart
         ? `${o.partition}: offset ${o.checkpoint} is below the log's start ${o.logStart} (records ${o.checkpoint}-${o.logStart - 1} were deleted, by retention, before they were read)`
@@ -1822,8 +1857,9 @@ class KafkaSource {
       .join('; ');
     this.context.logger.warn(
       { partitions: outside },
-      `kafka source cannot resume where its checkpoint says: ${list}. librdkafka starts such a partition over at start_from (${this.config.start_from})`,
+      `kafka source cannot resume where its checkpoint says: ${list}. Such a partition is read from its log's start, whatever start_from says`,
     );
+    return starts;
   }
 
   /**
@@ -1841,7 +1877,7 @@ class KafkaSource {
       return undefined;
     }
     if (state.assignment !== assignment || !state.assigned) return undefined;
-    const start = committed !== undefined && committed.offset >= 0 ? committed.offset : this.config.start_from === 'earliest' ? log.lowOffset : log.highOffset;
+    const start = committed !== undefined && committed.offset >= 0 ? committed.offset : this.config.start_from === 'earliest' || state.fromLogStart ? log.lowOffset : log.highOffset;
     state.startOffset = start;
     return start;
   }
@@ -1945,7 +1981,7 @@ class KafkaSource {
         // is made there; librdkafka's is out of range and it starts over from `start_from`'s end. Judged
         // from there, after another noProgressMs (before: a false stall, with start_from latest).
         if (seen.position < lowOffset) {
-          const reset = this.config.start_from === 'earliest' ? lowOffset : highOffset;
+          const reset = this.config.start_from === 'earliest' || state?.fromLogStart ? lowOffset : highOffset;
           if (state && state.startOffset === seen.position) state.startOffset = reset;
           seen.position = reset;
           return void (seen.since = this.context.clock.now());
@@ -2009,7 +2045,7 @@ class KafkaSource {
     if (error.code === ErrorCode.ASSIGN_PARTITIONS) {
       return this.inTurn(async () => {
         await this.afterRound(assignment);
-        this.assignPartitions(assignment);
+        this.assignPartitions(assignment, await this.startsOutsideCheckpoint(assignment));
       });
     }
     this.inTurn(this.context.commitNow ? () => this.revokeCommitted(assignment) : async () => this.handOver(assignment));
@@ -2041,8 +2077,77 @@ class KafkaSource {
     this.rebalancing = this.rebalancing.then(step).catch((failure: unknown) => (this.closing ? this.keepFailure(asError(failure)) : this.failSource(asError(failure))));
   }
 
+  /**
+   * Where an assignment without scale-out starts partitions other than at a checkpoint's offset or the
+   * group's, by partition key: a partition added to its topic since (addedPartitions) that the group
+   * holds no committed offset of, at its start (OFFSET_BEGINNING); a checkpoint's offset outside its
+   * partition's log, at the log's start (resumedOutsideLog). Looks that fail (the brokers away) leave
+   * a partition to the checkpoint's offset, the group's, or start_from, as before.
+   */
+  private async startsOutsideCheckpoint(assignment: RdKafka.TopicPartition[]): Promise<Map<string, number>> {
+    const starts = new Map<string, number>();
+    const added = (await this.addedPartitions(assignment)).filter((tp) => !this.seekTo.has(partitionKey(tp.topic, tp.partition)));
+    if (added.length > 0) {
+      let committed: RdKafka.TopicPartitionOffset[] | undefined;
+      try {
+        committed = await promisify<RdKafka.TopicPartitionOffset[]>((cb) => this.consumer.committed(added.map(({ topic, partition }) => ({ topic, partition })), 10_000, cb));
+      } catch (error) {
+        this.context.logger.warn({ source: this.label, partitions: added.map(partitionId), err: asError(error).message }, `kafka source: the group's committed offsets of partitions added to their topic not known; they start at the group's offsets, else at start_from (${this.config.start_from})`);
+      }
+      // librdkafka gives a partition the group never committed offset -1001 (RD_KAFKA_OFFSET_INVALID), node-rdkafka none.
+      const uncommitted = (committed ?? []).filter((tp) => !(tp.offset >= 0));
+      for (const tp of uncommitted) starts.set(partitionKey(tp.topic, tp.partition), OFFSET_BEGINNING);
+      this.sayAdded(uncommitted);
+    }
+    const resumed = assignment.flatMap((tp) => {
+      const offset = this.seekTo.get(partitionKey(tp.topic, tp.partition));
+      return offset === undefined ? [] : [{ ...tp, offset }];
+    });
+    for (const [key, logStart] of await this.resumedOutsideLog(resumed)) starts.set(key, logStart);
+    return starts;
+  }
+
+  /**
+   * The partitions of `assignment` added to their topic since this source knew it (`layouts`): the
+   * topic grown (kafka-topics --alter --partitions), or deleted and created again with more. A topic
+   * assigned here the first time in this run, and not named by the checkpoint, is learnt from the
+   * brokers (one metadata request naming it): its partitions then are not added ones. Raises each
+   * topic's count to the partitions assigned. A failed look learns nothing (the next assignment asks again).
+   */
+  private async addedPartitions(assignment: readonly RdKafka.TopicPartition[]): Promise<RdKafka.TopicPartition[]> {
+    const unknown = [...new Set(assignment.map((tp) => tp.topic))].filter((topic) => !this.layouts.has(topic));
+    if (unknown.length > 0) {
+      try {
+        // One topic named (every topic's metadata is costly on a large cluster; assigned, it exists, and no
+        // broker creates it anew), or every topic at once for several (a pattern's first assignment).
+        const request = unknown.length === 1 ? { timeout: 5_000, allTopics: false, topic: unknown[0]! } : { timeout: 5_000 };
+        const metadata = await promisify<RdKafka.Metadata>((cb) => this.consumer.getMetadata(request, cb));
+        for (const topic of unknown) {
+          const count = metadata.topics.find((listed) => listed.name === topic)?.partitions.length ?? 0;
+          if (count > 0) this.layouts.set(topic, count);
+        }
+      } catch {
+        // Not known now: none of their partitions is taken for an added one.
+      }
+    }
+    const added = assignment.filter((tp) => tp.partition >= (this.layouts.get(tp.topic) ?? Infinity));
+    for (const tp of assignment) if (this.layouts.has(tp.topic) && tp.partition >= this.layouts.get(tp.topic)!) this.layouts.set(tp.topic, tp.partition + 1);
+    return added;
+  }
+
+  /** Says which partitions added to their topic are read from their start, and why. */
+  private sayAdded(partitions: readonly RdKafka.TopicPartition[]): void {
+    if (partitions.length === 0) return;
+    const named = partitions.map((tp) => `${tp.topic}/${tp.partition}`).join(', ');
+    const why = this.config.start_from === 'latest' ? ' (start_from: latest is for the partitions there when the group first read the topic: its records would otherwise be skipped)' : '';
+    this.context.logger.info(
+      { source: this.label, partitions: partitions.map((tp) => `${tp.topic}/${tp.partition}`) },
+      `kafka source: partitions added to their topic since this source last read it (the topic grown, or created again with more partitions): ${named} read from their start, the group holding no committed offset of them${why}`,
+    );
+  }
+
   /** An assignment without scale-out: reading starts at a checkpoint's offsets (at-least-once, after a restart), else at the group's. */
-  private assignPartitions(assignment: RdKafka.TopicPartition[]): void {
+  private assignPartitions(assignment: RdKafka.TopicPartition[], starts: ReadonlyMap<string, number> = new Map()): void {
     const now = this.context.clock.now();
     const resumed: RdKafka.TopicPartitionOffset[] = [];
     const list: RdKafka.Assignment[] = assignment.map((tp) => {
@@ -2053,7 +2158,14 @@ class KafkaSource {
         this.partitions.set(key, state);
       }
       markAssigned(state, now);
-      const from = this.seekTo.get(key);
+      const start = starts.get(key);
+      // An added partition: at its start, which librdkafka finds (no offset to name for the position until a record of it is read).
+      if (start === OFFSET_BEGINNING) {
+        state.startOffset = state.resumedAt = undefined;
+        state.fromLogStart = true;
+        return { ...tp, offset: OFFSET_BEGINNING };
+      }
+      const from = start ?? this.seekTo.get(key);
       state.startOffset = from;
       state.resumedAt = from;
       // As if handed to a commit: a blocked partition that did not move is not committed (commit()).
@@ -2319,6 +2431,10 @@ class KafkaSource {
       return { state, committed: committedOf.get(key), ...(marks && marks.length > 0 ? { marks } : {}) };
     });
     const starts = await listener.assigned(states.map(({ state, committed, marks }) => ({ id: state.id, committed, ...(marks ? { marks } : {}) })));
+    // Partitions added to their topic since, with no state and no committed offset: at their start, whatever start_from says.
+    const added = (await this.addedPartitions(assignment)).filter((tp) => starts.get(partitionId(tp)) === undefined && committedOf.get(partitionKey(tp.topic, tp.partition)) === undefined);
+    const addedKeys = new Set(added.map((tp) => partitionKey(tp.topic, tp.partition)));
+    this.sayAdded(added);
     await this.afterRound(assignment);
     const assignedAt = this.context.clock.now();
     for (const { state } of states) {
@@ -2342,6 +2458,10 @@ class KafkaSource {
       // As if handed to a commit (it is committed there): a blocked one that does not move is not committed
       // again (commit()), which the brokers refuse where they deny its fetch, failing the transaction.
       if (this.transactions && start !== undefined && start === committed) state.resumedAt = state.committing = start;
+      if (addedKeys.has(partitionKey(tp.topic, tp.partition))) {
+        state.fromLogStart = true;
+        return { ...tp, offset: OFFSET_BEGINNING };
+      }
       return start === undefined ? tp : { ...tp, offset: start };
     }));
     this.setPaused(assignment);
@@ -2870,6 +2990,7 @@ function markAssigned(state: PartitionState, now: number): void {
   state.fetched = undefined;
   state.startOffset = undefined;
   state.resumedAt = undefined;
+  state.fromLogStart = false;
   state.revokedAt = undefined;
   state.highSeen = -1;
   state.stableEnd = undefined;
