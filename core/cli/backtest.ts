@@ -19,6 +19,7 @@ import { ConfigError, positionOf, type ErrorCode } from '../errors.js';
 import type { StreamRecord } from '../events.js';
 import { defineSink, type AnyPlugin, type ConfigFile } from '../plugin.js';
 import { outputFilesOf, recordCountOf, replayNotesOf } from '../plugin-hooks.js';
+import { recentScoresText } from '../model-scores.js';
 import { sameFile, statIfAny } from '../paths.js';
 import { PipelineRunner, type RunStats } from '../runtime/pipeline.js';
 import { createLogger } from '../runtime/telemetry.js';
@@ -164,6 +165,18 @@ function calibrationErrorOf(report: ModelReport): Pick<BacktestModelMetrics, 'ca
   const error = report.calibrationError;
   const bins = Array.isArray(report.calibration) ? report.calibration.length : 0;
   return { calibrationError: { bins, ece: typeof error?.ece === 'number' ? error.ece : null, maxGap: typeof error?.maxGap === 'number' ? error.maxGap : null } };
+}
+
+/**
+ * A model's figures beyond its cumulative scores, a line each, as the terminal summary says them below the model's
+ * line (4 decimals, as its scores): the last window's in the words of the model stage's own end-of-run line (nothing
+ * where the window holds every label: the cumulative scores say it), and the calibration error where it has a label.
+ */
+function figureLines(m: BacktestModelMetrics): string[] {
+  const recent = m.lastWindow === undefined ? undefined : recentScoresText(m.lastWindow, m.n, 4);
+  const c = m.calibrationError;
+  const calibration = c?.ece === null || c?.ece === undefined ? undefined : `calibration error (${c.bins} bins): ECE ${c.ece.toFixed(4)}, max bin gap ${c.maxGap === null ? '-' : c.maxGap.toFixed(4)}`;
+  return [recent, calibration].filter((line): line is string => line !== undefined);
 }
 
 /** Why `dir` cannot be made a folder, or undefined: it, or the nearest existing path above it, is a file. */
@@ -325,6 +338,7 @@ export async function runBacktestCommand(options: BacktestCommandOptions): Promi
     for (const [name, m] of Object.entries(metrics.models)) {
       const warm = warmOf.get(name);
       process.stderr.write(`  model ${name}: AUC ${score(m.auc)}  log loss ${score(m.logloss)}  Brier ${score(m.brier)}  labels ${m.n} (${m.positives} positive)${warm ? `  (warm start from ${warm.file})` : ''}\n`);
+      for (const line of figureLines(m)) process.stderr.write(`    ${line}\n`);
       for (const note of notesOf.get(name)?.notes ?? []) process.stderr.write(`    ${note}\n`);
     }
     process.stderr.write(`${reportLine}\n`);
