@@ -38,6 +38,7 @@ export {
 } from './decode.js';
 export { gunzipUpToDamage, type GunzipUpToDamageOptions, type GzipDamage } from './gzip.js';
 export { FeatureBlock, inFloat32Range } from './feature-block.js';
+export { recentScoresText, type RecentScores } from './model-scores.js';
 export { FeatureSelector } from './feature-selector.js';
 export { fnv1a } from './hash.js';
 export { fieldPath, fieldPathProblem, isInheritedName, ownValue, setOwnField, valueAtPath, type ElementTest, type FieldPath, type FieldStep } from './fields.js';

@@ -8,6 +8,7 @@ import { distance } from 'fastest-levenshtein';
 import { KNOWN_EVENT_TYPES, ORIGIN, type ClickEvent, type Origin } from './events.js';
 import { comparable, fieldPath, fieldPathProblem, fieldPathStop, isInheritedName, ownValue, setOwnField, similarFieldPath, valueAtPath, type FieldPath } from './fields.js';
 import { daysFromCivil, isUtcZone, localTimeToUtc, zoneNameWarning, type LocalToUtc } from './time-zone.js';
+import { valueText } from './value-text.js';
 
 export interface MappingConfig {
   fields?: {
@@ -1059,9 +1060,8 @@ function nestedDeeperThan(value: object, limit: number): boolean {
   return false;
 }
 
+/** A record's value as its dead letter's reason quotes it: valueText's, cut with `...` as reasons always were; too deep a value is said, not quoted. */
 function describe(value: unknown): string {
-  if (typeof value === 'number') return String(value); // JSON.stringify writes Infinity (1e400 in JSON) as null
   if (typeof value === 'object' && value !== null && nestedDeeperThan(value, MAX_ATTRIBUTE_DEPTH)) return `${Array.isArray(value) ? 'an array' : 'an object'} nested deeper than ${MAX_ATTRIBUTE_DEPTH} levels`;
-  const text = JSON.stringify(value);
-  return text === undefined ? String(value) : text.length > 60 ? `${text.slice(0, 57)}...` : text;
+  return valueText(value, '...');
 }

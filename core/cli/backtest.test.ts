@@ -112,6 +112,47 @@ sinks:
   assert.equal(readFileSync(join(dir, 'again', 'metrics.json'), 'utf8'), readFileSync(join(report, 'metrics.json'), 'utf8'));
 });
 
+test("backtest on a terminal: the summary says each model's last-window AUC and log loss (in the words of the model's own end-of-run line) and its calibration error below its scores, as metrics.json has them; no last-window line where the window holds every label", (t) => {
+  const dir = tempFolder(t, 'backtest-terminal');
+  const data = join(dir, 'events.jsonl');
+  writeFileSync(data, `${shopperLines(3, 200, 6000).join('\n')}\n`);
+  const pipeline = join(dir, 'pipeline.yaml');
+  // churn-lr's window (5000) holds more than its labels: its last window is all of them, which its cumulative scores say.
+  writeFileSync(
+    pipeline,
+    `name: bt
+sources:
+  - { type: stdin, format: jsonl, mapping: { time_format: epoch_ms } }
+stages:
+  - { type: sessionizer, gap: 30m }
+  - { type: session-features }
+  - { type: intent-model, name: intent-lr, backend: cpu, batch: { max_size: 64 } }
+  - { type: churn-model, name: churn-lr, backend: cpu, horizon: 1d, batch: { max_size: 64 }, metrics: { window: 5000 } }
+sinks:
+  - { type: file, path: predictions.jsonl, kinds: [prediction] }
+`,
+  );
+  const report = join(dir, 'report');
+  // The summary's terminal form, as a person sees it (stderr a TTY).
+  const run = spawnSync(process.execPath, ['--import', 'data:text/javascript,process.stderr.isTTY=true', main, 'backtest', pipeline, '--input', data, '--report', report, '--log-level', 'warn', '--no-progress'], { encoding: 'utf8', cwd: dir });
+  assert.equal(run.status, 0, run.stderr);
+  const metrics = JSON.parse(readFileSync(join(report, 'metrics.json'), 'utf8')) as { models: Record<string, Required<BacktestModelMetrics>> };
+  const lines = run.stderr.split('\n');
+  const below = (model: string): string[] => {
+    const at = lines.findIndex((line) => line.startsWith(`  model ${model}: AUC `));
+    assert.ok(at >= 0, run.stderr);
+    const end = lines.findIndex((line, i) => i > at && !line.startsWith('    '));
+    return lines.slice(at + 1, end);
+  };
+  const intent = metrics.models['intent-lr']!;
+  const churn = metrics.models['churn-lr']!;
+  assert.ok(intent.lastWindow.n === 1000 && intent.n > 1000 && churn.lastWindow.n === churn.n, JSON.stringify(metrics.models));
+  const calibration = (m: Required<BacktestModelMetrics>): string => `calibration error (10 bins): ECE ${m.calibrationError.ece!.toFixed(4)}, max bin gap ${m.calibrationError.maxGap!.toFixed(4)}`;
+  assert.deepEqual(below('intent-lr').slice(0, 2), [`last 1000 labels: AUC ${intent.lastWindow.auc!.toFixed(4)}, log loss ${intent.lastWindow.logloss!.toFixed(4)}`, calibration(intent)].map((line) => `    ${line}`), run.stderr);
+  assert.deepEqual(below('churn-lr').slice(0, 1), [`    ${calibration(churn)}`], run.stderr);
+  assert.ok(!below('churn-lr').some((line) => line.includes('last ')), run.stderr);
+});
+
 test('backtest: a wrong --input or --report is said before anything runs (exit 2, outputs left alone); input that is all rejected exits 1 with null scores', (t) => {
   const dir = tempFolder(t, 'backtest');
   const pipeline = join(dir, 'pipeline.yaml');

@@ -19,6 +19,7 @@ import { ConfigError, positionOf, type ErrorCode } from '../errors.js';
 import type { StreamRecord } from '../events.js';
 import { defineSink, type AnyPlugin, type ConfigFile } from '../plugin.js';
 import { outputFilesOf, recordCountOf, replayNotesOf } from '../plugin-hooks.js';
+import { recentScoresText } from '../model-scores.js';
 import { sameFile, statIfAny } from '../paths.js';
 import { PipelineRunner, type RunStats } from '../runtime/pipeline.js';
 import { createLogger } from '../runtime/telemetry.js';
@@ -164,6 +165,21 @@ function calibrationErrorOf(report: ModelReport): Pick<BacktestModelMetrics, 'ca
   const error = report.calibrationError;
   const bins = Array.isArray(report.calibration) ? report.calibration.length : 0;
   return { calibrationError: { bins, ece: typeof error?.ece === 'number' ? error.ece : null, maxGap: typeof error?.maxGap === 'number' ? error.maxGap : null } };
+}
+
+/** A score as the summary and the report's page say it: 4 decimals, `-` where there is none (null: no label, or one class for an AUC). */
+const scoreText = (value: number | null | undefined): string => (typeof value === 'number' ? value.toFixed(4) : '-');
+
+/**
+ * A model's figures beyond its cumulative scores, a line each, as the terminal summary says them below the model's
+ * line (4 decimals, as its scores): the last window's in the words of the model stage's own end-of-run line (nothing
+ * where the window holds every label: the cumulative scores say it), and the calibration error where it has a label.
+ */
+function figureLines(m: BacktestModelMetrics): string[] {
+  const recent = m.lastWindow === undefined ? undefined : recentScoresText(m.lastWindow, m.n, 4);
+  const c = m.calibrationError;
+  const calibration = c?.ece === null || c?.ece === undefined ? undefined : `calibration error (${c.bins} bins): ECE ${scoreText(c.ece)}, max bin gap ${scoreText(c.maxGap)}`;
+  return [recent, calibration].filter((line): line is string => line !== undefined);
 }
 
 /** Why `dir` cannot be made a folder, or undefined: it, or the nearest existing path above it, is a file. */
@@ -320,18 +336,18 @@ export async function runBacktestCommand(options: BacktestCommandOptions): Promi
   };
   const warmOf = new Map(Object.entries(metrics.warmStarts ?? {}));
   const reportLine = `report: ${result.metricsFile}, ${result.reportFile}`;
-  const score = (value: number | null): string => (value === null ? '-' : value.toFixed(4));
   if (pretty) {
     for (const [name, m] of Object.entries(metrics.models)) {
       const warm = warmOf.get(name);
-      process.stderr.write(`  model ${name}: AUC ${score(m.auc)}  log loss ${score(m.logloss)}  Brier ${score(m.brier)}  labels ${m.n} (${m.positives} positive)${warm ? `  (warm start from ${warm.file})` : ''}\n`);
+      process.stderr.write(`  model ${name}: AUC ${scoreText(m.auc)}  log loss ${scoreText(m.logloss)}  Brier ${scoreText(m.brier)}  labels ${m.n} (${m.positives} positive)${warm ? `  (warm start from ${warm.file})` : ''}\n`);
+      for (const line of figureLines(m)) process.stderr.write(`    ${line}\n`);
       for (const note of notesOf.get(name)?.notes ?? []) process.stderr.write(`    ${note}\n`);
     }
     process.stderr.write(`${reportLine}\n`);
   } else {
     const aucs = Object.entries(metrics.models).map(([name, m]) => {
       const reason = notesOf.get(name)?.reason;
-      return `${name} AUC ${score(m.auc)}${warmOf.has(name) ? ' (warm start)' : ''}${reason ? ` (${reason})` : ''}`;
+      return `${name} AUC ${scoreText(m.auc)}${warmOf.has(name) ? ' (warm start)' : ''}${reason ? ` (${reason})` : ''}`;
     });
     resultLogger(logger, 'info').info(result, `backtest ${runner.name}: ${aucs.join(', ') || 'no model'}; ${reportLine}`);
   }
@@ -392,7 +408,6 @@ function sourceHtml(source: ReportSource): string {
  */
 function nowAndCalibrationHtml(metrics: BacktestMetrics, reports: readonly StreamRecord[]): string {
   const settingOf = new Map(reports.map((report) => [String((report as Partial<ModelReport>).model), (report as Partial<ModelReport>).timelineWindow?.setting]));
-  const score = (value: number | null | undefined): string => (typeof value === 'number' ? value.toFixed(4) : '-');
   const rows = Object.entries(metrics.models)
     .filter(([, m]) => m.lastWindow !== undefined || m.calibrationError !== undefined)
     .map(([model, m]) => {
@@ -401,7 +416,7 @@ function nowAndCalibrationHtml(metrics: BacktestMetrics, reports: readonly Strea
       // What the window spans, as the model stage says it: its size and the config field that sets it (the page knows no plugin's fields).
       const spans = w === undefined ? '-' : `${w.n}${w.size === null ? '' : ` of ${w.size}${typeof setting === 'string' && setting !== '' ? ` (<code>${escapeHtml(setting)}</code>)` : ''}`}`;
       const c = m.calibrationError;
-      const cells = [`<code>${escapeHtml(model)}</code>`, spans, score(w?.auc), score(w?.logloss), c === undefined ? '-' : String(c.bins), score(c?.ece), score(c?.maxGap)];
+      const cells = [`<code>${escapeHtml(model)}</code>`, spans, scoreText(w?.auc), scoreText(w?.logloss), c === undefined ? '-' : String(c.bins), scoreText(c?.ece), scoreText(c?.maxGap)];
       return `<tr>${cells.map((cell) => `<td>${cell}</td>`).join('')}</tr>`;
     });
   if (rows.length === 0) return '';

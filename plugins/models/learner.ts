@@ -6,7 +6,7 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
-import { type ClickEvent, type Column, type Counter, LockRefusedError, releaseLock, takeLockWaiting, decodeColumn, decodeColumnOf, decodeDerivedIds, decodeNamedColumns, decodeNullableStrings, decodeStrings, type DerivedIds, eachOf, type Emit, encodeColumn, encodeNamedColumns, encodeDerivedIds, type Gauge, type GaugeFamily, makeFolderDurably, type Metrics, PartedSnapshots, partsOf, isSessionSummary, PluginConfigError, type PluginContext, type Prediction, recordOperator, type RecordOperator, type SessionSummary, type StageRecord, type StreamRecord, TributaryError, writeFileDurably, sessionKey } from 'tributary';
+import { type ClickEvent, type Column, type Counter, LockRefusedError, releaseLock, takeLockWaiting, decodeColumn, decodeColumnOf, decodeDerivedIds, decodeNamedColumns, decodeNullableStrings, decodeStrings, type DerivedIds, eachOf, type Emit, encodeColumn, encodeNamedColumns, encodeDerivedIds, type Gauge, type GaugeFamily, makeFolderDurably, type Metrics, PartedSnapshots, partsOf, isSessionSummary, recentScoresText, PluginConfigError, type PluginContext, type Prediction, recordOperator, type RecordOperator, type SessionSummary, type StageRecord, type StreamRecord, TributaryError, writeFileDurably, sessionKey } from 'tributary';
 import { missingPackages, useBackend, type BackendSelection } from './backend.js';
 import type { ResolvedModelConfig } from './config.js';
 import { createDriftDetector, LossBlocks, type DriftDetector, type DriftState, type LossBlocksState } from './drift.js';
@@ -1431,9 +1431,8 @@ export class OnlineLearner {
     // The cumulative AUC averages in the model's first predictions (for churn, a whole horizon of
     // them at the prior): the window's says how good the model is now.
     const recent = summary.window;
-    // Its log loss is said whatever its AUC: a window of one class (no buyer lately) has no AUC, but its loss says how the model does.
-    const recentAucText = recent.auc === null ? 'n/a (one class)' : recent.auc.toFixed(3);
-    const recentText = recent.n === 0 || recent.n === summary.n ? '' : `; last ${recent.n} labels: AUC ${recentAucText}, log loss ${recent.logloss.toFixed(3)}`;
+    const recentScores = recentScoresText(recent, summary.n, 3);
+    const recentText = recentScores === undefined ? '' : `; ${recentScores}`;
     // Predictions the scores leave out: a full label buffer is a sizing mistake (warned), expiry is the timeout's doing.
     const { overflow, expired, invalidScores, withdrawn } = this.counts;
     const invalidText = invalidScores === 0 ? '' : `, ${invalidScores} not a number (the model diverged)`;
