@@ -172,6 +172,17 @@ test('the summary counts one mistake as one reason: the positions, lengths and t
   assert.ok(run.deadLetters.some((letter) => /not UTF-8 text \(\d+ bytes\)/.test(String(letter.reason))));
 });
 
+test('the summary counts one mistake as one reason where the value it quotes was cut short (a long value: its quote has no end)', async (t) => {
+  const dir = tempFolder(t, 'long-values');
+  const lines = Array.from({ length: 5 }, (_, i) => JSON.stringify({ user_id: 'u1', time: '2024-01-01T00:00:00Z', type: 'view', item_id: { note: `${'abcde'[i]}: a long text that a shop's export put in this column` } }));
+  writeFileSync(join(dir, 'long.jsonl'), `${lines.join('\n')}\n`);
+  const run = await runYaml('sources: [{type: file, path: long.jsonl}]\nsinks: [{type: memory}]\n', { baseDir: dir });
+  assert.equal(run.stats.deadLettered, 5);
+  // Was: five reasons, each ending with its own value cut short (`{"…":"d: a long text ... co...`), the quote open.
+  assert.deepEqual(Object.values(run.stats.deadLetteredByReason), [5], JSON.stringify(run.stats.deadLetteredByReason));
+  assert.match(String(run.deadLetters[0]!.reason), /^item_id: expected a string or number, got \{"note":"a: a long text.*\.\.\.$/);
+});
+
 test('sinks take the record kinds they list; records no sink takes are counted as filtered', async () => {
   const tagger = defineOperator<Record<string, never>>({
     name: 'tagger',

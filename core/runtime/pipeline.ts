@@ -132,9 +132,10 @@ const carriedCounters = ['eventsIn', 'recordsOut', 'outByKind', 'deadLettered', 
  * are `…` too, while those inside a name (`stage-sessionizer-0`, `UTF-8`) stay.
  */
 export function reasonClass(reason: string): string {
-  // A quote may be cut short with '...' after it (V8's JSON errors cut a line after 10 characters).
+  // A quote may be cut short with '...' after it (V8's JSON errors cut a line after 10 characters), or cut
+  // inside, before its end, with '...' (a long value a reason quotes: valueText): that quote never closes.
   return reason
-    .replace(/"(?:[^"\\]|\\.)*"(?:\.\.\.)?/g, '"…"')
+    .replace(/"(?:[^"\\]|\\.)*"(?:\.\.\.)?|"(?:[^"\\]|\\.)*\.\.\.$/g, '"…"')
     .replace(/(?<!\w)'(?:[^'\\]|\\.)*'(?!\w)/g, "'…'")
     .replace(/(?<![\w.-])-?\d(?:[\d:+TZ-]|\.\d)*(?!\w|\.\w)/g, '…');
 }
