@@ -436,7 +436,7 @@ export default defineOperator<ChurnModelConfig>({
     'The user\'s history follows an updated session\'s final span: the next session\'s gap is measured from its final end, a purchase ' +
     'only the update shows counts (once), and a late event before its start shortens its gap to the session before. ' +
     'Emits `prediction` and `drift` records; every input record passes through. ' +
-    'The `model_` metrics of `intent-model`, and `churn_users_evicted_total`, `churn_handed_over_total`, `churn_predictions_merged_total`; with a `gru`, `churn_sequences_evicted_total` (open sessions\' sequences let go at the bound of `max_users`, the oldest first).',
+    'The `model_` metrics of `intent-model`, and `churn_known_users`, `churn_users_evicted_total`, `churn_handed_over_total`, `churn_predictions_merged_total`; with a `gru`, `churn_sequences_evicted_total` (open sessions\' sequences let go at the bound of `max_users`, the oldest first).',
   config: {
     type: 'object',
     additionalProperties: false,
@@ -467,6 +467,8 @@ export function createChurnModel(rawConfig: ChurnModelConfig, context: PluginCon
   const maxUsers = rawConfig.max_users ?? 1_000_000;
   const metrics = learner.metrics;
   const usersEvicted = metrics.counter('churn_users_evicted_total', 'Users forgotten by the churn model because max_users was reached.');
+  const knownUsers = metrics.gauge('churn_known_users', 'Users whose history the churn model keeps (at most max_users).');
+  knownUsers.set(0);
   const sequences =
     config.model.kind === 'gru'
       ? new SequenceTracker(config.model.sequence_length, config.model.category_buckets, maxUsers, {
@@ -538,6 +540,7 @@ export function createChurnModel(rawConfig: ChurnModelConfig, context: PluginCon
       }
       user = { firstSeen: time, sessions: 0, purchases: 0, lastEnd: undefined, gapSum: 0, open: [], pending: [], ...(partition === undefined ? {} : { partition }) };
       users.set(userId, user);
+      knownUsers.set(users.size);
     }
     return user;
   };
@@ -785,6 +788,7 @@ export function createChurnModel(rawConfig: ChurnModelConfig, context: PluginCon
         users.delete(userId);
       }
       if (released > 0) handedOver.inc(released);
+      knownUsers.set(users.size);
       context.logger.info({ partitions, released }, 'churn: users of revoked partitions released');
     },
     /** The state as of this call, built in parts (see PartedSnapshots): the learner's, then the users' and the deadlines'. */
@@ -861,6 +865,7 @@ export function createChurnModel(rawConfig: ChurnModelConfig, context: PluginCon
             if (saved.format !== 5) yield* rekeySequences(sequences, restored);
           }
           users = restored;
+          knownUsers.set(users.size);
           deadlines = restoredDeadlines;
           deadlineOf = restoredDeadlineOf;
         })(),

@@ -589,6 +589,7 @@ test('churn: a user forgotten for max_users takes its pending predictions out of
   input.next(watermark(t + 10 * min));
   await until(async () => (await gauge('model_predictions_total')) === 3, 'three predictions');
   assert.equal(await gauge('churn_users_evicted_total'), 1);
+  assert.equal(await gauge('churn_known_users'), 2, 'b and c: at max_users');
   assert.equal(await gauge('model_labels_expired_total'), 1, "a's prediction left with a");
   // Past every deadline: b's and c's are labelled (churned), a's is not counted again.
   input.next(watermark(t + 3 * 60 * min));
