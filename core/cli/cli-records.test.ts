@@ -96,9 +96,19 @@ ${modelStages()}sinks: [{type: file, path: ${out}, kinds: [prediction, label, se
   return written;
 }
 
-test('every field of every record kind a sink writes (prediction of either task, label, session, drift, model_metrics) is the one docs/records.md lists, and each listed as always there is', () => {
+test('every field of every record kind a sink writes (prediction of either task, label, session, drift, model_metrics, event) is the one docs/records.md lists, and each listed as always there is', () => {
   const documented = documentedFields();
-  const records = demoOutput();
+  // Events with what the stages add, and the mapped fields a synthetic source leaves out (a session id, attributes), from a small run of their own.
+  const events = join(dir, 'records-events.jsonl');
+  const input = join(dir, 'records-events-in.jsonl');
+  writeFileSync(input, `${JSON.stringify({ user_id: 'u1', session_id: 's1', time: 1_704_067_200_000, type: 'view', item_id: 'i1', category: 'c1', price: 3, country: 'DE' })}\n`);
+  const eventRun = tributary('run', pipeline('records-events.yaml', `name: records-events
+sources: [{type: file, path: ${input}, mapping: {time_format: epoch_ms, attributes: [country]}}]
+stages: [{type: sessionizer, session_id_from: data}, {type: session-features}]
+sinks: [{type: file, path: ${events}, kinds: [event]}]
+`), '--log-level', 'warn', '--no-progress');
+  assert.equal(eventRun.status, 0, eventRun.stderr);
+  const records = [...demoOutput(), ...readRecords(events)];
   const seen = new Set<string>();
   for (const record of records) {
     const fields = documented.get(record.kind);
@@ -108,7 +118,7 @@ test('every field of every record kind a sink writes (prediction of either task,
     for (const key of Object.keys(record)) assert.ok(fields.has(key), `${what}: field '${key}' is written but not in docs/records.md`);
     for (const [key, { optional }] of fields) if (!optional) assert.ok(key in record, `${what}: docs/records.md lists '${key}' as always there, but it is not: ${JSON.stringify(record).slice(0, 300)}`);
   }
-  assert.deepEqual([...seen].sort(), ['drift', 'label (churn)', 'label (intent)', 'model_metrics', 'prediction (churn)', 'prediction (intent)', 'session'], 'every kind checked on a real record');
+  assert.deepEqual([...seen].sort(), ['drift', 'event', 'label (churn)', 'label (intent)', 'model_metrics', 'prediction (churn)', 'prediction (intent)', 'session'], 'every kind checked on a real record');
 });
 
 /**
