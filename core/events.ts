@@ -145,6 +145,11 @@ export function sessionKey(userId: string, sessionId: string): string {
   return `${userId.length}:${userId}${sessionId}`;
 }
 
+/** A prediction's label (`kind: 'label'`), typed (as isSessionSummary). */
+export function isPredictionLabel(element: Element): element is StreamRecord & PredictionLabel {
+  return element.kind === 'label';
+}
+
 /** A model's prediction (`kind: 'prediction'`), typed (as isSessionSummary). */
 export function isPrediction(element: Element): element is StreamRecord & Prediction {
   return element.kind === 'prediction';
@@ -198,4 +203,22 @@ export type Prediction = {
    * `null` never holds in a plugin, which gets the number).
    */
   score: number;
+};
+
+/**
+ * The label of a prediction, emitted when the model scores it (a model stage with `emit_labels: true`), so a
+ * consumer can join predictions to their outcomes by `predictionId` and compute its own metrics.
+ */
+export type PredictionLabel = {
+  kind: 'label';
+  /** The `id` of the prediction it resolves; a prediction gets at most one label (labels are final). */
+  predictionId: string;
+  model: string;
+  task: Prediction['task'];
+  userId: string;
+  sessionId?: string;
+  /** Event time the label was scored at. */
+  time: number;
+  /** 1: the positive class (a purchase; no return within the horizon), 0: not. */
+  label: number;
 };

@@ -53,16 +53,16 @@ async function runDemo(sets: (model: number) => string[]): Promise<TestRun> {
 /** Drift detectors that fire within the demo's first labels (threshold and warm-up far below their defaults). */
 const hairTrigger = (index: number): string[] => [`stages[${index}].drift.threshold=0.001`, `stages[${index}].drift.min_instances=5`];
 
-test('the demo pipeline, its models reporting and their drift detectors on a hair trigger, emits no kind its plugins do not declare', async () => {
-  const run = await runDemo((index) => [`stages[${index}].report=true`, ...hairTrigger(index)]);
+test('the demo pipeline, its models reporting, emitting labels and their drift detectors on a hair trigger, emits no kind its plugins do not declare', async () => {
+  const run = await runDemo((index) => [`stages[${index}].report=true`, `stages[${index}].emit_labels=true`, ...hairTrigger(index)]);
   const seen = assertDeclared(run);
-  for (const kind of ['event', 'session', 'prediction', 'drift', 'model_metrics']) assert.ok(seen.has(kind), `the run emitted '${kind}' (seen: ${[...seen].join(', ')})`);
+  for (const kind of ['event', 'session', 'prediction', 'drift', 'model_metrics', 'label']) assert.ok(seen.has(kind), `the run emitted '${kind}' (seen: ${[...seen].join(', ')})`);
 });
 
-test('the demo pipeline, its models not reporting and their drift detectors off (the same hair trigger), declares and emits neither model_metrics nor drift', async () => {
+test('the demo pipeline, its models not reporting, emitting no labels and their drift detectors off (the same hair trigger), declares and emits neither model_metrics nor drift nor label', async () => {
   const run = await runDemo((index) => [...hairTrigger(index), `stages[${index}].drift.detector=none`]);
   const { kinds } = declared(run);
-  assert.deepEqual([kinds.has('model_metrics'), kinds.has('drift')], [false, false], `declared for this config: ${[...kinds].join(', ')}`);
+  assert.deepEqual([kinds.has('model_metrics'), kinds.has('drift'), kinds.has('label')], [false, false, false], `declared for this config: ${[...kinds].join(', ')}`);
   const seen = assertDeclared(run);
   for (const kind of ['event', 'session', 'prediction']) assert.ok(seen.has(kind), `the run emitted '${kind}' (seen: ${[...seen].join(', ')})`);
 });

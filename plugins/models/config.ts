@@ -31,6 +31,7 @@ export interface ModelOperatorConfig {
   };
   checkpoint?: { dir: string; every?: number; warm_start?: boolean };
   report?: boolean;
+  emit_labels?: boolean;
 }
 
 /** With every default filled in. */
@@ -61,6 +62,7 @@ export interface ResolvedModelConfig {
   };
   checkpoint: { dir: string; every: number; warmStart: boolean } | undefined;
   report: boolean;
+  emitLabels: boolean;
 }
 
 /** `label_buffer.timeout` when not written (intent's pipeline check reads it too). */
@@ -108,18 +110,21 @@ export function resolveConfig(config: ModelOperatorConfig, label: string, defaul
     },
     checkpoint: config.checkpoint ? { dir: config.checkpoint.dir, every: config.checkpoint.every ?? 0, warmStart: config.checkpoint.warm_start ?? true } : undefined,
     report: config.report ?? false,
+    emitLabels: config.emit_labels ?? false,
   };
 }
 
 /**
  * What every model operator emits (PluginSpec.emits): a prediction per input it scores always; `drift` when
  * its detector fires, so only with one; `model_metrics` at end of input, only with `report: true` (as the
- * backtest sets it). A sink asking for either while its model is not so configured is a config error.
+ * backtest sets it); `label` per labelled prediction it scores, only with `emit_labels: true`. A sink asking
+ * for one of these while its model is not so configured is a config error.
  */
-export const modelEmits = ['prediction', 'drift', 'model_metrics'] as const;
+export const modelEmits = ['prediction', 'drift', 'model_metrics', 'label'] as const;
 export const modelEmitsOnlyWith: { readonly [kind: string]: OutputCondition<ModelOperatorConfig> } = {
   drift: { condition: "a drift detector: drift.detector not 'none'", test: (config) => config.drift?.detector !== 'none' },
   model_metrics: { condition: 'report: true', test: (config) => config.report === true },
+  label: { condition: 'emit_labels: true', test: (config) => config.emit_labels === true },
 };
 
 const modelNamesKey = 'tributary.models.names';
@@ -401,5 +406,11 @@ export const modelOperatorProperties = {
       '`scoreReason`: why its AUC is null or measures nothing learnt, in a few words (`no label`, `one class: every label negative` or `positive`, `every label scored before it learnt`, `diverged: N of M predictions not a number`), as the end-of-run log line says it beside the AUC, or null; ' +
       'and `scoreNotes`: what its scores do not show by themselves, each said whole (why a score is null, how many labels were scored before its first learning step, how many predictions were not a number), empty when there is nothing to say; ' +
       'a backtest shows these two beside the scores) at end of input; the backtest turns it on. Default: false.',
+  },
+  emit_labels: {
+    type: 'boolean',
+    description:
+      'Emit a `label` record for each prediction the model scores, when its label comes (`predictionId`: the `id` of the prediction it resolves, `model`, `task`, `userId`, `sessionId`, `time`: the event time it was scored at, `label`: 1 a purchase or no return, 0 not), so that a consumer joins predictions to their outcomes by id (one label per prediction: labels are final) and computes the prequential metrics from the output alone: ' +
+      'the AUC of the labelled predictions\' scores is the model\'s cumulative AUC (`model_auc_cumulative`, the `model_metrics` record\'s `summary.auc`; exact up to `metrics.exact_auc_limit` labels). A prediction dropped unscored (overflowed, expired, withdrawn, unlabelled at the end, its score not a number) gets none. docs/records.md lists every field. Default: false.',
   },
 } satisfies Record<string, JsonSchema>;
