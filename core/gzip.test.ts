@@ -187,3 +187,38 @@ test('gunzipUpToDamage with maxHoldMs: a live stream\'s held lines go on uncheck
   assert.equal(beforeEnd, text, 'the lines went on before the member ended');
   assert.deepEqual([damage?.problem, damage?.text.toString(), damage?.unchecked], ['incorrect data check', '', { bytes: text.length, lineEnds: 2 }]);
 });
+
+test('gunzipUpToDamage with resync finds a member whose header zlib took in during an earlier call that did not fail (a damaged member cut short, the next one fed in the same piece): it is read, not skipped', async () => {
+  const a = Array.from({ length: 50 }, (_, i) => `a${i}\n`).join('');
+  // A member cut short inside a stored block (of 60 bytes, 3 given): zlib copies the next members' first bytes as its
+  // text, then fails on what follows them (a block header in the third member's data: "invalid stored block lengths").
+  const cut = Buffer.concat([gzipSync('').subarray(0, 10), deflateRawSync(a, { finishFlush: constants.Z_FULL_FLUSH }), Buffer.from([0x00, 60, 0, ~60 & 0xff, 0xff, 0x61, 0x62, 0x63])]);
+  const second = gzipSync('b1\nb2\n');
+  const c = Array.from({ length: 3000 }, (_, i) => `{"c":${i},"r":${(i * 7919) % 1000}}\n`).join('');
+  const third = gzipSync(c);
+  const bytes = Buffer.concat([cut, second, third]);
+  // 150: the first piece holds the second member's header and zlib takes it whole without failing; the failing call is the next piece's.
+  for (const pieceBytes of [1, 150, 1 << 20]) {
+    const read = await readResyncing(bytes, pieceBytes);
+    // Before, in pieces of 1 and 150: '' (the search began at the failing call's first byte, inside the third member).
+    assert.equal(read.text, `b1\nb2\n${c}`, `pieces of ${pieceBytes}`);
+    assert.deepEqual(
+      read.damages.map(({ problem, lineEndsBefore, resumedAt }) => ({ problem, lineEndsBefore, resumedAt })),
+      [{ problem: 'invalid stored block lengths', lineEndsBefore: 0, resumedAt: cut.length }],
+      `pieces of ${pieceBytes}`,
+    );
+    assert.ok(read.damages[0]!.text.toString().startsWith(a), 'the cut member\'s text is the damage\'s');
+  }
+  // Cut where a stored block (final) of 3 bytes and the second member's ends: zlib ends the deflate data after the
+  // second member, and the third's first bytes are its trailer, whose CRC fails. Before: the search began there (the third member), the second's lines lost.
+  const final = Buffer.concat([gzipSync('').subarray(0, 10), deflateRawSync(a, { finishFlush: constants.Z_FULL_FLUSH }), Buffer.from([0x01, 3 + second.length, 0, ~(3 + second.length) & 0xff, 0xff, 0x61, 0x62, 0x63])]);
+  for (const pieceBytes of [1, 150, 1 << 20]) {
+    const read = await readResyncing(Buffer.concat([final, second, third]), pieceBytes);
+    assert.equal(read.text, `b1\nb2\n${c}`, `pieces of ${pieceBytes}`);
+    assert.deepEqual(
+      read.damages.map(({ byte, problem, resumedAt }) => ({ byte, problem, resumedAt })),
+      [{ byte: final.length + second.length, problem: 'incorrect data check', resumedAt: final.length }],
+      `pieces of ${pieceBytes}`,
+    );
+  }
+});

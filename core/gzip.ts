@@ -46,8 +46,10 @@ const GZIP_HELD_TEXT_BYTES = 64 << 10;
 export const GZIP_HELD_MEMBER_BYTES = 16 << 20;
 
 /**
- * The most compressed bytes of a member kept for inflating it again where `readFrom` cannot (a FIFO): a
- * file sink's member of 4 MiB of JSON text is 0.5-1 MiB compressed.
+ * The compressed bytes of a member kept (its last ones, past this): where a search for the next member goes
+ * back to after damage (zlib may have taken in the next member's header in a call that did not fail), and,
+ * while they are its start, what it is inflated again from where `readFrom` cannot (a FIFO). A file sink's
+ * member of 4 MiB of JSON text is 0.5-1 MiB compressed.
  */
 const GZIP_RETAINED_MEMBER_BYTES = 4 << 20;
 
@@ -115,9 +117,11 @@ export interface GunzipUpToDamageOptions {
   /**
    * After damage that is not at the input's end, search on for a member's header (1f 8b 08, flag bits
    * 5-7 clear) and read on from it: the file sink writes a member per flush, so a damaged one in the
-   * middle of a file costs its own lines only. Each range read past is told to `onDamage` (with its
-   * `resumedAt`) before any text after it goes on; a match that is no member (it fails to inflate or its
-   * CRC) is read past too, in the same range. Default false: the text ends at the first damage.
+   * middle of a file costs its own lines only. A damaged member is searched from its start + 1 (its last
+   * GZIP_RETAINED_MEMBER_BYTES, for a longer one): zlib may have taken in the next member's header (a
+   * member cut short, the next one after it) in a call that did not fail. Each range read past is told
+   * to `onDamage` (with its `resumedAt`) before any text after it goes on; a match that is no member (it
+   * fails to inflate or its CRC) is read past too, in the same range. Default false: the text ends at the first damage.
    */
   resync?: boolean;
 }
@@ -184,21 +188,22 @@ export async function* gunzipUpToDamage(compressed: AsyncIterable<Buffer>, optio
   /**
    * Damage found (its text and byte): with `resync`, reading goes on at the next member's header from
    * `searchFrom` (undefined: none can follow, the input ended), the range told when text after it goes
-   * on; else (or none found) it is told now and the text ends. A damaged member found after damage
-   * joins its range, and the search goes on from its start + 1 (`rewound`: the bytes from there, where
-   * they were kept). Returns whether reading goes on.
+   * on; else (or none found) it is told now and the text ends. A damaged member's search goes back to its
+   * start + 1 (`rewound`: the bytes from there, or from the first still kept, on): the next member may
+   * start inside what was read of it. A damaged member found after damage joins its range. Returns
+   * whether reading goes on.
    */
   const damagedAt = async (damage: Omit<GzipDamage, 'lineEndsBefore'>, searchFrom: number | undefined, rewound?: { at: number; bytes: Buffer }): Promise<boolean> => {
     let range: GzipDamage;
     if (found && skipped !== undefined) {
       const { resumedAt: _, ...before } = skipped;
       range = { ...before, text: damage.text.length > 0 ? Buffer.concat([skipped.text, damage.text]) : skipped.text };
-      if (rewound !== undefined) {
-        pending = rewound.bytes;
-        at = rewound.at;
-        searchFrom = rewound.at;
-      }
     } else range = { ...damage, lineEndsBefore: lineEnds + (lineEnded ? 0 : 1) };
+    if (rewound !== undefined) {
+      pending = rewound.bytes;
+      at = rewound.at;
+      searchFrom = rewound.at;
+    }
     skipped = undefined;
     found = false;
     tail = Buffer.alloc(0);
@@ -326,8 +331,9 @@ export async function* gunzipUpToDamage(compressed: AsyncIterable<Buffer>, optio
       if (await damagedHeader(start, 'unexpected end of file')) continue;
       return;
     }
-    // A member found after damage: its bytes kept (while few enough) to search again from its start + 1 should it be none.
-    let kept: Buffer[] | undefined = found ? [pending.subarray(0, headerBytes)] : undefined;
+    // The member's compressed bytes from `keptFrom` (its start; past GZIP_RETAINED_MEMBER_BYTES, its last ones) to what was fed.
+    const kept: Buffer[] = [pending.subarray(0, headerBytes)];
+    let keptFrom = start;
     let keptBytes = headerBytes;
     pending = pending.subarray(headerBytes);
     at += headerBytes;
@@ -338,12 +344,11 @@ export async function* gunzipUpToDamage(compressed: AsyncIterable<Buffer>, optio
     let crc = 0;
     let size = 0;
     let inflated = 0; // the member's text so far (size is its length mod 2^32, as in the trailer)
-    // Without `readFrom` (a FIFO), the member's compressed bytes so far, while they are few enough, read it again instead.
-    let retained: Buffer[] | undefined = readFrom === undefined ? [] : undefined;
-    let retainedBytes = 0;
-    /** The bytes from the found member's start + 1 on, for a search there (undefined: not found after damage, or too many kept). */
-    const rewind = (): { at: number; bytes: Buffer } | undefined =>
-      kept === undefined ? undefined : { at: start + 1, bytes: Buffer.concat([...kept, pending.subarray(Math.min(pending.length, dataStart + fed - at))]).subarray(1) };
+    /** The bytes from the member's start + 1 (or the first kept) on, kept and then pending: for a search there after its damage. */
+    const rewind = (): { at: number; bytes: Buffer } => {
+      const from = Math.max(start + 1, keptFrom);
+      return { at: from, bytes: Buffer.concat([...kept, pending.subarray(Math.min(pending.length, dataStart + fed - at))]).subarray(from - keptFrom) };
+    };
     try {
       let chunk: Buffer | undefined = pending.length > 0 ? pending : undefined;
       pending = Buffer.alloc(0);
@@ -362,12 +367,12 @@ export async function* gunzipUpToDamage(compressed: AsyncIterable<Buffer>, optio
         }
         if (chunk !== undefined) {
           fed += chunk.length;
-          retainedBytes += chunk.length;
-          if (retainedBytes > GZIP_RETAINED_MEMBER_BYTES) retained = undefined;
-          retained?.push(chunk);
+          kept.push(chunk);
           keptBytes += chunk.length;
-          if (keptBytes > GZIP_RETAINED_MEMBER_BYTES) kept = undefined;
-          kept?.push(chunk);
+          while (keptBytes - kept[0]!.length >= GZIP_RETAINED_MEMBER_BYTES) {
+            keptBytes -= kept[0]!.length;
+            keptFrom += kept.shift()!.length;
+          }
         }
         for (const text of await inflater.feed(chunk)) {
           crc = crc32Of(text, crc);
@@ -389,9 +394,10 @@ export async function* gunzipUpToDamage(compressed: AsyncIterable<Buffer>, optio
           // Text before corrupt deflate data is held with the member's (zlib may have inflated garbage
           // first: a member cut short and followed by another, a corrupt block), and is the damage's.
           let corrupt = { byte: inflater.consumed, problem: inflater.failure.message };
-          const kept = retained;
-          const memberFrom = readFrom ?? (kept === undefined ? undefined : async function* (): AsyncGenerator<Buffer> {
-            yield* kept;
+          // Without `readFrom` (a FIFO), from the bytes kept while they are the member's start (its header, then its data).
+          const memberData = keptFrom === start ? kept.slice(1) : undefined;
+          const memberFrom = readFrom ?? (memberData === undefined ? undefined : async function* (): AsyncGenerator<Buffer> {
+            yield* memberData;
           });
           if (memberFrom !== undefined) {
             // The failing call's text, dropped: the member inflated again, past the text already out.
@@ -412,10 +418,10 @@ export async function* gunzipUpToDamage(compressed: AsyncIterable<Buffer>, optio
             }
           }
           tail = Buffer.concat([...release(), tail]);
-          // The search goes on from the first byte the inflate did not take.
+          // The search goes back to the member's start + 1: zlib may have taken in the next member's header in an earlier call, which did not fail.
           pending = unused;
           at = dataStart + inflater.consumed;
-          if (await damagedAt({ byte: dataStart + corrupt.byte, problem: corrupt.problem, text: tail, ...(unchecked.bytes > 0 ? { unchecked } : {}) }, at)) continue members;
+          if (await damagedAt({ byte: dataStart + corrupt.byte, problem: corrupt.problem, text: tail, ...(unchecked.bytes > 0 ? { unchecked } : {}) }, at, rewind())) continue members;
           return;
         }
         const left = holdLeft();
@@ -425,7 +431,7 @@ export async function* gunzipUpToDamage(compressed: AsyncIterable<Buffer>, optio
         if (chunk === undefined) {
           if (!found) yield* handOn(release());
           else tail = Buffer.concat([...release(), tail]);
-          if (await damagedAt({ byte: dataStart + consumed, problem: 'unexpected end of file', text: tail }, undefined, rewind())) continue members;
+          if (await damagedAt({ byte: dataStart + consumed, problem: 'unexpected end of file', text: tail }, undefined, found ? rewind() : undefined)) continue members;
           return;
         }
         if (inflater.ended || consumed < fed) {
@@ -444,7 +450,7 @@ export async function* gunzipUpToDamage(compressed: AsyncIterable<Buffer>, optio
     if (!(await fill(8))) {
       if (!found) yield* handOn(release());
       else tail = Buffer.concat([...release(), tail]);
-      if (await damagedAt({ byte: trailerAt, problem: 'unexpected end of file', text: tail }, undefined, rewind())) continue;
+      if (await damagedAt({ byte: trailerAt, problem: 'unexpected end of file', text: tail }, undefined, found ? rewind() : undefined)) continue;
       return;
     }
     if (pending.readUInt32LE(0) !== crc || pending.readUInt32LE(4) !== size) {
