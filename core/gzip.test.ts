@@ -222,3 +222,26 @@ test('gunzipUpToDamage with resync finds a member whose header zlib took in duri
     );
   }
 });
+
+test('gunzipUpToDamage: a line longer than the held text\'s bound split where the held text goes on unchecked (past holdUnchecked) is counted in the damage\'s unchecked lines, and its rest in the damage\'s text is said to continue it', async () => {
+  const short = Array.from({ length: 4000 }, (_, i) => `s${String(i).padStart(5, '0')}\n`).join(''); // 28,000 bytes
+  const long = `${'L'.repeat(120_000)}\n`;
+  const after = Array.from({ length: 100 }, (_, i) => `t${i}\n`).join('');
+  const bytes = corruptAfter(short + long + after);
+  const damages: GzipDamage[] = [];
+  const texts: Buffer[] = [];
+  const pieces = async function* (): AsyncGenerator<Buffer> {
+    yield bytes;
+  };
+  // 90,000: the short lines (28,000) held, and the long line's first 64 KB and more handed on with them past the bound, unended.
+  for await (const text of gunzipUpToDamage(pieces(), { onDamage: (found) => void damages.push(found), holdUnchecked: 90_000 })) texts.push(text);
+  const read = Buffer.concat(texts).toString();
+  assert.ok(read.startsWith(short) && read.length > short.length + (64 << 10) && read.length < short.length + long.length - 1, `${read.length} bytes read`);
+  assert.equal(damages.length, 1);
+  const [damage] = damages;
+  assert.equal(damage!.lineEndsBefore, 4001, 'the short lines, and the long line ended at the damage');
+  // Before: lineEnds 4000, the long line (read in part, unchecked) not among them.
+  assert.deepEqual(damage!.unchecked, { bytes: read.length, lineEnds: 4001 });
+  assert.equal(damage!.text.toString(), (short + long + after).slice(read.length));
+  assert.equal(damage!.continuesLine, true);
+});

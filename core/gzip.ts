@@ -18,7 +18,8 @@ export interface GzipDamage {
   /**
    * A member whose CRC failed ('incorrect data check') or whose deflate data is corrupt, of which text went
    * on before the damage (past the hold bound, or held past `maxHoldMs`): the bytes and line ends of it
-   * (unchecked: possibly wrong). Absent: none did.
+   * (unchecked: possibly wrong), a line it ended unended (longer than the held text's bound) counted as
+   * ended at the damage, as in `lineEndsBefore`. Absent: none did.
    */
   unchecked?: { bytes: number; lineEnds: number };
   /**
@@ -26,6 +27,11 @@ export interface GzipDamage {
    * held text's bound, handed on unended, is ended at the damage and counted).
    */
   lineEndsBefore: number;
+  /**
+   * `text` begins with the rest of line `lineEndsBefore` (a line longer than the held text's bound, handed
+   * on unended and ended at the damage): up to its first line end, it is no line of its own.
+   */
+  continuesLine?: true;
   /**
    * With GunzipUpToDamageOptions.resync: the compressed byte of the member reading went on at (told as
    * its text goes on, or its CRC checks). Absent: no member follows, the rest of the input is skipped.
@@ -198,7 +204,12 @@ export async function* gunzipUpToDamage(compressed: AsyncIterable<Buffer>, optio
     if (found && skipped !== undefined) {
       const { resumedAt: _, ...before } = skipped;
       range = { ...before, text: damage.text.length > 0 ? Buffer.concat([skipped.text, damage.text]) : skipped.text };
-    } else range = { ...damage, lineEndsBefore: lineEnds + (lineEnded ? 0 : 1) };
+    } else {
+      // A line handed on unended is ended here: counted before the damage, and among the unchecked lines where they were its.
+      const cut = lineEnded ? 0 : 1;
+      const unchecked = damage.unchecked === undefined ? {} : { unchecked: { ...damage.unchecked, lineEnds: damage.unchecked.lineEnds + cut } };
+      range = { ...damage, ...unchecked, ...(cut > 0 && damage.text.length > 0 ? { continuesLine: true as const } : {}), lineEndsBefore: lineEnds + cut };
+    }
     if (rewound !== undefined) {
       pending = rewound.bytes;
       at = rewound.at;

@@ -285,7 +285,9 @@ export default defineSource<FileSourceConfig>({
             // Damaged compressed data is bad input, not a failed source: the lines before it were delivered,
             // the rest of the file is one dead letter, and reading goes on. A resumed run reads a damaged
             // last file up to its damage again: its rest was dead-lettered once.
-            if (damage !== undefined && unreadableAfter !== linesDone) deadLetterGzipDamage({ ...damage, lineEndsBefore: linesDone }, path, context);
+            // A last line decoded without its line end is one the damage cut (longer than the text gunzipUpToDamage holds): the damage is after it, as the gunzip counts.
+            const cutLine = unterminated === undefined ? 0 : 1;
+            if (damage !== undefined && unreadableAfter !== linesDone) deadLetterGzipDamage({ ...damage, lineEndsBefore: linesDone + cutLine }, path, context);
             if (damage !== undefined) unreadableAfter = linesDone;
           } catch (error) {
             // The input destroyed by the stop: the end of this run's reading, not a failure of the file.
@@ -367,14 +369,14 @@ const FIFO_GZIP_MAX_HOLD_MS = 1000;
  * the file is skipped.
  */
 function deadLetterGzipDamage(damage: GzipDamage, path: string, context: PluginContext): void {
-  const { byte, problem, text, unchecked, lineEndsBefore: after, resumedAt } = damage;
+  const { byte, problem, text, unchecked, lineEndsBefore: after, resumedAt, continuesLine = false } = damage;
   const utf8 = isUtf8(text);
   const rest = resumedAt === undefined ? 'the rest of the file is skipped' : `reading goes on at the gzip member at compressed byte ${resumedAt}, its first line numbered ${after + 1}`;
   context.deadLetter({
     // A member's lines held back (its CRC failed, or its deflate data is corrupt) are named; else the raw is a line cut short.
     reason:
       problem === 'incorrect data check' || text.includes(10) || unchecked !== undefined
-        ? `${memberFailureReason(problem, after, byte, text, utf8, unchecked, resumedAt === undefined)}: ${rest}`
+        ? `${memberFailureReason(problem, after, byte, text, utf8, unchecked, resumedAt === undefined, continuesLine)}: ${rest}`
         : `unreadable gzip data after line ${after} (${problem} at compressed byte ${byte}${text.length > 0 ? `; raw is the text read after that line${utf8 ? '' : ', base64'}` : ''}): ${rest}`,
     raw: text.toString(utf8 ? 'utf8' : 'base64'),
     ...(utf8 ? {} : { encoding: 'base64' as const }),
@@ -387,13 +389,16 @@ function deadLetterGzipDamage(damage: GzipDamage, path: string, context: PluginC
  * what was compressed) or its deflate data (corrupt: zlib may inflate garbage before it fails): its text
  * held back (`text`, the dead letter's raw) is not read, its lines named (by number where the file's
  * lines end there, `numbered`; read past, they are not numbered); lines of it handed on before the damage
- * (past the hold bound, or a FIFO's held past FIFO_GZIP_MAX_HOLD_MS) are named as possibly wrong.
+ * (past the hold bound, or a FIFO's held past FIFO_GZIP_MAX_HOLD_MS) are named as possibly wrong. Text
+ * that begins with the rest of line `linesDone` (`continuesLine`: a long line handed on unended) is no line of its own.
  */
-function memberFailureReason(problem: string, linesDone: number, byte: number, text: Buffer, utf8: boolean, unchecked: GzipDamage['unchecked'], numbered: boolean): string {
+function memberFailureReason(problem: string, linesDone: number, byte: number, text: Buffer, utf8: boolean, unchecked: GzipDamage['unchecked'], numbered: boolean, continuesLine: boolean): string {
   const crc = problem === 'incorrect data check';
-  const heldLines = text.length === 0 ? 0 : text.subarray(0, text.length - 1).toString('latin1').split('\n').length;
+  const pieces = text.length === 0 ? 0 : text.subarray(0, text.length - 1).toString('latin1').split('\n').length;
+  const heldLines = continuesLine ? Math.max(0, pieces - 1) : pieces;
   const lines = numbered ? `lines ${linesDone + 1}-${linesDone + heldLines}` : `${heldLines} line${heldLines === 1 ? '' : 's'}`;
-  const held = heldLines === 0 ? '' : `; its ${lines} are not read (raw is their text${utf8 ? '' : ', base64'})`;
+  const raw = `raw is ${continuesLine ? `the rest of line ${linesDone}${heldLines > 0 ? ', then their text' : ''}` : 'their text'}${utf8 ? '' : ', base64'}`;
+  const held = heldLines > 0 ? `; its ${lines} are not read (${raw})` : continuesLine ? `; ${raw}` : '';
   const passed = unchecked === undefined ? '' : `; its lines ${linesDone - unchecked.lineEnds + 1}-${linesDone} (${unchecked.bytes} bytes) were read before the ${crc ? 'check' : 'damage'} and may be wrong`;
   const what = crc ? "a member's text is not what was compressed" : "a member's text inflated before it may be wrong (zlib can inflate corrupt data as garbage before it fails)";
   return `unreadable gzip data after line ${linesDone} (${problem} at compressed byte ${byte}: ${what}${held}${passed})`;
