@@ -1,4 +1,5 @@
 import { test } from 'node:test';
+import { performance } from 'node:perf_hooks';
 import assert from 'node:assert/strict';
 import { constants, createGzip, deflateRawSync, gzipSync } from 'node:zlib';
 import { gunzipUpToDamage, type GzipDamage } from './gzip.js';
@@ -244,4 +245,67 @@ test('gunzipUpToDamage: a line longer than the held text\'s bound split where th
   assert.deepEqual(damage!.unchecked, { bytes: read.length, lineEnds: 4001 });
   assert.equal(damage!.text.toString(), (short + long + after).slice(read.length));
   assert.equal(damage!.continuesLine, true);
+});
+
+/** A member's bytes in `count` pieces of about the same size. */
+const inPieces = (bytes: Buffer, count: number): Buffer[] => Array.from({ length: count }, (_, i) => bytes.subarray(Math.floor((i * bytes.length) / count), Math.floor(((i + 1) * bytes.length) / count)));
+
+test('gunzipUpToDamage with maxHoldMs counts only the time spent waiting on the input: a reader behind its input (a writer streaming a file) holds a member whole, however long its own work takes', async (t) => {
+  // The clock moves 250 ms each turn of the event loop: inflating takes turns (zlib's thread pool); a piece the input has ready takes none.
+  let now = 0;
+  t.mock.method(performance, 'now', () => now);
+  t.mock.timers.enable({ apis: ['setTimeout'] });
+  let ticking = true;
+  const tick = (): void => {
+    now += 250;
+    if (ticking) setImmediate(tick);
+  };
+  setImmediate(tick);
+  const text = Array.from({ length: 2000 }, (_, i) => `{"n":${i},"r":${(i * 7919) % 1000}}\n`).join('');
+  const member = gzipSync(text);
+  member[member.length - 8]! ^= 1; // its CRC: the text held is the damage's, none of it read
+  const ready = async function* (): AsyncGenerator<Buffer> {
+    yield* inPieces(member, 40);
+  };
+  let damage: GzipDamage | undefined;
+  let read = '';
+  try {
+    for await (const out of gunzipUpToDamage(ready(), { onDamage: (found) => void (damage = found), maxHoldMs: 1000 })) read += out.toString();
+  } finally {
+    ticking = false;
+  }
+  assert.ok(now >= 1000, `the clock moved ${now} ms while the member was read`);
+  // Before (the time since the first text was held): the lines went on unchecked after 4 turns, then named as possibly wrong.
+  assert.equal(read, '');
+  assert.deepEqual([damage?.problem, damage?.text.toString(), damage?.unchecked], ['incorrect data check', text, undefined]);
+});
+
+test('gunzipUpToDamage with maxHoldMs: a live writer that writes a little at a time, its member unended, has its held lines go on once they have waited maxHoldMs on the input in all (not each pause that long: they would wait for the member\'s end)', async (t) => {
+  let now = 0;
+  t.mock.method(performance, 'now', () => now);
+  t.mock.timers.enable({ apis: ['setTimeout'] });
+  const text = Array.from({ length: 3000 }, (_, i) => `l${i}\n`).join('');
+  const member = gzipSync(text, { level: 0 }); // stored: each piece's text inflates as it comes
+  const pieces = inPieces(member, 30);
+  let given = 0;
+  // A writer writing a piece every 100 ms: the reader waits a turn of the event loop, and the clock moves 100 ms.
+  const trickle = async function* (): AsyncGenerator<Buffer> {
+    for (const piece of pieces) {
+      await new Promise((resolve) => setImmediate(resolve));
+      now += 100;
+      given++;
+      yield piece;
+    }
+  };
+  let firstOutAfter: number | undefined;
+  let read = '';
+  let damage: GzipDamage | undefined;
+  for await (const out of gunzipUpToDamage(trickle(), { onDamage: (found) => void (damage = found), maxHoldMs: 1000 })) {
+    firstOutAfter ??= given;
+    read += out.toString();
+  }
+  // The first piece's lines held, then 10 waits of 100 ms: they go on with the 11th piece's, of 30.
+  assert.equal(firstOutAfter, 11);
+  assert.equal(read, text);
+  assert.equal(damage, undefined);
 });

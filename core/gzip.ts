@@ -114,10 +114,14 @@ export interface GunzipUpToDamageOptions {
    */
   holdUnchecked?: number;
   /**
-   * The longest, in milliseconds, that held text waits for its member's CRC (default: no limit). For a
-   * live stream (a FIFO): a writer's member may take long to end (the file sink's ends at 4 MiB of text,
-   * or when idle), and its lines should not wait for that; past this, the held text goes on unchecked, as
-   * past `holdUnchecked`. Waiting on the input counts; a reader that keeps the input flowing is not held back.
+   * The longest, in milliseconds, that held text waits on the input for its member's CRC (default: no
+   * limit). For a live stream (a FIFO): a writer's member may take long to end (the file sink's ends at
+   * 4 MiB of text, or when idle), and its lines should not wait for that; past this, the held text goes
+   * on unchecked, as past `holdUnchecked`. Only time spent waiting on the input counts, all of it since the
+   * first of the text was held: a reader behind its input (a writer streaming a file, however slow the
+   * machine) has the member's end to come without waiting and checks it whole; a writer that pauses has
+   * the lines within this of its pausing, and one that writes a little at a time (every 100 ms, for good)
+   * has them once its pauses add up to this.
    */
   maxHoldMs?: number;
   /**
@@ -220,7 +224,7 @@ export async function* gunzipUpToDamage(compressed: AsyncIterable<Buffer>, optio
     tail = Buffer.alloc(0);
     held = [];
     heldBytes = 0;
-    heldSince = undefined;
+    heldWaited = 0;
     unchecked = { bytes: 0, lineEnds: 0 };
     if (resync && searchFrom !== undefined) {
       pending = pending.subarray(searchFrom - at);
@@ -253,14 +257,14 @@ export async function* gunzipUpToDamage(compressed: AsyncIterable<Buffer>, optio
   // The current member's whole lines, held until its CRC checks; and what of its text went on before.
   let held: Buffer[] = [];
   let heldBytes = 0;
-  let heldSince: number | undefined; // when the first of the held text was held (for maxHoldMs)
+  let heldWaited = 0; // milliseconds the held text has waited on the input (for maxHoldMs)
   let unchecked = { bytes: 0, lineEnds: 0 };
   // Handed on in the pieces they were inflated in: one buffer of 16 MiB would be split into lines at once downstream.
   const release = (): Buffer[] => {
     const pieces = held;
     held = [];
     heldBytes = 0;
-    heldSince = undefined;
+    heldWaited = 0;
     return pieces;
   };
   /** The held text, to go on before its member is checked: counted as unchecked. */
@@ -276,11 +280,10 @@ export async function* gunzipUpToDamage(compressed: AsyncIterable<Buffer>, optio
   const hold = (whole: Buffer): Buffer[] => {
     held.push(whole);
     heldBytes += whole.length;
-    heldSince ??= performance.now();
     return heldBytes <= holdUnchecked ? [] : releaseUnchecked();
   };
-  /** Milliseconds before the held text has waited maxHoldMs (undefined: no limit, or nothing held). */
-  const holdLeft = (): number | undefined => (maxHoldMs === undefined || heldSince === undefined ? undefined : heldSince + maxHoldMs - performance.now());
+  /** Milliseconds before the held text has waited maxHoldMs on the input (undefined: no limit, or nothing held). */
+  const holdLeft = (): number | undefined => (maxHoldMs === undefined || held.length === 0 ? undefined : maxHoldMs - heldWaited);
   /** Text of a member: its whole lines go on, its last partial line is held (the next text may end it). */
   const lines = (text: Buffer): Buffer | undefined => {
     const joined = tail.length === 0 ? text : Buffer.concat([tail, text]);
@@ -365,6 +368,7 @@ export async function* gunzipUpToDamage(compressed: AsyncIterable<Buffer>, optio
       pending = Buffer.alloc(0);
       for (;;) {
         if (chunk === undefined) {
+          const waitedFrom = performance.now();
           const waiting = input.next();
           const left = holdLeft();
           if (left !== undefined && (left <= 0 || (await outwaits(waiting, left)))) {
@@ -373,6 +377,8 @@ export async function* gunzipUpToDamage(compressed: AsyncIterable<Buffer>, optio
             yield* handOn(releaseUnchecked());
           }
           const next = await waiting;
+          // Nothing is held after a release above: only a wait with text held throughout counts.
+          if (held.length > 0) heldWaited += performance.now() - waitedFrom;
           if (next.done === true) inputEnded = true;
           else chunk = next.value;
         }

@@ -1192,7 +1192,7 @@ test('a bit flipped in a gzip member\'s text that inflates without error: the me
   assert.equal(deadLetters[0]!.reason, `unreadable gzip data after line 5000 (incorrect data check at compressed byte ${trailerAt}: a member's text is not what was compressed; its 5000 lines are not read (raw is their text)): reading goes on at the gzip member at compressed byte ${trailerAt + 8}, its first line numbered 5001`);
   assert.equal(deadLetters[0]!.raw, gzipTestLines(5000, 10_000).replace('"u7000"', '"u6000"'));
   assert.deepEqual([deadLetters[0]!.origin?.file, deadLetters[0]!.origin?.line], [path, 5001]);
-  // A FIFO's are held alike (a writer streaming the file keeps them flowing). Before: read as they inflated (u6000's twice), named as possibly wrong.
+  // A FIFO's are held alike: the source's own work does not count against the hold's 1 s, only its waits on the writer (streaming the file, it keeps the source busy), so a slow machine holds them alike. Before: read as they inflated (u6000's twice), named as possibly wrong.
   const fifo = await readGzipFifo('flipped-literal.fifo', bytes);
   assert.deepEqual(fifo.times, times);
   assert.deepEqual(fifo.deadLetters.map((dead) => [dead.reason, dead.raw, dead.origin?.line]), deadLetters.map((dead) => [dead.reason, dead.raw, dead.origin?.line]));
