@@ -1,4 +1,5 @@
 import { test } from 'node:test';
+import { performance } from 'node:perf_hooks';
 import assert from 'node:assert/strict';
 import { constants, createGzip, deflateRawSync, gzipSync } from 'node:zlib';
 import { gunzipUpToDamage, type GzipDamage } from './gzip.js';
@@ -186,4 +187,125 @@ test('gunzipUpToDamage with maxHoldMs: a live stream\'s held lines go on uncheck
   // Before (no maxHoldMs): the lines waited for the member's end, which waited for them: read after 10 s, then held back by the CRC.
   assert.equal(beforeEnd, text, 'the lines went on before the member ended');
   assert.deepEqual([damage?.problem, damage?.text.toString(), damage?.unchecked], ['incorrect data check', '', { bytes: text.length, lineEnds: 2 }]);
+});
+
+test('gunzipUpToDamage with resync finds a member whose header zlib took in during an earlier call that did not fail (a damaged member cut short, the next one fed in the same piece): it is read, not skipped', async () => {
+  const a = Array.from({ length: 50 }, (_, i) => `a${i}\n`).join('');
+  // A member cut short inside a stored block (of 60 bytes, 3 given): zlib copies the next members' first bytes as its
+  // text, then fails on what follows them (a block header in the third member's data: "invalid stored block lengths").
+  const cut = Buffer.concat([gzipSync('').subarray(0, 10), deflateRawSync(a, { finishFlush: constants.Z_FULL_FLUSH }), Buffer.from([0x00, 60, 0, ~60 & 0xff, 0xff, 0x61, 0x62, 0x63])]);
+  const second = gzipSync('b1\nb2\n');
+  const c = Array.from({ length: 3000 }, (_, i) => `{"c":${i},"r":${(i * 7919) % 1000}}\n`).join('');
+  const third = gzipSync(c);
+  const bytes = Buffer.concat([cut, second, third]);
+  // 150: the first piece holds the second member's header and zlib takes it whole without failing; the failing call is the next piece's.
+  for (const pieceBytes of [1, 150, 1 << 20]) {
+    const read = await readResyncing(bytes, pieceBytes);
+    // Before, in pieces of 1 and 150: '' (the search began at the failing call's first byte, inside the third member).
+    assert.equal(read.text, `b1\nb2\n${c}`, `pieces of ${pieceBytes}`);
+    assert.deepEqual(
+      read.damages.map(({ problem, lineEndsBefore, resumedAt }) => ({ problem, lineEndsBefore, resumedAt })),
+      [{ problem: 'invalid stored block lengths', lineEndsBefore: 0, resumedAt: cut.length }],
+      `pieces of ${pieceBytes}`,
+    );
+    assert.ok(read.damages[0]!.text.toString().startsWith(a), 'the cut member\'s text is the damage\'s');
+  }
+  // Cut where a stored block (final) of 3 bytes and the second member's ends: zlib ends the deflate data after the
+  // second member, and the third's first bytes are its trailer, whose CRC fails. Before: the search began there (the third member), the second's lines lost.
+  const final = Buffer.concat([gzipSync('').subarray(0, 10), deflateRawSync(a, { finishFlush: constants.Z_FULL_FLUSH }), Buffer.from([0x01, 3 + second.length, 0, ~(3 + second.length) & 0xff, 0xff, 0x61, 0x62, 0x63])]);
+  for (const pieceBytes of [1, 150, 1 << 20]) {
+    const read = await readResyncing(Buffer.concat([final, second, third]), pieceBytes);
+    assert.equal(read.text, `b1\nb2\n${c}`, `pieces of ${pieceBytes}`);
+    assert.deepEqual(
+      read.damages.map(({ byte, problem, resumedAt }) => ({ byte, problem, resumedAt })),
+      [{ byte: final.length + second.length, problem: 'incorrect data check', resumedAt: final.length }],
+      `pieces of ${pieceBytes}`,
+    );
+  }
+});
+
+test('gunzipUpToDamage: a line longer than the held text\'s bound split where the held text goes on unchecked (past holdUnchecked) is counted in the damage\'s unchecked lines, and its rest in the damage\'s text is said to continue it', async () => {
+  const short = Array.from({ length: 4000 }, (_, i) => `s${String(i).padStart(5, '0')}\n`).join(''); // 28,000 bytes
+  const long = `${'L'.repeat(120_000)}\n`;
+  const after = Array.from({ length: 100 }, (_, i) => `t${i}\n`).join('');
+  const bytes = corruptAfter(short + long + after);
+  const damages: GzipDamage[] = [];
+  const texts: Buffer[] = [];
+  const pieces = async function* (): AsyncGenerator<Buffer> {
+    yield bytes;
+  };
+  // 90,000: the short lines (28,000) held, and the long line's first 64 KB and more handed on with them past the bound, unended.
+  for await (const text of gunzipUpToDamage(pieces(), { onDamage: (found) => void damages.push(found), holdUnchecked: 90_000 })) texts.push(text);
+  const read = Buffer.concat(texts).toString();
+  assert.ok(read.startsWith(short) && read.length > short.length + (64 << 10) && read.length < short.length + long.length - 1, `${read.length} bytes read`);
+  assert.equal(damages.length, 1);
+  const [damage] = damages;
+  assert.equal(damage!.lineEndsBefore, 4001, 'the short lines, and the long line ended at the damage');
+  // Before: lineEnds 4000, the long line (read in part, unchecked) not among them.
+  assert.deepEqual(damage!.unchecked, { bytes: read.length, lineEnds: 4001 });
+  assert.equal(damage!.text.toString(), (short + long + after).slice(read.length));
+  assert.equal(damage!.continuesLine, true);
+});
+
+/** A member's bytes in `count` pieces of about the same size. */
+const inPieces = (bytes: Buffer, count: number): Buffer[] => Array.from({ length: count }, (_, i) => bytes.subarray(Math.floor((i * bytes.length) / count), Math.floor(((i + 1) * bytes.length) / count)));
+
+test('gunzipUpToDamage with maxHoldMs counts only the time spent waiting on the input: a reader behind its input (a writer streaming a file) holds a member whole, however long its own work takes', async (t) => {
+  // The clock moves 250 ms each turn of the event loop: inflating takes turns (zlib's thread pool); a piece the input has ready takes none.
+  let now = 0;
+  t.mock.method(performance, 'now', () => now);
+  t.mock.timers.enable({ apis: ['setTimeout'] });
+  let ticking = true;
+  const tick = (): void => {
+    now += 250;
+    if (ticking) setImmediate(tick);
+  };
+  setImmediate(tick);
+  const text = Array.from({ length: 2000 }, (_, i) => `{"n":${i},"r":${(i * 7919) % 1000}}\n`).join('');
+  const member = gzipSync(text);
+  member[member.length - 8]! ^= 1; // its CRC: the text held is the damage's, none of it read
+  const ready = async function* (): AsyncGenerator<Buffer> {
+    yield* inPieces(member, 40);
+  };
+  let damage: GzipDamage | undefined;
+  let read = '';
+  try {
+    for await (const out of gunzipUpToDamage(ready(), { onDamage: (found) => void (damage = found), maxHoldMs: 1000 })) read += out.toString();
+  } finally {
+    ticking = false;
+  }
+  assert.ok(now >= 1000, `the clock moved ${now} ms while the member was read`);
+  // Before (the time since the first text was held): the lines went on unchecked after 4 turns, then named as possibly wrong.
+  assert.equal(read, '');
+  assert.deepEqual([damage?.problem, damage?.text.toString(), damage?.unchecked], ['incorrect data check', text, undefined]);
+});
+
+test('gunzipUpToDamage with maxHoldMs: a live writer that writes a little at a time, its member unended, has its held lines go on once they have waited maxHoldMs on the input in all (not each pause that long: they would wait for the member\'s end)', async (t) => {
+  let now = 0;
+  t.mock.method(performance, 'now', () => now);
+  t.mock.timers.enable({ apis: ['setTimeout'] });
+  const text = Array.from({ length: 3000 }, (_, i) => `l${i}\n`).join('');
+  const member = gzipSync(text, { level: 0 }); // stored: each piece's text inflates as it comes
+  const pieces = inPieces(member, 30);
+  let given = 0;
+  // A writer writing a piece every 100 ms: the reader waits a turn of the event loop, and the clock moves 100 ms.
+  const trickle = async function* (): AsyncGenerator<Buffer> {
+    for (const piece of pieces) {
+      await new Promise((resolve) => setImmediate(resolve));
+      now += 100;
+      given++;
+      yield piece;
+    }
+  };
+  let firstOutAfter: number | undefined;
+  let read = '';
+  let damage: GzipDamage | undefined;
+  for await (const out of gunzipUpToDamage(trickle(), { onDamage: (found) => void (damage = found), maxHoldMs: 1000 })) {
+    firstOutAfter ??= given;
+    read += out.toString();
+  }
+  // The first piece's lines held, then 10 waits of 100 ms: they go on with the 11th piece's, of 30.
+  assert.equal(firstOutAfter, 11);
+  assert.equal(read, text);
+  assert.equal(damage, undefined);
 });

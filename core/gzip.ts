@@ -18,7 +18,8 @@ export interface GzipDamage {
   /**
    * A member whose CRC failed ('incorrect data check') or whose deflate data is corrupt, of which text went
    * on before the damage (past the hold bound, or held past `maxHoldMs`): the bytes and line ends of it
-   * (unchecked: possibly wrong). Absent: none did.
+   * (unchecked: possibly wrong), a line it ended unended (longer than the held text's bound) counted as
+   * ended at the damage, as in `lineEndsBefore`. Absent: none did.
    */
   unchecked?: { bytes: number; lineEnds: number };
   /**
@@ -26,6 +27,11 @@ export interface GzipDamage {
    * held text's bound, handed on unended, is ended at the damage and counted).
    */
   lineEndsBefore: number;
+  /**
+   * `text` begins with the rest of line `lineEndsBefore` (a line longer than the held text's bound, handed
+   * on unended and ended at the damage): up to its first line end, it is no line of its own.
+   */
+  continuesLine?: true;
   /**
    * With GunzipUpToDamageOptions.resync: the compressed byte of the member reading went on at (told as
    * its text goes on, or its CRC checks). Absent: no member follows, the rest of the input is skipped.
@@ -46,8 +52,10 @@ const GZIP_HELD_TEXT_BYTES = 64 << 10;
 export const GZIP_HELD_MEMBER_BYTES = 16 << 20;
 
 /**
- * The most compressed bytes of a member kept for inflating it again where `readFrom` cannot (a FIFO): a
- * file sink's member of 4 MiB of JSON text is 0.5-1 MiB compressed.
+ * The compressed bytes of a member kept (its last ones, past this): where a search for the next member goes
+ * back to after damage (zlib may have taken in the next member's header in a call that did not fail), and,
+ * while they are its start, what it is inflated again from where `readFrom` cannot (a FIFO). A file sink's
+ * member of 4 MiB of JSON text is 0.5-1 MiB compressed.
  */
 const GZIP_RETAINED_MEMBER_BYTES = 4 << 20;
 
@@ -106,18 +114,24 @@ export interface GunzipUpToDamageOptions {
    */
   holdUnchecked?: number;
   /**
-   * The longest, in milliseconds, that held text waits for its member's CRC (default: no limit). For a
-   * live stream (a FIFO): a writer's member may take long to end (the file sink's ends at 4 MiB of text,
-   * or when idle), and its lines should not wait for that; past this, the held text goes on unchecked, as
-   * past `holdUnchecked`. Waiting on the input counts; a reader that keeps the input flowing is not held back.
+   * The longest, in milliseconds, that held text waits on the input for its member's CRC (default: no
+   * limit). For a live stream (a FIFO): a writer's member may take long to end (the file sink's ends at
+   * 4 MiB of text, or when idle), and its lines should not wait for that; past this, the held text goes
+   * on unchecked, as past `holdUnchecked`. Only time spent waiting on the input counts, all of it since the
+   * first of the text was held: a reader behind its input (a writer streaming a file, however slow the
+   * machine) has the member's end to come without waiting and checks it whole; a writer that pauses has
+   * the lines within this of its pausing, and one that writes a little at a time (every 100 ms, for good)
+   * has them once its pauses add up to this.
    */
   maxHoldMs?: number;
   /**
    * After damage that is not at the input's end, search on for a member's header (1f 8b 08, flag bits
    * 5-7 clear) and read on from it: the file sink writes a member per flush, so a damaged one in the
-   * middle of a file costs its own lines only. Each range read past is told to `onDamage` (with its
-   * `resumedAt`) before any text after it goes on; a match that is no member (it fails to inflate or its
-   * CRC) is read past too, in the same range. Default false: the text ends at the first damage.
+   * middle of a file costs its own lines only. A damaged member is searched from its start + 1 (its last
+   * GZIP_RETAINED_MEMBER_BYTES, for a longer one): zlib may have taken in the next member's header (a
+   * member cut short, the next one after it) in a call that did not fail. Each range read past is told
+   * to `onDamage` (with its `resumedAt`) before any text after it goes on; a match that is no member (it
+   * fails to inflate or its CRC) is read past too, in the same range. Default false: the text ends at the first damage.
    */
   resync?: boolean;
 }
@@ -184,27 +198,33 @@ export async function* gunzipUpToDamage(compressed: AsyncIterable<Buffer>, optio
   /**
    * Damage found (its text and byte): with `resync`, reading goes on at the next member's header from
    * `searchFrom` (undefined: none can follow, the input ended), the range told when text after it goes
-   * on; else (or none found) it is told now and the text ends. A damaged member found after damage
-   * joins its range, and the search goes on from its start + 1 (`rewound`: the bytes from there, where
-   * they were kept). Returns whether reading goes on.
+   * on; else (or none found) it is told now and the text ends. A damaged member's search goes back to its
+   * start + 1 (`rewound`: the bytes from there, or from the first still kept, on): the next member may
+   * start inside what was read of it. A damaged member found after damage joins its range. Returns
+   * whether reading goes on.
    */
   const damagedAt = async (damage: Omit<GzipDamage, 'lineEndsBefore'>, searchFrom: number | undefined, rewound?: { at: number; bytes: Buffer }): Promise<boolean> => {
     let range: GzipDamage;
     if (found && skipped !== undefined) {
       const { resumedAt: _, ...before } = skipped;
       range = { ...before, text: damage.text.length > 0 ? Buffer.concat([skipped.text, damage.text]) : skipped.text };
-      if (rewound !== undefined) {
-        pending = rewound.bytes;
-        at = rewound.at;
-        searchFrom = rewound.at;
-      }
-    } else range = { ...damage, lineEndsBefore: lineEnds + (lineEnded ? 0 : 1) };
+    } else {
+      // A line handed on unended is ended here: counted before the damage, and among the unchecked lines where they were its.
+      const cut = lineEnded ? 0 : 1;
+      const unchecked = damage.unchecked === undefined ? {} : { unchecked: { ...damage.unchecked, lineEnds: damage.unchecked.lineEnds + cut } };
+      range = { ...damage, ...unchecked, ...(cut > 0 && damage.text.length > 0 ? { continuesLine: true as const } : {}), lineEndsBefore: lineEnds + cut };
+    }
+    if (rewound !== undefined) {
+      pending = rewound.bytes;
+      at = rewound.at;
+      searchFrom = rewound.at;
+    }
     skipped = undefined;
     found = false;
     tail = Buffer.alloc(0);
     held = [];
     heldBytes = 0;
-    heldSince = undefined;
+    heldWaited = 0;
     unchecked = { bytes: 0, lineEnds: 0 };
     if (resync && searchFrom !== undefined) {
       pending = pending.subarray(searchFrom - at);
@@ -237,14 +257,14 @@ export async function* gunzipUpToDamage(compressed: AsyncIterable<Buffer>, optio
   // The current member's whole lines, held until its CRC checks; and what of its text went on before.
   let held: Buffer[] = [];
   let heldBytes = 0;
-  let heldSince: number | undefined; // when the first of the held text was held (for maxHoldMs)
+  let heldWaited = 0; // milliseconds the held text has waited on the input (for maxHoldMs)
   let unchecked = { bytes: 0, lineEnds: 0 };
   // Handed on in the pieces they were inflated in: one buffer of 16 MiB would be split into lines at once downstream.
   const release = (): Buffer[] => {
     const pieces = held;
     held = [];
     heldBytes = 0;
-    heldSince = undefined;
+    heldWaited = 0;
     return pieces;
   };
   /** The held text, to go on before its member is checked: counted as unchecked. */
@@ -260,11 +280,10 @@ export async function* gunzipUpToDamage(compressed: AsyncIterable<Buffer>, optio
   const hold = (whole: Buffer): Buffer[] => {
     held.push(whole);
     heldBytes += whole.length;
-    heldSince ??= performance.now();
     return heldBytes <= holdUnchecked ? [] : releaseUnchecked();
   };
-  /** Milliseconds before the held text has waited maxHoldMs (undefined: no limit, or nothing held). */
-  const holdLeft = (): number | undefined => (maxHoldMs === undefined || heldSince === undefined ? undefined : heldSince + maxHoldMs - performance.now());
+  /** Milliseconds before the held text has waited maxHoldMs on the input (undefined: no limit, or nothing held). */
+  const holdLeft = (): number | undefined => (maxHoldMs === undefined || held.length === 0 ? undefined : maxHoldMs - heldWaited);
   /** Text of a member: its whole lines go on, its last partial line is held (the next text may end it). */
   const lines = (text: Buffer): Buffer | undefined => {
     const joined = tail.length === 0 ? text : Buffer.concat([tail, text]);
@@ -326,8 +345,9 @@ export async function* gunzipUpToDamage(compressed: AsyncIterable<Buffer>, optio
       if (await damagedHeader(start, 'unexpected end of file')) continue;
       return;
     }
-    // A member found after damage: its bytes kept (while few enough) to search again from its start + 1 should it be none.
-    let kept: Buffer[] | undefined = found ? [pending.subarray(0, headerBytes)] : undefined;
+    // The member's compressed bytes from `keptFrom` (its start; past GZIP_RETAINED_MEMBER_BYTES, its last ones) to what was fed.
+    const kept: Buffer[] = [pending.subarray(0, headerBytes)];
+    let keptFrom = start;
     let keptBytes = headerBytes;
     pending = pending.subarray(headerBytes);
     at += headerBytes;
@@ -338,17 +358,17 @@ export async function* gunzipUpToDamage(compressed: AsyncIterable<Buffer>, optio
     let crc = 0;
     let size = 0;
     let inflated = 0; // the member's text so far (size is its length mod 2^32, as in the trailer)
-    // Without `readFrom` (a FIFO), the member's compressed bytes so far, while they are few enough, read it again instead.
-    let retained: Buffer[] | undefined = readFrom === undefined ? [] : undefined;
-    let retainedBytes = 0;
-    /** The bytes from the found member's start + 1 on, for a search there (undefined: not found after damage, or too many kept). */
-    const rewind = (): { at: number; bytes: Buffer } | undefined =>
-      kept === undefined ? undefined : { at: start + 1, bytes: Buffer.concat([...kept, pending.subarray(Math.min(pending.length, dataStart + fed - at))]).subarray(1) };
+    /** The bytes from the member's start + 1 (or the first kept) on, kept and then pending: for a search there after its damage. */
+    const rewind = (): { at: number; bytes: Buffer } => {
+      const from = Math.max(start + 1, keptFrom);
+      return { at: from, bytes: Buffer.concat([...kept, pending.subarray(Math.min(pending.length, dataStart + fed - at))]).subarray(from - keptFrom) };
+    };
     try {
       let chunk: Buffer | undefined = pending.length > 0 ? pending : undefined;
       pending = Buffer.alloc(0);
       for (;;) {
         if (chunk === undefined) {
+          const waitedFrom = performance.now();
           const waiting = input.next();
           const left = holdLeft();
           if (left !== undefined && (left <= 0 || (await outwaits(waiting, left)))) {
@@ -357,17 +377,19 @@ export async function* gunzipUpToDamage(compressed: AsyncIterable<Buffer>, optio
             yield* handOn(releaseUnchecked());
           }
           const next = await waiting;
+          // Nothing is held after a release above: only a wait with text held throughout counts.
+          if (held.length > 0) heldWaited += performance.now() - waitedFrom;
           if (next.done === true) inputEnded = true;
           else chunk = next.value;
         }
         if (chunk !== undefined) {
           fed += chunk.length;
-          retainedBytes += chunk.length;
-          if (retainedBytes > GZIP_RETAINED_MEMBER_BYTES) retained = undefined;
-          retained?.push(chunk);
+          kept.push(chunk);
           keptBytes += chunk.length;
-          if (keptBytes > GZIP_RETAINED_MEMBER_BYTES) kept = undefined;
-          kept?.push(chunk);
+          while (keptBytes - kept[0]!.length >= GZIP_RETAINED_MEMBER_BYTES) {
+            keptBytes -= kept[0]!.length;
+            keptFrom += kept.shift()!.length;
+          }
         }
         for (const text of await inflater.feed(chunk)) {
           crc = crc32Of(text, crc);
@@ -389,9 +411,10 @@ export async function* gunzipUpToDamage(compressed: AsyncIterable<Buffer>, optio
           // Text before corrupt deflate data is held with the member's (zlib may have inflated garbage
           // first: a member cut short and followed by another, a corrupt block), and is the damage's.
           let corrupt = { byte: inflater.consumed, problem: inflater.failure.message };
-          const kept = retained;
-          const memberFrom = readFrom ?? (kept === undefined ? undefined : async function* (): AsyncGenerator<Buffer> {
-            yield* kept;
+          // Without `readFrom` (a FIFO), from the bytes kept while they are the member's start (its header, then its data).
+          const memberData = keptFrom === start ? kept.slice(1) : undefined;
+          const memberFrom = readFrom ?? (memberData === undefined ? undefined : async function* (): AsyncGenerator<Buffer> {
+            yield* memberData;
           });
           if (memberFrom !== undefined) {
             // The failing call's text, dropped: the member inflated again, past the text already out.
@@ -412,10 +435,10 @@ export async function* gunzipUpToDamage(compressed: AsyncIterable<Buffer>, optio
             }
           }
           tail = Buffer.concat([...release(), tail]);
-          // The search goes on from the first byte the inflate did not take.
+          // The search goes back to the member's start + 1: zlib may have taken in the next member's header in an earlier call, which did not fail.
           pending = unused;
           at = dataStart + inflater.consumed;
-          if (await damagedAt({ byte: dataStart + corrupt.byte, problem: corrupt.problem, text: tail, ...(unchecked.bytes > 0 ? { unchecked } : {}) }, at)) continue members;
+          if (await damagedAt({ byte: dataStart + corrupt.byte, problem: corrupt.problem, text: tail, ...(unchecked.bytes > 0 ? { unchecked } : {}) }, at, rewind())) continue members;
           return;
         }
         const left = holdLeft();
@@ -425,7 +448,7 @@ export async function* gunzipUpToDamage(compressed: AsyncIterable<Buffer>, optio
         if (chunk === undefined) {
           if (!found) yield* handOn(release());
           else tail = Buffer.concat([...release(), tail]);
-          if (await damagedAt({ byte: dataStart + consumed, problem: 'unexpected end of file', text: tail }, undefined, rewind())) continue members;
+          if (await damagedAt({ byte: dataStart + consumed, problem: 'unexpected end of file', text: tail }, undefined, found ? rewind() : undefined)) continue members;
           return;
         }
         if (inflater.ended || consumed < fed) {
@@ -444,7 +467,7 @@ export async function* gunzipUpToDamage(compressed: AsyncIterable<Buffer>, optio
     if (!(await fill(8))) {
       if (!found) yield* handOn(release());
       else tail = Buffer.concat([...release(), tail]);
-      if (await damagedAt({ byte: trailerAt, problem: 'unexpected end of file', text: tail }, undefined, rewind())) continue;
+      if (await damagedAt({ byte: trailerAt, problem: 'unexpected end of file', text: tail }, undefined, found ? rewind() : undefined)) continue;
       return;
     }
     if (pending.readUInt32LE(0) !== crc || pending.readUInt32LE(4) !== size) {

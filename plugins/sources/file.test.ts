@@ -1090,6 +1090,29 @@ test('corrupt deflate data after more than 16 MiB of a member\'s text: the lines
   assert.equal(deadLetters[0]!.raw, gzipTestLines(times.length, 300_000));
 });
 
+test('corrupt deflate data after a line longer than 64 KB that the 16 MiB hold bound split (its start read, its rest held): the dead letter counts that line among those possibly wrong, and its rest in the raw as no line of its own', async () => {
+  // Lines up to just under the 16 MiB held: the long line's first 64 KB and more, handed on unended, take the held text past it.
+  const lineBytes = (n: number): number => Buffer.byteLength(gzipTestLines(n, n + 1));
+  let short = 0;
+  for (let bytes = 0; bytes + lineBytes(short) <= (16 << 20) - (40 << 10); short++) bytes += lineBytes(short);
+  const long = `${JSON.stringify({ user_id: 'u-long', time: short, type: 'view', pad: 'x'.repeat(120_000) })}\n`;
+  const text = gzipTestLines(0, short) + long + gzipTestLines(short + 1, short + 101);
+  const member = Buffer.concat([gzipSync('').subarray(0, 10), deflateRawSync(text, { finishFlush: zlibConstants.Z_FULL_FLUSH }), Buffer.from([0x07, 0, 0, 0]), Buffer.alloc(8)]);
+  const path = join(dir, 'corrupt-after-split-line.jsonl.gz');
+  writeFileSync(path, member);
+  const { times, deadLetters } = await readGzipFile(path);
+  assert.deepEqual(times, Array.from({ length: short }, (_, i) => i), 'the short lines (the long one, cut, is a bad line)');
+  const damage = deadLetters.find((dead) => dead.reason.startsWith('unreadable gzip data'));
+  const readBytes = Buffer.byteLength(text) - Buffer.byteLength(damage!.raw as string);
+  assert.ok(readBytes > Buffer.byteLength(gzipTestLines(0, short)) + (64 << 10) && readBytes < Buffer.byteLength(gzipTestLines(0, short) + long), `${readBytes} bytes read`);
+  // Before: "after line ${short} (...; its lines ${short + 1}-${short + 101} are not read (raw is their text); its lines 1-${short} (...) were read ...": the long line, read in part, named as not read, and its rest taken for a line of its own.
+  assert.equal(
+    damage!.reason,
+    `unreadable gzip data after line ${short + 1} (invalid block type at compressed byte ${member.length - 12}: a member's text inflated before it may be wrong (zlib can inflate corrupt data as garbage before it fails); its lines ${short + 2}-${short + 101} are not read (raw is the rest of line ${short + 1}, then their text); its lines 1-${short + 1} (${readBytes} bytes) were read before the damage and may be wrong): the rest of the file is skipped`,
+  );
+  assert.equal(damage!.raw, text.slice(readBytes));
+});
+
 test('zero bytes after the last gzip member (tar or dd padding) are passed over, as gzip does ("trailing zero bytes ignored"); other bytes after it, after zeros too, are one dead letter naming the first of them; countRecords counts the lines read', async () => {
   const members = Buffer.concat([gzipSync(gzipTestLines(0, 5000)), gzipSync(gzipTestLines(5000, 10_000))]);
   const cases = {
@@ -1169,7 +1192,7 @@ test('a bit flipped in a gzip member\'s text that inflates without error: the me
   assert.equal(deadLetters[0]!.reason, `unreadable gzip data after line 5000 (incorrect data check at compressed byte ${trailerAt}: a member's text is not what was compressed; its 5000 lines are not read (raw is their text)): reading goes on at the gzip member at compressed byte ${trailerAt + 8}, its first line numbered 5001`);
   assert.equal(deadLetters[0]!.raw, gzipTestLines(5000, 10_000).replace('"u7000"', '"u6000"'));
   assert.deepEqual([deadLetters[0]!.origin?.file, deadLetters[0]!.origin?.line], [path, 5001]);
-  // A FIFO's are held alike (a writer streaming the file keeps them flowing). Before: read as they inflated (u6000's twice), named as possibly wrong.
+  // A FIFO's are held alike: the source's own work does not count against the hold's 1 s, only its waits on the writer (streaming the file, it keeps the source busy), so a slow machine holds them alike. Before: read as they inflated (u6000's twice), named as possibly wrong.
   const fifo = await readGzipFifo('flipped-literal.fifo', bytes);
   assert.deepEqual(fifo.times, times);
   assert.deepEqual(fifo.deadLetters.map((dead) => [dead.reason, dead.raw, dead.origin?.line]), deadLetters.map((dead) => [dead.reason, dead.raw, dead.origin?.line]));

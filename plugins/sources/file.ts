@@ -92,7 +92,7 @@ export default defineSource<FileSourceConfig>({
     'Text is UTF-8 (a byte order mark is passed over); a file that starts with a UTF-16 or UTF-32 byte order mark (Excel\'s "Unicode Text") fails the source, its error naming the `iconv` command that converts it. ' +
     'A CSV without a column the mapping names (a misspelt `price: Price` would leave every event without a price) is logged as a warning, once per file, with its columns (a header read as one column holding `;`, a tab or `|` names that as the likely `csv.delimiter`). ' +
     'Files ending in `.gz` are decompressed. A damaged one (cut short, corrupt compressed data, junk after its members, a wrong CRC) gives every line before the damage (for a damaged member, the lines of the members before it: see below), and one dead letter naming the compressed byte the damage is at and zlib\'s problem (its `raw`: the text read after the last whole line, or the damaged member\'s text); reading then goes on at the next gzip member after it (the `file` sink writes a member per flush, so a damaged one costs its own lines only): the dead letter names the compressed byte it resumed at, and the line number the next line gets (the damaged text is not counted: line numbers go on from the last line read). A match of a member\'s first bytes that is no member (it fails to inflate or its CRC) is read past in the same dead letter. A damaged range is dead-lettered as the reading passes it, and a checkpoint after it records that it was: a resumed run reads the same lines after it and does not dead-letter it again. Where no member follows, the rest of the file is skipped (so said) and the next file is read. ' +
-    'A member\'s lines are held until its CRC checks (up to 16 MiB of its text; the `file` sink\'s members end at 4 MiB): a member whose CRC fails (a flipped bit that inflates without error), or whose compressed data is corrupt (zlib can inflate garbage before it fails: a member cut short and followed by the next one inflates some of the next one\'s bytes, and a garbage line may parse as an event), gives none of them: they are the dead letter\'s `raw` (for corrupt data, every line zlib decodes before it, from a FIFO too while the member\'s compressed bytes so far are under 4 MiB, kept for that; past them, up to 16 KB of text before it may be lost), its reason naming how many. A member cut short at the file\'s end (a file still being written) gives its lines: they are what was compressed, as far as it goes. Past 16 MiB of a member, lines go on as they are inflated, and the dead letter of a damage after them names them as possibly wrong. A FIFO\'s lines are held as a file\'s, but no longer than 1 s (a live writer, such as a `file` sink flushing every second, may take minutes to end a member; a writer streaming a whole file keeps them flowing and its members are checked whole): past it they go on, named so alike. Zero bytes after the last member (a tar or `dd` block\'s padding) are passed over, as `gzip -d` does. A checkpoint\'s position names its file by path, inode and first bytes: ' +
+    'A member\'s lines are held until its CRC checks (up to 16 MiB of its text; the `file` sink\'s members end at 4 MiB): a member whose CRC fails (a flipped bit that inflates without error), or whose compressed data is corrupt (zlib can inflate garbage before it fails: a member cut short and followed by the next one inflates some of the next one\'s bytes, and a garbage line may parse as an event), gives none of them: they are the dead letter\'s `raw` (for corrupt data, every line zlib decodes before it, from a FIFO too while the member\'s compressed bytes so far are under 4 MiB, kept for that; past them, up to 16 KB of text before it may be lost), its reason naming how many. A member cut short at the file\'s end (a file still being written) gives its lines: they are what was compressed, as far as it goes. Past 16 MiB of a member, lines go on as they are inflated, and the dead letter of a damage after them names them as possibly wrong. A FIFO\'s lines are held as a file\'s, but no longer than 1 s of waiting on its writer, the waits since the first of them was held added up (a live writer, such as a `file` sink flushing every second, may take minutes to end a member: its lines go on within about a second of its pausing, and those of one writing a little every 100 ms once ten such pauses add up; a writer streaming a whole file keeps the source busy, not waiting, however slow the machine, and its members are checked whole): past it they go on, named so alike. Zero bytes after the last member (a tar or `dd` block\'s padding) are passed over, as `gzip -d` does. A checkpoint\'s position names its file by path, inode and first bytes: ' +
     'renamed since (log rotation), the file resumes where it was wherever `path` lists it now; another file at its path is read from its start. ' +
     'A file read to its end stays the position until the next one is open, and after the last one (a resumed run reads what was appended since). ' +
     'A last line without a line end is read as a record at the end of the file, but the position stays before it: a resumed run reads it again whole if a writer has added to it since (logged), and passes it over if not. A FIFO (or a device) is read as a stream: a resumed run reads the stream it opens from its start. A FIFO waits for a writer, and for its lines, until the writer closes it or the run stops: a stop (SIGTERM) ends its reading at once.',
@@ -285,7 +285,9 @@ export default defineSource<FileSourceConfig>({
             // Damaged compressed data is bad input, not a failed source: the lines before it were delivered,
             // the rest of the file is one dead letter, and reading goes on. A resumed run reads a damaged
             // last file up to its damage again: its rest was dead-lettered once.
-            if (damage !== undefined && unreadableAfter !== linesDone) deadLetterGzipDamage({ ...damage, lineEndsBefore: linesDone }, path, context);
+            // A last line decoded without its line end is one the damage cut (longer than the text gunzipUpToDamage holds): the damage is after it, as the gunzip counts.
+            const cutLine = unterminated === undefined ? 0 : 1;
+            if (damage !== undefined && unreadableAfter !== linesDone) deadLetterGzipDamage({ ...damage, lineEndsBefore: linesDone + cutLine }, path, context);
             if (damage !== undefined) unreadableAfter = linesDone;
           } catch (error) {
             // The input destroyed by the stop: the end of this run's reading, not a failure of the file.
@@ -353,10 +355,11 @@ export default defineSource<FileSourceConfig>({
 });
 
 /**
- * The longest a FIFO's gzip lines are held for their member's CRC: a live writer (the `file` sink flushes
- * every second by default) may take minutes to end a member, and its lines should not wait for that. A
- * writer that streams a whole file (`cat events.jsonl.gz > fifo`) keeps the input flowing: its members
- * (the sink's of 4 MiB of text inflate in tens of milliseconds) are checked whole.
+ * The longest a FIFO's gzip lines wait on its writer for their member's CRC (the waits added up: time the
+ * source spends on its own work does not count): a live writer (the `file` sink flushes every second by
+ * default) may take minutes to end a member, and its lines should not wait for that. A writer that
+ * streams a whole file (`cat events.jsonl.gz > fifo`) keeps the source busy, not waiting, however slow the
+ * machine: its members are checked whole.
  */
 const FIFO_GZIP_MAX_HOLD_MS = 1000;
 
@@ -367,14 +370,14 @@ const FIFO_GZIP_MAX_HOLD_MS = 1000;
  * the file is skipped.
  */
 function deadLetterGzipDamage(damage: GzipDamage, path: string, context: PluginContext): void {
-  const { byte, problem, text, unchecked, lineEndsBefore: after, resumedAt } = damage;
+  const { byte, problem, text, unchecked, lineEndsBefore: after, resumedAt, continuesLine = false } = damage;
   const utf8 = isUtf8(text);
   const rest = resumedAt === undefined ? 'the rest of the file is skipped' : `reading goes on at the gzip member at compressed byte ${resumedAt}, its first line numbered ${after + 1}`;
   context.deadLetter({
     // A member's lines held back (its CRC failed, or its deflate data is corrupt) are named; else the raw is a line cut short.
     reason:
       problem === 'incorrect data check' || text.includes(10) || unchecked !== undefined
-        ? `${memberFailureReason(problem, after, byte, text, utf8, unchecked, resumedAt === undefined)}: ${rest}`
+        ? `${memberFailureReason(problem, after, byte, text, utf8, unchecked, resumedAt === undefined, continuesLine)}: ${rest}`
         : `unreadable gzip data after line ${after} (${problem} at compressed byte ${byte}${text.length > 0 ? `; raw is the text read after that line${utf8 ? '' : ', base64'}` : ''}): ${rest}`,
     raw: text.toString(utf8 ? 'utf8' : 'base64'),
     ...(utf8 ? {} : { encoding: 'base64' as const }),
@@ -387,13 +390,16 @@ function deadLetterGzipDamage(damage: GzipDamage, path: string, context: PluginC
  * what was compressed) or its deflate data (corrupt: zlib may inflate garbage before it fails): its text
  * held back (`text`, the dead letter's raw) is not read, its lines named (by number where the file's
  * lines end there, `numbered`; read past, they are not numbered); lines of it handed on before the damage
- * (past the hold bound, or a FIFO's held past FIFO_GZIP_MAX_HOLD_MS) are named as possibly wrong.
+ * (past the hold bound, or a FIFO's held past FIFO_GZIP_MAX_HOLD_MS) are named as possibly wrong. Text
+ * that begins with the rest of line `linesDone` (`continuesLine`: a long line handed on unended) is no line of its own.
  */
-function memberFailureReason(problem: string, linesDone: number, byte: number, text: Buffer, utf8: boolean, unchecked: GzipDamage['unchecked'], numbered: boolean): string {
+function memberFailureReason(problem: string, linesDone: number, byte: number, text: Buffer, utf8: boolean, unchecked: GzipDamage['unchecked'], numbered: boolean, continuesLine: boolean): string {
   const crc = problem === 'incorrect data check';
-  const heldLines = text.length === 0 ? 0 : text.subarray(0, text.length - 1).toString('latin1').split('\n').length;
+  const pieces = text.length === 0 ? 0 : text.subarray(0, text.length - 1).toString('latin1').split('\n').length;
+  const heldLines = continuesLine ? Math.max(0, pieces - 1) : pieces;
   const lines = numbered ? `lines ${linesDone + 1}-${linesDone + heldLines}` : `${heldLines} line${heldLines === 1 ? '' : 's'}`;
-  const held = heldLines === 0 ? '' : `; its ${lines} are not read (raw is their text${utf8 ? '' : ', base64'})`;
+  const raw = `raw is ${continuesLine ? `the rest of line ${linesDone}${heldLines > 0 ? ', then their text' : ''}` : 'their text'}${utf8 ? '' : ', base64'}`;
+  const held = heldLines > 0 ? `; its ${lines} are not read (${raw})` : continuesLine ? `; ${raw}` : '';
   const passed = unchecked === undefined ? '' : `; its lines ${linesDone - unchecked.lineEnds + 1}-${linesDone} (${unchecked.bytes} bytes) were read before the ${crc ? 'check' : 'damage'} and may be wrong`;
   const what = crc ? "a member's text is not what was compressed" : "a member's text inflated before it may be wrong (zlib can inflate corrupt data as garbage before it fails)";
   return `unreadable gzip data after line ${linesDone} (${problem} at compressed byte ${byte}: ${what}${held}${passed})`;
