@@ -43,6 +43,36 @@ for (const name of ['out.jsonl', 'out.jsonl.gz']) {
   });
 }
 
+test('between flushes (checkpoints), a record reaches a plain file 200 ms after it was written to the sink, not before; a gzip file holds it until a flush', async (t) => {
+  // A run's sinks flush only at checkpoints (30 s apart by default): a prediction must not wait for one to be in a
+  // plain file (kill -9 past it leaves it there, and the restart writes it again). The wait is a setTimeout: node's
+  // mock timers move its clock, so a loaded host decides nothing.
+  const plainPath = join(dir, 'between-flushes.jsonl');
+  const gzipPath = join(dir, 'between-flushes.jsonl.gz');
+  const plain = await fileSink.create({ path: plainPath, append: false, lazy: false }, testContext({ baseDir: dir }));
+  const gzip = await fileSink.create({ path: gzipPath, append: false, lazy: false }, testContext({ baseDir: dir }));
+  await plain.open?.();
+  await gzip.open?.();
+  const gzipHeader = statSync(gzipPath).size;
+  t.mock.timers.enable({ apis: ['setTimeout'] });
+  plain.write(record('u1'));
+  gzip.write(record('u1'));
+  t.mock.timers.tick(199);
+  await new Promise((resolve) => setImmediate(resolve));
+  assert.equal(statSync(plainPath).size, 0, 'held for 200 ms, so records go out in chunks');
+  t.mock.timers.tick(1);
+  t.mock.timers.reset();
+  const line = `${JSON.stringify(record('u1'))}\n`;
+  await until(() => statSync(plainPath).size === line.length, 'the record in the plain file, with no flush', 10_000);
+  assert.equal(readFileSync(plainPath, 'utf8'), line);
+  // The compressor holds a slow stream's text until a flush (a sync flush costs size) or until it has a deflate block to emit.
+  assert.equal(statSync(gzipPath).size, gzipHeader, 'gzip: nothing past its header before a flush');
+  await gzip.flush?.();
+  assert.equal(gunzipSync(readFileSync(gzipPath), { finishFlush: zlib.Z_SYNC_FLUSH }).toString(), line);
+  await plain.close?.();
+  await gzip.close?.();
+});
+
 test('a record left cut short at the end of the file (a full disk, kill -9) is dropped on resume, and ours never continue a foreign last line', async () => {
   const whole = `${JSON.stringify(record('u1'))}\n`;
   const resumed = join(dir, 'torn.jsonl');
