@@ -177,12 +177,46 @@ export type SessionSummary = {
   /** True when this replaces a summary emitted before (a late event changed the session). */
   update?: boolean;
   /**
+   * Why the session closed. The sessionizer always sets it; optional here because a summary may come from
+   * elsewhere (another plugin, a topic another pipeline wrote), without it.
+   */
+  closedBy?: SessionCloseReason;
+  /**
+   * Ids of the sessions a late event merged into this one (their events carry those ids; their summaries
+   * are replaced by this one). Absent where none was merged.
+   */
+  replaces?: readonly string[];
+  /**
    * Event time after which no event joins this session: once the watermark passes it, the sessionizer
    * keeps the session no more (an event under its id then starts a new session, at position 0). Until
    * then a late event may update, reopen or merge it, so a stage keeping state per session keeps it as
-   * long. A sessionizer's end + gap + allowed_lateness. Absent from summaries made elsewhere.
+   * long. A sessionizer's end + gap + allowed_lateness (an evicted session's: the watermark it was evicted
+   * at). The sessionizer always sets it; absent from summaries made elsewhere.
    */
   keptUntil?: number;
+};
+
+/**
+ * Why a session closed: `gap` (the watermark passed its end plus the gap), `max_length` (cut; its
+ * continuation is another session), `evicted` (by the sessionizer's `max_open_sessions`; its later events
+ * start another session), `end_of_input`.
+ */
+export type SessionCloseReason = 'gap' | 'max_length' | 'evicted' | 'end_of_input';
+
+/** A model's drift detector fired (`kind: 'drift'`, a model stage with `drift.detector` set). */
+export type ModelDrift = {
+  kind: 'drift';
+  /** The model stage's name. */
+  model: string;
+  task: Prediction['task'];
+  /** `page-hinkley` or `adwin`. */
+  detector: string;
+  /** Event time of the label that made it fire. */
+  time: number;
+  /** Labels the model had scored then. */
+  labels: number;
+  /** What it did: the stage's `drift.action` (`none`, `reset_optimizer`, `raise_learning_rate`). */
+  action: string;
 };
 
 /** A model's score for a user or session at an event time. */

@@ -6,29 +6,11 @@ import assert from 'node:assert/strict';
 import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { boundedSpawnSync, spawnTributary } from 'tributary/testing';
-import { packageRoot } from '../paths.js';
 import { ShopperWorld } from '../../plugins/sources/shoppers.js';
 import { cli, dir, pipeline, tributary } from './cli-test-helpers.js';
+import { documentedFields } from './records-doc-test-helpers.js';
 
 type OutputRecord = { kind: string; [field: string]: unknown };
-
-/** docs/records.md's tables: per kind, its fields, and whether each is always there. */
-function documentedFields(): Map<string, Map<string, { optional: boolean }>> {
-  const text = readFileSync(join(packageRoot, 'docs', 'records.md'), 'utf8');
-  const kinds = new Map<string, Map<string, { optional: boolean }>>();
-  let current: Map<string, { optional: boolean }> | undefined;
-  for (const line of text.split('\n')) {
-    const heading = /^## `([a-z_]+)`$/.exec(line);
-    if (heading) {
-      current = new Map();
-      kinds.set(heading[1]!, current);
-      continue;
-    }
-    const row = /^\| `([A-Za-z_]+)` \| ([^|]+) \|/.exec(line);
-    if (row && current) current.set(row[1]!, { optional: row[2]!.includes('_optional_') });
-  }
-  return kinds;
-}
 
 function readRecords(file: string): OutputRecord[] {
   return readFileSync(file, 'utf8').trim().split('\n').map((line) => JSON.parse(line) as OutputRecord);

@@ -1,6 +1,6 @@
 /**
  * `kafka` sink: writes records as JSON to a Kafka topic, keyed by user id (so one user's records stay
- * in one partition, in order), with an idempotent producer (no duplicates or reordering from retries).
+ * in one partition, in order; a model's records without a user by its name, see messageKey), with an idempotent producer (no duplicates or reordering from retries).
  *
  * `flush()` resolves only when the brokers have acknowledged every record written so far (librdkafka's
  * flush, which returns once its queue is empty), and rejects if any delivery failed (only failures are
@@ -172,7 +172,10 @@ export default defineSink<KafkaSinkConfig>({
   summary: 'Writes records as JSON to a Kafka topic, keyed by user id, with an idempotent or transactional producer.',
   description:
     'Each record is one JSON message, the line a `file` sink writes for it, with no headers (a `kafka` source reads events back with ' +
-    '`mapping: canonical`); its key is the record field `key_field` (the user id by default). The producer is ' +
+    '`mapping: canonical`); its key is the record field `key_field` (the user id by default), so a user\'s records stay in one partition in the ' +
+    'order written. A record without that field is keyed by what keeps its own kind in order: a `drift` or `model_metrics` record (no user) by its ' +
+    '`model`, a dead letter as the record it carries (`raw`; a rejected event by its user), else by the key of its input message (a Kafka ' +
+    'source\'s `key`, where it is text); any other has no key, and librdkafka\'s partitioner spreads those over the partitions. The producer is ' +
     'idempotent (acks=all), and `flush` waits until the brokers acknowledged every record written (and fails if any ' +
     'delivery failed), so source offsets are committed only for records the brokers hold. With `guarantee: exactly-once` every such sink of the pipeline writes in one Kafka ' +
     'transaction that also commits the Kafka source offsets, through one producer (so their fields other than `topic` and `key_field` must agree); ' +
@@ -193,7 +196,7 @@ export default defineSink<KafkaSinkConfig>({
         type: 'string',
         minLength: 1,
         default: 'userId',
-        description: 'Record field used as the message key (records without it get no key). Default: the user id.',
+        description: 'Record field used as the message key (a string, or a number as text). A record without it is keyed by its `model` (`drift`, `model_metrics`) or, a dead letter, as the record it carries or by its input message\'s key; other records without it get no key. Default: the user id.',
       },
       guarantee: guaranteeProperty,
       transactional_id: {
@@ -270,11 +273,7 @@ export default defineSink<KafkaSinkConfig>({
       ...(config.options ?? {}),
     };
     context.logger.debug({ kafka: redactProperties(properties) }, 'kafka sink configured');
-    const keyField = config.key_field;
-    const keyOf = (record: StreamRecord): string | null => {
-      const key = record[keyField];
-      return typeof key === 'string' ? key : typeof key === 'number' ? String(key) : null;
-    };
+    const keyOf = (record: StreamRecord): string | null => messageKey(record, config.key_field);
     const fitted = sizeLimit(Number(properties['message.max.bytes'] ?? defaultMaxMessageBytes), context, config.topic);
 
     if (config.guarantee === 'exactly-once') {
@@ -534,6 +533,32 @@ export default defineSink<KafkaSinkConfig>({
 
 /** librdkafka's `message.max.bytes` when the sink's `options` do not set it. */
 const defaultMaxMessageBytes = 1_000_000;
+/** A record field's value as a message key: a string, or a number as text; anything else is no key. */
+function keyText(value: unknown): string | null {
+  return typeof value === 'string' ? value : typeof value === 'number' ? String(value) : null;
+}
+
+/**
+ * A record's message key: its `keyField`. One without it is keyed so that what belongs together stays in one
+ * partition, in the order written: a record with a `model` and no user (`drift`, `model_metrics`) by the model's
+ * name; a dead letter by the key of the record it carries (its `raw`, keyed so: a rejected event's user), else
+ * by the key its input message had (a Kafka source's `key`, where it is text). Any other gets no key, which
+ * librdkafka's partitioner spreads over the partitions.
+ */
+export function messageKey(record: StreamRecord, keyField: string): string | null {
+  const own = keyText(record[keyField]);
+  if (own !== null) return own;
+  if (record.kind === 'dead_letter') {
+    const raw = record['raw'];
+    // A rejected record (an event, a drift record too large for the topic) is keyed as it would have been.
+    const carried = typeof raw === 'object' && raw !== null && !Array.isArray(raw) ? messageKey(raw as StreamRecord, keyField) : null;
+    if (carried !== null) return carried;
+    // A key librdkafka gave as bytes that are not text (`keyEncoding: base64`) is not the message's key as text.
+    return record['keyEncoding'] === undefined ? keyText(record['key']) : null;
+  }
+  return keyText(record['model']);
+}
+
 /** What librdkafka counts of a record besides its key and value (RD_KAFKAP_MESSAGE_V2_MAX_OVERHEAD; no headers). */
 const recordOverheadBytes = 41;
 /** Room left beside a cut dead letter's `raw` for what the cut adds (its two fields, a character cut in two). */

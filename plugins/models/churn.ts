@@ -15,7 +15,7 @@ import { learnerOperator, OnlineLearner, predictionId, type IdDeriver, type Lear
 import type { CustomModelSource } from './custom.js';
 import { claimModelName, bareMillisecondsWarnings, inapplicableFieldProblems, modelEmits, sessionizerProblems, modelEmitsOnlyWith, modelNameProblems, modelOperatorProperties, resolveConfig, type ModelOperatorConfig } from './config.js';
 import { SequenceTracker, type SequencesState } from './sequence.js';
-import { mergedAwayIds, type SessionizerSummary } from './summaries.js';
+import { mergedAwayIds } from './summaries.js';
 
 export interface ChurnModelConfig extends ModelOperatorConfig {
   horizon?: string | number;
@@ -371,7 +371,7 @@ const maxOpen = 8;
  * without `keptUntil` (made elsewhere: how late its events come is not known) and for an evicted
  * session's (its `keptUntil` is the watermark it was evicted at, no bound on a late event).
  */
-function lateReturnGrace(summary: SessionizerSummary): number {
+function lateReturnGrace(summary: SessionSummary): number {
   const keptUntil = summary.keptUntil;
   if (summary.closedBy === 'evicted' || typeof keptUntil !== 'number' || !Number.isFinite(keptUntil)) return 0;
   return Math.max(0, keptUntil - summary.end);
@@ -613,7 +613,7 @@ export function createChurnModel(rawConfig: ChurnModelConfig, context: PluginCon
    * the session before (a late event before its start) and the gap of a session after it that
    * closed first.
    */
-  const onUpdate = (summary: SessionizerSummary): void => {
+  const onUpdate = (summary: SessionSummary): void => {
     const user = users.get(summary.userId);
     if (!user) return;
     if (user.lastEnd === undefined || summary.end > user.lastEnd) user.lastEnd = summary.end;
@@ -725,7 +725,7 @@ export function createChurnModel(rawConfig: ChurnModelConfig, context: PluginCon
     // Cut by the sessionizer's max_length (at an event that starts its continuation) or evicted by its
     // max_open_sessions: not an end (its events go on in another session, a "return" moments later that
     // would label it 0). Part of the user's history, not a prediction.
-    const closedBy = (summary as SessionizerSummary).closedBy;
+    const closedBy = summary.closedBy;
     const key = sessionKey(summary.userId, summary.sessionId);
     if (closedBy === 'evicted' || closedBy === 'max_length') {
       sequences?.delete(key);

@@ -6,12 +6,12 @@
  * Predictions wait in a bounded buffer until then; each label is scored against its prediction,
  * then learnt from (prequential, test-then-train).
  */
-import { checkListLengths, type ClickEvent, type Column, decodeColumnOf, decodeNamedColumns, decodeOptionalColumnOf, decodeStrings, defineOperator, eachOf, type Emit, encodeNamedColumns, type EntryProblem, inTurns, type OutlineEntry, parseDuration, partsOf, type PipelineOutline, type PluginContext, type Operator, sessionKey } from 'tributary';
+import { checkListLengths, type ClickEvent, type Column, decodeColumnOf, decodeNamedColumns, decodeOptionalColumnOf, decodeStrings, defineOperator, eachOf, type Emit, encodeNamedColumns, type EntryProblem, inTurns, type OutlineEntry, parseDuration, partsOf, type PipelineOutline, type PluginContext, type Operator, type SessionSummary, sessionKey } from 'tributary';
 import { idPrefix, learnerOperator, OnlineLearner, predictionIdAfter, type IdPrefix, type LearnerState, type SampleHandle, type SampleInput } from './learner.js';
 import type { CustomModelSource } from './custom.js';
 import { claimModelName, defaultLabelTimeout, bareMillisecondsWarnings, inapplicableFieldProblems, modelEmits, sessionizerProblems, modelEmitsOnlyWith, modelNameProblems, modelOperatorProperties, resolveConfig, type ModelOperatorConfig } from './config.js';
 import { releaseReached, SequenceTracker, type SequencesState } from './sequence.js';
-import { closedEarly, mergedAwayIds, type SessionizerSummary } from './summaries.js';
+import { closedEarly, mergedAwayIds } from './summaries.js';
 
 export type IntentModelConfig = ModelOperatorConfig;
 
@@ -191,7 +191,7 @@ function earliest(a: number | undefined, b: number | undefined): number | undefi
  * labelled that one already, and its unit of the loss blocks must be kept to join theirs (LossBlocks.merge) by the same
  * bound (a merge needs both sessions still held). It costs a key a buyer, kept as long as a non-buyer's.
  */
-function relabelUntil(summary: SessionizerSummary): number | undefined {
+function relabelUntil(summary: SessionSummary): number | undefined {
   const keptUntil = summary.keptUntil;
   return typeof keptUntil === 'number' && Number.isFinite(keptUntil) && keptUntil >= summary.end ? keptUntil + (keptUntil - summary.end) : undefined;
 }
@@ -436,7 +436,7 @@ export function createIntentModel(rawConfig: IntentModelConfig, context: PluginC
     state.pending.push(learner.submit(input, emit));
   };
 
-  const onSummary = (summary: SessionizerSummary, emit: Emit): void => {
+  const onSummary = (summary: SessionSummary, emit: Emit): void => {
     learner.snapshots.settle();
     const key = sessionKey(summary.userId, summary.sessionId);
     let state = sessions.get(key);

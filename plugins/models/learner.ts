@@ -6,7 +6,7 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
-import { type ClickEvent, type Column, type Counter, LockRefusedError, releaseLock, takeLockWaiting, decodeColumn, decodeColumnOf, decodeDerivedIds, decodeNamedColumns, decodeNullableStrings, decodeStrings, type DerivedIds, eachOf, type Emit, encodeColumn, encodeNamedColumns, encodeDerivedIds, type Gauge, type GaugeFamily, makeFolderDurably, type Metrics, PartedSnapshots, partsOf, isSessionSummary, recentScoresText, PluginConfigError, type PluginContext, type Prediction, type PredictionLabel, recordOperator, type RecordOperator, type SessionSummary, type StageRecord, type StreamRecord, TributaryError, writeFileDurably, sessionKey } from 'tributary';
+import { type ClickEvent, type Column, type Counter, LockRefusedError, releaseLock, takeLockWaiting, decodeColumn, decodeColumnOf, decodeDerivedIds, decodeNamedColumns, decodeNullableStrings, decodeStrings, type DerivedIds, eachOf, type Emit, encodeColumn, encodeNamedColumns, encodeDerivedIds, type Gauge, type GaugeFamily, makeFolderDurably, type Metrics, type ModelDrift, PartedSnapshots, partsOf, isSessionSummary, recentScoresText, PluginConfigError, type PluginContext, type Prediction, type PredictionLabel, recordOperator, type RecordOperator, type SessionSummary, type StageRecord, type StreamRecord, TributaryError, writeFileDurably, sessionKey } from 'tributary';
 import { missingPackages, useBackend, type BackendSelection } from './backend.js';
 import type { ResolvedModelConfig } from './config.js';
 import { createDriftDetector, LossBlocks, type DriftDetector, type DriftState, type LossBlocksState } from './drift.js';
@@ -1203,7 +1203,7 @@ export class OnlineLearner {
     const action = this.config.drift.action;
     if (this.model && action === 'reset_optimizer') this.model.optimizer.reset();
     if (this.model && action === 'raise_learning_rate') this.model.optimizer.learningRate = this.baseLearningRate * this.config.drift.factor;
-    const record: StreamRecord = { kind: 'drift', model: this.name, task: this.task, detector: this.config.drift.detector, time, labels: this.counts.labels, action };
+    const record: ModelDrift = { kind: 'drift', model: this.name, task: this.task, detector: this.config.drift.detector, time, labels: this.counts.labels, action };
     emit(record);
     this.context.logger.info({ model: this.name, eventTime: new Date(time).toISOString(), labels: this.counts.labels, action }, `model ${this.name}: drift detected`);
   }

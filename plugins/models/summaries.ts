@@ -1,15 +1,14 @@
 /**
- * What a sessionizer's summaries carry beyond core's SessionSummary (see docs/operators.md): the ids a
- * merge absorbed (`replaces`) and why the session closed (`closedBy`). Read defensively: summaries may
- * come from elsewhere (a topic another pipeline wrote), without them.
+ * Reading a summary's `replaces` (the ids a merge absorbed) and `closedBy` (why the session closed). Read
+ * defensively: summaries may come from elsewhere (a topic another pipeline wrote), without them or with
+ * other values than their type says.
  */
 import type { SessionSummary } from 'tributary';
 
-export type SessionizerSummary = SessionSummary & { replaces?: unknown; closedBy?: unknown };
-
 /** The ids of the sessions a late event merged into this one (none when the summary lists none). */
-export function mergedAwayIds(summary: SessionizerSummary): string[] {
-  return Array.isArray(summary.replaces) ? summary.replaces.filter((id): id is string => typeof id === 'string') : [];
+export function mergedAwayIds(summary: SessionSummary): string[] {
+  const replaces: unknown = summary.replaces;
+  return Array.isArray(replaces) ? replaces.filter((id): id is string => typeof id === 'string') : [];
 }
 
 /**
@@ -17,6 +16,6 @@ export function mergedAwayIds(summary: SessionizerSummary): string[] {
  * `max_open_sessions` closed it early (`evicted`; its later events start another session). Whether it
  * would have gone on to buy is not known.
  */
-export function closedEarly(summary: SessionizerSummary): boolean {
+export function closedEarly(summary: SessionSummary): boolean {
   return summary.closedBy === 'end_of_input' || summary.closedBy === 'evicted';
 }

@@ -31,6 +31,7 @@ import {
   bareMillisecondsWarning,
   type EntryProblem,
   type SessionSummary,
+  type SessionCloseReason,
   checkListLengths,
   decodeColumn,
   decodeColumnOf,
@@ -222,14 +223,9 @@ interface Settings {
   notBefore: number;
 }
 
-type ClosedBy = 'gap' | 'max_length' | 'evicted' | 'end_of_input';
-
-/** A summary as this sessionizer emits it: the contract's fields plus why it closed and what it absorbed. */
+/** A summary as this sessionizer emits it: core's SessionSummary, with why it closed and until when it is kept always set. */
 export type SessionizerSummary = SessionSummary & {
-  closedBy: ClosedBy;
-  /** Ids of sessions merged into this one by a late event (their events carry those ids). */
-  replaces?: string[];
-  /** end + gap + allowed_lateness; an evicted session's is the watermark it was evicted at (it is forgotten at once). */
+  closedBy: SessionCloseReason;
   keptUntil: number;
 };
 
@@ -1054,7 +1050,7 @@ class SessionState {
     this.remove(from);
   }
 
-  private summarize(session: Session, closedBy: ClosedBy, emit: Emit): void {
+  private summarize(session: Session, closedBy: SessionCloseReason, emit: Emit): void {
     const summary: SessionizerSummary = {
       kind: 'session',
       userId: session.userId,
