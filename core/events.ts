@@ -256,3 +256,23 @@ export type PredictionLabel = {
   /** 1: the positive class (a purchase; no return within the horizon), 0: not. */
   label: number;
 };
+
+/** Why a prediction will never be labelled (PredictionUnlabelled.reason): each is one of the model report's `counts`. */
+export type UnlabelledReason = 'overflow' | 'expired' | 'handed_over' | 'withdrawn' | 'unlabelled_at_end' | 'invalid_score';
+
+/**
+ * A prediction that will never be labelled, emitted when the model gives it up (a model stage with `emit_labels:
+ * true`): with the `label` records, every prediction gets exactly one of the two, so a consumer tells one still
+ * waiting for its label from one that will get none. A separate kind, so that the `label` records stay exactly
+ * the labels the prequential metrics count.
+ */
+export type PredictionUnlabelled = {
+  kind: 'unlabelled';
+  /** The `id` of the prediction it resolves. */
+  predictionId: string;
+  model: string;
+  task: Prediction['task'];
+  userId: string;
+  sessionId?: string;
+  reason: UnlabelledReason;
+};

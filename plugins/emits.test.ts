@@ -56,13 +56,13 @@ const hairTrigger = (index: number): string[] => [`stages[${index}].drift.thresh
 test('the demo pipeline, its models reporting, emitting labels and their drift detectors on a hair trigger, emits no kind its plugins do not declare', async () => {
   const run = await runDemo((index) => [`stages[${index}].report=true`, `stages[${index}].emit_labels=true`, ...hairTrigger(index)]);
   const seen = assertDeclared(run);
-  for (const kind of ['event', 'session', 'prediction', 'drift', 'model_metrics', 'label']) assert.ok(seen.has(kind), `the run emitted '${kind}' (seen: ${[...seen].join(', ')})`);
+  for (const kind of ['event', 'session', 'prediction', 'drift', 'model_metrics', 'label', 'unlabelled']) assert.ok(seen.has(kind), `the run emitted '${kind}' (seen: ${[...seen].join(', ')})`);
 });
 
-test('the demo pipeline, its models not reporting, emitting no labels and their drift detectors off (the same hair trigger), declares and emits neither model_metrics nor drift nor label', async () => {
+test('the demo pipeline, its models not reporting, emitting no labels and their drift detectors off (the same hair trigger), declares and emits neither model_metrics nor drift nor label nor unlabelled', async () => {
   const run = await runDemo((index) => [...hairTrigger(index), `stages[${index}].drift.detector=none`]);
   const { kinds } = declared(run);
-  assert.deepEqual([kinds.has('model_metrics'), kinds.has('drift'), kinds.has('label')], [false, false, false], `declared for this config: ${[...kinds].join(', ')}`);
+  assert.deepEqual([kinds.has('model_metrics'), kinds.has('drift'), kinds.has('label'), kinds.has('unlabelled')], [false, false, false, false], `declared for this config: ${[...kinds].join(', ')}`);
   const seen = assertDeclared(run);
   for (const kind of ['event', 'session', 'prediction']) assert.ok(seen.has(kind), `the run emitted '${kind}' (seen: ${[...seen].join(', ')})`);
 });

@@ -69,7 +69,7 @@ function demoOutput(): OutputRecord[] {
     `name: records
 sources: [{type: synthetic, users: 300, events: 40000, seed: 5}]
 stages:
-${modelStages()}sinks: [{type: file, path: ${out}, kinds: [prediction, label, session, drift, model_metrics]}]
+${modelStages()}sinks: [{type: file, path: ${out}, kinds: [prediction, label, unlabelled, session, drift, model_metrics]}]
 `,
   );
   const run = tributary('run', file, '--log-level', 'warn', '--no-progress');
@@ -78,7 +78,7 @@ ${modelStages()}sinks: [{type: file, path: ${out}, kinds: [prediction, label, se
   return written;
 }
 
-test('every field of every record kind a sink writes (prediction of either task, label, session, drift, model_metrics, event) is the one docs/records.md lists, and each listed as always there is', () => {
+test('every field of every record kind a sink writes (prediction of either task, label, unlabelled, session, drift, model_metrics, event) is the one docs/records.md lists, and each listed as always there is', () => {
   const documented = documentedFields();
   // Events with what the stages add, and the mapped fields a synthetic source leaves out (a session id, attributes), from a small run of their own.
   const events = join(dir, 'records-events.jsonl');
@@ -95,12 +95,12 @@ sinks: [{type: file, path: ${events}, kinds: [event]}]
   for (const record of records) {
     const fields = documented.get(record.kind);
     assert.ok(fields, `kind '${record.kind}' has no table in docs/records.md`);
-    const what = record.kind === 'prediction' || record.kind === 'label' ? `${record.kind} (${String(record.task)})` : record.kind;
+    const what = record.kind === 'prediction' || record.kind === 'label' || record.kind === 'unlabelled' ? `${record.kind} (${String(record.task)})` : record.kind;
     seen.add(what);
     for (const key of Object.keys(record)) assert.ok(fields.has(key), `${what}: field '${key}' is written but not in docs/records.md`);
     for (const [key, { optional }] of fields) if (!optional) assert.ok(key in record, `${what}: docs/records.md lists '${key}' as always there, but it is not: ${JSON.stringify(record).slice(0, 300)}`);
   }
-  assert.deepEqual([...seen].sort(), ['drift', 'event', 'label (churn)', 'label (intent)', 'model_metrics', 'prediction (churn)', 'prediction (intent)', 'session'], 'every kind checked on a real record');
+  assert.deepEqual([...seen].sort(), ['drift', 'event', 'label (churn)', 'label (intent)', 'model_metrics', 'prediction (churn)', 'prediction (intent)', 'session', 'unlabelled (churn)', 'unlabelled (intent)'], 'every kind checked on a real record');
 });
 
 /**
@@ -134,6 +134,35 @@ function assertRecomputed(records: readonly OutputRecord[], what: string): void 
 
 test("emit_labels: a consumer joins each label to its prediction by id and recomputes the model's reported prequential AUC, log loss and label count from the output alone", () => {
   assertRecomputed(demoOutput(), 'one run');
+});
+
+test("emit_labels: in a pipeline's output every prediction has exactly one outcome, a label or an unlabelled record after it, and the unlabelled ones by reason are the model's reported counts", () => {
+  const records = demoOutput();
+  for (const model of ['intent', 'churn']) {
+    const predicted = new Set<string>();
+    const outcomes = new Set<string>();
+    const reasons: Record<string, number> = {};
+    for (const r of records) {
+      if (r.model !== model) continue;
+      if (r.kind === 'prediction') predicted.add(r.id as string);
+      else if (r.kind === 'label' || r.kind === 'unlabelled') {
+        const id = r.predictionId as string;
+        assert.ok(predicted.has(id), `${model}: ${r.kind} ${id} before its prediction`);
+        assert.ok(!outcomes.has(id), `${model}: two outcomes for ${id}`);
+        outcomes.add(id);
+        if (r.kind === 'unlabelled') reasons[r.reason as string] = (reasons[r.reason as string] ?? 0) + 1;
+      }
+    }
+    assert.equal(outcomes.size, predicted.size, `${model}: an outcome for every prediction`);
+    const counts = records.find((r) => r.kind === 'model_metrics' && r.model === model)!.counts as Record<string, number>;
+    const n = (reason: string): number => reasons[reason] ?? 0;
+    assert.deepEqual(
+      [n('overflow'), n('expired') + n('handed_over'), n('withdrawn'), n('unlabelled_at_end'), n('invalid_score')],
+      [counts.overflow, counts.expired, counts.withdrawn, counts.unlabelledAtEnd, counts.invalidScores],
+      `${model}: unlabelled by reason (${JSON.stringify(reasons)}) against the report's counts`,
+    );
+    assert.ok(n('unlabelled_at_end') > 0, `${model}: some predictions still waiting at the end (${JSON.stringify(reasons)})`);
+  }
 });
 
 test('without emit_labels no label is emitted, and a sink asking for kind label is a config error naming the field that turns it on', () => {

@@ -775,7 +775,8 @@ export function createChurnModel(rawConfig: ChurnModelConfig, context: PluginCon
     /**
      * The users of these partitions return (or not) on another member now: labelling their pending
      * predictions here would call every one of them a churner. Their history goes too; the
-     * predictions leave the label buffer unscored at once, counted as expired as well.
+     * predictions leave the label buffer unscored at once, counted as expired as well (an `unlabelled` record says
+     * `handed_over`, with emit_labels, at the stage's next record).
      */
     partitionsRevoked(partitions) {
       learner.snapshots.settle();
@@ -784,7 +785,7 @@ export function createChurnModel(rawConfig: ChurnModelConfig, context: PluginCon
       for (const [userId, user] of users) {
         if (user.partition === undefined || !revoked.has(user.partition)) continue;
         released += user.pending.length;
-        for (const pending of user.pending) learner.expireOne(pending.sample);
+        for (const pending of user.pending) learner.expireOne(pending.sample, 'handed_over');
         users.delete(userId);
       }
       if (released > 0) handedOver.inc(released);

@@ -117,14 +117,15 @@ export function resolveConfig(config: ModelOperatorConfig, label: string, defaul
 /**
  * What every model operator emits (PluginSpec.emits): a prediction per input it scores always; `drift` when
  * its detector fires, so only with one; `model_metrics` at end of input, only with `report: true` (as the
- * backtest sets it); `label` per labelled prediction it scores, only with `emit_labels: true`. A sink asking
- * for one of these while its model is not so configured is a config error.
+ * backtest sets it); `label` per labelled prediction it scores and `unlabelled` per prediction it gives up, only
+ * with `emit_labels: true`. A sink asking for one of these while its model is not so configured is a config error.
  */
-export const modelEmits = ['prediction', 'drift', 'model_metrics', 'label'] as const;
+export const modelEmits = ['prediction', 'drift', 'model_metrics', 'label', 'unlabelled'] as const;
 export const modelEmitsOnlyWith: { readonly [kind: string]: OutputCondition<ModelOperatorConfig> } = {
   drift: { condition: "a drift detector: drift.detector not 'none'", test: (config) => config.drift?.detector !== 'none' },
   model_metrics: { condition: 'report: true', test: (config) => config.report === true },
   label: { condition: 'emit_labels: true', test: (config) => config.emit_labels === true },
+  unlabelled: { condition: 'emit_labels: true', test: (config) => config.emit_labels === true },
 };
 
 const modelNamesKey = 'tributary.models.names';
@@ -411,6 +412,7 @@ export const modelOperatorProperties = {
     type: 'boolean',
     description:
       'Emit a `label` record for each prediction the model scores, when its label comes (`predictionId`: the `id` of the prediction it resolves, `model`, `task`, `userId`, `sessionId`, `time`: the event time it was scored at, `label`: 1 a purchase or no return, 0 not), so that a consumer joins predictions to their outcomes by id (one label per prediction: labels are final) and computes the prequential metrics from the output alone: ' +
-      'the AUC of the labelled predictions\' scores is the model\'s cumulative AUC (`model_auc_cumulative`, the `model_metrics` record\'s `summary.auc`; exact up to `metrics.exact_auc_limit` labels). A prediction dropped unscored (overflowed, expired, withdrawn, unlabelled at the end, its score not a number) gets none. docs/records.md lists every field. Default: false.',
+      'the AUC of the labelled predictions\' scores is the model\'s cumulative AUC (`model_auc_cumulative`, the `model_metrics` record\'s `summary.auc`; exact up to `metrics.exact_auc_limit` labels). A prediction that will never be labelled gets an `unlabelled` record instead, when the model gives it up (`predictionId`, `model`, `task`, `userId`, `sessionId`, `reason`: `overflow` (a full label buffer), `expired` (`label_buffer.timeout`, or no label can come: an evicted session, a user forgotten for `max_users`), `handed_over` (churn: its user\'s Kafka partition moved to another member), `withdrawn`, `unlabelled_at_end`, `invalid_score` (its score not a number)), never before its prediction: every prediction gets exactly one of the two, ' +
+      'and the `unlabelled` records by reason are the `model_metrics` record\'s `counts` (`overflow`, `expired` with `handed_over`, `withdrawn`, `unlabelledAtEnd`, `invalidScores`). docs/records.md lists every field. Default: false.',
   },
 } satisfies Record<string, JsonSchema>;

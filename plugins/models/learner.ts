@@ -6,7 +6,7 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
-import { type ClickEvent, type Column, type Counter, LockRefusedError, releaseLock, takeLockWaiting, decodeColumn, decodeColumnOf, decodeDerivedIds, decodeNamedColumns, decodeNullableStrings, decodeStrings, type DerivedIds, eachOf, type Emit, encodeColumn, encodeNamedColumns, encodeDerivedIds, type Gauge, type GaugeFamily, makeFolderDurably, type Metrics, type ModelDrift, PartedSnapshots, partsOf, isSessionSummary, recentScoresText, PluginConfigError, type PluginContext, type Prediction, type PredictionLabel, recordOperator, type RecordOperator, type SessionSummary, type StageRecord, type StreamRecord, TributaryError, writeFileDurably, sessionKey } from 'tributary';
+import { type ClickEvent, type Column, type Counter, LockRefusedError, releaseLock, takeLockWaiting, decodeColumn, decodeColumnOf, decodeDerivedIds, decodeNamedColumns, decodeNullableStrings, decodeStrings, type DerivedIds, eachOf, type Emit, encodeColumn, encodeNamedColumns, encodeDerivedIds, type Gauge, type GaugeFamily, makeFolderDurably, type Metrics, type ModelDrift, PartedSnapshots, partsOf, isSessionSummary, recentScoresText, PluginConfigError, type PluginContext, type Prediction, type PredictionLabel, type PredictionUnlabelled, type UnlabelledReason, recordOperator, type RecordOperator, type SessionSummary, type StageRecord, type StreamRecord, TributaryError, writeFileDurably, sessionKey } from 'tributary';
 import { missingPackages, useBackend, type BackendSelection } from './backend.js';
 import type { ResolvedModelConfig } from './config.js';
 import { createDriftDetector, LossBlocks, type DriftDetector, type DriftState, type LossBlocksState } from './drift.js';
@@ -81,7 +81,13 @@ interface Sample extends SampleHandle {
   expiresFrom: number;
   /** Its unit of the loss blocks where not its own session's (see joinUnit). */
   unit: string | undefined;
+  /** Why it was given up unlabelled before its batch ran: its `unlabelled` record follows its prediction's (emitPrediction). */
+  givenUp: DropReason | undefined;
 }
+
+/** Why a prediction left the label buffer unlabelled before it was scored (saved in a snapshot's flags: SAMPLE_GIVEN_UP_SHIFT). */
+type DropReason = 'overflow' | 'expired' | 'handed_over' | 'withdrawn';
+const dropReasons: readonly DropReason[] = ['overflow', 'expired', 'handed_over', 'withdrawn'];
 
 /**
  * A sample's unit of the loss blocks (see LossBlocks): the session it joined (OnlineLearner.joinUnit: a merge), else
@@ -111,7 +117,7 @@ function countedInvalid(sample: Sample): boolean {
 }
 
 function newSample(id: string, userId: string, sessionId: string | undefined, time: number, rows: Float32Array | undefined, row: number, seq: SequenceSample | undefined, idKey = -1): Sample {
-  return { id, userId, sessionId, time, raw: undefined, rows, row, seq, score: undefined, label: undefined, released: false, idKey, expiresFrom: time, unit: undefined };
+  return { id, userId, sessionId, time, raw: undefined, rows, row, seq, score: undefined, label: undefined, released: false, idKey, expiresFrom: time, unit: undefined, givenUp: undefined };
 }
 
 interface EncodedSample {
@@ -199,6 +205,9 @@ const SAMPLE_SEQ = 4;
 const SAMPLE_RAW = 8;
 const SAMPLE_SCORED = 16;
 const SAMPLE_LABELLED = 32;
+/** Bits 6 to 8 of a sample's flags: 1 + its givenUp's index in dropReasons, 0 for none (and in snapshots from before it). */
+const SAMPLE_GIVEN_UP_SHIFT = 6;
+const SAMPLE_FLAGS_END = 8 << SAMPLE_GIVEN_UP_SHIFT;
 
 /** The model as saved to a checkpoint folder (a warm start reads it). */
 export interface SavedModel {
@@ -933,6 +942,12 @@ export class OnlineLearner {
     emit(prediction);
     this.counts.predictions++;
     this.unCountedPredictions++;
+    // Given up while it waited for its batch (scored now, so unlabelled() emits it).
+    if (s.givenUp !== undefined) {
+      const reason = s.givenUp;
+      s.givenUp = undefined;
+      this.unlabelled(s, reason);
+    }
     // Checked when made, not when labelled: a churn label comes a horizon later, days of null scores unsaid.
     if (!isProbability(s.score!)) {
       this.invalidScore(s);
@@ -1010,7 +1025,8 @@ export class OnlineLearner {
   private hold(sample: Sample): void {
     if (this.awaitingCount >= this.config.labelBuffer.maxSize) {
       // The queue is in submission order: its first awaiting sample is the oldest prediction.
-      if (this.drop(this.oldestAwaiting()!)) this.countDropped('overflow');
+      const oldest = this.oldestAwaiting()!;
+      if (this.drop(oldest)) this.countDropped('overflow', oldest);
     }
     this.awaitingQueue.push(sample);
     this.awaitingCount++;
@@ -1046,11 +1062,37 @@ export class OnlineLearner {
     return !countedInvalid(sample);
   }
 
-  /** Counts predictions dropped unlabelled, in one prom-client call (expire drops many at once). */
-  private countDropped(reason: 'overflow' | 'expired' | 'withdrawn', dropped = 1): void {
-    if (dropped === 0) return;
-    this.counts[reason] += dropped;
-    this.counters[reason].inc(dropped);
+  /** Counts a prediction dropped unlabelled (`handed_over` counts as expired), and says so where asked (emit_labels). */
+  private countDropped(reason: 'overflow' | 'expired' | 'withdrawn', sample: Sample, said: UnlabelledReason = reason): void {
+    this.counts[reason]++;
+    this.counters[reason].inc();
+    this.unlabelled(sample, said);
+  }
+
+  /** Records of predictions given up (emit_labels), until the operator's next emit: most drops happen where none is at hand. */
+  private unlabelledRecords: PredictionUnlabelled[] = [];
+
+  /** With emit_labels, queues the record of a prediction that will never be labelled (see emitUnlabelled). */
+  private unlabelled(sample: Sample, reason: UnlabelledReason): void {
+    if (!this.config.emitLabels) return;
+    // Not predicted yet (it waits for its batch): its record comes after its prediction, as a consumer joining them expects.
+    if (sample.score === undefined && reason !== 'unlabelled_at_end' && reason !== 'invalid_score') {
+      sample.givenUp = reason;
+      return;
+    }
+    this.unlabelledRecords.push(
+      sample.sessionId === undefined
+        ? { kind: 'unlabelled', predictionId: sample.id, model: this.name, task: this.task, userId: sample.userId, reason }
+        : { kind: 'unlabelled', predictionId: sample.id, model: this.name, task: this.task, userId: sample.userId, sessionId: sample.sessionId, reason },
+    );
+  }
+
+  /** Emits the queued `unlabelled` records (the operator calls it after each record, watermark and tick). */
+  emitUnlabelled(emit: Emit): void {
+    if (this.unlabelledRecords.length === 0) return;
+    const records = this.unlabelledRecords;
+    this.unlabelledRecords = [];
+    for (const record of records) emit(record);
   }
 
   /** Takes a sample out of the label buffer (its slot leaves the queue lazily). */
@@ -1181,6 +1223,7 @@ export class OnlineLearner {
     sample.seq = undefined;
     // Dropped unlabelled (full buffer, expired, withdrawn) while it waited for its batch: counted as that already.
     if (sample.released && sample.label === undefined) return;
+    this.unlabelled(sample, 'invalid_score');
     if (this.counts.invalidScores++ === 0) {
       this.context.logger.error(
         { model: this.name, id: sample.id },
@@ -1384,9 +1427,16 @@ export class OnlineLearner {
     let dropped = 0;
     // Submission order is roughly event-time order; stop at the first young one (the task sweeps older ones behind it: expireOne).
     for (let oldest = this.oldestAwaiting(); oldest !== undefined && oldest.expiresFrom < before; oldest = this.oldestAwaiting()) {
-      if (this.drop(oldest)) dropped++;
+      if (this.drop(oldest)) {
+        dropped++;
+        this.unlabelled(oldest, 'expired');
+      }
     }
-    this.countDropped('expired', dropped);
+    // In one prom-client call: expire drops many at once.
+    if (dropped > 0) {
+      this.counts.expired += dropped;
+      this.counters.expired.inc(dropped);
+    }
     return dropped;
   }
 
@@ -1405,12 +1455,13 @@ export class OnlineLearner {
 
   /**
    * Drops one unlabelled prediction whose label will not come, counted as expired: one past the timeout
-   * that {@link expire} did not reach (queued behind a younger one), or one the task knows no label is coming for.
+   * that {@link expire} did not reach (queued behind a younger one), or one the task knows no label is coming for;
+   * `reason` `handed_over`: its user's partition moved to another member (counted as expired too).
    */
-  expireOne(handle: SampleHandle): void {
+  expireOne(handle: SampleHandle, reason: 'expired' | 'handed_over' = 'expired'): void {
     this.snapshots.settle();
     if (handle.released) return;
-    if (this.drop(handle as Sample)) this.countDropped('expired');
+    if (this.drop(handle as Sample)) this.countDropped('expired', handle as Sample, reason);
   }
 
   /**
@@ -1420,7 +1471,7 @@ export class OnlineLearner {
   withdraw(handle: SampleHandle): void {
     this.snapshots.settle();
     if (handle.released) return;
-    if (this.drop(handle as Sample)) this.countDropped('withdrawn');
+    if (this.drop(handle as Sample)) this.countDropped('withdrawn', handle as Sample);
   }
 
   /** End of input: run every batch; what is still unlabelled is counted. Emits the report when asked. */
@@ -1429,9 +1480,14 @@ export class OnlineLearner {
     this.flushPredictions(emit);
     this.flushLearning(emit);
     let unlabelled = 0;
-    for (const sample of this.awaitingSamples()) if (!countedInvalid(sample)) unlabelled++;
+    for (const sample of this.awaitingSamples()) {
+      if (countedInvalid(sample)) continue;
+      unlabelled++;
+      this.unlabelled(sample, 'unlabelled_at_end');
+    }
     this.counts.unlabelledAtEnd += unlabelled;
     this.releaseAll();
+    this.emitUnlabelled(emit);
     this.gauges.buffer.set(0);
     this.exportMetrics(true);
     // The run's verdict on the model, where a person running a backtest or the demo will see it.
@@ -1681,6 +1737,7 @@ export class OnlineLearner {
         expiresFrom[i] = s.expiresFrom;
         if (s.expiresFrom !== s.time) postponed = true;
         let f = s.released && s.label === undefined ? SAMPLE_DROPPED : 0;
+        if (s.givenUp !== undefined) f |= (dropReasons.indexOf(s.givenUp) + 1) << SAMPLE_GIVEN_UP_SHIFT;
         if (s.rows) {
           f |= SAMPLE_ROW;
           // A loop, not a subarray per sample (a view is an allocation).
@@ -1747,7 +1804,7 @@ export class OnlineLearner {
     let rowsWithSeq = 0;
     for (let i = 0; i < n; i++) {
       const f = flags![i]!;
-      if (!Number.isInteger(f) || f < 0 || f >= 64) throw new Error(`${what}: flags ${f} at row ${i}`);
+      if (!Number.isInteger(f) || f < 0 || f >= SAMPLE_FLAGS_END || f >> SAMPLE_GIVEN_UP_SHIFT > dropReasons.length) throw new Error(`${what}: flags ${f} at row ${i}`);
       if ((f & SAMPLE_ROW) !== 0) rowsWithX++;
       if ((f & SAMPLE_RAW) !== 0) rowsWithRaw++;
       if ((f & SAMPLE_SEQ) !== 0) rowsWithSeq++;
@@ -1785,6 +1842,8 @@ export class OnlineLearner {
         s.unit = units.get(i);
         // Still to be predicted and emitted, but no longer awaited: its label, if one comes, is late.
         if ((f & SAMPLE_DROPPED) !== 0) s.released = true;
+        const givenUp = f >> SAMPLE_GIVEN_UP_SHIFT;
+        if (givenUp > 0) s.givenUp = dropReasons[givenUp - 1];
         into.push(s);
       }
     });
@@ -1909,7 +1968,11 @@ export function learnerOperator(context: PluginContext, learner: OnlineLearner, 
     // The emit the timer's ticks use: the first record's (a closure over `emit` made in `record` would
     // cost a context allocation per record, made or not).
     let tickEmit: Emit | undefined;
-    const timer = setInterval(() => tickEmit && learner.timerTick(tickEmit), Math.max(10, learner.config.batch.maxDelayMs || 1000));
+    const timer = setInterval(() => {
+      if (!tickEmit) return;
+      learner.timerTick(tickEmit);
+      learner.emitUnlabelled(tickEmit);
+    }, Math.max(10, learner.config.batch.maxDelayMs || 1000));
     timer.unref();
     return {
       record(record, emit) {
@@ -1918,6 +1981,7 @@ export function learnerOperator(context: PluginContext, learner: OnlineLearner, 
         if (record.kind === 'event') handlers.event(record as ClickEvent, emit);
         else if (isSessionSummary(record)) handlers.summary(record, emit);
         learner.tickRecord(emit);
+        learner.emitUnlabelled(emit);
       },
       watermark(mark, emit) {
         learner.snapshots.settle();
@@ -1929,6 +1993,7 @@ export function learnerOperator(context: PluginContext, learner: OnlineLearner, 
         handlers.watermark(mark.time, emit);
         learner.watermarkPassed(mark.time);
         learner.tick(emit);
+        learner.emitUnlabelled(emit);
       },
       // Runs after completion too (a stop keeps pending batches for the snapshot): one place clears the timer.
       finalize() {
