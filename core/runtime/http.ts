@@ -5,6 +5,7 @@
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Registry } from 'prom-client';
 import { TributaryError } from '../errors.js';
 
@@ -109,7 +110,8 @@ export async function startOpsServer(options: OpsServerOptions): Promise<OpsServ
       wait.toldOnce = true;
       wait.told?.(wait.waitMs);
     }
-    await pause(retryMs, options.signal);
+    // A stop ends the pause at once; the loop's first line then says so.
+    await sleep(retryMs, undefined, options.signal ? { signal: options.signal } : {}).catch(() => undefined);
   }
   return {
     server,
@@ -124,18 +126,6 @@ export async function startOpsServer(options: OpsServerOptions): Promise<OpsServ
   };
 }
 
-/** Resolves after `ms`, or at once when `signal` aborts. */
-function pause(ms: number, signal: AbortSignal | undefined): Promise<void> {
-  return new Promise((resolve) => {
-    const done = (): void => {
-      clearTimeout(timer);
-      signal?.removeEventListener('abort', done);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    signal?.addEventListener('abort', done, { once: true });
-  });
-}
 
 /** Listens on `port`; resolves with the error that refused it, or undefined once listening (the server can be asked again after a refusal). */
 function listening(server: Server, port: number, host: string): Promise<NodeJS.ErrnoException | undefined> {
