@@ -1080,11 +1080,13 @@ export class OnlineLearner {
       sample.givenUp = reason;
       return;
     }
-    this.unlabelledRecords.push(
-      sample.sessionId === undefined
-        ? { kind: 'unlabelled', predictionId: sample.id, model: this.name, task: this.task, userId: sample.userId, reason }
-        : { kind: 'unlabelled', predictionId: sample.id, model: this.name, task: this.task, userId: sample.userId, sessionId: sample.sessionId, reason },
-    );
+    this.unlabelledRecords.push({ kind: 'unlabelled', ...this.outcomeOf(sample), reason });
+  }
+
+  /** The fields a `label` and an `unlabelled` record share: the prediction they resolve, and whose it is. */
+  private outcomeOf(sample: Sample): Pick<PredictionLabel, 'predictionId' | 'model' | 'task' | 'userId' | 'sessionId'> {
+    const { id: predictionId, userId, sessionId } = sample;
+    return sessionId === undefined ? { predictionId, model: this.name, task: this.task, userId } : { predictionId, model: this.name, task: this.task, userId, sessionId };
   }
 
   /** Emits the queued `unlabelled` records (the operator calls it after each record, watermark and tick). */
@@ -1187,10 +1189,7 @@ export class OnlineLearner {
     this.counts.labels++;
     // Exactly the labels the prequential metrics count, so a consumer recomputes them from the output.
     if (this.config.emitLabels) {
-      const record: PredictionLabel =
-        sample.sessionId === undefined
-          ? { kind: 'label', predictionId: sample.id, model: this.name, task: this.task, userId: sample.userId, time: labelTime, label: sample.label! }
-          : { kind: 'label', predictionId: sample.id, model: this.name, task: this.task, userId: sample.userId, sessionId: sample.sessionId, time: labelTime, label: sample.label! };
+      const record: PredictionLabel = { kind: 'label', ...this.outcomeOf(sample), time: labelTime, label: sample.label! };
       emit(record);
     }
     // Predicted before any learning step (this run's or a saved model's): a backtest's report says how many, as they rank nothing learnt.
