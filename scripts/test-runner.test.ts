@@ -30,8 +30,8 @@ const { NODE_TEST_CONTEXT: _, ...env } = process.env;
 
 const passing = "import { test } from 'node:test';\ntest('passes', () => {});\n";
 
-function runTests(root: string, parts: string[]): { status: number | null; output: string } {
-  const result = spawnSync(process.execPath, [join(root, 'scripts', 'test.mjs'), ...parts], { cwd: root, env, encoding: 'utf8', timeout: 120_000 });
+function runTests(root: string, parts: string[], extraEnv: Record<string, string> = {}): { status: number | null; output: string } {
+  const result = spawnSync(process.execPath, [join(root, 'scripts', 'test.mjs'), ...parts], { cwd: root, env: { ...env, ...extraEnv }, encoding: 'utf8', timeout: 120_000 });
   return { status: result.status, output: result.stdout + result.stderr };
 }
 
@@ -51,17 +51,19 @@ test('parts select by the path under dist/: a checkout whose folder is named lik
   assert.match(output, /running 1 test files: core\/a\.test\.js\n/);
 });
 
-test('a test file whose process exits 0 before its tests end (process.exit in a test) fails the run, naming it; a forced exit after its tests, and processes the tests start, are left alone', (t) => {
+test('a test file whose process exits 0 before its tests end (process.exit in a test) fails the run, naming it; a file its tests leave running is ended after them, naming what holds it; processes the tests start are left alone', (t) => {
   const exitsEarly = "import { test } from 'node:test';\ntest('first', () => {});\ntest('exits', () => process.exit(0));\ntest('never runs', () => {});\n";
-  // A test that times out holding a handle (the runner's --test-force-exit ends that file), and one whose child node exits 0.
+  // A test that times out holding a handle (the guard ends that file after its tests), and one whose child node exits 0.
   const forced = "import { test } from 'node:test';\ntest('held', { timeout: 100 }, () => new Promise(() => setInterval(() => {}, 1000)));\ntest('after it', () => {});\n";
   const spawns = "import { test } from 'node:test';\nimport { spawnSync } from 'node:child_process';\nimport assert from 'node:assert/strict';\ntest('child exits 0', () => assert.equal(spawnSync(process.execPath, ['-e', 'process.exit(0)']).status, 0));\n";
   const root = project(t, { 'core/exits.test.js': exitsEarly, 'core/forced.test.js': forced, 'core/spawns.test.js': spawns, 'core/passes.test.js': passing });
-  const { status, output } = runTests(root, ['core']);
+  const { status, output } = runTests(root, ['core'], { TRIBUTARY_TEST_LINGER_MS: '500' });
   assert.equal(status, 1, output);
   assert.match(output, /core\/exits\.test\.js: its process exited \(code 0\) before its tests ended/);
   assert.match(output, /✖ .*core\/exits\.test\.js/);
   assert.doesNotMatch(output, /(forced|spawns|passes)\.test\.js: its process exited/);
+  assert.match(output, /core\/forced\.test\.js: still running 0\.5 s after its tests ended \(open: [^)]*Timeout[^)]*\); ended/);
+  assert.doesNotMatch(output, /(exits|spawns|passes)\.test\.js: still running/, 'a file that ends by itself is not held for the linger');
   assert.match(output, /✔ after it/);
   assert.match(output, /✔ child exits 0/);
   assert.match(output, /ℹ fail 1\nℹ cancelled 1\n/, 'the early exit failed, the timed-out test cancelled');

@@ -41,16 +41,15 @@ console.error(`running ${files.length} test files: ${files.map((f) => relative(d
 const kafka = files.some((file) => /integration-tests\/.*kafka/.test(relative(dist, file)))
   ? await (await import('../dist/integration-tests/kafka/broker.js')).provideForRun()
   : { env: {}, stop: async () => undefined };
-// --test-force-exit: a test file whose test timed out while holding a handle (a consumer, a socket) would otherwise
-// never exit and hang the whole run. --test-timeout caps a test that sets no timeout of its own (the longest passing
-// test takes under a minute), so a hang becomes a named failure. The spec reporter, also where stdout is no terminal
-// (a CI log, where node's default is TAP): it repeats each failure after the summary, where a reader of the log looks.
-// --import test-exit-guard.mjs: a test file whose process exits 0 before its tests end fails, rather than
-// passing with its later tests uncounted (the file says more).
+// --test-timeout caps a test that sets no timeout of its own (the longest passing test takes under a minute), so a
+// hang becomes a named failure. The spec reporter, also where stdout is no terminal (a CI log, where node's default
+// is TAP): it repeats each failure after the summary, where a reader of the log looks.
+// --import test-exit-guard.mjs: a test file whose process exits 0 before its tests end fails, rather than passing
+// with its later tests uncounted, and one its tests leave running is ended (not --test-force-exit: the guard says why).
 const exitGuard = new URL('./test-exit-guard.mjs', import.meta.url).href;
 // Without the guard's mark (a run started from a guarded test file, as scripts' own tests do): its files are guarded too.
 const { TRIBUTARY_TEST_EXIT_GUARD: _guarded, ...env } = process.env;
-const runner = spawn(process.execPath, ['--import', exitGuard, '--test', '--test-reporter=spec', '--test-concurrency=2', '--test-force-exit', '--test-timeout=300000', ...files], { stdio: 'inherit', cwd: root, env: { ...env, ...kafka.env } });
+const runner = spawn(process.execPath, ['--import', exitGuard, '--test', '--test-reporter=spec', '--test-concurrency=2', '--test-timeout=300000', ...files], { stdio: 'inherit', cwd: root, env: { ...env, ...kafka.env } });
 // Interrupted (Ctrl-C, or a SIGTERM to this process alone, as a CI timeout sends): the runner ends its test files
 // on SIGTERM/SIGINT, and the broker is stopped after them; dying at once would orphan the runner and its files.
 let interruptedBy;
