@@ -20,7 +20,7 @@
  * instead (see transactions.ts).
  */
 import { isUtf8 } from 'node:buffer';
-import { setImmediate } from 'node:timers/promises';
+import { setImmediate, setTimeout as sleep } from 'node:timers/promises';
 import {
   absentFieldCheck,
   createEventMapper,
@@ -1217,7 +1217,7 @@ class KafkaSource {
           // No records to look at: an assignment need not wait out the pause.
           this.endRound(round);
           // Errors about an unreadable batch are the answers of its search: the next step at once.
-          if (!this.unreadable.has(errorPartitionKey(error))) await delay(200);
+          if (!this.unreadable.has(errorPartitionKey(error))) await sleep(200);
           continue;
         }
         // Noted below in this same turn: from here on, librdkafka's positions match what the source holds.
@@ -1328,7 +1328,8 @@ class KafkaSource {
           return;
         } catch (error) {
           this.setUnhealthy(`cannot connect: ${this.connectionFailures.explain(asError(error).message)}`);
-          await delay(1_000);
+          // A stop ends the pause at once (the loop then leaves); rejected with an AbortError, which says nothing more.
+          await sleep(1_000, undefined, { signal: stopped.signal }).catch(() => undefined);
         }
       }
       this.context.logger.info({ source: this.label }, 'kafka source: stopped while connecting to the brokers');
@@ -3087,8 +3088,4 @@ function missingDetail(config: KafkaSourceConfig, missing: readonly string[]): s
 
 function partitionKey(topic: string, partition: number): string {
   return `${topic}\u0000${partition}`;
-}
-
-function delay(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }
