@@ -255,6 +255,11 @@ export interface LearnerState {
   /** LossBlocks' state (a 2-tuple in snapshots from before it counted labels, not predictions). */
   block: LossBlocksState | [number, number];
   counts: LearnerCounts;
+  /**
+   * The `unlabelled` records given up and not yet emitted (see OnlineLearner.emitUnlabelled): a restore emits them.
+   * Absent from snapshots written before it (none: those taken between a drop and the next emit lost theirs).
+   */
+  unlabelled?: PredictionUnlabelled[];
 }
 
 export interface LearnerCounts {
@@ -1069,7 +1074,10 @@ export class OnlineLearner {
     this.unlabelled(sample, said);
   }
 
-  /** Records of predictions given up (emit_labels), until the operator's next emit: most drops happen where none is at hand. */
+  /**
+   * Records of predictions given up (emit_labels), until the operator's next emit: most drops happen where none is at
+   * hand (churn's partitionsRevoked has none at all). A snapshot holds them, so a checkpoint taken before they leave keeps them.
+   */
   private unlabelledRecords: PredictionUnlabelled[] = [];
 
   /** With emit_labels, queues the record of a prediction that will never be labelled (see emitUnlabelled). */
@@ -1089,8 +1097,18 @@ export class OnlineLearner {
     return sessionId === undefined ? { predictionId, model: this.name, task: this.task, userId } : { predictionId, model: this.name, task: this.task, userId, sessionId };
   }
 
-  /** Emits the queued `unlabelled` records (the operator calls it after each record, watermark and tick). */
+  /**
+   * Emits the queued `unlabelled` records (the operator calls it after each record, watermark and tick), unless the
+   * runtime holds the sources: a checkpoint's state, taken as the hold began, holds them, and emitted now they would
+   * be committed with its outputs and emitted again by a restart from it. The first call after it emits them.
+   */
   emitUnlabelled(emit: Emit): void {
+    if (this.context.held?.() !== undefined) return;
+    this.emitUnlabelledNow(emit);
+  }
+
+  /** Emits the queued `unlabelled` records, held or not (the end of input: the final checkpoint comes after, and must not hold them). */
+  private emitUnlabelledNow(emit: Emit): void {
     if (this.unlabelledRecords.length === 0) return;
     const records = this.unlabelledRecords;
     this.unlabelledRecords = [];
@@ -1486,7 +1504,7 @@ export class OnlineLearner {
     }
     this.counts.unlabelledAtEnd += unlabelled;
     this.releaseAll();
-    this.emitUnlabelled(emit);
+    this.emitUnlabelledNow(emit);
     this.gauges.buffer.set(0);
     this.exportMetrics(true);
     // The run's verdict on the model, where a person running a backtest or the demo will see it.
@@ -1568,6 +1586,8 @@ export class OnlineLearner {
    * it leaves alone until the snapshot is settled. The value shares nothing the learner changes later.
    */
   *snapshotParts(): Generator<void, LearnerState, void> {
+    // Copies: the queue is pushed to, and its records handed downstream, after this instant.
+    const unlabelled = this.unlabelledRecords.map((record) => ({ ...record }));
     const saved = this.savedModel();
     const prequential = this.prequential.state();
     const drift = this.drift.state();
@@ -1579,7 +1599,7 @@ export class OnlineLearner {
     });
     const awaiting = yield* this.saveSamples(predicted);
     const toLearn = yield* this.saveSamples(this.toLearn);
-    return { format: 4, saved, toPredict, awaiting, toLearn, prequential, drift, block: this.lossBlocks.state(), counts: { ...this.counts } };
+    return { format: 4, saved, toPredict, awaiting, toLearn, prequential, drift, block: this.lossBlocks.state(), counts: { ...this.counts }, ...(unlabelled.length > 0 ? { unlabelled } : {}) };
   }
 
   /**
@@ -1624,6 +1644,9 @@ export class OnlineLearner {
     const expected = this.config.drift.detector === 'none' ? [] : this.toPredict.filter((s) => s.label !== undefined).map(lossUnit);
     this.lossBlocks.load(block, expected);
     Object.assign(this.counts, state.counts);
+    // Given up before the snapshot, not yet emitted then: the counts above say they were, so they are emitted from here.
+    // (None where emit_labels is off now: no sink is to get the kind.)
+    this.unlabelledRecords = this.config.emitLabels && Array.isArray(state.unlabelled) ? state.unlabelled.map((record) => ({ ...record })) : [];
     // A snapshot from before saved models counted their steps has the optimiser's, which a drift's reset restarted.
     if (state.saved) this.priorSteps = Math.max(0, stepsOf(state.saved) - this.counts.learnSteps);
     this.lastCheckpointLabels = this.counts.labels;
