@@ -6,7 +6,7 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
-import { type ClickEvent, type Column, type Counter, LockRefusedError, releaseLock, takeLockWaiting, decodeColumn, decodeColumnOf, decodeDerivedIds, decodeNamedColumns, decodeNullableStrings, decodeStrings, type DerivedIds, eachOf, type Emit, encodeColumn, encodeNamedColumns, encodeDerivedIds, type Gauge, type GaugeFamily, makeFolderDurably, type Metrics, type ModelDrift, PartedSnapshots, partsOf, isSessionSummary, recentScoresText, PluginConfigError, type PluginContext, type Prediction, type PredictionLabel, type PredictionUnlabelled, type UnlabelledReason, recordOperator, type RecordOperator, type SessionSummary, type StageRecord, type StreamRecord, TributaryError, writeFileDurably, sessionKey } from 'tributary';
+import { type ClickEvent, type Column, type Counter, LockRefusedError, releaseLock, takeLockWaiting, decodeColumn, decodeColumnOf, decodeDerivedIds, decodeNamedColumns, decodeNullableStrings, decodeStrings, type DerivedIds, eachOf, type Emit, encodeColumn, encodeNamedColumns, encodeDerivedIds, type Gauge, type GaugeFamily, makeFolderDurably, type Metrics, type ModelCounts, type ModelDrift, type ModelMetrics, PartedSnapshots, partsOf, isSessionSummary, recentScoresText, PluginConfigError, type PluginContext, type Prediction, type PredictionLabel, type PredictionUnlabelled, type UnlabelledReason, recordOperator, type RecordOperator, type SessionSummary, type StageRecord, TributaryError, writeFileDurably, sessionKey } from 'tributary';
 import { missingPackages, useBackend, type BackendSelection } from './backend.js';
 import type { ResolvedModelConfig } from './config.js';
 import { createDriftDetector, LossBlocks, type DriftDetector, type DriftState, type LossBlocksState } from './drift.js';
@@ -254,34 +254,13 @@ export interface LearnerState {
   drift: DriftState;
   /** LossBlocks' state (a 2-tuple in snapshots from before it counted labels, not predictions). */
   block: LossBlocksState | [number, number];
-  counts: LearnerCounts;
+  /** `withdrawn` and `scoredBeforeLearning` are absent from snapshots written before them (read as 0). */
+  counts: ModelCounts;
   /**
    * The `unlabelled` records given up and not yet emitted (see OnlineLearner.emitUnlabelled): a restore emits them.
    * Absent from snapshots written before it (none: those taken between a drop and the next emit lost theirs).
    */
   unlabelled?: PredictionUnlabelled[];
-}
-
-export interface LearnerCounts {
-  predictions: number;
-  labels: number;
-  learnSteps: number;
-  overflow: number;
-  expired: number;
-  unlabelledAtEnd: number;
-  drifts: number;
-  /** Labels that came for a prediction no longer awaited (overflowed, expired or withdrawn): the buffer was too small or its timeout too short for the label delay. */
-  lateLabels: number;
-  /** Predictions a late event showed are not to be scored (see OnlineLearner.withdraw); absent from snapshots written before it (0). */
-  withdrawn: number;
-  /** Predictions that were not a number (the model diverged): emitted, neither scored nor learnt from. */
-  invalidScores: number;
-  /**
-   * Labels scored before the model's first learning step (cold: no saved model learnt before either), so against
-   * predictions of the untrained model (a logistic one's prior, the same for every prediction); one predicted before
-   * that step but labelled after it is not counted. Absent from snapshots written before it (0).
-   */
-  scoredBeforeLearning: number;
 }
 
 /**
@@ -434,7 +413,7 @@ export class OnlineLearner {
   /** Labels were scored (or learnt from) since the gauges were last set: the timer's next tick sets them, so a stream gone quiet does not leave them stale. */
   private gaugesBehind = false;
   private static readonly exportEveryMs = 1000;
-  readonly counts: LearnerCounts = { predictions: 0, labels: 0, learnSteps: 0, overflow: 0, expired: 0, unlabelledAtEnd: 0, drifts: 0, lateLabels: 0, invalidScores: 0, withdrawn: 0, scoredBeforeLearning: 0 };
+  readonly counts: ModelCounts = { predictions: 0, labels: 0, learnSteps: 0, overflow: 0, expired: 0, unlabelledAtEnd: 0, drifts: 0, lateLabels: 0, invalidScores: 0, withdrawn: 0, scoredBeforeLearning: 0 };
   private readonly gauges: Record<'auc' | 'aucCumulative' | 'logloss' | 'loglossWindow' | 'brier' | 'baseRate' | 'calibration' | 'buffer' | 'learningRate', Gauge>;
   /**
    * The backend as an info metric: 1 on the series of the backend in use (`backend="wasm"`), as Prometheus
@@ -1538,7 +1517,7 @@ export class OnlineLearner {
   }
 
   /** The `model_metrics` record the backtest reads. */
-  report(): StreamRecord {
+  report(): ModelMetrics {
     const summary = this.prequential.summary();
     const notes = this.notesOn(summary);
     const calibration = this.prequential.calibrationTable();
