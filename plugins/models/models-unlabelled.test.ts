@@ -9,17 +9,7 @@ import intentModel, { type IntentModelConfig } from './intent.js';
 import churnModel from './churn.js';
 import { event, summary } from './testdata.js';
 import { LogisticRegression } from './logistic.js';
-import { min, hour, day, base, of, fedOperator } from './models-test-helpers.js';
-
-interface Counts {
-  predictions: number;
-  labels: number;
-  overflow: number;
-  expired: number;
-  unlabelledAtEnd: number;
-  withdrawn: number;
-  invalidScores: number;
-}
+import { min, hour, day, base, of, fedOperator, reportOf } from './models-test-helpers.js';
 
 /**
  * Checks what a consumer of `output` relies on: each prediction has exactly one outcome record after it (a `label`,
@@ -53,7 +43,7 @@ function assertOneOutcomeEach(output: readonly Element[], what: string): Map<str
     }
   });
   for (const id of predictedAt.keys()) assert.ok(outcomes.has(id), `${what}: prediction ${id} has no outcome`);
-  const counts = (of(output as Element[], 'model_metrics')[0] as unknown as { counts: Counts }).counts;
+  const counts = reportOf(output).counts;
   const n = (reason: string): number => reasons.get(reason) ?? 0;
   assert.deepEqual(
     {
@@ -237,8 +227,7 @@ test('churn, emit_labels: the unlabelled records of a revoked partition\'s predi
   await restored.done;
   await restored.operator.close?.();
   assert.deepEqual(handedOver(restored.output), ['a', 'h'], 'restored: once each');
-  const report = of(restored.output, 'model_metrics')[0]!;
-  assert.equal((report.counts as { expired: number }).expired, 2, 'the counts the records say');
+  assert.equal(reportOf(restored.output).counts.expired, 2, 'the counts the records say');
   // Restored with emit_labels off, none: no sink is to get the kind.
   const off = await runOperator(churnModel, { ...config, emit_labels: false }, [watermark(t + 2 * hour), watermark(Infinity)], testContext(), { restore: state });
   assert.deepEqual(of(off.output, 'unlabelled'), []);
