@@ -155,6 +155,16 @@ export function isPrediction(element: Element): element is StreamRecord & Predic
   return element.kind === 'prediction';
 }
 
+/** A model's report (`kind: 'model_metrics'`), typed (as isSessionSummary). */
+export function isModelMetrics(element: Element): element is StreamRecord & ModelMetrics {
+  return element.kind === 'model_metrics';
+}
+
+/** A dead letter (`kind: 'dead_letter'`: a dead-letter sink's records), typed (as isSessionSummary). */
+export function isDeadLetter(element: Element): element is StreamRecord & DeadLetter {
+  return element.kind === 'dead_letter';
+}
+
 export function watermark(time: number): Watermark {
   return { kind: 'watermark', time };
 }
@@ -275,4 +285,166 @@ export type PredictionUnlabelled = {
   userId: string;
   sessionId?: string;
   reason: UnlabelledReason;
+};
+
+/** A model's prequential figures over the labels it scored ({@link ModelMetrics}' `summary`). */
+export interface PrequentialSummary {
+  /** Labels scored. */
+  n: number;
+  positives: number;
+  /** positives / n (0 before a label). */
+  baseRate: number;
+  /** Cumulative AUC of the labelled predictions' scores (ties counting half); null while one class. */
+  auc: number | null;
+  /**
+   * Whether `auc` is exact: false when some pairs within a bin of 1/65,536 counted half (binned by
+   * default, past the exact limit, or before a restore from a checkpoint that had them binned).
+   */
+  aucExact: boolean;
+  /** Mean log loss, each score clipped to [1e-7, 1 - 1e-7]; 0 before a label. */
+  logloss: number;
+  /** Mean Brier score; 0 before a label. */
+  brier: number;
+  /** The same over the last `metrics.window` labels. */
+  window: { n: number; auc: number | null; logloss: number; brier: number; baseRate: number };
+}
+
+/** One bin of a model's calibration table: its score range, labels, mean score and positive rate. */
+export interface CalibrationBin {
+  lower: number;
+  upper: number;
+  count: number;
+  meanScore: number;
+  positiveRate: number;
+}
+
+/** How far a model's probabilities are from the rates observed, over its calibration bins. */
+export interface CalibrationError {
+  /** Expected calibration error: each bin's gap |mean score - positive rate| weighted by its share of the labels. */
+  ece: number;
+  /** The largest gap of a bin holding a label, whatever its share (a bin of few labels can make it large). */
+  maxGap: number;
+}
+
+/** A point of a model's metrics over event time: its windowed figures and its cumulative AUC then. */
+export interface TimelinePoint {
+  /** Event time of the label it was taken at. */
+  time: number;
+  /** Labels scored by then. */
+  n: number;
+  /** AUC over the last `metrics.window` labels; null while one class. */
+  auc: number | null;
+  /** Log loss over the last `metrics.window` labels. */
+  logloss: number;
+  cumulativeAuc: number | null;
+}
+
+/** What a model counted over its life ({@link ModelMetrics}' `counts`): every prediction is labelled or given up under one of them. */
+export interface ModelCounts {
+  predictions: number;
+  /** Labels scored: the `label` records (emit_labels). */
+  labels: number;
+  learnSteps: number;
+  /** Given up unlabelled because the label buffer was full (`label_buffer.max_size`). */
+  overflow: number;
+  /** Given up unlabelled: `label_buffer.timeout` passed, no label can come, or (churn, scale-out) handed over. */
+  expired: number;
+  /** Still waiting for their label when the input ended. */
+  unlabelledAtEnd: number;
+  drifts: number;
+  /** Labels that came for a prediction no longer awaited (overflowed, expired or withdrawn): the buffer was too small or its timeout too short for the label delay. */
+  lateLabels: number;
+  /** Predictions that were not a number (the model diverged): emitted, neither scored nor learnt from. */
+  invalidScores: number;
+  /** Predictions a late event showed are not to be scored. */
+  withdrawn: number;
+  /**
+   * Labels scored before the model's first learning step (cold: no saved model learnt before either), so against
+   * predictions of the untrained model; one predicted before that step but labelled after it is not counted.
+   */
+  scoredBeforeLearning: number;
+}
+
+/** A saved model a model started from: its file and the learning steps it had taken. */
+export interface WarmStart {
+  file: string;
+  steps: number;
+}
+
+/**
+ * A model's prequential report (`kind: 'model_metrics'`), once at the end of input (a model stage with `report:
+ * true`; a backtest makes its metrics.json of it). A number that is not finite (a log loss before any label) JSON
+ * writes as `null`. docs/records.md describes each field.
+ */
+export type ModelMetrics = {
+  kind: 'model_metrics';
+  /** The model stage's name. */
+  model: string;
+  task: Prediction['task'];
+  /** `logistic`, `mlp`, `gru`, or a custom model's type. */
+  kind_of_model: string;
+  /** The TensorFlow.js backend it ran on; null where it loaded none. */
+  backend: string | null;
+  /** The features it reads. */
+  features: readonly string[];
+  summary: PrequentialSummary;
+  calibration: readonly CalibrationBin[];
+  /** Over `calibration`; null before the first label. */
+  calibrationError: CalibrationError | null;
+  /** The ROC curve's points, as false and true positive rates. */
+  roc: { fpr: readonly number[]; tpr: readonly number[] };
+  timeline: readonly TimelinePoint[];
+  /** What the timeline's windowed figures span: the last `labels` labels, its first point after `firstPointAt`, both set by the config field `setting`. */
+  timelineWindow: { labels: number; firstPointAt: number; setting: string };
+  counts: ModelCounts;
+  /** Per feature, the values the model read without them (absent from its input; NaN or ±Infinity), over the model's life. */
+  skippedFeatureValues: { absent: Record<string, number>; nonFinite: Record<string, number> };
+  /** The saved model it started from; null where it started without one (or resumed from a checkpoint). */
+  warmStart: WarmStart | null;
+  /** The config field that, false, starts it cold (`checkpoint.warm_start`); absent for a custom model. */
+  warmStartSetting?: string;
+  /** Why its AUC is null or measures nothing learnt; null where there is nothing to say. */
+  scoreReason: string | null;
+  /** What its scores do not show by themselves. */
+  scoreNotes: readonly string[];
+};
+
+/**
+ * A record a source, stage or sink rejected (`kind: 'dead_letter'`), as the pipeline's dead-letter sink gets it: why,
+ * where the input came from and what was read, so it can be fixed and replayed (docs/operations.md, "Replaying dead
+ * letters"). The position fields are there where the input's {@link Origin} is known.
+ */
+export type DeadLetter = {
+  kind: 'dead_letter';
+  /** Why, e.g. `price: expected a number, got "abc"`. */
+  reason: string;
+  /** The pipeline's name: pipelines run together may share one dead-letter file. */
+  pipeline: string;
+  /** The label of the source, stage or sink that rejected it. */
+  stage: string;
+  /** The label of the source that read the input. */
+  source?: string;
+  /** File path, topic or `stdin`. */
+  file?: string;
+  /** 1-based line (files) or row number. */
+  line?: number;
+  /** Byte offset of the input's start (files) or Kafka offset. */
+  offset?: number;
+  partition?: number;
+  /**
+   * The input as read: a line of text, a parsed object, the record a stage or sink rejected (an event, its features
+   * as `{name: value}` in JSON), `null` for a Kafka tombstone; with `encoding: 'base64'` its bytes in base64. Absent
+   * where nothing could be read (a Kafka record batch librdkafka cannot read).
+   */
+  raw?: unknown;
+  /** `base64`: `raw` is the input's bytes in base64, as they are not UTF-8 text. */
+  encoding?: 'base64';
+  /** The input's key, where it has one apart from its value (a Kafka record's). */
+  key?: string;
+  /** `base64`: `key` is the key's bytes in base64, as they are not UTF-8 text. */
+  keyEncoding?: 'base64';
+  /** Only from a `kafka` sink writing a dead letter larger than `message.max.bytes`: `raw` is cut to fit, and this is its whole length in bytes. */
+  rawBytes?: number;
+  /** When it was dead-lettered, as an ISO 8601 wall-clock time (UTC), not an event time. */
+  at: string;
 };

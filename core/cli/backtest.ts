@@ -16,7 +16,7 @@ import type { LevelWithSilent } from 'pino';
 import { entryLabel, entrySchemaProblems, loadPipeline, pluginConfig, type PipelineEntry, type ResolvedEntry } from '../config/load.js';
 import { formatOfFile, isTabSeparatedFile } from '../decode.js';
 import { ConfigError, positionOf, type ErrorCode } from '../errors.js';
-import type { StreamRecord } from '../events.js';
+import type { StreamRecord, WarmStart } from '../events.js';
 import { defineSink, type AnyPlugin, type ConfigFile } from '../plugin.js';
 import { outputFilesOf, recordCountOf, replayNotesOf } from '../plugin-hooks.js';
 import { recentScoresText } from '../model-scores.js';
@@ -81,12 +81,6 @@ export interface BacktestResultRecord {
   warmStarts?: BacktestMetrics['warmStarts'];
   /** What the scores do not show by themselves, by model, as its `model_metrics` record says (`scoreNotes`); absent: nothing to say. */
   notes?: Record<string, string[]>;
-}
-
-/** A saved model a model started from: its file and learning steps (a `model_metrics` record's `warmStart`). */
-export interface WarmStart {
-  file: string;
-  steps: number;
 }
 
 interface ModelReport extends StreamRecord {

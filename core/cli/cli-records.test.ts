@@ -78,19 +78,33 @@ ${modelStages()}sinks: [{type: file, path: ${out}, kinds: [prediction, label, un
   return written;
 }
 
-test('every field of every record kind a sink writes (prediction of either task, label, unlabelled, session, drift, model_metrics, event) is the one docs/records.md lists, and each listed as always there is', () => {
+test('every field of every record kind a sink writes (prediction of either task, label, unlabelled, session, drift, model_metrics, event, dead_letter) is the one docs/records.md lists, and each listed as always there is', () => {
   const documented = documentedFields();
-  // Events with what the stages add, and the mapped fields a synthetic source leaves out (a session id, attributes), from a small run of their own.
+  // Events with what the stages add, and the mapped fields a synthetic source leaves out (a session id, attributes), from a
+  // small run of their own; with dead letters: a line that is not JSON, an event without a user, one the sessionizer refuses.
   const events = join(dir, 'records-events.jsonl');
+  const deadLetters = join(dir, 'records-dead-letters.jsonl');
   const input = join(dir, 'records-events-in.jsonl');
-  writeFileSync(input, `${JSON.stringify({ user_id: 'u1', session_id: 's1', time: 1_704_067_200_000, type: 'view', item_id: 'i1', category: 'c1', price: 3, country: 'DE' })}\n`);
+  const time = 1_704_067_200_000;
+  writeFileSync(
+    input,
+    [
+      JSON.stringify({ user_id: 'u1', session_id: 's1', time, type: 'view', item_id: 'i1', category: 'c1', price: 3, country: 'DE' }),
+      'not json',
+      JSON.stringify({ session_id: 's2', time, type: 'view' }),
+      JSON.stringify({ user_id: 'u2', session_id: 's3', time: time - 86_400_000, type: 'view' }),
+    ].join('\n') + '\n',
+  );
   const eventRun = tributary('run', pipeline('records-events.yaml', `name: records-events
 sources: [{type: file, path: ${input}, mapping: {time_format: epoch_ms, attributes: [country]}}]
-stages: [{type: sessionizer, session_id_from: data}, {type: session-features}]
+stages: [{type: sessionizer, session_id_from: data, not_before: '2024-01-01T00:00:00Z'}, {type: session-features}]
 sinks: [{type: file, path: ${events}, kinds: [event]}]
+dead_letter: {type: file, path: ${deadLetters}}
 `), '--log-level', 'warn', '--no-progress');
   assert.equal(eventRun.status, 0, eventRun.stderr);
-  const records = [...demoOutput(), ...readRecords(events)];
+  const rejected = readRecords(deadLetters);
+  assert.deepEqual(rejected.map((r) => r.stage), ['source-file-0', 'source-file-0', 'stage-sessionizer-0'], 'the dead letters of the source and of a stage');
+  const records = [...demoOutput(), ...readRecords(events), ...rejected];
   const seen = new Set<string>();
   for (const record of records) {
     const fields = documented.get(record.kind);
@@ -100,7 +114,7 @@ sinks: [{type: file, path: ${events}, kinds: [event]}]
     for (const key of Object.keys(record)) assert.ok(fields.has(key), `${what}: field '${key}' is written but not in docs/records.md`);
     for (const [key, { optional }] of fields) if (!optional) assert.ok(key in record, `${what}: docs/records.md lists '${key}' as always there, but it is not: ${JSON.stringify(record).slice(0, 300)}`);
   }
-  assert.deepEqual([...seen].sort(), ['drift', 'event', 'label (churn)', 'label (intent)', 'model_metrics', 'prediction (churn)', 'prediction (intent)', 'session', 'unlabelled (churn)', 'unlabelled (intent)'], 'every kind checked on a real record');
+  assert.deepEqual([...seen].sort(), ['dead_letter', 'drift', 'event', 'label (churn)', 'label (intent)', 'model_metrics', 'prediction (churn)', 'prediction (intent)', 'session', 'unlabelled (churn)', 'unlabelled (intent)'], 'every kind checked on a real record');
 });
 
 /**

@@ -4,7 +4,7 @@
 // a type and not here, or here and not in the type, fails the build; one not in the docs fails the test.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { ClickEvent, ModelDrift, Prediction, PredictionLabel, SessionContext, SessionSummary } from 'tributary';
+import type { ClickEvent, DeadLetter, ModelCounts, ModelDrift, ModelMetrics, Prediction, PredictionLabel, PredictionUnlabelled, SessionContext, SessionSummary } from 'tributary';
 import { documentedFields } from './records-doc-test-helpers.js';
 
 /** Every field of T that JSON writes (symbol keys aside), and whether T lets it be absent. */
@@ -17,6 +17,9 @@ const typed = {
   label: {
     kind: 'always', predictionId: 'always', model: 'always', task: 'always', userId: 'always', sessionId: 'optional', time: 'always', label: 'always',
   } satisfies FieldPresence<PredictionLabel>,
+  unlabelled: {
+    kind: 'always', predictionId: 'always', model: 'always', task: 'always', userId: 'always', sessionId: 'optional', reason: 'always',
+  } satisfies FieldPresence<PredictionUnlabelled>,
   session: {
     kind: 'always', userId: 'always', sessionId: 'always', start: 'always', end: 'always', eventCount: 'always', counts: 'always', purchased: 'always',
     update: 'optional', closedBy: 'optional', replaces: 'optional', keptUntil: 'optional',
@@ -24,6 +27,15 @@ const typed = {
   drift: {
     kind: 'always', model: 'always', task: 'always', detector: 'always', time: 'always', labels: 'always', action: 'always',
   } satisfies FieldPresence<ModelDrift>,
+  model_metrics: {
+    kind: 'always', model: 'always', task: 'always', kind_of_model: 'always', backend: 'always', features: 'always', summary: 'always', calibration: 'always',
+    calibrationError: 'always', roc: 'always', timeline: 'always', timelineWindow: 'always', counts: 'always', warmStart: 'always', warmStartSetting: 'optional',
+    skippedFeatureValues: 'always', scoreReason: 'always', scoreNotes: 'always',
+  } satisfies FieldPresence<ModelMetrics>,
+  dead_letter: {
+    kind: 'always', reason: 'always', pipeline: 'always', stage: 'always', source: 'optional', file: 'optional', line: 'optional', offset: 'optional',
+    partition: 'optional', raw: 'optional', encoding: 'optional', key: 'optional', keyEncoding: 'optional', rawBytes: 'optional', at: 'always',
+  } satisfies FieldPresence<DeadLetter>,
   event: {
     kind: 'always', userId: 'always', sessionId: 'optional', time: 'always', type: 'always', itemId: 'optional', category: 'optional', price: 'optional',
     attrs: 'optional', session: 'optional', features: 'optional',
@@ -36,7 +48,7 @@ const typed = {
  */
 const alwaysWrittenOptionalInType: Record<string, readonly string[]> = { session: ['closedBy', 'keptUntil'] };
 
-test('each public record type (Prediction, PredictionLabel, SessionSummary, ModelDrift, ClickEvent) has exactly the fields docs/records.md lists for its kind, and none the docs call optional is required', () => {
+test('each public record type (Prediction, PredictionLabel, PredictionUnlabelled, SessionSummary, ModelDrift, ModelMetrics, DeadLetter, ClickEvent) has exactly the fields docs/records.md lists for its kind, and none the docs call optional is required', () => {
   const docs = documentedFields();
   for (const [kind, fields] of Object.entries(typed)) {
     const documented = docs.get(kind);
@@ -62,4 +74,14 @@ test("ClickEvent's session context (SessionContext) has the fields docs/records.
   const sometimes = [...meaning.replace(/\{[^}]*\}/, '').matchAll(/`([A-Za-z]+)`/g)].map((match) => match[1]!);
   assert.deepEqual(always.sort(), Object.keys(context).filter((field) => context[field as keyof typeof context] === 'always').sort());
   assert.deepEqual(sometimes.sort(), Object.keys(context).filter((field) => context[field as keyof typeof context] === 'optional').sort());
+});
+
+test("ModelMetrics' counts (ModelCounts) have the fields docs/records.md lists in the model_metrics `counts` row", () => {
+  const counts = {
+    predictions: true, labels: true, learnSteps: true, overflow: true, expired: true, unlabelledAtEnd: true, drifts: true, lateLabels: true, invalidScores: true,
+    withdrawn: true, scoredBeforeLearning: true,
+  } as const satisfies Record<keyof ModelCounts, true>;
+  const meaning = documentedFields().get('model_metrics')?.get('counts')?.meaning ?? '';
+  const documented = [...meaning.matchAll(/`([A-Za-z]+)`/g)].map((match) => match[1]!);
+  assert.deepEqual(documented.sort(), Object.keys(counts).sort());
 });

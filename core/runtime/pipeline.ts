@@ -16,7 +16,7 @@ import { isDeepStrictEqual } from 'node:util';
 import { setImmediate } from 'node:timers/promises';
 import { Subject, Subscription, type Observable } from 'rxjs';
 import type { Logger } from 'pino';
-import { originOf, watermark, type ClickEvent, type Element, type StreamRecord, type Watermark } from '../events.js';
+import { originOf, watermark, type ClickEvent, type DeadLetter, type Element, type StreamRecord, type Watermark } from '../events.js';
 import { ConfigError, formatWarning, inputHandedOver, needsPerson, pluginFailure, sharedFailure, TributaryError, type ConfigProblem, type ErrorCode } from '../errors.js';
 import { parseDuration } from '../duration.js';
 import { composeOperators, type Emit, type StageTimer } from '../operators.js';
@@ -726,7 +726,7 @@ export class PipelineRunner {
     // A stage or sink rejecting a record it was handed need not look up where it came from: the record knows.
     const raw = rejection.raw;
     const origin = rejection.origin ?? (typeof raw === 'object' && raw !== null ? originOf(raw) : undefined);
-    const record: StreamRecord = {
+    const record: DeadLetter = {
       kind: 'dead_letter',
       reason: rejection.reason,
       pipeline: this.name, // pipelines run together may share one dead-letter file

@@ -776,7 +776,8 @@ export function createChurnModel(rawConfig: ChurnModelConfig, context: PluginCon
      * The users of these partitions return (or not) on another member now: labelling their pending
      * predictions here would call every one of them a churner. Their history goes too; the
      * predictions leave the label buffer unscored at once, counted as expired as well (an `unlabelled` record says
-     * `handed_over`, with emit_labels, at the stage's next record).
+     * `handed_over`, with emit_labels, at the stage's next record or tick: no emit is at hand here; a checkpoint taken
+     * before then holds it, see OnlineLearner.emitUnlabelled).
      */
     partitionsRevoked(partitions) {
       learner.snapshots.settle();

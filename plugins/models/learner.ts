@@ -6,7 +6,7 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
-import { type ClickEvent, type Column, type Counter, LockRefusedError, releaseLock, takeLockWaiting, decodeColumn, decodeColumnOf, decodeDerivedIds, decodeNamedColumns, decodeNullableStrings, decodeStrings, type DerivedIds, eachOf, type Emit, encodeColumn, encodeNamedColumns, encodeDerivedIds, type Gauge, type GaugeFamily, makeFolderDurably, type Metrics, type ModelDrift, PartedSnapshots, partsOf, isSessionSummary, recentScoresText, PluginConfigError, type PluginContext, type Prediction, type PredictionLabel, type PredictionUnlabelled, type UnlabelledReason, recordOperator, type RecordOperator, type SessionSummary, type StageRecord, type StreamRecord, TributaryError, writeFileDurably, sessionKey } from 'tributary';
+import { type ClickEvent, type Column, type Counter, LockRefusedError, releaseLock, takeLockWaiting, decodeColumn, decodeColumnOf, decodeDerivedIds, decodeNamedColumns, decodeNullableStrings, decodeStrings, type DerivedIds, eachOf, type Emit, encodeColumn, encodeNamedColumns, encodeDerivedIds, type Gauge, type GaugeFamily, makeFolderDurably, type Metrics, type ModelCounts, type ModelDrift, type ModelMetrics, PartedSnapshots, partsOf, isSessionSummary, recentScoresText, PluginConfigError, type PluginContext, type Prediction, type PredictionLabel, type PredictionUnlabelled, type UnlabelledReason, recordOperator, type RecordOperator, type SessionSummary, type StageRecord, TributaryError, writeFileDurably, sessionKey } from 'tributary';
 import { missingPackages, useBackend, type BackendSelection } from './backend.js';
 import type { ResolvedModelConfig } from './config.js';
 import { createDriftDetector, LossBlocks, type DriftDetector, type DriftState, type LossBlocksState } from './drift.js';
@@ -254,29 +254,13 @@ export interface LearnerState {
   drift: DriftState;
   /** LossBlocks' state (a 2-tuple in snapshots from before it counted labels, not predictions). */
   block: LossBlocksState | [number, number];
-  counts: LearnerCounts;
-}
-
-export interface LearnerCounts {
-  predictions: number;
-  labels: number;
-  learnSteps: number;
-  overflow: number;
-  expired: number;
-  unlabelledAtEnd: number;
-  drifts: number;
-  /** Labels that came for a prediction no longer awaited (overflowed, expired or withdrawn): the buffer was too small or its timeout too short for the label delay. */
-  lateLabels: number;
-  /** Predictions a late event showed are not to be scored (see OnlineLearner.withdraw); absent from snapshots written before it (0). */
-  withdrawn: number;
-  /** Predictions that were not a number (the model diverged): emitted, neither scored nor learnt from. */
-  invalidScores: number;
+  /** `withdrawn` and `scoredBeforeLearning` are absent from snapshots written before them (read as 0). */
+  counts: ModelCounts;
   /**
-   * Labels scored before the model's first learning step (cold: no saved model learnt before either), so against
-   * predictions of the untrained model (a logistic one's prior, the same for every prediction); one predicted before
-   * that step but labelled after it is not counted. Absent from snapshots written before it (0).
+   * The `unlabelled` records given up and not yet emitted (see OnlineLearner.emitUnlabelled): a restore emits them.
+   * Absent from snapshots written before it (none: those taken between a drop and the next emit lost theirs).
    */
-  scoredBeforeLearning: number;
+  unlabelled?: PredictionUnlabelled[];
 }
 
 /**
@@ -429,7 +413,7 @@ export class OnlineLearner {
   /** Labels were scored (or learnt from) since the gauges were last set: the timer's next tick sets them, so a stream gone quiet does not leave them stale. */
   private gaugesBehind = false;
   private static readonly exportEveryMs = 1000;
-  readonly counts: LearnerCounts = { predictions: 0, labels: 0, learnSteps: 0, overflow: 0, expired: 0, unlabelledAtEnd: 0, drifts: 0, lateLabels: 0, invalidScores: 0, withdrawn: 0, scoredBeforeLearning: 0 };
+  readonly counts: ModelCounts = { predictions: 0, labels: 0, learnSteps: 0, overflow: 0, expired: 0, unlabelledAtEnd: 0, drifts: 0, lateLabels: 0, invalidScores: 0, withdrawn: 0, scoredBeforeLearning: 0 };
   private readonly gauges: Record<'auc' | 'aucCumulative' | 'logloss' | 'loglossWindow' | 'brier' | 'baseRate' | 'calibration' | 'buffer' | 'learningRate', Gauge>;
   /**
    * The backend as an info metric: 1 on the series of the backend in use (`backend="wasm"`), as Prometheus
@@ -1069,7 +1053,10 @@ export class OnlineLearner {
     this.unlabelled(sample, said);
   }
 
-  /** Records of predictions given up (emit_labels), until the operator's next emit: most drops happen where none is at hand. */
+  /**
+   * Records of predictions given up (emit_labels), until the operator's next emit: most drops happen where none is at
+   * hand (churn's partitionsRevoked has none at all). A snapshot holds them, so a checkpoint taken before they leave keeps them.
+   */
   private unlabelledRecords: PredictionUnlabelled[] = [];
 
   /** With emit_labels, queues the record of a prediction that will never be labelled (see emitUnlabelled). */
@@ -1089,8 +1076,18 @@ export class OnlineLearner {
     return sessionId === undefined ? { predictionId, model: this.name, task: this.task, userId } : { predictionId, model: this.name, task: this.task, userId, sessionId };
   }
 
-  /** Emits the queued `unlabelled` records (the operator calls it after each record, watermark and tick). */
+  /**
+   * Emits the queued `unlabelled` records (the operator calls it after each record, watermark and tick), unless the
+   * runtime holds the sources: a checkpoint's state, taken as the hold began, holds them, and emitted now they would
+   * be committed with its outputs and emitted again by a restart from it. The first call after it emits them.
+   */
   emitUnlabelled(emit: Emit): void {
+    if (this.context.held?.() !== undefined) return;
+    this.emitUnlabelledNow(emit);
+  }
+
+  /** Emits the queued `unlabelled` records, held or not (the end of input: the final checkpoint comes after, and must not hold them). */
+  private emitUnlabelledNow(emit: Emit): void {
     if (this.unlabelledRecords.length === 0) return;
     const records = this.unlabelledRecords;
     this.unlabelledRecords = [];
@@ -1486,7 +1483,7 @@ export class OnlineLearner {
     }
     this.counts.unlabelledAtEnd += unlabelled;
     this.releaseAll();
-    this.emitUnlabelled(emit);
+    this.emitUnlabelledNow(emit);
     this.gauges.buffer.set(0);
     this.exportMetrics(true);
     // The run's verdict on the model, where a person running a backtest or the demo will see it.
@@ -1520,7 +1517,7 @@ export class OnlineLearner {
   }
 
   /** The `model_metrics` record the backtest reads. */
-  report(): StreamRecord {
+  report(): ModelMetrics {
     const summary = this.prequential.summary();
     const notes = this.notesOn(summary);
     const calibration = this.prequential.calibrationTable();
@@ -1568,6 +1565,8 @@ export class OnlineLearner {
    * it leaves alone until the snapshot is settled. The value shares nothing the learner changes later.
    */
   *snapshotParts(): Generator<void, LearnerState, void> {
+    // Copies: the queue is pushed to, and its records handed downstream, after this instant.
+    const unlabelled = this.unlabelledRecords.map((record) => ({ ...record }));
     const saved = this.savedModel();
     const prequential = this.prequential.state();
     const drift = this.drift.state();
@@ -1579,7 +1578,7 @@ export class OnlineLearner {
     });
     const awaiting = yield* this.saveSamples(predicted);
     const toLearn = yield* this.saveSamples(this.toLearn);
-    return { format: 4, saved, toPredict, awaiting, toLearn, prequential, drift, block: this.lossBlocks.state(), counts: { ...this.counts } };
+    return { format: 4, saved, toPredict, awaiting, toLearn, prequential, drift, block: this.lossBlocks.state(), counts: { ...this.counts }, ...(unlabelled.length > 0 ? { unlabelled } : {}) };
   }
 
   /**
@@ -1624,6 +1623,9 @@ export class OnlineLearner {
     const expected = this.config.drift.detector === 'none' ? [] : this.toPredict.filter((s) => s.label !== undefined).map(lossUnit);
     this.lossBlocks.load(block, expected);
     Object.assign(this.counts, state.counts);
+    // Given up before the snapshot, not yet emitted then: the counts above say they were, so they are emitted from here.
+    // (None where emit_labels is off now: no sink is to get the kind.)
+    this.unlabelledRecords = this.config.emitLabels && Array.isArray(state.unlabelled) ? state.unlabelled.map((record) => ({ ...record })) : [];
     // A snapshot from before saved models counted their steps has the optimiser's, which a drift's reset restarted.
     if (state.saved) this.priorSteps = Math.max(0, stepsOf(state.saved) - this.counts.learnSteps);
     this.lastCheckpointLabels = this.counts.labels;

@@ -10,7 +10,7 @@ import { pino } from 'pino';
 import { Subject } from 'rxjs';
 import intentModel, { type IntentModelConfig } from './intent.js';
 import { featureNames, separableIntentStream } from './testdata.js';
-import { base, of } from './models-test-helpers.js';
+import { base, of, reportOf } from './models-test-helpers.js';
 
 test('checkpoint: a closed pipeline saves its model; the next one warm-starts from it', async (t) => {
   const dir = tempFolder(t, 'models');
@@ -48,8 +48,7 @@ test("checkpoint: a run resumed from the pipeline's checkpoint uses that checkpo
     infos.some((message) => /^model intent-both: resumed with the model of the pipeline's checkpoint, which replaces the one warm-started from \S+intent-both\.model\.json/.test(message)),
     infos.join('\n'),
   );
-  const report = of(resumed.output, 'model_metrics')[0] as { warmStart?: unknown } | undefined;
-  assert.equal(report?.warmStart, null, 'the report does not claim the warm start');
+  assert.equal(reportOf(resumed.output).warmStart, null, 'the report does not claim the warm start');
 });
 
 /**

@@ -1,6 +1,6 @@
 import { mock, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { decodeColumn, MetricsHub, watermark, type ClickEvent, type Column, type Element, type Emit, isSessionSummary, type StreamRecord } from 'tributary';
+import { decodeColumn, MetricsHub, watermark, type Column, type Element, type Emit, isClickEvent, isPrediction, isSessionSummary, type StreamRecord } from 'tributary';
 import { runOperator, testContext, until } from 'tributary/testing';
 import { lastValueFrom, Subject, toArray } from 'rxjs';
 import { type IntentModelConfig } from './intent.js';
@@ -11,7 +11,7 @@ import { LogisticRegression } from './logistic.js';
 import { churnFormat3NoGrace } from './snapshots-churn-format3.js';
 import sessionizer from '../operators/sessionizer.js';
 import { Chain, stage } from '../operators/harness.js';
-import { min, hour, day, base, of, Report, reportOf, outputsRestoredAt, fedOperator, modelOutputs } from './models-test-helpers.js';
+import { min, hour, day, base, of, reportOf, outputsRestoredAt, fedOperator, modelOutputs } from './models-test-helpers.js';
 
 test('churn: fixed-horizon labels when the watermark passes end + horizon (0 if the user returned, else 1); the end of input censors', async () => {
   const t = Date.parse('2024-01-01T00:00:00Z');
@@ -369,7 +369,7 @@ test('churn: a session the sessionizer evicted (max_open_sessions) is not predic
   const t = Date.parse('2024-01-01T00:00:00Z');
   const input: Element[] = [
     event('a', 'a1', t, 0, t, 'view'),
-    { ...summary('a', 'a1', t, t + min, 2, false, { view: 2 }), closedBy: 'evicted' } as Element,
+    { ...summary('a', 'a1', t, t + min, 2, false, { view: 2 }), closedBy: 'evicted' },
     event('a', 'a1#1', t + 2 * min, 0, t + 2 * min, 'view'), // the same visit, under another id
     summary('a', 'a1#1', t + 2 * min, t + 2 * min, 1, false, { view: 1 }),
     watermark(t + 9 * day),
@@ -386,25 +386,25 @@ test('churn: a session the sessionizer cut at max_length is not predicted: the e
   const t = Date.parse('2024-01-01T00:00:00Z');
   // One visit of 5 hours (an event every 10 minutes), cut at 2 h and 4 h by max_length, then silence.
   const input: Element[] = [];
-  for (let m = 0; m <= 300; m += 10) input.push({ ...event('a', '', t + m * min, 0, t, 'view'), session: undefined } as Element);
+  for (let m = 0; m <= 300; m += 10) input.push({ ...event('a', '', t + m * min, 0, t, 'view'), session: undefined });
   input.push(watermark(t + 9 * day), watermark(Infinity));
   const chain = await Chain.build(
     [stage(sessionizer, { gap: '30m', max_length: '2h' }), stage(churnModel, { backend: 'cpu', horizon: '7d', batch: { max_size: 1, max_delay: 0 }, report: true })],
     testContext(),
   );
   const output = chain.push(input).end();
-  const closedBy = output.filter((r) => isSessionSummary(r)).map((r) => (r as { closedBy?: string }).closedBy);
+  const closedBy = output.filter(isSessionSummary).map((r) => r.closedBy);
   assert.deepEqual(closedBy, ['max_length', 'max_length', 'gap']);
   // Before, three predictions: the two cut ones labelled 0 (their continuations read as returns), the last 1.
-  const predictions = of(output, 'prediction');
-  assert.deepEqual(predictions.map((p) => ((p.time as number) - t) / min), [300]);
+  const predictions = output.filter(isPrediction);
+  assert.deepEqual(predictions.map((p) => (p.time - t) / min), [300]);
   const report = reportOf(output);
   assert.deepEqual([report.summary.n, report.summary.positives], [1, 1]);
 });
 
 test('churn: a prediction whose session a merge extended past the label timeout waits for its moved deadline, not expired from its first end (also across a restore)', async () => {
   const t = Date.parse('2024-01-01T00:00:00Z');
-  const view = (minute: number): Element => ({ ...event('a', '', t + minute * min, 0, t, 'view'), session: undefined }) as Element;
+  const view = (minute: number): Element => ({ ...event('a', '', t + minute * min, 0, t, 'view'), session: undefined });
   // A (ends at 0) is predicted; a late event at 8 bridges it with B (from 15), which goes on to 180; B's
   // events wait for the next watermark, which closes the merged session: its update moves A's deadline to
   // 180 + 60. The label timeout (2 h) would have dropped A's prediction at 120 + 1, counted from 0.
@@ -414,10 +414,10 @@ test('churn: a prediction whose session a merge extended past the label timeout 
   const stages = [stage(sessionizer, { gap: '10m', allowed_lateness: '20m' }), stage(churnModel, { backend: 'cpu', horizon: '1h', label_buffer: { timeout: '2h' }, batch: { max_size: 1, max_delay: 0 }, report: true })];
   const chain = await Chain.build(stages, testContext());
   const whole = chain.push(input).end();
-  const updates = whole.filter(isSessionSummary).filter((r) => (r as { update?: boolean }).update);
+  const updates = whole.filter(isSessionSummary).filter((r) => r.update);
   assert.deepEqual(updates.map((r) => (r.end - t) / min), [180], 'the merge\'s update');
   assert.equal(of(whole, 'prediction').length, 1);
-  const report = reportOf(whole) as Report & { counts: { lateLabels: number } };
+  const report = reportOf(whole);
   // Before: expired at 200 (0 + 2 h), and its label at 240 + came late.
   assert.deepEqual([report.counts.labels, report.counts.expired, report.counts.lateLabels, report.summary.positives], [1, 0, 0, 1]);
   // A snapshot taken between the update and the old expiry holds the moved one.
@@ -427,7 +427,7 @@ test('churn: a prediction whose session a merge extended past the label timeout 
 
 test('churn: a return whose first event arrives late (behind the watermark, within the sessionizer\'s allowed_lateness) after end + horizon passed labels 0; a churner\'s label waits as long, then is 1; a snapshot mid-wait restores to the same labels', async () => {
   const t = Date.parse('2024-01-01T00:00:00Z');
-  const view = (user: string, minute: number): Element => ({ ...event(user, '', t + minute * min, 0, t, 'view'), session: undefined }) as Element;
+  const view = (user: string, minute: number): Element => ({ ...event(user, '', t + minute * min, 0, t, 'view'), session: undefined });
   // a and b visit at 0; their sessions close at 30 (summaries at the watermark 40, keptUntil 0 + 30 + 10). Horizon 1 h:
   // end + horizon is 60. a comes back at 50, but that event arrives at the watermark 70: late, and the sessionizer
   // still starts a session with it (70 < 50 + gap + allowed_lateness = 90). Labels wait for 60 + 40 = 100.
@@ -436,7 +436,7 @@ test('churn: a return whose first event arrives late (behind the watermark, with
   const whole = (await Chain.build(stages, testContext())).push(input).end();
   const summaries = whole.filter(isSessionSummary);
   assert.deepEqual(summaries.map((s) => [s.userId, (s.start - t) / min, ((s.keptUntil ?? NaN) - t) / min]), [['a', 0, 40], ['b', 0, 40], ['a', 50, 90]], 'the late event started a session of its own');
-  assert.deepEqual(of(whole, 'prediction').map((p) => [p.userId, ((p.time as number) - t) / min]), [['a', 0], ['b', 0], ['a', 50]]);
+  assert.deepEqual(whole.filter(isPrediction).map((p) => [p.userId, (p.time - t) / min]), [['a', 0], ['b', 0], ['a', 50]]);
   const report = reportOf(whole);
   // Before: both labelled 1 at the watermark 70 (a's return came after its label).
   assert.deepEqual([report.summary.n, report.summary.positives, report.counts.unlabelledAtEnd], [2, 1, 1], 'a back (0), b churned (1); a\'s second session censored');
@@ -451,7 +451,7 @@ test('churn: a return whose first event arrives late (behind the watermark, with
 
 test('churn: a late event that joins a later session before its start and moves that start back into the horizon is a return (as the events in time order are); one that stays beyond it is none; a snapshot mid-way restores to the same labels', async () => {
   const t = Date.parse('2024-01-01T00:00:00Z');
-  const view = (minute: number): Element => ({ ...event('u', '', t + minute * min, 0, t, 'view'), session: undefined }) as Element;
+  const view = (minute: number): Element => ({ ...event('u', '', t + minute * min, 0, t, 'view'), session: undefined });
   const stages = [stage(sessionizer, { gap: '30m', allowed_lateness: '10m' }), stage(churnModel, { backend: 'cpu', horizon: '1h', batch: { max_size: 1, max_delay: 0 }, report: true })];
   const run = async (input: Element[]) => (await Chain.build(stages, testContext())).push(input).end();
   /** A's label (its session ends at 0; horizon 1 h, labelled when the watermark passes 0 + 60 + 40). */
@@ -465,7 +465,7 @@ test('churn: a late event that joins a later session before its start and moves 
   const openB = (late: number): Element[] => [view(0), watermark(t + 40 * min), view(70), view(90), watermark(t + 95 * min), view(late), watermark(t + 101 * min), watermark(Infinity)];
   const inTimeOrder = (late: number): Element[] => [view(0), watermark(t + 40 * min), view(late), view(70), view(90), watermark(t + 95 * min), watermark(t + 101 * min), watermark(Infinity)];
   const whole = await run(openB(55));
-  const joined = whole.filter((r): r is ClickEvent => r.kind === 'event' && (r as ClickEvent).time === t + 55 * min)[0]!;
+  const joined = whole.filter(isClickEvent).filter((r) => r.time === t + 55 * min)[0]!;
   assert.deepEqual([joined.session!.id, joined.session!.position, (joined.session!.start - t) / min], [`u:${t + 70 * min}`, 2, 55], 'the late event joined B and moved its start');
   // Back at 55, within the horizon: 0 (before, B's start at 70 was the return: 1), as in time order.
   assert.equal(labelOfA(whole), 0);
@@ -477,7 +477,7 @@ test('churn: a late event that joins a later session before its start and moves 
   const closedB: Element[] = [view(0), watermark(t + 40 * min), view(62), watermark(t + 93 * min), view(55), watermark(t + 101 * min), watermark(Infinity)];
   const updated = await run(closedB);
   assert.deepEqual(
-    updated.filter(isSessionSummary).map((s) => [(s.start - t) / min, (s as { update?: boolean }).update ?? false]),
+    updated.filter(isSessionSummary).map((s) => [(s.start - t) / min, s.update ?? false]),
     [[0, false], [62, false], [55, true]],
   );
   assert.equal(labelOfA(updated), 0);
@@ -618,7 +618,7 @@ test('churn: a diverged model\'s predictions are counted and said when made, not
       const context = testContext();
       const logged = { ...context, logger: { ...context.logger, error: (...args: unknown[]) => void errors.push(args) } } as typeof context;
       const { output } = await runOperator(churnModel, config, elements, logged);
-      const report = reportOf(output) as Report & { counts: { invalidScores: number; lateLabels: number; withdrawn: number } };
+      const report = reportOf(output);
       return { output, errors, report };
     };
     // The input ends before any label is due: before, 0 invalid scores, 6 unlabelled, nothing said.
@@ -659,7 +659,7 @@ test("churn: a session that started days before the user's first event seen (a l
   const { output } = await runOperator(churnModel, { backend: 'cpu', horizon: '7d', batch: { max_size: 1, max_delay: 0 }, report: true }, input, { ...context, logger } as typeof context);
   assert.equal(of(output, 'prediction').length, 2);
   assert.deepEqual(warned.filter((message) => message.includes('not finite')), []);
-  assert.deepEqual((reportOf(output) as Report & { skippedFeatureValues: unknown }).skippedFeatureValues, { absent: {}, nonFinite: {} });
+  assert.deepEqual(reportOf(output).skippedFeatureValues, { absent: {}, nonFinite: {} });
 });
 
 test('churn: max_users forgets the user seen least recently, not the one first seen longest ago: a loyal returner keeps its history and its label 0 (was: it was forgotten first, its awaited label 0 expired, so the labels leaned to churn)', async () => {

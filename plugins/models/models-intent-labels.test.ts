@@ -12,7 +12,7 @@ import sessionizer from '../operators/sessionizer.js';
 import sessionFeatures from '../operators/session-features.js';
 import userFeatures from '../operators/user-features.js';
 import { Chain, stage } from '../operators/harness.js';
-import { min, hour, day, base, of, Report, reportOf, fedOperator, modelOutputs } from './models-test-helpers.js';
+import { min, hour, day, base, of, reportOf, fedOperator, modelOutputs } from './models-test-helpers.js';
 
 test('intent: predicts before the first purchase only; every label joins at the session summary', async () => {
   const t = Date.parse('2024-01-01T00:00:00Z');
@@ -408,7 +408,7 @@ test('intent: no prediction is scored or learnt after a purchase a late event br
   const { output } = await runOperator(intentModel, { ...base, batch: { max_size: 1, max_delay: 0 }, report: true }, input);
   // Before, E at +46 minutes too, and every E prediction labelled 1 (+45 and +46 learnt as purchases they came after).
   assert.deepEqual(of(output, 'prediction').map((p) => [p.sessionId, ((p.time as number) - t) / min]), [['E', 0], ['A', 40], ['E', 20], ['E', 45], ['D', 120]]);
-  const { summary: scored, counts } = reportOf(output) as Report & { counts: { withdrawn: number } };
+  const { summary: scored, counts } = reportOf(output);
   // E at 0 (0), E at 20 and A at 40 (1), D's new session (0); E at 45 withdrawn.
   assert.equal(scored.n, 4);
   assert.equal(scored.positives, 2);
@@ -530,7 +530,7 @@ test('intent: a restored run sweeps idle sessions at the watermarks an uninterru
     watermark(Infinity),
   ];
   const whole = await runOperator(intentModel, config, input);
-  assert.equal((reportOf(whole.output).counts as Report['counts'] & { lateLabels: number }).lateLabels, 1);
+  assert.equal(reportOf(whole.output).counts.lateLabels, 1);
   const cut = 3;
   const first = await runOperator(intentModel, config, input.slice(0, cut));
   const restored = await fedOperator(intentModel, config, first.state);
@@ -564,7 +564,7 @@ test('label buffer: overflow drops the oldest predictions and counts them; timeo
   assert.equal(report.counts.expired, 2);
   assert.equal(report.counts.unlabelledAtEnd, 0);
   // Session a's summary labelled its 3 overflowed predictions too late: counted, not scored.
-  assert.equal((report.counts as Report['counts'] & { lateLabels: number }).lateLabels, 3);
+  assert.equal(report.counts.lateLabels, 3);
   assert.match(await metrics.registry.metrics(), /^tributary_model_late_labels_total\{[^}]*\} 3$/m);
   assert.ok(operator.snapshot);
   // The run's verdict says what its scores leave out, as a warning (a buffer too small for the label delay).

@@ -13,7 +13,7 @@ import { createModel } from './models.js';
 import type { ModelKind } from './model.js';
 import { modelOperatorProperties, resolveConfig } from './config.js';
 import { LogisticRegression } from './logistic.js';
-import { base, of, Report, reportOf, shiftingIntentStream } from './models-test-helpers.js';
+import { base, of, reportOf, shiftingIntentStream } from './models-test-helpers.js';
 
 test('prediction ids: deterministic, 16 hex digits, parts separated', () => {
   assert.equal(predictionId('m', 'u1', 's1', 1700000000000, 3), predictionId('m', 'u1', 's1', 1700000000000, 3));
@@ -32,7 +32,8 @@ for (const kind of ['logistic', 'mlp', 'gru'] as ModelKind[]) {
     // The stream's own positive rate as the prior (30% buy; intent's default prior is 0.05).
     const { output } = await runOperator(intentModel, { ...base, report: true, model: { kind, hidden: [16], prior: 0.3 } }, input);
     const report = reportOf(output);
-    assert.ok(report.summary.auc > 0.9, `${kind} AUC ${report.summary.auc}`);
+    const auc = report.summary.auc;
+    assert.ok(auc !== null && auc > 0.9, `${kind} AUC ${auc}`);
     // Every input passes through, in order.
     assert.deepEqual(output.filter((r) => r.kind === 'event' || r.kind === 'session'), input.filter((r) => r.kind !== 'watermark'));
     // Hand-compute the prequential metrics from the emitted predictions and the sessions' outcomes.
@@ -42,7 +43,7 @@ for (const kind of ['logistic', 'mlp', 'gru'] as ModelKind[]) {
     const labels = predictions.map((p) => purchased.get(p.sessionId as string)!);
     assert.equal(report.summary.n, predictions.length);
     assert.equal(report.summary.positives, labels.filter((l) => l === 1).length);
-    assert.ok(Math.abs(report.summary.auc - exactAuc(scores, labels)!) < 1e-3);
+    assert.ok(Math.abs(auc - exactAuc(scores, labels)!) < 1e-3);
     const loss = scores.reduce((sum, s, i) => sum + logLoss(s, labels[i]!), 0) / scores.length;
     assert.ok(Math.abs(report.summary.logloss - loss) < 1e-9);
     const brier = scores.reduce((sum, s, i) => sum + (s - labels[i]!) ** 2, 0) / scores.length;
@@ -54,20 +55,21 @@ test('gru: reads a one-event sequence (sequence_length 1) too', async () => {
   const { output } = await runOperator(intentModel, { ...base, report: true, model: { kind: 'gru', sequence_length: 1, prior: 0.3 } }, separableIntentStream(150));
   const report = reportOf(output);
   assert.equal(report.summary.n, report.counts.predictions);
-  assert.ok(report.summary.auc > 0.9, `AUC ${report.summary.auc}`);
+  const auc = report.summary.auc;
+  assert.ok(auc !== null && auc > 0.9, `AUC ${auc}`);
 });
 
 test('batch.learn_size: learns in steps of learn_size labels while predicting in batches of max_size; scores unchanged before the first step', async () => {
   const input = separableIntentStream(60);
   const run = (batch: { max_size: number; learn_size?: number; max_delay: number }) => runOperator(intentModel, { ...base, report: true, batch }, input);
   const { output } = await run({ max_size: 8, learn_size: 32, max_delay: 0 });
-  const report = of(output, 'model_metrics')[0] as unknown as { counts: { labels: number; learnSteps: number; predictions: number } };
+  const report = reportOf(output);
   // Every label learnt from, 32 at a time (the last step takes the rest at the end of input).
   assert.equal(report.counts.labels, report.counts.predictions);
   assert.equal(report.counts.learnSteps, Math.ceil(report.counts.labels / 32));
   // The default learns in batches of max_size, one step per full batch of labels.
   const same = await run({ max_size: 8, max_delay: 0 });
-  const sameReport = of(same.output, 'model_metrics')[0] as unknown as { counts: { labels: number; learnSteps: number } };
+  const sameReport = reportOf(same.output);
   assert.equal(sameReport.counts.learnSteps, Math.ceil(sameReport.counts.labels / 8));
   // Until either learns, both predict from the initial model: the same scores.
   const firstScores = (out: Element[]) => of(out, 'prediction').slice(0, 8).map((p) => p.score);
@@ -277,7 +279,7 @@ test('a model that diverges (scores not a number) keeps passing its input throug
   const { output } = await runOperator(intentModel, { ...base, report: true, batch: { max_size: 8, max_delay: 0 }, optimizer: { kind: 'adam', learning_rate: 1e38 } }, input, logged);
   assert.deepEqual(logged.deadLetters, [], 'no input is dead-lettered');
   assert.deepEqual(output.filter((r) => r.kind === 'event' || r.kind === 'session'), input.filter((r) => r.kind !== 'watermark'));
-  const report = reportOf(output) as Report & { counts: { invalidScores: number } };
+  const report = reportOf(output);
   const nan = of(output, 'prediction').filter((p) => !Number.isFinite(p.score as number)).length;
   assert.ok(nan > 0, 'the model diverged');
   assert.equal(report.counts.invalidScores, nan);

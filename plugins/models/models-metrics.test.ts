@@ -13,7 +13,7 @@ import { scoreNotes } from './score-notes.js';
 import sessionizer from '../operators/sessionizer.js';
 import sessionFeatures from '../operators/session-features.js';
 import { Chain, stage } from '../operators/harness.js';
-import { day, base, of, Report, reportOf, shiftingIntentStream } from './models-test-helpers.js';
+import { day, base, of, reportOf, shiftingIntentStream } from './models-test-helpers.js';
 
 test('exactAuc: equals counting every pair (ties half), whichever class is the smaller, on the first `count` only', () => {
   let seed = 3;
@@ -87,7 +87,7 @@ test('calibration error matches a hand-computed example: ECE weighs each bin\'s 
 test("a model's model_metrics record says its calibration error over its bins (the figure its model_calibration_error gauge exports), null before a label", async () => {
   const hub = new MetricsHub();
   const { output } = await runOperator(intentModel, { ...base, report: true }, separableIntentStream(300), testContext({ metrics: hub.scoped({ pipeline: 'p', stage: 'intent' }) }));
-  const record = reportOf(output) as unknown as { calibration: { count: number; meanScore: number; positiveRate: number }[]; calibrationError: { ece: number; maxGap: number } | null; summary: { n: number } };
+  const record = reportOf(output);
   assert.ok(record.summary.n > 0);
   // By hand from the record's own bins.
   const gaps = record.calibration.filter((bin) => bin.count > 0).map((bin) => ({ count: bin.count, gap: Math.abs(bin.meanScore - bin.positiveRate) }));
@@ -98,7 +98,7 @@ test("a model's model_metrics record says its calibration error over its bins (t
   assert.ok(Math.abs(gauge - record.calibrationError!.ece) < 1e-12, `gauge ${gauge}`);
   const t = Date.parse('2024-01-01T00:00:00Z');
   const unlabelled = await runOperator(intentModel, { ...base, report: true }, [event('a', 'a1', t, 0, t, 'view'), watermark(Infinity)]);
-  assert.equal((reportOf(unlabelled.output) as unknown as { calibrationError: unknown }).calibrationError, null);
+  assert.equal(reportOf(unlabelled.output).calibrationError, null);
 });
 
 test('log loss clips scores to [1e-7, 1 - 1e-7]: a confident miss costs -ln(1e-7) = 16.118 at most, a confident hit about 1e-7', () => {
@@ -417,11 +417,10 @@ test("a model says why its AUC measures nothing learnt, beside it in its end-of-
     const error = (_fields: unknown, message?: string) => void errors.push(String(message));
     return { lines, errors, logged: { ...context, logger: { ...context.logger, info: log, warn: log, error } } as typeof context };
   };
-  type Noted = Report & { scoreReason: string | null; scoreNotes: string[] };
   // A learning batch larger than the stream's labels: every label is scored against the untrained model's prior.
   const cold = summaryLines();
   const { output } = await runOperator(intentModel, { ...base, report: true, batch: { max_size: 32, learn_size: 100_000, max_delay: 0 } }, separableIntentStream(40), cold.logged);
-  const report = reportOf(output) as Noted;
+  const report = reportOf(output);
   assert.ok(report.summary.n > 0 && report.summary.positives > 0 && report.summary.positives < report.summary.n);
   assert.equal(report.scoreReason, 'every label scored before it learnt');
   assert.deepEqual(report.scoreNotes, [
@@ -432,7 +431,7 @@ test("a model says why its AUC measures nothing learnt, beside it in its end-of-
   assert.equal(cold.lines[0]!.fields.scoreReason, 'every label scored before it learnt');
   // One that learnt has no reason to give, and its line is as before.
   const learnt = summaryLines();
-  const healthy = reportOf((await runOperator(intentModel, { ...base, report: true }, separableIntentStream(300), learnt.logged)).output) as Noted;
+  const healthy = reportOf((await runOperator(intentModel, { ...base, report: true }, separableIntentStream(300), learnt.logged)).output);
   // (Its first labels were scored before its first learning step: said in a note, not as the reason.)
   assert.equal(healthy.scoreReason, null);
   assert.ok(healthy.scoreNotes.every((note) => note.startsWith('at least ')), healthy.scoreNotes.join('; '));
@@ -447,7 +446,7 @@ test("a model says why its AUC measures nothing learnt, beside it in its end-of-
     create: () => ({ predict: () => Number.NaN, learn: () => undefined }),
   });
   const diverged = summaryLines();
-  const custom = reportOf((await runOperator(nanRule, { report: true }, separableIntentStream(20), diverged.logged)).output) as Noted & { counts: { invalidScores: number } };
+  const custom = reportOf((await runOperator(nanRule, { report: true }, separableIntentStream(20), diverged.logged)).output);
   const predictions = custom.counts.predictions;
   assert.ok(predictions > 0 && custom.counts.invalidScores === predictions);
   assert.equal(custom.scoreReason, `diverged: all ${predictions} predictions not a number`);
@@ -507,8 +506,8 @@ test('a model exports the log loss of its last metrics.window labels beside the 
   assert.ok(Math.abs(gauge('model_logloss') - scores.logloss) < 1e-9);
   assert.notEqual(scores.window.logloss, scores.logloss, 'the two figures differ here, so the test tells them apart');
   // The record says what its window spans and which field sets it, for a backtest's report, which knows no model's config.
-  assert.deepEqual((reportOf(output) as unknown as { timelineWindow: unknown }).timelineWindow, { labels: 50, firstPointAt: 12, setting: 'metrics.window' });
-  assert.equal((reportOf(output) as unknown as { timeline: { n: number }[] }).timeline[0]?.n, 12, 'its first point comes as said');
+  assert.deepEqual(reportOf(output).timelineWindow, { labels: 50, firstPointAt: 12, setting: 'metrics.window' });
+  assert.equal(reportOf(output).timeline[0]?.n, 12, 'its first point comes as said');
 });
 
 test("every series of a model carries its name as the `model` label beside its stage's (a dashboard names the model, not stage-intent-model-5)", async () => {
@@ -550,7 +549,7 @@ test('a window of labels of one class exports its AUC as NaN, not the last windo
   const { output } = await runOperator(intentModel, { ...base, report: true, metrics: { window: 50 } }, input, testContext({ metrics: hub.scoped({ pipeline: 'p', stage: 'intent' }) }));
   const { summary: scores } = reportOf(output);
   assert.equal(scores.window.auc, null);
-  assert.ok(scores.auc > 0.5, `cumulative AUC ${scores.auc}`);
+  assert.ok(scores.auc !== null && scores.auc > 0.5, `cumulative AUC ${scores.auc}`);
   const text = await hub.registry.metrics();
   // prom-client writes `Nan`; Prometheus parses NaN in any case.
   assert.match(text, /^tributary_model_auc\{pipeline="p",stage="intent",model="under-test"\} nan$/im);
@@ -641,7 +640,7 @@ test('a churn horizon or a label timeout of 0 is rejected by the schema (validat
 
 test('the `report` option\'s description names every count the model_metrics record carries', async () => {
   const { output } = await runOperator(intentModel, { ...base, report: true }, separableIntentStream(5, 1));
-  const counts = Object.keys((reportOf(output) as unknown as { counts: Record<string, number> }).counts);
+  const counts = Object.keys(reportOf(output).counts);
   const description = modelOperatorProperties.report.description;
   assert.deepEqual(counts.filter((key) => !description.includes(`\`${key}\``)), []);
 });

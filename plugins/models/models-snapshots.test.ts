@@ -203,7 +203,7 @@ test('intent: a snapshot holds no prediction id (remade from user, session, time
   input.push(watermark(Infinity));
   const config: IntentModelConfig = { ...base, label_buffer: { max_size: 30 }, report: true };
   const whole = await runOperator(intentModel, config, input);
-  const counts = (of(whole.output, 'model_metrics')[0] as unknown as { counts: { overflow: number; lateLabels: number } }).counts;
+  const counts = reportOf(whole.output).counts;
   assert.ok(counts.overflow > 0 && counts.lateLabels === counts.overflow, 'predictions overflowed, their labels came late');
   for (const cut of [31, 32, 40, 44, 48]) {
     const first = await runOperator(intentModel, config, input.slice(0, cut));

@@ -1,6 +1,6 @@
 // What the models' test files share (split from one models.test.ts so that each file runs well within the
 // test runner's per-file limit). A test helper: not exported by the package (package.json's files leave it out).
-import { watermark, type Element, type StreamRecord } from 'tributary';
+import { isModelMetrics, watermark, type Element, type ModelMetrics, type StreamRecord } from 'tributary';
 import { testContext } from 'tributary/testing';
 import { Subject } from 'rxjs';
 import intentModel, { type IntentModelConfig } from './intent.js';
@@ -15,13 +15,12 @@ export const day = 86_400_000;
 export const base: IntentModelConfig = { backend: 'cpu', batch: { max_size: 32, max_delay: 0 } };
 export const of = (output: Element[], kind: string): StreamRecord[] => output.filter((r) => r.kind === kind) as StreamRecord[];
 
-export interface Report {
-  summary: { n: number; positives: number; auc: number; logloss: number; brier: number; window: { n: number; logloss: number; auc: number | null } };
-  counts: { predictions: number; labels: number; learnSteps: number; overflow: number; expired: number; unlabelledAtEnd: number; drifts: number };
-  /** The saved model a warm start began from, or null. */
-  warmStart?: { file: string; steps: number } | null;
+/** The model's `model_metrics` record (a stage with `report: true`) in `output`. */
+export function reportOf(output: readonly Element[]): ModelMetrics {
+  const report = output.find(isModelMetrics);
+  if (report === undefined) throw new Error('no model_metrics record in the output');
+  return report;
 }
-export const reportOf = (output: Element[]): Report => of(output, 'model_metrics')[0] as unknown as Report;
 
 
 /** The model outputs of `input` run through `stages` to `cut`, snapshotted, restored in a new chain, and run on: an uninterrupted run's, where restores are exact. */

@@ -9,17 +9,7 @@ import intentModel, { type IntentModelConfig } from './intent.js';
 import churnModel from './churn.js';
 import { event, summary } from './testdata.js';
 import { LogisticRegression } from './logistic.js';
-import { min, hour, day, base, of } from './models-test-helpers.js';
-
-interface Counts {
-  predictions: number;
-  labels: number;
-  overflow: number;
-  expired: number;
-  unlabelledAtEnd: number;
-  withdrawn: number;
-  invalidScores: number;
-}
+import { min, hour, day, base, of, fedOperator, reportOf } from './models-test-helpers.js';
 
 /**
  * Checks what a consumer of `output` relies on: each prediction has exactly one outcome record after it (a `label`,
@@ -53,7 +43,7 @@ function assertOneOutcomeEach(output: readonly Element[], what: string): Map<str
     }
   });
   for (const id of predictedAt.keys()) assert.ok(outcomes.has(id), `${what}: prediction ${id} has no outcome`);
-  const counts = (of(output as Element[], 'model_metrics')[0] as unknown as { counts: Counts }).counts;
+  const counts = reportOf(output).counts;
   const n = (reason: string): number => reasons.get(reason) ?? 0;
   assert.deepEqual(
     {
@@ -188,4 +178,57 @@ test('emit_labels: a diverged model\'s predictions (score null) each get one unl
   } finally {
     diverged.mock.restore();
   }
+});
+
+test('churn, emit_labels: the unlabelled records of a revoked partition\'s predictions (handed_over, queued for the next record) survive a checkpoint taken before that record: restored, each is emitted once; uninterrupted, once; and none while the runtime holds the sources for the checkpoint', async () => {
+  let partition: string | undefined;
+  // The runtime's hold (PluginContext.held): a checkpoint's state is taken as it begins, its outputs committed as it ends.
+  let hold: Promise<void> | undefined;
+  const config = { backend: 'cpu', horizon: '1d', batch: { max_size: 1, max_delay: 0 }, emit_labels: true, report: true } as IntentModelConfig;
+  const operator = await churnModel.create({ ...config }, testContext({ currentPartition: () => partition, held: () => hold }));
+  await operator.open?.();
+  const input = new Subject<Element>();
+  const output: Element[] = [];
+  const done = new Promise<void>((resolve, reject) => operator.apply(input).subscribe({ next: (element) => void output.push(element), error: reject, complete: resolve }));
+  for (const [user, p] of [['a', 'clicks-0'], ['h', 'clicks-0'], ['b', 'clicks-1']] as const) {
+    partition = p;
+    input.next(event(user, `${user}1`, t, 0, t, 'view'));
+    input.next(summary(user, `${user}1`, t, t, 1, false, { view: 1 }));
+  }
+  partition = undefined;
+  const handedOver = (records: readonly Element[]): string[] =>
+    of(records as Element[], 'unlabelled')
+      .filter((r) => r.reason === 'handed_over')
+      .map((r) => String(r.userId))
+      .sort();
+  operator.partitionsRevoked!(['clicks-0']);
+  assert.deepEqual(handedOver(output), [], 'no emit at hand: queued for the next record');
+  // A checkpoint before that record: the state of this instant, then the sources held until its outputs are committed.
+  hold = new Promise<void>(() => undefined);
+  const state = JSON.parse(JSON.stringify(await operator.snapshot!())) as unknown;
+  // A record reaching the stage meanwhile (another stage's timer) leaves them queued: the state holds them.
+  input.next(watermark(t + hour));
+  assert.deepEqual(handedOver(output), [], 'none committed with the checkpoint whose state holds them');
+  hold = undefined;
+  input.next(watermark(t + 2 * hour));
+  input.next(watermark(Infinity));
+  input.complete();
+  await done;
+  await operator.close?.();
+  assert.deepEqual(handedOver(output), ['a', 'h'], 'uninterrupted: once each');
+  assertOneOutcomeEach(output, 'uninterrupted');
+
+  // Restored from that checkpoint (a crash after it, or a stop before the next record), the next record emits them.
+  const restored = await fedOperator(churnModel, config, state);
+  restored.input.next(watermark(t + 2 * hour));
+  assert.deepEqual(handedOver(restored.output), ['a', 'h'], 'restored: emitted at the first record');
+  restored.input.next(watermark(Infinity));
+  restored.input.complete();
+  await restored.done;
+  await restored.operator.close?.();
+  assert.deepEqual(handedOver(restored.output), ['a', 'h'], 'restored: once each');
+  assert.equal(reportOf(restored.output).counts.expired, 2, 'the counts the records say');
+  // Restored with emit_labels off, none: no sink is to get the kind.
+  const off = await runOperator(churnModel, { ...config, emit_labels: false }, [watermark(t + 2 * hour), watermark(Infinity)], testContext(), { restore: state });
+  assert.deepEqual(of(off.output, 'unlabelled'), []);
 });

@@ -17,7 +17,11 @@
  * bin of 1/65,536. The windowed figures are computed when read.
  */
 
+import type { CalibrationBin, CalibrationError, PrequentialSummary, TimelinePoint } from 'tributary';
 import { decodeFloat64s, encodeFloats } from './params.js';
+
+// The figures' types are the public model_metrics record's (core/events.ts).
+export type { CalibrationBin, CalibrationError, PrequentialSummary, TimelinePoint };
 
 const bins = 1 << 16;
 /**
@@ -33,30 +37,6 @@ const epsilon = 1e-7;
  */
 export const defaultExactAucLimit = 0;
 
-export interface TimelinePoint {
-  time: number;
-  n: number;
-  auc: number | null;
-  logloss: number;
-  cumulativeAuc: number | null;
-}
-
-export interface CalibrationBin {
-  lower: number;
-  upper: number;
-  count: number;
-  meanScore: number;
-  positiveRate: number;
-}
-
-/** How far a model's probabilities are from the rates observed, over its calibration bins (see {@link calibrationError}). */
-export interface CalibrationError {
-  /** Expected calibration error: each bin's gap |mean score - positive rate| weighted by its share of the labels. */
-  ece: number;
-  /** The largest gap of a bin holding a label, whatever its share (a bin of few labels can make it large). */
-  maxGap: number;
-}
-
 /** The calibration error of a calibration table; null before its first label (no gap to measure, and 0 would read as perfect). */
 export function calibrationError(table: readonly CalibrationBin[]): CalibrationError | null {
   let n = 0;
@@ -71,21 +51,6 @@ export function calibrationError(table: readonly CalibrationBin[]): CalibrationE
     maxGap = Math.max(maxGap, gap);
   }
   return { ece, maxGap };
-}
-
-export interface PrequentialSummary {
-  n: number;
-  positives: number;
-  baseRate: number;
-  auc: number | null;
-  /**
-   * Whether `auc` is exact: false when some pairs within a bin of 1/65,536 counted half (binned by
-   * default, past the exact limit, or before a restore from a checkpoint that had them binned).
-   */
-  aucExact: boolean;
-  logloss: number;
-  brier: number;
-  window: { n: number; auc: number | null; logloss: number; brier: number; baseRate: number };
 }
 
 export interface PrequentialState {

@@ -4,7 +4,7 @@
  * The model stage says it (its end-of-run log line, its `model_metrics` record's `scoreReason` and `scoreNotes`),
  * as only it knows its counts and the config fields that change them; a backtest shows what the record carries.
  */
-import type { LearnerCounts } from './learner.js';
+import type { ModelCounts } from 'tributary';
 import type { PrequentialSummary } from './prequential.js';
 
 /** `reason`, in a few words, why the AUC is null or measures nothing learnt; `notes`, each said whole (empty: nothing to say). */
@@ -14,7 +14,7 @@ export interface ScoreNotes {
 }
 
 /** The counts the notes read. */
-export type NotedCounts = Pick<LearnerCounts, 'predictions' | 'unlabelledAtEnd' | 'overflow' | 'expired' | 'invalidScores' | 'scoredBeforeLearning'>;
+export type NotedCounts = Pick<ModelCounts, 'predictions' | 'unlabelledAtEnd' | 'overflow' | 'expired' | 'invalidScores' | 'scoredBeforeLearning'>;
 
 /**
  * The notes of a model's scores, from its prequential summary and counts. `optimizer`: whether the model has an
