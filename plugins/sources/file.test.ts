@@ -1230,6 +1230,36 @@ test('a FIFO\'s gzip lines from a live writer (a member sync-flushed, its end no
   assert.match(context.deadLetters[0]!.reason, new RegExp(`^unreadable gzip data after line 2000 \\(incorrect data check at compressed byte ${flushed.length + 2}: a member's text is not what was compressed; its lines 1-2000 \\(${Buffer.byteLength(text)} bytes\\) were read before the check and may be wrong\\): the rest of the file is skipped$`));
 });
 
+test('a FIFO\'s gzip lines of a member whose deflate data ended but whose trailer its writer has not written yet are read within about a second, not when the trailer comes; a failed CRC then names them as possibly wrong', async () => {
+  const fifo = join(dir, 'trailer-pending.fifo');
+  execFileSync('mkfifo', [fifo]);
+  const context = testContext({ batchSize: 1000 });
+  const source = await fileSource.create({ path: fifo, gzip: true, mapping: { time_format: 'epoch_ms' } } as never, context);
+  const text = gzipTestLines(0, 2000);
+  const member = gzipSync(text);
+  member[member.length - 8]! ^= 1; // its CRC
+  const times: number[] = [];
+  const reading = (async () => {
+    for await (const batch of source.read()) times.push(...batch.map((event) => event.time));
+  })();
+  const writer = createWriteStream(fifo);
+  // The deflate data whole, and 3 of the trailer's 8 bytes.
+  writer.write(member.subarray(0, member.length - 5));
+  try {
+    // Before: held until the trailer came, which this writer sends only once they are read.
+    await until(() => times.length === 2000, 'the lines read before the trailer comes', 15_000);
+  } finally {
+    writer.end(member.subarray(member.length - 5)); // a failure above ends the reading too, not leaves it waiting
+  }
+  await reading;
+  assert.deepEqual(times, Array.from({ length: 2000 }, (_, i) => i));
+  assert.equal(context.deadLetters.length, 1);
+  assert.equal(
+    context.deadLetters[0]!.reason,
+    `unreadable gzip data after line 2000 (incorrect data check at compressed byte ${member.length - 8}: a member's text is not what was compressed; its lines 1-2000 (${Buffer.byteLength(text)} bytes) were read before the check and may be wrong): the rest of the file is skipped`,
+  );
+});
+
 test('corrupt deflate data read from a FIFO gives the same lines as from a file (its member\'s compressed bytes kept to inflate it again, bounded), not ~16 KB fewer', async () => {
   const text = gzipTestLines(0, 5000);
   const half = Buffer.byteLength(gzipTestLines(0, 2500));
