@@ -1,7 +1,7 @@
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { appendFileSync, closeSync, mkdirSync, constants as fsConstants, createWriteStream, existsSync, mkdtempSync, openSync, readdirSync, readFileSync, readlinkSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { constants as zlibConstants, crc32, createGzip, deflateRawSync, gunzipSync, gzipSync, inflateRawSync } from 'node:zlib';
@@ -1111,6 +1111,28 @@ test('corrupt deflate data after a line longer than 64 KB that the 16 MiB hold b
     `unreadable gzip data after line ${short + 1} (invalid block type at compressed byte ${member.length - 12}: a member's text inflated before it may be wrong (zlib can inflate corrupt data as garbage before it fails); its lines ${short + 2}-${short + 101} are not read (raw is the rest of line ${short + 1}, then their text); its lines 1-${short + 1} (${readBytes} bytes) were read before the damage and may be wrong): the rest of the file is skipped`,
   );
   assert.equal(damage!.raw, text.slice(readBytes));
+});
+
+test('damage outside a member (junk after it, a cut) after a line longer than 64 KB whose start was read: the dead letter\'s reason says its raw is the rest of that line, not a line of its own', async () => {
+  const short = gzipTestLines(0, 100);
+  // A line without its end, of 120,000 bytes that compress about 2:1 (a cut 100 compressed bytes before the end is inside it).
+  const long = JSON.stringify({ user_id: 'u-long', time: 100, type: 'view', pad: randomBytes(60_000).toString('hex') });
+  const member = gzipSync(short + long);
+  const cases = {
+    junk: [Buffer.concat([member, Buffer.from('junk\n')]), 'incorrect header check', member.length],
+    cut: [member.subarray(0, member.length - 100), 'unexpected end of file', member.length - 100],
+  } as const;
+  for (const [name, [bytes, problem, byte]] of Object.entries(cases)) {
+    const path = join(dir, `long-line-then-${name}.jsonl.gz`);
+    writeFileSync(path, bytes);
+    const { times, deadLetters } = await readGzipFile(path);
+    assert.deepEqual(times, Array.from({ length: 100 }, (_, i) => i), name);
+    const damage = deadLetters.find((dead) => dead.reason.startsWith('unreadable gzip data'));
+    // Before: "...; raw is the text read after that line)": the long line's rest taken for the start of the next one.
+    assert.equal(damage?.reason, `unreadable gzip data after line 101 (${problem} at compressed byte ${byte}; raw is the rest of line 101): the rest of the file is skipped`, name);
+    const raw = damage!.raw as string;
+    assert.ok(raw.length > 0 && !long.startsWith(raw) && (name === 'junk' ? long.endsWith(raw) : long.includes(raw)), `${name}: ${raw.length} bytes of raw`);
+  }
 });
 
 test('zero bytes after the last gzip member (tar or dd padding) are passed over, as gzip does ("trailing zero bytes ignored"); other bytes after it, after zeros too, are one dead letter naming the first of them; countRecords counts the lines read', async () => {
