@@ -189,6 +189,36 @@ test('gunzipUpToDamage with maxHoldMs: a live stream\'s held lines go on uncheck
   assert.deepEqual([damage?.problem, damage?.text.toString(), damage?.unchecked], ['incorrect data check', '', { bytes: text.length, lineEnds: 2 }]);
 });
 
+test('gunzipUpToDamage with maxHoldMs: a member whose deflate data ended but whose trailer is not written yet (a live writer pausing there) has its held lines go on within maxHoldMs, and a failed CRC then names them as possibly wrong', async () => {
+  const text = 'a1\na2\n';
+  const member = gzipSync(text);
+  member[member.length - 8]! ^= 1; // its CRC
+  // Its deflate data and 0-7 of its trailer's bytes: the data's end comes with the trailer's start, or alone.
+  for (const trailerBytes of [0, 3, 7]) {
+    let gotLines: () => void = () => undefined;
+    const linesGot = new Promise<void>((resolve) => (gotLines = resolve));
+    const live = async function* (): AsyncGenerator<Buffer> {
+      yield member.subarray(0, member.length - 8 + trailerBytes);
+      // The writer goes quiet until the reader has the lines (bounded: without the release the test fails, not hangs).
+      let quiet: NodeJS.Timeout | undefined;
+      await Promise.race([linesGot, new Promise((resolve) => (quiet = setTimeout(resolve, 3000)))]);
+      clearTimeout(quiet);
+      yield member.subarray(member.length - 8 + trailerBytes);
+    };
+    let damage: GzipDamage | undefined;
+    let read = '';
+    let beforeEnd = '';
+    for await (const out of gunzipUpToDamage(live(), { onDamage: (found) => void (damage = found), maxHoldMs: 50 })) {
+      read += out.toString();
+      if (damage === undefined) beforeEnd = read;
+      if (read === text) gotLines();
+    }
+    // Before, with 3 or 7 of its bytes: the trailer was waited for with no limit (the lines read after 3 s, then held back by the CRC).
+    assert.equal(beforeEnd, text, `${trailerBytes} bytes of the trailer: the lines went on before it came`);
+    assert.deepEqual([damage?.problem, damage?.byte, damage?.text.toString(), damage?.unchecked], ['incorrect data check', member.length - 8, '', { bytes: text.length, lineEnds: 2 }], `${trailerBytes} bytes of the trailer`);
+  }
+});
+
 test('gunzipUpToDamage with resync finds a member whose header zlib took in during an earlier call that did not fail (a damaged member cut short, the next one fed in the same piece): it is read, not skipped', async () => {
   const a = Array.from({ length: 50 }, (_, i) => `a${i}\n`).join('');
   // A member cut short inside a stored block (of 60 bytes, 3 given): zlib copies the next members' first bytes as its

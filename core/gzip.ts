@@ -116,7 +116,8 @@ export interface GunzipUpToDamageOptions {
   /**
    * The longest, in milliseconds, that held text waits on the input for its member's CRC (default: no
    * limit). For a live stream (a FIFO): a writer's member may take long to end (the file sink's ends at
-   * 4 MiB of text, or when idle), and its lines should not wait for that; past this, the held text goes
+   * 4 MiB of text, or when idle; a writer may pause between its deflate data's end and its trailer), and
+   * its lines should not wait for that; past this, the held text goes
    * on unchecked, as past `holdUnchecked`. Only time spent waiting on the input counts, all of it since the
    * first of the text was held: a reader behind its input (a writer streaming a file, however slow the
    * machine) has the member's end to come without waiting and checks it whole; a writer that pauses has
@@ -166,14 +167,40 @@ export async function* gunzipUpToDamage(compressed: AsyncIterable<Buffer>, optio
   let members = 0;
   let membersEnd = 0; // the byte after the last member's trailer
   let tail: Buffer = Buffer.alloc(0); // text after the last line end handed on
+  /** The input's next piece put after what is pending (its end: inputEnded). */
+  const take = (next: IteratorResult<Buffer>): void => {
+    if (next.done === true) inputEnded = true;
+    else pending = pending.length === 0 ? next.value : Buffer.concat([pending, next.value]);
+  };
+  /** Reads until `bytes` are pending, or the input ends; whether they are. */
   const fill = async (bytes: number): Promise<boolean> => {
-    while (pending.length < bytes && !inputEnded) {
-      const next = await input.next();
-      if (next.done === true) inputEnded = true;
-      else pending = pending.length === 0 ? next.value : Buffer.concat([pending, next.value]);
-    }
+    while (pending.length < bytes && !inputEnded) take(await input.next());
     return pending.length >= bytes;
   };
+  /** {@link fill}, while a member's text is held: past maxHoldMs of waiting on the input, the held text goes on unchecked (yielded). */
+  async function* fillHolding(bytes: number): AsyncGenerator<Buffer, boolean> {
+    while (pending.length < bytes && !inputEnded) take(yield* nextHolding());
+    return pending.length >= bytes;
+  }
+  /**
+   * The input's next piece, waited for while a member's text may be held: the wait counts towards
+   * maxHoldMs, and once the held text has waited that long in all, it goes on unchecked (yielded) while
+   * the wait goes on.
+   */
+  async function* nextHolding(): AsyncGenerator<Buffer, IteratorResult<Buffer>> {
+    const waitedFrom = performance.now();
+    const waiting = input.next();
+    const left = holdLeft();
+    if (left !== undefined && (left <= 0 || (await outwaits(waiting, left)))) {
+      // Awaited below; a reader that stops at this yield leaves it to reject (a destroyed input) unawaited.
+      waiting.catch(() => undefined);
+      yield* handOn(releaseUnchecked());
+    }
+    const next = await waiting;
+    // Nothing is held after a release above: only a wait with text held throughout counts.
+    if (held.length > 0) heldWaited += performance.now() - waitedFrom;
+    return next;
+  }
   // The line ends handed on so far, and whether the last text handed on ended a line.
   let lineEnds = 0;
   let lineEnded = true;
@@ -368,17 +395,7 @@ export async function* gunzipUpToDamage(compressed: AsyncIterable<Buffer>, optio
       pending = Buffer.alloc(0);
       for (;;) {
         if (chunk === undefined) {
-          const waitedFrom = performance.now();
-          const waiting = input.next();
-          const left = holdLeft();
-          if (left !== undefined && (left <= 0 || (await outwaits(waiting, left)))) {
-            // Awaited below; a reader that stops at this yield leaves it to reject (a destroyed input) unawaited.
-            waiting.catch(() => undefined);
-            yield* handOn(releaseUnchecked());
-          }
-          const next = await waiting;
-          // Nothing is held after a release above: only a wait with text held throughout counts.
-          if (held.length > 0) heldWaited += performance.now() - waitedFrom;
+          const next = yield* nextHolding();
           if (next.done === true) inputEnded = true;
           else chunk = next.value;
         }
@@ -462,9 +479,10 @@ export async function* gunzipUpToDamage(compressed: AsyncIterable<Buffer>, optio
     } finally {
       inflater.destroy();
     }
-    // The trailer: the text's CRC-32 and length (mod 2^32).
+    // The trailer: the text's CRC-32 and length (mod 2^32). A live writer may pause before it (its deflate
+    // data ended): the held lines wait on it no longer than on the data.
     const trailerAt = at;
-    if (!(await fill(8))) {
+    if (!(yield* fillHolding(8))) {
       if (!found) yield* handOn(release());
       else tail = Buffer.concat([...release(), tail]);
       if (await damagedAt({ byte: trailerAt, problem: 'unexpected end of file', text: tail }, undefined, found ? rewind() : undefined)) continue;

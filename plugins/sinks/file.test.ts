@@ -45,7 +45,7 @@ for (const name of ['out.jsonl', 'out.jsonl.gz']) {
   });
 }
 
-test('between flushes (checkpoints), a record reaches a plain file 200 ms after it was written to the sink, not before; a gzip file holds it until a flush', async (t) => {
+test('between flushes (checkpoints), a record reaches a plain file 200 ms after it was written to the sink, not before; a gzip file holds it longer (until a flush, or gzip_flush_interval)', async (t) => {
   // A run's sinks flush only at checkpoints (30 s apart by default): a prediction must not wait for one to be in a
   // plain file (kill -9 past it leaves it there, and the restart writes it again). The wait is a setTimeout: node's
   // mock timers move its clock, so a loaded host decides nothing.
@@ -66,7 +66,7 @@ test('between flushes (checkpoints), a record reaches a plain file 200 ms after 
   const line = `${JSON.stringify(record('u1'))}\n`;
   await until(() => statSync(plainPath).size === line.length, 'the record in the plain file, with no flush', 10_000);
   assert.equal(readFileSync(plainPath, 'utf8'), line);
-  // The compressor holds a slow stream's text until a flush (a sync flush costs size) or until it has a deflate block to emit.
+  // The compressor holds a slow stream's text until a flush, gzip_flush_interval (a sync flush costs size) or until it has a deflate block to emit.
   // Its 10-byte header reaches the file at the first write, when the event loop gets to it: at most that much is there.
   assert.ok(statSync(gzipPath).size <= GZIP_HEADER_BYTES, 'gzip: nothing past its header before a flush');
   assert.equal(gunzipSync(readFileSync(gzipPath), { finishFlush: zlib.Z_SYNC_FLUSH }).toString(), '', 'gzip: no text before a flush');
@@ -74,6 +74,48 @@ test('between flushes (checkpoints), a record reaches a plain file 200 ms after 
   assert.equal(gunzipSync(readFileSync(gzipPath), { finishFlush: zlib.Z_SYNC_FLUSH }).toString(), line);
   await plain.close?.();
   await gzip.close?.();
+});
+
+/** Turns the event loop (setImmediate, which mock timers leave alone) until `condition`, for at most `ms` of real time; whether it held. */
+async function turnsUntil(condition: () => boolean, ms: number): Promise<boolean> {
+  for (const start = performance.now(); !condition(); ) {
+    if (performance.now() - start > ms) return false;
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+  return true;
+}
+
+test('gzip: a slow stream\'s record is in the file gzip_flush_interval (5 s by default) after it reached the compressor, readable by streaming readers, with no flush; 0 holds it until a flush', async (t) => {
+  // A daemon writing a few predictions a second with 30 s checkpoints had them in a .gz file only at the checkpoint.
+  const line = `${JSON.stringify(record('u1'))}\n`;
+  const streamed = (path: string): string => gunzipSync(readFileSync(path), { finishFlush: zlib.Z_SYNC_FLUSH }).toString();
+  for (const [interval, syncMs] of [[undefined, 5000], ['1s', 1000], [0, undefined]] as const) {
+    const name = `interval ${interval ?? 'default'}`;
+    const path = join(dir, `timed-sync-${interval ?? 'default'}.jsonl.gz`);
+    const sink = await fileSink.create({ path, append: false, lazy: false, ...(interval === undefined ? {} : { gzip_flush_interval: interval }) }, testContext({ baseDir: dir }));
+    await sink.open?.();
+    // The writer's 200 ms linger and the compressor's wait are setTimeouts: node's mock timers move their clock, so a loaded host decides nothing.
+    t.mock.timers.enable({ apis: ['setTimeout'] });
+    try {
+      sink.write(record('u1'));
+      t.mock.timers.tick(200); // the writer's linger: the record goes to the compressor
+      t.mock.timers.tick((syncMs ?? 60_000) - 1);
+      // Real time for the file's writes, had any been made.
+      assert.equal(await turnsUntil(() => streamed(path) !== '', 300), false, `${name}: held until then`);
+      assert.equal(streamed(path), '', name);
+      t.mock.timers.tick(1);
+      // Before: held until the sink's flush, whatever the wait.
+      assert.equal(await turnsUntil(() => streamed(path) === line, 10_000), syncMs !== undefined, `${name}: ${syncMs === undefined ? 'held until a flush' : 'in the file, with no flush'}`);
+      // The record after it waits its own interval; a flush writes both (one member, which the flush after ends: idle).
+      sink.write(record('u2'));
+      await sink.flush?.();
+      assert.equal(streamed(path), line + `${JSON.stringify(record('u2'))}\n`, name);
+    } finally {
+      t.mock.timers.reset();
+    }
+    await sink.close?.();
+    assert.equal(gunzipSync(readFileSync(path)).toString().split('\n').filter(Boolean).length, 2, name);
+  }
 });
 
 test('a record left cut short at the end of the file (a full disk, kill -9) is dropped on resume, and ours never continue a foreign last line', async () => {

@@ -13,22 +13,33 @@ import { constants as zlib, createGzip, gzipSync, type Gzip, type ZlibReset } fr
 import { Writable } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import { Socket } from 'node:net';
-import { createFileDurably, defineSink, fileSystemErrorAt, gunzipUpToDamage, JsonLinesWriter, LockRefusedError, makeFolderDurablySync, PluginConfigError, releaseLock, takeLock, takeLockWaiting, TributaryError, type GzipDamage, type PluginContext, type StreamRecord } from 'tributary';
+import { createFileDurably, defineSink, fileSystemErrorAt, gunzipUpToDamage, JsonLinesWriter, LockRefusedError, makeFolderDurablySync, parseDuration, PluginConfigError, releaseLock, takeLock, takeLockWaiting, timerDurationMax, TributaryError, type GzipDamage, type PluginContext, type StreamRecord } from 'tributary';
 
 export interface FileSinkConfig {
   path: string;
   append: boolean;
   lazy: boolean;
   gzip?: boolean;
+  /** The longest text waits in the gzip compressor before a sync flush (a duration; 0: until the sink's flush). */
+  gzip_flush_interval?: string | number;
   lock?: boolean;
 }
+
+/** gzip_flush_interval's default: a slow stream's records are in a gzip file within about this, for a small size cost (its description). */
+const GZIP_FLUSH_INTERVAL_DEFAULT = '5s';
+const GZIP_FLUSH_INTERVAL_DESCRIPTION =
+  'A gzip file only (a plain file gets its records within 200 ms): the longest a record waits in the compressor before a sync flush puts it in the file, readable by streaming gzip readers (`zcat`, a `file` source reading a FIFO). ' +
+  'The compressor holds text until it has a deflate block to emit (about every 130 KB of prediction text) or until the sink\'s flush (each checkpoint, 30 s apart by default; without checkpoints every `settings.commit_interval`): without this, a daemon writing a few records a second has them in the file only that late. ' +
+  'A sync flush keeps the member (and its dictionary) going but costs size: a stream of R records a second pays what a flush every R times this many records does, measured on the demo\'s predictions (200 bytes each) against one gzip member: every 5 records +22.8%, 15 +7.9%, 50 +2.2%, 150 +0.7%, 500 or more +0.1% (BENCHMARKS.md, gzip output of the file sink). ' +
+  'So with 30 s checkpoints a stream of 1 record a second pays +3.9% without this and +22.8% with 5 s; 10 a second +0.3% and +2.2%; 100 a second +0.1% either way (a backtest: nothing measurable). ' +
+  '`0`: text waits for the sink\'s flush. A file written by several sinks of the process takes the shortest of theirs (0 none).';
 
 export default defineSink<FileSinkConfig>({
   name: 'file',
   status: 'stable',
   summary: 'Writes records as JSON lines to a file.',
   description:
-    'Feature vectors are written as `{name: value}` objects. Missing folders are created. Records go to the file as they come, not at checkpoints: a plain file gets them in 256 KiB chunks, or 200 ms after the first one pending, whichever comes first (predictions are in the file that soon after the model made them, once the process has a moment: an `mlp` or `gru` model predicts in micro-batches, a sample waiting up to its `batch.max_delay` for its own, 200 ms by default; on a large input the file grows in bursts of a few chunks, a few hundred ms apart). So a crash (`kill -9`) leaves in it outputs past the last checkpoint, and the run resumed from that checkpoint writes them again (at-least-once: docs/operations.md); only right after a checkpoint (its flush, then until the next chunk or 200 ms) does the file hold no more than it covers. A flush (each checkpoint; without checkpoints every `settings.commit_interval`, and at the end) waits until every record given to the sink is handed to the OS. A gzip file\'s text is held by the compressor until a flush, or until it has a deflate block to emit (about every 130 KB of prediction text): a fast stream\'s gzip file grows as it goes, a slow one\'s (a daemon at a few events a second) only at each flush, up to `checkpoint.interval` (30 s by default) after its predictions were made. A path that a source of the pipeline reads (a `file` source\'s `path`, or any source declaring it: PluginSpec.inputFiles; by name, through links, or the same inode) is a config error, and so is `tributary backtest --input` of it: replacing it would wipe the input before it is read. Sinks of one process writing the same file (pipelines run together with one dead-letter file, say) share it: each record is written once, none overwritten; a file that one of the pipelines run together already replaced is appended to when a sink opens it again. A sink resuming from a checkpoint appends, after dropping a record the last run left cut short at the end. Zero bytes the file ends with (blocks a crash left zero-filled: the file\'s size reached the disk before its data) are dropped before appending, said. Every write goes to the file\'s end (O_APPEND; a run from the start truncates the file as it opens it), and the daemon reopens the path on SIGHUP, so the file can be rotated by logrotate (`create` with `postrotate` sending SIGHUP, or `copytruncate`; docs/operations.md). A gzip file is flushed at every flush (each checkpoint; without checkpoints every `settings.commit_interval`, and at the end) with a sync flush, readable by streaming gzip readers up to there, in one member until it holds 4 MiB of text or a flush finds nothing new (idle; it is then complete gzip), so frequent flushes cost little size and a crash leaves only its last member incomplete; appending, that member is first completed with its whole records. A last member damaged by a crash (cut short and followed by zero-filled blocks or stale bytes, corrupt deflate data, a wrong CRC) is read as the `file` source reads it: cut short (zero-filled blocks after it too), its whole records are kept in a complete member and a record cut short is dropped; one whose CRC fails (a flipped bit that inflates without error too) or whose deflate data is corrupt (stale bytes after a cut: zlib can inflate them as garbage before it fails) keeps none of its records, as any of them may be wrong and kept they would get a right CRC: they are moved, as they were inflated, to a new file beside it, `<path>.damaged-<UTC time>.jsonl` (written durably before the member is replaced; resuming, those after the checkpoint are also written again from it), to check and take back. Each is said with where the damage is, why, how many bytes and records went, and where; zero bytes after a complete last member are dropped (gzip readers stop at them). The file is locked as the pipeline starts (`<path>.lock`, holding pid, host and when the process started; a `lazy` one at its first record): another process writing it (a backtest of a running daemon\'s pipeline) is refused, naming the holder; a lock of a process that died (its pid gone, or reused by a process started since; or of another host, not renewed for 10 minutes) is taken over, by one process at a time. Only a regular file is replaced: a device, a FIFO, or /dev/stdout (whatever it leads to: a shell\'s `>> out.txt` is appended to) is written without truncation, and not locked. A FIFO (named pipe) is written once a reader opens it; the pipeline waits for one, and a stop while it waits ends the run before anything is read. A reader that stops reading holds the pipeline back (a stop then ends the process at `shutdown_timeout`); one that goes away fails the sink (a broken pipe, TRIB_ERR_SINK).',
+    'Feature vectors are written as `{name: value}` objects. Missing folders are created. Records go to the file as they come, not at checkpoints: a plain file gets them in 256 KiB chunks, or 200 ms after the first one pending, whichever comes first (predictions are in the file that soon after the model made them, once the process has a moment: an `mlp` or `gru` model predicts in micro-batches, a sample waiting up to its `batch.max_delay` for its own, 200 ms by default; on a large input the file grows in bursts of a few chunks, a few hundred ms apart). So a crash (`kill -9`) leaves in it outputs past the last checkpoint, and the run resumed from that checkpoint writes them again (at-least-once: docs/operations.md); only right after a checkpoint (its flush, then until the next chunk or 200 ms) does the file hold no more than it covers. A flush (each checkpoint; without checkpoints every `settings.commit_interval`, and at the end) waits until every record given to the sink is handed to the OS. A gzip file\'s text is held by the compressor until a flush, until it has a deflate block to emit (about every 130 KB of prediction text), or `gzip_flush_interval` (5 s by default) after it came, when a sync flush puts it in the file: a fast stream\'s gzip file grows as it goes, a slow one\'s (a daemon at a few events a second) every `gzip_flush_interval`, not only at each flush (`checkpoint.interval`, 30 s by default). A path that a source of the pipeline reads (a `file` source\'s `path`, or any source declaring it: PluginSpec.inputFiles; by name, through links, or the same inode) is a config error, and so is `tributary backtest --input` of it: replacing it would wipe the input before it is read. Sinks of one process writing the same file (pipelines run together with one dead-letter file, say) share it: each record is written once, none overwritten; a file that one of the pipelines run together already replaced is appended to when a sink opens it again. A sink resuming from a checkpoint appends, after dropping a record the last run left cut short at the end. Zero bytes the file ends with (blocks a crash left zero-filled: the file\'s size reached the disk before its data) are dropped before appending, said. Every write goes to the file\'s end (O_APPEND; a run from the start truncates the file as it opens it), and the daemon reopens the path on SIGHUP, so the file can be rotated by logrotate (`create` with `postrotate` sending SIGHUP, or `copytruncate`; docs/operations.md). A gzip file is flushed at every flush (each checkpoint; without checkpoints every `settings.commit_interval`, and at the end) with a sync flush, readable by streaming gzip readers up to there, in one member until it holds 4 MiB of text or a flush finds nothing new (idle; it is then complete gzip), so frequent flushes cost little size and a crash leaves only its last member incomplete; appending, that member is first completed with its whole records. A last member damaged by a crash (cut short and followed by zero-filled blocks or stale bytes, corrupt deflate data, a wrong CRC) is read as the `file` source reads it: cut short (zero-filled blocks after it too), its whole records are kept in a complete member and a record cut short is dropped; one whose CRC fails (a flipped bit that inflates without error too) or whose deflate data is corrupt (stale bytes after a cut: zlib can inflate them as garbage before it fails) keeps none of its records, as any of them may be wrong and kept they would get a right CRC: they are moved, as they were inflated, to a new file beside it, `<path>.damaged-<UTC time>.jsonl` (written durably before the member is replaced; resuming, those after the checkpoint are also written again from it), to check and take back. Each is said with where the damage is, why, how many bytes and records went, and where; zero bytes after a complete last member are dropped (gzip readers stop at them). The file is locked as the pipeline starts (`<path>.lock`, holding pid, host and when the process started; a `lazy` one at its first record): another process writing it (a backtest of a running daemon\'s pipeline) is refused, naming the holder; a lock of a process that died (its pid gone, or reused by a process started since; or of another host, not renewed for 10 minutes) is taken over, by one process at a time. Only a regular file is replaced: a device, a FIFO, or /dev/stdout (whatever it leads to: a shell\'s `>> out.txt` is appended to) is written without truncation, and not locked. A FIFO (named pipe) is written once a reader opens it; the pipeline waits for one, and a stop while it waits ends the run before anything is read. A reader that stops reading holds the pipeline back (a stop then ends the process at `shutdown_timeout`); one that goes away fails the sink (a broken pipe, TRIB_ERR_SINK).',
   config: {
     type: 'object',
     additionalProperties: false,
@@ -38,6 +49,12 @@ export default defineSink<FileSinkConfig>({
       append: { type: 'boolean', default: false, description: 'Append to the file instead of replacing it.' },
       lazy: { type: 'boolean', default: false, description: 'Create the file, its missing folders and its lock only when the first record arrives (the dead-letter default): a run with nothing to write leaves nothing behind. A lock another process holds already at the start refuses the run then (or is waited for: `--lock-wait`), as for any file; one another process takes after the start (two runs started together, neither written yet) fails this run at its first record (TRIB_ERR_OUTPUT_LOCKED, exit 2), before anything of it is written: the run cannot wait there, whatever `--lock-wait` says (a run started again finds that lock at its start, and waits for it). A FIFO is opened at the start all the same (it exists already).' },
       gzip: { type: 'boolean', description: 'Compress with gzip. Default: when the name ends in .gz (any case).' },
+      gzip_flush_interval: {
+        $ref: 'tributary:duration',
+        default: GZIP_FLUSH_INTERVAL_DEFAULT,
+        maxDuration: timerDurationMax,
+        description: GZIP_FLUSH_INTERVAL_DESCRIPTION,
+      },
       lock: {
         type: 'boolean',
         default: true,
@@ -55,6 +72,7 @@ export default defineSink<FileSinkConfig>({
     const fileOnTheWay = fileAbove(path);
     if (fileOnTheWay !== undefined) throw new PluginConfigError('path', `${fileOnTheWay} is a file, not a folder: ${path} cannot be made in it; name a path whose folders are folders`);
     const gzip = config.gzip ?? /\.gz$/i.test(path);
+    const gzipFlushMs = parseDuration(config.gzip_flush_interval ?? GZIP_FLUSH_INTERVAL_DEFAULT);
     let output: SharedOutput | undefined;
     let closed = false;
     let locked = false;
@@ -97,13 +115,13 @@ export default defineSink<FileSinkConfig>({
           truncateSync(path, lastLineEnd);
           context.logger.warn({ file: path, bytes: torn }, 'file sink: dropped the end of a record the last run left incomplete (it is written again from the checkpoint)');
         }
-        output = openShared(path, gzip, true, keepsOld, context);
+        output = openShared(path, gzip, true, keepsOld, context, gzipFlushMs);
         if (torn > 0 && !resuming) output.file.write('\n');
       } else {
         // A new member after an incomplete one would make the rest of the file unreadable: it is
         // completed as the file opens, before anything is written to it.
         const completeTail = gzip && mendsTail ? () => completeGzipTail(path).then((tail) => reportGzipTail(tail, path, resuming, context)) : undefined;
-        output = openShared(path, gzip, append, keepsOld, context, completeTail);
+        output = openShared(path, gzip, append, keepsOld, context, gzipFlushMs, completeTail);
       }
       return output;
     };
@@ -185,11 +203,15 @@ function replacedInRun(context: PluginContext): Set<string> {
   return replaced;
 }
 
-/** `beforeOpen`: run as the file opens (a new one only), before anything is written to it. */
-function openShared(path: string, gzip: boolean, append: boolean, keepsOld: boolean, context: PluginContext, beforeOpen?: () => Promise<void>): SharedOutput {
+/**
+ * `gzipFlushMs`: the sink's gzip_flush_interval (a file shared by sinks takes the shortest of theirs).
+ * `beforeOpen`: run as the file opens (a new one only), before anything is written to it.
+ */
+function openShared(path: string, gzip: boolean, append: boolean, keepsOld: boolean, context: PluginContext, gzipFlushMs: number, beforeOpen?: () => Promise<void>): SharedOutput {
   const shared = openOutputs.get(path);
   if (shared !== undefined) {
     if (shared.gzip !== gzip) throw new Error(`${path} is already written by another sink ${shared.gzip ? 'with' : 'without'} gzip`);
+    shared.compressor?.syncWithin(gzipFlushMs);
     // One sink resuming (appending) and one starting afresh (replacing): whichever opened first
     // would decide, and the resuming one's earlier output could be gone. Said instead.
     if (keepsOld && !shared.append) throw new Error(`${path} was replaced by another sink of this process as it started; this sink appends to it (it is resuming, or append: true): give them different files`);
@@ -206,6 +228,7 @@ function openShared(path: string, gzip: boolean, append: boolean, keepsOld: bool
   let compressor: GzipMembers | undefined;
   if (gzip) {
     compressor = new GzipMembers(file);
+    compressor.syncWithin(gzipFlushMs);
     target = compressor;
   }
   const opened = once(file, 'open').then(() => undefined);
@@ -607,6 +630,8 @@ function findLast(path: string, needle: Buffer, within = Infinity): { at: number
 }
 
 const FLUSH: unique symbol = Symbol('flush of the gzip output');
+/** In the gzip output's queue: a sync flush of text that waited syncAfterMs (GzipMembers.syncWithin). */
+const SYNC: unique symbol = Symbol('timed sync flush of the gzip output');
 /** In the gzip output's queue: end the member, then reopen the file (GzipMembers.endMemberThenReopen). */
 interface ReopenStep {
   reopenFile(): void;
@@ -635,13 +660,28 @@ class GzipMembers extends Writable {
   // Node's gzip has reset() (all zlib streams do); @types/node leaves it off Gzip.
   private readonly gzip: Gzip & ZlibReset = createGzip() as Gzip & ZlibReset;
   private bytesInMember = 0;
+  /** Text since the last flushMember: none at one is an idle output, whose member ends. */
   private bytesSinceFlush = 0;
+  /** Text since the last sync flush (flushMember's, or one of syncWithin's): what the compressor may hold. */
+  private bytesSinceSync = 0;
+  /** The longest text waits in the compressor before a sync flush (0: none, until flushMember). */
+  private syncAfterMs = 0;
+  /** Set as text comes after a sync flush: the sync flush due syncAfterMs after it. */
+  private syncTimer: NodeJS.Timeout | undefined;
 
   constructor(file: Writable) {
     super({ objectMode: true, highWaterMark: 4 });
     this.gzip.pipe(file);
     this.gzip.on('error', (error) => this.destroy(error));
     file.on('error', (error) => this.destroy(error));
+  }
+
+  /**
+   * Text waits in the compressor at most `ms` (0: until flushMember) before a sync flush hands it to the
+   * file: a slow stream's records would wait for the next flush (a checkpoint, 30 s). The shortest asked for is kept.
+   */
+  syncWithin(ms: number): void {
+    if (ms > 0 && (this.syncAfterMs === 0 || ms < this.syncAfterMs)) this.syncAfterMs = ms;
   }
 
   /** Flushes (or ends) the member under way and resolves once its bytes are handed to the file. */
@@ -676,11 +716,24 @@ class GzipMembers extends Writable {
     });
   }
 
-  override _write(chunk: Buffer | typeof FLUSH | ReopenStep, _encoding: BufferEncoding, done: (error?: Error | null) => void): void {
+  override _write(chunk: Buffer | typeof FLUSH | typeof SYNC | ReopenStep, _encoding: BufferEncoding, done: (error?: Error | null) => void): void {
     if (Buffer.isBuffer(chunk)) {
       this.bytesInMember += chunk.length;
       this.bytesSinceFlush += chunk.length;
+      this.bytesSinceSync += chunk.length;
+      if (this.syncAfterMs > 0 && this.syncTimer === undefined && chunk.length > 0) {
+        // In the queue behind what is written meanwhile; unref: a quiet file holds no process open.
+        this.syncTimer = setTimeout(() => {
+          this.syncTimer = undefined;
+          if (!this.writableEnded && !this.destroyed) this.write(SYNC);
+        }, this.syncAfterMs).unref();
+      }
       this.gzip.write(chunk, done);
+    } else if (chunk === SYNC) {
+      // Flushed since the timer was set (a checkpoint), or the member ended: nothing waits.
+      if (this.bytesSinceSync === 0) return done();
+      this.synced();
+      this.gzip.flush(zlib.Z_SYNC_FLUSH, () => done());
     } else if (chunk !== FLUSH) {
       const reopen = (): void =>
         void this.handedToFile().then(() => {
@@ -690,6 +743,7 @@ class GzipMembers extends Writable {
       if (this.bytesInMember === 0) return reopen();
       this.bytesInMember = 0;
       this.bytesSinceFlush = 0;
+      this.synced();
       this.gzip.flush(zlib.Z_FINISH, () => {
         this.gzip.reset();
         reopen();
@@ -697,10 +751,14 @@ class GzipMembers extends Writable {
     } else if (this.bytesInMember === 0) done();
     else if (this.bytesSinceFlush > 0 && this.bytesInMember < MEMBER_TEXT_BYTES) {
       this.bytesSinceFlush = 0;
+      // Sync-flushed since the text came (syncWithin): the compressor holds nothing of it.
+      if (this.bytesSinceSync === 0) return done();
+      this.synced();
       this.gzip.flush(zlib.Z_SYNC_FLUSH, () => done());
     } else {
       this.bytesInMember = 0;
       this.bytesSinceFlush = 0;
+      this.synced();
       this.gzip.flush(zlib.Z_FINISH, () => {
         this.gzip.reset(); // the next bytes start a new member, header first
         done();
@@ -708,9 +766,22 @@ class GzipMembers extends Writable {
     }
   }
 
+  /** The compressor is flushed (or its member ended) up to here: no sync flush is due. */
+  private synced(): void {
+    this.bytesSinceSync = 0;
+    clearTimeout(this.syncTimer);
+    this.syncTimer = undefined;
+  }
+
   override _final(done: (error?: Error | null) => void): void {
+    this.synced();
     this.gzip.end(); // ends the file through the pipe
     done();
+  }
+
+  override _destroy(error: Error | null, done: (error?: Error | null) => void): void {
+    this.synced();
+    done(error);
   }
 }
 

@@ -1,7 +1,7 @@
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { appendFileSync, closeSync, mkdirSync, constants as fsConstants, createWriteStream, existsSync, mkdtempSync, openSync, readdirSync, readFileSync, readlinkSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { constants as zlibConstants, crc32, createGzip, deflateRawSync, gunzipSync, gzipSync, inflateRawSync } from 'node:zlib';
@@ -1113,6 +1113,28 @@ test('corrupt deflate data after a line longer than 64 KB that the 16 MiB hold b
   assert.equal(damage!.raw, text.slice(readBytes));
 });
 
+test('damage outside a member (junk after it, a cut) after a line longer than 64 KB whose start was read: the dead letter\'s reason says its raw is the rest of that line, not a line of its own', async () => {
+  const short = gzipTestLines(0, 100);
+  // A line without its end, of 120,000 bytes that compress about 2:1 (a cut 100 compressed bytes before the end is inside it).
+  const long = JSON.stringify({ user_id: 'u-long', time: 100, type: 'view', pad: randomBytes(60_000).toString('hex') });
+  const member = gzipSync(short + long);
+  const cases = {
+    junk: [Buffer.concat([member, Buffer.from('junk\n')]), 'incorrect header check', member.length],
+    cut: [member.subarray(0, member.length - 100), 'unexpected end of file', member.length - 100],
+  } as const;
+  for (const [name, [bytes, problem, byte]] of Object.entries(cases)) {
+    const path = join(dir, `long-line-then-${name}.jsonl.gz`);
+    writeFileSync(path, bytes);
+    const { times, deadLetters } = await readGzipFile(path);
+    assert.deepEqual(times, Array.from({ length: 100 }, (_, i) => i), name);
+    const damage = deadLetters.find((dead) => dead.reason.startsWith('unreadable gzip data'));
+    // Before: "...; raw is the text read after that line)": the long line's rest taken for the start of the next one.
+    assert.equal(damage?.reason, `unreadable gzip data after line 101 (${problem} at compressed byte ${byte}; raw is the rest of line 101): the rest of the file is skipped`, name);
+    const raw = damage!.raw as string;
+    assert.ok(raw.length > 0 && !long.startsWith(raw) && (name === 'junk' ? long.endsWith(raw) : long.includes(raw)), `${name}: ${raw.length} bytes of raw`);
+  }
+});
+
 test('zero bytes after the last gzip member (tar or dd padding) are passed over, as gzip does ("trailing zero bytes ignored"); other bytes after it, after zeros too, are one dead letter naming the first of them; countRecords counts the lines read', async () => {
   const members = Buffer.concat([gzipSync(gzipTestLines(0, 5000)), gzipSync(gzipTestLines(5000, 10_000))]);
   const cases = {
@@ -1228,6 +1250,36 @@ test('a FIFO\'s gzip lines from a live writer (a member sync-flushed, its end no
   assert.deepEqual(times, Array.from({ length: 2000 }, (_, i) => i));
   assert.equal(context.deadLetters.length, 1);
   assert.match(context.deadLetters[0]!.reason, new RegExp(`^unreadable gzip data after line 2000 \\(incorrect data check at compressed byte ${flushed.length + 2}: a member's text is not what was compressed; its lines 1-2000 \\(${Buffer.byteLength(text)} bytes\\) were read before the check and may be wrong\\): the rest of the file is skipped$`));
+});
+
+test('a FIFO\'s gzip lines of a member whose deflate data ended but whose trailer its writer has not written yet are read within about a second, not when the trailer comes; a failed CRC then names them as possibly wrong', async () => {
+  const fifo = join(dir, 'trailer-pending.fifo');
+  execFileSync('mkfifo', [fifo]);
+  const context = testContext({ batchSize: 1000 });
+  const source = await fileSource.create({ path: fifo, gzip: true, mapping: { time_format: 'epoch_ms' } } as never, context);
+  const text = gzipTestLines(0, 2000);
+  const member = gzipSync(text);
+  member[member.length - 8]! ^= 1; // its CRC
+  const times: number[] = [];
+  const reading = (async () => {
+    for await (const batch of source.read()) times.push(...batch.map((event) => event.time));
+  })();
+  const writer = createWriteStream(fifo);
+  // The deflate data whole, and 3 of the trailer's 8 bytes.
+  writer.write(member.subarray(0, member.length - 5));
+  try {
+    // Before: held until the trailer came, which this writer sends only once they are read.
+    await until(() => times.length === 2000, 'the lines read before the trailer comes', 15_000);
+  } finally {
+    writer.end(member.subarray(member.length - 5)); // a failure above ends the reading too, not leaves it waiting
+  }
+  await reading;
+  assert.deepEqual(times, Array.from({ length: 2000 }, (_, i) => i));
+  assert.equal(context.deadLetters.length, 1);
+  assert.equal(
+    context.deadLetters[0]!.reason,
+    `unreadable gzip data after line 2000 (incorrect data check at compressed byte ${member.length - 8}: a member's text is not what was compressed; its lines 1-2000 (${Buffer.byteLength(text)} bytes) were read before the check and may be wrong): the rest of the file is skipped`,
+  );
 });
 
 test('corrupt deflate data read from a FIFO gives the same lines as from a file (its member\'s compressed bytes kept to inflate it again, bounded), not ~16 KB fewer', async () => {
