@@ -1,4 +1,4 @@
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { setImmediate as turn, setTimeout as sleep } from 'node:timers/promises';
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -14,6 +14,7 @@ import {
   defineSource,
   formatProblem,
   loadPipeline,
+  readCheckpoint,
   recordOperator,
   type AnyPlugin,
   type ClickEvent,
@@ -925,6 +926,10 @@ test('a checkpoint of a large state is serialised in parts, the event loop turni
 test('while a checkpoint holds the sources, the idle-source timer moves no watermark: the stages change nothing after its instant until it is written', async (t) => {
   const T0 = Date.UTC(2024, 0, 1);
   const later = T0 + 3_600_000;
+  // A clock that stands still but for one checkpoint interval (20 ms) after the first batch: the
+  // periodic checkpoint comes due, and the source is never idle (its idle_timeout is 100 ms), so the
+  // timer asks it for its watermark.
+  let now = T0 + 60_000;
   // A source whose watermark moves on without records (as one following the clock does).
   let sourceWatermark = T0;
   const advancing = defineSource<Record<string, never>>({
@@ -934,6 +939,7 @@ test('while a checkpoint holds the sources, the idle-source timer moves no water
     create: (_config, context) => ({
       async *read() {
         yield [event('u', T0)];
+        now += 20;
         await new Promise((resolve) => context.signal!.addEventListener('abort', resolve, { once: true }));
       },
       watermark: () => sourceWatermark,
@@ -981,8 +987,7 @@ test('while a checkpoint holds the sources, the idle-source timer moves no water
   const dir = tempFolder(t, 'idle-held');
   const running = runYaml(
     `sources: [{type: advancing, watermark: {idle_timeout: 100ms}}]\nstages: [{type: watching}]\nsinks: [{type: slow-flush}]\ncheckpoint: {dir: ${dir}, interval: 20ms}\n`,
-    // A clock that stands still: the source is never idle, so the timer asks it for its watermark.
-    { plugins: [advancing, watching, slowFlush], builtins: false, signal: controller.signal, clock: { now: () => T0 + 60_000 } },
+    { plugins: [advancing, watching, slowFlush], builtins: false, signal: controller.signal, clock: { now: () => now } },
   );
   await until(() => seen.includes(later), 'the watermark after the checkpoint');
   controller.abort();
@@ -2321,6 +2326,73 @@ test('without checkpoints or a committing source (a backtest, a file), the sinks
   assert.equal(run.stats.recordsOut, 2);
   assert.deepEqual(sink.durable[0]!.map((record) => record.time), [1, 3], 'every output made durable');
   assert.equal(sink.durable[1]!.length, 1, 'the dead letter made durable');
+});
+
+/**
+ * The periodic checkpoints of a run whose source yields one event a batch, at once (the event loop never
+ * turns between batches), the run's clock set to `clockAt[i]` ms after T0 as batch i is yielded: when
+ * each was taken (ms after T0 by that clock) and how many events its position held. The last is the final one.
+ */
+async function checkpointsTaken(t: TestContext, clockAt: readonly number[], intervalMs: number): Promise<{ at: number; emitted: number }[]> {
+  const T0 = Date.UTC(2024, 0, 1);
+  let now = T0;
+  let emitted = 0;
+  const source = defineSource<Record<string, never>>({
+    name: 'clocked',
+    summary: 'test',
+    config: { type: 'object' },
+    create: () => ({
+      async *read() {
+        for (const [i, at] of clockAt.entries()) {
+          now = T0 + at;
+          emitted = i + 1;
+          yield [event('u', T0 + i)];
+        }
+      },
+      position: () => ({ emitted }),
+    }),
+  });
+  const dir = tempFolder(t, 'checkpoint-schedule');
+  const { builtinRegistry } = await import('../cli/registry.js');
+  const registry = await builtinRegistry();
+  registry.register(source, 'test');
+  registry.register(bufferingSink().plugin, 'test');
+  const file = join(dir, 'pipeline.yaml');
+  writeFileSync(file, 'sources: [{type: clocked}]\nsinks: [{type: buffering}]\n');
+  const folder = join(dir, 'checkpoints');
+  const runner = new PipelineRunner(await loadPipeline(file, { registry, env: {} }), {
+    logger: silentLogger,
+    clock: { now: () => now },
+    checkpoints: { store: new CheckpointStore(folder, 20), intervalMs },
+  });
+  await runner.run();
+  const taken = [];
+  for (const name of readdirSync(folder).filter((name) => name.endsWith('.json')).sort()) {
+    const body = await readCheckpoint(join(folder, name));
+    taken.push({ at: Date.parse(body.createdAt) - T0, emitted: (body.sources['source-clocked-0'] as { emitted: number }).emitted });
+  }
+  return taken;
+}
+
+test('periodic checkpoints come checkpoint.interval after the start, then each interval on, by the clock, with a source that never lets the event loop turn', async (t) => {
+  // Before, a timer took them when the event loop turned: here only the final one came.
+  const taken = await checkpointsTaken(t, [3_000, 6_000, 9_000, 12_000, 15_000, 18_000, 21_000, 24_000], 10_000);
+  // Due at 10 s: taken after the batch of 12 s. The next at 20 s (the batch of 15 s came while it was
+  // taken): after the batch of 21 s. Then the final one, at the end of the input.
+  assert.deepEqual(taken, [
+    { at: 12_000, emitted: 4 },
+    { at: 21_000, emitted: 7 },
+    { at: 24_000, emitted: 8 },
+  ]);
+});
+
+test('a clock stepped back (NTP) delays the periodic checkpoints by one interval at most, not by the step', async (t) => {
+  // Back an hour after the batch of 3 s: the next is due 10 s after the step was seen, not an hour and 10 s on.
+  const taken = await checkpointsTaken(t, [3_000, -3_597_000, -3_594_000, -3_588_000, -3_586_000, -3_580_000], 10_000);
+  assert.deepEqual(taken, [
+    { at: -3_586_000, emitted: 5 },
+    { at: -3_580_000, emitted: 6 },
+  ]);
 });
 
 test('without checkpoints the sinks flush every commit_interval whatever the source: between batches, and while the source waits for input', async () => {

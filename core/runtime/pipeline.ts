@@ -1422,7 +1422,7 @@ export class PipelineRunner {
       if (!this.options.checkpoints) {
         if (slot.source.commit && this.clock.now() - slot.lastCommit >= this.commitInterval) await this.commitSource(slot);
         else await this.flushIfDue();
-      }
+      } else this.checkpointIfDue();
       // Asked for the next batch from now on: the time the pipeline held it back is not the source's idleness.
       slot.lastActivity = this.clock.now();
       slot.waiting = true;
@@ -1643,6 +1643,60 @@ export class PipelineRunner {
     const limit = this.tolerableCheckpointFailures;
     const tolerated = Number.isFinite(limit) ? ` (checkpoint.tolerable_failures: ${limit})` : '';
     return `checkpoints failing: ${failing.inRow} in a row${tolerated}, last: ${failing.last}`;
+  }
+
+  /**
+   * When the periodic checkpoints are due (clock time): the first `checkpoint.interval` after the run
+   * began reading, then every interval on that grid (`next`: Infinity while one is queued or under way).
+   * Undefined without checkpoints, and once the sources ended (the final checkpoint is the run's own).
+   */
+  private checkpointSchedule: { from: number; intervalMs: number; next: number; timer: NodeJS.Timeout | undefined } | undefined;
+
+  /**
+   * Starts the periodic checkpoint that is due, if one is. Asked between batches (pump), and by a timer
+   * for sources waiting for input. A timer alone fires only when the event loop turns, which a source
+   * that never waits (synthetic, a file in the page cache) leaves to a sink's full buffer: the demo's
+   * first checkpoint came after its first 8,192 events, 2 s in, for a 1 s interval. Grid points passed
+   * while one was taken are skipped: checkpoints longer than the interval do not run back to back.
+   */
+  private checkpointIfDue(): void {
+    const schedule = this.checkpointSchedule;
+    if (schedule === undefined || schedule.next === Infinity) return;
+    const now = this.clock.now();
+    if (schedule.next - now > schedule.intervalMs) {
+      // The clock stepped back (NTP): the grid starts again from now, or checkpoints would stop for as long as the step.
+      schedule.from = now;
+      schedule.next = now + schedule.intervalMs;
+    }
+    if (now < schedule.next) return;
+    schedule.next = Infinity;
+    // Queued behind a barrier held now (a source's commitNow), if any: exclusive() waits for it.
+    void this.periodicCheckpoint().finally(() => {
+      if (this.checkpointSchedule !== schedule) return;
+      const { from, intervalMs } = schedule;
+      schedule.next = from + (Math.floor((this.clock.now() - from) / intervalMs) + 1) * intervalMs;
+      this.wakeForCheckpoint();
+    });
+  }
+
+  /** Sets the timer for the next periodic checkpoint (none while one is under way: set again after it). */
+  private wakeForCheckpoint(): void {
+    const schedule = this.checkpointSchedule;
+    if (schedule === undefined) return;
+    clearTimeout(schedule.timer);
+    schedule.timer = undefined;
+    if (schedule.next === Infinity) return;
+    // At least 1 ms: a timer may fire a millisecond before the clock says the checkpoint is due; it is then set again.
+    schedule.timer = setTimeout(() => {
+      this.checkpointIfDue();
+      this.wakeForCheckpoint();
+    }, Math.min(schedule.intervalMs, Math.max(1, schedule.next - this.clock.now())));
+    schedule.timer.unref();
+  }
+
+  private endCheckpointSchedule(): void {
+    clearTimeout(this.checkpointSchedule?.timer);
+    this.checkpointSchedule = undefined;
   }
 
   /**
@@ -2124,7 +2178,7 @@ export class PipelineRunner {
     this.metrics.observe('heap_pauses_total', 'Times the sources paused because the heap was above its budget.', { pipeline: this.name }, () => this.heapPauses);
     this.metrics.observe('heap_overruns_total', 'Pauses that outlasted heap_wait, after which the run went on over its heap budget.', { pipeline: this.name }, () => this.heapOverruns);
     this.metrics.observe('heap_over_budget', '1 while the run goes on over its heap budget (a pause outlasted heap_wait), else 0.', { pipeline: this.name }, () => (this.overHeapBudget ? 1 : 0));
-    let checkpointTimer: NodeJS.Timeout | undefined;
+    let commitTimer: NodeJS.Timeout | undefined;
     let idleTimer: NodeJS.Timeout | undefined;
     let subscription: Subscription | undefined;
     let failed: unknown;
@@ -2151,14 +2205,15 @@ export class PipelineRunner {
         complete: () => streamEnded(),
       });
       if (this.options.checkpoints) {
-        checkpointTimer = setInterval(() => {
-          if (!this.barrier) void this.periodicCheckpoint();
-        }, this.options.checkpoints.intervalMs);
-        checkpointTimer.unref();
+        // The interval counts from here, the stages opened and restored, as the sources begin reading.
+        const { intervalMs } = this.options.checkpoints;
+        const from = this.clock.now();
+        this.checkpointSchedule = { from, intervalMs, next: from + intervalMs, timer: undefined };
+        this.wakeForCheckpoint();
       } else {
         // No checkpoints: a source waiting for input still commits what it handed over, and the sinks
         // still flush what they buffered (no batch comes to do it: stdin, a quiet topic).
-        checkpointTimer = setInterval(() => {
+        commitTimer = setInterval(() => {
           let committing = false;
           for (const slot of this.sources) {
             if (this.barrier || slot.done || !slot.source.commit || this.clock.now() - slot.lastCommit < this.commitInterval) continue;
@@ -2168,7 +2223,7 @@ export class PipelineRunner {
           // A failing flush fails the run, as one at a checkpoint or at the end does.
           if (!committing && !this.barrier) this.flushIfDue().catch((error: unknown) => this.failRun(error));
         }, this.commitInterval);
-        checkpointTimer.unref();
+        commitTimer.unref();
       }
       // Not while the sources are held: a watermark then would change the stages' state (close
       // sessions) and write outputs after the checkpoint's instant, in with the outputs it flushes.
@@ -2196,9 +2251,10 @@ export class PipelineRunner {
         }),
       );
       clearInterval(idleTimer);
+      this.endCheckpointSchedule();
       // The run's first failure is its error: a source's (above), or one that stopped the sources.
       if (this.failure) throw this.failure;
-      if (checkpointTimer) clearInterval(checkpointTimer);
+      clearInterval(commitTimer);
       const stopped = this.options.signal?.aborted ?? false;
       if (!stopped) {
         // Not into a checkpoint under way: what the end of input closes (sessions, the models' last
@@ -2230,7 +2286,8 @@ export class PipelineRunner {
       throw error;
     } finally {
       clearInterval(idleTimer);
-      if (checkpointTimer) clearInterval(checkpointTimer);
+      this.endCheckpointSchedule();
+      clearInterval(commitTimer);
       subscription?.unsubscribe();
       this.stats.elapsedMs = this.clock.now() - this.stats.startedAt;
       // A failure while closing is the run's error only when nothing failed before it: the first
