@@ -1079,6 +1079,27 @@ test("a resumed run's Prometheus counters (records_*_total) count from 0, as aft
   assert.match(text, /^tributary_events_in_total\{pipeline="books",stage="source-synthetic-0"\} 60$/m, 'the books agree with the per-source series');
 });
 
+test('a pipeline that drained its input has no checkpoint_age_seconds sample (no checkpoint is due; in a folder run beside live pipelines its age grew for good and the age alert fired), and has one while it runs', async (t) => {
+  const baseDir = tempFolder(t, 'drained-age');
+  const metrics = new MetricsHub();
+  let whileRunning: string | undefined;
+  const gate = defineSink<Record<string, never>>({
+    name: 'scrapes',
+    summary: 'test',
+    config: { type: 'object' },
+    create: () => ({
+      write: async () => void (whileRunning ??= (await metrics.registry.metrics()).split('\n').find((line) => line.startsWith('tributary_checkpoint_age_seconds{'))),
+      close: async () => undefined,
+    }),
+  });
+  const run = await runYaml('name: drains\nsources: [{type: synthetic, users: 5, events: 50, seed: 3}]\nsinks: [{type: scrapes}]\ncheckpoint: { dir: cp }\n', { baseDir, metrics, plugins: [gate] });
+  assert.equal(run.stats.drained, true);
+  assert.match(whileRunning ?? '', /^tributary_checkpoint_age_seconds\{pipeline="drains"\} [0-9.]+$/, 'a sample while it runs');
+  const text = await metrics.registry.metrics();
+  assert.doesNotMatch(text, /^tributary_checkpoint_age_seconds\{/m);
+  assert.match(text, /^tributary_checkpoint_failures_in_row\{pipeline="drains"\} 0$/m, 'the rest of its checkpoint series stay');
+});
+
 test('filtered reasons stay bounded however a plugin words them: the values a reason gives are elided as in dead-letter reasons, and past the first 100 reasons the rest count together', async () => {
   // A plugin that names each record's user in its reason grew filteredByReason (carried in every
   // checkpoint, printed whole in the summary) by one entry per user, for as long as the daemon ran.

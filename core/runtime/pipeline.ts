@@ -1985,9 +1985,11 @@ export class PipelineRunner {
       Number.isFinite(this.stats.watermark) && Number.isFinite(this.stats.passedWatermark) ? (this.stats.watermark - this.stats.passedWatermark) / 1000 : NaN,
     );
     // Until this run's first checkpoint, its age counts from the run's start: a daemon whose checkpoints
-    // fail from the first one shows a growing age (an alert can fire), not no sample at all.
-    metrics.observe('checkpoint_age_seconds', 'Time since the last checkpoint was written (since the run started, before the first).', labels, () =>
-      this.options.checkpoints ? (this.clock.now() - (this.stats.lastCheckpoint?.at ?? this.stats.startedAt)) / 1000 : NaN,
+    // fail from the first one shows a growing age (an alert can fire), not no sample at all. Once the run
+    // drained its input (its final checkpoint written) no checkpoint is due: a folder run's drained
+    // pipeline beside live ones showed an age growing for good, and the age alert fired on it.
+    metrics.observe('checkpoint_age_seconds', 'Time since the last checkpoint was written (since the run started, before the first); no sample once the pipeline drained its input.', labels, () =>
+      this.options.checkpoints && !this.stats.drained ? (this.clock.now() - (this.stats.lastCheckpoint?.at ?? this.stats.startedAt)) / 1000 : NaN,
     );
     this.checkpointFailures = metrics.scoped(labels).counter('checkpoint_failures_total', 'Periodic checkpoints that failed (the previous one stays).');
     // The count /readyz and the log's failuresInRow say, for alert rules: a broker outage's untaken ones too
