@@ -77,3 +77,6 @@ export function ruleProblems(rules: readonly AlertRule[], scrape: Map<string, Se
 export function ruleSeries(rules: readonly AlertRule[]): Set<string> {
   return new Set(rules.flatMap((rule) => selectors(rule.expr).map(({ name }) => name)));
 }
+
+/** A Kafka source's series: a file pipeline exports none; integration-tests/kafka-alerts.test.ts checks them against a Kafka daemon's scrape. */
+export const kafkaSeries = (name: string): boolean => name.startsWith('tributary_kafka_');

@@ -4,13 +4,10 @@ import { dirname, join } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { spawnTributary, tempFolder, until } from 'tributary/testing';
-import { alertRules, ruleProblems, ruleSeries, scrapedSeries } from './alert-rules.js';
+import { alertRules, kafkaSeries, ruleProblems, ruleSeries, scrapedSeries } from './alert-rules.js';
 
 // dist/examples/ops/ -> the checkout's root, where the sources and the example files are.
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
-
-/** A Kafka source's series: a file pipeline exports none; integration-tests/kafka-alerts.test.ts checks them against a Kafka daemon's scrape. */
-const kafkaSeries = (name: string): boolean => name.startsWith('tributary_kafka_');
 
 // A daemon as an SRE runs it, every built-in stage that exports series, and one scrape of its /metrics,
 // once the series that come with the data (the model's AUC, a checkpoint's size) are there.
