@@ -1079,6 +1079,27 @@ test("a resumed run's Prometheus counters (records_*_total) count from 0, as aft
   assert.match(text, /^tributary_events_in_total\{pipeline="books",stage="source-synthetic-0"\} 60$/m, 'the books agree with the per-source series');
 });
 
+test('the first dead letter of each reason is said once in the log (warning: stage, reason, file and line), however many follow: the dead-letter alert\'s on-call finds why in the log', async (t) => {
+  const baseDir = tempFolder(t, 'dead-letter-log');
+  const good = (i: number): string => JSON.stringify({ user_id: `u${i}`, time: `2024-05-01T00:00:${String(i).padStart(2, '0')}Z`, type: 'view' });
+  const lines = [good(1), '{not json', good(2), '{not json either', JSON.stringify({ user_id: 'u3', type: 'view' }), good(4), JSON.stringify({ user_id: 'u5', type: 'view' })];
+  writeFileSync(join(baseDir, 'events.jsonl'), `${lines.join('\n')}\n`);
+  const said: { level: number; msg: string; stage?: string; reason?: string; line?: number }[] = [];
+  const logger = pino({ level: 'warn' }, { write: (entry: string) => void said.push(JSON.parse(entry) as (typeof said)[number]) });
+  const run = await runYaml('name: bad\nsources: [{type: file, path: events.jsonl}]\nsinks: [{type: memory}]\n', { baseDir, logger });
+  assert.equal(run.stats.deadLettered, 4);
+  const deadLetters = said.filter((entry) => entry.msg.startsWith('dead letter: '));
+  assert.deepEqual(
+    deadLetters.map(({ level, stage, line }) => ({ level, stage, line })),
+    [
+      { level: 40, stage: 'source-file-0', line: 2 },
+      { level: 40, stage: 'source-file-0', line: 5 },
+    ],
+    JSON.stringify(said),
+  );
+  assert.deepEqual(deadLetters.map(({ reason }) => reason), Object.keys(run.stats.deadLetteredByReason), 'the reasons as the summary counts them');
+});
+
 test('a pipeline that drained its input has no checkpoint_age_seconds sample (no checkpoint is due; in a folder run beside live pipelines its age grew for good and the age alert fired), and has one while it runs', async (t) => {
   const baseDir = tempFolder(t, 'drained-age');
   const metrics = new MetricsHub();

@@ -496,6 +496,8 @@ export class PipelineRunner {
   private readonly routes = new Map<string, { sinks: Sink[]; unrouted: string; internal: boolean }>();
   private readonly sinksByOutput = new Map<string, SinkSlot[]>();
   private readonly warnedOutputs = new Set<string>();
+  /** Dead-letter reasons said in the log in this process (the first of each, up to {@link maxDeadLetterReasons}). */
+  private readonly saidDeadLetterReasons = new Set<string>();
   /** The sources' combined watermark, as last sent. */
   private emittedWatermark = -Infinity;
   /** Scale-out: the last watermark sent to the global stages, the sources' held back to a partition task's (see passGlobalWatermark). */
@@ -726,6 +728,13 @@ export class PipelineRunner {
     // A stage or sink rejecting a record it was handed need not look up where it came from: the record knows.
     const raw = rejection.raw;
     const origin = rejection.origin ?? (typeof raw === 'object' && raw !== null ? originOf(raw) : undefined);
+    // The first of each reason said once: the dead-letter alert's on-call found nothing in the log of a daemon
+    // (the reasons were only in the dead-letter sink and the summary, written when the process ends).
+    if (!this.saidDeadLetterReasons.has(key) && this.saidDeadLetterReasons.size < maxDeadLetterReasons) {
+      this.saidDeadLetterReasons.add(key);
+      const where = origin ? { source: origin.source, file: origin.file, line: origin.line, partition: origin.partition, offset: origin.offset } : {};
+      this.logger.warn({ stage, reason: key, ...where }, `dead letter: ${key} (the first of this reason in this process, said once; all are counted in tributary_dead_letters_total and written to the dead-letter sink)`);
+    }
     const record: StreamRecord = {
       kind: 'dead_letter',
       reason: rejection.reason,
