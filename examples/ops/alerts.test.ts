@@ -41,6 +41,10 @@ settings: {heap_budget: 2GiB}
   const scrape = scrapedSeries(text);
   const rules = alertRules(root);
 
+  // Which version runs, as the convention's _info gauge: a rollout's progress, which version an alert fired under.
+  const { version } = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { version: string };
+  assert.match(text, new RegExp(`^tributary_build_info\\{version="${version.replaceAll('.', '\\.')}"\\} 1$`, 'm'));
+
   // Each rule's series and labels, as the daemon exports them.
   assert.deepEqual(ruleProblems(rules, scrape, (name) => !kafkaSeries(name)), []);
   assert.deepEqual([...ruleSeries(rules)].filter((name) => !scrape.has(name) && !kafkaSeries(name)), [], 'only a Kafka source\'s series are left to the Kafka test');
