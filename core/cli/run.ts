@@ -4,6 +4,7 @@ import { otherDeadLetterReasons, type RunStats } from '../runtime/pipeline.js';
 import { createLogger } from '../runtime/telemetry.js';
 import { ConfigError, formatProblem, needsPerson, type ConfigProblem, type ErrorCode, type TributaryError } from '../errors.js';
 import { builtinRegistry } from './registry.js';
+import { tributaryVersion } from './build.js';
 import { takeHangups, takeSignals } from './signals.js';
 import { fitToTerminal, watermarkProgress, writeProgressRecords, type ProgressForm } from './progress.js';
 
@@ -233,6 +234,7 @@ export async function runPipelineCommand(options: RunCommandOptions): Promise<nu
     ...(options.checkpointDir ? { checkpointDir: options.checkpointDir } : {}),
     ...(options.allowNonRestoredState ? { allowNonRestoredState: true } : {}),
     ...(options.lockWaitMs ? { lockWaitMs: options.lockWaitMs } : {}),
+    version: tributaryVersion(),
   });
   // A signal at any moment ends the run in order: before the pipelines start, at once, having read and
   // written nothing; after, drained to the summary. (Kept since the process began: signals.ts.)

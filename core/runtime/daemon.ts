@@ -116,6 +116,8 @@ export interface DaemonOptions {
   lockWaitMs?: number;
   /** Exit hook for a shutdown that outlives its timeout (tests replace it). */
   onShutdownTimeout?: () => void;
+  /** Tributary's version, exported as `tributary_build_info{version}` (a rollout's progress, which version an alert fired under). */
+  version?: string;
 }
 
 export interface DaemonResult {
@@ -328,6 +330,7 @@ export class Daemon {
       if (this.ops) this.options.logger.info({ port: this.ops.port, host: this.options.http.host ?? '127.0.0.1' }, 'serving /healthz, /readyz, /metrics');
     }
     this.metrics.observe('heap_used_bytes', 'V8 heap in use.', {}, () => process.memoryUsage().heapUsed);
+    if (this.options.version !== undefined) this.metrics.observe('build_info', "Tributary's version, as the `version` label; always 1.", { version: this.options.version }, () => 1);
     // What /readyz says, from the start (0 while starting), for an alert in Prometheus: a probe's answer is seen only by its prober.
     this.runners.forEach((runner, index) => {
       this.metrics.observe('pipeline_ready', '1 while the pipeline is ready as /readyz says (restored, running, its sources and sinks reaching their brokers), else 0.', { pipeline: runner.name }, () => (this.readiness(index).ready ? 1 : 0));

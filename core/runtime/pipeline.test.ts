@@ -1084,6 +1084,48 @@ test("a resumed run's Prometheus counters (records_*_total) count from 0, as aft
   assert.match(text, /^tributary_events_in_total\{pipeline="books",stage="source-synthetic-0"\} 60$/m, 'the books agree with the per-source series');
 });
 
+test('the first dead letter of each reason is said once in the log (warning: stage, reason, file and line), however many follow: the dead-letter alert\'s on-call finds why in the log', async (t) => {
+  const baseDir = tempFolder(t, 'dead-letter-log');
+  const good = (i: number): string => JSON.stringify({ user_id: `u${i}`, time: `2024-05-01T00:00:${String(i).padStart(2, '0')}Z`, type: 'view' });
+  const lines = [good(1), '{not json', good(2), '{not json either', JSON.stringify({ user_id: 'u3', type: 'view' }), good(4), JSON.stringify({ user_id: 'u5', type: 'view' })];
+  writeFileSync(join(baseDir, 'events.jsonl'), `${lines.join('\n')}\n`);
+  const said: { level: number; msg: string; stage?: string; reason?: string; line?: number }[] = [];
+  const logger = pino({ level: 'warn' }, { write: (entry: string) => void said.push(JSON.parse(entry) as (typeof said)[number]) });
+  const run = await runYaml('name: bad\nsources: [{type: file, path: events.jsonl}]\nsinks: [{type: memory}]\n', { baseDir, logger });
+  assert.equal(run.stats.deadLettered, 4);
+  const deadLetters = said.filter((entry) => entry.msg.startsWith('dead letter: '));
+  assert.deepEqual(
+    deadLetters.map(({ level, stage, line }) => ({ level, stage, line })),
+    [
+      { level: 40, stage: 'source-file-0', line: 2 },
+      { level: 40, stage: 'source-file-0', line: 5 },
+    ],
+    JSON.stringify(said),
+  );
+  assert.deepEqual(deadLetters.map(({ reason }) => reason), Object.keys(run.stats.deadLetteredByReason), 'the reasons as the summary counts them');
+});
+
+test('a pipeline that drained its input has no checkpoint_age_seconds sample (no checkpoint is due; in a folder run beside live pipelines its age grew for good and the age alert fired), and has one while it runs', async (t) => {
+  const baseDir = tempFolder(t, 'drained-age');
+  const metrics = new MetricsHub();
+  let whileRunning: string | undefined;
+  const gate = defineSink<Record<string, never>>({
+    name: 'scrapes',
+    summary: 'test',
+    config: { type: 'object' },
+    create: () => ({
+      write: async () => void (whileRunning ??= (await metrics.registry.metrics()).split('\n').find((line) => line.startsWith('tributary_checkpoint_age_seconds{'))),
+      close: async () => undefined,
+    }),
+  });
+  const run = await runYaml('name: drains\nsources: [{type: synthetic, users: 5, events: 50, seed: 3}]\nsinks: [{type: scrapes}]\ncheckpoint: { dir: cp }\n', { baseDir, metrics, plugins: [gate] });
+  assert.equal(run.stats.drained, true);
+  assert.match(whileRunning ?? '', /^tributary_checkpoint_age_seconds\{pipeline="drains"\} [0-9.]+$/, 'a sample while it runs');
+  const text = await metrics.registry.metrics();
+  assert.doesNotMatch(text, /^tributary_checkpoint_age_seconds\{/m);
+  assert.match(text, /^tributary_checkpoint_failures_in_row\{pipeline="drains"\} 0$/m, 'the rest of its checkpoint series stay');
+});
+
 test('filtered reasons stay bounded however a plugin words them: the values a reason gives are elided as in dead-letter reasons, and past the first 100 reasons the rest count together', async () => {
   // A plugin that names each record's user in its reason grew filteredByReason (carried in every
   // checkpoint, printed whole in the summary) by one entry per user, for as long as the daemon ran.

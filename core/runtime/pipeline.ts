@@ -496,6 +496,8 @@ export class PipelineRunner {
   private readonly routes = new Map<string, { sinks: Sink[]; unrouted: string; internal: boolean }>();
   private readonly sinksByOutput = new Map<string, SinkSlot[]>();
   private readonly warnedOutputs = new Set<string>();
+  /** Dead-letter reasons said in the log in this process (the first of each, up to {@link maxDeadLetterReasons}). */
+  private readonly saidDeadLetterReasons = new Set<string>();
   /** The sources' combined watermark, as last sent. */
   private emittedWatermark = -Infinity;
   /** Scale-out: the last watermark sent to the global stages, the sources' held back to a partition task's (see passGlobalWatermark). */
@@ -726,6 +728,13 @@ export class PipelineRunner {
     // A stage or sink rejecting a record it was handed need not look up where it came from: the record knows.
     const raw = rejection.raw;
     const origin = rejection.origin ?? (typeof raw === 'object' && raw !== null ? originOf(raw) : undefined);
+    // The first of each reason said once: the dead-letter alert's on-call found nothing in the log of a daemon
+    // (the reasons were only in the dead-letter sink and the summary, written when the process ends).
+    if (!this.saidDeadLetterReasons.has(key) && this.saidDeadLetterReasons.size < maxDeadLetterReasons) {
+      this.saidDeadLetterReasons.add(key);
+      const where = origin ? { source: origin.source, file: origin.file, line: origin.line, partition: origin.partition, offset: origin.offset } : {};
+      this.logger.warn({ stage, reason: key, ...where }, `dead letter: ${key} (the first of this reason in this process, said once; all are counted in tributary_dead_letters_total and written to the dead-letter sink)`);
+    }
     const record: DeadLetter = {
       kind: 'dead_letter',
       reason: rejection.reason,
@@ -2039,9 +2048,11 @@ export class PipelineRunner {
       Number.isFinite(this.stats.watermark) && Number.isFinite(this.stats.passedWatermark) ? (this.stats.watermark - this.stats.passedWatermark) / 1000 : NaN,
     );
     // Until this run's first checkpoint, its age counts from the run's start: a daemon whose checkpoints
-    // fail from the first one shows a growing age (an alert can fire), not no sample at all.
-    metrics.observe('checkpoint_age_seconds', 'Time since the last checkpoint was written (since the run started, before the first).', labels, () =>
-      this.options.checkpoints ? (this.clock.now() - (this.stats.lastCheckpoint?.at ?? this.stats.startedAt)) / 1000 : NaN,
+    // fail from the first one shows a growing age (an alert can fire), not no sample at all. Once the run
+    // drained its input (its final checkpoint written) no checkpoint is due: a folder run's drained
+    // pipeline beside live ones showed an age growing for good, and the age alert fired on it.
+    metrics.observe('checkpoint_age_seconds', 'Time since the last checkpoint was written (since the run started, before the first); no sample once the pipeline drained its input.', labels, () =>
+      this.options.checkpoints && !this.stats.drained ? (this.clock.now() - (this.stats.lastCheckpoint?.at ?? this.stats.startedAt)) / 1000 : NaN,
     );
     this.checkpointFailures = metrics.scoped(labels).counter('checkpoint_failures_total', 'Periodic checkpoints that failed (the previous one stays).');
     // The count /readyz and the log's failuresInRow say, for alert rules: a broker outage's untaken ones too
