@@ -157,6 +157,32 @@ test('gunzipUpToDamage holds the text zlib inflates before corrupt deflate data 
   assert.deepEqual([unheld.damages[0]!.text.toString(), unheld.damages[0]!.unchecked], ['', { bytes: garbage.length, lineEnds: 2 }]);
 });
 
+/**
+ * gunzipUpToDamage (maxHoldMs 50) over a live writer that writes `first`, goes quiet until the reader has given out
+ * `text` (3 s at most: without the release the test fails, not hangs), then writes `rest`: what was read before any
+ * damage was found, and the damage.
+ */
+async function readPausingWriter(first: Buffer, rest: Buffer, text: string): Promise<{ beforeDamage: string; damage: GzipDamage | undefined }> {
+  let gotLines: () => void = () => undefined;
+  const linesGot = new Promise<void>((resolve) => (gotLines = resolve));
+  const live = async function* (): AsyncGenerator<Buffer> {
+    yield first;
+    let quiet: NodeJS.Timeout | undefined;
+    await Promise.race([linesGot, new Promise((resolve) => (quiet = setTimeout(resolve, 3000)))]);
+    clearTimeout(quiet);
+    yield rest;
+  };
+  let damage: GzipDamage | undefined;
+  let read = '';
+  let beforeDamage = '';
+  for await (const out of gunzipUpToDamage(live(), { onDamage: (found) => void (damage = found), maxHoldMs: 50 })) {
+    read += out.toString();
+    if (damage === undefined) beforeDamage = read;
+    if (read === text) gotLines();
+  }
+  return { beforeDamage, damage };
+}
+
 test('gunzipUpToDamage with maxHoldMs: a live stream\'s held lines go on unchecked once they have waited that long for their member\'s CRC (a writer between flushes), and a failed CRC then says so', async () => {
   const text = 'a1\na2\n';
   // The member's start, sync-flushed, as the file sink writes it at a flush: its lines are inflated, its end not written yet.
@@ -167,24 +193,9 @@ test('gunzipUpToDamage with maxHoldMs: a live stream\'s held lines go on uncheck
     gzip.write(text);
     gzip.flush(constants.Z_SYNC_FLUSH, () => resolve(Buffer.concat(out)));
   });
-  let gotLines: () => void = () => undefined;
-  const linesGot = new Promise<void>((resolve) => (gotLines = resolve));
-  const live = async function* (): AsyncGenerator<Buffer> {
-    yield flushed;
-    // The writer goes quiet until the reader has the lines (bounded: without the release the test fails, not hangs).
-    await Promise.race([linesGot, new Promise((resolve) => setTimeout(resolve, 10_000).unref())]);
-    // The member's end: an empty last block (fixed Huffman), and a trailer whose CRC is wrong (0).
-    yield Buffer.from([0x03, 0x00, 0, 0, 0, 0, text.length, 0, 0, 0]);
-  };
-  let damage: GzipDamage | undefined;
-  let read = '';
-  let beforeEnd = '';
-  for await (const out of gunzipUpToDamage(live(), { onDamage: (found) => void (damage = found), maxHoldMs: 50 })) {
-    read += out.toString();
-    if (damage === undefined) beforeEnd = read;
-    if (read === text) gotLines();
-  }
-  // Before (no maxHoldMs): the lines waited for the member's end, which waited for them: read after 10 s, then held back by the CRC.
+  // The member's end: an empty last block (fixed Huffman), and a trailer whose CRC is wrong (0).
+  const { beforeDamage: beforeEnd, damage } = await readPausingWriter(flushed, Buffer.from([0x03, 0x00, 0, 0, 0, 0, text.length, 0, 0, 0]), text);
+  // Before (no maxHoldMs): the lines waited for the member's end, which waited for them: read once the writer went on (3 s), then held back by the CRC.
   assert.equal(beforeEnd, text, 'the lines went on before the member ended');
   assert.deepEqual([damage?.problem, damage?.text.toString(), damage?.unchecked], ['incorrect data check', '', { bytes: text.length, lineEnds: 2 }]);
 });
@@ -195,24 +206,7 @@ test('gunzipUpToDamage with maxHoldMs: a member whose deflate data ended but who
   member[member.length - 8]! ^= 1; // its CRC
   // Its deflate data and 0-7 of its trailer's bytes: the data's end comes with the trailer's start, or alone.
   for (const trailerBytes of [0, 3, 7]) {
-    let gotLines: () => void = () => undefined;
-    const linesGot = new Promise<void>((resolve) => (gotLines = resolve));
-    const live = async function* (): AsyncGenerator<Buffer> {
-      yield member.subarray(0, member.length - 8 + trailerBytes);
-      // The writer goes quiet until the reader has the lines (bounded: without the release the test fails, not hangs).
-      let quiet: NodeJS.Timeout | undefined;
-      await Promise.race([linesGot, new Promise((resolve) => (quiet = setTimeout(resolve, 3000)))]);
-      clearTimeout(quiet);
-      yield member.subarray(member.length - 8 + trailerBytes);
-    };
-    let damage: GzipDamage | undefined;
-    let read = '';
-    let beforeEnd = '';
-    for await (const out of gunzipUpToDamage(live(), { onDamage: (found) => void (damage = found), maxHoldMs: 50 })) {
-      read += out.toString();
-      if (damage === undefined) beforeEnd = read;
-      if (read === text) gotLines();
-    }
+    const { beforeDamage: beforeEnd, damage } = await readPausingWriter(member.subarray(0, member.length - 8 + trailerBytes), member.subarray(member.length - 8 + trailerBytes), text);
     // Before, with 3 or 7 of its bytes: the trailer was waited for with no limit (the lines read after 3 s, then held back by the CRC).
     assert.equal(beforeEnd, text, `${trailerBytes} bytes of the trailer: the lines went on before it came`);
     assert.deepEqual([damage?.problem, damage?.byte, damage?.text.toString(), damage?.unchecked], ['incorrect data check', member.length - 8, '', { bytes: text.length, lineEnds: 2 }], `${trailerBytes} bytes of the trailer`);
