@@ -783,6 +783,8 @@ for (const lost of [true, false]) {
     const said = warnings.filter((w) => w.message.startsWith('kafka source: this member lost its partitions'));
     assert.equal(said.length, lost ? 1 : 0);
     if (lost) assert.deepEqual((said[0]!.fields as { partitions: string[] }).partitions, ['t/0']);
+    // What a scale_out checkpoint asks before it writes the partitions' state files (none when lost).
+    assert.equal(instance.partitionsLost!(), lost);
   });
 }
 

@@ -1134,6 +1134,11 @@ class KafkaSource {
     return state.highSeen;
   }
 
+  /** Scale-out (Source.partitionsLost): librdkafka takes the assignment as lost, the revocation not handled yet. */
+  partitionsLost(): boolean {
+    return this.connected && !this.closing && this.assignmentLost();
+  }
+
   committedOffsets(): ReadonlyMap<string, number> {
     // Revoked ones too: the runtime writes a partition's last file after its revocation began.
     const offsets = new Map<string, number>();
