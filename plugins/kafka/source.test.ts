@@ -919,6 +919,46 @@ test('a revoked partition whose hand-over commit the brokers refused is forgotte
   assert.equal(entries.knownCommitted.size, 0);
 });
 
+for (const groupOffset of [12, 5]) {
+  test(`a partition whose hand-over commit the brokers refused, assigned here again after missed assignments (this member out of the group), starts ${groupOffset === 12 ? 'at the group\'s committed offset where another member read on and committed past it meanwhile, not at the kept offset (its records read again)' : 'at the kept offset where the group\'s committed offset is still behind it (where its state stands)'}`, async (t) => {
+    const script = await scriptedConsumer({ assignAtSubscribe: false });
+    t.after(script.restore);
+    const assigned: { topic: string; partition: number; offset?: number }[][] = [];
+    let group = -1001;
+    script.swap({
+      assign: (list: { topic: string; partition: number; offset?: number }[]) => void assigned.push(list),
+      commitSync: (offsets: unknown) => {
+        // The hand-over's commit refused (the coordinator unreachable); the no-offsets question of assignmentLost answered "not lost".
+        if (offsets === null || offsets === undefined) throw Object.assign(new Error('Local: No offset stored'), { code: -168 });
+        throw Object.assign(new Error('Local: Waiting for coordinator'), { code: -180 });
+      },
+      committed: (list: { topic: string; partition: number }[], _timeout: number, cb: (error: null, offsets: unknown[]) => void) =>
+        void setTimeout(() => cb(null, list.map(({ topic, partition }) => ({ topic, partition, offset: group }))), 5),
+    });
+    const infos: string[] = [];
+    const context = testContext({ batchSize: 100, commitNow: async () => undefined });
+    const logged = { ...context, logger: { ...context.logger, info: (_fields: unknown, message?: string) => void infos.push(message ?? '') } } as typeof context;
+    const instance = await (kafkaSource as SourcePlugin<KafkaSourceConfig>).create(unreachableConfig(['t']), logged);
+    t.after(() => instance.close?.());
+    await readInBackground(instance, script);
+    script.rebalance('assign', [{ topic: 't', partition: 0 }]);
+    await until(() => assigned.length === 1, 'the assignment');
+    const value = Buffer.from(JSON.stringify({ user_id: 'u1', time: '2024-05-01T00:00:00Z', type: 'view' }));
+    script.highOffsets.set('t/0', 8);
+    script.answers.push(() => [{ topic: 't', partition: 0, offset: 7, value, key: null, size: value.length, timestamp: 0 }] as unknown as []);
+    await until(() => (instance.position!().offsets as Record<string, Record<string, number>> | undefined)?.['t']?.['0'] === 8, 'the record read');
+    script.rebalance('revoke', [{ topic: 't', partition: 0 }]);
+    await until(() => infos.includes('kafka partitions revoked, their offsets not committed'), 'the hand-over, its commit refused');
+    // Out of the group meanwhile (no assignment here), another member read t/0 from the group's offset and committed.
+    group = groupOffset;
+    script.rebalance('assign', [{ topic: 't', partition: 0 }]);
+    await until(() => assigned.length === 2, 'assigned here again');
+    // Before: at 8 either way, and with the group at 12, records 8-11 (the other member's) read a second time.
+    assert.deepEqual(assigned[1], groupOffset === 12 ? [{ topic: 't', partition: 0 }] : [{ topic: 't', partition: 0, offset: 8 }]);
+    assert.equal(infos.some((message) => message.includes('read on and committed by another member since (t/0 at 12, kept at 8)')), groupOffset === 12);
+  });
+}
+
 test('a kafka source yields at most batchSize events a batch however many records it holds (one event per record, batchSize records taken at most): the runtime\'s in-flight bound holds', async (t) => {
   const script = await scriptedConsumer();
   t.after(script.restore);
