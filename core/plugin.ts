@@ -355,6 +355,14 @@ export interface Source {
    */
   committedOffsets?(): ReadonlyMap<string, number>;
   /**
+   * Scale-out: whether the group took this instance's partitions away before it was told (Kafka: its
+   * session or max.poll.interval expired, and the revocation that says so is not handled yet). A
+   * checkpoint then writes no partition state file: their next owner may be writing its own, and one
+   * written after it at the same offset would be stale. (The revocation that follows saves nothing either:
+   * PartitionRevocation.lost.)
+   */
+  partitionsLost?(): boolean;
+  /**
    * Each assigned partition's own watermark, by partition id. In scale-out each partition's stages
    * follow their own partition's event time (as a Kafka Streams task follows its stream time), so a
    * partition that moves here with a backlog is not judged late by the watermark of the others.

@@ -11,8 +11,9 @@ import { readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { runYaml, tempFolder, testContext } from 'tributary/testing';
-import { defineSink, TributaryError, type SinkPlugin } from 'tributary';
+import { defineSink, TributaryError, type SinkPlugin, type SourcePlugin } from 'tributary';
 import kafkaSink, { type KafkaSinkConfig } from '../plugins/kafka/sink.js';
+import kafkaSource, { type KafkaSourceConfig } from '../plugins/kafka/source.js';
 import type { SecurityConfig } from '../plugins/kafka/common.js';
 import { daemonStarted, exited, kafkaBrokers, startDaemon, uniqueTopic, unlessFailed, waitFor, type WatchedRun } from './kafka/env.js';
 import { clickJson, collectSink, createTopic, groupCommitted, produce, produceEvery, readTopic, startSource, values } from './kafka/client.js';
@@ -400,3 +401,135 @@ ${scaleOut ? `scale_out: { state_dir: ${join(dir, 'partition-state')} }` : ''}
   assert.deepEqual(counts, { u0: 1, u1: 1, u2: 1, u3: 1, u4: 1, u5: 1, u6: 1 }, 'each output once');
 });
 }
+
+/** A broker of the test's own where alice and bob may read every topic and group, and a topic of 2 partitions read by group `group`. */
+async function twoReaders(t: TestContext, prefix: string) {
+  const broker = await startNativeBroker({ partitions: 1, users: { alice: 'alice-secret', bob: 'bob-secret' } });
+  t.after(() => broker.stop());
+  for (const user of ['alice', 'bob']) aclCommand(broker, ['--add', '--allow-principal', `User:${user}`, '--operation', 'Read', '--operation', 'Describe', '--topic', '*', '--group', '*']);
+  const topic = uniqueTopic(prefix);
+  await createTopic(broker.plaintext!, topic, 2);
+  return { broker, admin: broker.plaintext!, topic, group: `g-${topic}` };
+}
+
+const bob: SecurityConfig = { protocol: 'sasl_plaintext', sasl: { mechanism: 'PLAIN', username: 'bob', password: 'bob-secret' } };
+
+/** Records seq `from`.. on both partitions, `perPartition` each: partition p holds from + p * perPartition on. */
+const twoPartitionBatch = (from: number, perPartition: number) =>
+  [0, 1].flatMap((partition) => Array.from({ length: perPartition }, (_, i) => ({ partition, key: `u${partition}`, value: clickJson(partition, base + from + partition * perPartition + i, 'view', { seq: from + partition * perPartition + i }) })));
+const seqsOf = (from: number, count: number) => Array.from({ length: count }, (_, i) => from + i);
+const hasRead = (read: readonly number[], wanted: readonly number[]) => () => wanted.every((seq) => read.includes(seq));
+const readTwice = (read: readonly number[]) => read.filter((seq, i) => read.indexOf(seq) !== i);
+
+/** An at-least-once source of `group` whose reads are kept in order, duplicates and all; its log lines in `lines`. */
+async function groupMember(brokers: string, topic: string, group: string, security: SecurityConfig, commitNow?: () => Promise<void>, options?: Record<string, string>) {
+  const read: number[] = [];
+  const lines: string[] = [];
+  const config: KafkaSourceConfig = { brokers, topics: [topic], group, start_from: 'earliest', event_time: 'field', guarantee: 'at-least-once', poll_timeout: 100, stop_at_end: false, mapping: { attributes: ['seq'] }, security, ...(options ? { options } : {}) };
+  const context = testContext({ batchSize: 100, logger: pino({ level: 'info' }, { write: (line: string) => void lines.push(line) }), ...(commitNow ? { commitNow } : {}) });
+  const source = await (kafkaSource as SourcePlugin<KafkaSourceConfig>).create(config, context);
+  const reading = (async () => {
+    for await (const events of source.read()) for (const event of events) read.push(Number(event.attrs?.seq));
+  })();
+  reading.catch(() => undefined);
+  return { source, read, lines, context };
+}
+
+/**
+ * Alice reads the topic alone: records 0-19 read and committed (10 on each partition), 20-39 read and
+ * not. Her hand-over checkpoint (the runtime's commitNow, here the test's) denies her Read on the group at
+ * the first revocation, as the brokers refuse a commit in an outage or a coordinator move: her commit there
+ * is refused. Returns her, and `handOverRefused`, resolved once her hand-over was done, its commit refused.
+ */
+async function aliceRefusedAtHandOver(setup: Awaited<ReturnType<typeof twoReaders>>, options?: Record<string, string>) {
+  const { broker, admin, topic, group } = setup;
+  let first = true;
+  const a = await groupMember(broker.brokers, topic, group, alice, async () => {
+    if (!first) return;
+    first = false;
+    aclCommand(broker, ['--add', '--deny-principal', 'User:alice', '--operation', 'Read', '--group', group]);
+  }, options);
+  await produce(admin, topic, twoPartitionBatch(0, 10));
+  await waitFor('alice reads the first records', hasRead(a.read, seqsOf(0, 20)), 60_000);
+  await a.source.commit!(a.source.position!());
+  await waitFor('the first records committed', async () => (await groupCommitted(admin, group, topic, 2)).every((offset) => offset === 10), 30_000);
+  await produce(admin, topic, twoPartitionBatch(20, 10));
+  await waitFor('alice reads the next records (not committed)', hasRead(a.read, seqsOf(20, 20)), 60_000);
+  const handOverRefused = async (): Promise<void> => {
+    await waitFor('alice\'s hand-over done, its commit refused', () => a.lines.join('').includes('kafka partitions revoked, their offsets not committed'), 60_000);
+    assert.match(a.lines.join(''), /kafka offset commit at revocation failed; the next assignment reads them on from where the state stands/);
+  };
+  return { a, handOverRefused };
+}
+
+test('a hand-over whose offset commit the brokers refuse (the group\'s Read withdrawn as the partitions are revoked): the partition this member gets back starts where its state stands, the other one\'s new owner replays from the group\'s older offset, and no record is lost or read twice beyond that replay', { timeout: 300_000 }, async (t) => {
+  if (!kafkaBrokers(t)) return;
+  const setup = await twoReaders(t, 'acl-handover');
+  const { broker, admin, topic, group } = setup;
+  const { a, handOverRefused } = await aliceRefusedAtHandOver(setup);
+  let b: Awaited<ReturnType<typeof groupMember>> | undefined;
+  try {
+    // Bob joins: the rebalance revokes alice's partitions, and her hand-over's commit is refused.
+    b = await groupMember(broker.brokers, topic, group, bob);
+    await handOverRefused();
+    aclCommand(broker, ['--remove', '--deny-principal', 'User:alice', '--operation', 'Read', '--group', group]);
+    await produce(admin, topic, twoPartitionBatch(40, 10));
+    await waitFor('the records after the rebalance read', () => hasRead([...a.read, ...b!.read], seqsOf(40, 20))(), 120_000);
+    // Each got one partition; alice's starts where her state stands (20), bob's at the group's offset (10).
+    const bobs = [0, 1].find((partition) => b!.read.includes(40 + partition * 10))!;
+    assert.ok(a.read.includes(40 + (1 - bobs) * 10), `alice got the other partition back: ${a.read.filter((seq) => seq >= 40).join(',')}`);
+    // Bob leaves: his partition comes to alice at his committed offset.
+    await b.source.commit!(b.source.position!());
+    await b.source.close?.();
+    await produce(admin, topic, twoPartitionBatch(60, 10));
+    await waitFor('the last records read by alice', hasRead(a.read, seqsOf(60, 20)), 120_000);
+    const all = [...a.read, ...b.read];
+    assert.deepEqual(seqsOf(0, 80).filter((seq) => !all.includes(seq)), [], 'none lost');
+    // Before: alice's partition too started at the group's offset (10), her records 20-29 or 30-39 read again.
+    assert.deepEqual(readTwice(a.read), [], 'alice read none twice');
+    assert.deepEqual(readTwice(b.read), [], 'bob read none twice');
+    // Read by both: only bob's replay of his partition's records since its last commit (at-least-once).
+    assert.deepEqual(a.read.filter((seq) => b!.read.includes(seq)).sort((x, y) => x - y), seqsOf(20 + bobs * 10, 10));
+    assert.deepEqual(a.context.failures, []);
+  } finally {
+    await b?.source.close?.().catch(() => undefined);
+    await a.source.close?.();
+  }
+});
+
+test('a hand-over whose offset commit the brokers refuse, the member then out of the group while another reads both partitions on and commits: the partition it gets back starts at that member\'s committed offset, not at its kept one (read twice)', { timeout: 300_000 }, async (t) => {
+  if (!kafkaBrokers(t)) return;
+  const setup = await twoReaders(t, 'acl-handover-out');
+  const { broker, admin, topic, group } = setup;
+  // A short rebalance timeout (max.poll.interval.ms): the group gives up on alice, refused its rejoin, in 10 s, not 5 min.
+  const { a, handOverRefused } = await aliceRefusedAtHandOver(setup, { 'max.poll.interval.ms': '10000', 'session.timeout.ms': '6000' });
+  let b: Awaited<ReturnType<typeof groupMember>> | undefined;
+  try {
+    b = await groupMember(broker.brokers, topic, group, bob);
+    await handOverRefused();
+    // Alice's rejoin refused: bob gets both partitions at the group's offsets (10), reads them on and commits.
+    await produce(admin, topic, twoPartitionBatch(40, 10));
+    await waitFor('bob reads both partitions on', hasRead(b.read, seqsOf(20, 40)), 120_000);
+    await b.source.commit!(b.source.position!());
+    await waitFor('bob\'s offsets committed', async () => (await groupCommitted(admin, group, topic, 2)).every((offset) => offset === 30), 30_000);
+    const aliceBefore = a.read.length;
+    const assignments = (): number => a.lines.filter((line) => line.includes('"msg":"kafka partitions assigned"')).length;
+    const assignedBefore = assignments();
+    aclCommand(broker, ['--remove', '--deny-principal', 'User:alice', '--operation', 'Read', '--group', group]);
+    await waitFor('alice back in the group, assigned', () => assignments() > assignedBefore, 120_000);
+    await produce(admin, topic, twoPartitionBatch(60, 10));
+    await waitFor('the last records read', () => hasRead([...a.read, ...b!.read], seqsOf(60, 20))(), 120_000);
+    const alices = [0, 1].find((partition) => a.read.includes(60 + partition * 10));
+    assert.ok(alices !== undefined, `alice got a partition back: ${a.read.slice(aliceBefore).join(',')}`);
+    // Before: from her kept offset (20), her records 20-29 (or 30-39), which bob read and committed, read again.
+    assert.deepEqual(a.read.slice(aliceBefore).filter((seq) => seq < 60), [], 'alice read nothing bob committed');
+    assert.deepEqual(readTwice(a.read), []);
+    assert.deepEqual(readTwice(b.read), []);
+    const all = [...a.read, ...b.read];
+    assert.deepEqual(seqsOf(0, 80).filter((seq) => !all.includes(seq)), [], 'none lost');
+    assert.match(a.lines.join(''), /partitions whose hand-over commit the brokers refused were read on and committed by another member since/);
+  } finally {
+    await b?.source.close?.().catch(() => undefined);
+    await a.source.close?.();
+  }
+});

@@ -348,19 +348,19 @@ export class CheckpointStore {
   }
 
   /**
-   * The intact checkpoint of the greatest `rank` (undefined: not a candidate), the newest of those on a
-   * tie; corrupt ones and unreadable folders as {@link latest}. Read newest first, stopping at the first
-   * whose rank reaches `best` (none can beat it). Scale-out's partition restore: the file of the greatest
-   * offset the group's committed offset covers. Its folder is shared, and a member that wrote late (it
-   * had not yet noticed it lost the partition) may leave a newer file of a lower offset.
+   * The intact checkpoint of the greatest `rank` (undefined: not a candidate; ranks compare element by
+   * element, the first deciding), the newest of those on a tie; corrupt ones and unreadable folders as
+   * {@link latest}. Every file is read: an older one may outrank a newer one on any element. Scale-out's
+   * partition restore: the file of the greatest offset the group's committed offset covers, then of its
+   * latest owner. Its folder is shared, and a member that wrote late (it had not yet noticed it lost the
+   * partition) may leave a newer file of a lower offset, or of the same one.
    */
-  async highest(onCorrupt: (file: string, reason: string) => void, rank: (checkpoint: Checkpoint) => number | undefined, best = Infinity): Promise<Checkpoint | undefined> {
-    let found: { checkpoint: Checkpoint; rank: number } | undefined;
+  async highest(onCorrupt: (file: string, reason: string) => void, rank: (checkpoint: Checkpoint) => readonly number[] | undefined): Promise<Checkpoint | undefined> {
+    let found: { checkpoint: Checkpoint; rank: readonly number[] } | undefined;
     for await (const checkpoint of this.readable(onCorrupt)) {
       const value = rank(checkpoint);
-      if (value === undefined || (found && value <= found.rank)) continue;
+      if (value === undefined || (found && compareRanks(value, found.rank) <= 0)) continue;
       found = { checkpoint, rank: value };
-      if (value >= best) break;
     }
     return found?.checkpoint;
   }
@@ -536,4 +536,10 @@ export function checkpointsOf(pipeline: LoadedPipeline, dir?: string): { store: 
     intervalMs: parseDuration(section?.interval ?? '30s'),
     tolerableFailures: tolerable === 'unlimited' ? Infinity : tolerable,
   };
+}
+
+/** Ranks compared element by element (the first that differs decides; a shorter one that is a prefix ranks lower). */
+function compareRanks(a: readonly number[], b: readonly number[]): number {
+  for (let i = 0; i < Math.min(a.length, b.length); i++) if (a[i] !== b[i]) return a[i]! - b[i]!;
+  return a.length - b.length;
 }

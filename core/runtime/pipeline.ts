@@ -209,6 +209,12 @@ interface PartitionTask {
   changes: number;
   /** `changes` as of its state last saved, or restored from its file. */
   saved: number;
+  /**
+   * How many owners its partition's state has had, this member the latest: the restored file's + 1 (1 for
+   * state started empty). Written in each of its files: of two files at one offset, the later owner's is
+   * restored (ownersOf), whichever was written last (a member that had not noticed it lost the partition).
+   */
+  owners: number;
 }
 
 /**
@@ -940,7 +946,7 @@ export class PipelineRunner {
   }
 
   /** Builds a partition's stages, restores their state, and connects them to the global stages. */
-  private async startTask(id: string, saved: { operators: Record<string, unknown>; file: string; stages: unknown; held: number | undefined } | undefined, start: number | undefined): Promise<void> {
+  private async startTask(id: string, saved: { operators: Record<string, unknown>; file: string; stages: unknown; held: number | undefined; owners: number } | undefined, start: number | undefined): Promise<void> {
     const operators: PartitionTask['operators'] = [];
     const gauges = new GaugeShares();
     for (const { index, resolved } of this.keyedStages) {
@@ -955,7 +961,7 @@ export class PipelineRunner {
     const input = new Subject<Element>();
     const stream = composeOperators(operators.map((o) => o.operator), input.asObservable(), this.latency.task());
     // Its watermark starts over: it rises with the partition's own records (see partitionWatermarks).
-    const task: PartitionTask = { id, input, operators, subscription: Subscription.EMPTY, gauges, watermark: -Infinity, passed: saved?.held ?? -Infinity, start, changes: 0, saved: 0 };
+    const task: PartitionTask = { id, input, operators, subscription: Subscription.EMPTY, gauges, watermark: -Infinity, passed: saved?.held ?? -Infinity, start, changes: 0, saved: 0, owners: (saved?.owners ?? 0) + 1 };
     task.subscription = stream.subscribe({
       // The runtime sends each watermark to every task, then once to the global stages.
       next: (record) => {
@@ -1005,8 +1011,8 @@ export class PipelineRunner {
    * A partition's state as a checkpoint body, of its stages' snapshots taken (takeSnapshots); `offset` is the next record it has not seen,
    * `held` the watermark its stages passed on where they hold theirs back (heldOf), read with the snapshots.
    */
-  private partitionBody(id: string, offset: number, held: number | undefined, operators: TakenSnapshots): Promise<Buffer[]> {
-    const sources = { [this.scaleOut!.slot.label]: { partition: id, offset, ...(held === undefined ? {} : { held }) } };
+  private partitionBody(id: string, offset: number, held: number | undefined, owners: number, operators: TakenSnapshots): Promise<Buffer[]> {
+    const sources = { [this.scaleOut!.slot.label]: { partition: id, offset, owners, ...(held === undefined ? {} : { held }) } };
     // Its stages recorded as the pipeline's checkpoint records them: a restore of it checks the edits since alike.
     return serialiseBody({ pipeline: this.name, createdAt: new Date(this.clock.now()).toISOString(), sources, counters: {}, stages: this.checkpointStages }, operators);
   }
@@ -1018,6 +1024,11 @@ export class PipelineRunner {
       const held = (checkpoint.sources[sourceLabel] as { held?: unknown } | undefined)?.held;
       return typeof held === 'number' && Number.isFinite(held) ? held : undefined;
     };
+    // Files before owners were recorded (2026-12-07) count as the first owner's.
+    const ownersOf = (checkpoint: Checkpoint): number => {
+      const owners = (checkpoint.sources[sourceLabel] as { owners?: unknown } | undefined)?.owners;
+      return typeof owners === 'number' && Number.isSafeInteger(owners) && owners > 0 ? owners : 1;
+    };
     return {
       assigned: (partitions) =>
         this.exclusive(async () => {
@@ -1027,7 +1038,9 @@ export class PipelineRunner {
             // Only state the group's committed offset covers: a newer file belongs to outputs that were
             // never committed (a crash between the file and the commit, or an aborted transaction). Of
             // those, the greatest offset, not the newest file: a member that had not yet noticed it lost
-            // the partition may have written one after the new owner's, at an offset behind it.
+            // the partition may have written one after the new owner's, at an offset behind it, or at the
+            // same offset (its partition idle, its state changed by time): on such a tie the later owner's
+            // file (the greater owners count), whichever was written last; the newest of one owner's.
             const store = this.partitionStore(id);
             const unusable = (file: string, reason: string): void => this.logger.warn({ file, reason }, `partition checkpoint ${file} is unusable (${reason}); trying the one before`);
             // The file the committed offset's marks name, where the source stores them: a file written
@@ -1038,14 +1051,10 @@ export class PipelineRunner {
               committed === undefined
                 ? undefined
                 : marked ??
-                  (await store.highest(
-                    unusable,
-                    (checkpoint) => {
-                      const offset = offsetOf(checkpoint);
-                      return offset !== undefined && offset <= committed ? offset : undefined;
-                    },
-                    committed,
-                  ));
+                  (await store.highest(unusable, (checkpoint) => {
+                    const offset = offsetOf(checkpoint);
+                    return offset !== undefined && offset <= committed ? [offset, ownersOf(checkpoint)] : undefined;
+                  }));
             // Where reading starts: what its state covers until a record of it is read. The file the
             // committed offset's marks name is the state at that offset, wherever the file says it was
             // written: a commit names the partition's newest file, and records read after it that changed
@@ -1053,7 +1062,7 @@ export class PipelineRunner {
             // were dead-lettered twice, and the partition, its start behind the committed offset, was left
             // out of the transactions (so of their marks) until a record of it came.
             const start = marked ? committed : saved ? offsetOf(saved)! : committed;
-            await this.startTask(id, saved ? { operators: saved.operators, file: saved.file, stages: saved.stages, held: heldIn(saved) } : undefined, start);
+            await this.startTask(id, saved ? { operators: saved.operators, file: saved.file, stages: saved.stages, held: heldIn(saved), owners: ownersOf(saved) } : undefined, start);
             // Where none was saved too: a source that names a partition in its position from its start
             // on (Kafka, exactly-once) commits it with each transaction's marks before a record of it comes.
             if (start !== undefined) starts.set(id, start);
@@ -1080,7 +1089,7 @@ export class PipelineRunner {
             if (wasLost) lost.push(id);
             else {
               const at = this.offsetToSave(task, offset);
-              if (at !== undefined) saves.push([id, at, await this.partitionBody(id, at, heldOf(task), takeSnapshots(task.operators))]);
+              if (at !== undefined) saves.push([id, at, await this.partitionBody(id, at, heldOf(task), task.owners, takeSnapshots(task.operators))]);
             }
             await this.stopTask(id);
           }
@@ -1485,7 +1494,10 @@ export class PipelineRunner {
       // The state of this instant, the partition tasks' too, whatever happens while it is serialised.
       const operators = takeSnapshots(this.operators);
       const partitions: { task: PartitionTask; offset: number; changes: number; held: number | undefined; operators: TakenSnapshots }[] = [];
-      if (this.scaleOut) {
+      // Lost (the group gave them to another member), the partitions' state is not saved: see Source.partitionsLost.
+      const lost = this.scaleOut?.slot.source.partitionsLost?.() === true;
+      if (lost) this.logger.warn({ partitions: [...this.tasks.keys()] }, 'checkpoint: this member lost its partitions (the group gave them to another member: its session or max.poll.interval expired) before it was told; their state is not saved, as their next owner may be saving its own');
+      if (this.scaleOut && !lost) {
         const offsets = this.scaleOut.slot.source.partitionOffsets!();
         for (const [id, task] of this.tasks) {
           // Every partition whose state changed since its last file, read from or not: one that read
@@ -1497,7 +1509,7 @@ export class PipelineRunner {
       }
       const body = await serialiseBody({ pipeline: this.name, createdAt, sources, counters, stages: this.checkpointStages }, operators);
       const bodies: Buffer[][] = [];
-      for (const { task, offset, held, operators: taken } of partitions) bodies.push(await this.partitionBody(task.id, offset, held, taken));
+      for (const { task, offset, held, operators: taken } of partitions) bodies.push(await this.partitionBody(task.id, offset, held, task.owners, taken));
       await this.flushSinks();
       for (const [i, { task, offset, changes }] of partitions.entries()) {
         await this.writePartitionFile(task.id, offset, bodies[i]!);

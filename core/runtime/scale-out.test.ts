@@ -58,6 +58,8 @@ function drivenSource() {
   const marks = new Map<string, number>();
   const idle = new Set<string>();
   let marksAsked = 0;
+  /** As the Kafka source's partitionsLost: the group gave the partitions away, the revocation not come yet. */
+  const lost = { now: false };
   const answered: ReadonlyMap<string, number>[] = [];
   const committed = new Map<string, number>();
   let listener: PartitionListener | undefined;
@@ -72,6 +74,7 @@ function drivenSource() {
       partitionWatermarks: () => (marksAsked++, new Map(marks)),
       idlePartitions: () => new Set(idle),
       committedOffsets: () => new Map(committed),
+      partitionsLost: () => lost.now,
       watermark: () => (marks.size === 0 ? -Infinity : Math.min(...marks.values())),
       async *read() {
         for (;;) {
@@ -113,6 +116,7 @@ function drivenSource() {
     marks,
     idle,
     marksAsked: () => marksAsked,
+    lost,
     next,
     /** Where each partition's last assignment started reading (the runtime's start, else its committed offset). */
     from,
@@ -141,7 +145,8 @@ interface Member {
   log: { msg: string; [field: string]: unknown }[];
 }
 
-async function member(dir: string, source: ReturnType<typeof drivenSource>, keep = 3, stages = '[{type: sessionizer, gap: 30m}]', plugins: AnyPlugin[] = []): Promise<Member> {
+/** `cp`: its own checkpoint folder (beside `dir`'s shared partition folders), for members that run at once, each a process of its own. */
+async function member(dir: string, source: ReturnType<typeof drivenSource>, keep = 3, stages = '[{type: sessionizer, gap: 30m}]', plugins: AnyPlugin[] = [], cp = 'cp'): Promise<Member> {
   const { builtinRegistry } = await import('../cli/registry.js');
   const sessions: StreamRecord[] = [];
   const collect = defineSink<Record<string, never>>({
@@ -154,11 +159,11 @@ async function member(dir: string, source: ReturnType<typeof drivenSource>, keep
   registry.register(source.plugin, 'test');
   registry.register(collect, 'test');
   for (const plugin of plugins) registry.register(plugin, 'test');
-  const yaml = `name: scaled\nsources: [{type: driven}]\nstages: ${stages}\nsinks: [{type: collect, kinds: [session]}]\ndead_letter: {type: file, path: dead.jsonl, lazy: true}\ncheckpoint: {dir: cp}\nscale_out: {state_dir: ps, keep: ${keep}}\n`;
+  const yaml = `name: scaled\nsources: [{type: driven}]\nstages: ${stages}\nsinks: [{type: collect, kinds: [session]}]\ndead_letter: {type: file, path: dead.jsonl, lazy: true}\ncheckpoint: {dir: ${cp}}\nscale_out: {state_dir: ps, keep: ${keep}}\n`;
   const loaded = await loadPipeline(join(dir, 'scaled.yaml'), { registry, text: yaml, env: {} });
   const log: Member['log'] = [];
   const logger = pino({ level: 'info' }, { write: (line: string) => void log.push(JSON.parse(line) as Member['log'][number]) });
-  const runner = new PipelineRunner(loaded, { logger, checkpoints: { store: new CheckpointStore(join(dir, 'cp')), intervalMs: 3_600_000 } });
+  const runner = new PipelineRunner(loaded, { logger, checkpoints: { store: new CheckpointStore(join(dir, cp)), intervalMs: 3_600_000 } });
   const running = runner.run();
   running.catch(() => undefined);
   return { runner, running, source, sessions, log };
@@ -336,6 +341,74 @@ function holdTempOpens(folder: string) {
     },
   };
 }
+
+/**
+ * Moves the watermark of `partition` (read from or not) to `time`: a record at `time` on `other`, a partition
+ * of the member's own, the watermarks' pass (as the Kafka source's idle partitions follow the others').
+ */
+async function moveWatermark(source: ReturnType<typeof drivenSource>, partition: string, other: string, time: number): Promise<void> {
+  source.marks.set(partition, time).set(other, time);
+  await source.run({ records: [{ partition: other, userId: `on-${other}`, time }] });
+}
+
+/** Which file of p-0 (its sequence's name, `2.json`) a new member restores at `committed`, and the sessions of p-0 it closes once p-0's watermark is at `closeAt`. */
+async function restoredBy(dir: string, committed: number, closeAt: number): Promise<{ file: string | undefined; closed: string[] }> {
+  const source = drivenSource();
+  const next = await member(dir, source, 10, undefined, [], 'cp-next');
+  await source.run({ assign: [{ id: 'p-0', committed }, { id: 'p-n', committed: undefined }] });
+  await moveWatermark(source, 'p-0', 'p-n', closeAt);
+  await source.run({ revoke: [{ id: 'p-0', offset: undefined }, { id: 'p-n', offset: undefined }] }, 'end');
+  await next.running;
+  const entry = next.log.find((line) => line.msg === 'partition state restored' && line['partition'] === 'p-0');
+  return { file: (entry?.['restored'] as { file: string } | undefined)?.file.replace(/.*checkpoint-0*/, ''), closed: summaries(next.sessions).filter((user) => !user.startsWith('on-')) };
+}
+
+test("a member that has not noticed it lost its partition, writing its state file after the new owner's at the same offset, does not have its file restored: on an offset tie the later owner's wins, whichever is newer", async (t) => {
+  const dir = tempFolder(t, 'scale-tie');
+  // A: u0's session open on p-0, saved and committed at 1 (file 1, its first owner's).
+  const a = await member(dir, drivenSource(), 10);
+  await a.source.run({ assign: [{ id: 'p-0', committed: undefined }, { id: 'p-a', committed: undefined }] }, { records: [{ partition: 'p-0', userId: 'u0', time: T0 }] });
+  await a.runner.checkpoint();
+  a.source.commit();
+  // A stalls; the group gives p-0 to B, which restores file 1. p-0 reads nothing; its watermark (following
+  // the other partitions') closes u0 there: file 2, at the same offset 1, B's, committed at 1 again.
+  const b = await member(dir, drivenSource(), 10, undefined, [], 'cp-b');
+  await b.source.run({ assign: [{ id: 'p-0', committed: 1 }, { id: 'p-b', committed: undefined }] });
+  await moveWatermark(b.source, 'p-0', 'p-b', T0 + 2 * HOUR);
+  assert.deepEqual(summaries(b.sessions), ['u0'], 'B closed u0');
+  await b.runner.checkpoint();
+  // A goes on, not yet told: its watermark moves short of closing u0, and its checkpoint writes file 3 at offset 1.
+  await moveWatermark(a.source, 'p-0', 'p-a', T0 + 10 * 60_000);
+  await a.runner.checkpoint();
+  assert.deepEqual(files(dir, 'p-0'), ['checkpoint-0000000001.json', 'checkpoint-0000000002.json', 'checkpoint-0000000003.json'], 'the late file written beside B\'s, replacing nothing');
+  const owners = await Promise.all(files(dir, 'p-0').map(async (name) => (await readCheckpoint(join(dir, 'ps', 'p-0', name))).sources[label]));
+  assert.deepEqual(owners, [{ partition: 'p-0', offset: 1, owners: 1 }, { partition: 'p-0', offset: 1, owners: 2 }, { partition: 'p-0', offset: 1, owners: 1 }], 'each file names how many owners its state had');
+  // The next owner (B crashed, say) restores B's file, not A's newer one: u0 was closed and written by B.
+  // Before: A's (the newest on the tie), and u0 closed and written again.
+  assert.deepEqual(await restoredBy(dir, 1, T0 + 4 * HOUR), { file: '2.json', closed: [] });
+  await a.source.run({ revoke: [{ id: 'p-0', offset: undefined }, { id: 'p-a', offset: undefined }] }, 'end');
+  await b.source.run({ revoke: [{ id: 'p-0', offset: undefined }, { id: 'p-b', offset: undefined }] }, 'end');
+  await Promise.all([a.running, b.running]);
+});
+
+test('a checkpoint of a member whose partitions the group took away before it was told (Source.partitionsLost) writes no state file of them, and says why; its revocation saves none either', async (t) => {
+  const dir = tempFolder(t, 'scale-lost-checkpoint');
+  const a = await member(dir, drivenSource(), 10);
+  await a.source.run({ assign: [{ id: 'p-0', committed: undefined }] }, { records: [{ partition: 'p-0', userId: 'u0', time: T0 }] });
+  await a.runner.checkpoint();
+  a.source.commit();
+  assert.equal(files(dir, 'p-0').length, 1);
+  // Expelled (its session expired) while its state changed; the revocation saying so not come yet.
+  await a.source.run({ records: [{ partition: 'p-0', userId: 'u0', time: T0 + 60_000 }] });
+  a.source.lost.now = true;
+  await a.runner.checkpoint();
+  // Before: a second file, at offset 2, beside the new owner's.
+  assert.deepEqual(files(dir, 'p-0'), ['checkpoint-0000000001.json']);
+  assert.ok(a.log.some((entry) => /^checkpoint: this member lost its partitions/.test(entry.msg) && JSON.stringify(entry['partitions']) === '["p-0"]'), 'said');
+  await a.source.run({ revoke: [{ id: 'p-0', offset: 2, lost: true }] }, 'end');
+  await a.running;
+  assert.deepEqual(files(dir, 'p-0'), ['checkpoint-0000000001.json']);
+});
 
 test("two members writing one partition's folder at once (both read its newest sequence before either wrote) both keep their file, and the restore takes the one of the greatest offset the committed offset covers", async (t) => {
   const dir = tempFolder(t, 'scale-race');

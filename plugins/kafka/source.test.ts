@@ -783,6 +783,8 @@ for (const lost of [true, false]) {
     const said = warnings.filter((w) => w.message.startsWith('kafka source: this member lost its partitions'));
     assert.equal(said.length, lost ? 1 : 0);
     if (lost) assert.deepEqual((said[0]!.fields as { partitions: string[] }).partitions, ['t/0']);
+    // What a scale_out checkpoint asks before it writes the partitions' state files (none when lost).
+    assert.equal(instance.partitionsLost!(), lost);
   });
 }
 
@@ -917,6 +919,46 @@ test('a revoked partition whose hand-over commit the brokers refused is forgotte
   assert.equal(entries.knownCommitted.size, 0);
 });
 
+for (const groupOffset of [12, 5]) {
+  test(`a partition whose hand-over commit the brokers refused, assigned here again after missed assignments (this member out of the group), starts ${groupOffset === 12 ? 'at the group\'s committed offset where another member read on and committed past it meanwhile, not at the kept offset (its records read again)' : 'at the kept offset where the group\'s committed offset is still behind it (where its state stands)'}`, async (t) => {
+    const script = await scriptedConsumer({ assignAtSubscribe: false });
+    t.after(script.restore);
+    const assigned: { topic: string; partition: number; offset?: number }[][] = [];
+    let group = -1001;
+    script.swap({
+      assign: (list: { topic: string; partition: number; offset?: number }[]) => void assigned.push(list),
+      commitSync: (offsets: unknown) => {
+        // The hand-over's commit refused (the coordinator unreachable); the no-offsets question of assignmentLost answered "not lost".
+        if (offsets === null || offsets === undefined) throw Object.assign(new Error('Local: No offset stored'), { code: -168 });
+        throw Object.assign(new Error('Local: Waiting for coordinator'), { code: -180 });
+      },
+      committed: (list: { topic: string; partition: number }[], _timeout: number, cb: (error: null, offsets: unknown[]) => void) =>
+        void setTimeout(() => cb(null, list.map(({ topic, partition }) => ({ topic, partition, offset: group }))), 5),
+    });
+    const infos: string[] = [];
+    const context = testContext({ batchSize: 100, commitNow: async () => undefined });
+    const logged = { ...context, logger: { ...context.logger, info: (_fields: unknown, message?: string) => void infos.push(message ?? '') } } as typeof context;
+    const instance = await (kafkaSource as SourcePlugin<KafkaSourceConfig>).create(unreachableConfig(['t']), logged);
+    t.after(() => instance.close?.());
+    await readInBackground(instance, script);
+    script.rebalance('assign', [{ topic: 't', partition: 0 }]);
+    await until(() => assigned.length === 1, 'the assignment');
+    const value = Buffer.from(JSON.stringify({ user_id: 'u1', time: '2024-05-01T00:00:00Z', type: 'view' }));
+    script.highOffsets.set('t/0', 8);
+    script.answers.push(() => [{ topic: 't', partition: 0, offset: 7, value, key: null, size: value.length, timestamp: 0 }] as unknown as []);
+    await until(() => (instance.position!().offsets as Record<string, Record<string, number>> | undefined)?.['t']?.['0'] === 8, 'the record read');
+    script.rebalance('revoke', [{ topic: 't', partition: 0 }]);
+    await until(() => infos.includes('kafka partitions revoked, their offsets not committed'), 'the hand-over, its commit refused');
+    // Out of the group meanwhile (no assignment here), another member read t/0 from the group's offset and committed.
+    group = groupOffset;
+    script.rebalance('assign', [{ topic: 't', partition: 0 }]);
+    await until(() => assigned.length === 2, 'assigned here again');
+    // Before: at 8 either way, and with the group at 12, records 8-11 (the other member's) read a second time.
+    assert.deepEqual(assigned[1], groupOffset === 12 ? [{ topic: 't', partition: 0 }] : [{ topic: 't', partition: 0, offset: 8 }]);
+    assert.equal(infos.some((message) => message.includes('read on and committed by another member since (t/0 at 12, kept at 8)')), groupOffset === 12);
+  });
+}
+
 test('a kafka source yields at most batchSize events a batch however many records it holds (one event per record, batchSize records taken at most): the runtime\'s in-flight bound holds', async (t) => {
   const script = await scriptedConsumer();
   t.after(script.restore);
@@ -973,6 +1015,55 @@ test('a kafka source tells the stages, once, that its times carry an offset of t
   );
   await reading;
   assert.deepEqual(heard, [{ offsetMinutes: 60, source: 'clicks' }], 'the first offset, once');
+});
+
+test('start_from latest: a partition added to its topic under a running source, none of its records read yet, counts its lag and its stall from its log\'s start (where it is read from), not from its end', async (t) => {
+  const script = await scriptedConsumer({ assignAtSubscribe: false });
+  t.after(script.restore);
+  const assigned: { topic: string; partition: number; offset?: number }[][] = [];
+  // t/1, added: 10 records, none delivered (librdkafka has no position of it); t/0 read to its end (30).
+  const logs: Record<string, { lowOffset: number; highOffset: number }> = { 't/0': { lowOffset: 0, highOffset: 30 }, 't/1': { lowOffset: 0, highOffset: 10 } };
+  script.highOffsets.set('t/0', 30);
+  script.highOffsets.set('t/1', 10);
+  script.swap({
+    assign: (list: { topic: string; partition: number; offset?: number }[]) => void assigned.push(list),
+    position: (list: { topic: string; partition: number }[]) => list.map(({ topic, partition }) => ({ topic, partition, offset: partition === 0 ? 30 : -1001 })),
+    queryWatermarkOffsets: (topic: string, partition: number, _timeout: number, cb: (error: null, offsets: { lowOffset: number; highOffset: number }) => void) => void setTimeout(() => cb(null, logs[`${topic}/${partition}`]!), 5),
+  });
+  let now = Date.UTC(2024, 4, 1);
+  const hub = new MetricsHub();
+  const context = testContext({ batchSize: 100, clock: { now: () => now }, metrics: hub.scoped({ pipeline: 'test', stage: 'source' }) });
+  const instance = await (kafkaSource as SourcePlugin<KafkaSourceConfig>).create(unreachableConfig(['t'], { start_from: 'latest' }), context);
+  t.after(() => instance.close?.());
+  // The checkpoint the source restarted from: t/0 at its end, and t had 1 partition then.
+  instance.seek!({ offsets: { t: { '0': 30 } }, partitions: { t: 1 } });
+  await readInBackground(instance, script);
+  script.rebalance('assign', [{ topic: 't', partition: 0 }, { topic: 't', partition: 1 }]);
+  await until(() => assigned.length === 1, 'the assignment');
+  assert.deepEqual(assigned[0], [{ topic: 't', partition: 0, offset: 30 }, { topic: 't', partition: 1, offset: -2 }], 't/1 read from its start');
+  const lagOf = async (partition: number): Promise<number | undefined> => {
+    const line = (await hub.registry.metrics()).split('\n').find((l) => /^(tributary_)?kafka_partition_lag\{/.test(l) && l.includes(`partition="${partition}"`));
+    return line === undefined ? undefined : Number(line.split(' ').pop());
+  };
+  const total = async (): Promise<number | undefined> => {
+    const line = (await hub.registry.metrics()).split('\n').find((l) => /^(tributary_)?kafka_consumer_lag(\{| )/.test(l));
+    return line === undefined ? undefined : Number(line.split(' ').pop());
+  };
+  // The lag is exported every 2 s of the source's clock; t/1's start is looked up for the export after the first.
+  await until(async () => {
+    now += 2_100;
+    return (await lagOf(1)) !== undefined;
+  }, 't/1\'s lag exported');
+  // Before: 0, counted from its end (start_from latest's start), though its 10 records are still to be read.
+  assert.equal(await lagOf(1), 10, 't/1: its 10 records from its log\'s start');
+  assert.equal(await lagOf(0), 0);
+  assert.equal(await total(), 10);
+  // Its records never come (librdkafka stuck at a batch it cannot read, at offset 0): a stall, from offset 0.
+  // Before: judged from its end (10), the high watermark, as if nothing were left to read, never a stall.
+  await until(() => {
+    now += 2_100;
+    return /partition 1: librdkafka delivers no record from offset 0 on, .* the brokers hold records up to 9/.test(instance.health!().detail ?? '');
+  }, 't/1 found stalled at its start', 15_000);
 });
 
 test('no test leaves a fake method on KafkaConsumer\'s prototype for the tests after it (each restores what it swapped)', async () => {

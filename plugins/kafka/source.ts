@@ -442,6 +442,8 @@ class KafkaSource {
   private readonly absentFields: ReturnType<typeof absentFieldCheck>;
   /** Offsets to start from at the next assignment, by partition key: a checkpoint's (`seek`), or a hand-over's the brokers refused to commit (revokeCommitted). */
   private readonly seekTo = new Map<string, number>();
+  /** The keys of `seekTo` that a refused hand-over commit set (revokeCommitted), not a checkpoint: see startsOutsideCheckpoint. */
+  private readonly refusedHandOvers = new Set<string>();
   /**
    * How many partitions each topic read here had as this source last knew it: as its checkpoint says
    * (seek: the position names them), else as the brokers listed the topic at its first assignment in
@@ -1132,6 +1134,11 @@ class KafkaSource {
   private knownEnd(state: PartitionState, cached: number): number {
     if (cached > state.highSeen) state.highSeen = cached;
     return state.highSeen;
+  }
+
+  /** Scale-out (Source.partitionsLost): librdkafka takes the assignment as lost, the revocation not handled yet. */
+  partitionsLost(): boolean {
+    return this.connected && !this.closing && this.assignmentLost();
   }
 
   committedOffsets(): ReadonlyMap<string, number> {
@@ -2087,6 +2094,7 @@ class KafkaSource {
    */
   private async startsOutsideCheckpoint(assignment: RdKafka.TopicPartition[]): Promise<Map<string, number>> {
     const starts = new Map<string, number>();
+    await this.dropOvertakenHandOvers(assignment);
     const added = (await this.addedPartitions(assignment)).filter((tp) => !this.seekTo.has(partitionKey(tp.topic, tp.partition)));
     if (added.length > 0) {
       let committed: RdKafka.TopicPartitionOffset[] | undefined;
@@ -2106,6 +2114,41 @@ class KafkaSource {
     });
     for (const [key, logStart] of await this.resumedOutsideLog(resumed)) starts.set(key, logStart);
     return starts;
+  }
+
+  /**
+   * The offsets a refused hand-over commit kept (revokeCommitted) of partitions assigned here again, that
+   * the group's committed offset has reached or passed since: another member read them on and committed
+   * meanwhile (this member missed the assignments between: out of the group, its session expired while
+   * the brokers were unreachable to it), so they start at the group's offset, as one assigned afresh.
+   * From the kept offset the records that member read were read again, past at-least-once's replay
+   * (that replays what no commit covers). One the group's offset is still behind starts where its state
+   * stands. A failed look keeps the kept offsets (the group's would read the state's records again).
+   */
+  private async dropOvertakenHandOvers(assignment: readonly RdKafka.TopicPartition[]): Promise<void> {
+    const kept = assignment.filter((tp) => this.refusedHandOvers.has(partitionKey(tp.topic, tp.partition)));
+    if (kept.length === 0) return;
+    let committed: RdKafka.TopicPartitionOffset[];
+    try {
+      committed = await promisify<RdKafka.TopicPartitionOffset[]>((cb) => this.consumer.committed(kept.map(({ topic, partition }) => ({ topic, partition })), 10_000, cb));
+    } catch {
+      return;
+    }
+    this.noteCommitted(committed);
+    const overtaken: { partition: string; kept: number; committed: number }[] = [];
+    for (const tp of committed) {
+      const key = partitionKey(tp.topic, tp.partition);
+      const at = this.seekTo.get(key);
+      if (at === undefined || !(tp.offset >= at)) continue;
+      this.seekTo.delete(key);
+      this.refusedHandOvers.delete(key);
+      if (tp.offset > at) overtaken.push({ partition: `${tp.topic}/${tp.partition}`, kept: at, committed: tp.offset });
+    }
+    if (overtaken.length === 0) return;
+    this.context.logger.info(
+      { source: this.label, partitions: overtaken },
+      `kafka source: partitions whose hand-over commit the brokers refused were read on and committed by another member since (${overtaken.map((p) => `${p.partition} at ${p.committed}, kept at ${p.kept}`).join(', ')}): read on from the group's committed offsets`,
+    );
   }
 
   /**
@@ -2172,7 +2215,8 @@ class KafkaSource {
       // As if handed to a commit: a blocked partition that did not move is not committed (commit()).
       if (from === undefined) return tp;
       state.committing = from;
-      resumed.push({ topic: tp.topic, partition: tp.partition, offset: from });
+      // A refused hand-over's offset differs from the group's by design (said at the revocation): no note of it.
+      if (!this.refusedHandOvers.has(key)) resumed.push({ topic: tp.topic, partition: tp.partition, offset: from });
       return { ...tp, offset: from };
     });
     this.assign(list);
@@ -2308,7 +2352,13 @@ class KafkaSource {
         // the state stands, as a checkpoint's offsets at a start: from the older committed offsets they were
         // read again into state that held their records (a chaos soak's sessions counted events twice).
         committed = offsets.length === 0 || this.commitRevoked(offsets, 'the next assignment reads them on from where the state stands');
-        if (!committed) for (const tp of offsets) this.seekTo.set(partitionKey(tp.topic, tp.partition), tp.offset);
+        if (!committed) {
+          for (const tp of offsets) {
+            const key = partitionKey(tp.topic, tp.partition);
+            this.seekTo.set(key, tp.offset);
+            this.refusedHandOvers.add(key);
+          }
+        }
       }
     } finally {
       for (const state of revoked) this.letGo(state);
@@ -2374,6 +2424,7 @@ class KafkaSource {
       if (!this.partitions.get(key)?.assigned) elsewhere.push({ partition: key.replace('\u0000', '/'), checkpoint });
     }
     this.seekTo.clear();
+    this.refusedHandOvers.clear();
     if (elsewhere.length === 0) return;
     this.context.logger.info(
       { partitions: elsewhere },
