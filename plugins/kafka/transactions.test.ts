@@ -61,7 +61,10 @@ function standInProducer(failures: { offsetsError?: Error; commitError?: Error; 
     },
     sendOffsetsToTransaction: (_offsets: unknown, _consumer: unknown, _timeout: number, cb: Callback) => done(cb, failures.offsetsError),
     commitTransaction: (_timeout: number, cb: Callback) => (calls.push('commit'), done(cb, failures.commitError)),
+    /** abortTransaction's calls. */
+    aborts: 0,
     abortTransaction: (_timeout: number, cb: Callback) => {
+      producer.aborts++;
       if (failures.fencedAtAbort) fatal = Object.assign(new Error('Failed to end transaction: Local: This instance has been fenced by a newer instance'), { code: ErrorCode.FENCED });
       done(cb, fatal);
     },
@@ -71,7 +74,7 @@ function standInProducer(failures: { offsetsError?: Error; commitError?: Error; 
   return producer as unknown as StandIn;
 }
 
-type StandIn = RdKafka.Producer & { reportDelivery(error: Error, topic?: string): void; calls: string[] };
+type StandIn = RdKafka.Producer & { reportDelivery(error: Error, topic?: string): void; calls: string[]; aborts: number };
 
 /** The class's own constructor, which obtain() calls with a real node-rdkafka producer. */
 const Transactions = PipelineTransactions as unknown as new (transactionalId: string, producer: RdKafka.Producer, logger: Logger, connection: undefined, features: readonly string[]) => PipelineTransactions;
@@ -117,6 +120,45 @@ test('a transaction whose offsets the group refuses because it gave the member\'
   await outage.open();
   await assert.rejects(outage.commit([{ topic: 'in', partition: 0, offset: 10 }], consumer).committed, (error: unknown) => !inputHandedOver(error));
   await assert.rejects(outage.close(), (error: unknown) => !inputHandedOver(error));
+});
+
+test('a transaction abandoned because the source lost partitions whose outputs it holds (a stall past the group session) is aborted at once, the pipeline told (input handed over), and nothing commits after it: not a later commit with no offsets, which needs no group\'s consent', async () => {
+  const producer = standInProducer({});
+  const transactions = new Transactions('tx-1', producer, pino({ enabled: false }), undefined, []);
+  const reported: Error[] = [];
+  transactions.onFailure((error) => reported.push(error));
+  await transactions.open();
+  transactions.produce('out', Buffer.from('output of in/0 at 7'), null);
+  const lost = new TributaryError('TRIB_ERR_SOURCE', 'this member lost its partitions (in/0)', { handedOver: true });
+  transactions.abandon(lost);
+  assert.equal(reported.length, 1, 'the pipeline is told at once, not at the source\'s next pull');
+  assert.ok(inputHandedOver(reported[0]), String(reported[0]));
+  assert.match(reported[0]!.message, /its transaction was aborted: this member lost its partitions \(in\/0\)/);
+  // The checkpoint under way when the partitions were lost commits after it, naming none of them.
+  // Before: committed (no offsets to send, so no group to refuse it), and the restart wrote those outputs again.
+  await assert.rejects(transactions.commit([], undefined).committed, (error: unknown) => inputHandedOver(error));
+  await transactions.settled();
+  assert.deepEqual(producer.calls, ['produce output of in/0 at 7'], 'nothing committed');
+  assert.equal(producer.aborts, 1, 'aborted');
+  await assert.rejects(transactions.close(), (error: unknown) => inputHandedOver(error));
+  assert.equal(producer.aborts, 1, 'aborted once');
+});
+
+test('a transaction abandoned while the one before it commits: that commit is the brokers\' to decide (sealed before the loss), and no transaction begins after it; the writes meanwhile are not sent', async () => {
+  const producer = standInProducer({});
+  const transactions = new Transactions('tx-1', producer, pino({ enabled: false }), undefined, []);
+  await transactions.open();
+  transactions.produce('out', Buffer.from('sealed'), null);
+  const { committed } = transactions.commit([{ topic: 'in', partition: 0, offset: 8 }], {} as RdKafka.KafkaConsumer);
+  // Waits for the next transaction (its records are sent as it begins).
+  transactions.produce('out', Buffer.from('after the seal'), null);
+  transactions.abandon(new TributaryError('TRIB_ERR_SOURCE', 'this member lost its partitions (in/0)', { handedOver: true }));
+  await committed;
+  await transactions.settled();
+  // Before: the next transaction began with the writes after the seal, and a later commit could commit them.
+  assert.deepEqual(producer.calls, ['produce sealed', 'commit']);
+  await assert.rejects(transactions.close(), (error: unknown) => inputHandedOver(error));
+  assert.equal(producer.aborts, 0, 'no transaction open to abort');
 });
 
 test('a commit that fails while the sinks wait for room (the next transaction\'s queue full) fails them and the pipeline at once: the wait is rejected, not left for a next transaction that never begins', async () => {

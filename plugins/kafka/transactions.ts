@@ -550,6 +550,8 @@ export class PipelineTransactions {
       if (!this.fatal) this.reportFailure?.(this.failedTransaction());
       throw failure;
     }
+    // Abandoned meanwhile: this transaction was sealed before the loss; nothing more may commit.
+    if (this.aborted) return;
     try {
       await this.begin();
     } catch (error) {
@@ -560,6 +562,28 @@ export class PipelineTransactions {
       this.endWith(this.fatal ?? inOutage(asError(error), this.brokers.unreachable()));
       if (!this.fatal) this.reportFailure?.(this.failedTransaction());
     }
+  }
+
+  /**
+   * The source lost partitions whose records' outputs the open transaction holds (the group expelled
+   * this member: its session or max.poll.interval expired): their offsets can never commit with them.
+   * Committed without those offsets (a later checkpoint's commit names only the partitions still held,
+   * or none, and needs no group's consent then), it let out outputs whose input the partitions' next
+   * owner, or the pipeline's restart, reads and writes again (a loaded test run's stall past the
+   * session committed 758 duplicates). So the open transaction is aborted now, nothing commits after it, and the pipeline
+   * is told at once (`failure`, marked handed over: inputHandedOver), as Kafka Streams closes its tasks
+   * dirty and aborts on a lost assignment. A commit under way was sealed before the loss: the brokers
+   * decide it (they refuse its offsets if the group moved on), and no transaction begins after it.
+   */
+  abandon(failure: Error): void {
+    if (this.aborted) return;
+    const open = this.transactionOpen;
+    this.transactionOpen = false;
+    this.endWith(failure);
+    this.logger.warn({ ...this.logged, err: failure.message }, 'kafka transaction aborted: the source lost partitions whose outputs it holds');
+    // close() waits for it (committing), as for a commit under way.
+    if (open && !this.fatal) this.committing = promisify((cb) => this.producer.abortTransaction(abortTimeoutMs, cb)).catch(() => undefined);
+    if (!this.fatal) this.reportFailure?.(this.failedTransaction());
   }
 
   /** Nothing commits after `failure`; a commit asked for before (queued as the next one) fails with it. Returns it. */
