@@ -875,12 +875,9 @@ class KafkaSource {
     });
     for (const tp of offsets) this.partitions.get(partitionKey(tp.topic, tp.partition))!.committing = tp.offset;
     if (this.transactions) {
-      // Expelled, the revocation that says so not handled yet: as loseCommitted. (Committed, the offsets
-      // would go with the group metadata librdkafka has after the expulsion, not the one they were read in.)
-      if (this.connected && this.assignmentLost()) {
-        this.abandonTransaction([...this.partitions.values()].filter((state) => state.assigned).map((state) => `${state.topic}/${state.partition}`));
-        return Promise.resolve();
-      }
+      // Expelled, the revocation that says so not handled yet: as loseCommitted, this commit fails. (Sent,
+      // the offsets would go with the group metadata librdkafka has after the expulsion, not the one they were read in.)
+      if (this.connected && this.assignmentLost()) this.abandonTransaction([...this.partitions.values()].filter((state) => state.assigned).map((state) => `${state.topic}/${state.partition}`));
       const marked = this.withMarks(this.withoutUnanswered(offsets), marks);
       const { sealed, committed } = this.transactions.commit(marked, this.connected ? this.consumer : undefined);
       // The transaction was aborted: stop with this error (a restart resumes from the last commit).
@@ -2347,10 +2344,10 @@ class KafkaSource {
 
   /**
    * Exactly-once, `partitions` lost (see loseCommitted): the open transaction, which holds outputs of
-   * their records, is aborted at once and the pipeline fails, handed over. Only kept for read() to throw,
-   * the failure waited for the source's next pull, and a checkpoint under way meanwhile (it holds the
-   * sources) committed that transaction without their offsets: its outputs were written again by the
-   * restart, which reads from the group's committed offsets.
+   * their records, never commits (PipelineTransactions.abandon), and the pipeline fails, handed over.
+   * Only kept for read() to throw, the failure waited for the source's next pull, and a checkpoint under
+   * way meanwhile (it holds the sources) committed that transaction without their offsets: its outputs
+   * were written again by the restart, which reads from the group's committed offsets.
    */
   private abandonTransaction(partitions: readonly string[]): void {
     const failure = new TributaryError(

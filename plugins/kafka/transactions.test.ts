@@ -122,43 +122,39 @@ test('a transaction whose offsets the group refuses because it gave the member\'
   await assert.rejects(outage.close(), (error: unknown) => !inputHandedOver(error));
 });
 
-test('a transaction abandoned because the source lost partitions whose outputs it holds (a stall past the group session) is aborted at once, the pipeline told (input handed over), and nothing commits after it: not a later commit with no offsets, which needs no group\'s consent', async () => {
+test('a transaction abandoned because the source lost partitions whose outputs it holds (a stall past the group session) never commits: the next commit, one with no offsets too (which needs no group\'s consent), fails handed over before it commits, is aborted, and the pipeline is told', async () => {
   const producer = standInProducer({});
   const transactions = new Transactions('tx-1', producer, pino({ enabled: false }), undefined, []);
   const reported: Error[] = [];
   transactions.onFailure((error) => reported.push(error));
   await transactions.open();
   transactions.produce('out', Buffer.from('output of in/0 at 7'), null);
-  const lost = new TributaryError('TRIB_ERR_SOURCE', 'this member lost its partitions (in/0)', { handedOver: true });
-  transactions.abandon(lost);
-  assert.equal(reported.length, 1, 'the pipeline is told at once, not at the source\'s next pull');
-  assert.ok(inputHandedOver(reported[0]), String(reported[0]));
-  assert.match(reported[0]!.message, /its transaction was aborted: this member lost its partitions \(in\/0\)/);
+  transactions.abandon(new TributaryError('TRIB_ERR_SOURCE', 'this member lost its partitions (in/0)', { handedOver: true }));
   // The checkpoint under way when the partitions were lost commits after it, naming none of them.
   // Before: committed (no offsets to send, so no group to refuse it), and the restart wrote those outputs again.
   await assert.rejects(transactions.commit([], undefined).committed, (error: unknown) => inputHandedOver(error));
-  await transactions.settled();
   assert.deepEqual(producer.calls, ['produce output of in/0 at 7'], 'nothing committed');
   assert.equal(producer.aborts, 1, 'aborted');
+  assert.equal(reported.length, 1, 'the pipeline is told');
+  assert.ok(inputHandedOver(reported[0]), String(reported[0]));
+  assert.match(reported[0]!.message, /its transaction was aborted: this member lost its partitions \(in\/0\)/);
+  await assert.rejects(transactions.commit([{ topic: 'in', partition: 0, offset: 8 }], undefined).committed, (error: unknown) => inputHandedOver(error));
   await assert.rejects(transactions.close(), (error: unknown) => inputHandedOver(error));
-  assert.equal(producer.aborts, 1, 'aborted once');
+  assert.deepEqual(producer.calls, ['produce output of in/0 at 7'], 'nothing committed, ever');
 });
 
-test('a transaction abandoned while the one before it commits: that commit is the brokers\' to decide (sealed before the loss), and no transaction begins after it; the writes meanwhile are not sent', async () => {
+test('a transaction abandoned while a commit is under way that has not sent its offsets yet: that commit fails too (aborted), and none after it commits', async () => {
   const producer = standInProducer({});
   const transactions = new Transactions('tx-1', producer, pino({ enabled: false }), undefined, []);
   await transactions.open();
   transactions.produce('out', Buffer.from('sealed'), null);
   const { committed } = transactions.commit([{ topic: 'in', partition: 0, offset: 8 }], {} as RdKafka.KafkaConsumer);
-  // Waits for the next transaction (its records are sent as it begins).
-  transactions.produce('out', Buffer.from('after the seal'), null);
+  // Sealed, flushing its records: the loss comes before it sends its offsets.
   transactions.abandon(new TributaryError('TRIB_ERR_SOURCE', 'this member lost its partitions (in/0)', { handedOver: true }));
-  await committed;
-  await transactions.settled();
-  // Before: the next transaction began with the writes after the seal, and a later commit could commit them.
-  assert.deepEqual(producer.calls, ['produce sealed', 'commit']);
+  await assert.rejects(committed, (error: unknown) => inputHandedOver(error));
+  await assert.rejects(transactions.commit([{ topic: 'in', partition: 0, offset: 9 }], {} as RdKafka.KafkaConsumer).committed, (error: unknown) => inputHandedOver(error));
+  assert.ok(!producer.calls.includes('commit'), 'nothing committed');
   await assert.rejects(transactions.close(), (error: unknown) => inputHandedOver(error));
-  assert.equal(producer.aborts, 0, 'no transaction open to abort');
 });
 
 test('a commit that fails while the sinks wait for room (the next transaction\'s queue full) fails them and the pipeline at once: the wait is rejected, not left for a next transaction that never begins', async () => {

@@ -118,6 +118,8 @@ export class PipelineTransactions {
   private readonly sinks: { label: string; topic: string }[] = [];
   /** Set once a transaction failed and was aborted: nothing commits after it. */
   private aborted: Error | undefined;
+  /** Why no transaction may commit any more (see {@link abandon}): the next commit fails with it. */
+  private abandoned: Error | undefined;
   /** Why the last transaction was left open instead (a stop in a broker outage: {@link stoppedInOutage}). */
   private leftOpen: TributaryError | undefined;
   /**
@@ -523,6 +525,7 @@ export class PipelineTransactions {
       // Each of the two calls below waits out its whole timeout when the brokers are away.
       const outage = leaveOpen();
       if (outage) throw outage;
+      if (this.abandoned) throw this.abandoned;
       if (offsets.length > 0 && consumer) await promisify((cb) => this.producer.sendOffsetsToTransaction(offsets, consumer, 30_000, cb));
       await promisify((cb) => this.producer.commitTransaction(30_000, cb));
       this.transactions++;
@@ -550,8 +553,6 @@ export class PipelineTransactions {
       if (!this.fatal) this.reportFailure?.(this.failedTransaction());
       throw failure;
     }
-    // Abandoned meanwhile: this transaction was sealed before the loss; nothing more may commit.
-    if (this.aborted) return;
     try {
       await this.begin();
     } catch (error) {
@@ -570,20 +571,18 @@ export class PipelineTransactions {
    * Committed without those offsets (a later checkpoint's commit names only the partitions still held,
    * or none, and needs no group's consent then), it let out outputs whose input the partitions' next
    * owner, or the pipeline's restart, reads and writes again (a loaded test run's stall past the
-   * session committed 758 duplicates). So the open transaction is aborted now, nothing commits after it, and the pipeline
-   * is told at once (`failure`, marked handed over: inputHandedOver), as Kafka Streams closes its tasks
-   * dirty and aborts on a lost assignment. A commit under way was sealed before the loss: the brokers
-   * decide it (they refuse its offsets if the group moved on), and no transaction begins after it.
+   * session committed 758 duplicates). So no transaction commits from now on: the next commit (or the
+   * one under way, if it has not sent its offsets yet) fails with `failure` (marked handed over:
+   * inputHandedOver) before it sends offsets or commits, and is aborted and reported as any failed
+   * commit is (run()), as Kafka Streams aborts on a lost assignment. Neither aborted nor reported here:
+   * in a broker outage (which librdkafka also takes as a lost assignment once the session runs out) an
+   * abort made at the loss never called back, and without it the close's disconnect of the producer
+   * never returned: the run never restarted. A failed commit's abort, after its flush, does return.
    */
   abandon(failure: Error): void {
-    if (this.aborted) return;
-    const open = this.transactionOpen;
-    this.transactionOpen = false;
-    this.endWith(failure);
-    this.logger.warn({ ...this.logged, err: failure.message }, 'kafka transaction aborted: the source lost partitions whose outputs it holds');
-    // close() waits for it (committing), as for a commit under way.
-    if (open && !this.fatal) this.committing = promisify((cb) => this.producer.abortTransaction(abortTimeoutMs, cb)).catch(() => undefined);
-    if (!this.fatal) this.reportFailure?.(this.failedTransaction());
+    if (this.aborted || this.abandoned) return;
+    this.abandoned = failure;
+    this.logger.warn({ ...this.logged, err: failure.message }, 'kafka transaction abandoned: the source lost partitions whose outputs it holds; it will not commit');
   }
 
   /** Nothing commits after `failure`; a commit asked for before (queued as the next one) fails with it. Returns it. */
