@@ -9,8 +9,8 @@ import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import Kafka from 'node-rdkafka';
-import { daemonStarted, eventsRead, exited, kafkaBrokers, operationsPort, startDaemon, uniqueTopic, waitFor } from './kafka/env.js';
+import Kafka, { type Message } from 'node-rdkafka';
+import { daemonStarted, eventsRead, exited, kafkaBrokers, keptLog, operationsPort, startDaemon, uniqueTopic, waitFor } from './kafka/env.js';
 import { clickJson, committedSeqs, createTopic, produce, readTopic, seqRecords, values } from './kafka/client.js';
 import { startNativeBroker } from './kafka/broker.js';
 
@@ -45,12 +45,53 @@ settings:
 ${extra}`;
 }
 
-/** Each of `seq` 0 to count - 1 exactly once in the topic's committed output. */
+/**
+ * Each of `seq` 0 to count - 1 exactly once in the topic's committed output. Duplicates are named by
+ * where their copies are (partition/offset ranges of each copy, first and later): the offsets tell which
+ * transaction wrote each copy (a transaction's records are contiguous, its marker after them) when
+ * matched with the daemon's log.
+ */
 async function assertEachOnce(brokers: string, topic: string, count: number): Promise<void> {
   // To the end (else it throws): a read cut short by its timeout could miss the duplicates this looks for.
-  const out = values<{ attrs: { seq: number } }>(await readTopic(brokers, topic, { committed: true, toEnd: true, timeoutMs: 15_000 })).map((v) => v.attrs.seq);
+  const messages = await readTopic(brokers, topic, { committed: true, toEnd: true, timeoutMs: 15_000 });
+  const out = values<{ attrs: { seq: number } }>(messages).map((v) => v.attrs.seq);
   assert.equal(new Set(out).size, count, 'no record lost');
-  assert.equal(out.length, count, `committed output has duplicates: ${out.length - count}`);
+  assert.equal(out.length, count, `committed output has duplicates: ${out.length - count}${out.length > count ? `: ${duplicatesWhere(messages, out)}` : ''}`);
+}
+
+/** Where the duplicated seqs' copies are in the output: per partition, the offset ranges of first copies and of later ones. */
+function duplicatesWhere(messages: readonly Message[], seqs: readonly number[]): string {
+  const seen = new Map<number, number>();
+  // The how-many-th copy of its seq each message is, in the order read (each partition in offset order).
+  const copy = seqs.map((seq) => {
+    const n = (seen.get(seq) ?? 0) + 1;
+    seen.set(seq, n);
+    return n;
+  });
+  const duplicated = (i: number): boolean => seen.get(seqs[i]!)! > 1;
+  const where: string[] = [];
+  for (const partition of [...new Set(messages.map((m) => m.partition))].sort((a, b) => a - b)) {
+    const ranges: string[] = [];
+    let run: { copy: number; from: number; to: number; seqFrom: number; seqTo: number } | undefined;
+    const end = (): void => {
+      if (run) ranges.push(`${run.copy === 1 ? 'first copies' : `copies ${run.copy}`} at offsets ${run.from}-${run.to} (seq ${run.seqFrom}-${run.seqTo})`);
+      run = undefined;
+    };
+    messages.forEach((message, i) => {
+      if (message.partition !== partition) return;
+      if (!duplicated(i)) return end();
+      if (run?.copy === copy[i]) {
+        run.to = message.offset;
+        run.seqTo = seqs[i]!;
+      } else {
+        end();
+        run = { copy: copy[i]!, from: message.offset, to: message.offset, seqFrom: seqs[i]!, seqTo: seqs[i]! };
+      }
+    });
+    end();
+    if (ranges.length > 0) where.push(`partition ${partition}: ${ranges.join(', ')}`);
+  }
+  return where.join('; ');
 }
 
 async function highWatermarkSum(brokers: string, topic: string): Promise<number> {
@@ -154,7 +195,8 @@ test('exactly-once: a daemon stalled past its group session (SIGSTOP, as a long 
   const file = join(dir, 'pipeline.yaml');
   writeFileSync(file, pipelineYaml(input, output, dlq, 'exactly-once', `  restart: { backoff: 100ms }\ncheckpoint: { dir: ${join(dir, 'checkpoints')}, interval: 1s }\n`));
   const log: string[] = [];
-  const daemon = startDaemon(file, brokers, log);
+  // At info: the rebalances and transactions, to tell which run wrote what should it fail (keptLog).
+  const daemon = startDaemon(file, brokers, log, ['--log-level', 'info']);
   try {
     await produce(brokers, input, seqRecords(0, 2_000));
     await daemonStarted(daemon, log, 'the first outputs committed', async () => (await readTopic(brokers, output, { committed: true, timeoutMs: 5_000 })).length >= 2_000, 200);
@@ -171,6 +213,9 @@ test('exactly-once: a daemon stalled past its group session (SIGSTOP, as a long 
     daemon.kill('SIGTERM');
     assert.equal(await exited(daemon), 0, 'a SIGTERM stop exits 0');
     await assertEachOnce(brokers, output, 4_000);
+  } catch (error) {
+    t.diagnostic(`the daemon's log: ${keptLog(log, 'stall')}`);
+    throw error;
   } finally {
     if (daemon.exitCode === null && daemon.signalCode === null) {
       daemon.kill('SIGCONT');

@@ -5,6 +5,8 @@
  * instead of passing silently.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestContext } from 'node:test';
 import { inCI } from '../../scripts/ci.js';
@@ -66,6 +68,17 @@ export function startDaemon(file: string, brokers: string, log?: string[], args:
     if (process.env.TRIBUTARY_TEST_VERBOSE) process.stderr.write(chunk);
   });
   return child;
+}
+
+/**
+ * Writes a daemon's collected log (startDaemon's `log`) to a file of its own in the temp folder, kept
+ * after the test, and returns its path: for a failed test to name, where the log is too long for its
+ * report (a race seen once under load is diagnosed from it, with the outputs' offsets).
+ */
+export function keptLog(log: readonly string[], name: string): string {
+  const file = join(tmpdir(), `tributary-${name}-${process.pid}-${Date.now().toString(36)}.log`);
+  writeFileSync(file, log.join(''));
+  return file;
 }
 
 /**

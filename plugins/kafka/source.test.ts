@@ -8,7 +8,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { MetricsHub, onTimeOffset, TributaryError, type ClickEvent, type PartitionRevocation, type Source, type SourcePlugin } from 'tributary';
+import { inputHandedOver, MetricsHub, onTimeOffset, TributaryError, type ClickEvent, type PartitionRevocation, type Source, type SourcePlugin } from 'tributary';
 import { runYaml, testContext, until } from 'tributary/testing';
 import kafkaSource, { type KafkaSourceConfig } from './source.js';
 import { rdkafka } from './common.js';
@@ -286,19 +286,30 @@ test('a rebalance that takes away a partition resumed at a checkpoint\'s offset,
   assert.deepEqual(commits, [[{ topic: 'quiet', partition: 0, offset: 42 }]]);
 });
 
-/** The pipeline's transactions as an exactly-once source uses them (context.shared): the offsets each commit sends (sendOffsetsToTransaction). */
-function standInTransactions(): { sent: { topic: string; partition: number; offset: number }[][]; shared: Map<string, unknown> } {
+/**
+ * The pipeline's transactions as an exactly-once source uses them (context.shared): the offsets each
+ * commit sends (sendOffsetsToTransaction), and why they were abandoned, after which none commits (as
+ * PipelineTransactions.abandon).
+ */
+function standInTransactions(): { sent: { topic: string; partition: number; offset: number }[][]; abandoned: Error[]; shared: Map<string, unknown> } {
   const sent: { topic: string; partition: number; offset: number }[][] = [];
+  const abandoned: Error[] = [];
   const transactions = {
     sourceAttached: false,
     open: async () => undefined,
     settled: async () => undefined,
     commit: (offsets: { topic: string; partition: number; offset: number }[]) => {
+      if (abandoned.length > 0) {
+        const refused = Promise.reject(abandoned[0]!);
+        refused.catch(() => undefined);
+        return { sealed: Promise.resolve(), committed: refused };
+      }
       sent.push(offsets.map(({ topic, partition, offset }) => ({ topic, partition, offset })));
       return { sealed: Promise.resolve(), committed: Promise.resolve() };
     },
+    abandon: (failure: Error) => void abandoned.push(failure),
   };
-  return { sent, shared: new Map<string, unknown>([['kafka:transactions', transactions]]) };
+  return { sent, abandoned, shared: new Map<string, unknown>([['kafka:transactions', transactions]]) };
 }
 
 /** The group holds offset 5 of every partition. */
@@ -788,6 +799,51 @@ for (const lost of [true, false]) {
     if (lost) assert.deepEqual((said[0]!.fields as { partitions: string[] }).partitions, ['t/0']);
     // What a scale_out checkpoint asks before it writes the partitions' state files (none when lost).
     assert.equal(instance.partitionsLost!(), lost);
+  });
+}
+
+for (const revoked of [true, false]) {
+  test(`exactly-once: a checkpoint taken before a stall past the group session commits nothing when its commit comes ${revoked ? 'after the revocation that says the partitions were lost' : 'before the revocation is handled (librdkafka takes the assignment as lost)'}: the open transaction, which holds outputs of their records, is abandoned, handed over`, async (t) => {
+    const script = await scriptedConsumer();
+    t.after(script.restore);
+    let lost = false;
+    let unassigned = 0;
+    script.swap({
+      // librdkafka's answer to a commit of the current assignment: lost, or no offset stored to commit.
+      commitSync(offsets: unknown) {
+        if (offsets === null || offsets === undefined) throw Object.assign(new Error(lost ? 'Local: Assignment lost' : 'Local: No offset stored'), { code: lost ? -142 : -168 });
+      },
+      // The unassign after a lost revocation clears librdkafka's lost flag.
+      unassign: () => void ((lost = false), unassigned++),
+    });
+    const { sent, abandoned, shared } = standInTransactions();
+    let instance: Source | undefined;
+    // A revocation's checkpoint (not lost): the runtime's commit of the position at its instant.
+    const commitNow = async (): Promise<void> => instance!.commit!(instance!.position!());
+    instance = await (kafkaSource as SourcePlugin<KafkaSourceConfig>).create(unreachableConfig(['t'], { guarantee: 'exactly-once' }), testContext({ batchSize: 100, shared, commitNow }));
+    t.after(() => instance.close?.());
+    const value = Buffer.from(JSON.stringify({ user_id: 'u1', time: '2024-05-01T00:00:00Z', type: 'view' }));
+    void instance.read()[Symbol.asyncIterator]().next().catch(() => undefined);
+    await until(() => script.consumeCalls() > 0, 'the partition assigned');
+    script.highOffsets.set('t/0', 8);
+    script.answers.push(() => [{ topic: 't', partition: 0, offset: 7, value, key: null, size: value.length, timestamp: 0 }] as unknown as []);
+    await until(() => (instance!.position!().offsets as Record<string, Record<string, number>> | undefined)?.['t']?.['0'] === 8, 'the record read');
+    // The checkpoint's instant (the open transaction holds the record's outputs); the sources are held
+    // while it writes its file, and the stall comes meanwhile: the group expels the member.
+    const position = instance.position!();
+    lost = true;
+    if (revoked) {
+      script.rebalance('revoke', [{ topic: 't', partition: 0 }]);
+      await until(() => unassigned > 0, 'the lost partition let go');
+    }
+    await instance.commit!(position);
+    // Before: revoked, the commit named no offset (the partition gone) and committed the transaction,
+    // outputs without their input's offsets, which the restart read again (758 duplicates); not yet
+    // revoked, it sent the offsets with the group metadata librdkafka has after the expulsion.
+    assert.deepEqual(sent, [], 'no transaction committed');
+    assert.ok(abandoned.length >= 1, 'the open transaction abandoned');
+    assert.ok(inputHandedOver(abandoned[0]), String(abandoned[0]));
+    assert.match(abandoned[0]!.message, /^this member lost its partitions \(t\/0\)/);
   });
 }
 

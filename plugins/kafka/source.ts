@@ -877,6 +877,9 @@ class KafkaSource {
     });
     for (const tp of offsets) this.partitions.get(partitionKey(tp.topic, tp.partition))!.committing = tp.offset;
     if (this.transactions) {
+      // Expelled, the revocation that says so not handled yet: as loseCommitted, this commit fails. (Sent,
+      // the offsets would go with the group metadata librdkafka has after the expulsion, not the one they were read in.)
+      if (this.connected && this.assignmentLost()) this.abandonTransaction([...this.partitions.values()].filter((state) => state.assigned).map((state) => `${state.topic}/${state.partition}`));
       const marked = this.withMarks(this.withoutUnanswered(offsets), marks);
       const { sealed, committed } = this.transactions.commit(marked, this.connected ? this.consumer : undefined);
       // The transaction was aborted: stop with this error (a restart resumes from the last commit).
@@ -2387,13 +2390,24 @@ class KafkaSource {
     this.unassign(assignment);
     const partitions = assignment.map((tp) => `${tp.topic}/${tp.partition}`);
     this.context.logger.info({ partitions }, 'kafka partitions lost: the group gave them to other members before this one handed them over');
-    this.keepFailure(
-      new TributaryError(
-        'TRIB_ERR_SOURCE',
-        `this member lost its partitions (${partitions.join(', ')}): its session or max.poll.interval.ms expired (a stalled process, or the brokers unreachable that long), and the group gives them to another member: the open transaction, which holds outputs of their records, cannot commit; their next owner reads that input again, and a restart resumes from the last committed checkpoint`,
-        { handedOver: true },
-      ),
+    this.abandonTransaction(partitions);
+  }
+
+  /**
+   * Exactly-once, `partitions` lost (see loseCommitted): the open transaction, which holds outputs of
+   * their records, never commits (PipelineTransactions.abandon), and the pipeline fails, handed over.
+   * Only kept for read() to throw, the failure waited for the source's next pull, and a checkpoint under
+   * way meanwhile (it holds the sources) committed that transaction without their offsets: its outputs
+   * were written again by the restart, which reads from the group's committed offsets.
+   */
+  private abandonTransaction(partitions: readonly string[]): void {
+    const failure = new TributaryError(
+      'TRIB_ERR_SOURCE',
+      `this member lost its partitions (${partitions.join(', ')}): its session or max.poll.interval.ms expired (a stalled process, or the brokers unreachable that long), and the group gives them to another member: the open transaction, which holds outputs of their records, cannot commit; their next owner reads that input again, and a restart resumes from the last committed checkpoint`,
+      { handedOver: true },
     );
+    this.keepFailure(failure);
+    this.transactions?.abandon(failure);
   }
 
   /**

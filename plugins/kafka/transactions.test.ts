@@ -61,7 +61,10 @@ function standInProducer(failures: { offsetsError?: Error; commitError?: Error; 
     },
     sendOffsetsToTransaction: (_offsets: unknown, _consumer: unknown, _timeout: number, cb: Callback) => done(cb, failures.offsetsError),
     commitTransaction: (_timeout: number, cb: Callback) => (calls.push('commit'), done(cb, failures.commitError)),
+    /** abortTransaction's calls. */
+    aborts: 0,
     abortTransaction: (_timeout: number, cb: Callback) => {
+      producer.aborts++;
       if (failures.fencedAtAbort) fatal = Object.assign(new Error('Failed to end transaction: Local: This instance has been fenced by a newer instance'), { code: ErrorCode.FENCED });
       done(cb, fatal);
     },
@@ -71,7 +74,7 @@ function standInProducer(failures: { offsetsError?: Error; commitError?: Error; 
   return producer as unknown as StandIn;
 }
 
-type StandIn = RdKafka.Producer & { reportDelivery(error: Error, topic?: string): void; calls: string[] };
+type StandIn = RdKafka.Producer & { reportDelivery(error: Error, topic?: string): void; calls: string[]; aborts: number };
 
 /** The class's own constructor, which obtain() calls with a real node-rdkafka producer. */
 const Transactions = PipelineTransactions as unknown as new (transactionalId: string, producer: RdKafka.Producer, logger: Logger, connection: undefined, features: readonly string[]) => PipelineTransactions;
@@ -117,6 +120,41 @@ test('a transaction whose offsets the group refuses because it gave the member\'
   await outage.open();
   await assert.rejects(outage.commit([{ topic: 'in', partition: 0, offset: 10 }], consumer).committed, (error: unknown) => !inputHandedOver(error));
   await assert.rejects(outage.close(), (error: unknown) => !inputHandedOver(error));
+});
+
+test('a transaction abandoned because the source lost partitions whose outputs it holds (a stall past the group session) never commits: the next commit, one with no offsets too (which needs no group\'s consent), fails handed over before it commits, is aborted, and the pipeline is told', async () => {
+  const producer = standInProducer({});
+  const transactions = new Transactions('tx-1', producer, pino({ enabled: false }), undefined, []);
+  const reported: Error[] = [];
+  transactions.onFailure((error) => reported.push(error));
+  await transactions.open();
+  transactions.produce('out', Buffer.from('output of in/0 at 7'), null);
+  transactions.abandon(new TributaryError('TRIB_ERR_SOURCE', 'this member lost its partitions (in/0)', { handedOver: true }));
+  // The checkpoint under way when the partitions were lost commits after it, naming none of them.
+  // Before: committed (no offsets to send, so no group to refuse it), and the restart wrote those outputs again.
+  await assert.rejects(transactions.commit([], undefined).committed, (error: unknown) => inputHandedOver(error));
+  assert.deepEqual(producer.calls, ['produce output of in/0 at 7'], 'nothing committed');
+  assert.equal(producer.aborts, 1, 'aborted');
+  assert.equal(reported.length, 1, 'the pipeline is told');
+  assert.ok(inputHandedOver(reported[0]), String(reported[0]));
+  assert.match(reported[0]!.message, /its transaction was aborted: this member lost its partitions \(in\/0\)/);
+  await assert.rejects(transactions.commit([{ topic: 'in', partition: 0, offset: 8 }], undefined).committed, (error: unknown) => inputHandedOver(error));
+  await assert.rejects(transactions.close(), (error: unknown) => inputHandedOver(error));
+  assert.deepEqual(producer.calls, ['produce output of in/0 at 7'], 'nothing committed, ever');
+});
+
+test('a transaction abandoned while a commit is under way that has not sent its offsets yet: that commit fails too (aborted), and none after it commits', async () => {
+  const producer = standInProducer({});
+  const transactions = new Transactions('tx-1', producer, pino({ enabled: false }), undefined, []);
+  await transactions.open();
+  transactions.produce('out', Buffer.from('sealed'), null);
+  const { committed } = transactions.commit([{ topic: 'in', partition: 0, offset: 8 }], {} as RdKafka.KafkaConsumer);
+  // Sealed, flushing its records: the loss comes before it sends its offsets.
+  transactions.abandon(new TributaryError('TRIB_ERR_SOURCE', 'this member lost its partitions (in/0)', { handedOver: true }));
+  await assert.rejects(committed, (error: unknown) => inputHandedOver(error));
+  await assert.rejects(transactions.commit([{ topic: 'in', partition: 0, offset: 9 }], {} as RdKafka.KafkaConsumer).committed, (error: unknown) => inputHandedOver(error));
+  assert.ok(!producer.calls.includes('commit'), 'nothing committed');
+  await assert.rejects(transactions.close(), (error: unknown) => inputHandedOver(error));
 });
 
 test('a commit that fails while the sinks wait for room (the next transaction\'s queue full) fails them and the pipeline at once: the wait is rejected, not left for a next transaction that never begins', async () => {

@@ -118,6 +118,8 @@ export class PipelineTransactions {
   private readonly sinks: { label: string; topic: string }[] = [];
   /** Set once a transaction failed and was aborted: nothing commits after it. */
   private aborted: Error | undefined;
+  /** Why no transaction may commit any more (see {@link abandon}): the next commit fails with it. */
+  private abandoned: Error | undefined;
   /** Why the last transaction was left open instead (a stop in a broker outage: {@link stoppedInOutage}). */
   private leftOpen: TributaryError | undefined;
   /**
@@ -523,6 +525,7 @@ export class PipelineTransactions {
       // Each of the two calls below waits out its whole timeout when the brokers are away.
       const outage = leaveOpen();
       if (outage) throw outage;
+      if (this.abandoned) throw this.abandoned;
       if (offsets.length > 0 && consumer) await promisify((cb) => this.producer.sendOffsetsToTransaction(offsets, consumer, 30_000, cb));
       await promisify((cb) => this.producer.commitTransaction(30_000, cb));
       this.transactions++;
@@ -560,6 +563,26 @@ export class PipelineTransactions {
       this.endWith(this.fatal ?? inOutage(asError(error), this.brokers.unreachable()));
       if (!this.fatal) this.reportFailure?.(this.failedTransaction());
     }
+  }
+
+  /**
+   * The source lost partitions whose records' outputs the open transaction holds (the group expelled
+   * this member: its session or max.poll.interval expired): their offsets can never commit with them.
+   * Committed without those offsets (a later checkpoint's commit names only the partitions still held,
+   * or none, and needs no group's consent then), it let out outputs whose input the partitions' next
+   * owner, or the pipeline's restart, reads and writes again (a loaded test run's stall past the
+   * session committed 758 duplicates). So no transaction commits from now on: the next commit (or the
+   * one under way, if it has not sent its offsets yet) fails with `failure` (marked handed over:
+   * inputHandedOver) before it sends offsets or commits, and is aborted and reported as any failed
+   * commit is (run()), as Kafka Streams aborts on a lost assignment. Neither aborted nor reported here:
+   * in a broker outage (which librdkafka also takes as a lost assignment once the session runs out) an
+   * abort made at the loss never called back, and without it the close's disconnect of the producer
+   * never returned: the run never restarted. A failed commit's abort, after its flush, does return.
+   */
+  abandon(failure: Error): void {
+    if (this.aborted || this.abandoned) return;
+    this.abandoned = failure;
+    this.logger.warn({ ...this.logged, err: failure.message }, 'kafka transaction abandoned: the source lost partitions whose outputs it holds; it will not commit');
   }
 
   /** Nothing commits after `failure`; a commit asked for before (queued as the next one) fails with it. Returns it. */
