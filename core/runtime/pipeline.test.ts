@@ -2401,6 +2401,56 @@ test('a clock stepped back (NTP) delays the periodic checkpoints by one interval
 });
 
 /**
+ * A source that never waits: up to 10,000 batches of one event, each 10 ms on the run's clock, handed
+ * over at once. At its first batch it sets an immediate, and a timer that stops the run (as a SIGTERM
+ * handler does: from the event loop, not from a promise the run awaits): how many batches it had
+ * emitted when each fired, and when the run ended.
+ */
+async function neverWaiting(): Promise<{ immediate: number | undefined; timer: number | undefined; emitted: number; eventsIn: number }> {
+  const T0 = Date.UTC(2024, 0, 1);
+  let now = T0;
+  let emitted = 0;
+  let immediate: number | undefined;
+  let timer: number | undefined;
+  const controller = new AbortController();
+  const busy = defineSource<Record<string, never>>({
+    name: 'busy',
+    summary: 'test',
+    config: { type: 'object' },
+    create: () => ({
+      async *read() {
+        for (let i = 0; i < 10_000; i++) {
+          if (i === 0) {
+            setImmediate(() => (immediate = emitted));
+            setTimeout(() => {
+              timer = emitted;
+              controller.abort();
+            }, 0);
+          }
+          now += 10;
+          emitted++;
+          yield [event('u', T0 + i)];
+        }
+      },
+    }),
+  });
+  const { stats } = await runYaml('sources: [{type: busy}]\nsinks: [{type: memory}]\n', { plugins: [busy], builtins: false, signal: controller.signal, clock: { now: () => now } });
+  return { immediate, timer, emitted, eventsIn: stats.eventsIn };
+}
+
+test('the run loop lets the event loop turn every 50 ms of its clock with a source that never waits: a stop from the event loop is seen, and a timer set at its first batch fires, long before its input ends', async () => {
+  // Before, nothing else ran until the source had emitted all 10,000 batches (100 s of its clock).
+  const seen = await neverWaiting();
+  // 10 ms a batch: a turn once 50 ms have passed since the first batch, after its 6th.
+  assert.equal(seen.immediate, 6);
+  // A timer (1 ms, by the real clock) fires at the first turn after that millisecond: turns come every 5 batches.
+  assert.ok(seen.timer !== undefined && seen.timer < 2_000, `the timer fired after ${seen.timer} batches`);
+  // Its stop is seen at that turn: no batch asked for after it, and each one handed over went in.
+  assert.equal(seen.emitted, seen.timer);
+  assert.equal(seen.eventsIn, seen.timer);
+});
+
+/**
  * A 5 s interval whose first checkpoint (due at 5 s) takes 9.5 s by the clock: it ends with the batch of
  * 14.5 s, half a second before the grid's next time (15 s). Those after it take 1 s (the next batch).
  */

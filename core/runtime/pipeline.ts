@@ -28,6 +28,7 @@ import { CheckpointStore, checkpointMark, defaultMinPauseMs, type Checkpoint, ty
 import { RawJson, stringifyInParts } from './parts.js';
 import { jsonProblem } from '../json.js';
 import { valueText } from '../value-text.js';
+import { nextTurn, RUN_LOOP_TURN_MS } from '../turns.js';
 
 export interface RunOptions {
   logger: Logger;
@@ -1393,6 +1394,7 @@ export class PipelineRunner {
         await this.room();
         slot.lastActivity += this.clock.now() - held;
         slot.waiting = true;
+        await this.turnIfDue();
         if (signal.aborted) break;
         continue;
       }
@@ -1431,8 +1433,29 @@ export class PipelineRunner {
       // Asked for the next batch from now on: the time the pipeline held it back is not the source's idleness.
       slot.lastActivity = this.clock.now();
       slot.waiting = true;
+      await this.turnIfDue();
       if (signal?.aborted) break;
     }
+  }
+
+  /** When the sources' loops last let the event loop turn (turnIfDue), by the run's clock. */
+  private lastTurnAt: number | undefined;
+
+  /**
+   * Lets the event loop turn once the sources' loops have run RUN_LOOP_TURN_MS since they last did so.
+   * A source that never waits (a file in the page cache, synthetic at rate 0) hands over batch after
+   * batch with only promises settling between them, so /healthz, /metrics, signals and timers waited for
+   * a sink's full buffer (1-2 s at the daemon's start). Not after every batch: a turn costs throughput
+   * (BENCHMARKS.md, "The run loop's turns"). By the run's clock, so a test can say when it is due; a
+   * clock stepped back turns at once.
+   */
+  private async turnIfDue(): Promise<void> {
+    const now = this.clock.now();
+    if (this.lastTurnAt === undefined) this.lastTurnAt = now;
+    const since = now - this.lastTurnAt;
+    if (since >= 0 && since < RUN_LOOP_TURN_MS) return;
+    await nextTurn();
+    this.lastTurnAt = this.clock.now();
   }
 
   /**
