@@ -1747,7 +1747,7 @@ export class PipelineRunner {
       { checkpointMs: Math.round(tookMs), intervalMs: schedule.intervalMs, minPauseMs: schedule.minPauseMs, ...(bytes === undefined ? {} : { bytes }) },
       `a periodic checkpoint took ${formatDuration(tookMs)} (${bytes === undefined ? 'its size unknown' : `${(bytes / 1_000_000).toFixed(1)} MB`}), longer than checkpoint.interval (${durationText(schedule.intervalMs)}): ` +
         `the sources are held while one is taken, and checkpoint.min_pause (${durationText(schedule.minPauseMs)}) is the least the pipeline runs between two. ` +
-        'To give it more: a longer checkpoint.interval, a longer checkpoint.min_pause, or less state (the models\' label buffers are most of it). Said once; tributary_checkpoint_duration_seconds has each one',
+        'To give it more: a longer checkpoint.interval, a longer checkpoint.min_pause, or less state in the stages. Said once; tributary_checkpoint_duration_seconds has each one',
     );
   }
 
