@@ -15,6 +15,13 @@ import { setImmediate } from 'node:timers/promises';
 
 /** Work between two turns of the event loop, at most (a block of rows, or a native call, runs past it by its own length). */
 export const TURN_MS = 10;
+/**
+ * Time the run loop (its sources' batches through the stages to the sinks) goes on at most before it
+ * lets the event loop turn, where nothing it awaits did (a source that never waits). Longer than
+ * TURN_MS: a turn between batches costs throughput, and /healthz answered within 50 ms (and a batch)
+ * is soon enough for any probe.
+ */
+export const RUN_LOOP_TURN_MS = 50;
 /** ...or this many rows (partsOf, eachOf), whichever comes first. */
 const TURN_ROWS = 65_536;
 /** Rows between two looks at the clock. */

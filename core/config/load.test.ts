@@ -902,13 +902,14 @@ test("a plugin's checkPipeline that throws (a library it needs does not load) is
 test('a duration that sets a timer is at most 24d (Node fires a longer timer after 1 ms: a checkpoint every ms, an instant shutdown timeout), said at its field; durations that are no timer\'s are not bounded', async () => {
   const yaml = (lines: string): string => `sources: [{type: synthetic}]\nsinks: [{type: stdout}]\n${lines}`;
   assert.deepEqual(
-    await problemsOf(yaml('settings:\n  shutdown_timeout: 30d\n  commit_interval: 2147483648\n  restart: {backoff: 25d, max_backoff: 4w, reset_after: 30d}\ncheckpoint: {dir: c, interval: 25d}\n')),
+    await problemsOf(yaml('settings:\n  shutdown_timeout: 30d\n  commit_interval: 2147483648\n  restart: {backoff: 25d, max_backoff: 4w, reset_after: 30d}\ncheckpoint: {dir: c, interval: 25d, min_pause: 25d}\n')),
     [
       'P:4:21: $.settings.shutdown_timeout: must be at most 24d, got "30d"',
       'P:5:20: $.settings.commit_interval: must be at most 24d, got 2147483648',
       'P:6:22: $.settings.restart.backoff: must be at most 24d, got "25d"',
       'P:6:40: $.settings.restart.max_backoff: must be at most 24d, got "4w"',
       'P:7:32: $.checkpoint.interval: must be at most 24d, got "25d"',
+      'P:7:48: $.checkpoint.min_pause: must be at most 24d, got "25d"',
     ],
   );
   assert.deepEqual(await problemsOf(yaml('settings:\n  shutdown_timeout: 24d\n  restart: {max_backoff: 24d, reset_after: 30d}\ncheckpoint: {dir: c, interval: 24d}\n')), []);

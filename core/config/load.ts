@@ -46,7 +46,7 @@ export interface PipelineDocument {
     heap_wait?: string | number;
     restart?: { attempts?: number | 'unlimited'; backoff?: string | number; max_backoff?: string | number; reset_after?: string | number };
   };
-  checkpoint?: { dir: string; interval: string | number; keep: number; compression?: CheckpointCompression; tolerable_failures?: number | 'unlimited' };
+  checkpoint?: { dir: string; interval: string | number; min_pause?: string | number; keep: number; compression?: CheckpointCompression; tolerable_failures?: number | 'unlimited' };
   scale_out?: { state_dir: string; keep: number };
 }
 

@@ -2,7 +2,9 @@ import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { CheckpointStore, TributaryError } from 'tributary';
+import { CheckpointStore, TributaryError, loadPipeline } from 'tributary';
+import { builtinRegistry } from '../cli/registry.js';
+import { checkpointsOf } from './checkpoint.js';
 import { tempFolder } from 'tributary/testing';
 
 const dir = tempFolder({ after }, 'checkpoint');
@@ -36,4 +38,16 @@ test('a checkpoint of a format version newer than this build reads (a rollback a
   copyWithVersion(older.file, folder, older.sequence + 1, 0);
   assert.equal((await store.latest((file) => corrupt.push(file)))?.sequence, older.sequence);
   assert.equal(corrupt.length, 1);
+});
+
+test('checkpoint.min_pause: half the interval where the file sets none, else as set (0s: none, as Flink\'s default)', async () => {
+  const minPause = async (section: string): Promise<number | undefined> => {
+    const file = join(dir, `min-pause-${Math.random().toString(36).slice(2)}.yaml`);
+    writeFileSync(file, `sources: [{type: synthetic}]\nsinks: [{type: stdout}]\ncheckpoint: ${section}\n`);
+    return checkpointsOf(await loadPipeline(file, { registry: await builtinRegistry(), env: {} }))?.minPauseMs;
+  };
+  assert.equal(await minPause('{dir: c}'), 15_000);
+  assert.equal(await minPause('{dir: c, interval: 5s}'), 2_500);
+  assert.equal(await minPause('{dir: c, interval: 5s, min_pause: 0s}'), 0);
+  assert.equal(await minPause('{dir: c, interval: 5s, min_pause: 1m}'), 60_000);
 });

@@ -28,7 +28,7 @@ import {
 } from 'tributary';
 import { countLoopTurns, quietAfterOne, runYaml, silentLogger, until, tempFolder } from 'tributary/testing';
 import { MetricsHub } from './telemetry.js';
-import { pino } from 'pino';
+import { pino, type Logger } from 'pino';
 
 const event = (userId: string, time: number, type = 'view'): ClickEvent => ({ kind: 'event', userId, time, type });
 
@@ -2375,7 +2375,12 @@ test('without checkpoints or a committing source (a backtest, a file), the sinks
  * turns between batches), the run's clock set to `clockAt[i]` ms after T0 as batch i is yielded: when
  * each was taken (ms after T0 by that clock) and how many events its position held. The last is the final one.
  */
-async function checkpointsTaken(t: TestContext, clockAt: readonly number[], intervalMs: number): Promise<{ at: number; emitted: number }[]> {
+async function checkpointsTaken(
+  t: TestContext,
+  clockAt: readonly number[],
+  intervalMs: number,
+  more: { minPauseMs?: number; logger?: Logger } = {},
+): Promise<{ at: number; emitted: number }[]> {
   const T0 = Date.UTC(2024, 0, 1);
   let now = T0;
   let emitted = 0;
@@ -2403,9 +2408,9 @@ async function checkpointsTaken(t: TestContext, clockAt: readonly number[], inte
   writeFileSync(file, 'sources: [{type: clocked}]\nsinks: [{type: buffering}]\n');
   const folder = join(dir, 'checkpoints');
   const runner = new PipelineRunner(await loadPipeline(file, { registry, env: {} }), {
-    logger: silentLogger,
+    logger: more.logger ?? silentLogger,
     clock: { now: () => now },
-    checkpoints: { store: new CheckpointStore(folder, 20), intervalMs },
+    checkpoints: { store: new CheckpointStore(folder, 20), intervalMs, ...(more.minPauseMs === undefined ? {} : { minPauseMs: more.minPauseMs }) },
   });
   await runner.run();
   const taken = [];
@@ -2435,6 +2440,103 @@ test('a clock stepped back (NTP) delays the periodic checkpoints by one interval
     { at: -3_586_000, emitted: 5 },
     { at: -3_580_000, emitted: 6 },
   ]);
+});
+
+/**
+ * A source that never waits: up to 10,000 batches of one event, each 10 ms on the run's clock, handed
+ * over at once. At its first batch it sets an immediate, and a timer that stops the run (as a SIGTERM
+ * handler does: from the event loop, not from a promise the run awaits): how many batches it had
+ * emitted when each fired, and when the run ended.
+ */
+async function neverWaiting(): Promise<{ immediate: number | undefined; timer: number | undefined; emitted: number; eventsIn: number }> {
+  const T0 = Date.UTC(2024, 0, 1);
+  let now = T0;
+  let emitted = 0;
+  let immediate: number | undefined;
+  let timer: number | undefined;
+  const controller = new AbortController();
+  const busy = defineSource<Record<string, never>>({
+    name: 'busy',
+    summary: 'test',
+    config: { type: 'object' },
+    create: () => ({
+      async *read() {
+        for (let i = 0; i < 10_000; i++) {
+          if (i === 0) {
+            setImmediate(() => (immediate = emitted));
+            setTimeout(() => {
+              timer = emitted;
+              controller.abort();
+            }, 0);
+          }
+          now += 10;
+          emitted++;
+          yield [event('u', T0 + i)];
+        }
+      },
+    }),
+  });
+  const { stats } = await runYaml('sources: [{type: busy}]\nsinks: [{type: memory}]\n', { plugins: [busy], builtins: false, signal: controller.signal, clock: { now: () => now } });
+  return { immediate, timer, emitted, eventsIn: stats.eventsIn };
+}
+
+test('the run loop lets the event loop turn every 50 ms of its clock with a source that never waits: a stop from the event loop is seen, and a timer set at its first batch fires, long before its input ends', async () => {
+  // Before, nothing else ran until the source had emitted all 10,000 batches (100 s of its clock).
+  const seen = await neverWaiting();
+  // 10 ms a batch: a turn once 50 ms have passed since the first batch, after its 6th.
+  assert.equal(seen.immediate, 6);
+  // A timer (1 ms, by the real clock) fires at the first turn after that millisecond: turns come every 5 batches.
+  assert.ok(seen.timer !== undefined && seen.timer < 2_000, `the timer fired after ${seen.timer} batches`);
+  // Its stop is seen at that turn: no batch asked for after it, and each one handed over went in.
+  assert.equal(seen.emitted, seen.timer);
+  assert.equal(seen.eventsIn, seen.timer);
+});
+
+/**
+ * A 5 s interval whose first checkpoint (due at 5 s) takes 9.5 s by the clock: it ends with the batch of
+ * 14.5 s, half a second before the grid's next time (15 s). Those after it take 1 s (the next batch).
+ */
+const afterLongCheckpoint = [1_000, 2_000, 3_000, 4_000, 5_000, 14_500, 15_000, 16_000, 17_000, 18_000, 19_000, 20_000, 21_000, 22_000];
+
+test('checkpoint.min_pause: a periodic checkpoint due sooner than min_pause after the previous one ended waits for it (default half the interval)', async (t) => {
+  // Before, the next came at 15 s, half a second after the long one ended: the sources were held nearly all the time.
+  assert.deepEqual(await checkpointsTaken(t, afterLongCheckpoint, 5_000), [
+    { at: 5_000, emitted: 5 },
+    // Ended at 14.5 s: not before 17 s (2.5 s on), then at the first batch boundary.
+    { at: 17_000, emitted: 9 },
+    // Ended at 18 s: the grid's 20 s is within 2.5 s of it, so at 20.5 s, the batch of 21 s; then the final one.
+    { at: 21_000, emitted: 13 },
+    { at: 22_000, emitted: 14 },
+  ]);
+  // 0 (Flink's default): on the grid, the next half a second after the long one ended.
+  assert.deepEqual(await checkpointsTaken(t, afterLongCheckpoint, 5_000, { minPauseMs: 0 }), [
+    { at: 5_000, emitted: 5 },
+    { at: 15_000, emitted: 7 },
+    { at: 20_000, emitted: 12 },
+    { at: 22_000, emitted: 14 },
+  ]);
+  // Longer than the interval (not mistaken for a clock stepped back): 6.5 s after 14.5 s, at 21 s.
+  assert.deepEqual(await checkpointsTaken(t, afterLongCheckpoint, 5_000, { minPauseMs: 6_500 }), [
+    { at: 5_000, emitted: 5 },
+    { at: 21_000, emitted: 13 },
+    { at: 22_000, emitted: 14 },
+  ]);
+});
+
+test('periodic checkpoints that take longer than checkpoint.interval are said once (info), naming the figures and the options to change', async (t) => {
+  const lines: { level: number; msg: string; checkpointMs?: number; intervalMs?: number; minPauseMs?: number }[] = [];
+  const logger = pino({ level: 'info' }, { write: (line: string) => void lines.push(JSON.parse(line) as (typeof lines)[number]) });
+  // Two checkpoints over the interval: 9.5 s (5 s -> 14.5 s) and 8 s (17 s -> 25 s).
+  await checkpointsTaken(t, [1_000, 2_000, 3_000, 4_000, 5_000, 14_500, 15_000, 16_000, 17_000, 25_000, 26_000], 5_000, { logger });
+  const said = lines.filter((line) => line.msg.includes('longer than checkpoint.interval'));
+  assert.equal(said.length, 1, JSON.stringify(lines.map((line) => line.msg)));
+  assert.equal(said[0]!.level, 30);
+  assert.deepEqual([said[0]!.checkpointMs, said[0]!.intervalMs, said[0]!.minPauseMs], [9_500, 5_000, 2_500]);
+  assert.match(said[0]!.msg, /took 9\.5s .*longer than checkpoint\.interval \(5s\).*checkpoint\.min_pause \(2500ms\).*a longer checkpoint\.interval, a longer checkpoint\.min_pause/);
+  // A run whose checkpoints fit in the interval says nothing of it.
+  lines.length = 0;
+  await checkpointsTaken(t, [3_000, 6_000, 9_000, 12_000, 15_000], 10_000, { logger });
+  assert.equal(lines.filter((line) => line.msg.includes('longer than checkpoint.interval')).length, 0);
 });
 
 test('without checkpoints the sinks flush every commit_interval whatever the source: between batches, and while the source waits for input', async () => {

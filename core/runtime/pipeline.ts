@@ -18,16 +18,17 @@ import { Subject, Subscription, type Observable } from 'rxjs';
 import type { Logger } from 'pino';
 import { originOf, watermark, type ClickEvent, type DeadLetter, type Element, type StreamRecord, type Watermark } from '../events.js';
 import { ConfigError, formatWarning, inputHandedOver, needsPerson, pluginFailure, sharedFailure, TributaryError, type ConfigProblem, type ErrorCode } from '../errors.js';
-import { parseDuration } from '../duration.js';
+import { durationText, formatDuration, parseDuration } from '../duration.js';
 import { composeOperators, type Emit, type StageTimer } from '../operators.js';
 import type { Clock, CommitMarks, FeatureStageChange, Gauge, Metrics, Operator, PartitionListener, PluginContext, PluginKind, Rejection, Sink, Source, SourcePosition, StageRecord } from '../plugin.js';
 import { featureNamesOf } from '../plugin-hooks.js';
 import { entryFieldProblem, entryLabel, loadedPipelineProblems, placeText, pluginConfig, problemPlace, sinkKinds, sinksLatencyStage, type LoadedPipeline, type PipelineEntry, type ResolvedEntry } from '../config/load.js';
 import { MetricsHub, redactSecrets } from './telemetry.js';
-import { CheckpointStore, checkpointMark, type Checkpoint, type CheckpointBody, type CheckpointStage } from './checkpoint.js';
+import { CheckpointStore, checkpointMark, defaultMinPauseMs, type Checkpoint, type CheckpointBody, type CheckpointStage } from './checkpoint.js';
 import { RawJson, stringifyInParts } from './parts.js';
 import { jsonProblem } from '../json.js';
 import { valueText } from '../value-text.js';
+import { nextTurn, RUN_LOOP_TURN_MS } from '../turns.js';
 
 export interface RunOptions {
   logger: Logger;
@@ -44,6 +45,11 @@ export interface RunOptions {
   checkpoints?: {
     store: CheckpointStore;
     intervalMs: number;
+    /**
+     * Least time between the end of one periodic checkpoint and the start of the next
+     * (checkpoint.min_pause); absent: half of intervalMs (defaultMinPauseMs).
+     */
+    minPauseMs?: number;
     /**
      * Periodic checkpoints that may fail in a row before the run fails (TRIB_ERR_CHECKPOINTS_FAILING),
      * not counting those a broker outage left untaken (inputHandedOver); absent: Infinity (checkpoint.tolerable_failures).
@@ -1406,6 +1412,7 @@ export class PipelineRunner {
         await this.room();
         slot.lastActivity += this.clock.now() - held;
         slot.waiting = true;
+        await this.turnIfDue();
         if (signal.aborted) break;
         continue;
       }
@@ -1444,8 +1451,29 @@ export class PipelineRunner {
       // Asked for the next batch from now on: the time the pipeline held it back is not the source's idleness.
       slot.lastActivity = this.clock.now();
       slot.waiting = true;
+      await this.turnIfDue();
       if (signal?.aborted) break;
     }
+  }
+
+  /** When the sources' loops last let the event loop turn (turnIfDue), by the run's clock. */
+  private lastTurnAt: number | undefined;
+
+  /**
+   * Lets the event loop turn once the sources' loops have run RUN_LOOP_TURN_MS since they last did so.
+   * A source that never waits (a file in the page cache, synthetic at rate 0) hands over batch after
+   * batch with only promises settling between them, so /healthz, /metrics, signals and timers waited for
+   * a sink's full buffer (1-2 s at the daemon's start). Not after every batch: a turn costs throughput
+   * (BENCHMARKS.md, "The run loop's turns"). By the run's clock, so a test can say when it is due; a
+   * clock stepped back turns at once.
+   */
+  private async turnIfDue(): Promise<void> {
+    const now = this.clock.now();
+    if (this.lastTurnAt === undefined) this.lastTurnAt = now;
+    const since = now - this.lastTurnAt;
+    if (since >= 0 && since < RUN_LOOP_TURN_MS) return;
+    await nextTurn();
+    this.lastTurnAt = this.clock.now();
   }
 
   /**
@@ -1481,56 +1509,62 @@ export class PipelineRunner {
     const config = this.options.checkpoints;
     if (!config) return undefined;
     return this.exclusive(async () => {
-      const started = performance.now();
-      const sources: Record<string, SourcePosition> = {};
-      for (const slot of this.sources) if (slot.source.position) sources[slot.label] = slot.source.position();
-      const counters: Record<string, unknown> = {};
-      // Copied now: the maps go on counting while the body is serialised, the totals beside them would not.
-      for (const name of carriedCounters) {
-        const value = this.stats[name];
-        counters[name] = typeof value === 'object' ? { ...value } : value;
-      }
-      const createdAt = new Date(this.clock.now()).toISOString();
-      // The state of this instant, the partition tasks' too, whatever happens while it is serialised.
-      const operators = takeSnapshots(this.operators);
-      const partitions: { task: PartitionTask; offset: number; changes: number; held: number | undefined; operators: TakenSnapshots }[] = [];
-      // Lost (the group gave them to another member), the partitions' state is not saved: see Source.partitionsLost.
-      const lost = this.scaleOut?.slot.source.partitionsLost?.() === true;
-      if (lost) this.logger.warn({ partitions: [...this.tasks.keys()] }, 'checkpoint: this member lost its partitions (the group gave them to another member: its session or max.poll.interval expired) before it was told; their state is not saved, as their next owner may be saving its own');
-      if (this.scaleOut && !lost) {
-        const offsets = this.scaleOut.slot.source.partitionOffsets!();
-        for (const [id, task] of this.tasks) {
-          // Every partition whose state changed since its last file, read from or not: one that read
-          // nothing still closes sessions as its watermark follows the others (idle_timeout), and
-          // restored from its older file, a restart would close and write them again.
-          const offset = this.offsetToSave(task, offsets.get(id));
-          if (offset !== undefined) partitions.push({ task, offset, changes: task.changes, held: heldOf(task), operators: takeSnapshots(task.operators) });
+      const began = this.clock.now();
+      try {
+        const started = performance.now();
+        const sources: Record<string, SourcePosition> = {};
+        for (const slot of this.sources) if (slot.source.position) sources[slot.label] = slot.source.position();
+        const counters: Record<string, unknown> = {};
+        // Copied now: the maps go on counting while the body is serialised, the totals beside them would not.
+        for (const name of carriedCounters) {
+          const value = this.stats[name];
+          counters[name] = typeof value === 'object' ? { ...value } : value;
         }
+        const createdAt = new Date(this.clock.now()).toISOString();
+        // The state of this instant, the partition tasks' too, whatever happens while it is serialised.
+        const operators = takeSnapshots(this.operators);
+        const partitions: { task: PartitionTask; offset: number; changes: number; held: number | undefined; operators: TakenSnapshots }[] = [];
+        // Lost (the group gave them to another member), the partitions' state is not saved: see Source.partitionsLost.
+        const lost = this.scaleOut?.slot.source.partitionsLost?.() === true;
+        if (lost) this.logger.warn({ partitions: [...this.tasks.keys()] }, 'checkpoint: this member lost its partitions (the group gave them to another member: its session or max.poll.interval expired) before it was told; their state is not saved, as their next owner may be saving its own');
+        if (this.scaleOut && !lost) {
+          const offsets = this.scaleOut.slot.source.partitionOffsets!();
+          for (const [id, task] of this.tasks) {
+            // Every partition whose state changed since its last file, read from or not: one that read
+            // nothing still closes sessions as its watermark follows the others (idle_timeout), and
+            // restored from its older file, a restart would close and write them again.
+            const offset = this.offsetToSave(task, offsets.get(id));
+            if (offset !== undefined) partitions.push({ task, offset, changes: task.changes, held: heldOf(task), operators: takeSnapshots(task.operators) });
+          }
+        }
+        const body = await serialiseBody({ pipeline: this.name, createdAt, sources, counters, stages: this.checkpointStages }, operators);
+        const bodies: Buffer[][] = [];
+        for (const { task, offset, held, operators: taken } of partitions) bodies.push(await this.partitionBody(task.id, offset, held, task.owners, taken));
+        await this.flushSinks();
+        for (const [i, { task, offset, changes }] of partitions.entries()) {
+          await this.writePartitionFile(task.id, offset, bodies[i]!);
+          task.saved = changes;
+        }
+        const written = await this.writing(config.store.write(body, this.retainedCheckpoints()));
+        // The run failed while it was written: its sources are closed or closing, so nothing is committed.
+        // The file stands (the sinks had flushed its outputs): a restart resumes from it where its sources
+        // resume from the checkpoint, and from the one their upstream covers where they judge (covers).
+        if (this.failure) throw this.failure;
+        const marks = this.commitMarks(written);
+        this.marksWritten.set(marks.checkpoint!, written.sequence);
+        for (const slot of this.sources) if (slot.source.commit && sources[slot.label]) await slot.source.commit(sources[slot.label]!, marks);
+        this.learnCovered(written.sequence, sources);
+        const info: CheckpointInfo = { sequence: written.sequence, bytes: written.bytes, durationMs: performance.now() - started, at: this.clock.now() };
+        this.stats.lastCheckpoint = info;
+        // Ready again (periodic, final, or a source's commitNow): the failures before it are no longer in a row.
+        this.failingCheckpoints = undefined;
+        this.checkpointSeconds?.observe(info.durationMs / 1000);
+        this.logger.debug({ checkpoint: info, partitions: partitions.length }, 'checkpoint written');
+        return info;
+      } finally {
+        // Inside the barrier, before the sources go on: min_pause counts from here (checkpointIfDue).
+        this.lastCheckpointSpan = { began, ended: this.clock.now() };
       }
-      const body = await serialiseBody({ pipeline: this.name, createdAt, sources, counters, stages: this.checkpointStages }, operators);
-      const bodies: Buffer[][] = [];
-      for (const { task, offset, held, operators: taken } of partitions) bodies.push(await this.partitionBody(task.id, offset, held, task.owners, taken));
-      await this.flushSinks();
-      for (const [i, { task, offset, changes }] of partitions.entries()) {
-        await this.writePartitionFile(task.id, offset, bodies[i]!);
-        task.saved = changes;
-      }
-      const written = await this.writing(config.store.write(body, this.retainedCheckpoints()));
-      // The run failed while it was written: its sources are closed or closing, so nothing is committed.
-      // The file stands (the sinks had flushed its outputs): a restart resumes from it where its sources
-      // resume from the checkpoint, and from the one their upstream covers where they judge (covers).
-      if (this.failure) throw this.failure;
-      const marks = this.commitMarks(written);
-      this.marksWritten.set(marks.checkpoint!, written.sequence);
-      for (const slot of this.sources) if (slot.source.commit && sources[slot.label]) await slot.source.commit(sources[slot.label]!, marks);
-      this.learnCovered(written.sequence, sources);
-      const info: CheckpointInfo = { sequence: written.sequence, bytes: written.bytes, durationMs: performance.now() - started, at: this.clock.now() };
-      this.stats.lastCheckpoint = info;
-      // Ready again (periodic, final, or a source's commitNow): the failures before it are no longer in a row.
-      this.failingCheckpoints = undefined;
-      this.checkpointSeconds?.observe(info.durationMs / 1000);
-      this.logger.debug({ checkpoint: info, partitions: partitions.length }, 'checkpoint written');
-      return info;
     });
   }
 
@@ -1668,17 +1702,31 @@ export class PipelineRunner {
 
   /**
    * When the periodic checkpoints are due (clock time): the first `checkpoint.interval` after the run
-   * began reading, then every interval on that grid (`next`: Infinity while one is queued or under way).
+   * began reading, then every interval on that grid (`next`: Infinity while one is queued or under way),
+   * but not before `checkpoint.min_pause` after the previous one ended (checkpointDueAt).
    * Undefined without checkpoints, and once the sources ended (the final checkpoint is the run's own).
    */
-  private checkpointSchedule: { from: number; intervalMs: number; next: number; timer: NodeJS.Timeout | undefined } | undefined;
+  private checkpointSchedule: { from: number; intervalMs: number; next: number; minPauseMs: number; timer: NodeJS.Timeout | undefined } | undefined;
+
+  /** When the last checkpoint (periodic, a source's commitNow) took the barrier and let go of it, by the run's clock. */
+  private lastCheckpointSpan: { began: number; ended: number } | undefined;
+
+  /** When the next periodic checkpoint is due: its time on the grid, or min_pause after the last one ended if that is later. */
+  private checkpointDueAt(schedule: { next: number; minPauseMs: number }): number {
+    return Math.max(schedule.next, (this.lastCheckpointSpan?.ended ?? -Infinity) + schedule.minPauseMs);
+  }
+
+  /** Whether a periodic checkpoint that took longer than checkpoint.interval was said (once a run). */
+  private checkpointsOverIntervalSaid = false;
 
   /**
    * Starts the periodic checkpoint that is due, if one is. Asked between batches (pump), and by a timer
    * for sources waiting for input. A timer alone fires only when the event loop turns, which a source
    * that never waits (synthetic, a file in the page cache) leaves to a sink's full buffer: the demo's
    * first checkpoint came after its first 8,192 events, 2 s in, for a 1 s interval. Grid points passed
-   * while one was taken are skipped: checkpoints longer than the interval do not run back to back.
+   * while one was taken are skipped, and one due within min_pause of the previous one's end waits for
+   * it: with checkpoints about as long as the interval, the sources were held nearly all the time (the
+   * long run: 6-7 s checkpoints every 5 s left 0.3 s between two).
    */
   private checkpointIfDue(): void {
     const schedule = this.checkpointSchedule;
@@ -1689,15 +1737,39 @@ export class PipelineRunner {
       schedule.from = now;
       schedule.next = now + schedule.intervalMs;
     }
-    if (now < schedule.next) return;
+    // Likewise the pause: the previous one ended now at the latest.
+    const span = this.lastCheckpointSpan;
+    if (span !== undefined && span.ended > now) this.lastCheckpointSpan = { began: Math.min(span.began, now), ended: now };
+    if (now < this.checkpointDueAt(schedule)) return;
     schedule.next = Infinity;
     // Queued behind a barrier held now (a source's commitNow), if any: exclusive() waits for it.
     void this.periodicCheckpoint().finally(() => {
       if (this.checkpointSchedule !== schedule) return;
       const { from, intervalMs } = schedule;
-      schedule.next = from + (Math.floor((this.clock.now() - from) / intervalMs) + 1) * intervalMs;
+      // From when it let go of the sources: batches may have gone through before this runs.
+      const taken = this.lastCheckpointSpan;
+      const ended = Math.min(taken?.ended ?? Infinity, this.clock.now());
+      schedule.next = from + (Math.floor((ended - from) / intervalMs) + 1) * intervalMs;
+      if (taken !== undefined && taken.ended - taken.began > intervalMs) this.sayCheckpointsOverInterval(taken.ended - taken.began, schedule);
       this.wakeForCheckpoint();
     });
+  }
+
+  /**
+   * Once a run: a periodic checkpoint took longer than checkpoint.interval, so the state is too large
+   * for the interval on this machine. Not a warning each time: it is the steady state of such a run,
+   * which min_pause keeps processing; the duration of each is in tributary_checkpoint_duration_seconds.
+   */
+  private sayCheckpointsOverInterval(tookMs: number, schedule: { intervalMs: number; minPauseMs: number }): void {
+    if (this.checkpointsOverIntervalSaid) return;
+    this.checkpointsOverIntervalSaid = true;
+    const bytes = this.stats.lastCheckpoint?.bytes;
+    this.logger.info(
+      { checkpointMs: Math.round(tookMs), intervalMs: schedule.intervalMs, minPauseMs: schedule.minPauseMs, ...(bytes === undefined ? {} : { bytes }) },
+      `a periodic checkpoint took ${formatDuration(tookMs)} (${bytes === undefined ? 'its size unknown' : `${(bytes / 1_000_000).toFixed(1)} MB`}), longer than checkpoint.interval (${durationText(schedule.intervalMs)}): ` +
+        `the sources are held while one is taken, and checkpoint.min_pause (${durationText(schedule.minPauseMs)}) is the least the pipeline runs between two. ` +
+        'To give it more: a longer checkpoint.interval, a longer checkpoint.min_pause, or less state in the stages. Said once; tributary_checkpoint_duration_seconds has each one',
+    );
   }
 
   /** Sets the timer for the next periodic checkpoint (none while one is under way: set again after it). */
@@ -1711,7 +1783,7 @@ export class PipelineRunner {
     schedule.timer = setTimeout(() => {
       this.checkpointIfDue();
       this.wakeForCheckpoint();
-    }, Math.min(schedule.intervalMs, Math.max(1, schedule.next - this.clock.now())));
+    }, Math.min(schedule.intervalMs, Math.max(1, this.checkpointDueAt(schedule) - this.clock.now())));
     schedule.timer.unref();
   }
 
@@ -2229,9 +2301,9 @@ export class PipelineRunner {
       });
       if (this.options.checkpoints) {
         // The interval counts from here, the stages opened and restored, as the sources begin reading.
-        const { intervalMs } = this.options.checkpoints;
+        const { intervalMs, minPauseMs = defaultMinPauseMs(intervalMs) } = this.options.checkpoints;
         const from = this.clock.now();
-        this.checkpointSchedule = { from, intervalMs, next: from + intervalMs, timer: undefined };
+        this.checkpointSchedule = { from, intervalMs, next: from + intervalMs, minPauseMs, timer: undefined };
         this.wakeForCheckpoint();
       } else {
         // No checkpoints: a source waiting for input still commits what it handed over, and the sinks
