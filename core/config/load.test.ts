@@ -717,7 +717,7 @@ test('--set dead_letter.FIELD where the file names no dead_letter changes the de
   const registry = await builtinRegistry();
   const loaded = await loadPipeline(file, { registry, env: {}, sets: ['dead_letter.path=bt/dead-letters.jsonl'] });
   assert.equal(loaded.deadLetter.plugin.name, 'file');
-  assert.deepEqual(loaded.deadLetter.entry, { type: 'file', label: 'dead-letter', path: 'bt/dead-letters.jsonl', lazy: true, append: false, lock: true });
+  assert.deepEqual(loaded.deadLetter.entry, { type: 'file', label: 'dead-letter', path: 'bt/dead-letters.jsonl', lazy: true, append: false, gzip_flush_interval: '5s', lock: true });
   // It is the default sink, moved: logs and metrics name it as they name the default (was `dead-letter-file-0`).
   const unset = await loadPipeline(file, { registry, env: {} });
   assert.equal(loaded.deadLetter.entry.label, unset.deadLetter.entry.label);
