@@ -188,13 +188,23 @@ function denial(topic: string): Error {
 
 /** Has the source read one record of partition t/0 (offset 7; the partition's end 8), then the group revoke the partition. */
 async function readOneThenRevoke(instance: Source, script: Awaited<ReturnType<typeof scriptedConsumer>>): Promise<void> {
-  const value = Buffer.from(JSON.stringify({ user_id: 'u1', time: '2024-05-01T00:00:00Z', type: 'view' }));
+  await startReading(instance, script);
+  await readOneRecord(instance, script);
+  script.rebalance('revoke', [{ topic: 't', partition: 0 }]);
+}
+
+/** Asks `instance` for its first batch (not awaited), once its consume loop runs. */
+async function startReading(instance: Source, script: { consumeCalls(): number }): Promise<void> {
   void instance.read()[Symbol.asyncIterator]().next().catch(() => undefined);
   await until(() => script.consumeCalls() > 0, 'the partition assigned');
-  script.highOffsets.set('t/0', 8);
-  script.answers.push(() => [{ topic: 't', partition: 0, offset: 7, value, key: null, size: value.length, timestamp: 0 }] as unknown as []);
-  await until(() => (instance.position!().offsets as Record<string, Record<string, number>> | undefined)?.['t']?.['0'] === 8, 'the record read');
-  script.rebalance('revoke', [{ topic: 't', partition: 0 }]);
+}
+
+/** Has `instance` read one record of `topic`/0 (offset 7, the partition's end 8): its position then 8. */
+async function readOneRecord(instance: Source, script: Awaited<ReturnType<typeof scriptedConsumer>>, topic = 't'): Promise<void> {
+  const value = Buffer.from(JSON.stringify({ user_id: 'u1', time: '2024-05-01T00:00:00Z', type: 'view' }));
+  script.highOffsets.set(`${topic}/0`, 8);
+  script.answers.push(() => [{ topic, partition: 0, offset: 7, value, key: null, size: value.length, timestamp: 0 }] as unknown as []);
+  await until(() => (instance.position!().offsets as Record<string, Record<string, number>> | undefined)?.[topic]?.['0'] === 8, 'the record read');
 }
 
 async function scriptedSource(t: { after: (fn: () => unknown) => void }, topic: string) {
@@ -784,12 +794,8 @@ for (const lost of [true, false]) {
     const { warnings, context } = warningsKept();
     const instance = await (kafkaSource as SourcePlugin<KafkaSourceConfig>).create(unreachableConfig(['t']), context);
     t.after(() => instance.close?.());
-    const value = Buffer.from(JSON.stringify({ user_id: 'u1', time: '2024-05-01T00:00:00Z', type: 'view' }));
-    void instance.read()[Symbol.asyncIterator]().next().catch(() => undefined);
-    await until(() => script.consumeCalls() > 0, 'the partition assigned');
-    script.highOffsets.set('t/0', 8);
-    script.answers.push(() => [{ topic: 't', partition: 0, offset: 7, value, key: null, size: value.length, timestamp: 0 }] as unknown as []);
-    await until(() => (instance.position!().offsets as Record<string, Record<string, number>> | undefined)?.['t']?.['0'] === 8, 'the record read');
+    await startReading(instance, script);
+    await readOneRecord(instance, script);
     // A stall past max.poll.interval.ms ended; the checkpoint comes before the revocation is handled.
     await instance.commit!(instance.position!());
     // Before: committed, under the member the group gave the partition to.
@@ -822,12 +828,8 @@ for (const revoked of [true, false]) {
     const commitNow = async (): Promise<void> => instance!.commit!(instance!.position!());
     instance = await (kafkaSource as SourcePlugin<KafkaSourceConfig>).create(unreachableConfig(['t'], { guarantee: 'exactly-once' }), testContext({ batchSize: 100, shared, commitNow }));
     t.after(() => instance.close?.());
-    const value = Buffer.from(JSON.stringify({ user_id: 'u1', time: '2024-05-01T00:00:00Z', type: 'view' }));
-    void instance.read()[Symbol.asyncIterator]().next().catch(() => undefined);
-    await until(() => script.consumeCalls() > 0, 'the partition assigned');
-    script.highOffsets.set('t/0', 8);
-    script.answers.push(() => [{ topic: 't', partition: 0, offset: 7, value, key: null, size: value.length, timestamp: 0 }] as unknown as []);
-    await until(() => (instance!.position!().offsets as Record<string, Record<string, number>> | undefined)?.['t']?.['0'] === 8, 'the record read');
+    await startReading(instance!, script);
+    await readOneRecord(instance!, script);
     // The checkpoint's instant (the open transaction holds the record's outputs); the sources are held
     // while it writes its file, and the stall comes meanwhile: the group expels the member.
     const position = instance.position!();
@@ -913,11 +915,8 @@ test('a revoked partition whose hand-over commit the brokers refused is forgotte
   await readInBackground(instance, script);
   script.rebalance('assign', [{ topic: 'gone', partition: 0 }]);
   await until(() => assigns === 1, 'the assignment');
-  const value = Buffer.from(JSON.stringify({ user_id: 'u1', time: '2024-05-01T00:00:00Z', type: 'view' }));
-  script.highOffsets.set('gone/0', 8);
-  script.answers.push(() => [{ topic: 'gone', partition: 0, offset: 7, value, key: null, size: value.length, timestamp: 0 }] as unknown as []);
+  await readOneRecord(instance, script, 'gone');
   const offsets = () => instance.position!().offsets as Record<string, Record<string, number>> | undefined;
-  await until(() => offsets()?.['gone']?.['0'] === 8, 'the record read');
   // The topic deleted: the group's rebalance takes its partition away (kept while its topic is listed, as
   // the test of 60 rebalances shows: its hand-over commit was refused).
   script.deletedTopics.add('gone');
@@ -955,11 +954,8 @@ test('a revoked partition whose hand-over commit the brokers refused is forgotte
   await readInBackground(instance, script);
   script.rebalance('assign', [{ topic: 'moved', partition: 0 }]);
   await until(() => assigns === 1, 'the assignment');
-  const value = Buffer.from(JSON.stringify({ user_id: 'u1', time: '2024-05-01T00:00:00Z', type: 'view' }));
-  script.highOffsets.set('moved/0', 8);
-  script.answers.push(() => [{ topic: 'moved', partition: 0, offset: 7, value, key: null, size: value.length, timestamp: 0 }] as unknown as []);
+  await readOneRecord(instance, script, 'moved');
   const offsets = () => instance.position!().offsets as Record<string, Record<string, number>> | undefined;
-  await until(() => offsets()?.['moved']?.['0'] === 8, 'the record read');
   // Its hand-over commit refused (an outage), the group gives it to another member, which starts at the older offset.
   script.rebalance('revoke', [{ topic: 'moved', partition: 0 }]);
   script.rebalance('assign', []);
@@ -1002,10 +998,7 @@ for (const groupOffset of [12, 5]) {
     await readInBackground(instance, script);
     script.rebalance('assign', [{ topic: 't', partition: 0 }]);
     await until(() => assigned.length === 1, 'the assignment');
-    const value = Buffer.from(JSON.stringify({ user_id: 'u1', time: '2024-05-01T00:00:00Z', type: 'view' }));
-    script.highOffsets.set('t/0', 8);
-    script.answers.push(() => [{ topic: 't', partition: 0, offset: 7, value, key: null, size: value.length, timestamp: 0 }] as unknown as []);
-    await until(() => (instance.position!().offsets as Record<string, Record<string, number>> | undefined)?.['t']?.['0'] === 8, 'the record read');
+    await readOneRecord(instance, script);
     script.rebalance('revoke', [{ topic: 't', partition: 0 }]);
     await until(() => infos.includes('kafka partitions revoked, their offsets not committed'), 'the hand-over, its commit refused');
     // Out of the group meanwhile (no assignment here), another member read t/0 from the group's offset and committed.
