@@ -789,6 +789,48 @@ test('a pipeline that fails with an error a restart may mend is restarted in the
   assert.ok(written >= 3000, `${written} records written: at least one per event (at-least-once from the checkpoint)`);
 });
 
+test('a pipeline that fails before its first checkpoint is restarted from the start of its input and replaces its output file, as a new process would: each record once (was: appended after the failed run\'s records, written twice)', async () => {
+  const { Daemon, defineOperator } = await import('tributary');
+  const { tap } = await import('rxjs');
+  const { pino } = await import('pino');
+  const home = join(dir, 'restart-before-checkpoint');
+  mkdirSync(home);
+  let instances = 0;
+  // The first instance fails once 1,000 events passed it (a sink's full disk, a broker that dropped it), long before any checkpoint is due.
+  const failsAt1000 = defineOperator<Record<string, never>>({
+    name: 'fails-at-1000',
+    summary: 'test',
+    config: { type: 'object' },
+    create: () => {
+      const first = ++instances === 1;
+      let seen = 0;
+      return {
+        apply: (input) =>
+          input.pipe(
+            tap(() => {
+              if (first && ++seen === 1000) throw new Error('the disk is full');
+            }),
+          ),
+      };
+    },
+  });
+  const file = join(home, 'again.yaml');
+  writeFileSync(
+    file,
+    `name: again\nsources: [{type: synthetic, events: 3000}]\nstages: [{type: fails-at-1000}]\nsinks: [{type: file, path: out.jsonl, kinds: [event]}]\ncheckpoint: {dir: checkpoints, interval: 1h}\nsettings: {restart: {backoff: 1ms}}\n`,
+  );
+  const lines: string[] = [];
+  const daemon = new Daemon({ targets: [file], logger: pino({ level: 'info' }, { write: (line: string) => void lines.push(line) }), registry: registryWith(failsAt1000) });
+  const result = await daemon.run();
+  assert.deepEqual(result.failures, []);
+  assert.equal(result.runs[0]!.stats.restarts, 1);
+  assert.ok(lines.some((line) => line.includes('restarting it in 1 ms from the start of its input (no checkpoint taken yet)')), lines.join(''));
+  const written = readFileSync(join(home, 'out.jsonl'), 'utf8').trim().split('\n');
+  // Synthetic events of one seed are the same in both runs: a record of the failed run left in the file is a second copy.
+  assert.equal(new Set(written).size, written.length, 'no record twice');
+  assert.equal(written.length, 3000, 'every event once, the failed run\'s records replaced');
+});
+
 test('restarts in the process: given up after `attempts` in a row (the failure stands), none for a config error, and a stop during the wait ends it at once', async () => {
   const { Daemon, defineSource, PluginConfigError } = await import('tributary');
   let created = 0;
