@@ -68,13 +68,16 @@ export class TributaryError extends Error {
    * it is, not as `<label> failed: ...` of whichever of them reported it, which blamed that one.
    */
   readonly shared: boolean;
+  /** See {@link lastsForProcess}. */
+  readonly lastsForProcess: boolean;
 
-  constructor(code: ErrorCode, message: string, options?: { cause?: unknown; handedOver?: boolean; shared?: boolean }) {
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown; handedOver?: boolean; shared?: boolean; lastsForProcess?: boolean }) {
     super(message, options);
     this.name = 'TributaryError';
     this.code = code;
     this.handedOver = options?.handedOver ?? false;
     this.shared = options?.shared ?? false;
+    this.lastsForProcess = options?.lastsForProcess ?? false;
   }
 }
 
@@ -180,6 +183,21 @@ export function needsPerson(error: unknown): boolean {
 export function inputHandedOver(error: unknown): boolean {
   for (let at: unknown = error; at instanceof Error; at = at.cause) {
     if (at instanceof TributaryError && at.handedOver) return true;
+  }
+  return false;
+}
+
+/**
+ * Whether a failure (or one it wraps, by `cause`) is of something the process has once and that stays
+ * failed for as long as it lives (`new TributaryError(code, message, { lastsForProcess: true })`): its
+ * standard output, whose reader went away (`| head`, a log shipper that died). A restart of the pipeline
+ * in the process meets it again at its first record, so the daemon does not restart it (was: 10 restarts
+ * over 5 minutes, each replaying the input since the last checkpoint): the process exits 1 at once, and
+ * its supervisor, which gives it a new standard output, restarts it.
+ */
+export function lastsForProcess(error: unknown): boolean {
+  for (let at: unknown = error; at instanceof Error; at = at.cause) {
+    if (at instanceof TributaryError && at.lastsForProcess) return true;
   }
   return false;
 }

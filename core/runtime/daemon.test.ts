@@ -789,6 +789,80 @@ test('a pipeline that fails with an error a restart may mend is restarted in the
   assert.ok(written >= 3000, `${written} records written: at least one per event (at-least-once from the checkpoint)`);
 });
 
+test('a pipeline that fails before its first checkpoint is restarted from the start of its input and replaces its output file, as a new process would: each record once (was: appended after the failed run\'s records, written twice)', async () => {
+  const { Daemon, defineOperator } = await import('tributary');
+  const { tap } = await import('rxjs');
+  const { pino } = await import('pino');
+  const home = join(dir, 'restart-before-checkpoint');
+  mkdirSync(home);
+  let instances = 0;
+  // The first instance fails once 1,000 events passed it (a sink's full disk, a broker that dropped it), long before any checkpoint is due.
+  const failsAt1000 = defineOperator<Record<string, never>>({
+    name: 'fails-at-1000',
+    summary: 'test',
+    config: { type: 'object' },
+    create: () => {
+      const first = ++instances === 1;
+      let seen = 0;
+      return {
+        apply: (input) =>
+          input.pipe(
+            tap(() => {
+              if (first && ++seen === 1000) throw new Error('the disk is full');
+            }),
+          ),
+      };
+    },
+  });
+  const file = join(home, 'again.yaml');
+  writeFileSync(
+    file,
+    `name: again\nsources: [{type: synthetic, events: 3000}]\nstages: [{type: fails-at-1000}]\nsinks: [{type: file, path: out.jsonl, kinds: [event]}]\ncheckpoint: {dir: checkpoints, interval: 1h}\nsettings: {restart: {backoff: 1ms}}\n`,
+  );
+  const lines: string[] = [];
+  const daemon = new Daemon({ targets: [file], logger: pino({ level: 'info' }, { write: (line: string) => void lines.push(line) }), registry: registryWith(failsAt1000) });
+  const result = await daemon.run();
+  assert.deepEqual(result.failures, []);
+  assert.equal(result.runs[0]!.stats.restarts, 1);
+  assert.ok(lines.some((line) => line.includes('restarting it in 1 ms from the start of its input (no checkpoint taken yet)')), lines.join(''));
+  const written = readFileSync(join(home, 'out.jsonl'), 'utf8').trim().split('\n');
+  // Synthetic events of one seed are the same in both runs: a record of the failed run left in the file is a second copy.
+  assert.equal(new Set(written).size, written.length, 'no record twice');
+  assert.equal(written.length, 3000, 'every event once, the failed run\'s records replaced');
+});
+
+test('an output file deleted under a running daemon (rm, its folder removed) fails the run at the next checkpoint, which is not written, and the restart from the last one writes the records since into a new file at the path (was: written on into the deleted file, none of them kept, /readyz ready)', async () => {
+  const { Daemon } = await import('tributary');
+  const { pino } = await import('pino');
+  const home = join(dir, 'output-deleted');
+  mkdirSync(home);
+  const yaml = (out: string, checkpoints: string): string =>
+    `name: deleted\nsources: [{type: synthetic, events: 3000, rate: 1500}]\nsinks: [{type: file, path: ${out}, kinds: [event]}]\ncheckpoint: {dir: ${checkpoints}, interval: 100ms}\nsettings: {restart: {backoff: 1ms}}\n`;
+  const reference = join(home, 'reference.yaml');
+  writeFileSync(reference, yaml('reference.jsonl', 'reference-checkpoints'));
+  assert.deepEqual((await new Daemon({ targets: [reference], logger: silentLogger, registry: registryWith() }).run()).failures, []);
+  const expected = readFileSync(join(home, 'reference.jsonl'), 'utf8').trim().split('\n');
+
+  const file = join(home, 'deleted.yaml');
+  writeFileSync(file, yaml('out.jsonl', 'checkpoints'));
+  const out = join(home, 'out.jsonl');
+  const lines: string[] = [];
+  const daemon = new Daemon({ targets: [file], logger: pino({ level: 'info' }, { write: (line: string) => void lines.push(line) }), registry: registryWith() });
+  const running = daemon.run();
+  await until(() => existsSync(join(home, 'checkpoints', 'checkpoint-0000000002.json')) && existsSync(out) && fs.statSync(out).size > 0, 'a checkpoint and records in the file');
+  rmSync(out);
+  const result = await running;
+  assert.deepEqual(result.failures, []);
+  assert.equal(result.runs[0]!.stats.restarts, 1, lines.join(''));
+  assert.ok(lines.some((line) => line.includes('out.jsonl: the file was deleted while this sink wrote it')), lines.join(''));
+  // The new file holds every record from where the restart resumed to the end, none missing (at-least-once: some maybe twice).
+  const written = readFileSync(out, 'utf8').trim().split('\n');
+  const from = expected.indexOf(written[0]!);
+  assert.ok(from > 0, 'it starts with a record of the reference run, after its first');
+  const held = new Set(written);
+  assert.deepEqual(expected.slice(from).filter((line) => !held.has(line)), [], 'no record since the checkpoint missing');
+});
+
 test('restarts in the process: given up after `attempts` in a row (the failure stands), none for a config error, and a stop during the wait ends it at once', async () => {
   const { Daemon, defineSource, PluginConfigError } = await import('tributary');
   let created = 0;

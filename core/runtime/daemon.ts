@@ -11,7 +11,7 @@ import type { Logger } from 'pino';
 import { loadPipeline, placeText, problemPlace, type LoadedPipeline } from '../config/load.js';
 import { parseDuration } from '../duration.js';
 import type { PluginRegistry } from '../registry.js';
-import { ConfigError, inputHandedOver, needsPerson, TributaryError, type ConfigProblem } from '../errors.js';
+import { ConfigError, inputHandedOver, lastsForProcess, needsPerson, TributaryError, type ConfigProblem } from '../errors.js';
 import { CheckpointStore, checkpointsOf } from './checkpoint.js';
 import { OpsServerStopped, startOpsServer, type OpsServer } from './http.js';
 import { PipelineRunner, type RunStats } from './pipeline.js';
@@ -220,7 +220,7 @@ export class Daemon {
         // failure is `err` as its message alone here: a restart without end would repeat its stack).
         const code = error instanceof TributaryError ? { code: error.code } : {};
         if (this.stopping && inputHandedOver(error)) return this.stoppedHandingOver(index, message);
-        if (needsPerson(error) || this.stopping || attempts === 0) throw error;
+        if (needsPerson(error) || lastsForProcess(error) || this.stopping || attempts === 0) throw error;
         if (Date.now() - began >= policy.resetAfterMs) inRow = 0;
         if (inRow >= attempts) {
           logger.error({ ...code, err: message, attempts }, `pipeline ${name} failed again after ${attempts} restart${attempts === 1 ? '' : 's'} in a row: giving up`);

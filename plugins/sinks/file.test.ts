@@ -246,6 +246,18 @@ test("a stdout sink whose reader went away (piped to head) ends the run saying s
   assert.match(run.stderr, /sink-stdout-0 .*standard output's reader went away \(EPIPE, broken pipe\)/);
 });
 
+test("a daemon's stdout sink whose reader went away is not restarted in the process, where standard output stays closed: exit 1 at once (was: restarted 10 times, each replaying the input since the last checkpoint, over 5 minutes at the default backoff)", async (t) => {
+  const file = join(dir, 'stdout-gone-checkpointed.yaml');
+  // Checkpoints make its failures ones a restart may mend (10 restarts in a row by default); a backoff of 1 ms keeps the old behaviour's run short.
+  writeFileSync(file, `name: gone\nsources: [{type: synthetic, events: 1000000}]\nsinks: [{type: stdout}]\ncheckpoint: {dir: ${join(dir, 'stdout-gone-checkpoints')}}\nsettings: {restart: {backoff: 1ms, max_backoff: 1ms}}\n`);
+  const run = spawnTributary(t, ['run', file, '--log-level', 'warn'], { stdout: true });
+  run.child.stdout!.once('data', () => run.child.stdout!.destroy());
+  const code = await run.exited;
+  assert.equal(code, 1, run.stderr);
+  assert.match(run.stderr, /pipeline gone failed: sink-stdout-0 .*standard output's reader went away \(EPIPE, broken pipe\)/);
+  assert.doesNotMatch(run.stderr, /restarting it/);
+});
+
 test('a FIFO whose reader stops reading: SIGTERM still ends the process, at shutdown_timeout (exit 1)', async (t) => {
   const fifo = join(dir, 'stalled.fifo');
   execFileSync('mkfifo', [fifo]);

@@ -39,7 +39,7 @@ export default defineSink<FileSinkConfig>({
   status: 'stable',
   summary: 'Writes records as JSON lines to a file.',
   description:
-    'Feature vectors are written as `{name: value}` objects. Missing folders are created. Records go to the file as they come, not at checkpoints: a plain file gets them in 256 KiB chunks, or 200 ms after the first one pending, whichever comes first (predictions are in the file that soon after the model made them, once the process has a moment: an `mlp` or `gru` model predicts in micro-batches, a sample waiting up to its `batch.max_delay` for its own, 200 ms by default; on a large input the file grows in bursts of a few chunks, a few hundred ms apart). So a crash (`kill -9`) leaves in it outputs past the last checkpoint, and the run resumed from that checkpoint writes them again (at-least-once: docs/operations.md); only right after a checkpoint (its flush, then until the next chunk or 200 ms) does the file hold no more than it covers. A flush (each checkpoint; without checkpoints every `settings.commit_interval`, and at the end) waits until every record given to the sink is handed to the OS. A gzip file\'s text is held by the compressor until a flush, until it has a deflate block to emit (about every 130 KB of prediction text), or `gzip_flush_interval` (5 s by default) after it came, when a sync flush puts it in the file: a fast stream\'s gzip file grows as it goes, a slow one\'s (a daemon at a few events a second) every `gzip_flush_interval`, not only at each flush (`checkpoint.interval`, 30 s by default). A path that a source of the pipeline reads (a `file` source\'s `path`, or any source declaring it: PluginSpec.inputFiles; by name, through links, or the same inode) is a config error, and so is `tributary backtest --input` of it: replacing it would wipe the input before it is read. Sinks of one process writing the same file (pipelines run together with one dead-letter file, say) share it: each record is written once, none overwritten; a file that one of the pipelines run together already replaced is appended to when a sink opens it again. A sink resuming from a checkpoint appends, after dropping a record the last run left cut short at the end. Zero bytes the file ends with (blocks a crash left zero-filled: the file\'s size reached the disk before its data) are dropped before appending, said. Every write goes to the file\'s end (O_APPEND; a run from the start truncates the file as it opens it), and the daemon reopens the path on SIGHUP, so the file can be rotated by logrotate (`create` with `postrotate` sending SIGHUP, or `copytruncate`; docs/operations.md). A gzip file is flushed at every flush (each checkpoint; without checkpoints every `settings.commit_interval`, and at the end) with a sync flush, readable by streaming gzip readers up to there, in one member until it holds 4 MiB of text or a flush finds nothing new (idle; it is then complete gzip), so frequent flushes cost little size and a crash leaves only its last member incomplete; appending, that member is first completed with its whole records. A last member damaged by a crash (cut short and followed by zero-filled blocks or stale bytes, corrupt deflate data, a wrong CRC) is read as the `file` source reads it: cut short (zero-filled blocks after it too), its whole records are kept in a complete member and a record cut short is dropped; one whose CRC fails (a flipped bit that inflates without error too) or whose deflate data is corrupt (stale bytes after a cut: zlib can inflate them as garbage before it fails) keeps none of its records, as any of them may be wrong and kept they would get a right CRC: they are moved, as they were inflated, to a new file beside it, `<path>.damaged-<UTC time>.jsonl` (written durably before the member is replaced; resuming, those after the checkpoint are also written again from it), to check and take back. Each is said with where the damage is, why, how many bytes and records went, and where; zero bytes after a complete last member are dropped (gzip readers stop at them). The file is locked as the pipeline starts (`<path>.lock`, holding pid, host and when the process started; a `lazy` one at its first record): another process writing it (a backtest of a running daemon\'s pipeline) is refused, naming the holder; a lock of a process that died (its pid gone, or reused by a process started since; or of another host, not renewed for 10 minutes) is taken over, by one process at a time. Only a regular file is replaced: a device, a FIFO, or /dev/stdout (whatever it leads to: a shell\'s `>> out.txt` is appended to) is written without truncation, and not locked. A FIFO (named pipe) is written once a reader opens it; the pipeline waits for one, and a stop while it waits ends the run before anything is read. A reader that stops reading holds the pipeline back (a stop then ends the process at `shutdown_timeout`); one that goes away fails the sink (a broken pipe, TRIB_ERR_SINK).',
+    'Feature vectors are written as `{name: value}` objects. Missing folders are created. Records go to the file as they come, not at checkpoints: a plain file gets them in 256 KiB chunks, or 200 ms after the first one pending, whichever comes first (predictions are in the file that soon after the model made them, once the process has a moment: an `mlp` or `gru` model predicts in micro-batches, a sample waiting up to its `batch.max_delay` for its own, 200 ms by default; on a large input the file grows in bursts of a few chunks, a few hundred ms apart). So a crash (`kill -9`) leaves in it outputs past the last checkpoint, and the run resumed from that checkpoint writes them again (at-least-once: docs/operations.md); only right after a checkpoint (its flush, then until the next chunk or 200 ms) does the file hold no more than it covers. A flush (each checkpoint; without checkpoints every `settings.commit_interval`, and at the end) waits until every record given to the sink is handed to the OS. A gzip file\'s text is held by the compressor until a flush, until it has a deflate block to emit (about every 130 KB of prediction text), or `gzip_flush_interval` (5 s by default) after it came, when a sync flush puts it in the file: a fast stream\'s gzip file grows as it goes, a slow one\'s (a daemon at a few events a second) every `gzip_flush_interval`, not only at each flush (`checkpoint.interval`, 30 s by default). A path that a source of the pipeline reads (a `file` source\'s `path`, or any source declaring it: PluginSpec.inputFiles; by name, through links, or the same inode) is a config error, and so is `tributary backtest --input` of it: replacing it would wipe the input before it is read. Sinks of one process writing the same file (pipelines run together with one dead-letter file, say) share it: each record is written once, none overwritten; a file that another of the pipelines run together already replaced is appended to when a sink opens it again (one only this pipeline wrote is replaced again by its restart in the process from the start of its input, as a new process would). A file deleted while it is written (an `rm`, its folder removed) fails the sink at the next flush, whose checkpoint is not written: the restart from the last checkpoint writes the records since into a new file at the path. A sink resuming from a checkpoint appends, after dropping a record the last run left cut short at the end. Zero bytes the file ends with (blocks a crash left zero-filled: the file\'s size reached the disk before its data) are dropped before appending, said. Every write goes to the file\'s end (O_APPEND; a run from the start truncates the file as it opens it), and the daemon reopens the path on SIGHUP, so the file can be rotated by logrotate (`create` with `postrotate` sending SIGHUP, or `copytruncate`; docs/operations.md). A gzip file is flushed at every flush (each checkpoint; without checkpoints every `settings.commit_interval`, and at the end) with a sync flush, readable by streaming gzip readers up to there, in one member until it holds 4 MiB of text or a flush finds nothing new (idle; it is then complete gzip), so frequent flushes cost little size and a crash leaves only its last member incomplete; appending, that member is first completed with its whole records. A last member damaged by a crash (cut short and followed by zero-filled blocks or stale bytes, corrupt deflate data, a wrong CRC) is read as the `file` source reads it: cut short (zero-filled blocks after it too), its whole records are kept in a complete member and a record cut short is dropped; one whose CRC fails (a flipped bit that inflates without error too) or whose deflate data is corrupt (stale bytes after a cut: zlib can inflate them as garbage before it fails) keeps none of its records, as any of them may be wrong and kept they would get a right CRC: they are moved, as they were inflated, to a new file beside it, `<path>.damaged-<UTC time>.jsonl` (written durably before the member is replaced; resuming, those after the checkpoint are also written again from it), to check and take back. Each is said with where the damage is, why, how many bytes and records went, and where; zero bytes after a complete last member are dropped (gzip readers stop at them). The file is locked as the pipeline starts (`<path>.lock`, holding pid, host and when the process started; a `lazy` one at its first record): another process writing it (a backtest of a running daemon\'s pipeline) is refused, naming the holder; a lock of a process that died (its pid gone, or reused by a process started since; or of another host, not renewed for 10 minutes) is taken over, by one process at a time. Only a regular file is replaced: a device, a FIFO, or /dev/stdout (whatever it leads to: a shell\'s `>> out.txt` is appended to) is written without truncation, and not locked. A FIFO (named pipe) is written once a reader opens it; the pipeline waits for one, and a stop while it waits ends the run before anything is read. A reader that stops reading holds the pipeline back (a stop then ends the process at `shutdown_timeout`); one that goes away fails the sink (a broken pipe, TRIB_ERR_SINK).',
   config: {
     type: 'object',
     additionalProperties: false,
@@ -95,8 +95,8 @@ export default defineSink<FileSinkConfig>({
       const resuming = context.resuming === true;
       // Its own records must follow what the file holds (resuming, append: true)...
       const keepsOld = resuming || config.append;
-      // ...or the file is opened to append anyway, as this process replaced it already.
-      const append = keepsOld || replacedInRun(context).has(path);
+      // ...or the file is opened to append anyway, as another pipeline run with this one replaced it already.
+      const append = keepsOld || replacedByOthers(context, path);
       // Only a regular file has a tail to mend: opening a FIFO to read it would block until a writer came.
       const mendsTail = append && !openOutputs.has(path) && !isSpecialFile(path);
       if (!gzip && mendsTail) {
@@ -151,7 +151,9 @@ export default defineSink<FileSinkConfig>({
       },
       ready: () => output?.writer.ready(),
       flush: async () => {
-        if (output !== undefined) await flushOutput(output);
+        if (output === undefined) return;
+        await flushOutput(output);
+        failIfDeleted(output, context);
       },
       reopen: async () => {
         if (output !== undefined) await reopenOutput(output, context);
@@ -193,14 +195,27 @@ const openOutputs = new Map<string, SharedOutput>();
  * Files replaced by a sink of the pipelines run together (PluginContext.runShared): a sink opening one
  * again appends. Those pipelines do not hold a shared file open at the same times (a lazy dead-letter
  * file opens at the first reject, maybe after another pipeline closed it), and a second 'w' would
- * wipe the first one's records. A pipeline run again later (in the same process) replaces it anew.
+ * wipe the first one's records. A pipeline run again later (in the same process) replaces it anew. By
+ * path, the pipelines that opened it since it was replaced.
  */
-function replacedInRun(context: PluginContext): Set<string> {
+function replacedInRun(context: PluginContext): Map<string, Set<string>> {
   const scope = context.runShared;
-  if (scope === undefined) return new Set();
-  let replaced = scope.get('file-sink:replaced') as Set<string> | undefined;
-  if (replaced === undefined) scope.set('file-sink:replaced', (replaced = new Set()));
+  if (scope === undefined) return new Map();
+  let replaced = scope.get('file-sink:replaced') as Map<string, Set<string>> | undefined;
+  if (replaced === undefined) scope.set('file-sink:replaced', (replaced = new Map()));
   return replaced;
+}
+
+/**
+ * Whether `path` was replaced in this run and holds another pipeline's records since (appended to, not
+ * replaced again). A file only this pipeline wrote is replaced again: the daemon's restart of a failed
+ * pipeline that had no checkpoint yet starts from the start of its input, as a new process would, and
+ * appending (as it did) left the failed run's records (a full disk: the last one cut short) before the
+ * same records written again.
+ */
+function replacedByOthers(context: PluginContext, path: string): boolean {
+  const writers = replacedInRun(context).get(path);
+  return writers !== undefined && [...writers].some((pipeline) => pipeline !== context.pipeline);
 }
 
 /**
@@ -216,9 +231,12 @@ function openShared(path: string, gzip: boolean, append: boolean, keepsOld: bool
     // would decide, and the resuming one's earlier output could be gone. Said instead.
     if (keepsOld && !shared.append) throw new Error(`${path} was replaced by another sink of this process as it started; this sink appends to it (it is resuming, or append: true): give them different files`);
     shared.users++;
+    replacedInRun(context).get(path)?.add(context.pipeline);
     return shared;
   }
-  if (!append) replacedInRun(context).add(path);
+  const writers = replacedInRun(context);
+  if (!append) writers.set(path, new Set([context.pipeline]));
+  else writers.get(path)?.add(context.pipeline);
   makeFolderDurablySync(dirname(path));
   // Resuming from a checkpoint keeps what was written before it (at-least-once, not truncation). Only
   // a regular file of the sink's own is replaced: not a device, nor the file a shell gave the process
@@ -247,9 +265,27 @@ async function reopenOutput(output: SharedOutput, context: PluginContext): Promi
   const file = output.file;
   if (!(file instanceof OutputFile)) return;
   await output.writer.flush(); // the records the sink was given go to the old file
+  failIfDeleted(output, context); // not reopened: a new file would take over as if nothing had gone
   if (output.compressor !== undefined) await output.compressor.endMemberThenReopen(() => file.reopen());
   else await file.reopen();
   context.logger.info({ file: output.path }, 'file sink: reopened its file');
+}
+
+/**
+ * Fails the run where the output's file was deleted under it (`rm`, its folder removed, a rotation that
+ * compressed the renamed file before the SIGHUP): writes to a deleted file succeed, so its records since
+ * the last checkpoint were going nowhere while checkpoints went on covering them, and /readyz said ready.
+ * Checked at each flush (a checkpoint's: it is not written) and before a reopen; the restart from the
+ * last checkpoint writes those records again into a new file at the path.
+ */
+function failIfDeleted(output: SharedOutput, context: PluginContext): void {
+  if (!(output.file instanceof OutputFile) || !output.file.deleted()) return;
+  const error = new Error(
+    `${output.path}: the file was deleted while this sink wrote it (removed, its folder removed, or rotated and compressed before the SIGHUP): ` +
+      'the records written since the last checkpoint went with it; the run restarts from that checkpoint and writes them again into a new file at the path',
+  );
+  context.fail(error);
+  throw error;
 }
 
 async function flushOutput(output: SharedOutput): Promise<void> {
@@ -370,6 +406,11 @@ class OutputFile extends Writable {
     this.reopenAt = this.written + this.writableLength;
     // An empty write reaches _write in its turn, even when the stream is idle.
     return new Promise((resolve, reject) => this.write(Buffer.alloc(0), (error) => (error ? reject(error) : resolve())));
+  }
+
+  /** Whether the file open now has no name left (deleted; a rename keeps one). */
+  deleted(): boolean {
+    return this.fd !== undefined && fstatSync(this.fd).nlink === 0;
   }
 
   override _construct(done: (error?: Error | null) => void): void {

@@ -1,10 +1,14 @@
 /** `stdout`: writes records as JSON lines to standard output, for pipes and `jq`. */
-import { defineSink, JsonLinesWriter, type StreamRecord } from 'tributary';
+import { defineSink, JsonLinesWriter, TributaryError, type StreamRecord } from 'tributary';
 
-/** A closed pipe said as what it is: a reader such as `head` exits once it has what it wanted. */
+/**
+ * A closed pipe said as what it is: a reader such as `head` exits once it has what it wanted. The
+ * process's standard output stays closed, so the daemon does not restart the pipeline in the process
+ * (lastsForProcess): the run ends, exit 1, its last checkpoint kept.
+ */
 function named(error: unknown): never {
   if ((error as NodeJS.ErrnoException | null)?.code !== 'EPIPE') throw error;
-  throw Object.assign(new Error("standard output's reader went away (EPIPE, broken pipe)", { cause: error }), { code: 'EPIPE' });
+  throw new TributaryError('TRIB_ERR_SINK', "standard output's reader went away (EPIPE, broken pipe)", { cause: error, lastsForProcess: true });
 }
 
 export default defineSink<Record<string, never>>({
