@@ -849,6 +849,42 @@ for (const revoked of [true, false]) {
   });
 }
 
+for (const lost of [true, false]) {
+  test(`exactly-once scale_out: a revocation of partitions ${lost ? 'librdkafka takes as lost (a stall past the group session) commits none of their offsets: the open transaction, which holds outputs of their records, is abandoned, handed over, and their state is not saved' : 'not lost seals the open transaction with their offsets and the marks of their state files'}`, async (t) => {
+    const script = await scriptedConsumer();
+    t.after(script.restore);
+    script.swap({
+      committed: (list: { topic: string; partition: number }[], _timeout: number, cb: (error: null, offsets: unknown[]) => void) =>
+        void setTimeout(() => cb(null, list.map(({ topic, partition }) => ({ topic, partition, offset: 7 }))), 5),
+      // librdkafka's answer to a commit of the current assignment: lost, or no offset stored to commit.
+      commitSync(offsets: unknown) {
+        if (offsets === null || offsets === undefined) throw Object.assign(new Error(lost ? 'Local: Assignment lost' : 'Local: No offset stored'), { code: lost ? -142 : -168 });
+      },
+    });
+    const { sent, abandoned, shared } = standInTransactions();
+    const instance = await (kafkaSource as SourcePlugin<KafkaSourceConfig>).create(unreachableConfig(['t'], { guarantee: 'exactly-once' }), testContext({ batchSize: 100, shared }));
+    t.after(() => instance.close?.());
+    const revoked: PartitionRevocation[][] = [];
+    // The runtime's side (scale_out): it saves the state of those not lost, then seals the transaction while it holds the sources.
+    instance.onPartitions!({ assigned: async () => new Map(), revoked: async (partitions, whileHeld) => void (revoked.push([...partitions]), whileHeld?.(new Map([['t-0', '3-abcdef']]))) });
+    await readOneThenRevoke(instance, script);
+    await until(() => revoked.length === 1, 'the partition revoked');
+    assert.deepEqual(revoked[0], [{ id: 't-0', offset: 8, ...(lost ? { lost: true } : {}) }]);
+    if (lost) {
+      // Before: sealed with t/0's offset 8, sent with the group identity librdkafka had after the expulsion
+      // (reset, a transactional commit of it is one the brokers take: KIP-447 fences by that identity), while
+      // the member that took t/0 read it on from the group's older committed offset: its records written twice.
+      assert.deepEqual(sent, [], 'no offset of a lost partition sent');
+      assert.equal(abandoned.length, 1, 'the open transaction abandoned');
+      assert.ok(inputHandedOver(abandoned[0]), String(abandoned[0]));
+      assert.match(abandoned[0]!.message, /^this member lost its partitions \(t\/0\)/);
+    } else {
+      assert.deepEqual(sent, [[{ topic: 't', partition: 0, offset: 8 }]]);
+      assert.deepEqual(abandoned, []);
+    }
+  });
+}
+
 test('a long run of rebalances over ever new partitions (a topic pattern whose topics come and go) keeps entries only for the partitions held and those whose hand-over commit the brokers refused, and no lag series of a partition gone', async (t) => {
   const script = await scriptedConsumer({ assignAtSubscribe: false });
   t.after(script.restore);

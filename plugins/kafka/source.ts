@@ -2680,20 +2680,25 @@ class KafkaSource {
     // have its output in the next transaction, which commits without the offsets of a partition gone.
     // Lost (the session or max.poll.interval expired): the group gave them to other members already,
     // which restore their state and may write its files by now: their state is not saved, nor their
-    // offsets committed (at-least-once; exactly-once, see the seal below).
+    // offsets committed (exactly-once: the open transaction is abandoned).
     const lost = this.assignmentLost();
     const checkpointFirst = !lost && this.transactions !== undefined && this.context.commitNow !== undefined && !this.closing && this.keepsOthers(assignment);
     const { revoked, offsets } = this.takeAway(assignment);
     const positions = revoked.map((state) => ({ id: state.id, offset: state.next, ...(lost ? { lost } : {}) }));
+    // Exactly-once, lost: as loseCommitted, the open transaction, which holds outputs of their records,
+    // never commits (abandoned before the runtime's hand-over, so no checkpoint waiting on it commits it),
+    // and the run restarts, handed over. Their offsets are not sent: they would go with the group
+    // identity librdkafka has after the expulsion. The brokers refused that so far ("Unknown member"),
+    // but a transactional commit of a reset identity (no member id, generation -1) is one they take
+    // (KIP-447 fences by that identity), under the member that took the partitions.
+    if (lost && this.transactions) this.abandonTransaction(assignment.map((tp) => `${tp.topic}/${tp.partition}`));
     try {
       if (checkpointFirst) await this.checkpointHandingOver(revoked);
       let committed: Promise<void> | undefined;
       // Exactly-once: sealed while the runtime still holds its barrier, so the transaction holds no
-      // output of another partition's record processed after these offsets were taken. Lost, the
-      // brokers refuse its offsets (KIP-447: the group went on without this member), and the
-      // transaction, which holds outputs of their records, is aborted: the run restarts (handed over).
+      // output of another partition's record processed after these offsets were taken.
       const seal =
-        this.transactions && offsets.length > 0 && !checkpointFirst
+        this.transactions && offsets.length > 0 && !checkpointFirst && !lost
           ? (marks: ReadonlyMap<string, string>) => void (committed = this.transactions!.commit(this.withMarks(offsets, { partitions: marks }), this.consumer).committed)
           : undefined;
       await listener.revoked(positions, seal);
