@@ -1154,6 +1154,45 @@ test('start_from latest: a partition added to its topic under a running source, 
   }, 't/1 found stalled at its start', 15_000);
 });
 
+test('the consumer lag has no sample while no partition is assigned (before the first assignment, after a revocation of all): a 0 would tell an alert "caught up"; the assigned partitions say 0', async (t) => {
+  const script = await scriptedConsumer({ assignAtSubscribe: false });
+  t.after(script.restore);
+  script.highOffsets.set('t/0', 30);
+  script.swap({
+    // t/0 read to 20 of its 30: a lag of 10.
+    position: (list: { topic: string; partition: number }[]) => list.map(({ topic, partition }) => ({ topic, partition, offset: 20 })),
+    // librdkafka's answer to a commit of the current assignment (assignmentLost): no offset stored, nothing lost.
+    commitSync(offsets: unknown) {
+      if (offsets === null || offsets === undefined) throw Object.assign(new Error('Local: No offset stored'), { code: -168 });
+    },
+  });
+  let now = Date.UTC(2024, 4, 1);
+  const hub = new MetricsHub();
+  const context = testContext({ batchSize: 100, clock: { now: () => now }, metrics: hub.scoped({ pipeline: 'test', stage: 'source' }) });
+  const instance = await (kafkaSource as SourcePlugin<KafkaSourceConfig>).create(unreachableConfig(['t']), context);
+  t.after(() => instance.close?.());
+  const sample = async (name: string): Promise<number | undefined> => {
+    const line = (await hub.registry.metrics()).split('\n').find((l) => new RegExp(`^tributary_${name}(\\{| )`).test(l));
+    return line === undefined ? undefined : Number(line.split(' ').pop());
+  };
+  /** Moves the source's clock past the 2 s between exports until `condition` holds. */
+  const exported = (what: string, condition: () => Promise<boolean>) =>
+    until(async () => {
+      now += 2_100;
+      return condition();
+    }, what);
+  await readInBackground(instance, script);
+  await exported('no partition assigned, exported', async () => (await sample('kafka_assigned_partitions')) === 0);
+  // Before: 0 from the first export on, as if every record were through.
+  assert.equal(await sample('kafka_consumer_lag'), undefined, 'no lag sample before the first assignment');
+  script.rebalance('assign', [{ topic: 't', partition: 0 }]);
+  await exported('the lag of t/0 exported', async () => (await sample('kafka_consumer_lag')) === 10);
+  assert.equal(await sample('kafka_assigned_partitions'), 1);
+  script.rebalance('revoke', [{ topic: 't', partition: 0 }]);
+  await exported('the revocation exported', async () => (await sample('kafka_assigned_partitions')) === 0);
+  assert.equal(await sample('kafka_consumer_lag'), undefined, 'no lag sample once no partition is assigned: the series goes stale');
+});
+
 test('no test leaves a fake method on KafkaConsumer\'s prototype for the tests after it (each restores what it swapped)', async () => {
   const now = Object.getOwnPropertyDescriptors((await rdkafka()).KafkaConsumer.prototype);
   const changed = [...new Set([...Object.keys(pristinePrototype), ...Object.keys(now)])].filter((name) => now[name]?.value !== pristinePrototype[name]?.value);

@@ -544,8 +544,12 @@ class KafkaSource {
   /** Assigned partitions behind the brokers' cached high watermark: the position last seen, and since when (watchProgress). */
   private readonly progress = new Map<string, { position: number; since: number }>();
   private lastProgressCheck = 0;
-  /** Records of the assigned partitions not yet through this source (exportLag), and how many partitions it is assigned. */
-  private readonly lagGauge: Gauge;
+  /**
+   * Records of the assigned partitions not yet through this source (exportLag), and how many partitions it
+   * is assigned. A family of no labels of its own, so that its one series can be removed: with no partition
+   * assigned there is no lag to measure, and a 0 would read as "caught up".
+   */
+  private readonly lagGauge: GaugeFamily;
   /** The lag per partition (topic, partition), so that one partition stuck behind does not hide in the sum. */
   private readonly partitionLag: GaugeFamily;
   /** The partitions whose lag series exist (by key): removed once no longer assigned. */
@@ -600,7 +604,11 @@ class KafkaSource {
     this.label = context.label;
     this.features = Kafka.features;
     this.maxBuffered = config.max_buffered ?? 2 * context.batchSize;
-    this.lagGauge = context.metrics.gauge('kafka_consumer_lag', 'Records of the assigned partitions not yet through the source: the high watermark minus the read position, plus records read and waiting in its buffer.');
+    this.lagGauge = context.metrics.gaugeFamily(
+      'kafka_consumer_lag',
+      'Records of the assigned partitions not yet through the source: the high watermark minus the read position, plus records read and waiting in its buffer. No sample while no partition is assigned (see kafka_assigned_partitions).',
+      [],
+    );
     this.partitionLag = context.metrics.gaugeFamily(
       'kafka_partition_lag',
       'Records of one assigned partition not yet through the source: its high watermark minus the read position, plus its records read and waiting in the buffer (the parts of kafka_consumer_lag).',
@@ -1898,7 +1906,7 @@ class KafkaSource {
    * librdkafka last saw it, a local call) minus where reading is (librdkafka's position; before the
    * first record of it, where reading starts, looked up once per assignment), plus the records read and
    * waiting in this source's buffer. Growing, the pipeline falls behind its input (the alert to set). A
-   * partition whose end or start is not known yet counts 0. The group's committed offsets lag more (they
+   * partition whose end or start is not known yet counts 0. None assigned: no sample (see lagGauge). The group's committed offsets lag more (they
    * follow checkpoints): this is the work left, not the replay a restart would make.
    */
   private exportLag(): void {
@@ -1908,8 +1916,10 @@ class KafkaSource {
     const assigned = this.assignedList();
     this.assignedGauge.set(assigned.length);
     if (!this.connected || assigned.length === 0) {
+      // Nothing measured (before the first assignment, the group's partitions all elsewhere, or lost with
+      // the brokers): no sample, so the series goes stale. 0 told an alert "caught up".
       this.removePartitionLag(new Set());
-      return this.lagGauge.set(this.buffered);
+      return this.lagGauge.remove({});
     }
     let lag = this.buffered;
     const unknownStarts: PartitionState[] = [];
@@ -1943,7 +1953,7 @@ class KafkaSource {
     } catch {
       return; // not known now (the consumer closing): the last figure stands
     }
-    this.lagGauge.set(lag);
+    this.lagGauge.set({}, lag);
     this.removePartitionLag(exported);
     if (unknownStarts.length > 0 && this.lagStarts === undefined && !this.closing) {
       // Looked up for the next export, one partition after another, in the background.
