@@ -1193,6 +1193,37 @@ test('the consumer lag has no sample while no partition is assigned (before the 
   assert.equal(await sample('kafka_consumer_lag'), undefined, 'no lag sample once no partition is assigned: the series goes stale');
 });
 
+test('at-least-once: the commits in flight when the group expels the member, all refused with one error, are one warning naming the partitions, not one each', async (t) => {
+  const script = await scriptedConsumer();
+  t.after(script.restore);
+  let consumer: { globalConfig: { offset_commit_cb: (error: number, offsets: unknown[]) => void } } | undefined;
+  const sent: { topic: string; partition: number; offset: number }[][] = [];
+  script.swap({
+    // librdkafka's answer to a commit of the current assignment (assignmentLost): no offset stored, nothing lost yet.
+    commitSync(offsets: unknown) {
+      if (offsets === null || offsets === undefined) throw Object.assign(new Error('Local: No offset stored'), { code: -168 });
+    },
+    commit(this: NonNullable<typeof consumer>, offsets: { topic: string; partition: number; offset: number }[]) {
+      consumer = this;
+      sent.push(offsets);
+    },
+  });
+  const { warnings, context } = warningsKept();
+  const instance = await (kafkaSource as SourcePlugin<KafkaSourceConfig>).create(unreachableConfig(['t']), context);
+  t.after(() => instance.close?.());
+  await startReading(instance, script);
+  await readOneRecord(instance, script);
+  for (let i = 0; i < 9; i++) await instance.commit!(instance.position!());
+  assert.ok(sent.length > 0, 'committed');
+  // The brokers answer every commit in flight at once: the member is no longer in the group (librdkafka's error code 25).
+  for (let i = 0; i < 9; i++) consumer!.globalConfig.offset_commit_cb(25, [{ topic: 't', partition: 0, offset: 8 }]);
+  const said = warnings.filter((w) => w.message.startsWith('kafka offset commit failed'));
+  // Before: nine, one per commit, each naming no partition.
+  assert.equal(said.length, 1, said.map((w) => JSON.stringify(w.fields)).join('\n'));
+  assert.deepEqual((said[0]!.fields as { partitions: string[] }).partitions, ['t/0']);
+  assert.match((said[0]!.fields as { err: string }).err, /Unknown member/);
+});
+
 test('no test leaves a fake method on KafkaConsumer\'s prototype for the tests after it (each restores what it swapped)', async () => {
   const now = Object.getOwnPropertyDescriptors((await rdkafka()).KafkaConsumer.prototype);
   const changed = [...new Set([...Object.keys(pristinePrototype), ...Object.keys(now)])].filter((name) => now[name]?.value !== pristinePrototype[name]?.value);

@@ -643,7 +643,7 @@ class KafkaSource {
         // The answer to assignmentLost()'s question, not to a commit.
         if (error && (error.code === ErrorCode.NO_OFFSET || error.code === ErrorCode.ASSIGNMENT_LOST)) return;
         // At-least-once: a failed commit only means a longer replay after a crash, so it is logged, not fatal.
-        if (error) this.context.logger.warn({ err: asError(error).message }, 'kafka offset commit failed; a restart replays from the previous commit');
+        if (error) this.commitFailed(error, committed ?? []);
         else if (committed) this.noteCommitted(committed);
         if (this.commitsInFlight > 0 && --this.commitsInFlight === 0) this.commitsSettled?.();
       },
@@ -914,9 +914,23 @@ class KafkaSource {
       this.consumer.commit(offsets);
       this.commitsInFlight++;
     } catch (error) {
-      this.context.logger.warn({ err: asError(error).message }, 'kafka offset commit failed; a restart replays from the previous commit');
+      this.commitFailed(error, offsets);
     }
     return Promise.resolve();
+  }
+
+  /**
+   * A periodic commit that failed (at-least-once), said as the source's other client errors are
+   * (ConnectionFailures.logError): one warning per error text, naming the commit's partitions, until a
+   * connection succeeds again after an outage; repeats at debug level. The commits in flight when the
+   * group expels this member (or the brokers go away) all fail at once with one error: each was a
+   * warning of its own (nine in one millisecond at a partition loss).
+   */
+  private commitFailed(error: unknown, offsets: readonly RdKafka.TopicPartition[]): void {
+    this.connectionFailures.logError(asError(error), 'kafka offset commit failed; a restart replays from the previous commit', {
+      source: this.label,
+      partitions: offsets.map((tp) => `${tp.topic}/${tp.partition}`),
+    });
   }
 
   /**
