@@ -2,7 +2,9 @@
  * Scale-out through real daemon processes and a real broker: two members split the partitions with
  * their per-user state; one is killed with SIGKILL mid-stream; the survivor takes its partitions over
  * from the shared partition state (the newest file its group's committed offset covers) and replays
- * the rest. Every session still closes whole, and in exactly-once mode exactly once.
+ * the rest. Every session still closes whole, and in exactly-once mode exactly once. And a member
+ * stalled past its group session (SIGSTOP) while input keeps coming: exactly-once, it commits nothing of
+ * the partitions it lost, and the committed output holds every record once.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -11,8 +13,8 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CheckpointStore } from 'tributary';
-import { daemonStarted, exited, kafkaBrokers, startDaemon, uniqueTopic, waitFor } from './kafka/env.js';
-import { createTopic, produce, readTopic, values, type RawRecord } from './kafka/client.js';
+import { daemonStarted, exited, kafkaBrokers, keptLog, startDaemon, uniqueTopic, waitFor } from './kafka/env.js';
+import { clickJson, createTopic, groupCommitted, produce, produceEvery, readTopic, values, type RawRecord } from './kafka/client.js';
 
 const base = Date.parse('2024-05-01T00:00:00Z');
 const users = 40;
@@ -53,8 +55,8 @@ interface Daemon {
   assigned: string[];
 }
 
-function startMember(file: string, brokers: string): Daemon {
-  const child = startDaemon(file, brokers, undefined, ['--log-level', 'info']);
+function startMember(file: string, brokers: string, log?: string[]): Daemon {
+  const child = startDaemon(file, brokers, log, ['--log-level', 'info']);
   const daemon: Daemon = { process: child, assigned: [] };
   let pending = '';
   child.stderr!.on('data', (chunk: Buffer) => {
@@ -203,6 +205,89 @@ scale_out: { state_dir: ${join(dir, 'partition-state')} }
     assert.equal(counts.size, 40 + partitions, 'every output committed');
   } finally {
     for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('exactly-once scale-out: a member stalled past its group session (SIGSTOP) while it reads commits nothing of the partitions it lost once resumed: the other member takes them over, the committed output holds every record once, and each partition\'s newest state file is the one its committed offset covers', { timeout: 120_000 }, async (t) => {
+  const brokers = kafkaBrokers(t);
+  if (!brokers) return;
+  const input = uniqueTopic('stall-scale-in');
+  const output = uniqueTopic('stall-scale-out');
+  for (const topic of [input, output]) await createTopic(brokers, topic, partitions);
+  const dir = mkdtempSync(join(tmpdir(), 'tributary-stall-scale-'));
+  const stateDir = join(dir, 'partition-state');
+  const files = ['a', 'b'].map((member) => {
+    const file = join(dir, `${member}.yaml`);
+    writeFileSync(
+      file,
+      `
+name: stall-scale
+sources:
+  - type: kafka
+    brokers: \${KAFKA_BROKERS}
+    topics: [${input}]
+    group: g-${input}
+    guarantee: exactly-once
+    start_from: earliest
+    mapping: { attributes: [seq] }
+    options: { session.timeout.ms: 6000, heartbeat.interval.ms: 500 }
+sinks:
+  - { type: kafka, brokers: "\${KAFKA_BROKERS}", topic: ${output}, kinds: [event], guarantee: exactly-once, transactional_id: tx-${output}-${member} }
+dead_letter: { type: file, path: ${join(dir, `dead-letters-${member}.jsonl`)} }
+settings:
+  restart: { backoff: 100ms }
+# B's checkpoints far apart: none falls between its resume and the revocation that says its partitions
+# were lost, so that revocation finds its transaction open, holding outputs of their records.
+checkpoint: { dir: ${join(dir, `checkpoints-${member}`)}, interval: ${member === 'a' ? '1s' : '40s'} }
+scale_out: { state_dir: ${stateDir} }
+`,
+    );
+    return file;
+  });
+  const logs: [string[], string[]] = [[], []];
+  const daemons: Daemon[] = [];
+  // Input keeps coming on every partition, so the stalled member holds records read past its last commit.
+  const feed = produceEvery(brokers, input, 4, (seq) => ({ partition: seq % partitions, key: `u${seq % 50}`, value: clickJson(seq % 50, base + seq, 'view', { seq }) }));
+  let fed: number | undefined;
+  // To the end once the members stopped (else it throws): a read cut short could miss the duplicates it looks for.
+  const committed = async (toEnd = false): Promise<number[]> => values<{ attrs?: { seq?: number } }>(await readTopic(brokers, output, { committed: true, toEnd, timeoutMs: 10_000 })).map((event) => Number(event.attrs?.seq));
+  try {
+    daemons.push(startMember(files[0]!, brokers, logs[0]), startMember(files[1]!, brokers, logs[1]));
+    await daemonStarted(daemons[1]!.process, logs[1], 'the group to split the partitions', () => daemons.every((d) => d.assigned.length > 0) && daemons[0]!.assigned.length + daemons[1]!.assigned.length === partitions, 100);
+    await waitFor('member A to commit outputs, and B to hold some in its open transaction', async () => (await committed()).length >= 1_000, 60_000, 500);
+    // Frozen past its 6 s session: the group gives B's partitions to A, which commits them on (checkpoints 1 s apart).
+    daemons[1]!.process.kill('SIGSTOP');
+    await waitFor('member A to take every partition', () => daemons[0]!.assigned.length === partitions, 30_000, 100);
+    await new Promise((resolve) => setTimeout(resolve, 3_000));
+    daemons[1]!.process.kill('SIGCONT');
+    await waitFor('member B to learn it lost its partitions', () => /partitions lost|lost its partitions/.test(logs[1].join('')), 30_000, 100);
+    await waitFor('the group to split the partitions again', () => daemons.every((d) => d.assigned.length > 0), 60_000, 100);
+    fed = await feed.stop();
+    const count = fed;
+    // B first: its stop commits what it read (its checkpoints are 40 s apart) and hands its partitions to A, which reads them to the end.
+    daemons[1]!.process.kill('SIGTERM');
+    assert.equal(await exited(daemons[1]!.process), 0, 'a SIGTERM stop exits 0');
+    await waitFor('every record in the committed output', async () => new Set(await committed()).size >= count, 60_000, 500);
+    daemons[0]!.process.kill('SIGTERM');
+    assert.equal(await exited(daemons[0]!.process), 0, 'a SIGTERM stop exits 0');
+    const counts = new Map<number, number>();
+    for (const seq of await committed(true)) counts.set(seq, (counts.get(seq) ?? 0) + 1);
+    assert.deepEqual([...counts].filter(([, n]) => n !== 1).slice(0, 20), [], 'no output committed twice');
+    assert.equal(counts.size, count, 'every output committed');
+    // The last owner's file: none written after it by a member that had lost the partition.
+    assert.deepEqual(await savedOffsets(stateDir, input), await groupCommitted(brokers, `g-${input}`, input, partitions), "each partition's newest state file is at the group's committed offset");
+  } catch (error) {
+    t.diagnostic(`member A's log: ${keptLog(logs[0], 'stall-scale-a')}; member B's log: ${keptLog(logs[1], 'stall-scale-b')}`);
+    throw error;
+  } finally {
+    if (fed === undefined) await feed.stop();
+    for (const { process: child } of daemons) {
+      if (child.exitCode === null && child.signalCode === null) {
+        child.kill('SIGCONT');
+        child.kill('SIGKILL');
+      }
+    }
     rmSync(dir, { recursive: true, force: true });
   }
 });

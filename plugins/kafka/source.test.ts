@@ -849,6 +849,42 @@ for (const revoked of [true, false]) {
   });
 }
 
+for (const lost of [true, false]) {
+  test(`exactly-once scale_out: a revocation of partitions ${lost ? 'librdkafka takes as lost (a stall past the group session) commits none of their offsets: the open transaction, which holds outputs of their records, is abandoned, handed over, and their state is not saved' : 'not lost seals the open transaction with their offsets and the marks of their state files'}`, async (t) => {
+    const script = await scriptedConsumer();
+    t.after(script.restore);
+    script.swap({
+      committed: (list: { topic: string; partition: number }[], _timeout: number, cb: (error: null, offsets: unknown[]) => void) =>
+        void setTimeout(() => cb(null, list.map(({ topic, partition }) => ({ topic, partition, offset: 7 }))), 5),
+      // librdkafka's answer to a commit of the current assignment: lost, or no offset stored to commit.
+      commitSync(offsets: unknown) {
+        if (offsets === null || offsets === undefined) throw Object.assign(new Error(lost ? 'Local: Assignment lost' : 'Local: No offset stored'), { code: lost ? -142 : -168 });
+      },
+    });
+    const { sent, abandoned, shared } = standInTransactions();
+    const instance = await (kafkaSource as SourcePlugin<KafkaSourceConfig>).create(unreachableConfig(['t'], { guarantee: 'exactly-once' }), testContext({ batchSize: 100, shared }));
+    t.after(() => instance.close?.());
+    const revoked: PartitionRevocation[][] = [];
+    // The runtime's side (scale_out): it saves the state of those not lost, then seals the transaction while it holds the sources.
+    instance.onPartitions!({ assigned: async () => new Map(), revoked: async (partitions, whileHeld) => void (revoked.push([...partitions]), whileHeld?.(new Map([['t-0', '3-abcdef']]))) });
+    await readOneThenRevoke(instance, script);
+    await until(() => revoked.length === 1, 'the partition revoked');
+    assert.deepEqual(revoked[0], [{ id: 't-0', offset: 8, ...(lost ? { lost: true } : {}) }]);
+    if (lost) {
+      // Before: sealed with t/0's offset 8, sent with the group identity librdkafka had after the expulsion
+      // (reset, a transactional commit of it is one the brokers take: KIP-447 fences by that identity), while
+      // the member that took t/0 read it on from the group's older committed offset: its records written twice.
+      assert.deepEqual(sent, [], 'no offset of a lost partition sent');
+      assert.equal(abandoned.length, 1, 'the open transaction abandoned');
+      assert.ok(inputHandedOver(abandoned[0]), String(abandoned[0]));
+      assert.match(abandoned[0]!.message, /^this member lost its partitions \(t\/0\)/);
+    } else {
+      assert.deepEqual(sent, [[{ topic: 't', partition: 0, offset: 8 }]]);
+      assert.deepEqual(abandoned, []);
+    }
+  });
+}
+
 test('a long run of rebalances over ever new partitions (a topic pattern whose topics come and go) keeps entries only for the partitions held and those whose hand-over commit the brokers refused, and no lag series of a partition gone', async (t) => {
   const script = await scriptedConsumer({ assignAtSubscribe: false });
   t.after(script.restore);
@@ -1116,6 +1152,76 @@ test('start_from latest: a partition added to its topic under a running source, 
     now += 2_100;
     return /partition 1: librdkafka delivers no record from offset 0 on, .* the brokers hold records up to 9/.test(instance.health!().detail ?? '');
   }, 't/1 found stalled at its start', 15_000);
+});
+
+test('the consumer lag has no sample while no partition is assigned (before the first assignment, after a revocation of all): a 0 would tell an alert "caught up"; the assigned partitions say 0', async (t) => {
+  const script = await scriptedConsumer({ assignAtSubscribe: false });
+  t.after(script.restore);
+  script.highOffsets.set('t/0', 30);
+  script.swap({
+    // t/0 read to 20 of its 30: a lag of 10.
+    position: (list: { topic: string; partition: number }[]) => list.map(({ topic, partition }) => ({ topic, partition, offset: 20 })),
+    // librdkafka's answer to a commit of the current assignment (assignmentLost): no offset stored, nothing lost.
+    commitSync(offsets: unknown) {
+      if (offsets === null || offsets === undefined) throw Object.assign(new Error('Local: No offset stored'), { code: -168 });
+    },
+  });
+  let now = Date.UTC(2024, 4, 1);
+  const hub = new MetricsHub();
+  const context = testContext({ batchSize: 100, clock: { now: () => now }, metrics: hub.scoped({ pipeline: 'test', stage: 'source' }) });
+  const instance = await (kafkaSource as SourcePlugin<KafkaSourceConfig>).create(unreachableConfig(['t']), context);
+  t.after(() => instance.close?.());
+  const sample = async (name: string): Promise<number | undefined> => {
+    const line = (await hub.registry.metrics()).split('\n').find((l) => new RegExp(`^tributary_${name}(\\{| )`).test(l));
+    return line === undefined ? undefined : Number(line.split(' ').pop());
+  };
+  /** Moves the source's clock past the 2 s between exports until `condition` holds. */
+  const exported = (what: string, condition: () => Promise<boolean>) =>
+    until(async () => {
+      now += 2_100;
+      return condition();
+    }, what);
+  await readInBackground(instance, script);
+  await exported('no partition assigned, exported', async () => (await sample('kafka_assigned_partitions')) === 0);
+  // Before: 0 from the first export on, as if every record were through.
+  assert.equal(await sample('kafka_consumer_lag'), undefined, 'no lag sample before the first assignment');
+  script.rebalance('assign', [{ topic: 't', partition: 0 }]);
+  await exported('the lag of t/0 exported', async () => (await sample('kafka_consumer_lag')) === 10);
+  assert.equal(await sample('kafka_assigned_partitions'), 1);
+  script.rebalance('revoke', [{ topic: 't', partition: 0 }]);
+  await exported('the revocation exported', async () => (await sample('kafka_assigned_partitions')) === 0);
+  assert.equal(await sample('kafka_consumer_lag'), undefined, 'no lag sample once no partition is assigned: the series goes stale');
+});
+
+test('at-least-once: the commits in flight when the group expels the member, all refused with one error, are one warning naming the partitions, not one each', async (t) => {
+  const script = await scriptedConsumer();
+  t.after(script.restore);
+  let consumer: { globalConfig: { offset_commit_cb: (error: number, offsets: unknown[]) => void } } | undefined;
+  const sent: { topic: string; partition: number; offset: number }[][] = [];
+  script.swap({
+    // librdkafka's answer to a commit of the current assignment (assignmentLost): no offset stored, nothing lost yet.
+    commitSync(offsets: unknown) {
+      if (offsets === null || offsets === undefined) throw Object.assign(new Error('Local: No offset stored'), { code: -168 });
+    },
+    commit(this: NonNullable<typeof consumer>, offsets: { topic: string; partition: number; offset: number }[]) {
+      consumer = this;
+      sent.push(offsets);
+    },
+  });
+  const { warnings, context } = warningsKept();
+  const instance = await (kafkaSource as SourcePlugin<KafkaSourceConfig>).create(unreachableConfig(['t']), context);
+  t.after(() => instance.close?.());
+  await startReading(instance, script);
+  await readOneRecord(instance, script);
+  for (let i = 0; i < 9; i++) await instance.commit!(instance.position!());
+  assert.ok(sent.length > 0, 'committed');
+  // The brokers answer every commit in flight at once: the member is no longer in the group (librdkafka's error code 25).
+  for (let i = 0; i < 9; i++) consumer!.globalConfig.offset_commit_cb(25, [{ topic: 't', partition: 0, offset: 8 }]);
+  const said = warnings.filter((w) => w.message.startsWith('kafka offset commit failed'));
+  // Before: nine, one per commit, each naming no partition.
+  assert.equal(said.length, 1, said.map((w) => JSON.stringify(w.fields)).join('\n'));
+  assert.deepEqual((said[0]!.fields as { partitions: string[] }).partitions, ['t/0']);
+  assert.match((said[0]!.fields as { err: string }).err, /Unknown member/);
 });
 
 test('no test leaves a fake method on KafkaConsumer\'s prototype for the tests after it (each restores what it swapped)', async () => {

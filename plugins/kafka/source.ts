@@ -544,8 +544,12 @@ class KafkaSource {
   /** Assigned partitions behind the brokers' cached high watermark: the position last seen, and since when (watchProgress). */
   private readonly progress = new Map<string, { position: number; since: number }>();
   private lastProgressCheck = 0;
-  /** Records of the assigned partitions not yet through this source (exportLag), and how many partitions it is assigned. */
-  private readonly lagGauge: Gauge;
+  /**
+   * Records of the assigned partitions not yet through this source (exportLag), and how many partitions it
+   * is assigned. A family of no labels of its own, so that its one series can be removed: with no partition
+   * assigned there is no lag to measure, and a 0 would read as "caught up".
+   */
+  private readonly lagGauge: GaugeFamily;
   /** The lag per partition (topic, partition), so that one partition stuck behind does not hide in the sum. */
   private readonly partitionLag: GaugeFamily;
   /** The partitions whose lag series exist (by key): removed once no longer assigned. */
@@ -600,7 +604,11 @@ class KafkaSource {
     this.label = context.label;
     this.features = Kafka.features;
     this.maxBuffered = config.max_buffered ?? 2 * context.batchSize;
-    this.lagGauge = context.metrics.gauge('kafka_consumer_lag', 'Records of the assigned partitions not yet through the source: the high watermark minus the read position, plus records read and waiting in its buffer.');
+    this.lagGauge = context.metrics.gaugeFamily(
+      'kafka_consumer_lag',
+      'Records of the assigned partitions not yet through the source: the high watermark minus the read position, plus records read and waiting in its buffer. No sample while no partition is assigned (see kafka_assigned_partitions).',
+      [],
+    );
     this.partitionLag = context.metrics.gaugeFamily(
       'kafka_partition_lag',
       'Records of one assigned partition not yet through the source: its high watermark minus the read position, plus its records read and waiting in the buffer (the parts of kafka_consumer_lag).',
@@ -635,7 +643,7 @@ class KafkaSource {
         // The answer to assignmentLost()'s question, not to a commit.
         if (error && (error.code === ErrorCode.NO_OFFSET || error.code === ErrorCode.ASSIGNMENT_LOST)) return;
         // At-least-once: a failed commit only means a longer replay after a crash, so it is logged, not fatal.
-        if (error) this.context.logger.warn({ err: asError(error).message }, 'kafka offset commit failed; a restart replays from the previous commit');
+        if (error) this.commitFailed(error, committed ?? []);
         else if (committed) this.noteCommitted(committed);
         if (this.commitsInFlight > 0 && --this.commitsInFlight === 0) this.commitsSettled?.();
       },
@@ -906,9 +914,23 @@ class KafkaSource {
       this.consumer.commit(offsets);
       this.commitsInFlight++;
     } catch (error) {
-      this.context.logger.warn({ err: asError(error).message }, 'kafka offset commit failed; a restart replays from the previous commit');
+      this.commitFailed(error, offsets);
     }
     return Promise.resolve();
+  }
+
+  /**
+   * A periodic commit that failed (at-least-once), said as the source's other client errors are
+   * (ConnectionFailures.logError): one warning per error text, naming the commit's partitions, until a
+   * connection succeeds again after an outage; repeats at debug level. The commits in flight when the
+   * group expels this member (or the brokers go away) all fail at once with one error: each was a
+   * warning of its own (nine in one millisecond at a partition loss).
+   */
+  private commitFailed(error: unknown, offsets: readonly RdKafka.TopicPartition[]): void {
+    this.connectionFailures.logError(asError(error), 'kafka offset commit failed; a restart replays from the previous commit', {
+      source: this.label,
+      partitions: offsets.map((tp) => `${tp.topic}/${tp.partition}`),
+    });
   }
 
   /**
@@ -1898,7 +1920,7 @@ class KafkaSource {
    * librdkafka last saw it, a local call) minus where reading is (librdkafka's position; before the
    * first record of it, where reading starts, looked up once per assignment), plus the records read and
    * waiting in this source's buffer. Growing, the pipeline falls behind its input (the alert to set). A
-   * partition whose end or start is not known yet counts 0. The group's committed offsets lag more (they
+   * partition whose end or start is not known yet counts 0. None assigned: no sample (see lagGauge). The group's committed offsets lag more (they
    * follow checkpoints): this is the work left, not the replay a restart would make.
    */
   private exportLag(): void {
@@ -1908,8 +1930,10 @@ class KafkaSource {
     const assigned = this.assignedList();
     this.assignedGauge.set(assigned.length);
     if (!this.connected || assigned.length === 0) {
+      // Nothing measured (before the first assignment, the group's partitions all elsewhere, or lost with
+      // the brokers): no sample, so the series goes stale. 0 told an alert "caught up".
       this.removePartitionLag(new Set());
-      return this.lagGauge.set(this.buffered);
+      return this.lagGauge.remove({});
     }
     let lag = this.buffered;
     const unknownStarts: PartitionState[] = [];
@@ -1943,7 +1967,7 @@ class KafkaSource {
     } catch {
       return; // not known now (the consumer closing): the last figure stands
     }
-    this.lagGauge.set(lag);
+    this.lagGauge.set({}, lag);
     this.removePartitionLag(exported);
     if (unknownStarts.length > 0 && this.lagStarts === undefined && !this.closing) {
       // Looked up for the next export, one partition after another, in the background.
@@ -2680,20 +2704,25 @@ class KafkaSource {
     // have its output in the next transaction, which commits without the offsets of a partition gone.
     // Lost (the session or max.poll.interval expired): the group gave them to other members already,
     // which restore their state and may write its files by now: their state is not saved, nor their
-    // offsets committed (at-least-once; exactly-once, see the seal below).
+    // offsets committed (exactly-once: the open transaction is abandoned).
     const lost = this.assignmentLost();
     const checkpointFirst = !lost && this.transactions !== undefined && this.context.commitNow !== undefined && !this.closing && this.keepsOthers(assignment);
     const { revoked, offsets } = this.takeAway(assignment);
     const positions = revoked.map((state) => ({ id: state.id, offset: state.next, ...(lost ? { lost } : {}) }));
+    // Exactly-once, lost: as loseCommitted, the open transaction, which holds outputs of their records,
+    // never commits (abandoned before the runtime's hand-over, so no checkpoint waiting on it commits it),
+    // and the run restarts, handed over. Their offsets are not sent: they would go with the group
+    // identity librdkafka has after the expulsion. The brokers refused that so far ("Unknown member"),
+    // but a transactional commit of a reset identity (no member id, generation -1) is one they take
+    // (KIP-447 fences by that identity), under the member that took the partitions.
+    if (lost && this.transactions) this.abandonTransaction(assignment.map((tp) => `${tp.topic}/${tp.partition}`));
     try {
       if (checkpointFirst) await this.checkpointHandingOver(revoked);
       let committed: Promise<void> | undefined;
       // Exactly-once: sealed while the runtime still holds its barrier, so the transaction holds no
-      // output of another partition's record processed after these offsets were taken. Lost, the
-      // brokers refuse its offsets (KIP-447: the group went on without this member), and the
-      // transaction, which holds outputs of their records, is aborted: the run restarts (handed over).
+      // output of another partition's record processed after these offsets were taken.
       const seal =
-        this.transactions && offsets.length > 0 && !checkpointFirst
+        this.transactions && offsets.length > 0 && !checkpointFirst && !lost
           ? (marks: ReadonlyMap<string, string>) => void (committed = this.transactions!.commit(this.withMarks(offsets, { partitions: marks }), this.consumer).committed)
           : undefined;
       await listener.revoked(positions, seal);
