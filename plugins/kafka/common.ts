@@ -431,6 +431,16 @@ const connectionRemedies: readonly { cause: RegExp; remedy: string }[] = [
     remedy: 'the listener takes no TLS: set security.protocol to sasl_plaintext (or plaintext); where `sasl` is given without it, it is sasl_ssl',
   },
   { cause: /connecting to a SSL listener\?/, remedy: 'the listener takes TLS: set security.protocol to ssl or sasl_ssl' },
+  {
+    // A listener that takes TLS closes a client that speaks without it at its first request (ApiVersion):
+    // librdkafka asks "connecting to a SSL listener?" only for a plaintext client that does not send ApiVersion.
+    cause: /^(?:(?:sasl_)?plaintext:\/\/)?[^\s/]+:\d+\/\S*: Disconnected\b.*in state APIVERSION_QUERY/,
+    remedy: 'the brokers closed the connection at its first request, as a listener that takes TLS does: set security.protocol to ssl or sasl_ssl (or `brokers` names a port that is no Kafka listener)',
+  },
+  {
+    cause: /Unsupported SASL mechanism/,
+    remedy: 'the brokers do not enable this SASL mechanism: set security.sasl.mechanism to one they list (its credentials may differ per mechanism: SCRAM users are made per mechanism)',
+  },
   { cause: /SASL authentication error/, remedy: 'the brokers refused the credentials: check security.sasl (mechanism, username, password, and the variables they come from)' },
   {
     cause: /certificate verify failed/,
