@@ -269,6 +269,7 @@ export async function topicListed(client: Pick<RdKafka.Client<string>, 'getMetad
 /**
  * A failed delivery, named by its topic (librdkafka's message does not name it). A missing topic is the
  * usual first mistake against a new cluster, or a topic deleted under a running pipeline: say what to do.
+ * So is an ACL that lets the client write some topics (the dead-letter one) and not this one.
  * So is a batch the brokers refuse for its size: the topic's `max.message.bytes` bounds a whole record
  * batch, and librdkafka neither learns it nor splits a refused batch, so every record of the batch fails
  * (small ones too) and a restart meets it again until the sink's batches fit.
@@ -278,7 +279,9 @@ export function deliveryFailure(topic: string | undefined, error: RdKafka.LibrdK
     ? ' (the topic does not exist, and the brokers do not create topics on first use: create it, or enable auto.create.topics.enable on them)'
     : isErrorOf(error, [ErrorCode.MSG_SIZE_TOO_LARGE])
       ? ` (the brokers refused a batch of records larger than the topic's max.message.bytes, which bounds a whole batch: set the sink's options 'batch.size' and 'message.max.bytes' below the topic's limit, or raise it)`
-      : '';
+      : isErrorOf(error, [ErrorCode.TOPIC_AUTHORIZATION_FAILED])
+        ? ` (the brokers deny this client Write on the topic: an ACL must allow its principal, the security.sasl user or the certificate's subject, Write on topic '${topic ?? '?'}')`
+        : '';
   return new Error(`delivery to topic '${topic ?? '?'}' failed: ${asError(error).message}${hint}`, { cause: error });
 }
 
@@ -815,6 +818,7 @@ const errorTexts: ReadonlyMap<number, string> = new Map<number, string>([
   [ErrorCode.UNKNOWN_PARTITION, 'unknown partition'],
   [ErrorCode.MSG_SIZE_TOO_LARGE, 'message size too large'],
   [ErrorCode.GROUP_AUTHORIZATION_FAILED, 'group authorization failed'],
+  [ErrorCode.TOPIC_AUTHORIZATION_FAILED, 'topic authorization failed'],
 ]);
 
 /** Offsets by topic and partition: the JSON form a position and a commit share. */

@@ -409,7 +409,8 @@ export default defineSink<KafkaSinkConfig>({
         if (asError(error).code === ErrorCode.QUEUE_FULL) return false;
         const raised = fatal ? undefined : fatalErrorOf(producer);
         if (raised) failFatally(raised);
-        throw fatal ?? error;
+        // A refusal librdkafka knows before sending (an ACL denies the topic): named as a failed delivery is.
+        throw fatal ?? deliveryFailure(config.topic, asError(error));
       }
     };
     const retryBacklog = (): void => {
@@ -430,7 +431,7 @@ export default defineSink<KafkaSinkConfig>({
         backlog = backlog.slice(sent);
         // Called from a timer: a refusal here (the producer failed meanwhile) must reach the runtime
         // through ready(), not end the process.
-        if (!fatal) failure ??= deliveryFailure(config.topic, asError(error));
+        if (!fatal) failure ??= asError(error);
         answerRoom(failed()!);
         return;
       }
