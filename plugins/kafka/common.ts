@@ -3,8 +3,10 @@
  * alike), their translation to librdkafka properties, and loading node-rdkafka lazily (a pipeline
  * without Kafka never loads the native addon).
  */
-import { inputHandedOver, isSecret, TributaryError, type JsonSchema, type OutlineEntry, type PipelineOutline, type SourceHealth } from 'tributary';
+import { inputFileProblem, inputHandedOver, isSecret, PluginConfigError, TributaryError, type JsonSchema, type OutlineEntry, type PipelineOutline, type SourceHealth } from 'tributary';
+import { accessSync, constants as fsConstants } from 'node:fs';
 import { createRequire } from 'node:module';
+import { isAbsolute, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type * as RdKafka from 'node-rdkafka';
 
@@ -88,11 +90,11 @@ export const connectionProperties = {
         additionalProperties: false,
         description: 'TLS files or PEM text (the `*_pem` fields take `"${VAR}"` values, quoted).',
         properties: {
-          ca_location: { type: 'string', description: 'CA certificate file.' },
+          ca_location: { type: 'string', description: "CA certificate file. A relative path is relative to the pipeline file's folder; one that is not a file this process may read is a config error as the pipeline starts." },
           ca_pem: { type: 'string', description: 'CA certificate, PEM text.' },
-          certificate_location: { type: 'string', description: 'Client certificate file (mutual TLS).' },
+          certificate_location: { type: 'string', description: "Client certificate file (mutual TLS). A relative path is relative to the pipeline file's folder; one that is not a file this process may read is a config error as the pipeline starts." },
           certificate_pem: { type: 'string', description: 'Client certificate, PEM text.' },
-          key_location: { type: 'string', description: 'Client private key file.' },
+          key_location: { type: 'string', description: "Client private key file. A relative path is relative to the pipeline file's folder; one that is not a file this process may read is a config error as the pipeline starts." },
           key_pem: { type: 'string', description: 'Client private key, PEM text; write `"${VAR}"`, quoted.' },
           key_password: { type: 'string', description: "Password of the client's private key; write `\"${VAR}\"`, quoted." },
           verify_hostname: { type: 'boolean', default: true, description: "Check the broker certificate's host name." },
@@ -202,6 +204,37 @@ export function librdkafkaConnection(config: ConnectionConfig, defaultClientId: 
     }
   }
   return props;
+}
+
+/** The `security.tls` fields that name files. */
+const tlsFileFields = ['ca_location', 'certificate_location', 'key_location'] as const;
+
+/**
+ * `config` with its TLS files (`security.tls.*_location`) resolved against the pipeline file's folder, as
+ * a `file` source's path is, each checked to be a file this process may read: one that is not is a
+ * config error at its field (exit 2). librdkafka said only `ssl.ca.location failed: error:05880002:x509
+ * certificate routines::system lib` when it created the client, a sink's open failed with that, and the
+ * daemon restarted the pipeline without end for a path a person must mend.
+ */
+export function withTlsFiles<Config extends ConnectionConfig>(config: Config, baseDir: string): Config {
+  const tls = config.security?.tls;
+  if (!tls) return config;
+  const resolved: NonNullable<SecurityConfig['tls']> = { ...tls };
+  for (const field of tlsFileFields) {
+    const given = tls[field];
+    if (given === undefined) continue;
+    const path = resolve(baseDir, given);
+    const relative = isAbsolute(given) ? '' : ` (${given}, relative to the pipeline file's folder)`;
+    const problem = inputFileProblem(path);
+    if (problem !== undefined) throw new PluginConfigError(`security.tls.${field}`, `${problem}${relative}`);
+    try {
+      accessSync(path, fsConstants.R_OK);
+    } catch (error) {
+      throw new PluginConfigError(`security.tls.${field}`, `${path}${relative} cannot be read by this process: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
+    }
+    resolved[field] = path;
+  }
+  return { ...config, security: { ...config.security, tls: resolved } };
 }
 
 const secretKeys = /password|secret|\.pem$|sasl\.username|token/i;

@@ -44,6 +44,7 @@ import {
   type CompressionCodec,
   type ConnectionConfig,
   type Guarantee,
+  withTlsFiles,
 } from './common.js';
 import { PipelineTransactions } from './transactions.js';
 
@@ -257,6 +258,7 @@ export default defineSink<KafkaSinkConfig>({
     const commits = context.commitIntervalMs === undefined ? undefined : { intervalMs: context.commitIntervalMs, setting: 'checkpoint.interval' };
     const [timing] = producerTimingProblems(config, commits);
     if (timing) throw new PluginConfigError(timing.field ?? 'guarantee', timing.message);
+    config = withTlsFiles(config, context.baseDir);
     const Kafka = await rdkafka();
     const lingerMs = parseDuration(config.linger);
     const properties: Record<string, string | number | boolean> = {

@@ -83,6 +83,7 @@ import {
   type ConnectionConfig,
   type Guarantee,
   type PartitionOffsets,
+  withTlsFiles,
 } from './common.js';
 import { PipelineTransactions } from './transactions.js';
 
@@ -383,7 +384,7 @@ export default defineSource<KafkaSourceConfig>({
     // none would ever commit, and read_committed consumers would see none of the outputs.
     if (found && !transactions) throw new Error(exactlyOnceMismatch.sourceNotExactlyOnce);
     if (transactions) transactions.sourceAttached = true;
-    return new KafkaSource(Kafka, config, context, transactions);
+    return new KafkaSource(Kafka, withTlsFiles(config, context.baseDir), context, transactions);
   },
 });
 
