@@ -104,7 +104,9 @@ export const connectionProperties = {
   },
   options: {
     type: 'object',
-    description: 'Raw librdkafka properties (e.g. `{"socket.keepalive.enable": true}`), applied last. See librdkafka CONFIGURATION.md.',
+    description:
+      'Raw librdkafka properties (e.g. `{"socket.keepalive.enable": true}`), applied last. See librdkafka CONFIGURATION.md. ' +
+      'A name librdkafka does not know (`sasl.usernme`) or a value it refuses is a config error at the property (`validate` says so).',
     additionalProperties: { type: ['string', 'number', 'boolean'] },
   },
 } satisfies Record<string, JsonSchema>;
@@ -795,6 +797,38 @@ export function missingOptionCodecs(options: Readonly<Record<string, string | nu
     if (why !== undefined) missing.push({ name, why });
   }
   return missing;
+}
+
+/**
+ * The raw librdkafka properties (`options`) that librdkafka refuses, each with its words: a name it does
+ * not know (`sasl.usernme`) or a value it does not take. It checks them only as the client is made, when
+ * the pipeline starts, and that failure was said at the entry, not the property, and not by `validate`.
+ * Each is set alone on a client of the plugin's kind that is never connected (node-rdkafka makes
+ * librdkafka's handle, its threads and sockets, only on connect()).
+ */
+export function refusedOptions(options: Readonly<Record<string, string | number | boolean>> | undefined, client: 'producer' | 'consumer'): { name: string; why: string }[] {
+  if (options === undefined) return [];
+  let Kafka: RdKafkaModule;
+  try {
+    Kafka = createRequire(import.meta.url)('node-rdkafka') as RdKafkaModule;
+  } catch (error) {
+    throw rdkafkaUnloadable(error);
+  }
+  const refused: { name: string; why: string }[] = [];
+  for (const [name, value] of Object.entries(options)) {
+    try {
+      if (client === 'producer') new Kafka.Producer({ 'metadata.broker.list': 'localhost:9092', [name]: value });
+      else new Kafka.KafkaConsumer({ 'metadata.broker.list': 'localhost:9092', 'group.id': 'validate', [name]: value }, {});
+    } catch (error) {
+      const words = asError(error).message;
+      const unknown = /No such configuration property/.test(words);
+      refused.push({
+        name,
+        why: `librdkafka refuses it: ${words}${unknown ? ' (a misspelt name? Its properties are those of librdkafka\'s CONFIGURATION.md; SASL and TLS are set under `security`)' : ''}`,
+      });
+    }
+  }
+  return refused;
 }
 
 /** librdkafka error codes this code reacts to (node-rdkafka's `CODES.ERRORS`). */

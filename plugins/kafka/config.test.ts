@@ -242,3 +242,17 @@ test('run: a TLS file (security.tls.ca_location, certificate_location, key_locat
   assert.match(run.stderr, new RegExp(`${file}:9:49: \\$\\.sources\\[0\\]\\.security\\.tls\\.key_location: source 'kafka': no such file: ${join(home, 'keys', 'client.key')} \\(keys/client.key, relative to the pipeline file's folder\\)`));
   assert.ok(!/connecting to the brokers/.test(run.stderr), run.stderr);
 });
+
+test('validate: a raw librdkafka property (`options`) librdkafka does not know, or whose value it refuses, is a config error at that property, on the source and the sink', async () => {
+  const problems = await problemsOf(
+    `${source('    options:\n      sasl.usernme: bob\n      sasl.mechanism: PLAIN\n')}${sink('', '    options: { fetch.min.bytes: 1, linger.ms: soon }\n')}`,
+  );
+  // Before: validate said ok, and run failed at the entry (P:2:5), not the property: `source 'kafka': No such configuration property: "sasl.usernme"`.
+  assert.deepEqual(problems, [
+    'P:7:21: $.sources[0].options["sasl.usernme"]: librdkafka refuses it: No such configuration property: "sasl.usernme" (a misspelt name? Its properties are those of librdkafka\'s CONFIGURATION.md; SASL and TLS are set under `security`)',
+    // librdkafka names the property by its own name (linger.ms is its alias).
+    'P:13:47: $.sinks[0].options["linger.ms"]: librdkafka refuses it: Invalid value for configuration property "queue.buffering.max.ms"',
+  ]);
+  // librdkafka's alias (sasl.mechanism for sasl.mechanisms) and a consumer property on a producer (ignored, as librdkafka does) are no errors.
+  assert.deepEqual(await problemsOf(`${source('    options: { sasl.mechanism: PLAIN, fetch.min.bytes: 1 }\n')}${sink('', '    options: { fetch.min.bytes: 1 }\n')}`), []);
+});

@@ -39,6 +39,7 @@ import {
   promisify,
   rdkafka,
   redactProperties,
+  refusedOptions,
   topicListed,
   transactionalProducerOwner,
   type CompressionCodec,
@@ -247,7 +248,10 @@ export default defineSink<KafkaSinkConfig>({
     const features = librdkafkaFeatures();
     const codec = missingCodec(config.compression, features);
     const problems: EntryProblem[] = codec === undefined ? [] : [{ field: 'compression', message: codec }];
-    for (const { name, why } of missingOptionCodecs(config.options, features)) problems.push({ field: fieldText(['options', name]), message: why });
+    const codecs = missingOptionCodecs(config.options, features);
+    // A codec this build lacks is said so above, in words that name the ones it has.
+    const refused = refusedOptions(config.options, 'producer').filter(({ name }) => !codecs.some((codec) => codec.name === name));
+    for (const { name, why } of [...codecs, ...refused]) problems.push({ field: fieldText(['options', name]), message: why });
     problems.push(...producerTimingProblems(config, pipeline.commits));
     if (config.guarantee !== 'exactly-once') return problems;
     if (!hasExactlyOnceKafkaSource(pipeline)) return [...problems, { field: 'guarantee', message: exactlyOnceMismatch.sinkWithoutSource }];

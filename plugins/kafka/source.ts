@@ -27,6 +27,7 @@ import {
   unknownEventTypeWarning,
   defineSource,
   fieldPath,
+  fieldText,
   formatDuration,
   isRejected,
   mappingOf,
@@ -79,6 +80,7 @@ import {
   promisify,
   rdkafka,
   redactProperties,
+  refusedOptions,
   toTopicPartitionOffsets,
   type ConnectionConfig,
   type Guarantee,
@@ -353,6 +355,7 @@ export default defineSource<KafkaSourceConfig>({
   ],
   checkPipeline(config, pipeline) {
     const problems = ownOutputsRead(config, pipeline);
+    for (const { name, why } of refusedOptions(config.options, 'consumer')) problems.push({ field: fieldText(['options', name]), message: why });
     const sink = hasExactlyOnceKafkaSink(pipeline);
     if (config.guarantee === 'exactly-once' && !sink) problems.push({ field: 'guarantee', message: exactlyOnceMismatch.sourceWithoutSink });
     if (config.guarantee !== 'exactly-once' && sink) problems.push({ field: 'guarantee', message: exactlyOnceMismatch.sourceNotExactlyOnce });
