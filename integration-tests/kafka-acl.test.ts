@@ -173,6 +173,30 @@ dead_letter: { type: collect }
   }
 });
 
+test('a sink whose topic the brokers deny it (Write allowed on the dead-letter topic only): the pipeline fails naming the topic and the Write it needs', async (t) => {
+  if (!kafkaBrokers(t)) return;
+  const { broker, admin, topics: [input, output, deadLetters] } = await brokerWithReader(t, 'acl-in', 'acl-out', 'acl-dlq');
+  // Write on one topic is enough for an idempotent producer's id: the output's refusal is the topic's own.
+  aclCommand(broker, ['--add', '--allow-principal', 'User:alice', '--operation', 'Write', '--topic', deadLetters!]);
+  await produce(admin, input!, views(0, 20));
+  const security = '{ protocol: sasl_plaintext, sasl: { mechanism: PLAIN, username: alice, password: alice-secret } }';
+  const yaml = `
+name: kafka-acl-write-test
+sources:
+  - { type: kafka, brokers: "${broker.brokers}", topics: [${input}], group: g-${input}, stop_at_end: true, security: ${security} }
+sinks:
+  - { type: kafka, brokers: "${broker.brokers}", topic: ${output}, kinds: [event], security: ${security} }
+dead_letter: { type: kafka, brokers: "${broker.brokers}", topic: ${deadLetters}, security: ${security} }
+`;
+  await assert.rejects(runYaml(yaml), (error: unknown) => {
+    assert.ok(error instanceof TributaryError, String(error));
+    assert.equal(error.code, 'TRIB_ERR_SINK');
+    // Before: `sink-kafka-0 failed to write a record (kind 'event'): Broker: Topic authorization failed`, no topic, no remedy.
+    assert.match(error.message, new RegExp(`^sink-kafka-0 failed.*delivery to topic '${output}' failed: .*[Tt]opic authorization failed \\(the brokers deny this client Write on the topic: an ACL must allow its principal, .*Write on topic '${output}'\\)$`));
+    return true;
+  });
+});
+
 test('exactly-once scale_out: a partition whose fetch the brokers deny closes no session by time while its offset cannot be committed, so its next owner, restoring the file its committed offset names, writes none of its sessions twice', { timeout: 300_000 }, async (t) => {
   if (!kafkaBrokers(t)) return;
   const { broker, admin, topics: [allowed, denied, output] } = await brokerWithReader(t, 'acl-eos-allowed', 'acl-eos-denied', 'acl-eos-out');

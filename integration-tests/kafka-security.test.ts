@@ -179,7 +179,7 @@ test('TLS with client certificates: a pipeline reads and writes with a certifica
   await assertThrough(broker, output, 25, run, [client.keyPassword, keyBody]);
 });
 
-test('a wrong password, a CA that did not sign the broker\'s certificate, no client certificate: the source is not ready, saying which, and a sink\'s start fails saying why (librdkafka says it only in its log)', async (t) => {
+test('a wrong password, a CA that did not sign the broker\'s certificate, a SASL mechanism not enabled, no TLS where the listener takes it, no client certificate: the source is not ready, saying which, and a sink\'s start fails saying why (librdkafka says it only in its log)', async (t) => {
   if (!kafkaBrokers(t)) return;
   const broker = await secureBroker();
   const secure = broker.secure!;
@@ -196,6 +196,18 @@ test('a wrong password, a CA that did not sign the broker\'s certificate, no cli
       brokers: secure.saslSsl,
       security: { protocol: 'sasl_ssl', sasl: { mechanism: 'SCRAM-SHA-512', username: 'alice', password: scramPassword }, tls: { ca_location: secure.client.certificateLocation } },
       cause: /SSL handshake failed: .*certificate verify failed/,
+    },
+    {
+      what: 'a SASL mechanism the brokers do not enable',
+      brokers: secure.saslSsl,
+      security: { protocol: 'sasl_ssl', sasl: { mechanism: 'PLAIN', username: 'alice', password: scramPassword }, tls: { ca_location: secure.caLocation } },
+      cause: /Unsupported SASL mechanism: broker's supported mechanisms: .*SCRAM-SHA-512.*\): the brokers do not enable this SASL mechanism: set security.sasl.mechanism/,
+    },
+    {
+      what: 'no TLS against a listener that takes it',
+      brokers: secure.saslSsl,
+      security: { protocol: 'sasl_plaintext', sasl: { mechanism: 'SCRAM-SHA-512', username: 'alice', password: scramPassword } },
+      cause: /sasl_plaintext:\/\/.*Disconnected.*APIVERSION_QUERY.*\): the brokers closed the connection at its first request, as a listener that takes TLS does: set security.protocol to ssl or sasl_ssl/,
     },
     {
       what: 'no client certificate where the listener requires one',

@@ -949,6 +949,44 @@ test('restarts in the process: given up after `attempts` in a row (the failure s
   assert.deepEqual(result.failures.map(({ error }) => error.message), ['source-always-fails-0 failed: the consumer is dead']);
 });
 
+test('a sink that cannot open (a Kafka topic not created): while the daemon waits to restart the pipeline, /readyz says the failure, not only that it restarts', async () => {
+  const { Daemon, defineSink, TributaryError } = await import('tributary');
+  const quiet = quietAfterOne('quiet-for-open');
+  let opened = 0;
+  const missingTopic = defineSink<Record<string, never>>({
+    name: 'missing-topic',
+    summary: 'test',
+    config: { type: 'object' },
+    create: () => ({
+      open: async () => {
+        opened++;
+        throw new TributaryError('TRIB_ERR_SINK', "kafka sink: topic 'predictionz' is not there");
+      },
+      write: () => undefined,
+      close: async () => undefined,
+    }),
+  });
+  const home = join(dir, 'sink-cannot-open');
+  mkdirSync(home);
+  const file = join(home, 'pipeline.yaml');
+  writeFileSync(file, 'name: cannot-open\nsources: [{type: quiet-for-open}]\nsinks: [{type: missing-topic}]\nsettings: {restart: {attempts: 5, backoff: 1h, max_backoff: 1h}}\n');
+  const daemon = new Daemon({ targets: [file], logger: silentLogger, registry: registryWith(quiet, missingTopic), http: { port: 0 } });
+  const running = daemon.run();
+  let readyz: { ready: boolean; pipelines: { reasons: string[] }[] } | undefined;
+  await until(async () => {
+    if (daemon.port !== undefined) readyz = (await (await fetch(`http://127.0.0.1:${daemon.port}/readyz`)).json()) as typeof readyz;
+    return readyz?.pipelines[0]?.reasons.some((reason) => reason.startsWith('restarting')) === true;
+  }, '/readyz to say restarting');
+  const metrics = await (await fetch(`http://127.0.0.1:${daemon.port}/metrics`)).text();
+  daemon.stop('SIGTERM');
+  await running;
+  assert.equal(opened, 1);
+  assert.equal(readyz!.ready, false);
+  // Before: ['starting', 'restarting in 3600000 ms (restart 1 of 5 in a row)'], the cause in the log alone.
+  assert.deepEqual(readyz!.pipelines[0]!.reasons, ["failed: sink-missing-topic-0 could not open: kafka sink: topic 'predictionz' is not there", 'restarting in 3600000 ms (restart 1 of 5 in a row)']);
+  assert.match(metrics, /tributary_pipeline_ready\{pipeline="cannot-open"\} 0/);
+});
+
 test("a restart's log line says whether it resumes from a checkpoint: with none taken yet (a failure before the first), from the start of its input (was: 'from its last checkpoint'); with one in the folder, from it", async () => {
   const { Daemon, defineSource } = await import('tributary');
   const { pino } = await import('pino');

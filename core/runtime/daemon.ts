@@ -131,8 +131,8 @@ export class Daemon {
   private readonly controller = new AbortController();
   private ops: OpsServer | undefined;
   private loaded: LoadedPipeline[] = [];
-  /** Pipelines waiting to be restarted (by index in `runners`), with what /readyz says of them meanwhile. */
-  private readonly restarting = new Map<number, string>();
+  /** Pipelines waiting to be restarted (by index in `runners`): the failure's message, and how long the wait is, for /readyz. */
+  private readonly restarting = new Map<number, { failure: string; waiting: string }>();
   /** Ends a stop that outlives shutdown_timeout; cleared once the run is over (the process may live on: tests, embedding). */
   private shutdownTimer: NodeJS.Timeout | undefined;
 
@@ -186,9 +186,10 @@ export class Daemon {
 
   /** The pipeline's readiness (/readyz, tributary_pipeline_ready), saying so while it waits to be restarted. */
   private readiness(index: number): { ready: boolean; reasons: string[] } {
-    const own = this.runners[index]!.readiness();
     const restart = this.restarting.get(index);
-    return restart ? { ready: false, reasons: [...own.reasons, restart] } : own;
+    // The failed runner is closed: its own reasons (`starting`, a source `connecting`) are stale then, and
+    // a failure before its run began (a sink that could not open) is not among them: said here, as the log says it.
+    return restart ? { ready: false, reasons: [`failed: ${restart.failure}`, restart.waiting] } : this.runners[index]!.readiness();
   }
 
   /**
@@ -231,7 +232,7 @@ export class Daemon {
         const limit = Number.isFinite(attempts) ? ` of ${attempts}` : '';
         const from = await restartPoint(store, acknowledged);
         logger.error({ ...code, err: message, restart: inRow, attempts: limit ? attempts : 'unlimited', waitMs }, `pipeline ${name} failed; restarting it in ${waitMs} ms ${from} (restart ${inRow}${limit} in a row)`);
-        this.restarting.set(index, `restarting in ${waitMs} ms (restart ${inRow}${limit} in a row)`);
+        this.restarting.set(index, { failure: message, waiting: `restarting in ${waitMs} ms (restart ${inRow}${limit} in a row)` });
         try {
           await sleep(waitMs, undefined, { signal: this.controller.signal });
         } catch {

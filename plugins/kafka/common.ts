@@ -3,8 +3,10 @@
  * alike), their translation to librdkafka properties, and loading node-rdkafka lazily (a pipeline
  * without Kafka never loads the native addon).
  */
-import { inputHandedOver, isSecret, TributaryError, type JsonSchema, type OutlineEntry, type PipelineOutline, type SourceHealth } from 'tributary';
+import { inputFileProblem, inputHandedOver, isSecret, PluginConfigError, TributaryError, type JsonSchema, type OutlineEntry, type PipelineOutline, type SourceHealth } from 'tributary';
+import { accessSync, constants as fsConstants } from 'node:fs';
 import { createRequire } from 'node:module';
+import { isAbsolute, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type * as RdKafka from 'node-rdkafka';
 
@@ -88,11 +90,11 @@ export const connectionProperties = {
         additionalProperties: false,
         description: 'TLS files or PEM text (the `*_pem` fields take `"${VAR}"` values, quoted).',
         properties: {
-          ca_location: { type: 'string', description: 'CA certificate file.' },
+          ca_location: { type: 'string', description: "CA certificate file. A relative path is relative to the pipeline file's folder; one that is not a file this process may read is a config error as the pipeline starts." },
           ca_pem: { type: 'string', description: 'CA certificate, PEM text.' },
-          certificate_location: { type: 'string', description: 'Client certificate file (mutual TLS).' },
+          certificate_location: { type: 'string', description: "Client certificate file (mutual TLS). A relative path is relative to the pipeline file's folder; one that is not a file this process may read is a config error as the pipeline starts." },
           certificate_pem: { type: 'string', description: 'Client certificate, PEM text.' },
-          key_location: { type: 'string', description: 'Client private key file.' },
+          key_location: { type: 'string', description: "Client private key file. A relative path is relative to the pipeline file's folder; one that is not a file this process may read is a config error as the pipeline starts." },
           key_pem: { type: 'string', description: 'Client private key, PEM text; write `"${VAR}"`, quoted.' },
           key_password: { type: 'string', description: "Password of the client's private key; write `\"${VAR}\"`, quoted." },
           verify_hostname: { type: 'boolean', default: true, description: "Check the broker certificate's host name." },
@@ -102,7 +104,9 @@ export const connectionProperties = {
   },
   options: {
     type: 'object',
-    description: 'Raw librdkafka properties (e.g. `{"socket.keepalive.enable": true}`), applied last. See librdkafka CONFIGURATION.md.',
+    description:
+      'Raw librdkafka properties (e.g. `{"socket.keepalive.enable": true}`), applied last. See librdkafka CONFIGURATION.md. ' +
+      'A name librdkafka does not know (`sasl.usernme`) or a value it refuses is a config error at the property (`validate` says so).',
     additionalProperties: { type: ['string', 'number', 'boolean'] },
   },
 } satisfies Record<string, JsonSchema>;
@@ -204,6 +208,37 @@ export function librdkafkaConnection(config: ConnectionConfig, defaultClientId: 
   return props;
 }
 
+/** The `security.tls` fields that name files. */
+const tlsFileFields = ['ca_location', 'certificate_location', 'key_location'] as const;
+
+/**
+ * `config` with its TLS files (`security.tls.*_location`) resolved against the pipeline file's folder, as
+ * a `file` source's path is, each checked to be a file this process may read: one that is not is a
+ * config error at its field (exit 2). librdkafka said only `ssl.ca.location failed: error:05880002:x509
+ * certificate routines::system lib` when it created the client, a sink's open failed with that, and the
+ * daemon restarted the pipeline without end for a path a person must mend.
+ */
+export function withTlsFiles<Config extends ConnectionConfig>(config: Config, baseDir: string): Config {
+  const tls = config.security?.tls;
+  if (!tls) return config;
+  const resolved: NonNullable<SecurityConfig['tls']> = { ...tls };
+  for (const field of tlsFileFields) {
+    const given = tls[field];
+    if (given === undefined) continue;
+    const path = resolve(baseDir, given);
+    const relative = isAbsolute(given) ? '' : ` (${given}, relative to the pipeline file's folder)`;
+    const problem = inputFileProblem(path);
+    if (problem !== undefined) throw new PluginConfigError(`security.tls.${field}`, `${problem}${relative}`);
+    try {
+      accessSync(path, fsConstants.R_OK);
+    } catch (error) {
+      throw new PluginConfigError(`security.tls.${field}`, `${path}${relative} cannot be read by this process: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
+    }
+    resolved[field] = path;
+  }
+  return { ...config, security: { ...config.security, tls: resolved } };
+}
+
 const secretKeys = /password|secret|\.pem$|sasl\.username|token/i;
 
 /** A copy of librdkafka properties safe to log: secrets replaced by `[redacted]`. */
@@ -269,6 +304,7 @@ export async function topicListed(client: Pick<RdKafka.Client<string>, 'getMetad
 /**
  * A failed delivery, named by its topic (librdkafka's message does not name it). A missing topic is the
  * usual first mistake against a new cluster, or a topic deleted under a running pipeline: say what to do.
+ * So is an ACL that lets the client write some topics (the dead-letter one) and not this one.
  * So is a batch the brokers refuse for its size: the topic's `max.message.bytes` bounds a whole record
  * batch, and librdkafka neither learns it nor splits a refused batch, so every record of the batch fails
  * (small ones too) and a restart meets it again until the sink's batches fit.
@@ -278,7 +314,9 @@ export function deliveryFailure(topic: string | undefined, error: RdKafka.LibrdK
     ? ' (the topic does not exist, and the brokers do not create topics on first use: create it, or enable auto.create.topics.enable on them)'
     : isErrorOf(error, [ErrorCode.MSG_SIZE_TOO_LARGE])
       ? ` (the brokers refused a batch of records larger than the topic's max.message.bytes, which bounds a whole batch: set the sink's options 'batch.size' and 'message.max.bytes' below the topic's limit, or raise it)`
-      : '';
+      : isErrorOf(error, [ErrorCode.TOPIC_AUTHORIZATION_FAILED])
+        ? ` (the brokers deny this client Write on the topic: an ACL must allow its principal, the security.sasl user or the certificate's subject, Write on topic '${topic ?? '?'}')`
+        : '';
   return new Error(`delivery to topic '${topic ?? '?'}' failed: ${asError(error).message}${hint}`, { cause: error });
 }
 
@@ -431,6 +469,16 @@ const connectionRemedies: readonly { cause: RegExp; remedy: string }[] = [
     remedy: 'the listener takes no TLS: set security.protocol to sasl_plaintext (or plaintext); where `sasl` is given without it, it is sasl_ssl',
   },
   { cause: /connecting to a SSL listener\?/, remedy: 'the listener takes TLS: set security.protocol to ssl or sasl_ssl' },
+  {
+    // A listener that takes TLS closes a client that speaks without it at its first request (ApiVersion):
+    // librdkafka asks "connecting to a SSL listener?" only for a plaintext client that does not send ApiVersion.
+    cause: /^(?:(?:sasl_)?plaintext:\/\/)?[^\s/]+:\d+\/\S*: Disconnected\b.*in state APIVERSION_QUERY/,
+    remedy: 'the brokers closed the connection at its first request, as a listener that takes TLS does: set security.protocol to ssl or sasl_ssl (or `brokers` names a port that is no Kafka listener)',
+  },
+  {
+    cause: /Unsupported SASL mechanism/,
+    remedy: 'the brokers do not enable this SASL mechanism: set security.sasl.mechanism to one they list (its credentials may differ per mechanism: SCRAM users are made per mechanism)',
+  },
   { cause: /SASL authentication error/, remedy: 'the brokers refused the credentials: check security.sasl (mechanism, username, password, and the variables they come from)' },
   {
     cause: /certificate verify failed/,
@@ -751,6 +799,38 @@ export function missingOptionCodecs(options: Readonly<Record<string, string | nu
   return missing;
 }
 
+/**
+ * The raw librdkafka properties (`options`) that librdkafka refuses, each with its words: a name it does
+ * not know (`sasl.usernme`) or a value it does not take. It checks them only as the client is made, when
+ * the pipeline starts, and that failure was said at the entry, not the property, and not by `validate`.
+ * Each is set alone on a client of the plugin's kind that is never connected (node-rdkafka makes
+ * librdkafka's handle, its threads and sockets, only on connect()).
+ */
+export function refusedOptions(options: Readonly<Record<string, string | number | boolean>> | undefined, client: 'producer' | 'consumer'): { name: string; why: string }[] {
+  if (options === undefined) return [];
+  let Kafka: RdKafkaModule;
+  try {
+    Kafka = createRequire(import.meta.url)('node-rdkafka') as RdKafkaModule;
+  } catch (error) {
+    throw rdkafkaUnloadable(error);
+  }
+  const refused: { name: string; why: string }[] = [];
+  for (const [name, value] of Object.entries(options)) {
+    try {
+      if (client === 'producer') new Kafka.Producer({ 'metadata.broker.list': 'localhost:9092', [name]: value });
+      else new Kafka.KafkaConsumer({ 'metadata.broker.list': 'localhost:9092', 'group.id': 'validate', [name]: value }, {});
+    } catch (error) {
+      const words = asError(error).message;
+      const unknown = /No such configuration property/.test(words);
+      refused.push({
+        name,
+        why: `librdkafka refuses it: ${words}${unknown ? ' (a misspelt name? Its properties are those of librdkafka\'s CONFIGURATION.md; SASL and TLS are set under `security`)' : ''}`,
+      });
+    }
+  }
+  return refused;
+}
+
 /** librdkafka error codes this code reacts to (node-rdkafka's `CODES.ERRORS`). */
 export const ErrorCode = {
   /** A record batch librdkafka cannot read: its CRC does not match (`check.crcs`), or it is malformed. */
@@ -805,6 +885,7 @@ const errorTexts: ReadonlyMap<number, string> = new Map<number, string>([
   [ErrorCode.UNKNOWN_PARTITION, 'unknown partition'],
   [ErrorCode.MSG_SIZE_TOO_LARGE, 'message size too large'],
   [ErrorCode.GROUP_AUTHORIZATION_FAILED, 'group authorization failed'],
+  [ErrorCode.TOPIC_AUTHORIZATION_FAILED, 'topic authorization failed'],
 ]);
 
 /** Offsets by topic and partition: the JSON form a position and a commit share. */

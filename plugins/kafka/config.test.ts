@@ -7,9 +7,10 @@ import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { join } from 'node:path';
+import { setTimeout as delay } from 'node:timers/promises';
+import { dirname, join } from 'node:path';
 import { ConfigError, formatProblem, loadPipeline, PipelineRunner, type LoadedPipeline } from 'tributary';
-import { silentLogger, tempFolder } from 'tributary/testing';
+import { silentLogger, spawnTributary, tempFolder } from 'tributary/testing';
 import { builtinRegistry } from '../../core/cli/registry.js';
 import { transactionTimeoutMs } from './sink.js';
 
@@ -209,4 +210,49 @@ test('a pipeline composed in code (PipelineRunner) with an exactly-once kafka si
     ]);
     return true;
   });
+});
+
+test('run: a TLS file (security.tls.ca_location, certificate_location, key_location) that is not there is a config error at its field, exit 2, before any broker is tried; a relative path is the pipeline file\'s folder\'s', async (t) => {
+  const home = tempFolder(t, 'kafka-tls-files');
+  writeFileSync(join(home, 'ca.pem'), 'not read: no broker is reached\n');
+  const file = join(home, 'pipeline.yaml');
+  writeFileSync(
+    file,
+    [
+      'name: tls-files',
+      'sources:',
+      '  - type: kafka',
+      '    brokers: 127.0.0.1:1',
+      '    topics: [clicks]',
+      '    group: g',
+      '    security:',
+      '      protocol: ssl',
+      '      tls: { ca_location: ca.pem, key_location: keys/client.key }',
+      'sinks: [{type: file, path: out.jsonl}]',
+      '',
+    ].join('\n'),
+  );
+  // Run from another folder: the paths are the pipeline file's, not the working directory's.
+  const run = spawnTributary(t, ['run', file], { cwd: dirname(home) });
+  // Bounded: before, the run restarted the pipeline without end.
+  const bound = new AbortController();
+  const code = await Promise.race([run.exited, delay(60_000, 'still running after 60 s', { signal: bound.signal })]).finally(() => bound.abort());
+  // Before: librdkafka's `ssl.key.location failed: ... system lib` as the source connected, a failure a restart may mend (exit 1, restarted without end by a daemon).
+  assert.equal(code, 2, run.stderr);
+  assert.match(run.stderr, new RegExp(`${file}:9:49: \\$\\.sources\\[0\\]\\.security\\.tls\\.key_location: source 'kafka': no such file: ${join(home, 'keys', 'client.key')} \\(keys/client.key, relative to the pipeline file's folder\\)`));
+  assert.ok(!/connecting to the brokers/.test(run.stderr), run.stderr);
+});
+
+test('validate: a raw librdkafka property (`options`) librdkafka does not know, or whose value it refuses, is a config error at that property, on the source and the sink', async () => {
+  const problems = await problemsOf(
+    `${source('    options:\n      sasl.usernme: bob\n      sasl.mechanism: PLAIN\n')}${sink('', '    options: { fetch.min.bytes: 1, linger.ms: soon }\n')}`,
+  );
+  // Before: validate said ok, and run failed at the entry (P:2:5), not the property: `source 'kafka': No such configuration property: "sasl.usernme"`.
+  assert.deepEqual(problems, [
+    'P:7:21: $.sources[0].options["sasl.usernme"]: librdkafka refuses it: No such configuration property: "sasl.usernme" (a misspelt name? Its properties are those of librdkafka\'s CONFIGURATION.md; SASL and TLS are set under `security`)',
+    // librdkafka names the property by its own name (linger.ms is its alias).
+    'P:13:47: $.sinks[0].options["linger.ms"]: librdkafka refuses it: Invalid value for configuration property "queue.buffering.max.ms"',
+  ]);
+  // librdkafka's alias (sasl.mechanism for sasl.mechanisms) and a consumer property on a producer (ignored, as librdkafka does) are no errors.
+  assert.deepEqual(await problemsOf(`${source('    options: { sasl.mechanism: PLAIN, fetch.min.bytes: 1 }\n')}${sink('', '    options: { fetch.min.bytes: 1 }\n')}`), []);
 });

@@ -39,11 +39,13 @@ import {
   promisify,
   rdkafka,
   redactProperties,
+  refusedOptions,
   topicListed,
   transactionalProducerOwner,
   type CompressionCodec,
   type ConnectionConfig,
   type Guarantee,
+  withTlsFiles,
 } from './common.js';
 import { PipelineTransactions } from './transactions.js';
 
@@ -246,7 +248,10 @@ export default defineSink<KafkaSinkConfig>({
     const features = librdkafkaFeatures();
     const codec = missingCodec(config.compression, features);
     const problems: EntryProblem[] = codec === undefined ? [] : [{ field: 'compression', message: codec }];
-    for (const { name, why } of missingOptionCodecs(config.options, features)) problems.push({ field: fieldText(['options', name]), message: why });
+    const codecs = missingOptionCodecs(config.options, features);
+    // A codec this build lacks is said so above, in words that name the ones it has.
+    const refused = refusedOptions(config.options, 'producer').filter(({ name }) => !codecs.some((codec) => codec.name === name));
+    for (const { name, why } of [...codecs, ...refused]) problems.push({ field: fieldText(['options', name]), message: why });
     problems.push(...producerTimingProblems(config, pipeline.commits));
     if (config.guarantee !== 'exactly-once') return problems;
     if (!hasExactlyOnceKafkaSource(pipeline)) return [...problems, { field: 'guarantee', message: exactlyOnceMismatch.sinkWithoutSource }];
@@ -257,6 +262,7 @@ export default defineSink<KafkaSinkConfig>({
     const commits = context.commitIntervalMs === undefined ? undefined : { intervalMs: context.commitIntervalMs, setting: 'checkpoint.interval' };
     const [timing] = producerTimingProblems(config, commits);
     if (timing) throw new PluginConfigError(timing.field ?? 'guarantee', timing.message);
+    config = withTlsFiles(config, context.baseDir);
     const Kafka = await rdkafka();
     const lingerMs = parseDuration(config.linger);
     const properties: Record<string, string | number | boolean> = {
@@ -409,7 +415,8 @@ export default defineSink<KafkaSinkConfig>({
         if (asError(error).code === ErrorCode.QUEUE_FULL) return false;
         const raised = fatal ? undefined : fatalErrorOf(producer);
         if (raised) failFatally(raised);
-        throw fatal ?? error;
+        // A refusal librdkafka knows before sending (an ACL denies the topic): named as a failed delivery is.
+        throw fatal ?? deliveryFailure(config.topic, asError(error));
       }
     };
     const retryBacklog = (): void => {
@@ -430,7 +437,7 @@ export default defineSink<KafkaSinkConfig>({
         backlog = backlog.slice(sent);
         // Called from a timer: a refusal here (the producer failed meanwhile) must reach the runtime
         // through ready(), not end the process.
-        if (!fatal) failure ??= deliveryFailure(config.topic, asError(error));
+        if (!fatal) failure ??= asError(error);
         answerRoom(failed()!);
         return;
       }

@@ -27,6 +27,7 @@ import {
   unknownEventTypeWarning,
   defineSource,
   fieldPath,
+  fieldText,
   formatDuration,
   isRejected,
   mappingOf,
@@ -79,10 +80,12 @@ import {
   promisify,
   rdkafka,
   redactProperties,
+  refusedOptions,
   toTopicPartitionOffsets,
   type ConnectionConfig,
   type Guarantee,
   type PartitionOffsets,
+  withTlsFiles,
 } from './common.js';
 import { PipelineTransactions } from './transactions.js';
 
@@ -352,6 +355,7 @@ export default defineSource<KafkaSourceConfig>({
   ],
   checkPipeline(config, pipeline) {
     const problems = ownOutputsRead(config, pipeline);
+    for (const { name, why } of refusedOptions(config.options, 'consumer')) problems.push({ field: fieldText(['options', name]), message: why });
     const sink = hasExactlyOnceKafkaSink(pipeline);
     if (config.guarantee === 'exactly-once' && !sink) problems.push({ field: 'guarantee', message: exactlyOnceMismatch.sourceWithoutSink });
     if (config.guarantee !== 'exactly-once' && sink) problems.push({ field: 'guarantee', message: exactlyOnceMismatch.sourceNotExactlyOnce });
@@ -383,7 +387,7 @@ export default defineSource<KafkaSourceConfig>({
     // none would ever commit, and read_committed consumers would see none of the outputs.
     if (found && !transactions) throw new Error(exactlyOnceMismatch.sourceNotExactlyOnce);
     if (transactions) transactions.sourceAttached = true;
-    return new KafkaSource(Kafka, config, context, transactions);
+    return new KafkaSource(Kafka, withTlsFiles(config, context.baseDir), context, transactions);
   },
 });
 
