@@ -261,6 +261,12 @@ export interface LearnerState {
    * Absent from snapshots written before it (none: those taken between a drop and the next emit lost theirs).
    */
   unlabelled?: PredictionUnlabelled[];
+  /**
+   * The learning steps the predictions' versions count before `counts.learnSteps` (OnlineLearner.versionBase). Absent
+   * from snapshots written before 2026-12-07, whose builds numbered versions by `counts.learnSteps` alone: read as 0,
+   * so a resume from one goes on numbering as that build did, and a prediction made again gets the version it had.
+   */
+  versionBase?: number;
 }
 
 /**
@@ -405,6 +411,12 @@ export class OnlineLearner {
   private prior: [number, number] = [0, 0];
   /** Learning steps taken before this run (a warm start), for the saved model's total. */
   private priorSteps = 0;
+  /**
+   * The learning steps the predictions' versions count before this run's (counts.learnSteps): priorSteps, but on a
+   * resume from a snapshot the snapshot's (LearnerState.versionBase), so the predictions a restart makes again (the
+   * input since that checkpoint, read again) carry the versions they had, whatever the model file held by then.
+   */
+  private versionBase = 0;
   private readonly lossBlocks: LossBlocks;
   /** Labels scored since the counter was last increased (prom-client pays per call). */
   private unCountedLabels = 0;
@@ -709,6 +721,7 @@ export class OnlineLearner {
     this.baseLearningRate = configured;
     this.prior = [...(saved.labels ?? [0, 0])];
     this.priorSteps = stepsOf(saved);
+    this.versionBase = this.priorSteps;
   }
 
   savedModel(): SavedModel | null {
@@ -905,7 +918,7 @@ export class OnlineLearner {
    * (its steps restarting at 0 here gave a warm-started model the version of a cold one).
    */
   private currentVersion(): string {
-    const steps = this.priorSteps + this.counts.learnSteps;
+    const steps = this.versionBase + this.counts.learnSteps;
     if (this.versionSteps !== steps) {
       this.versionSteps = steps;
       this.version = `${this.config.version}.${steps}`;
@@ -1578,7 +1591,7 @@ export class OnlineLearner {
     });
     const awaiting = yield* this.saveSamples(predicted);
     const toLearn = yield* this.saveSamples(this.toLearn);
-    return { format: 4, saved, toPredict, awaiting, toLearn, prequential, drift, block: this.lossBlocks.state(), counts: { ...this.counts }, ...(unlabelled.length > 0 ? { unlabelled } : {}) };
+    return { format: 4, saved, toPredict, awaiting, toLearn, prequential, drift, block: this.lossBlocks.state(), counts: { ...this.counts }, versionBase: this.versionBase, ...(unlabelled.length > 0 ? { unlabelled } : {}) };
   }
 
   /**
@@ -1628,8 +1641,29 @@ export class OnlineLearner {
     this.unlabelledRecords = this.config.emitLabels && Array.isArray(state.unlabelled) ? state.unlabelled.map((record) => ({ ...record })) : [];
     // A snapshot from before saved models counted their steps has the optimiser's, which a drift's reset restarted.
     if (state.saved) this.priorSteps = Math.max(0, stepsOf(state.saved) - this.counts.learnSteps);
+    // A snapshot without a model (none was built yet) leaves the one open() warm-started, numbered by its steps.
+    if (state.saved) this.versionBase = this.restoredVersionBase(state);
     this.lastCheckpointLabels = this.counts.labels;
     this.oldestPending = this.context.clock.now();
+  }
+
+  /**
+   * The versions' base a snapshot numbered its predictions by (LearnerState.versionBase). A snapshot without it was
+   * written by a build that numbered them by counts.learnSteps alone: 0, said where the model's own steps differ (a
+   * warm-started model), as its versions stay behind them until a run warm-starts from the model file without a
+   * pipeline checkpoint. Numbered by the steps at once, every prediction the restart makes again (the input since the
+   * checkpoint, read again) would carry another version than it had, and a consumer dropping duplicates by model,
+   * version and id would keep both.
+   */
+  private restoredVersionBase(state: LearnerState): number {
+    if (typeof state.versionBase === 'number' && Number.isSafeInteger(state.versionBase) && state.versionBase >= 0) return state.versionBase;
+    if (this.priorSteps > 0) {
+      this.context.logger.info(
+        { model: this.name, steps: this.priorSteps + this.counts.learnSteps, versionSteps: this.counts.learnSteps },
+        `model ${this.name}: resumed from a checkpoint written before 2026-12-07, whose predictions were versioned by this pipeline's learning steps alone (${this.config.version}.${this.counts.learnSteps}), not the model's since it was made (${this.priorSteps + this.counts.learnSteps}, warm starts included): its versions go on so, so that the predictions made again keep theirs; a run that warm-starts from the model file without a pipeline checkpoint numbers them by the model's steps`,
+      );
+    }
+    return 0;
   }
 
   /**

@@ -312,3 +312,40 @@ test("checkpoint: a warm-started model's predictions go on from the saved model'
   const cold = await runOperator(intentModel, { ...config, checkpoint: { dir, warm_start: false } }, separableIntentStream(3, 9));
   assert.equal(versions(cold.output)[0], '1.0');
 });
+
+test("checkpoint: a warm-started model resumed from an older pipeline checkpoint gives each replayed prediction the version it had before (a consumer dropping duplicates by model, version and id drops them), whatever the model file holds by then", async (t) => {
+  const dir = tempFolder(t, 'models');
+  const config: IntentModelConfig = { ...base, name: 'replayed', checkpoint: { dir } };
+  const versions = (output: Element[]): string[] => of(output, 'prediction').map((p) => `${p.id as string}@${p.modelVersion as string}`);
+  await runOperator(intentModel, config, separableIntentStream(40, 5));
+  // Warm-started from that file; its checkpoint taken after the first part of the input.
+  const first = await runOperator(intentModel, config, separableIntentStream(40, 6));
+  const input = separableIntentStream(40, 7);
+  // The run that went on from that checkpoint (and saved the model file at its close, ahead of the checkpoint)...
+  const wentOn = await runOperator(intentModel, config, input, testContext(), { restore: first.state });
+  // ...and a restart from that same, older checkpoint (the newer one lost, or not covered by the upstream's commit): the same input again.
+  const restarted = await runOperator(intentModel, config, input, testContext(), { restore: first.state });
+  assert.deepEqual(versions(restarted.output), versions(wentOn.output));
+});
+
+test("checkpoint: a warm-started model resumed from a checkpoint of a build before versions counted its warm start's steps (no versionBase) goes on numbering as that build did, so the predictions made again keep their versions (was: the version jumped by the warm start's steps once, and a consumer dropping duplicates by model, version and id kept both)", async (t) => {
+  const dir = tempFolder(t, 'models');
+  const config: IntentModelConfig = { ...base, name: 'old-versions', checkpoint: { dir } };
+  const versionsOf = (output: Element[]): string[] => of(output, 'prediction').map((p) => p.modelVersion as string);
+  await runOperator(intentModel, config, separableIntentStream(40, 5));
+  const first = await runOperator(intentModel, config, separableIntentStream(40, 6));
+  // As such a build wrote it: no versionBase; its predictions were versioned `1.<counts.learnSteps>`.
+  const old = structuredClone(first.state) as { learner: { versionBase?: number; counts: { learnSteps: number } } };
+  assert.ok(old.learner.versionBase! > 0, 'this build records the base of a warm-started model');
+  delete old.learner.versionBase;
+  const learnt = old.learner.counts.learnSteps;
+  const infos: string[] = [];
+  const context = testContext();
+  const logged = { ...context, logger: { ...context.logger, info: (_: unknown, message?: string) => void (message !== undefined && infos.push(message)) } } as typeof context;
+  const resumed = await runOperator(intentModel, config, separableIntentStream(40, 7), logged, { restore: old });
+  assert.equal(versionsOf(resumed.output)[0], `1.${learnt}`);
+  assert.ok(infos.some((message) => message.startsWith('model old-versions: resumed from a checkpoint written before 2026-12-07, whose predictions were versioned by')), infos.join('\n'));
+  // Its model file still counts every step the model took (the next warm start numbers by those).
+  const saved = JSON.parse(readFileSync(join(dir, 'old-versions.model.json'), 'utf8')) as { learnSteps: number };
+  assert.ok(saved.learnSteps > Number(versionsOf(resumed.output).at(-1)!.split('.')[1]), String(saved.learnSteps));
+});
