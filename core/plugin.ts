@@ -128,6 +128,12 @@ export interface FeatureStageChange {
 export interface PluginContext {
   /** Name of the pipeline this instance belongs to. */
   readonly pipeline: string;
+  /**
+   * The pipeline file's absolute path, where the runtime set it: with `pipeline`, what a stage keeping state in a file of
+   * its own (a model file) records of who wrote it, as checkpoints do (otherPipelineText): two files of one `name` (one
+   * copied from the other) are otherwise one pipeline to it.
+   */
+  readonly pipelineFile?: string;
   /** This instance's label: the entry's `label`, else `<kind>-<type>-<index>`. */
   readonly label: string;
   /** Folder of the pipeline file: relative paths in config resolve against it. */

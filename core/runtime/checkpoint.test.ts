@@ -51,3 +51,30 @@ test('checkpoint.min_pause: half the interval where the file sets none, else as 
   assert.equal(await minPause('{dir: c, interval: 5s, min_pause: 0s}'), 0);
   assert.equal(await minPause('{dir: c, interval: 5s, min_pause: 1m}'), 60_000);
 });
+
+test("a checkpoint records the pipeline file that wrote it: a run of another file of the same pipeline name (a copy of it) given the folder resumes from it warned, naming both files (was: resumed silently, the name alone compared)", async () => {
+  const { runYaml } = await import('tributary/testing');
+  const { pino } = await import('pino');
+  const { mkdirSync } = await import('node:fs');
+  const shared = join(dir, 'same-name');
+  const folder = join(shared, 'cp');
+  const yaml = `name: shop\nsources: [{type: synthetic, users: 5, events: 20, seed: 1}]\nsinks: [{type: memory}]\ncheckpoint: {dir: ${JSON.stringify(folder)}}\n`;
+  const run = async (baseDir: string): Promise<{ msg: string; pipelineFile?: string }[]> => {
+    mkdirSync(baseDir, { recursive: true });
+    const warned: { msg: string; level: number; pipelineFile?: string }[] = [];
+    const logger = pino({ level: 'info' }, { write: (line: string) => void warned.push(JSON.parse(line) as { msg: string; level: number }) });
+    await runYaml(yaml, { baseDir, logger });
+    return warned.filter((entry) => entry.level >= 40 && entry.msg.includes(' was written by '));
+  };
+  const first = join(shared, 'first');
+  assert.deepEqual(await run(first), []);
+  const store = new CheckpointStore(folder);
+  assert.equal((await store.latest())?.pipelineFile, join(first, 'pipeline.yaml'));
+  assert.deepEqual(await run(first), [], 'its own checkpoint: nothing to warn of');
+  const copy = join(shared, 'copy');
+  const warned = await run(copy);
+  assert.equal(warned.length, 1, JSON.stringify(warned));
+  assert.match(warned[0]!.msg, /^checkpoint \S+checkpoint-\d+\.json was written by pipeline shop \((\S+)\), not this run's pipeline shop \((\S+)\): this run resumes its state and source positions\. /);
+  assert.ok(warned[0]!.msg.includes(`(${join(first, 'pipeline.yaml')}), not this run's pipeline shop (${join(copy, 'pipeline.yaml')})`), warned[0]!.msg);
+  assert.equal(warned[0]!.pipelineFile, join(first, 'pipeline.yaml'));
+});

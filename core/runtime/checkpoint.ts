@@ -49,6 +49,29 @@ export interface CheckpointBody {
    * resumed state was built on features that are made otherwise since. Older releases ignore it.
    */
   stages?: CheckpointStage[];
+  /**
+   * The pipeline file it was written by, its absolute path (absent before 2026-12-07): beside `pipeline` (the
+   * `name`), what tells two pipeline files of one name apart (one copied from the other), whose runs would
+   * resume each other's checkpoints (PluginContext.pipelineFile; see otherPipelineText).
+   */
+  pipelineFile?: string;
+}
+
+/**
+ * Where a checkpoint or a model file (`saved`: the pipeline and its file that wrote it) is another pipeline's than
+ * `now`'s, the words naming both (`pipeline shop (/a/shop.yaml), not this run's pipeline shop (/b/shop.yaml)`);
+ * undefined where it is this pipeline's, or nothing tells (written before the file was recorded, a pipeline not
+ * loaded from a file). The name alone does not tell apart two files of one name (one copied from the other).
+ */
+export function otherPipelineText(
+  saved: { readonly pipeline?: string | undefined; readonly pipelineFile?: string | undefined },
+  now: { readonly pipeline: string; readonly pipelineFile?: string | undefined },
+): string | undefined {
+  if (saved.pipeline === undefined) return undefined;
+  const named = (pipeline: string, file: string | undefined): string => `pipeline ${pipeline}${file === undefined ? '' : ` (${file})`}`;
+  const otherFile = saved.pipelineFile !== undefined && now.pipelineFile !== undefined && saved.pipelineFile !== now.pipelineFile;
+  if (saved.pipeline === now.pipeline && !otherFile) return undefined;
+  return `${named(saved.pipeline, saved.pipelineFile)}, not this run's ${named(now.pipeline, now.pipelineFile)}`;
 }
 
 /** A stage as a checkpoint records it (CheckpointBody.stages). */

@@ -24,7 +24,7 @@ import type { Clock, CommitMarks, FeatureStageChange, Gauge, Metrics, Operator, 
 import { featureNamesOf } from '../plugin-hooks.js';
 import { entryFieldProblem, entryLabel, loadedPipelineProblems, placeText, pluginConfig, problemPlace, sinkKinds, sinksLatencyStage, type LoadedPipeline, type PipelineEntry, type ResolvedEntry } from '../config/load.js';
 import { MetricsHub, redactSecrets } from './telemetry.js';
-import { CheckpointStore, checkpointMark, defaultMinPauseMs, type Checkpoint, type CheckpointBody, type CheckpointStage } from './checkpoint.js';
+import { CheckpointStore, checkpointMark, defaultMinPauseMs, otherPipelineText, type Checkpoint, type CheckpointBody, type CheckpointStage } from './checkpoint.js';
 import { RawJson, stringifyInParts } from './parts.js';
 import { jsonProblem } from '../json.js';
 import { valueText } from '../value-text.js';
@@ -490,6 +490,7 @@ async function serialiseBody(fields: Omit<CheckpointBody, 'operators'>, taken: T
     operators,
     counters: fields.counters,
     ...(fields.stages === undefined ? {} : { stages: fields.stages }),
+    ...(fields.pipelineFile === undefined ? {} : { pipelineFile: fields.pipelineFile }),
   });
 }
 
@@ -595,6 +596,11 @@ export class PipelineRunner {
     return this.loaded.document.name;
   }
 
+  /** The pipeline file's absolute path: with the name, what checkpoints and model files record of who wrote them (PluginContext.pipelineFile). */
+  private get pipelineFile(): string {
+    return resolve(this.loaded.file);
+  }
+
   /** Snapshot of every stateful operator, by stage label: each taken at this instant, promises awaited. */
   async snapshot(): Promise<Record<string, unknown>> {
     const stateful = this.operators.filter(({ operator }) => operator.snapshot);
@@ -613,6 +619,7 @@ export class PipelineRunner {
     const wm = kind === 'source' ? sourceWatermark(entry.watermark) : undefined;
     return {
       pipeline,
+      pipelineFile: this.pipelineFile,
       label,
       baseDir: this.loaded.baseDir,
       logger,
@@ -1020,7 +1027,7 @@ export class PipelineRunner {
   private partitionBody(id: string, offset: number, held: number | undefined, owners: number, operators: TakenSnapshots): Promise<Buffer[]> {
     const sources = { [this.scaleOut!.slot.label]: { partition: id, offset, owners, ...(held === undefined ? {} : { held }) } };
     // Its stages recorded as the pipeline's checkpoint records them: a restore of it checks the edits since alike.
-    return serialiseBody({ pipeline: this.name, createdAt: new Date(this.clock.now()).toISOString(), sources, counters: {}, stages: this.checkpointStages }, operators);
+    return serialiseBody({ pipeline: this.name, pipelineFile: this.pipelineFile, createdAt: new Date(this.clock.now()).toISOString(), sources, counters: {}, stages: this.checkpointStages }, operators);
   }
 
   private partitionListener(): PartitionListener {
@@ -1537,7 +1544,7 @@ export class PipelineRunner {
             if (offset !== undefined) partitions.push({ task, offset, changes: task.changes, held: heldOf(task), operators: takeSnapshots(task.operators) });
           }
         }
-        const body = await serialiseBody({ pipeline: this.name, createdAt, sources, counters, stages: this.checkpointStages }, operators);
+        const body = await serialiseBody({ pipeline: this.name, pipelineFile: this.pipelineFile, createdAt, sources, counters, stages: this.checkpointStages }, operators);
         const bodies: Buffer[][] = [];
         for (const { task, offset, held, operators: taken } of partitions) bodies.push(await this.partitionBody(task.id, offset, held, task.owners, taken));
         await this.flushSinks();
@@ -2104,7 +2111,14 @@ export class PipelineRunner {
 
   /** Takes up a checkpoint's books (the counters carried across restarts) and says the run resumes from it. */
   private resumeFrom(checkpoint: Checkpoint): void {
-    if (checkpoint.pipeline !== this.name) this.logger.warn({ file: checkpoint.file, pipeline: checkpoint.pipeline }, 'checkpoint was written by a pipeline of another name');
+    const writer = otherPipelineText(checkpoint, { pipeline: this.name, pipelineFile: this.pipelineFile });
+    if (writer !== undefined) {
+      this.logger.warn(
+        { file: checkpoint.file, pipeline: checkpoint.pipeline, ...(checkpoint.pipelineFile === undefined ? {} : { pipelineFile: checkpoint.pipelineFile }) },
+        `checkpoint ${checkpoint.file} was written by ${writer}: this run resumes its state and source positions. ` +
+          'Two pipelines given one checkpoint folder resume each other\'s state: if this is another pipeline (a copy of that file), give it its own name and checkpoint.dir (moving this folder back to the other), else (the file moved or renamed) nothing is to be done',
+      );
+    }
     for (const name of carriedCounters) if (checkpoint.counters[name] !== undefined) (this.stats as unknown as Record<string, unknown>)[name] = checkpoint.counters[name];
     this.stats.atResume = { eventsIn: this.stats.eventsIn, recordsOut: this.stats.recordsOut, deadLettered: this.stats.deadLettered, filtered: this.stats.filtered, late: this.stats.sideOutputs.late ?? 0 };
     this.stats.resumedFrom = checkpoint.sequence;

@@ -6,7 +6,7 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
-import { type ClickEvent, type Column, type Counter, LockRefusedError, releaseLock, takeLockWaiting, decodeColumn, decodeColumnOf, decodeDerivedIds, decodeNamedColumns, decodeNullableStrings, decodeStrings, type DerivedIds, eachOf, type Emit, encodeColumn, encodeNamedColumns, encodeDerivedIds, type Gauge, type GaugeFamily, makeFolderDurably, type Metrics, type ModelCounts, type ModelDrift, type ModelMetrics, PartedSnapshots, partsOf, isSessionSummary, recentScoresText, PluginConfigError, type PluginContext, type Prediction, type PredictionLabel, type PredictionUnlabelled, type UnlabelledReason, recordOperator, type RecordOperator, type SessionSummary, type StageRecord, TributaryError, writeFileDurably, sessionKey } from 'tributary';
+import { type ClickEvent, type Column, type Counter, LockRefusedError, otherPipelineText, releaseLock, takeLockWaiting, decodeColumn, decodeColumnOf, decodeDerivedIds, decodeNamedColumns, decodeNullableStrings, decodeStrings, type DerivedIds, eachOf, type Emit, encodeColumn, encodeNamedColumns, encodeDerivedIds, type Gauge, type GaugeFamily, makeFolderDurably, type Metrics, type ModelCounts, type ModelDrift, type ModelMetrics, PartedSnapshots, partsOf, isSessionSummary, recentScoresText, PluginConfigError, type PluginContext, type Prediction, type PredictionLabel, type PredictionUnlabelled, type UnlabelledReason, recordOperator, type RecordOperator, type SessionSummary, type StageRecord, TributaryError, writeFileDurably, sessionKey } from 'tributary';
 import { missingPackages, useBackend, type BackendSelection } from './backend.js';
 import type { ResolvedModelConfig } from './config.js';
 import { createDriftDetector, LossBlocks, type DriftDetector, type DriftState, type LossBlocksState } from './drift.js';
@@ -227,6 +227,11 @@ export interface SavedModel {
   learnSteps?: number;
   /** The pipeline that saved it; absent from files written before it. */
   pipeline?: string;
+  /**
+   * In a model file: the pipeline file that saved it (PluginContext.pipelineFile), which tells two files of one
+   * pipeline name apart (one copied from the other); absent from files written before 2026-12-07.
+   */
+  pipelineFile?: string;
   /**
    * In a model file: the stages before the model when it was saved (PluginContext.stagesBefore), which a warm
    * start compares with those now; absent from files written before 2026-12-07, and from a pipeline
@@ -555,12 +560,13 @@ export class OnlineLearner {
         { model: this.name, file, steps },
         `model ${this.name}: warm start from ${file} (${steps} learning steps): if that model learnt from this input, its scores here are not out of sample; set checkpoint.warm_start: false (or --set) for a cold score`,
       );
-    } else if (saved.pipeline !== undefined && saved.pipeline !== this.context.pipeline) {
+    } else if (this.savedByOther(saved) !== undefined) {
       // Another pipeline's model, kept only until this one closes: a check of a warm start run after the pipeline
       // that trained the model (same name and folder) replaced that model with its own (beside it, the lock refuses it).
+      // Another file of the same pipeline name too (a copy of it): the name alone said nothing (2026-12-07).
       this.context.logger.warn(
-        { model: this.name, file, steps, savedBy: saved.pipeline },
-        `model ${this.name}: warm start from ${file} (${steps} learning steps), saved by pipeline ${saved.pipeline}: this pipeline (${this.context.pipeline}) saves its model to the same file and replaces it; give this stage another checkpoint.dir (or name) to keep ${saved.pipeline}'s model`,
+        { model: this.name, file, steps, savedBy: saved.pipeline, ...this.savedByFields(saved) },
+        `model ${this.name}: warm start from ${file} (${steps} learning steps), saved by ${this.savedByOther(saved)!}: this run saves its model to the same file and replaces that one's; ${this.keepOthersModel}`,
       );
     } else this.context.logger.info({ file, steps }, `model ${this.name}: warm start from ${file} (${steps} learning steps; saved over at close)`);
     this.gauges.learningRate.set(this.model!.optimizer.learningRate);
@@ -577,13 +583,26 @@ export class OnlineLearner {
     } catch {
       return; // not a model this run could read: nothing to say of whose it is (it is replaced all the same)
     }
-    if (saved.pipeline === undefined || saved.pipeline === this.context.pipeline) return;
+    const other = this.savedByOther(saved);
+    if (other === undefined) return;
     const steps = saved.model?.optimizer !== undefined ? stepsOf(saved as SavedModel) : undefined;
     this.context.logger.warn(
-      { model: this.name, file, savedBy: saved.pipeline, ...(steps === undefined ? {} : { steps }) },
-      `model ${this.name}: ${file} holds the model pipeline ${saved.pipeline} saved${steps === undefined ? '' : ` (${steps} learning steps)`}; this pipeline (${this.context.pipeline}) starts afresh (checkpoint.warm_start: false) and saves its model over it; give this stage another checkpoint.dir (or name) to keep ${saved.pipeline}'s model`,
+      { model: this.name, file, savedBy: saved.pipeline, ...this.savedByFields(saved), ...(steps === undefined ? {} : { steps }) },
+      `model ${this.name}: ${file} holds the model saved by ${other}${steps === undefined ? '' : ` (${steps} learning steps)`}; this run starts afresh (checkpoint.warm_start: false) and saves its model over it; ${this.keepOthersModel}`,
     );
   }
+
+  /** Where a model file was saved by another pipeline than this run's (another name, or another file of this name), the words naming both (otherPipelineText). */
+  private savedByOther(saved: Partial<SavedModel>): string | undefined {
+    return otherPipelineText(saved, this.context);
+  }
+
+  private savedByFields(saved: Partial<SavedModel>): { savedByFile?: string } {
+    return saved.pipelineFile === undefined ? {} : { savedByFile: saved.pipelineFile };
+  }
+
+  private readonly keepOthersModel =
+    "give this stage another checkpoint.dir (or name) to keep that pipeline's model (where that pipeline is this one, its name or file changed since, nothing is to be done)";
 
   private releaseModelFile(): void {
     if (this.modelFileLock !== undefined) releaseLock(this.modelFileLock);
@@ -646,9 +665,10 @@ export class OnlineLearner {
     }
     const changes = compare.call(this.context, saved.stages).filter((change) => change.sameNamesOtherValues);
     if (changes.length === 0) return;
+    const other = this.savedByOther(saved);
     throw new TributaryError(
       'TRIB_ERR_CHECKPOINT',
-      `model ${this.name}: cannot warm-start from ${file}: the stages before the model make its features otherwise than when it was saved (${changes.map((change) => change.text).join('; ')}), ` +
+      `model ${this.name}: cannot warm-start from ${file}${other === undefined ? '' : ` (saved by ${other})`}: the stages before the model make its features otherwise than when it was saved (${changes.map((change) => change.text).join('; ')}), ` +
         'so the weights it learnt would be applied to other values under the same feature names. The file is left as it was: undo the change to warm-start from it, ' +
         'or move it away (or set checkpoint.warm_start: false, which replaces it at close) to start afresh',
     );
@@ -783,8 +803,9 @@ export class OnlineLearner {
     if (this.context.replay || !file || !saved) return;
     // Serialised before the first wait: the model goes on learning meanwhile. With the stages before the model,
     // which a warm start from the file compares with those then (refuseOtherFeatureValues).
-    const stages = this.context.stagesBefore;
-    const body = JSON.stringify(stages === undefined ? saved : { ...saved, stages });
+    // With the pipeline file, which tells this pipeline from another file of its name (savedByOther).
+    const { stagesBefore: stages, pipelineFile } = this.context;
+    const body = JSON.stringify({ ...saved, ...(stages === undefined ? {} : { stages }), ...(pipelineFile === undefined ? {} : { pipelineFile }) });
     await makeFolderDurably(dirname(file));
     // A fixed temp name: one left by a crash is overwritten by the next save.
     await writeFileDurably(file, body, `${file}.tmp`);

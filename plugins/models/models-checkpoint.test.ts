@@ -349,3 +349,42 @@ test("checkpoint: a warm-started model resumed from a checkpoint of a build befo
   const saved = JSON.parse(readFileSync(join(dir, 'old-versions.model.json'), 'utf8')) as { learnSteps: number };
   assert.ok(saved.learnSteps > Number(versionsOf(resumed.output).at(-1)!.split('.')[1]), String(saved.learnSteps));
 });
+
+test('checkpoint: a model file records the pipeline file that saved it: a run of another file of the same pipeline name (a copy of it) that warm-starts from it is warned, naming both files (was: warm-started silently, the name alone recorded)', async (t) => {
+  const shared = tempFolder(t, 'same-name');
+  const models = join(shared, 'models');
+  const yaml =
+    `name: shop\nsources: [{type: synthetic, users: 20, events: 200, seed: 3}]\n` +
+    `stages:\n  - {type: sessionizer}\n  - {type: session-features}\n  - {type: intent-model, name: intent, model: {kind: logistic}, checkpoint: {dir: ${JSON.stringify(models)}}}\n` +
+    `sinks: [{type: memory, kinds: [prediction]}]\n`;
+  const run = async (baseDir: string): Promise<{ warned: string[]; infos: string[] }> => {
+    const warned: string[] = [];
+    const infos: string[] = [];
+    const logger = pino({ level: 'info' }, {
+      write: (line: string) => {
+        const { msg, level } = JSON.parse(line) as { msg: string; level: number };
+        if (msg.startsWith('model intent: ')) (level >= 40 ? warned : infos).push(msg);
+      },
+    });
+    await runYaml(yaml, { baseDir, logger });
+    return { warned, infos };
+  };
+  const first = join(shared, 'first');
+  const copy = join(shared, 'copy');
+  fs.mkdirSync(first);
+  fs.mkdirSync(copy);
+  const file = join(models, 'intent.model.json');
+  await run(first);
+  assert.equal((JSON.parse(readFileSync(file, 'utf8')) as { pipelineFile?: string }).pipelineFile, join(first, 'pipeline.yaml'));
+  const again = await run(first);
+  assert.deepEqual(again.warned, [], 'its own file: nothing to warn of');
+  assert.ok(again.infos.some((line) => line.startsWith(`model intent: warm start from ${file} `)), again.infos.join('\n'));
+  const copied = await run(copy);
+  assert.equal(copied.warned.length, 1, copied.warned.join('\n'));
+  assert.ok(
+    copied.warned[0]!.startsWith(`model intent: warm start from ${file} (`) &&
+      copied.warned[0]!.includes(`saved by pipeline shop (${join(first, 'pipeline.yaml')}), not this run's pipeline shop (${join(copy, 'pipeline.yaml')}): this run saves its model to the same file and replaces that one's`),
+    copied.warned[0],
+  );
+  assert.equal((JSON.parse(readFileSync(file, 'utf8')) as { pipelineFile?: string }).pipelineFile, join(copy, 'pipeline.yaml'), 'as it says: the copy saved over it');
+});
