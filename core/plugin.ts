@@ -392,6 +392,13 @@ export interface PartitionAssignment {
   id: string;
   committed: number | undefined;
   /**
+   * How many partitions the partition's topic has now, where the source knows (Kafka: the topic's metadata at the
+   * assignment). The runtime records it in the partition's state files and refuses to restore one saved under
+   * another count (partitions added to the topic): the producers' key -> partition rule then sends most users
+   * elsewhere, and per-user state restored by partition would be another user's partition's. Absent: not checked.
+   */
+  partitions?: number;
+  /**
    * The marks stored with the committed offset (CommitMarks: its state file's), for a source that
    * stores them: the runtime restores the file they name when it is there intact, else the file of the
    * greatest offset `committed` covers.
