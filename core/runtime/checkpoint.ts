@@ -23,6 +23,7 @@ import type { LoadedPipeline } from '../config/load.js';
 import { parseDuration } from '../duration.js';
 import { createFileDurably, isOwnTempName, makeFolderDurably } from '../durable.js';
 import { piecesOf, reusePieces, sha256InParts } from './parts.js';
+import { tributaryVersion } from '../cli/build.js';
 
 export const checkpointFormat = 'tributary-checkpoint';
 /** Version 1: the body as JSON; 2: gzip of it (a release reading only 1 refuses it by this number). */
@@ -496,7 +497,7 @@ async function readCheckpointFile(file: string): Promise<{ body: CheckpointBody;
   if (typeof header.version === 'number' && header.version > compressedVersion) {
     throw new TributaryError(
       'TRIB_ERR_CHECKPOINT',
-      `checkpoint ${file} has format version ${header.version}, which a later release writes: this build reads versions ${checkpointVersion} and ${compressedVersion}. ` +
+      `checkpoint ${file} has format version ${header.version}, which a later release writes: this release (tributary ${tributaryVersion()}) reads versions ${checkpointVersion} and ${compressedVersion}. ` +
         'Run that release (or a later one) to resume from it; to resume from an older checkpoint with this one instead, move it out of the folder (the outputs since that one are written again)',
     );
   }

@@ -209,6 +209,11 @@ const SAMPLE_LABELLED = 32;
 const SAMPLE_GIVEN_UP_SHIFT = 6;
 const SAMPLE_FLAGS_END = 8 << SAMPLE_GIVEN_UP_SHIFT;
 
+/** The format of the model files (SavedModel.format) this release writes and reads; a later release's is refused (refuseLaterFormat). */
+const savedModelFormat = 1;
+/** The newest learner snapshot format (LearnerState.format) this release reads; a later release's is refused (restoreParts). */
+const learnerStateFormat = 4;
+
 /** The model as saved to a checkpoint folder (a warm start reads it). */
 export interface SavedModel {
   format: 1;
@@ -539,6 +544,7 @@ export class OnlineLearner {
     let saved: SavedModel;
     try {
       saved = JSON.parse(readFileSync(file, 'utf8')) as SavedModel;
+      this.refuseLaterFormat(saved, file);
       // Checked before it is loaded: a refused model is never this stage's, so a close cannot save it over the file.
       this.refuseOtherFeatureValues(saved, file);
       this.loadSaved(saved);
@@ -671,6 +677,21 @@ export class OnlineLearner {
       `model ${this.name}: cannot warm-start from ${file}${other === undefined ? '' : ` (saved by ${other})`}: the stages before the model make its features otherwise than when it was saved (${changes.map((change) => change.text).join('; ')}), ` +
         'so the weights it learnt would be applied to other values under the same feature names. The file is left as it was: undo the change to warm-start from it, ' +
         'or move it away (or set checkpoint.warm_start: false, which replaces it at close) to start afresh',
+    );
+  }
+
+  /**
+   * A model file of a format a later release writes (a rollback after an upgrade) is not read as this one's, whose
+   * fields it may use otherwise: the start stops for a person (TRIB_ERR_CHECKPOINT, exit 2), naming the file, its
+   * format and this release's, the file left as it was. (A file with no number is no model file: failed as unreadable.)
+   */
+  private refuseLaterFormat(saved: Partial<SavedModel>, file: string): void {
+    const format: unknown = saved.format;
+    if (typeof format !== 'number' || format <= savedModelFormat) return;
+    throw new TributaryError(
+      'TRIB_ERR_CHECKPOINT',
+      `model ${this.name}: cannot warm-start from ${file}: it has model file format ${format}, which a later release writes; this release reads format ${savedModelFormat}. ` +
+        'The file is left as it was: run that release (or a later one) to warm-start from it; to start this model afresh with this one, move the file away (or set checkpoint.warm_start: false, which replaces it at close)',
     );
   }
 
@@ -1621,6 +1642,12 @@ export class OnlineLearner {
    */
   *restoreParts(state: LearnerState): Generator<void, void, void> {
     this.snapshots.settle();
+    // A later release's state (a rollback after an upgrade) is not read as this one's: the restore fails for a person
+    // (restoreStage: TRIB_ERR_CHECKPOINT, naming the checkpoint file), before anything is swapped in.
+    const format: unknown = state.format;
+    if (typeof format === 'number' && format > learnerStateFormat) throw new Error(`model ${this.name}: its state has format ${format}, which a later release writes; this release reads formats 1 to ${learnerStateFormat}`);
+    const modelFormat: unknown = state.saved?.format;
+    if (typeof modelFormat === 'number' && modelFormat > savedModelFormat) throw new Error(`model ${this.name}: its saved model has format ${modelFormat}, which a later release writes; this release reads format ${savedModelFormat}`);
     if (state.saved) {
       this.loadSaved(state.saved);
       // open() warm-started from the model file, and the pipeline's checkpoint replaces that model: said, or
