@@ -690,8 +690,12 @@ export class PipelineRunner {
     }
     // Something plugins share (the Kafka sinks' transactional producer) names itself: not this plugin's failure.
     if (sharedFailure(cause)) return this.failRun(cause);
-    const code = kind === 'source' ? 'TRIB_ERR_SOURCE' : kind === 'stage' ? 'TRIB_ERR_STAGE' : 'TRIB_ERR_SINK';
     const who = kind === 'dead-letter' ? 'the dead-letter sink' : label;
+    // A person's to mend (the runtime's own refusal handed back through a plugin: a Kafka source's failed assignment,
+    // whose partition state was saved under another partition count) keeps its code, as a sink's write does: as
+    // TRIB_ERR_SOURCE it exited 1, and the daemon restarted into the same refusal.
+    if (cause instanceof TributaryError && needsPerson(cause)) return this.failWith(new TributaryError(cause.code, `${who} failed: ${cause.message}`, { cause }));
+    const code = kind === 'source' ? 'TRIB_ERR_SOURCE' : kind === 'stage' ? 'TRIB_ERR_STAGE' : 'TRIB_ERR_SINK';
     this.failRun(new TributaryError(code, `${who} failed: ${cause.message}`, { cause }));
   }
 
@@ -2151,7 +2155,7 @@ export class PipelineRunner {
       this.logger.warn(
         { file: checkpoint.file, pipeline: checkpoint.pipeline, ...(checkpoint.pipelineFile === undefined ? {} : { pipelineFile: checkpoint.pipelineFile }) },
         `checkpoint ${checkpoint.file} was written by ${writer}: this run resumes its state and source positions. ` +
-          'Two pipelines given one checkpoint folder resume each other\'s state: if this is another pipeline (a copy of that file), give it its own name and checkpoint.dir (moving this folder back to the other), else (the file moved or renamed) nothing is to be done',
+          'Two pipelines given one checkpoint folder resume each other\'s state and prune each other\'s checkpoints: if this is another pipeline (a copy of that file), stop it and give it its own name and checkpoint.dir; where it is that pipeline, its name or file changed since, nothing is to be done',
       );
     }
     for (const name of carriedCounters) if (checkpoint.counters[name] !== undefined) (this.stats as unknown as Record<string, unknown>)[name] = checkpoint.counters[name];
