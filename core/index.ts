@@ -53,5 +53,5 @@ export { fieldText, loadPipeline, type FieldPlace, type FieldPosition, type Load
 export { composedSchema } from './config/schema.js';
 export { PipelineRunner, type RunOptions, type RunStats } from './runtime/pipeline.js';
 export { createLogger, isSecret, MetricsHub, redactSecrets } from './runtime/telemetry.js';
-export { CheckpointStore, checkpointMark, parseCheckpointMark, readCheckpoint, type Checkpoint, type CheckpointBody, type CheckpointCompression } from './runtime/checkpoint.js';
+export { CheckpointStore, checkpointMark, otherPipelineText, parseCheckpointMark, readCheckpoint, type Checkpoint, type CheckpointBody, type CheckpointCompression } from './runtime/checkpoint.js';
 export { Daemon, type DaemonOptions, type DaemonResult } from './runtime/daemon.js';

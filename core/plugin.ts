@@ -128,6 +128,12 @@ export interface FeatureStageChange {
 export interface PluginContext {
   /** Name of the pipeline this instance belongs to. */
   readonly pipeline: string;
+  /**
+   * The pipeline file's absolute path, where the runtime set it: with `pipeline`, what a stage keeping state in a file of
+   * its own (a model file) records of who wrote it, as checkpoints do (otherPipelineText): two files of one `name` (one
+   * copied from the other) are otherwise one pipeline to it.
+   */
+  readonly pipelineFile?: string;
   /** This instance's label: the entry's `label`, else `<kind>-<type>-<index>`. */
   readonly label: string;
   /** Folder of the pipeline file: relative paths in config resolve against it. */
@@ -385,6 +391,13 @@ export interface PartitionAssignment {
   /** Stable, file-name-safe id, e.g. `clicks-3` (topic and partition). */
   id: string;
   committed: number | undefined;
+  /**
+   * How many partitions the partition's topic has now, where the source knows (Kafka: the topic's metadata at the
+   * assignment). The runtime records it in the partition's state files and refuses to restore one saved under
+   * another count (partitions added to the topic): the producers' key -> partition rule then sends most users
+   * elsewhere, and per-user state restored by partition would be another user's partition's. Absent: not checked.
+   */
+  partitions?: number;
   /**
    * The marks stored with the committed offset (CommitMarks: its state file's), for a source that
    * stores them: the runtime restores the file they name when it is there intact, else the file of the

@@ -8,25 +8,14 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import Kafka from 'node-rdkafka';
 import pino from 'pino';
 import { testContext } from 'tributary/testing';
 import type { SourcePlugin, SourcePosition } from 'tributary';
 import kafkaSource, { type KafkaSourceConfig } from '../plugins/kafka/source.js';
 import { kafkaBrokers, uniqueTopic, waitFor } from './kafka/env.js';
-import { clickJson, createTopic, deleteTopic, produce } from './kafka/client.js';
+import { clickJson, createTopic, deleteTopic, growTopic, produce } from './kafka/client.js';
 
 const base = Date.parse('2024-05-01T00:00:00Z');
-
-/** Grows `topic` to `partitions` partitions, as kafka-topics --alter --partitions does. */
-async function growTopic(brokers: string, topic: string, partitions: number): Promise<void> {
-  const admin = Kafka.AdminClient.create({ 'metadata.broker.list': brokers, 'broker.address.family': 'v4' });
-  try {
-    await new Promise<void>((resolve, reject) => admin.createPartitions(topic, partitions, 15_000, (error) => (error ? reject(new Error(error.message)) : resolve())));
-  } finally {
-    admin.disconnect();
-  }
-}
 
 /** Records `seq` from `from` on, `count` of them, on `partition`. */
 function records(partition: number, from: number, count: number): { partition: number; key: string; value: string }[] {

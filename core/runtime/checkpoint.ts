@@ -23,6 +23,7 @@ import type { LoadedPipeline } from '../config/load.js';
 import { parseDuration } from '../duration.js';
 import { createFileDurably, isOwnTempName, makeFolderDurably } from '../durable.js';
 import { piecesOf, reusePieces, sha256InParts } from './parts.js';
+import { tributaryVersion } from '../cli/build.js';
 
 export const checkpointFormat = 'tributary-checkpoint';
 /** Version 1: the body as JSON; 2: gzip of it (a release reading only 1 refuses it by this number). */
@@ -49,6 +50,29 @@ export interface CheckpointBody {
    * resumed state was built on features that are made otherwise since. Older releases ignore it.
    */
   stages?: CheckpointStage[];
+  /**
+   * The pipeline file it was written by, its absolute path (absent before 2026-12-07): beside `pipeline` (the
+   * `name`), what tells two pipeline files of one name apart (one copied from the other), whose runs would
+   * resume each other's checkpoints (PluginContext.pipelineFile; see otherPipelineText).
+   */
+  pipelineFile?: string;
+}
+
+/**
+ * Where a checkpoint or a model file (`saved`: the pipeline and its file that wrote it) is another pipeline's than
+ * `now`'s, the words naming both (`pipeline shop (/a/shop.yaml), not this run's pipeline shop (/b/shop.yaml)`);
+ * undefined where it is this pipeline's, or nothing tells (written before the file was recorded, a pipeline not
+ * loaded from a file). The name alone does not tell apart two files of one name (one copied from the other).
+ */
+export function otherPipelineText(
+  saved: { readonly pipeline?: string | undefined; readonly pipelineFile?: string | undefined },
+  now: { readonly pipeline: string; readonly pipelineFile?: string | undefined },
+): string | undefined {
+  if (saved.pipeline === undefined) return undefined;
+  const named = (pipeline: string, file: string | undefined): string => `pipeline ${pipeline}${file === undefined ? '' : ` (${file})`}`;
+  const otherFile = saved.pipelineFile !== undefined && now.pipelineFile !== undefined && saved.pipelineFile !== now.pipelineFile;
+  if (saved.pipeline === now.pipeline && !otherFile) return undefined;
+  return `${named(saved.pipeline, saved.pipelineFile)}, not this run's ${named(now.pipeline, now.pipelineFile)}`;
 }
 
 /** A stage as a checkpoint records it (CheckpointBody.stages). */
@@ -473,7 +497,7 @@ async function readCheckpointFile(file: string): Promise<{ body: CheckpointBody;
   if (typeof header.version === 'number' && header.version > compressedVersion) {
     throw new TributaryError(
       'TRIB_ERR_CHECKPOINT',
-      `checkpoint ${file} has format version ${header.version}, which a later release writes: this build reads versions ${checkpointVersion} and ${compressedVersion}. ` +
+      `checkpoint ${file} has format version ${header.version}, which a later release writes: this release (tributary ${tributaryVersion()}) reads versions ${checkpointVersion} and ${compressedVersion}. ` +
         'Run that release (or a later one) to resume from it; to resume from an older checkpoint with this one instead, move it out of the folder (the outputs since that one are written again)',
     );
   }

@@ -24,7 +24,7 @@ import type { Clock, CommitMarks, FeatureStageChange, Gauge, Metrics, Operator, 
 import { featureNamesOf } from '../plugin-hooks.js';
 import { entryFieldProblem, entryLabel, loadedPipelineProblems, placeText, pluginConfig, problemPlace, sinkKinds, sinksLatencyStage, type LoadedPipeline, type PipelineEntry, type ResolvedEntry } from '../config/load.js';
 import { MetricsHub, redactSecrets } from './telemetry.js';
-import { CheckpointStore, checkpointMark, defaultMinPauseMs, type Checkpoint, type CheckpointBody, type CheckpointStage } from './checkpoint.js';
+import { CheckpointStore, checkpointMark, defaultMinPauseMs, otherPipelineText, type Checkpoint, type CheckpointBody, type CheckpointStage } from './checkpoint.js';
 import { RawJson, stringifyInParts } from './parts.js';
 import { jsonProblem } from '../json.js';
 import { valueText } from '../value-text.js';
@@ -221,6 +221,8 @@ interface PartitionTask {
    * restored (ownersOf), whichever was written last (a member that had not noticed it lost the partition).
    */
   owners: number;
+  /** How many partitions its topic had at its assignment (PartitionAssignment.partitions), written in its files; undefined where the source did not say. */
+  partitions: number | undefined;
 }
 
 /**
@@ -490,6 +492,7 @@ async function serialiseBody(fields: Omit<CheckpointBody, 'operators'>, taken: T
     operators,
     counters: fields.counters,
     ...(fields.stages === undefined ? {} : { stages: fields.stages }),
+    ...(fields.pipelineFile === undefined ? {} : { pipelineFile: fields.pipelineFile }),
   });
 }
 
@@ -595,6 +598,11 @@ export class PipelineRunner {
     return this.loaded.document.name;
   }
 
+  /** The pipeline file's absolute path: with the name, what checkpoints and model files record of who wrote them (PluginContext.pipelineFile). */
+  private get pipelineFile(): string {
+    return resolve(this.loaded.file);
+  }
+
   /** Snapshot of every stateful operator, by stage label: each taken at this instant, promises awaited. */
   async snapshot(): Promise<Record<string, unknown>> {
     const stateful = this.operators.filter(({ operator }) => operator.snapshot);
@@ -613,6 +621,7 @@ export class PipelineRunner {
     const wm = kind === 'source' ? sourceWatermark(entry.watermark) : undefined;
     return {
       pipeline,
+      pipelineFile: this.pipelineFile,
       label,
       baseDir: this.loaded.baseDir,
       logger,
@@ -681,8 +690,12 @@ export class PipelineRunner {
     }
     // Something plugins share (the Kafka sinks' transactional producer) names itself: not this plugin's failure.
     if (sharedFailure(cause)) return this.failRun(cause);
-    const code = kind === 'source' ? 'TRIB_ERR_SOURCE' : kind === 'stage' ? 'TRIB_ERR_STAGE' : 'TRIB_ERR_SINK';
     const who = kind === 'dead-letter' ? 'the dead-letter sink' : label;
+    // A person's to mend (the runtime's own refusal handed back through a plugin: a Kafka source's failed assignment,
+    // whose partition state was saved under another partition count) keeps its code, as a sink's write does: as
+    // TRIB_ERR_SOURCE it exited 1, and the daemon restarted into the same refusal.
+    if (cause instanceof TributaryError && needsPerson(cause)) return this.failWith(new TributaryError(cause.code, `${who} failed: ${cause.message}`, { cause }));
+    const code = kind === 'source' ? 'TRIB_ERR_SOURCE' : kind === 'stage' ? 'TRIB_ERR_STAGE' : 'TRIB_ERR_SINK';
     this.failRun(new TributaryError(code, `${who} failed: ${cause.message}`, { cause }));
   }
 
@@ -952,7 +965,12 @@ export class PipelineRunner {
   }
 
   /** Builds a partition's stages, restores their state, and connects them to the global stages. */
-  private async startTask(id: string, saved: { operators: Record<string, unknown>; file: string; stages: unknown; held: number | undefined; owners: number } | undefined, start: number | undefined): Promise<void> {
+  private async startTask(
+    id: string,
+    saved: { operators: Record<string, unknown>; file: string; stages: unknown; held: number | undefined; owners: number } | undefined,
+    start: number | undefined,
+    partitions: number | undefined,
+  ): Promise<void> {
     const operators: PartitionTask['operators'] = [];
     const gauges = new GaugeShares();
     for (const { index, resolved } of this.keyedStages) {
@@ -967,7 +985,7 @@ export class PipelineRunner {
     const input = new Subject<Element>();
     const stream = composeOperators(operators.map((o) => o.operator), input.asObservable(), this.latency.task());
     // Its watermark starts over: it rises with the partition's own records (see partitionWatermarks).
-    const task: PartitionTask = { id, input, operators, subscription: Subscription.EMPTY, gauges, watermark: -Infinity, passed: saved?.held ?? -Infinity, start, changes: 0, saved: 0, owners: (saved?.owners ?? 0) + 1 };
+    const task: PartitionTask = { id, input, operators, subscription: Subscription.EMPTY, gauges, watermark: -Infinity, passed: saved?.held ?? -Infinity, start, changes: 0, saved: 0, owners: (saved?.owners ?? 0) + 1, partitions };
     task.subscription = stream.subscribe({
       // The runtime sends each watermark to every task, then once to the global stages.
       next: (record) => {
@@ -1017,10 +1035,32 @@ export class PipelineRunner {
    * A partition's state as a checkpoint body, of its stages' snapshots taken (takeSnapshots); `offset` is the next record it has not seen,
    * `held` the watermark its stages passed on where they hold theirs back (heldOf), read with the snapshots.
    */
-  private partitionBody(id: string, offset: number, held: number | undefined, owners: number, operators: TakenSnapshots): Promise<Buffer[]> {
-    const sources = { [this.scaleOut!.slot.label]: { partition: id, offset, owners, ...(held === undefined ? {} : { held }) } };
+  private partitionBody(task: PartitionTask, offset: number, held: number | undefined, operators: TakenSnapshots): Promise<Buffer[]> {
+    const { id, owners, partitions } = task;
+    const sources = { [this.scaleOut!.slot.label]: { partition: id, offset, owners, ...(held === undefined ? {} : { held }), ...(partitions === undefined ? {} : { partitions }) } };
     // Its stages recorded as the pipeline's checkpoint records them: a restore of it checks the edits since alike.
-    return serialiseBody({ pipeline: this.name, createdAt: new Date(this.clock.now()).toISOString(), sources, counters: {}, stages: this.checkpointStages }, operators);
+    return serialiseBody({ pipeline: this.name, pipelineFile: this.pipelineFile, createdAt: new Date(this.clock.now()).toISOString(), sources, counters: {}, stages: this.checkpointStages }, operators);
+  }
+
+  /**
+   * Scale-out: a partition's state file written when its topic had another number of partitions than it has now is
+   * not restored, and the run stops for a person (TRIB_ERR_CHECKPOINT, exit 2). Its state is per user, and the
+   * producers' rule that puts a user's events on a partition (Kafka's default: the key's hash modulo the count) sends
+   * most users elsewhere once the count changed: restored, their state would stay on the partition they left (a
+   * session cut in two, a churn label for a user active on another partition, features counted anew there). The
+   * runtime cannot move it: a stage's state is its own, and the rule is the producers'. Nor is the partition started
+   * empty without a word. Files that record no count (before 2026-12-07), or a source that says none, are not checked.
+   */
+  private refuseOtherPartitionCount(id: string, saved: Checkpoint, recorded: number | undefined, now: number | undefined): void {
+    if (recorded === undefined || now === undefined || recorded === now) return;
+    throw new TributaryError(
+      'TRIB_ERR_CHECKPOINT',
+      `scale_out: the state of partition ${id} (${saved.file}) was saved when its topic had ${recorded} partitions; it has ${now} now. ` +
+        "Per-user state is kept by partition, and the producers' key -> partition rule (the key's hash modulo the count) sends most users' events to another partition since: " +
+        'restored, their state would stay on the partition they left (sessions cut in two, labels and features counted anew on the other). Nothing is restored. ' +
+        `To start every partition's state afresh: stop every member of the group, move the partition folders out of ${this.scaleOut!.dir} (scale_out.state_dir), and start them again: ` +
+        "each partition then starts with empty state at the group's committed offsets, and the state they held is lost (docs/operations.md, Partitions added to a scale_out topic)",
+    );
   }
 
   private partitionListener(): PartitionListener {
@@ -1029,6 +1069,11 @@ export class PipelineRunner {
     const heldIn = (checkpoint: Checkpoint): number | undefined => {
       const held = (checkpoint.sources[sourceLabel] as { held?: unknown } | undefined)?.held;
       return typeof held === 'number' && Number.isFinite(held) ? held : undefined;
+    };
+    // Files before the count was recorded (2026-12-07) say none: not checked.
+    const partitionCountOf = (checkpoint: Checkpoint): number | undefined => {
+      const count = (checkpoint.sources[sourceLabel] as { partitions?: unknown } | undefined)?.partitions;
+      return typeof count === 'number' && Number.isSafeInteger(count) && count > 0 ? count : undefined;
     };
     // Files before owners were recorded (2026-12-07) count as the first owner's.
     const ownersOf = (checkpoint: Checkpoint): number => {
@@ -1039,7 +1084,7 @@ export class PipelineRunner {
       assigned: (partitions) =>
         this.exclusive(async () => {
           const starts = new Map<string, number>();
-          for (const { id, committed, marks } of partitions) {
+          for (const { id, committed, marks, partitions: count } of partitions) {
             if (this.tasks.has(id)) continue;
             // Only state the group's committed offset covers: a newer file belongs to outputs that were
             // never committed (a crash between the file and the commit, or an aborted transaction). Of
@@ -1067,8 +1112,9 @@ export class PipelineRunner {
             // no state (dead-lettered) left no file of their own. Read again from the file's offset, they
             // were dead-lettered twice, and the partition, its start behind the committed offset, was left
             // out of the transactions (so of their marks) until a record of it came.
+            if (saved) this.refuseOtherPartitionCount(id, saved, partitionCountOf(saved), count);
             const start = marked ? committed : saved ? offsetOf(saved)! : committed;
-            await this.startTask(id, saved ? { operators: saved.operators, file: saved.file, stages: saved.stages, held: heldIn(saved), owners: ownersOf(saved) } : undefined, start);
+            await this.startTask(id, saved ? { operators: saved.operators, file: saved.file, stages: saved.stages, held: heldIn(saved), owners: ownersOf(saved) } : undefined, start, count);
             // Where none was saved too: a source that names a partition in its position from its start
             // on (Kafka, exactly-once) commits it with each transaction's marks before a record of it comes.
             if (start !== undefined) starts.set(id, start);
@@ -1095,7 +1141,7 @@ export class PipelineRunner {
             if (wasLost) lost.push(id);
             else {
               const at = this.offsetToSave(task, offset);
-              if (at !== undefined) saves.push([id, at, await this.partitionBody(id, at, heldOf(task), task.owners, takeSnapshots(task.operators))]);
+              if (at !== undefined) saves.push([id, at, await this.partitionBody(task, at, heldOf(task), takeSnapshots(task.operators))]);
             }
             await this.stopTask(id);
           }
@@ -1537,9 +1583,9 @@ export class PipelineRunner {
             if (offset !== undefined) partitions.push({ task, offset, changes: task.changes, held: heldOf(task), operators: takeSnapshots(task.operators) });
           }
         }
-        const body = await serialiseBody({ pipeline: this.name, createdAt, sources, counters, stages: this.checkpointStages }, operators);
+        const body = await serialiseBody({ pipeline: this.name, pipelineFile: this.pipelineFile, createdAt, sources, counters, stages: this.checkpointStages }, operators);
         const bodies: Buffer[][] = [];
-        for (const { task, offset, held, operators: taken } of partitions) bodies.push(await this.partitionBody(task.id, offset, held, task.owners, taken));
+        for (const { task, offset, held, operators: taken } of partitions) bodies.push(await this.partitionBody(task, offset, held, taken));
         await this.flushSinks();
         for (const [i, { task, offset, changes }] of partitions.entries()) {
           await this.writePartitionFile(task.id, offset, bodies[i]!);
@@ -2104,7 +2150,14 @@ export class PipelineRunner {
 
   /** Takes up a checkpoint's books (the counters carried across restarts) and says the run resumes from it. */
   private resumeFrom(checkpoint: Checkpoint): void {
-    if (checkpoint.pipeline !== this.name) this.logger.warn({ file: checkpoint.file, pipeline: checkpoint.pipeline }, 'checkpoint was written by a pipeline of another name');
+    const writer = otherPipelineText(checkpoint, { pipeline: this.name, pipelineFile: this.pipelineFile });
+    if (writer !== undefined) {
+      this.logger.warn(
+        { file: checkpoint.file, pipeline: checkpoint.pipeline, ...(checkpoint.pipelineFile === undefined ? {} : { pipelineFile: checkpoint.pipelineFile }) },
+        `checkpoint ${checkpoint.file} was written by ${writer}: this run resumes its state and source positions. ` +
+          'Two pipelines given one checkpoint folder resume each other\'s state and prune each other\'s checkpoints: if this is another pipeline (a copy of that file), stop it and give it its own name and checkpoint.dir; where it is that pipeline, its name or file changed since, nothing is to be done',
+      );
+    }
     for (const name of carriedCounters) if (checkpoint.counters[name] !== undefined) (this.stats as unknown as Record<string, unknown>)[name] = checkpoint.counters[name];
     this.stats.atResume = { eventsIn: this.stats.eventsIn, recordsOut: this.stats.recordsOut, deadLettered: this.stats.deadLettered, filtered: this.stats.filtered, late: this.stats.sideOutputs.late ?? 0 };
     this.stats.resumedFrom = checkpoint.sequence;

@@ -659,3 +659,35 @@ test("a partition's state file records the stages as the pipeline's checkpoint d
   assert.match(warned[0]!.msg, /^partition checkpoint .*ps\/p-\d\/checkpoint-\d+\.json: stages that make or select features changed since it was taken \(boost \(.*scaled\.yaml:3:10, \$\.stages\[0\], boost\): factor: 1 -> 2\); sessions resumes with state built on the features as they were/);
   assert.deepEqual(warned[0]!['resumed'], ['sessions']);
 });
+
+test('a partition state file records its topic\'s partition count: one saved under another count (partitions added to the topic) is not restored, and the run stops for a person, naming the file, both counts and the way out (was: restored to a partition most of whose users had moved to others)', async (t) => {
+  const dir = tempFolder(t, 'scale-count');
+  const first = await member(dir, drivenSource());
+  await first.source.run(
+    { assign: [{ id: 'p-0', committed: undefined, partitions: 2 }, { id: 'p-1', committed: undefined, partitions: 2 }] },
+    { records: [{ partition: 'p-0', userId: 'u0', time: T0 }, { partition: 'p-1', userId: 'u1', time: T0 }] },
+  );
+  await first.runner.checkpoint();
+  first.source.commit();
+  await first.source.run('end');
+  await first.running;
+  const saved = join(dir, 'ps', 'p-0', files(dir, 'p-0').at(-1)!);
+  assert.equal(((await readCheckpoint(saved)).sources[label] as { partitions?: number }).partitions, 2);
+
+  // The same count: restored as ever.
+  const same = await member(dir, drivenSource());
+  await same.source.run({ assign: [{ id: 'p-0', committed: 1, partitions: 2 }] }, { revoke: [{ id: 'p-0', offset: 1 }] }, 'end');
+  await same.running;
+  assert.ok(same.log.some((entry) => entry.msg === 'partition state restored'), 'restored');
+
+  // The topic grown to 3 partitions: refused, nothing restored.
+  const grown = await member(dir, drivenSource());
+  void grown.source.run({ assign: [{ id: 'p-0', committed: 1, partitions: 3 }] });
+  await assert.rejects(grown.running, (error: Error & { code?: string }) => {
+    assert.equal(error.code, 'TRIB_ERR_CHECKPOINT', error.message);
+    assert.ok(error.message.includes(`the state of partition p-0 (${saved}) was saved when its topic had 2 partitions; it has 3 now`), error.message);
+    assert.ok(error.message.includes(`move the partition folders out of ${join(dir, 'ps')} (scale_out.state_dir)`), error.message);
+    return true;
+  });
+  assert.ok(!grown.log.some((entry) => entry.msg === 'partition state restored'), 'nothing restored');
+});

@@ -28,6 +28,16 @@ export async function createTopic(brokers: string, topic: string, partitions: nu
   }
 }
 
+/** Grows `topic` to `partitions` partitions, as kafka-topics --alter --partitions does. */
+export async function growTopic(brokers: string, topic: string, partitions: number): Promise<void> {
+  const admin = Kafka.AdminClient.create({ 'metadata.broker.list': brokers, 'broker.address.family': 'v4' });
+  try {
+    await done((cb) => admin.createPartitions(topic, partitions, 15_000, cb));
+  } finally {
+    admin.disconnect();
+  }
+}
+
 export async function deleteTopic(brokers: string, topic: string): Promise<void> {
   const admin = Kafka.AdminClient.create({ 'metadata.broker.list': brokers, 'broker.address.family': 'v4' });
   try {

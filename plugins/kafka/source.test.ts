@@ -1230,3 +1230,19 @@ test('no test leaves a fake method on KafkaConsumer\'s prototype for the tests a
   // Before: commitSync, swapped by three tests and restored by one.
   assert.deepEqual(changed, []);
 });
+
+test("scale-out: each assigned partition is handed to the runtime with its topic's partition count as the brokers' metadata says it now, which the runtime records in its state files (and checks them by)", async (t) => {
+  const script = await scriptedConsumer();
+  t.after(script.restore);
+  const instance = await (kafkaSource as SourcePlugin<KafkaSourceConfig>).create(unreachableConfig(['grown']), testContext({ batchSize: 100 }));
+  t.after(() => instance.close?.());
+  const assigned: { id: string; partitions?: number }[] = [];
+  instance.onPartitions!({
+    assigned: async (partitions) => (assigned.push(...partitions.map(({ id, partitions: count }) => ({ id, ...(count === undefined ? {} : { partitions: count }) }))), new Map()),
+    revoked: async () => undefined,
+  });
+  await startReading(instance, script);
+  await until(() => assigned.length > 0, 'the partition assigned to the runtime');
+  // The scripted brokers list four partitions of every topic.
+  assert.deepEqual(assigned, [{ id: 'grown-0', partitions: 4 }]);
+});

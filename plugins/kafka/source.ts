@@ -2210,6 +2210,32 @@ class KafkaSource {
     return added;
   }
 
+  /**
+   * Scale-out: how many partitions each assigned topic has now, by topic (PartitionAssignment.partitions: the runtime
+   * refuses a partition's state saved under another count). Asked at each assignment, not taken from `layouts` (the
+   * counts first seen): partitions added since are what it is for. Not known (the brokers away): warned, and those
+   * partitions' state is restored unchecked, as before counts were recorded.
+   */
+  private async partitionCounts(assignment: readonly RdKafka.TopicPartition[]): Promise<Map<string, number>> {
+    const counts = new Map<string, number>();
+    const topics = [...new Set(assignment.map((tp) => tp.topic))];
+    if (topics.length === 0) return counts;
+    try {
+      const request = topics.length === 1 ? { timeout: 5_000, allTopics: false, topic: topics[0]! } : { timeout: 5_000 };
+      const metadata = await promisify<RdKafka.Metadata>((cb) => this.consumer.getMetadata(request, cb));
+      for (const topic of topics) {
+        const count = metadata.topics.find((listed) => listed.name === topic)?.partitions.length ?? 0;
+        if (count > 0) counts.set(topic, count);
+      }
+    } catch (error) {
+      this.context.logger.warn(
+        { source: this.label, topics, err: asError(error).message },
+        `kafka source: the partition count of ${topics.join(', ')} is not known (${asError(error).message}): the assigned partitions' state is restored without checking it was saved under the same count`,
+      );
+    }
+    return counts;
+  }
+
   /** Says which partitions added to their topic are read from their start, and why. */
   private sayAdded(partitions: readonly RdKafka.TopicPartition[]): void {
     if (partitions.length === 0) return;
@@ -2508,7 +2534,8 @@ class KafkaSource {
    * group's committed offset covers) before a record is read; reading starts where that state ends.
    */
   private async assignWithState(listener: PartitionListener, assignment: RdKafka.TopicPartition[]): Promise<void> {
-    const committed = assignment.length === 0 ? [] : await this.fetchCommitted(assignment);
+    // The topics' partition counts asked beside the committed offsets: the assignment waits for one round trip, not two.
+    const [committed, counts] = await Promise.all([assignment.length === 0 ? [] : this.fetchCommitted(assignment), this.partitionCounts(assignment)]);
     this.noteCommitted(committed);
     const committedOf = new Map(committed.map((tp) => [partitionKey(tp.topic, tp.partition), tp.offset >= 0 ? tp.offset : undefined]));
     // Exactly-once only: what an at-least-once run commits carries none, and leaves an older run's in place.
@@ -2524,7 +2551,12 @@ class KafkaSource {
       const marks = committedMarksOf.get(key);
       return { state, committed: committedOf.get(key), ...(marks && marks.length > 0 ? { marks } : {}) };
     });
-    const starts = await listener.assigned(states.map(({ state, committed, marks }) => ({ id: state.id, committed, ...(marks ? { marks } : {}) })));
+    const starts = await listener.assigned(
+      states.map(({ state, committed, marks }) => {
+        const partitions = counts.get(state.topic);
+        return { id: state.id, committed, ...(marks ? { marks } : {}), ...(partitions === undefined ? {} : { partitions }) };
+      }),
+    );
     // Partitions added to their topic since, with no state and no committed offset: at their start, whatever start_from says.
     const added = (await this.addedPartitions(assignment)).filter((tp) => starts.get(partitionId(tp)) === undefined && committedOf.get(partitionKey(tp.topic, tp.partition)) === undefined);
     const addedKeys = new Set(added.map((tp) => partitionKey(tp.topic, tp.partition)));

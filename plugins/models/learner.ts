@@ -6,7 +6,7 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
-import { type ClickEvent, type Column, type Counter, LockRefusedError, releaseLock, takeLockWaiting, decodeColumn, decodeColumnOf, decodeDerivedIds, decodeNamedColumns, decodeNullableStrings, decodeStrings, type DerivedIds, eachOf, type Emit, encodeColumn, encodeNamedColumns, encodeDerivedIds, type Gauge, type GaugeFamily, makeFolderDurably, type Metrics, type ModelCounts, type ModelDrift, type ModelMetrics, PartedSnapshots, partsOf, isSessionSummary, recentScoresText, PluginConfigError, type PluginContext, type Prediction, type PredictionLabel, type PredictionUnlabelled, type UnlabelledReason, recordOperator, type RecordOperator, type SessionSummary, type StageRecord, TributaryError, writeFileDurably, sessionKey } from 'tributary';
+import { type ClickEvent, type Column, type Counter, LockRefusedError, otherPipelineText, releaseLock, takeLockWaiting, decodeColumn, decodeColumnOf, decodeDerivedIds, decodeNamedColumns, decodeNullableStrings, decodeStrings, type DerivedIds, eachOf, type Emit, encodeColumn, encodeNamedColumns, encodeDerivedIds, type Gauge, type GaugeFamily, makeFolderDurably, type Metrics, type ModelCounts, type ModelDrift, type ModelMetrics, PartedSnapshots, partsOf, isSessionSummary, recentScoresText, PluginConfigError, type PluginContext, type Prediction, type PredictionLabel, type PredictionUnlabelled, type UnlabelledReason, recordOperator, type RecordOperator, type SessionSummary, type StageRecord, TributaryError, writeFileDurably, sessionKey } from 'tributary';
 import { missingPackages, useBackend, type BackendSelection } from './backend.js';
 import type { ResolvedModelConfig } from './config.js';
 import { createDriftDetector, LossBlocks, type DriftDetector, type DriftState, type LossBlocksState } from './drift.js';
@@ -209,6 +209,11 @@ const SAMPLE_LABELLED = 32;
 const SAMPLE_GIVEN_UP_SHIFT = 6;
 const SAMPLE_FLAGS_END = 8 << SAMPLE_GIVEN_UP_SHIFT;
 
+/** The format of the model files (SavedModel.format) this release writes and reads; a later release's is refused (refuseLaterFormat). */
+const savedModelFormat = 1;
+/** The newest learner snapshot format (LearnerState.format) this release reads; a later release's is refused (restoreParts). */
+const learnerStateFormat = 4;
+
 /** The model as saved to a checkpoint folder (a warm start reads it). */
 export interface SavedModel {
   format: 1;
@@ -227,6 +232,11 @@ export interface SavedModel {
   learnSteps?: number;
   /** The pipeline that saved it; absent from files written before it. */
   pipeline?: string;
+  /**
+   * In a model file: the pipeline file that saved it (PluginContext.pipelineFile), which tells two files of one
+   * pipeline name apart (one copied from the other); absent from files written before 2026-12-07.
+   */
+  pipelineFile?: string;
   /**
    * In a model file: the stages before the model when it was saved (PluginContext.stagesBefore), which a warm
    * start compares with those now; absent from files written before 2026-12-07, and from a pipeline
@@ -261,6 +271,12 @@ export interface LearnerState {
    * Absent from snapshots written before it (none: those taken between a drop and the next emit lost theirs).
    */
   unlabelled?: PredictionUnlabelled[];
+  /**
+   * The learning steps the predictions' versions count before `counts.learnSteps` (OnlineLearner.versionBase). Absent
+   * from snapshots written before 2026-12-07, whose builds numbered versions by `counts.learnSteps` alone: read as 0,
+   * so a resume from one goes on numbering as that build did, and a prediction made again gets the version it had.
+   */
+  versionBase?: number;
 }
 
 /**
@@ -405,6 +421,12 @@ export class OnlineLearner {
   private prior: [number, number] = [0, 0];
   /** Learning steps taken before this run (a warm start), for the saved model's total. */
   private priorSteps = 0;
+  /**
+   * The learning steps the predictions' versions count before this run's (counts.learnSteps): priorSteps, but on a
+   * resume from a snapshot the snapshot's (LearnerState.versionBase), so the predictions a restart makes again (the
+   * input since that checkpoint, read again) carry the versions they had, whatever the model file held by then.
+   */
+  private versionBase = 0;
   private readonly lossBlocks: LossBlocks;
   /** Labels scored since the counter was last increased (prom-client pays per call). */
   private unCountedLabels = 0;
@@ -522,6 +544,7 @@ export class OnlineLearner {
     let saved: SavedModel;
     try {
       saved = JSON.parse(readFileSync(file, 'utf8')) as SavedModel;
+      this.refuseLaterFormat(saved, file);
       // Checked before it is loaded: a refused model is never this stage's, so a close cannot save it over the file.
       this.refuseOtherFeatureValues(saved, file);
       this.loadSaved(saved);
@@ -543,12 +566,13 @@ export class OnlineLearner {
         { model: this.name, file, steps },
         `model ${this.name}: warm start from ${file} (${steps} learning steps): if that model learnt from this input, its scores here are not out of sample; set checkpoint.warm_start: false (or --set) for a cold score`,
       );
-    } else if (saved.pipeline !== undefined && saved.pipeline !== this.context.pipeline) {
+    } else if (this.savedByOther(saved) !== undefined) {
       // Another pipeline's model, kept only until this one closes: a check of a warm start run after the pipeline
       // that trained the model (same name and folder) replaced that model with its own (beside it, the lock refuses it).
+      // Another file of the same pipeline name too (a copy of it): the name alone said nothing (2026-12-07).
       this.context.logger.warn(
-        { model: this.name, file, steps, savedBy: saved.pipeline },
-        `model ${this.name}: warm start from ${file} (${steps} learning steps), saved by pipeline ${saved.pipeline}: this pipeline (${this.context.pipeline}) saves its model to the same file and replaces it; give this stage another checkpoint.dir (or name) to keep ${saved.pipeline}'s model`,
+        { model: this.name, file, steps, savedBy: saved.pipeline, ...this.savedByFields(saved) },
+        `model ${this.name}: warm start from ${file} (${steps} learning steps), saved by ${this.savedByOther(saved)!}: this run saves its model to the same file and replaces that one's; ${this.keepOthersModel}`,
       );
     } else this.context.logger.info({ file, steps }, `model ${this.name}: warm start from ${file} (${steps} learning steps; saved over at close)`);
     this.gauges.learningRate.set(this.model!.optimizer.learningRate);
@@ -565,13 +589,26 @@ export class OnlineLearner {
     } catch {
       return; // not a model this run could read: nothing to say of whose it is (it is replaced all the same)
     }
-    if (saved.pipeline === undefined || saved.pipeline === this.context.pipeline) return;
+    const other = this.savedByOther(saved);
+    if (other === undefined) return;
     const steps = saved.model?.optimizer !== undefined ? stepsOf(saved as SavedModel) : undefined;
     this.context.logger.warn(
-      { model: this.name, file, savedBy: saved.pipeline, ...(steps === undefined ? {} : { steps }) },
-      `model ${this.name}: ${file} holds the model pipeline ${saved.pipeline} saved${steps === undefined ? '' : ` (${steps} learning steps)`}; this pipeline (${this.context.pipeline}) starts afresh (checkpoint.warm_start: false) and saves its model over it; give this stage another checkpoint.dir (or name) to keep ${saved.pipeline}'s model`,
+      { model: this.name, file, savedBy: saved.pipeline, ...this.savedByFields(saved), ...(steps === undefined ? {} : { steps }) },
+      `model ${this.name}: ${file} holds the model saved by ${other}${steps === undefined ? '' : ` (${steps} learning steps)`}; this run starts afresh (checkpoint.warm_start: false) and saves its model over it; ${this.keepOthersModel}`,
     );
   }
+
+  /** Where a model file was saved by another pipeline than this run's (another name, or another file of this name), the words naming both (otherPipelineText). */
+  private savedByOther(saved: Partial<SavedModel>): string | undefined {
+    return otherPipelineText(saved, this.context);
+  }
+
+  private savedByFields(saved: Partial<SavedModel>): { savedByFile?: string } {
+    return saved.pipelineFile === undefined ? {} : { savedByFile: saved.pipelineFile };
+  }
+
+  private readonly keepOthersModel =
+    "give this stage another checkpoint.dir (or name) to keep that pipeline's model (where that pipeline is this one, its name or file changed since, nothing is to be done)";
 
   private releaseModelFile(): void {
     if (this.modelFileLock !== undefined) releaseLock(this.modelFileLock);
@@ -634,11 +671,27 @@ export class OnlineLearner {
     }
     const changes = compare.call(this.context, saved.stages).filter((change) => change.sameNamesOtherValues);
     if (changes.length === 0) return;
+    const other = this.savedByOther(saved);
     throw new TributaryError(
       'TRIB_ERR_CHECKPOINT',
-      `model ${this.name}: cannot warm-start from ${file}: the stages before the model make its features otherwise than when it was saved (${changes.map((change) => change.text).join('; ')}), ` +
+      `model ${this.name}: cannot warm-start from ${file}${other === undefined ? '' : ` (saved by ${other})`}: the stages before the model make its features otherwise than when it was saved (${changes.map((change) => change.text).join('; ')}), ` +
         'so the weights it learnt would be applied to other values under the same feature names. The file is left as it was: undo the change to warm-start from it, ' +
         'or move it away (or set checkpoint.warm_start: false, which replaces it at close) to start afresh',
+    );
+  }
+
+  /**
+   * A model file of a format a later release writes (a rollback after an upgrade) is not read as this one's, whose
+   * fields it may use otherwise: the start stops for a person (TRIB_ERR_CHECKPOINT, exit 2), naming the file, its
+   * format and this release's, the file left as it was. (A file with no number is no model file: failed as unreadable.)
+   */
+  private refuseLaterFormat(saved: Partial<SavedModel>, file: string): void {
+    const format: unknown = saved.format;
+    if (typeof format !== 'number' || format <= savedModelFormat) return;
+    throw new TributaryError(
+      'TRIB_ERR_CHECKPOINT',
+      `model ${this.name}: cannot warm-start from ${file}: it has model file format ${format}, which a later release writes; this release reads format ${savedModelFormat}. ` +
+        'The file is left as it was: run that release (or a later one) to warm-start from it; to start this model afresh with this one, move the file away (or set checkpoint.warm_start: false, which replaces it at close)',
     );
   }
 
@@ -709,6 +762,7 @@ export class OnlineLearner {
     this.baseLearningRate = configured;
     this.prior = [...(saved.labels ?? [0, 0])];
     this.priorSteps = stepsOf(saved);
+    this.versionBase = this.priorSteps;
   }
 
   savedModel(): SavedModel | null {
@@ -770,8 +824,9 @@ export class OnlineLearner {
     if (this.context.replay || !file || !saved) return;
     // Serialised before the first wait: the model goes on learning meanwhile. With the stages before the model,
     // which a warm start from the file compares with those then (refuseOtherFeatureValues).
-    const stages = this.context.stagesBefore;
-    const body = JSON.stringify(stages === undefined ? saved : { ...saved, stages });
+    // With the pipeline file, which tells this pipeline from another file of its name (savedByOther).
+    const { stagesBefore: stages, pipelineFile } = this.context;
+    const body = JSON.stringify({ ...saved, ...(stages === undefined ? {} : { stages }), ...(pipelineFile === undefined ? {} : { pipelineFile }) });
     await makeFolderDurably(dirname(file));
     // A fixed temp name: one left by a crash is overwritten by the next save.
     await writeFileDurably(file, body, `${file}.tmp`);
@@ -905,7 +960,7 @@ export class OnlineLearner {
    * (its steps restarting at 0 here gave a warm-started model the version of a cold one).
    */
   private currentVersion(): string {
-    const steps = this.priorSteps + this.counts.learnSteps;
+    const steps = this.versionBase + this.counts.learnSteps;
     if (this.versionSteps !== steps) {
       this.versionSteps = steps;
       this.version = `${this.config.version}.${steps}`;
@@ -1578,7 +1633,7 @@ export class OnlineLearner {
     });
     const awaiting = yield* this.saveSamples(predicted);
     const toLearn = yield* this.saveSamples(this.toLearn);
-    return { format: 4, saved, toPredict, awaiting, toLearn, prequential, drift, block: this.lossBlocks.state(), counts: { ...this.counts }, ...(unlabelled.length > 0 ? { unlabelled } : {}) };
+    return { format: 4, saved, toPredict, awaiting, toLearn, prequential, drift, block: this.lossBlocks.state(), counts: { ...this.counts }, versionBase: this.versionBase, ...(unlabelled.length > 0 ? { unlabelled } : {}) };
   }
 
   /**
@@ -1587,6 +1642,12 @@ export class OnlineLearner {
    */
   *restoreParts(state: LearnerState): Generator<void, void, void> {
     this.snapshots.settle();
+    // A later release's state (a rollback after an upgrade) is not read as this one's: the restore fails for a person
+    // (restoreStage: TRIB_ERR_CHECKPOINT, naming the checkpoint file), before anything is swapped in.
+    const format: unknown = state.format;
+    if (typeof format === 'number' && format > learnerStateFormat) throw new Error(`model ${this.name}: its state has format ${format}, which a later release writes; this release reads formats 1 to ${learnerStateFormat}`);
+    const modelFormat: unknown = state.saved?.format;
+    if (typeof modelFormat === 'number' && modelFormat > savedModelFormat) throw new Error(`model ${this.name}: its saved model has format ${modelFormat}, which a later release writes; this release reads format ${savedModelFormat}`);
     if (state.saved) {
       this.loadSaved(state.saved);
       // open() warm-started from the model file, and the pipeline's checkpoint replaces that model: said, or
@@ -1628,8 +1689,29 @@ export class OnlineLearner {
     this.unlabelledRecords = this.config.emitLabels && Array.isArray(state.unlabelled) ? state.unlabelled.map((record) => ({ ...record })) : [];
     // A snapshot from before saved models counted their steps has the optimiser's, which a drift's reset restarted.
     if (state.saved) this.priorSteps = Math.max(0, stepsOf(state.saved) - this.counts.learnSteps);
+    // A snapshot without a model (none was built yet) leaves the one open() warm-started, numbered by its steps.
+    if (state.saved) this.versionBase = this.restoredVersionBase(state);
     this.lastCheckpointLabels = this.counts.labels;
     this.oldestPending = this.context.clock.now();
+  }
+
+  /**
+   * The versions' base a snapshot numbered its predictions by (LearnerState.versionBase). A snapshot without it was
+   * written by a build that numbered them by counts.learnSteps alone: 0, said where the model's own steps differ (a
+   * warm-started model), as its versions stay behind them until a run warm-starts from the model file without a
+   * pipeline checkpoint. Numbered by the steps at once, every prediction the restart makes again (the input since the
+   * checkpoint, read again) would carry another version than it had, and a consumer dropping duplicates by model,
+   * version and id would keep both.
+   */
+  private restoredVersionBase(state: LearnerState): number {
+    if (typeof state.versionBase === 'number' && Number.isSafeInteger(state.versionBase) && state.versionBase >= 0) return state.versionBase;
+    if (this.priorSteps > 0) {
+      this.context.logger.info(
+        { model: this.name, steps: this.priorSteps + this.counts.learnSteps, versionSteps: this.counts.learnSteps },
+        `model ${this.name}: resumed from a checkpoint written before 2026-12-07, whose predictions were versioned by this pipeline's learning steps alone (${this.config.version}.${this.counts.learnSteps}), not the model's since it was made (${this.priorSteps + this.counts.learnSteps}, warm starts included): its versions go on so, so that the predictions made again keep theirs; a run that warm-starts from the model file without a pipeline checkpoint numbers them by the model's steps`,
+      );
+    }
+    return 0;
   }
 
   /**

@@ -135,7 +135,7 @@ test("a model file saved by another pipeline is warned of as it warm-starts: thi
   assert.equal(check.warned.length, 1, check.warned.join('\n'));
   assert.match(
     check.warned[0]!,
-    /^model shared: warm start from \S+shared\.model\.json \(\d+ learning steps\), saved by pipeline trainer: this pipeline \(warm-check\) saves its model to the same file and replaces it; give this stage another checkpoint\.dir \(or name\) to keep trainer's model$/,
+    /^model shared: warm start from \S+shared\.model\.json \(\d+ learning steps\), saved by pipeline trainer, not this run's pipeline warm-check: this run saves its model to the same file and replaces that one's; give this stage another checkpoint\.dir \(or name\) to keep that pipeline's model \(where that pipeline is this one, its name or file changed since, nothing is to be done\)$/,
   );
   // As it says: the file is the check's now.
   assert.equal((JSON.parse(readFileSync(file, 'utf8')) as SavedModel).pipeline, 'warm-check');
@@ -284,12 +284,12 @@ test('a run that starts afresh (checkpoint.warm_start: false) over a model file 
   const logger = { ...context.logger, warn: (_: unknown, message?: string) => void (message !== undefined && warned.push(message)) };
   await runOperator(intentModel, { ...config, checkpoint: { dir, warm_start: false } }, shiftingIntentStream(10, 1000, 0.05, 0.5, 2), { ...context, logger } as typeof context);
   assert.equal(warned.length, 1, warned.join('\n'));
-  assert.match(warned[0]!, /^model shared: \S+shared\.model\.json holds the model pipeline trainer saved \(\d+ learning steps\); this pipeline \(fresh\) starts afresh \(checkpoint\.warm_start: false\) and saves its model over it; give this stage another checkpoint\.dir \(or name\) to keep trainer's model$/);
+  assert.match(warned[0]!, /^model shared: \S+shared\.model\.json holds the model saved by pipeline trainer, not this run's pipeline fresh \(\d+ learning steps\); this run starts afresh \(checkpoint\.warm_start: false\) and saves its model over it; give this stage another checkpoint\.dir \(or name\) to keep that pipeline's model/);
   // The trainer's own fresh start over its own file: nothing to say.
   const again: string[] = [];
   const own = testContext({ pipeline: 'trainer' });
   await runOperator(intentModel, { ...config, checkpoint: { dir, warm_start: false } }, shiftingIntentStream(10, 1000, 0.05, 0.5, 3), { ...own, logger: { ...own.logger, warn: (_: unknown, message?: string) => void (message !== undefined && again.push(message)) } } as typeof own);
   // (The file is the fresh pipeline's now: the trainer is told it replaces that one.)
   assert.equal(again.length, 1, again.join('\n'));
-  assert.match(again[0]!, /holds the model pipeline fresh saved/);
+  assert.match(again[0]!, /holds the model saved by pipeline fresh, not this run's pipeline trainer/);
 });
