@@ -210,13 +210,13 @@ const SAMPLE_GIVEN_UP_SHIFT = 6;
 const SAMPLE_FLAGS_END = 8 << SAMPLE_GIVEN_UP_SHIFT;
 
 /** The format of the model files (SavedModel.format) this release writes and reads; a later release's is refused (refuseLaterFormat). */
-const savedModelFormat = 1;
+const savedModelFormat = 1 as const;
 /** The newest learner snapshot format (LearnerState.format) this release reads; a later release's is refused (restoreParts). */
 const learnerStateFormat = 4;
 
 /** The model as saved to a checkpoint folder (a warm start reads it). */
 export interface SavedModel {
-  format: 1;
+  format: typeof savedModelFormat;
   name: string;
   task: string;
   features: string[];
@@ -769,7 +769,7 @@ export class OnlineLearner {
     // After close the model is gone, but the runtime may still snapshot (a checkpoint at stop).
     if (!this.model) return this.closedModel ?? null;
     if (!this.normaliser || !this.features) return null;
-    return { format: 1, name: this.name, task: this.task, features: this.features, model: this.model.state(), normaliser: this.normaliser.state(), baseLearningRate: this.baseLearningRate, labels: [this.prior[0] + this.prequential.n, this.prior[1] + this.prequential.positives], learnSteps: this.priorSteps + this.counts.learnSteps, pipeline: this.context.pipeline };
+    return { format: savedModelFormat, name: this.name, task: this.task, features: this.features, model: this.model.state(), normaliser: this.normaliser.state(), baseLearningRate: this.baseLearningRate, labels: [this.prior[0] + this.prequential.n, this.prior[1] + this.prequential.positives], learnSteps: this.priorSteps + this.counts.learnSteps, pipeline: this.context.pipeline };
   }
 
   /**
