@@ -63,6 +63,21 @@ test("a state the operator refuses fails runOperator's `restore` and runYaml's `
   });
 });
 
+test('runOperator closes an operator whose restore fails (as a failed run closes it: a lock it holds is released), and rejects with that failure', async () => {
+  const calls: string[] = [];
+  const closing = defineOperator<Record<string, never>>({
+    name: 'test-closing',
+    summary: 'Records open and close.',
+    config: { type: 'object', additionalProperties: false, properties: {} },
+    create: async (_config, context) => {
+      const inner = await counter.create({ as_map: false }, context);
+      return { ...inner, open: async () => void calls.push('open'), close: async () => void calls.push('close') };
+    },
+  });
+  await assert.rejects(runOperator(closing, {}, [click('a', 1)], testContext({ label: 'counts' }), { restore: { counts: 'none' } }), /could not be restored/);
+  assert.deepEqual(calls, ['open', 'close']);
+});
+
 test('a snapshot a checkpoint would lose (a Map is written as {}) fails the test run, saying where', async () => {
   await assert.rejects(
     runOperator(counter, { as_map: true }, [click('a', 1)]),

@@ -257,14 +257,22 @@ export async function runOperator<C>(
   options: RunOperatorOptions = {},
 ): Promise<OperatorRun> {
   const operator = await plugin.create(validatedConfig(plugin, config), context);
-  await operator.open?.();
-  if (options.restore !== undefined) {
-    if (!operator.restore) throw new Error(`${plugin.name} has no restore(): it cannot start from a state`);
-    // Worded as a run words it, naming the stage (context.label) once: a plugin's own message need not.
-    await restoreStage(operator, options.restore, { label: context.label });
+  let output: Element[];
+  let state: unknown;
+  try {
+    await operator.open?.();
+    if (options.restore !== undefined) {
+      if (!operator.restore) throw new Error(`${plugin.name} has no restore(): it cannot start from a state`);
+      // Worded as a run words it, naming the stage (context.label) once: a plugin's own message need not.
+      await restoreStage(operator, options.restore, { label: context.label });
+    }
+    output = await runAsTheRuntimeDoes(operator, input);
+    state = operator.snapshot ? asCheckpointed(plugin.name, await operator.snapshot()) : undefined;
+  } catch (error) {
+    // Closed as a failed run closes it (a model file's lock released); the failure is the first error.
+    await operator.close?.().catch(() => undefined);
+    throw error;
   }
-  const output = await runAsTheRuntimeDoes(operator, input);
-  const state = operator.snapshot ? asCheckpointed(plugin.name, await operator.snapshot()) : undefined;
   await operator.close?.();
   return { output, operator, state };
 }
