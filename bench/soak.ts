@@ -43,6 +43,18 @@ interface Sample {
   openSessions: number;
   knownUsers: number;
   rssMiB: number;
+  /** The V8 heap's committed pages (prom-client's nodejs_heap_size_total_bytes): used plus what each space keeps free until the next full collection. */
+  heapCommittedMiB: number;
+  /** Committed of the old space and of the large-object space (arrays, Maps' tables and strings over about 128 KiB). */
+  oldSpaceMiB: number;
+  largeObjectSpaceMiB: number;
+  /** V8's external memory: ArrayBuffers and Buffers, the wasm backend's linear memory, external strings. */
+  externalMiB: number;
+  arrayBuffersMiB: number;
+  /** The wasm backend's linear memory (NaN on another backend). */
+  wasmMiB: number;
+  /** RSS less the V8 heap's committed pages and the external memory: malloc's own (arenas, fragmentation), code, stacks, the node binary. */
+  nativeRestMiB: number;
   openFds: number;
   /** Bytes of every file in the checkpoint folder: old checkpoints must be pruned (`keep`). */
   checkpointDirMiB: number;
@@ -262,6 +274,14 @@ while (Date.now() - started < minutes * 60_000) {
     openSessions: now.get('tributary_open_sessions{pipeline="soak",stage="stage-sessionizer-0"}') ?? NaN,
     knownUsers: now.get('tributary_known_users{pipeline="soak",stage="stage-user-features-2"}') ?? NaN,
     rssMiB: (now.get('tributary_process_resident_memory_bytes') ?? NaN) / 2 ** 20,
+    heapCommittedMiB: (now.get('tributary_nodejs_heap_size_total_bytes') ?? NaN) / 2 ** 20,
+    oldSpaceMiB: (now.get('tributary_nodejs_heap_space_size_total_bytes{space="old"}') ?? NaN) / 2 ** 20,
+    largeObjectSpaceMiB: (now.get('tributary_nodejs_heap_space_size_total_bytes{space="large_object"}') ?? NaN) / 2 ** 20,
+    externalMiB: (now.get('tributary_nodejs_external_memory_bytes') ?? NaN) / 2 ** 20,
+    arrayBuffersMiB: (now.get('tributary_array_buffers_bytes') ?? NaN) / 2 ** 20,
+    // Process-wide: every model's series says the same.
+    wasmMiB: (now.get('tributary_model_backend_info{pipeline="soak",stage="stage-intent-model-4",model="intent",backend="wasm"}') === 1 ? (now.get('tributary_model_backend_memory_bytes{pipeline="soak",stage="stage-intent-model-4",model="intent"}') ?? NaN) : NaN) / 2 ** 20,
+    nativeRestMiB: ((now.get('tributary_process_resident_memory_bytes') ?? NaN) - (now.get('tributary_nodejs_heap_size_total_bytes') ?? NaN) - (now.get('tributary_nodejs_external_memory_bytes') ?? NaN)) / 2 ** 20,
     openFds: now.get('tributary_process_open_fds') ?? NaN,
     checkpointDirMiB: checkpoints.mib,
     checkpointFiles: checkpoints.files,
@@ -287,7 +307,7 @@ while (Date.now() - started < minutes * 60_000) {
   previousLogLines = logLines;
   const last = samples.at(-1)!;
   process.stderr.write(
-    `${last.minute.toFixed(1)} min: ${last.eventsIn} events (day ${last.eventDays.toFixed(1)}), ${last.eventsPerSecond.toFixed(0)}/s, heap ${last.heapMiB.toFixed(0)} MiB (after GC ${last.heapAfterGcMiB.toFixed(0)}), RSS ${last.rssMiB.toFixed(0)} MiB, ${last.knownUsers} known users (evicted ${last.usersEvicted}; churn ${last.churnUsersEvicted}), label buffers ${last.intentLabelBuffer}/${last.churnLabelBuffer} (expired ${last.labelsExpired}, overflow ${last.labelBufferOverflows}), churn base rate ${last.churnBaseRate.toFixed(3)}, ${last.openFds} fds, ${last.activeHandles} handles, checkpoints ${last.checkpointFiles} files ${last.checkpointDirMiB.toFixed(1)} MiB, /metrics ${last.metricsSeries} series ${last.metricsBytes} B, ${last.logLines} log lines (${last.warnings} warnings), dead letters ${last.deadLetters} (${last.deadLetterFileMiB.toFixed(2)} MiB), lag ${last.lagSeconds.toFixed(1)} s, p99 ${last.p99Micros.toFixed(0)} µs\n`,
+    `${last.minute.toFixed(1)} min: ${last.eventsIn} events (day ${last.eventDays.toFixed(1)}), ${last.eventsPerSecond.toFixed(0)}/s, heap ${last.heapMiB.toFixed(0)} MiB (after GC ${last.heapAfterGcMiB.toFixed(0)}), RSS ${last.rssMiB.toFixed(0)} MiB (V8 heap committed ${last.heapCommittedMiB.toFixed(0)}: old ${last.oldSpaceMiB.toFixed(0)}, large objects ${last.largeObjectSpaceMiB.toFixed(0)}; external ${last.externalMiB.toFixed(0)}: ArrayBuffers ${last.arrayBuffersMiB.toFixed(0)}, wasm ${last.wasmMiB.toFixed(0)}; native rest ${last.nativeRestMiB.toFixed(0)}), ${last.knownUsers} known users (evicted ${last.usersEvicted}; churn ${last.churnUsersEvicted}), label buffers ${last.intentLabelBuffer}/${last.churnLabelBuffer} (expired ${last.labelsExpired}, overflow ${last.labelBufferOverflows}), churn base rate ${last.churnBaseRate.toFixed(3)}, ${last.openFds} fds, ${last.activeHandles} handles, checkpoints ${last.checkpointFiles} files ${last.checkpointDirMiB.toFixed(1)} MiB, /metrics ${last.metricsSeries} series ${last.metricsBytes} B, ${last.logLines} log lines (${last.warnings} warnings), dead letters ${last.deadLetters} (${last.deadLetterFileMiB.toFixed(2)} MiB), lag ${last.lagSeconds.toFixed(1)} s, p99 ${last.p99Micros.toFixed(0)} µs\n`,
   );
 }
 if (child.exitCode === null) child.kill('SIGTERM');
@@ -347,6 +367,12 @@ Machine: ${machine()}; load average ${loadAtStart.toFixed(1)} at the start and $
 }
 rmSync(work, { recursive: true, force: true });
 
+/** The memory knobs this run's daemon had from the environment (the bench passes its own on), for the section's reader. */
+function memoryKnobs(): string {
+  const set = ['NODE_OPTIONS', 'MALLOC_ARENA_MAX', 'MALLOC_TRIM_THRESHOLD_', 'MALLOC_MMAP_THRESHOLD_'].filter((name) => process.env[name]);
+  return set.length === 0 ? '' : ` (run with ${set.map((name) => `${name}=${process.env[name]}`).join(' ')})`;
+}
+
 /** The `months` run: every sample to bench/results/soak-months.csv, about a dozen of them to the "Long run" section. */
 function writeLongRun(results: string, exitCode: number | null): void {
   const columns: [header: string, of: (s: Sample) => string][] = [
@@ -356,6 +382,11 @@ function writeLongRun(results: string, exitCode: number | null): void {
     ['events/s', (s) => s.eventsPerSecond.toFixed(0)],
     ['heap after full GC (MiB)', (s) => s.heapAfterGcMiB.toFixed(0)],
     ['RSS (MiB)', (s) => s.rssMiB.toFixed(0)],
+    ['V8 heap committed (MiB)', (s) => s.heapCommittedMiB.toFixed(0)],
+    ['of which old / large-object space', (s) => `${s.oldSpaceMiB.toFixed(0)} / ${s.largeObjectSpaceMiB.toFixed(0)}`],
+    ['external (MiB)', (s) => s.externalMiB.toFixed(0)],
+    ['of which ArrayBuffers / wasm memory', (s) => `${s.arrayBuffersMiB.toFixed(0)} / ${s.wasmMiB.toFixed(0)}`],
+    ['RSS - heap committed - external (MiB)', (s) => s.nativeRestMiB.toFixed(0)],
     ['known users', (s) => String(s.knownUsers)],
     ['users evicted', (s) => String(s.usersEvicted)],
     ['churn users evicted', (s) => String(s.churnUsersEvicted)],
@@ -386,6 +417,6 @@ function writeLongRun(results: string, exitCode: number | null): void {
 
 ${table.join('\n')}
 
-The daemon exited ${exitCode}. Machine: ${machine()}; load average ${loadAtStart.toFixed(1)} at the start and ${loadavg()[0]!.toFixed(1)} at the end. Measured ${new Date().toISOString().slice(0, 10)}.`,
+The daemon exited ${exitCode}${memoryKnobs()}. Machine: ${machine()}; load average ${loadAtStart.toFixed(1)} at the start and ${loadavg()[0]!.toFixed(1)} at the end. Measured ${new Date().toISOString().slice(0, 10)}.`,
   );
 }

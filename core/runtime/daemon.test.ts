@@ -445,6 +445,7 @@ export default defineSink({ name: 'secretive', summary: 'test', config: { type: 
       'tributary_watermark_lag_seconds{pipeline="ops"}',
       'tributary_events_in_total{pipeline="ops",stage="source-synthetic-0"}',
       'tributary_heap_used_bytes',
+      'tributary_array_buffers_bytes',
       'tributary_stage_latency_seconds_bucket{le="0.0001",pipeline="ops",stage="stage-sessionizer-0"}',
       'tributary_stage_latency_seconds_count{pipeline="ops",stage="sinks"}',
       'tributary_nodejs_heap_size_used_bytes',

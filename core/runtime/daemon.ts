@@ -331,6 +331,7 @@ export class Daemon {
       if (this.ops) this.options.logger.info({ port: this.ops.port, host: this.options.http.host ?? '127.0.0.1' }, 'serving /healthz, /readyz, /metrics');
     }
     this.metrics.observe('heap_used_bytes', 'V8 heap in use.', {}, () => process.memoryUsage().heapUsed);
+    this.metrics.observe('array_buffers_bytes', 'Memory of ArrayBuffers and Buffers (checkpoint serialisation, file reads, compression): outside the V8 heap, part of tributary_nodejs_external_memory_bytes, in the resident memory.', {}, () => process.memoryUsage().arrayBuffers);
     if (this.options.version !== undefined) this.metrics.observe('build_info', "Tributary's version, as the `version` label; always 1.", { version: this.options.version }, () => 1);
     // What /readyz says, from the start (0 while starting), for an alert in Prometheus: a probe's answer is seen only by its prober.
     this.runners.forEach((runner, index) => {

@@ -158,6 +158,23 @@ async function select(choice: BackendChoice): Promise<BackendSelection> {
   throw new Error(`no TensorFlow.js backend could be initialised: ${skipped.map((s) => `${s.backend}: ${s.reason}`).join('; ')}`);
 }
 
+/**
+ * Bytes the backend holds outside the V8 heap and the ArrayBuffers: the wasm backend's linear memory
+ * (a WebAssembly.Memory grows and never shrinks, so this is its high-water mark), or the tensors in
+ * tfjs-node's native memory. NaN on the cpu backend (its tensors are ArrayBuffers) and in worker threads.
+ */
+export function backendMemoryBytes(): number {
+  if (tf === undefined) return Number.NaN;
+  switch (tf.getBackend()) {
+    case 'wasm':
+      return (tf.backend() as unknown as { wasm: { HEAPU8: Uint8Array } }).wasm.HEAPU8.buffer.byteLength;
+    case 'tensorflow':
+      return tf.memory().numBytes;
+    default:
+      return Number.NaN;
+  }
+}
+
 /** Selects the backend once per process; later calls get the same selection. */
 export async function useBackend(choice: BackendChoice, logger: Logger): Promise<BackendSelection> {
   if (!selected) {

@@ -102,7 +102,7 @@ function inModelField(problem: EntryProblem): EntryProblem {
 const sharedText = (task: ModelTask): string =>
   `A custom ${task} model: predictions, labels, the label buffer, scores, metrics and records as \`${task}-model\`'s (see it), ` +
   "from this model's `predict` (raw feature values, not standardised) and `learn` (if it has one; without, no learning step is counted and the prediction version stays `<version>.0`). " +
-  'Not offered: `backend`, `optimizer`, `checkpoint` (the pipeline\'s checkpoints keep its state), `drift.action`, `batch.max_size`; the `model_backend_info` and `model_learning_rate` metrics are not exported.';
+  'Not offered: `backend`, `optimizer`, `checkpoint` (the pipeline\'s checkpoints keep its state), `drift.action`, `batch.max_size`; the `model_backend_info`, `model_backend_memory_bytes` and `model_learning_rate` metrics are not exported.';
 
 /**
  * A model stage for `task` around the plugin's own model: `type: <name>` in YAML, with the `name`,

@@ -7,7 +7,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { type ClickEvent, type Column, type Counter, LockRefusedError, otherPipelineText, releaseLock, takeLockWaiting, decodeColumn, decodeColumnOf, decodeDerivedIds, decodeNamedColumns, decodeNullableStrings, decodeStrings, type DerivedIds, eachOf, type Emit, encodeColumn, encodeNamedColumns, encodeDerivedIds, type Gauge, type GaugeFamily, makeFolderDurably, type Metrics, type ModelCounts, type ModelDrift, type ModelMetrics, PartedSnapshots, partsOf, isSessionSummary, recentScoresText, PluginConfigError, type PluginContext, type Prediction, type PredictionLabel, type PredictionUnlabelled, type UnlabelledReason, recordOperator, type RecordOperator, type SessionSummary, type StageRecord, TributaryError, writeFileDurably, sessionKey } from 'tributary';
-import { missingPackages, useBackend, type BackendSelection } from './backend.js';
+import { backendMemoryBytes, missingPackages, modelsInWorkers, useBackend, type BackendSelection } from './backend.js';
 import type { ResolvedModelConfig } from './config.js';
 import { createDriftDetector, LossBlocks, type DriftDetector, type DriftState, type LossBlocksState } from './drift.js';
 import type { Batch, Model, ModelState } from './model.js';
@@ -436,7 +436,7 @@ export class OnlineLearner {
   private gaugesBehind = false;
   private static readonly exportEveryMs = 1000;
   readonly counts: ModelCounts = { predictions: 0, labels: 0, learnSteps: 0, overflow: 0, expired: 0, unlabelledAtEnd: 0, drifts: 0, lateLabels: 0, invalidScores: 0, withdrawn: 0, scoredBeforeLearning: 0 };
-  private readonly gauges: Record<'auc' | 'aucCumulative' | 'logloss' | 'loglossWindow' | 'brier' | 'baseRate' | 'calibration' | 'buffer' | 'learningRate', Gauge>;
+  private readonly gauges: Record<'auc' | 'aucCumulative' | 'logloss' | 'loglossWindow' | 'brier' | 'baseRate' | 'calibration' | 'buffer' | 'learningRate' | 'backendMemory', Gauge>;
   /**
    * The backend as an info metric: 1 on the series of the backend in use (`backend="wasm"`), as Prometheus
    * exports facts that are names (a dashboard shows the label; an alert matches it), not a number to decode.
@@ -483,6 +483,7 @@ export class OnlineLearner {
       calibration: m.gauge('model_calibration_error', 'Expected calibration error over the calibration bins.'),
       buffer: m.gauge('model_label_buffer', 'Predictions waiting for their label.'),
       learningRate: m.gauge('model_learning_rate', 'Current learning rate.'),
+      backendMemory: m.gauge('model_backend_memory_bytes', "Bytes of the TensorFlow.js backend's own memory, outside the V8 heap: wasm, its linear memory (it grows and never shrinks); tensorflow, its tensors' native memory. Process-wide: each model's series says the same. Not exported for cpu (its tensors are ArrayBuffers: tributary_array_buffers_bytes) and webgpu."),
     };
     this.backendInfo = m.gaugeFamily('model_backend_info', 'TensorFlow.js backend the model runs on, as the `backend` label (cpu, wasm, tensorflow, tensorflow-gpu, webgpu); always 1.', ['backend']);
     this.counters = {
@@ -1357,6 +1358,8 @@ export class OnlineLearner {
     this.lastExport = now;
     this.gaugesBehind = false;
     this.gauges.buffer.set(this.awaitingCount);
+    const backendMemory = this.backend === undefined || modelsInWorkers() ? Number.NaN : backendMemoryBytes();
+    if (Number.isFinite(backendMemory)) this.gauges.backendMemory.set(backendMemory);
     const s = this.prequential.summary();
     // Once measured, NaN (not the last window with both classes) while the window holds labels of one class only.
     if (s.window.auc !== null || s.auc !== null) this.gauges.auc.set(s.window.auc ?? Number.NaN);
