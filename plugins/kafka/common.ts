@@ -762,8 +762,13 @@ export function rdkafka(): Promise<RdKafkaModule> {
  * entry will anyway.
  */
 export function librdkafkaFeatures(): readonly string[] {
+  return rdkafkaNow().features;
+}
+
+/** node-rdkafka loaded synchronously, for the checks `validate` runs synchronously (PluginSpec.checkPipeline). */
+function rdkafkaNow(): RdKafkaModule {
   try {
-    return (createRequire(import.meta.url)('node-rdkafka') as RdKafkaModule).features;
+    return createRequire(import.meta.url)('node-rdkafka') as RdKafkaModule;
   } catch (error) {
     throw rdkafkaUnloadable(error);
   }
@@ -808,12 +813,7 @@ export function missingOptionCodecs(options: Readonly<Record<string, string | nu
  */
 export function refusedOptions(options: Readonly<Record<string, string | number | boolean>> | undefined, client: 'producer' | 'consumer'): { name: string; why: string }[] {
   if (options === undefined) return [];
-  let Kafka: RdKafkaModule;
-  try {
-    Kafka = createRequire(import.meta.url)('node-rdkafka') as RdKafkaModule;
-  } catch (error) {
-    throw rdkafkaUnloadable(error);
-  }
+  const Kafka = rdkafkaNow();
   const refused: { name: string; why: string }[] = [];
   for (const [name, value] of Object.entries(options)) {
     try {
