@@ -1,7 +1,8 @@
 /**
  * Where a daemon's periodic checkpoints spend their wall time, loaded into the daemon with `--import`
  * (through NODE_OPTIONS, so the soak's daemon gets it): for each checkpoint a JSON line with its wall
- * time (the sources are held at the barrier all of it), the process's CPU (all threads), the sink
+ * time and the part of it the sources were held at the barrier (all of it before 2026-12-07's
+ * fix-ckpthold, and with a transactional sink), the process's CPU (all threads), the sink
  * flush, the store's write (of which SHA-256 on the main thread, the file writes and fsync on libuv's
  * pool), GC pauses, and the longest the event loop went without turning; and once a second the events
  * read. Active only in `tributary run`; it wraps the runtime's methods, so it measures this build only.
@@ -72,7 +73,10 @@ if (process.argv.includes('run') && out) {
     phases.syncStartMs = performance.now() - began;
     return written.finally(() => {
       const used = process.cpuUsage(cpu);
-      Object.assign(phases, { wallMs: performance.now() - began, processCpuMs: (used.user + used.system) / 1000, bytes: this.stats.lastCheckpoint?.bytes ?? 0 });
+      const wallMs = performance.now() - began;
+      // The sources were held all of it in builds before they went on while the file is written (no sourcesHeldMs).
+      const info = this.stats.lastCheckpoint as { sourcesHeldMs?: number } | undefined;
+      Object.assign(phases, { wallMs, sourcesHeldMs: info?.sourcesHeldMs ?? wallMs, processCpuMs: (used.user + used.system) / 1000, bytes: this.stats.lastCheckpoint?.bytes ?? 0 });
       if (current === phases) current = undefined;
       emit({ type: 'checkpoint', ...Object.fromEntries(Object.entries(phases).map(([key, value]) => [key, Math.round(value)])) });
     });

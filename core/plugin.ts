@@ -196,8 +196,9 @@ export interface PluginContext {
    * records (Kafka's offsets) waits for it before taking more, so a position read meanwhile (a
    * rebalance's hand-over) never counts records the pipeline has not yet seen. A stage's own timer
    * that emits records (a micro-batch cut by time) skips its tick meanwhile: a checkpoint's state was
-   * taken at its start, and records emitted before it is written would be committed with its outputs
-   * and emitted again by a restart from it.
+   * taken at its start, and records emitted before the sinks flushed (before it is written and
+   * committed, where a sink is transactional) would be committed with its outputs and emitted again
+   * by a restart from it.
    */
   readonly held?: () => Promise<void> | undefined;
   /**
@@ -307,8 +308,10 @@ export interface Source {
   /**
    * Called by the runtime once every sink has flushed the outputs of everything up to `position` and,
    * in the daemon, a checkpoint covering it is durable: the source may now acknowledge its input up to
-   * there (e.g. commit Kafka offsets). Called at a barrier: no record is written between the sinks'
-   * flush and this promise settling. `marks`, where the runtime keeps checkpoints: the files this
+   * there (e.g. commit Kafka offsets). Where a sink is transactional (Sink.transactional), or without
+   * checkpoints, it is called at a barrier: no record is written between the sinks' flush and this
+   * promise settling. Otherwise a checkpoint lets the sources go on once its state is taken and the
+   * sinks flushed, so `read` may have moved past `position` by the time it is committed. `marks`, where the runtime keeps checkpoints: the files this
    * commit goes with (see CommitMarks), for a source that can store them with its acknowledgement; one
    * that ignores them works as before.
    */
@@ -501,6 +504,14 @@ export interface Sink {
    */
   open?(): Promise<void>;
   write(record: StreamRecord): void;
+  /**
+   * True where what `write` took is committed by the sources' `commit`, not by `flush` (a transaction
+   * that holds the outputs and the input's position: Kafka exactly-once). A checkpoint then holds the
+   * sources from its snapshots until their commit, so no output of later input joins that transaction.
+   * Otherwise (absent, false) the sources go on once the state is taken and the sinks flushed, while the
+   * checkpoint's file is written; their commit of its positions follows once the file is durable.
+   */
+  readonly transactional?: boolean;
   /** Resolves when the sink has room again; `undefined` when it has room now. */
   ready?(): Promise<void> | undefined;
   /**

@@ -748,7 +748,9 @@ test('a pipeline that fails with an error a restart may mend is restarted in the
   const file = join(home, 'restarts.yaml');
   writeFileSync(
     file,
-    `name: restarts\nsources: [{type: synthetic, events: 3000, rate: 3000}]\nstages: [{type: fails-once}]\nsinks: [{type: file, path: out.jsonl}]\ncheckpoint: {dir: checkpoints, interval: 100ms}\nsettings: {restart: {backoff: 400ms}}\n`,
+    // 3 s of input: the sources go on while a checkpoint's file is written, so at 3000/s a loaded host's
+    // second checkpoint (its first took 0.8 s) could come after the last event, and nothing failed.
+    `name: restarts\nsources: [{type: synthetic, events: 3000, rate: 1000}]\nstages: [{type: fails-once}]\nsinks: [{type: file, path: out.jsonl}]\ncheckpoint: {dir: checkpoints, interval: 100ms}\nsettings: {restart: {backoff: 400ms}}\n`,
   );
   const lines: string[] = [];
   const daemon = new Daemon({

@@ -1,7 +1,7 @@
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { setImmediate as turn, setTimeout as sleep } from 'node:timers/promises';
-import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   CheckpointStore,
@@ -407,7 +407,7 @@ test('a sink that throws fails the pipeline with an error naming it (no uncaught
   assert.equal(writes, 5, 'nothing is written after the failure');
 });
 
-test('a batch that comes while a checkpoint holds the sources is written after the checkpoint commits, never between its position and its commit', async (t) => {
+test('with a transactional sink, a batch that comes while a checkpoint holds the sources is written after the checkpoint commits, never between its position and its commit', async (t) => {
   let holding = false;
   let writesWhileHeld = 0;
   let commits = 0;
@@ -439,6 +439,8 @@ test('a batch that comes while a checkpoint holds the sources is written after t
     summary: 'test',
     config: { type: 'object' },
     create: () => ({
+      // Its outputs commit with the source's commit (exactly-once Kafka): the sources are held until then.
+      transactional: true,
       write: () => void (holding && writesWhileHeld++),
       // The checkpoint's awaits are when a woken source could slip a batch in: made long enough to see.
       flush: () => new Promise<void>((resolve) => setTimeout(resolve, 20)),
@@ -922,6 +924,174 @@ test('a checkpoint of a large state is serialised in parts, the event loop turni
   assert.equal(first.length + outputs.length, whole.length);
   assert.deepEqual([...first, ...outputs], whole);
 });
+
+/**
+ * A source for the checkpoint-while-running tests: `cut` users' first events, then `later` more, held at
+ * the cut until the test lets it go on (`go`), then at the end until the run is stopped. Commits recorded.
+ */
+function cutAndGoSource(events: () => ClickEvent[], cut: number, commits: number[]): { plugin: AnyPlugin; go: () => void } {
+  let go!: () => void;
+  const resumed = new Promise<void>((resolve) => (go = resolve));
+  const plugin = defineSource<{ hold: boolean }>({
+    name: 'cut-and-go',
+    summary: 'test',
+    config: { type: 'object', properties: { hold: { type: 'boolean', default: false } } },
+    create: (config, context) => {
+      let next = 0;
+      return {
+        async *read() {
+          const all = events();
+          while (next < all.length) {
+            if (config.hold && next === cut) await resumed;
+            const end = Math.min(all.length, next + 1000, config.hold && next < cut ? cut : Infinity);
+            const batch = all.slice(next, end);
+            next = end;
+            yield batch;
+          }
+          if (config.hold) await new Promise((resolve) => context.signal!.addEventListener('abort', resolve, { once: true }));
+        },
+        position: () => ({ next }),
+        seek: (position) => void (next = (position as { next: number }).next),
+        commit: async (position) => void commits.push((position as { next: number }).next),
+      };
+    },
+  });
+  return { plugin, go };
+}
+
+/** A checkpoint store whose writes wait for the test's word (`open`), and fail where it says so. */
+class GatedStore extends CheckpointStore {
+  writes = 0;
+  private gate: { opened: Promise<void>; open: (fail?: boolean) => void } | undefined;
+  close(): void {
+    let open!: (fail?: boolean) => void;
+    const opened = new Promise<void>((resolve, reject) => (open = (fail) => (fail ? reject(new Error('disk full (test)')) : resolve())));
+    opened.catch(() => undefined);
+    this.gate = { opened, open };
+  }
+  open(fail = false): void {
+    this.gate?.open(fail);
+    this.gate = undefined;
+  }
+  override async write(...args: Parameters<CheckpointStore['write']>): ReturnType<CheckpointStore['write']> {
+    this.writes++;
+    await this.gate?.opened;
+    return super.write(...args);
+  }
+}
+
+for (const transactional of [false, true]) {
+  test(
+    transactional
+      ? 'a checkpoint with a transactional sink holds the sources until its file is written and the sources committed'
+      : 'a checkpoint with no transactional sink lets the sources go once its state is taken and the sinks flushed: events go in while its file is written, the positions of its barrier are committed only once it is durable (not at all when the write fails), a stop waits for it, and a run restored from it gives the outputs of one uninterrupted run',
+    async (t) => {
+      const { builtinRegistry } = await import('../cli/registry.js');
+      const T0 = Date.UTC(2024, 0, 1);
+      const cut = 20_000;
+      const events = (): ClickEvent[] => [
+        ...Array.from({ length: cut }, (_, u): ClickEvent => ({ kind: 'event', userId: `u${u}`, time: T0 + Math.floor((u * 600_000) / cut), type: u % 5 === 0 ? 'cart' : 'view', itemId: `i${u % 300}`, price: 10 + (u % 50) })),
+        ...Array.from({ length: 6000 }, (_, k): ClickEvent => ({ kind: 'event', userId: k % 4 === 0 ? `new${k}` : `u${k * 3}`, time: T0 + 600_000 + k * 600, type: k % 9 === 0 ? 'purchase' : 'view', itemId: `i${k % 70}`, price: 5 + (k % 30) })),
+      ];
+      const total = cut + 6000;
+      let outputs: string[] = [];
+      let atFlush: number | undefined;
+      const collect = defineSink<Record<string, never>>({
+        name: 'collect',
+        summary: 'test',
+        config: { type: 'object' },
+        create: () => ({
+          transactional,
+          write: (record) => {
+            const features = (record as { features?: { values: Float32Array } }).features;
+            outputs.push(JSON.stringify({ ...record, features: features ? Array.from(features.values) : undefined }));
+          },
+          flush: async () => void (atFlush ??= outputs.length),
+          close: async () => undefined,
+        }),
+      });
+      const dir = tempFolder(t, 'released');
+      const commits: number[] = [];
+      const source = cutAndGoSource(events, cut, commits);
+      const runner = async (hold: boolean, store?: CheckpointStore, signal?: AbortSignal): Promise<PipelineRunner> => {
+        const registry = await builtinRegistry();
+        registry.register(source.plugin, 'test');
+        registry.register(collect, 'test');
+        const yaml = `name: released\nsources: [{type: cut-and-go, hold: ${hold}}]\nstages: [{type: sessionizer, gap: 30m}, {type: session-features}, {type: user-features}]\nsinks: [{type: collect}]\n`;
+        const loaded = await loadPipeline(join(dir, 'released.yaml'), { registry, text: yaml, env: {} });
+        return new PipelineRunner(loaded, { logger: silentLogger, ...(signal ? { signal } : {}), ...(store ? { checkpoints: { store, intervalMs: 3_600_000 } } : {}) });
+      };
+      await (await runner(false)).run();
+      const whole = outputs;
+      // That run committed every commit_interval, without checkpoints.
+      commits.length = 0;
+
+      outputs = [];
+      atFlush = undefined;
+      const store = new GatedStore(join(dir, 'checkpoints'), 10);
+      const stop = new AbortController();
+      const held = await runner(true, store, stop.signal);
+      const running = held.run();
+      await until(() => held.stats.eventsIn === cut, 'the cut');
+      store.close();
+      const first = held.checkpoint();
+      await until(() => store.writes === 1, 'the file being written');
+      const barrierOutputs = atFlush!;
+      source.go();
+      if (transactional) {
+        // Held: however many turns the event loop takes, no event goes in until the sources committed.
+        for (let i = 0; i < 50; i++) await turn();
+        assert.equal(held.stats.eventsIn, cut, 'no event went in while the file was written');
+        store.open();
+        await first;
+        assert.deepEqual(commits, [cut]);
+        await until(() => held.stats.eventsIn === total, 'the events after the cut');
+        stop.abort();
+        await running;
+        return;
+      }
+      await until(() => held.stats.eventsIn === total, 'the events after the cut, while the file is written');
+      assert.deepEqual(commits, [], 'nothing committed before the file is durable');
+      store.open();
+      const info = (await first)!;
+      assert.deepEqual(commits, [cut], "the barrier's position, not the one read since");
+      assert.ok(info.sourcesHeldMs < info.durationMs, `held ${info.sourcesHeldMs} ms of ${info.durationMs} ms`);
+      // What a restart from that checkpoint gets: the folder as it stands now.
+      const taken = join(dir, 'taken');
+      cpSync(join(dir, 'checkpoints'), taken, { recursive: true });
+
+      // A write that fails commits nothing.
+      store.close();
+      const failing = held.checkpoint();
+      await until(() => store.writes === 2, 'the failing write');
+      store.open(true);
+      await assert.rejects(failing, /disk full/);
+      assert.deepEqual(commits, [cut]);
+
+      // A stop while a file is written waits for it, then takes the final checkpoint.
+      store.close();
+      const third = held.checkpoint();
+      await until(() => store.writes === 3, 'the third write');
+      stop.abort();
+      let ended = false;
+      void running.then(() => (ended = true));
+      for (let i = 0; i < 50; i++) await turn();
+      assert.equal(ended, false, 'the run ended while a checkpoint was being written');
+      store.open();
+      await third;
+      await running;
+      // The third checkpoint's, the final one's (and the end's commit).
+      assert.deepEqual(commits.slice(0, 3), [cut, total, total]);
+
+      const before = outputs.slice(0, barrierOutputs);
+      outputs = [];
+      const resumed = await (await runner(false, new CheckpointStore(taken, 10))).run();
+      assert.ok(resumed.resumedFrom !== undefined, 'resumed from a checkpoint');
+      assert.deepEqual([...before, ...outputs], whole);
+      assert.equal(barrierOutputs + outputs.length, whole.length);
+    },
+  );
+}
 
 test('while a checkpoint holds the sources, the idle-source timer moves no watermark: the stages change nothing after its instant until it is written', async (t) => {
   const T0 = Date.UTC(2024, 0, 1);
@@ -2316,17 +2486,18 @@ test("a stage's histogram given NaN (a dwell time of an event without one) ignor
 });
 
 /** A sink as plugin-authoring.md asks for one: `write` only buffers, `flush` makes durable, `close` drops what was not flushed. */
-function bufferingSink(): { plugin: ReturnType<typeof defineSink<{ id?: number }>>; durable: StreamRecord[][]; flushes: () => number } {
+function bufferingSink(): { plugin: ReturnType<typeof defineSink<{ id?: number; transactional?: boolean }>>; durable: StreamRecord[][]; flushes: () => number } {
   const durable: StreamRecord[][] = [];
   let flushes = 0;
-  const plugin = defineSink<{ id?: number }>({
+  const plugin = defineSink<{ id?: number; transactional?: boolean }>({
     name: 'buffering',
     summary: 'test',
-    config: { type: 'object', properties: { id: { type: 'integer' } } },
+    config: { type: 'object', properties: { id: { type: 'integer' }, transactional: { type: 'boolean' } } },
     create: (config) => {
       const pending: StreamRecord[] = [];
       const kept: StreamRecord[] = (durable[config.id ?? 0] = []);
       return {
+        ...(config.transactional ? { transactional: true } : {}),
         write: (record) => void pending.push(record),
         flush: async () => {
           flushes++;
@@ -2405,7 +2576,10 @@ async function checkpointsTaken(
   registry.register(source, 'test');
   registry.register(bufferingSink().plugin, 'test');
   const file = join(dir, 'pipeline.yaml');
-  writeFileSync(file, 'sources: [{type: clocked}]\nsinks: [{type: buffering}]\n');
+  // Transactional: the sources are held for each checkpoint's whole time, which the batches that wait
+  // at its barrier measure by the clock (released once the state is taken, a source that never waits
+  // would read all its input while the first file is written).
+  writeFileSync(file, 'sources: [{type: clocked}]\nsinks: [{type: buffering, transactional: true}]\n');
   const folder = join(dir, 'checkpoints');
   const runner = new PipelineRunner(await loadPipeline(file, { registry, env: {} }), {
     logger: more.logger ?? silentLogger,

@@ -28,7 +28,7 @@ import { CheckpointStore, checkpointMark, defaultMinPauseMs, otherPipelineText, 
 import { RawJson, stringifyInParts } from './parts.js';
 import { jsonProblem } from '../json.js';
 import { valueText } from '../value-text.js';
-import { nextTurn, RUN_LOOP_TURN_MS } from '../turns.js';
+import { nextTurn, RUN_LOOP_TURN_MS, TURN_MS } from '../turns.js';
 
 export interface RunOptions {
   logger: Logger;
@@ -76,7 +76,13 @@ export interface RunOptions {
 export interface CheckpointInfo {
   sequence: number;
   bytes: number;
+  /** From its barrier until its file was written and the sources committed. */
   durationMs: number;
+  /**
+   * Of it, the time the sources were held at the barrier: the snapshots taken and the sinks flushed; all of
+   * it where a sink is transactional (Sink.transactional) or partitions are saved (scale_out).
+   */
+  sourcesHeldMs: number;
   at: number;
 }
 
@@ -1172,15 +1178,35 @@ export class PipelineRunner {
 
   /** Runs `work` with the sources held at the barrier: no record moves while it runs. */
   private async exclusive<T>(work: () => Promise<T>): Promise<T> {
-    while (this.barrier || this.batchesInHand > 0) await (this.barrier ?? new Promise<void>((resolve) => this.batchesInWaiters.push(resolve)));
-    let release!: () => void;
-    this.barrier = new Promise<void>((resolve) => (release = resolve));
+    const release = await this.holdSources();
     try {
       return await work();
     } finally {
-      this.barrier = undefined;
       release();
     }
+  }
+
+  /** Holds the sources at the barrier once no batch is in hand; resolves to what lets them go (once). */
+  private async holdSources(): Promise<() => void> {
+    while (this.barrier || this.batchesInHand > 0) await (this.barrier ?? new Promise<void>((resolve) => this.batchesInWaiters.push(resolve)));
+    let resolveBarrier!: () => void;
+    const barrier = new Promise<void>((resolve) => (resolveBarrier = resolve));
+    this.barrier = barrier;
+    return () => {
+      if (this.barrier === barrier) this.barrier = undefined;
+      resolveBarrier();
+    };
+  }
+
+  /**
+   * Whether a checkpoint holds the sources until they committed, not only until its state is taken. A
+   * transactional sink's outputs are committed by the sources' commit (Sink.transactional: Kafka
+   * exactly-once), so an output written between the sinks' flush and that commit would join the
+   * transaction of input it does not come from. Scale-out saves partition files beside the checkpoint,
+   * which a rebalance's hand-over writes too (at the barrier): those stay at the barrier as well.
+   */
+  private holdsSourcesUntilCommitted(): boolean {
+    return this.scaleOut !== undefined || this.allSinks().some(({ sink }) => sink?.transactional === true);
   }
 
   /** Every sink with its label, the dead-letter sink last (undefined in a run that failed before making it). */
@@ -1510,14 +1536,16 @@ export class PipelineRunner {
    * A source that never waits (a file in the page cache, synthetic at rate 0) hands over batch after
    * batch with only promises settling between them, so /healthz, /metrics, signals and timers waited for
    * a sink's full buffer (1-2 s at the daemon's start). Not after every batch: a turn costs throughput
-   * (BENCHMARKS.md, "The run loop's turns"). By the run's clock, so a test can say when it is due; a
-   * clock stepped back turns at once.
+   * (BENCHMARKS.md, "The run loop's turns"). While a checkpoint's file is written with the sources going
+   * on, every TURN_MS, the length of one of its parts: the parts and the batches then share the thread
+   * about evenly (at 50 ms against 10, a 45 MB checkpoint took 30-48 s on a loaded host, and the next
+   * came that much later). By the run's clock, so a test can say when it is due; a clock stepped back turns at once.
    */
   private async turnIfDue(): Promise<void> {
     const now = this.clock.now();
     if (this.lastTurnAt === undefined) this.lastTurnAt = now;
     const since = now - this.lastTurnAt;
-    if (since >= 0 && since < RUN_LOOP_TURN_MS) return;
+    if (since >= 0 && since < (this.checkpointUnderWay ? TURN_MS : RUN_LOOP_TURN_MS)) return;
     await nextTurn();
     this.lastTurnAt = this.clock.now();
   }
@@ -1546,72 +1574,105 @@ export class PipelineRunner {
 
   /**
    * Takes one consistent checkpoint: state and positions are taken synchronously between two
-   * batches (every stage's snapshot() called at that instant), then serialised in parts with the
-   * event loop turning between them (the daemon answers /healthz meanwhile), then sinks flush, the
-   * file is written, and only then do sources commit their input. Sources wait at the barrier
-   * meanwhile, so no output is written between flush and commit.
+   * batches (every stage's snapshot() called at that instant), the snapshots built in parts (the
+   * event loop turning between them: the daemon answers /healthz meanwhile), and the sinks flushed,
+   * with the sources held at the barrier. Then, where no sink is transactional, the sources go on
+   * while the state (copies of that instant) is serialised in parts and written; only once the file
+   * is durable do the sources commit the positions of the barrier. Where a sink is transactional
+   * (holdsSourcesUntilCommitted) they wait at the barrier until that commit, so no output is written
+   * between flush and commit. One checkpoint at a time: one whose file is still being written goes first.
    */
   async checkpoint(): Promise<CheckpointInfo | undefined> {
     const config = this.options.checkpoints;
     if (!config) return undefined;
-    return this.exclusive(async () => {
-      const began = this.clock.now();
-      try {
-        const started = performance.now();
-        const sources: Record<string, SourcePosition> = {};
-        for (const slot of this.sources) if (slot.source.position) sources[slot.label] = slot.source.position();
-        const counters: Record<string, unknown> = {};
-        // Copied now: the maps go on counting while the body is serialised, the totals beside them would not.
-        for (const name of carriedCounters) {
-          const value = this.stats[name];
-          counters[name] = typeof value === 'object' ? { ...value } : value;
-        }
-        const createdAt = new Date(this.clock.now()).toISOString();
-        // The state of this instant, the partition tasks' too, whatever happens while it is serialised.
-        const operators = takeSnapshots(this.operators);
-        const partitions: { task: PartitionTask; offset: number; changes: number; held: number | undefined; operators: TakenSnapshots }[] = [];
-        // Lost (the group gave them to another member), the partitions' state is not saved: see Source.partitionsLost.
-        const lost = this.scaleOut?.slot.source.partitionsLost?.() === true;
-        if (lost) this.logger.warn({ partitions: [...this.tasks.keys()] }, 'checkpoint: this member lost its partitions (the group gave them to another member: its session or max.poll.interval expired) before it was told; their state is not saved, as their next owner may be saving its own');
-        if (this.scaleOut && !lost) {
-          const offsets = this.scaleOut.slot.source.partitionOffsets!();
-          for (const [id, task] of this.tasks) {
-            // Every partition whose state changed since its last file, read from or not: one that read
-            // nothing still closes sessions as its watermark follows the others (idle_timeout), and
-            // restored from its older file, a restart would close and write them again.
-            const offset = this.offsetToSave(task, offsets.get(id));
-            if (offset !== undefined) partitions.push({ task, offset, changes: task.changes, held: heldOf(task), operators: takeSnapshots(task.operators) });
-          }
-        }
-        const body = await serialiseBody({ pipeline: this.name, pipelineFile: this.pipelineFile, createdAt, sources, counters, stages: this.checkpointStages }, operators);
-        const bodies: Buffer[][] = [];
-        for (const { task, offset, held, operators: taken } of partitions) bodies.push(await this.partitionBody(task, offset, held, taken));
-        await this.flushSinks();
-        for (const [i, { task, offset, changes }] of partitions.entries()) {
-          await this.writePartitionFile(task.id, offset, bodies[i]!);
-          task.saved = changes;
-        }
-        const written = await this.writing(config.store.write(body, this.retainedCheckpoints()));
-        // The run failed while it was written: its sources are closed or closing, so nothing is committed.
-        // The file stands (the sinks had flushed its outputs): a restart resumes from it where its sources
-        // resume from the checkpoint, and from the one their upstream covers where they judge (covers).
-        if (this.failure) throw this.failure;
-        const marks = this.commitMarks(written);
-        this.marksWritten.set(marks.checkpoint!, written.sequence);
-        for (const slot of this.sources) if (slot.source.commit && sources[slot.label]) await slot.source.commit(sources[slot.label]!, marks);
-        this.learnCovered(written.sequence, sources);
-        const info: CheckpointInfo = { sequence: written.sequence, bytes: written.bytes, durationMs: performance.now() - started, at: this.clock.now() };
-        this.stats.lastCheckpoint = info;
-        // Ready again (periodic, final, or a source's commitNow): the failures before it are no longer in a row.
-        this.failingCheckpoints = undefined;
-        this.checkpointSeconds?.observe(info.durationMs / 1000);
-        this.logger.debug({ checkpoint: info, partitions: partitions.length }, 'checkpoint written');
-        return info;
-      } finally {
-        // Inside the barrier, before the sources go on: min_pause counts from here (checkpointIfDue).
-        this.lastCheckpointSpan = { began, ended: this.clock.now() };
+    while (this.checkpointUnderWay) await this.checkpointUnderWay.catch(() => undefined);
+    const taking = this.takeCheckpoint(config);
+    this.checkpointUnderWay = taking;
+    try {
+      return await taking;
+    } finally {
+      if (this.checkpointUnderWay === taking) this.checkpointUnderWay = undefined;
+    }
+  }
+
+  /** The checkpoint under way, from its barrier until its file is written and its sources committed (or it failed). */
+  private checkpointUnderWay: Promise<CheckpointInfo> | undefined;
+
+  private async takeCheckpoint(config: NonNullable<RunOptions['checkpoints']>): Promise<CheckpointInfo> {
+    const release = await this.holdSources();
+    const began = this.clock.now();
+    const started = performance.now();
+    let sourcesHeldMs: number | undefined;
+    let letGoAt: number | undefined;
+    const letGo = (): void => {
+      if (sourcesHeldMs !== undefined) return;
+      sourcesHeldMs = performance.now() - started;
+      letGoAt = this.clock.now();
+      release();
+      this.checkpointHeldSeconds?.observe(sourcesHeldMs / 1000);
+    };
+    try {
+      const sources: Record<string, SourcePosition> = {};
+      for (const slot of this.sources) if (slot.source.position) sources[slot.label] = slot.source.position();
+      const counters: Record<string, unknown> = {};
+      // Copied now: the maps go on counting while the body is serialised, the totals beside them would not.
+      for (const name of carriedCounters) {
+        const value = this.stats[name];
+        counters[name] = typeof value === 'object' ? { ...value } : value;
       }
-    });
+      const createdAt = new Date(this.clock.now()).toISOString();
+      // The state of this instant, the partition tasks' too, whatever happens while it is serialised.
+      const operators = takeSnapshots(this.operators);
+      const partitions: { task: PartitionTask; offset: number; changes: number; held: number | undefined; operators: TakenSnapshots }[] = [];
+      // Lost (the group gave them to another member), the partitions' state is not saved: see Source.partitionsLost.
+      const lost = this.scaleOut?.slot.source.partitionsLost?.() === true;
+      if (lost) this.logger.warn({ partitions: [...this.tasks.keys()] }, 'checkpoint: this member lost its partitions (the group gave them to another member: its session or max.poll.interval expired) before it was told; their state is not saved, as their next owner may be saving its own');
+      if (this.scaleOut && !lost) {
+        const offsets = this.scaleOut.slot.source.partitionOffsets!();
+        for (const [id, task] of this.tasks) {
+          // Every partition whose state changed since its last file, read from or not: one that read
+          // nothing still closes sessions as its watermark follows the others (idle_timeout), and
+          // restored from its older file, a restart would close and write them again.
+          const offset = this.offsetToSave(task, offsets.get(id));
+          if (offset !== undefined) partitions.push({ task, offset, changes: task.changes, held: heldOf(task), operators: takeSnapshots(task.operators) });
+        }
+      }
+      // Built at the barrier: a snapshot in parts settles at once when a record reaches its stage
+      // (PartedSnapshots), which would hold the event loop for all of its parts in one go.
+      await Promise.all([operators, ...partitions.map((partition) => partition.operators)].flatMap((taken) => [...taken.values()].filter(isPromiseLike)));
+      // The outputs of everything before the barrier are durable before a file that holds its state is.
+      await this.flushSinks();
+      if (!this.holdsSourcesUntilCommitted()) letGo();
+      const body = await serialiseBody({ pipeline: this.name, pipelineFile: this.pipelineFile, createdAt, sources, counters, stages: this.checkpointStages }, operators);
+      const bodies: Buffer[][] = [];
+      for (const { task, offset, held, operators: taken } of partitions) bodies.push(await this.partitionBody(task, offset, held, taken));
+      for (const [i, { task, offset, changes }] of partitions.entries()) {
+        await this.writePartitionFile(task.id, offset, bodies[i]!);
+        task.saved = changes;
+      }
+      const written = await this.writing(config.store.write(body, this.retainedCheckpoints()));
+      // The run failed while it was written: its sources are closed or closing, so nothing is committed.
+      // The file stands (the sinks had flushed its outputs): a restart resumes from it where its sources
+      // resume from the checkpoint, and from the one their upstream covers where they judge (covers).
+      if (this.failure) throw this.failure;
+      const marks = this.commitMarks(written);
+      this.marksWritten.set(marks.checkpoint!, written.sequence);
+      // The positions of the barrier, whatever the sources read since: what the file holds the state of.
+      for (const slot of this.sources) if (slot.source.commit && sources[slot.label]) await slot.source.commit(sources[slot.label]!, marks);
+      this.learnCovered(written.sequence, sources);
+      letGo();
+      const info: CheckpointInfo = { sequence: written.sequence, bytes: written.bytes, durationMs: performance.now() - started, sourcesHeldMs: sourcesHeldMs!, at: this.clock.now() };
+      this.stats.lastCheckpoint = info;
+      // Ready again (periodic, final, or a source's commitNow): the failures before it are no longer in a row.
+      this.failingCheckpoints = undefined;
+      this.checkpointSeconds?.observe(info.durationMs / 1000);
+      this.logger.debug({ checkpoint: info, partitions: partitions.length }, 'checkpoint written');
+      return info;
+    } finally {
+      letGo();
+      // min_pause counts from here, the checkpoint written (or failed), as Flink's from one's completion (checkpointDueAt).
+      this.lastCheckpointSpan = { began, letGo: letGoAt!, ended: this.clock.now() };
+    }
   }
 
   /**
@@ -1722,6 +1783,7 @@ export class PipelineRunner {
   }
 
   private checkpointSeconds: { observe(value: number): void } | undefined;
+  private checkpointHeldSeconds: { observe(value: number): void } | undefined;
   private checkpointFailures: { inc(): void } | undefined;
   /**
    * The periodic checkpoints failed since the last one written: `inRow` every one, `counted` those
@@ -1755,7 +1817,7 @@ export class PipelineRunner {
   private checkpointSchedule: { from: number; intervalMs: number; next: number; minPauseMs: number; timer: NodeJS.Timeout | undefined } | undefined;
 
   /** When the last checkpoint (periodic, a source's commitNow) took the barrier and let go of it, by the run's clock. */
-  private lastCheckpointSpan: { began: number; ended: number } | undefined;
+  private lastCheckpointSpan: { began: number; letGo: number; ended: number } | undefined;
 
   /** When the next periodic checkpoint is due: its time on the grid, or min_pause after the last one ended if that is later. */
   private checkpointDueAt(schedule: { next: number; minPauseMs: number }): number {
@@ -1785,7 +1847,7 @@ export class PipelineRunner {
     }
     // Likewise the pause: the previous one ended now at the latest.
     const span = this.lastCheckpointSpan;
-    if (span !== undefined && span.ended > now) this.lastCheckpointSpan = { began: Math.min(span.began, now), ended: now };
+    if (span !== undefined && span.ended > now) this.lastCheckpointSpan = { began: Math.min(span.began, now), letGo: Math.min(span.letGo, now), ended: now };
     if (now < this.checkpointDueAt(schedule)) return;
     schedule.next = Infinity;
     // Queued behind a barrier held now (a source's commitNow), if any: exclusive() waits for it.
@@ -1796,7 +1858,7 @@ export class PipelineRunner {
       const taken = this.lastCheckpointSpan;
       const ended = Math.min(taken?.ended ?? Infinity, this.clock.now());
       schedule.next = from + (Math.floor((ended - from) / intervalMs) + 1) * intervalMs;
-      if (taken !== undefined && taken.ended - taken.began > intervalMs) this.sayCheckpointsOverInterval(taken.ended - taken.began, schedule);
+      if (taken !== undefined && taken.ended - taken.began > intervalMs) this.sayCheckpointsOverInterval(taken.ended - taken.began, taken.letGo - taken.began, schedule);
       this.wakeForCheckpoint();
     });
   }
@@ -1804,17 +1866,18 @@ export class PipelineRunner {
   /**
    * Once a run: a periodic checkpoint took longer than checkpoint.interval, so the state is too large
    * for the interval on this machine. Not a warning each time: it is the steady state of such a run,
-   * which min_pause keeps processing; the duration of each is in tributary_checkpoint_duration_seconds.
+   * which min_pause keeps processing; the duration of each is in tributary_checkpoint_duration_seconds, and
+   * the time it held the sources in tributary_checkpoint_sources_held_seconds.
    */
-  private sayCheckpointsOverInterval(tookMs: number, schedule: { intervalMs: number; minPauseMs: number }): void {
+  private sayCheckpointsOverInterval(tookMs: number, heldMs: number, schedule: { intervalMs: number; minPauseMs: number }): void {
     if (this.checkpointsOverIntervalSaid) return;
     this.checkpointsOverIntervalSaid = true;
     const bytes = this.stats.lastCheckpoint?.bytes;
     this.logger.info(
-      { checkpointMs: Math.round(tookMs), intervalMs: schedule.intervalMs, minPauseMs: schedule.minPauseMs, ...(bytes === undefined ? {} : { bytes }) },
-      `a periodic checkpoint took ${formatDuration(tookMs)} (${bytes === undefined ? 'its size unknown' : `${(bytes / 1_000_000).toFixed(1)} MB`}), longer than checkpoint.interval (${durationText(schedule.intervalMs)}): ` +
-        `the sources are held while one is taken, and checkpoint.min_pause (${durationText(schedule.minPauseMs)}) is the least the pipeline runs between two. ` +
-        'To give it more: a longer checkpoint.interval, a longer checkpoint.min_pause, or less state in the stages. Said once; tributary_checkpoint_duration_seconds has each one',
+      { checkpointMs: Math.round(tookMs), sourcesHeldMs: Math.round(heldMs), intervalMs: schedule.intervalMs, minPauseMs: schedule.minPauseMs, ...(bytes === undefined ? {} : { bytes }) },
+      `a periodic checkpoint took ${formatDuration(tookMs)} (${bytes === undefined ? 'its size unknown' : `${(bytes / 1_000_000).toFixed(1)} MB`}), longer than checkpoint.interval (${durationText(schedule.intervalMs)}), ` +
+        `and held the sources ${formatDuration(heldMs)} of it; checkpoint.min_pause (${durationText(schedule.minPauseMs)}) is the least time between the end of one and the start of the next. ` +
+        'To give it more: a longer checkpoint.interval, a longer checkpoint.min_pause, or less state in the stages. Said once; tributary_checkpoint_duration_seconds has each one, tributary_checkpoint_sources_held_seconds the time each held the sources',
     );
   }
 
@@ -2199,6 +2262,9 @@ export class PipelineRunner {
     );
     metrics.observe('checkpoint_bytes', 'Size of the last checkpoint.', labels, () => this.stats.lastCheckpoint?.bytes ?? NaN);
     this.checkpointSeconds = metrics.scoped(labels).histogram('checkpoint_duration_seconds', 'Time to take and write one checkpoint.', [0.01, 0.05, 0.1, 0.5, 1, 2, 5, 10]);
+    this.checkpointHeldSeconds = metrics
+      .scoped(labels)
+      .histogram('checkpoint_sources_held_seconds', "Time one checkpoint held the sources: its snapshots and the sinks' flush (all of it with a transactional sink or scale_out).", [0.01, 0.05, 0.1, 0.5, 1, 2, 5, 10]);
   }
 
   /** Runs to the end of the input, or until the signal stops it. Rejects on a runtime failure. */

@@ -318,6 +318,8 @@ export default defineSink<KafkaSinkConfig>({
           }
           if ((await transactions.topicListed(config.topic, context.signal)) === false) throw topicNotThere(config.topic);
         },
+        // Its records are committed with the source's offsets (the source's commit), not by flush.
+        transactional: true,
         write(record) {
           const key = keyOf(record);
           const value = fitted(record, recordToJsonBytes(record), key);

@@ -41,7 +41,16 @@ export class CustomModelAdapter implements Model {
   }
 
   state(): ModelState {
-    const custom = this.model.state?.();
+    // A copy: a model may give its live weights, which it changes as it learns while a checkpoint
+    // taken at this instant is serialised (the sources go on meanwhile).
+    const given = this.model.state?.();
+    let custom: unknown;
+    try {
+      custom = structuredClone(given);
+    } catch {
+      // Not cloneable (a function in it): as given, for the checkpoint's check to name what JSON would not keep.
+      custom = given;
+    }
     return { kind: this.kind, inputs: this.inputs, params: {}, optimizer: { kind: 'sgd', learningRate: 0, step: 0, slots: {} }, ...(custom === undefined ? {} : { custom }) };
   }
 

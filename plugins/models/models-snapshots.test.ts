@@ -58,6 +58,48 @@ test('a defineModel model that learns keeps its state() through a snapshot: rest
   }
 });
 
+test("a custom model whose state() returns its live weights (learn changes them in place) is snapshotted as of the call: the checkpoint, serialised while the stage learns on, holds the weights of its instant", async () => {
+  const inPlace = defineModel<Record<string, never>>({
+    name: 'in-place-sgd',
+    task: 'intent',
+    summary: 'A custom model that learns in place (tests only).',
+    config: { type: 'object', additionalProperties: false, properties: {} },
+    create: (_options, features) => {
+      const weights = new Array<number>(features.length + 1).fill(0);
+      const score = (row: Float32Array): number => 1 / (1 + Math.exp(-row.reduce((sum, value, i) => sum + value * weights[i + 1]!, weights[0]!)));
+      return {
+        predict: score,
+        learn(rows, labels) {
+          for (let k = 0; k < labels.length; k++) {
+            const row = rows.subarray(k * features.length, (k + 1) * features.length);
+            const error = labels[k]! - score(row);
+            for (let i = 0; i < weights.length; i++) weights[i] = weights[i]! + 0.1 * error * (i === 0 ? 1 : row[i - 1]!);
+          }
+        },
+        // The array itself, as a user's model may give it: the runtime serialises the snapshot later.
+        state: () => ({ weights }),
+        load(state) {
+          weights.splice(0, weights.length, ...(state as { weights: number[] }).weights);
+        },
+      };
+    },
+  });
+  const input = separableIntentStream(30);
+  const cut = Math.floor(input.length / 2);
+  const fed = await fedOperator(inPlace as unknown as typeof intentModel, { report: true, batch: { learn_size: 4, max_delay: 0 } } as unknown as IntentModelConfig);
+  for (const element of input.slice(0, cut)) fed.input.next(element);
+  const taken = await fed.operator.snapshot!();
+  const atCall = JSON.stringify(taken);
+  assert.match(atCall, /"weights"/);
+  // The stage learns on (the sources go on while a checkpoint's file is written).
+  for (const element of input.slice(cut)) fed.input.next(element);
+  fed.input.complete();
+  await fed.done;
+  await fed.operator.close?.();
+  assert.notEqual(JSON.stringify(await fed.operator.snapshot!()), atCall, 'the model learnt after the cut');
+  assert.equal(JSON.stringify(taken), atCall, 'the snapshot taken at the cut did not change');
+});
+
 for (const kind of ['logistic', 'mlp', 'gru'] as ModelKind[]) {
   test(`${kind}: a snapshot taken mid-stream (pending batches and label buffer included) restores to the same predictions`, async () => {
     const input = separableIntentStream(120, 3);
