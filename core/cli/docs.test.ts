@@ -139,3 +139,48 @@ test("the exit codes are listed once, in docs/errors.md's Exit codes, naming eve
   assert.ok(read('README.md').includes('(docs/errors.md#exit-codes)'), 'README.md links to it');
   assert.ok(read('docs/operations.md').includes('(errors.md#exit-codes)'), 'docs/operations.md links to it');
 });
+
+/** A Markdown file's heading anchors as GitHub makes them: lower case, punctuation dropped, spaces as `-`, a repeat suffixed `-1`, `-2`. */
+function headingAnchors(markdown: string): { level: number; title: string; anchor: string }[] {
+  const seen = new Map<string, number>();
+  const headings: { level: number; title: string; anchor: string }[] = [];
+  let fenced = false;
+  for (const line of markdown.split('\n')) {
+    if (line.startsWith('```')) fenced = !fenced;
+    const match = fenced ? null : /^(#{1,6}) (.+)$/.exec(line);
+    if (!match) continue;
+    const base = match[2]!.trim().toLowerCase().replace(/[^\p{L}\p{N}_\- ]/gu, '').replace(/ /g, '-');
+    const count = seen.get(base) ?? 0;
+    seen.set(base, count + 1);
+    headings.push({ level: match[1]!.length, title: match[2]!.trim(), anchor: count === 0 ? base : `${base}-${count}` });
+  }
+  return headings;
+}
+
+test("docs/operations.md opens with a table of contents linking each of its sections and sub-sections (## and ###), in order, by the anchors GitHub gives them", () => {
+  const operations = readFileSync(join(packageRoot, 'docs', 'operations.md'), 'utf8');
+  const sections = headingAnchors(operations).filter(({ level }) => level === 2 || level === 3);
+  const contents = /^# .*\n\n((?:\s*- \[.*\]\(#.*\)\n)+)/.exec(operations)?.[1];
+  assert.ok(contents, 'a list of links right under the title');
+  const entries = contents.trimEnd().split('\n').map((line) => /^( *)- \[(.*)\]\(#(.*)\)$/.exec(line)).map((match) => ({ level: match![1]!.length / 2 + 2, title: match![2]!, anchor: match![3]! }));
+  assert.deepEqual(entries, sections);
+});
+
+test('every link to a heading of README.md, BENCHMARKS.md or docs/*.md, from those files, names a heading that file has (a renamed section leaves none dangling)', () => {
+  const files = ['README.md', 'BENCHMARKS.md', 'docs/errors.md', 'docs/operations.md', 'docs/operators.md', 'docs/pipeline-reference.md', 'docs/plugin-authoring.md', 'docs/records.md'];
+  const anchorsOf = new Map(files.map((file) => [file, new Set(headingAnchors(readFileSync(join(packageRoot, file), 'utf8')).map(({ anchor }) => anchor))]));
+  const dangling: string[] = [];
+  let links = 0;
+  for (const file of files) {
+    const text = readFileSync(join(packageRoot, file), 'utf8');
+    for (const [, target, anchor] of text.matchAll(/\]\(((?:docs\/|\.\.\/)?[\w-]*(?:\.md)?)#([^)\s]+)\)/g)) {
+      const resolved = target === '' ? file : join(file.startsWith('docs/') ? 'docs' : '', target!).replace(/^docs\/\.\.\//, '');
+      const anchors = anchorsOf.get(resolved);
+      if (!anchors) continue;
+      links++;
+      if (!anchors.has(anchor!)) dangling.push(`${file}: ${target}#${anchor}`);
+    }
+  }
+  assert.ok(links > 60, `${links} links checked`);
+  assert.deepEqual(dangling, []);
+});

@@ -80,3 +80,20 @@ export function ruleSeries(rules: readonly AlertRule[]): Set<string> {
 
 /** A Kafka source's series: a file pipeline exports none; integration-tests/kafka-alerts.test.ts checks them against a Kafka daemon's scrape. */
 export const kafkaSeries = (name: string): boolean => name.startsWith('tributary_kafka_');
+
+/**
+ * docs/operations.md's metrics table: each family a row names in full (not `tributary_process_*`), with the
+ * label names of its labels column.
+ */
+export function metricsTable(markdown: string): Map<string, string[]> {
+  const table = new Map<string, string[]>();
+  const from = markdown.indexOf('\n| series | labels | meaning |');
+  if (from < 0) return table;
+  for (const row of markdown.slice(from + 1).split('\n').slice(2)) {
+    if (!row.startsWith('|')) break;
+    const [, names = '', labels = ''] = row.split(/(?<!\\)\|/);
+    const labelNames = labels.split(',').map((label) => label.trim()).filter((label) => label !== '').sort();
+    for (const name of names.matchAll(/`(tributary_[a-z0-9_]+)`/g)) table.set(name[1]!, labelNames);
+  }
+  return table;
+}

@@ -4,7 +4,7 @@ import { dirname, join } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { spawnTributary, tempFolder, until } from 'tributary/testing';
-import { alertRules, kafkaSeries, ruleProblems, ruleSeries, scrapedSeries } from './alert-rules.js';
+import { alertRules, kafkaSeries, metricsTable, ruleProblems, ruleSeries, scrapedSeries } from './alert-rules.js';
 
 // dist/examples/ops/ -> the checkout's root, where the sources and the example files are.
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
@@ -57,6 +57,16 @@ settings: {heap_budget: 2GiB}
   const ours = families.filter(({ name }) => !/^tributary_(process|nodejs)_/.test(name));
   assert.ok(ours.length >= 50, `${ours.length} families scraped`);
   assert.deepEqual(ours.map(({ name }) => name).filter((name) => !documented.has(name)), [], 'families docs/operations.md does not name in full');
+
+  // Each family has a row of the metrics table, whose labels column is the label names its samples carry (a
+  // histogram's less `le`): an SRE writes a selector or a `sum by` from it.
+  const table = metricsTable(operations);
+  assert.deepEqual(ours.map(({ name }) => name).filter((name) => !table.has(name)), [], 'families the metrics table has no row for');
+  const labelsOf = (name: string): string => [...(scrape.get(name) ?? scrape.get(`${name}_count`) ?? [])].filter((label) => label !== 'le').sort().join(', ');
+  assert.deepEqual(
+    ours.filter(({ name }) => table.has(name) && labelsOf(name) !== table.get(name)!.join(', ')).map(({ name }) => `${name}: scraped {${labelsOf(name)}}, the table says {${table.get(name)!.join(', ')}}`),
+    [],
+  );
 
   // Each alert of the file is said in docs/operations.md (what it means, what to do).
   assert.deepEqual(rules.map(({ alert }) => alert).filter((alert) => !operations.includes(`\`${alert}\``)), [], 'alerts docs/operations.md does not list');
