@@ -32,9 +32,10 @@ for (const scaleOut of [false, true]) {
       // that covers them commits. keep: 2, so the checkpoints written while that commit waits to fail
       // (about 30 s) would push the last committed one out if age alone decided; scale_out keeps 1, since
       // a partition's file is written at its revocation (the group drops the member in the outage) too.
-      // Without scale_out that revocation (its assignment lost: the session expired) fails the run at once,
-      // with no checkpoint (revokeCommitted): the session outlasts the next checkpoint, so that one is
-      // written and its transaction fails, the case this test is for.
+      // That revocation (its assignment lost: the session expired) abandons the open transaction and fails
+      // the run at once, with no checkpoint (revokeCommitted; with scale_out revokeWithState): the session
+      // outlasts the next checkpoint (10 s), so that one is written and its transaction fails, the case this
+      // test is for. (A 6 s session let the loss come first in about half the runs.)
       writeFileSync(
         file,
         `
@@ -47,7 +48,7 @@ sources:
     guarantee: exactly-once
     start_from: earliest
     watermark: { max_out_of_orderness: 0s, idle_timeout: 1h }
-    options: { session.timeout.ms: ${scaleOut ? 6_000 : 30_000}, heartbeat.interval.ms: 500 }
+    options: { session.timeout.ms: ${scaleOut ? 15_000 : 30_000}, heartbeat.interval.ms: 500 }
 stages:
   - { type: sessionizer, gap: 30m }
 sinks:
