@@ -311,7 +311,7 @@ test("a checkpoint folder the process may not make or write in (no permission, a
       assert.equal(run.status, 2, run.stderr);
       const logged = run.stderr.split('\n').filter((line) => line.startsWith('{')).map((line) => JSON.parse(line) as { level: number; code?: string; msg: string });
       assert.deepEqual(logged.map((entry) => [entry.level, entry.code]), [[50, 'TRIB_ERR_CHECKPOINT']], run.stderr);
-      assert.match(logged[0]!.msg, new RegExp(`^pipeline unwritable: TRIB_ERR_CHECKPOINT: the checkpoint folder ${checkpoints} cannot be made or written by this process \\((EPERM|EACCES|EROFS)\\b.*\\): give the process write access to it`));
+      assert.match(logged[0]!.msg, new RegExp(`^pipeline unwritable: TRIB_ERR_CHECKPOINT: the checkpoint folder ${checkpoints} cannot be made or written by this process \\((EPERM|EACCES|EROFS)\\b.*\\): (make /sys/kernel\\S* writable by user \\S+ \\(uid \\d+\\)|mount the file system holding /sys/kernel\\S* read-write), or name another`));
     }
   }
   // A name too long (ENAMETOOLONG), as a full disk (ENOSPC): no verdict on the folder, so a restart may mend it.
@@ -324,6 +324,83 @@ test("a checkpoint folder the process may not make or write in (no permission, a
   assert.match(failures[0]!.error.message, /ENAMETOOLONG/);
   assert.equal(needsPerson(failures[0]!.error), false);
   assert.equal(daemon.runners[0]!.stats.restarts, 10, 'restarted as any passing failure is');
+});
+
+/**
+ * Makes `folder` one this process may not write, until the returned function is called: its mode bits
+ * (0555) for a user other than root; for root, which mode bits do not stop, a read-only bind mount of it
+ * on itself (EROFS). Undefined where neither is possible (root without the right to mount).
+ */
+function readOnlyFolder(folder: string): (() => void) | undefined {
+  if (process.getuid?.() !== 0) {
+    fs.chmodSync(folder, 0o555);
+    return () => fs.chmodSync(folder, 0o755);
+  }
+  const mounted = boundedSpawnSync('mount', ['--bind', folder, folder], { encoding: 'utf8' });
+  if (mounted.status !== 0) return undefined;
+  if (boundedSpawnSync('mount', ['-o', 'remount,bind,ro', folder], { encoding: 'utf8' }).status !== 0) {
+    boundedSpawnSync('umount', [folder], { encoding: 'utf8' });
+    return undefined;
+  }
+  return () => void boundedSpawnSync('umount', [folder], { encoding: 'utf8' });
+}
+
+const cannotMakeReadOnly = 'this test runs as root, whom mode bits do not stop, and may not mount a folder read-only here: no folder it cannot write';
+
+test("an output file or dead-letter file this process may not write (no permission, a read-only mount), at the start or at a reopen (SIGHUP after a rotation), stops the run for a person at once (TRIB_ERR_OUTPUT_UNWRITABLE, exit 2, no restart), naming the path, the errno and the fix (was: 10 restarts, then exit 1)", async (t) => {
+  const { Daemon } = await import('tributary');
+  const { pino } = await import('pino');
+  const home = mkdtempSync(join(dir, 'output-unwritable-'));
+  const locked = join(home, 'locked');
+  mkdirSync(locked);
+  const restore = readOnlyFolder(locked);
+  if (restore === undefined) return t.skip(cannotMakeReadOnly);
+  const fix = (path: string): string => `(make ${path} writable by user \\S+ \\(uid \\d+\\)|mount the file system holding ${path} read-write)`;
+  try {
+    // At the start: a sink's file, a folder to be made for it, the dead-letter file.
+    for (const [sinks, deadLetter, refused, fixed] of [
+      [`[{type: file, path: ${join(locked, 'out.jsonl')}}]`, '', join(locked, 'out.jsonl'), locked],
+      [`[{type: file, path: ${join(locked, 'sub', 'out.jsonl')}}]`, '', join(locked, 'sub', 'out.jsonl'), locked],
+      ['[{type: stdout, kinds: []}]', `dead_letter: {type: file, path: ${join(locked, 'dead.jsonl')}}\n`, join(locked, 'dead.jsonl'), locked],
+    ] as const) {
+      const file = join(home, 'start.yaml');
+      writeFileSync(file, `name: start\nsources: [{type: synthetic, events: 100}]\nsinks: ${sinks}\n${deadLetter}checkpoint: {dir: ${join(home, 'checkpoints-start')}}\nsettings: {restart: {backoff: 1ms}}\n`);
+      const daemon = new Daemon({ targets: [file], logger: silentLogger, registry: registryWith() });
+      const { failures } = await daemon.run();
+      assert.equal(failures.length, 1);
+      const error = failures[0]!.error as Error & { code?: string };
+      assert.equal(error.code, 'TRIB_ERR_OUTPUT_UNWRITABLE', error.message);
+      assert.ok(needsPerson(error), 'exit 2');
+      assert.equal(daemon.runners[0]!.stats.restarts ?? 0, 0, 'no restart');
+      assert.match(error.message, new RegExp(`${refused} cannot be opened to write \\((EACCES|EPERM|EROFS): .*\\): ${fix(fixed)}$`));
+    }
+  } finally {
+    restore();
+  }
+
+  // At a reopen: the file renamed away by a rotation, its folder made read-only, then SIGHUP.
+  const rotated = join(home, 'rotated');
+  mkdirSync(rotated);
+  const out = join(rotated, 'out.jsonl');
+  const file = join(home, 'reopen.yaml');
+  writeFileSync(file, `name: reopen\nsources: [{type: synthetic, events: 0, rate: 500}]\nsinks: [{type: file, path: ${out}, kinds: [event]}]\ncheckpoint: {dir: ${join(home, 'checkpoints-reopen')}, interval: 100ms}\nsettings: {restart: {backoff: 1ms}}\n`);
+  const lines: string[] = [];
+  const daemon = new Daemon({ targets: [file], logger: pino({ level: 'info' }, { write: (line: string) => void lines.push(line) }), registry: registryWith() });
+  const running = daemon.run();
+  await until(() => existsSync(out) && fs.statSync(out).size > 0, 'records in the file');
+  fs.renameSync(out, `${out}.1`);
+  const restoreRotated = readOnlyFolder(rotated)!;
+  try {
+    await daemon.reopenOutputs();
+    const { failures } = await running;
+    assert.equal(failures.length, 1, lines.join(''));
+    const error = failures[0]!.error as Error & { code?: string };
+    assert.equal(error.code, 'TRIB_ERR_OUTPUT_UNWRITABLE', error.message);
+    assert.match(error.message, new RegExp(`${out} cannot be opened to write \\((EACCES|EPERM|EROFS): .*\\): ${fix(rotated)}$`));
+    assert.equal(daemon.runners[0]!.stats.restarts ?? 0, 0, `no restart: ${lines.join('')}`);
+  } finally {
+    restoreRotated();
+  }
 });
 
 test('kill -9 during a file backtest, then restart (gzip checkpoints): same final results as an uninterrupted run, and every input event accounted for', async (t) => {
