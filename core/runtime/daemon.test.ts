@@ -1006,7 +1006,7 @@ test('restarts in the process: given up after `attempts` in a row (the failure s
   result = await daemonOf('name: invalid\nsources: [{type: always-fails, reject: true}]\nsinks: [{type: file, path: invalid.jsonl}]\nsettings: {restart: {attempts: 5, backoff: 10ms}}\n').run();
   assert.equal(created, 1);
   assert.equal(result.failures[0]?.error.name, 'ConfigError');
-  // A stop while it waits to restart ends the wait: the failure stands, and the process can exit.
+  // A stop while it waits to restart ends the wait at once, as a stop: nothing failed that a restart would not mend.
   created = 0;
   const waiting = daemonOf('name: waits\nsources: [{type: always-fails}]\nsinks: [{type: file, path: waits.jsonl}]\nsettings: {restart: {attempts: 5, backoff: 1h, max_backoff: 1h}}\n', true);
   const running = waiting.run();
@@ -1024,7 +1024,37 @@ test('restarts in the process: given up after `attempts` in a row (the failure s
   result = await running;
   assert.ok(Date.now() - stoppedAt < 2_000, 'the wait ended with the stop');
   assert.equal(created, 1);
-  assert.deepEqual(result.failures.map(({ error }) => error.message), ['source-always-fails-0 failed: the consumer is dead']);
+  assert.deepEqual(result.failures, []);
+});
+
+test('a stop (SIGTERM) while the daemon waits to restart a pipeline ends the wait at once and the run as stopped (exit 0): one warning naming the failure and where the next start resumes, no stack (was: the failure with its stack, exit 1)', async () => {
+  const { Daemon } = await import('tributary');
+  const home = mkdtempSync(join(dir, 'stop-in-backoff-'));
+  const file = join(home, 'p.yaml');
+  writeFileSync(file, `name: backoff\nsources: [{type: fails-once-read}]\nsinks: [{type: stdout, kinds: []}]\ncheckpoint: {dir: ${join(home, 'checkpoints')}}\nsettings: {restart: {backoff: 1h, max_backoff: 1h}}\n`);
+  const records: { level: number; msg: string; err?: unknown; code?: string; stack?: unknown }[] = [];
+  let daemon: InstanceType<typeof Daemon> | undefined;
+  const logger = pino({ level: 'info' }, {
+    write: (line: string) => {
+      const record = JSON.parse(line) as (typeof records)[number];
+      records.push(record);
+      // Stopped on the daemon's own word that it waits (its restart line), as a supervisor's SIGTERM would come.
+      if (record.msg.includes('restarting it in 3600000 ms')) queueMicrotask(() => daemon!.stop('SIGTERM'));
+    },
+  });
+  daemon = new Daemon({ targets: [file], logger, registry: registryWith(failsAfterOne('fails-once-read', 'the consumer is dead')) });
+  const result = await daemon.run();
+  assert.deepEqual(result.failures, [], 'exit 0: a stop, as asked');
+  assert.equal(result.runs[0]!.name, 'backoff');
+  const said = records.filter((record) => record.level >= 40);
+  assert.deepEqual(
+    said.map((record) => [record.level, record.code, record.msg]),
+    [
+      [50, 'TRIB_ERR_SOURCE', 'pipeline backoff failed; restarting it in 3600000 ms from the start of its input (no checkpoint taken yet) (restart 1 of 10 in a row)'],
+      [40, 'TRIB_ERR_SOURCE', 'pipeline backoff stopped while it waited to be restarted after a failure (source-fails-once-read-0 failed: the consumer is dead); its next start resumes from the start of its input (no checkpoint taken yet)'],
+    ],
+  );
+  assert.ok(said.every((record) => typeof record.err === 'string'), 'the failure as its message alone, no stack');
 });
 
 test('a sink that cannot open (a Kafka topic not created): while the daemon waits to restart the pipeline, /readyz says the failure, not only that it restarts', async () => {
