@@ -22,6 +22,7 @@ import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { machine, writeSection } from './machine.js';
 import { packageRoot as root } from '../core/paths.js';
+import { commandNodeFlags } from '../core/cli/build.js';
 import { visitorLines } from './soak-visitors.js';
 
 const months = process.argv[2] === 'months';
@@ -182,7 +183,8 @@ function svgPlot(samples: readonly Sample[]): string {
 const labelBuffer = Math.max(100_000, Math.ceil(rate * 24 * 2));
 
 const pipeline = join(root, months ? 'bench/pipelines/soak-months.yaml' : 'bench/pipelines/soak.yaml');
-const child = spawn(process.execPath, ['--trace-gc', join(root, 'dist/core/cli/main.js'), 'run', pipeline, '--http-port', '0', '--log-level', 'info'], {
+// As the `tributary` command runs (its node flags: the young generation), and --trace-gc for the heap samples.
+const child = spawn(process.execPath, [...commandNodeFlags(), '--trace-gc', join(root, 'dist/core/cli/main.js'), 'run', pipeline, '--http-port', '0', '--log-level', 'info'], {
   cwd: work,
   env: { ...process.env, SOAK_RATE: String(rate), SOAK_LABEL_BUFFER: String(labelBuffer), SOAK_OUT: join(work, 'predictions.jsonl'), SOAK_CHECKPOINTS: join(work, 'checkpoints') },
   stdio: [months ? 'pipe' : 'ignore', 'pipe', 'pipe'],
@@ -367,10 +369,10 @@ Machine: ${machine()}; load average ${loadAtStart.toFixed(1)} at the start and $
 }
 rmSync(work, { recursive: true, force: true });
 
-/** The memory knobs this run's daemon had from the environment (the bench passes its own on), for the section's reader. */
+/** The memory knobs this run's daemon had: the command's node flags, and any from the environment (the bench passes its own on), for the section's reader. */
 function memoryKnobs(): string {
   const set = ['NODE_OPTIONS', 'MALLOC_ARENA_MAX', 'MALLOC_TRIM_THRESHOLD_', 'MALLOC_MMAP_THRESHOLD_'].filter((name) => process.env[name]);
-  return set.length === 0 ? '' : ` (run with ${set.map((name) => `${name}=${process.env[name]}`).join(' ')})`;
+  return ` (node ${commandNodeFlags().join(' ')}, as the tributary command runs${set.length === 0 ? '' : `; run with ${set.map((name) => `${name}=${process.env[name]}`).join(' ')}`})`;
 }
 
 /** The `months` run: every sample to bench/results/soak-months.csv, about a dozen of them to the "Long run" section. */

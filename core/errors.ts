@@ -3,6 +3,9 @@
  * docs/errors.md (a test checks every code is there), and keeps what it wraps as `cause`.
  */
 
+import { existsSync } from 'node:fs';
+import { userInfo } from 'node:os';
+import { dirname } from 'node:path';
 import { readOnlyCause } from './lock.js';
 
 export const errorCatalogue = {
@@ -20,6 +23,7 @@ export const errorCatalogue = {
   TRIB_ERR_SOURCE: 'a source failed while reading',
   TRIB_ERR_SOURCE_INPUT: "a source's input cannot be read as configured at all (text that is not UTF-8, a CSV header row that cannot be read): no restart mends it",
   TRIB_ERR_SINK: 'a sink failed while writing',
+  TRIB_ERR_OUTPUT_UNWRITABLE: "an output file (a sink's, the dead-letter file) or its folder may not be written by this process (no permission, a read-only mount) as it opens or reopens it: no restart mends it",
   TRIB_ERR_OUTPUT_LOCKED: "an output file is another live process's to write (its lock file names the holder: a second daemon, a backtest of a running daemon's pipeline, another host's process still renewing it after --lock-wait): no restart mends it while that process runs",
   TRIB_ERR_STAGE: 'a stage failed while processing',
   TRIB_ERR_HTTP_PORT: "the operations endpoint's --http-port is in use by another process (still after a few seconds) or may not be taken by this user: no restart mends it",
@@ -161,12 +165,12 @@ const pluginSetupCodes: ReadonlySet<ErrorCode> = new Set(['TRIB_ERR_PLUGIN_LOAD'
 /**
  * Whether a failure is one a person must act on, which no restart can mend (the CLI's exit 2): an
  * invalid configuration (also one only a plugin's factory finds, TRIB_ERR_PLUGIN_FACTORY), a plugin module that does not load
- * (or a plugin not there, or there twice), checkpoints the run cannot resume from or a checkpoint folder it may not write in or another process holds, an input a source cannot read at all (TRIB_ERR_SOURCE_INPUT: its every rereading fails the same way), an output file a live process writes (TRIB_ERR_OUTPUT_LOCKED: of this host, LockRefusedError.holderLives; of another, that renewed its lock through the run's --lock-wait), an --http-port another process holds or this user may not take (TRIB_ERR_HTTP_PORT), an --http-host address no interface of this host has (TRIB_ERR_HTTP_HOST, after ADDRESS_MISSING_WAIT_MS). Any other failure (a broker out of reach, a full disk, a fenced producer, periodic checkpoints failing past checkpoint.tolerable_failures) a restart may mend:
+ * (or a plugin not there, or there twice), checkpoints the run cannot resume from or a checkpoint folder it may not write in or another process holds, an input a source cannot read at all (TRIB_ERR_SOURCE_INPUT: its every rereading fails the same way), an output file or its folder this process may not write (TRIB_ERR_OUTPUT_UNWRITABLE: EACCES, EPERM, EROFS as a sink opens or reopens it), an output file a live process writes (TRIB_ERR_OUTPUT_LOCKED: of this host, LockRefusedError.holderLives; of another, that renewed its lock through the run's --lock-wait), an --http-port another process holds or this user may not take (TRIB_ERR_HTTP_PORT), an --http-host address no interface of this host has (TRIB_ERR_HTTP_HOST, after ADDRESS_MISSING_WAIT_MS). Any other failure (a broker out of reach, a full disk, a fenced producer, periodic checkpoints failing past checkpoint.tolerable_failures) a restart may mend:
  * the daemon restarts the pipeline in the process (`settings.restart`), and a supervisor the process.
  */
 export function needsPerson(error: unknown): boolean {
   // By code too: a TRIB_ERR_CONFIG_* thrown as a plain TributaryError (a plugin's, or one wrapped on its way) is no less a config error.
-  return error instanceof ConfigError || (error instanceof TributaryError && (error.code.startsWith('TRIB_ERR_CONFIG_') || pluginSetupCodes.has(error.code) || error.code === 'TRIB_ERR_CHECKPOINT' || error.code === 'TRIB_ERR_SOURCE_INPUT' || error.code === 'TRIB_ERR_OUTPUT_LOCKED' || error.code === 'TRIB_ERR_HTTP_PORT' || error.code === 'TRIB_ERR_HTTP_HOST'));
+  return error instanceof ConfigError || (error instanceof TributaryError && (error.code.startsWith('TRIB_ERR_CONFIG_') || pluginSetupCodes.has(error.code) || error.code === 'TRIB_ERR_CHECKPOINT' || error.code === 'TRIB_ERR_SOURCE_INPUT' || error.code === 'TRIB_ERR_OUTPUT_LOCKED' || error.code === 'TRIB_ERR_OUTPUT_UNWRITABLE' || error.code === 'TRIB_ERR_HTTP_PORT' || error.code === 'TRIB_ERR_HTTP_HOST'));
 }
 
 /**
@@ -212,4 +216,42 @@ export function fileSystemErrorAt(error: Error, where: string, mends: { full: st
   const code = (error as NodeJS.ErrnoException).code;
   const mend = code === 'ENOSPC' || code === 'EDQUOT' ? mends.full : mends.readOnly !== undefined && readOnlyCause(error) ? mends.readOnly : '';
   return Object.assign(new Error(`${where}: ${error.message}${mend}`, { cause: error }), code === undefined ? {} : { code });
+}
+
+/**
+ * What mends a file or folder this process may not write (`denied`: EACCES or EPERM, its permissions; EROFS,
+ * a read-only mount), said for a person: `make PATH writable by user U` (U: this process's user), or `mount
+ * the file system holding PATH read-write`. PATH is the nearest of the error's path and the folders above it
+ * that exists: a file that is there (it is the one refused), else the folder a file or folder was to be made in.
+ */
+export function writeAccessFix(denied: NodeJS.ErrnoException, fallbackPath: string): string {
+  let path = denied.path ?? fallbackPath;
+  while (!existsSync(path) && dirname(path) !== path) path = dirname(path);
+  if (denied.code === 'EROFS') return `mount the file system holding ${path} read-write`;
+  return `make ${path} writable by user ${processUser()}`;
+}
+
+/** This process's user, by name where the system has one for its uid (a container's may not), and its uid. */
+function processUser(): string {
+  const uid = process.getuid?.();
+  let name: string | undefined;
+  try {
+    name = userInfo().username;
+  } catch {
+    // no passwd entry for the uid (a container run with --user 1234): the uid alone
+  }
+  if (uid === undefined) return name ?? 'running this process';
+  return name === undefined ? `uid ${uid}` : `${name} (uid ${uid})`;
+}
+
+/**
+ * An output file (`path`: a sink's, the dead-letter file) that cannot be opened or reopened because this
+ * process may not write it or its folder (readOnlyCause): a person's to mend, whichever restart came
+ * (TRIB_ERR_OUTPUT_UNWRITABLE, exit 2; was: restarts, then exit 1), naming the path, the errno and the fix.
+ * Undefined for any other error (ENOSPC: room may come back, and a restart resumes).
+ */
+export function unwritableOutput(error: unknown, path: string): TributaryError | undefined {
+  const denied = readOnlyCause(error);
+  if (denied === undefined) return undefined;
+  return new TributaryError('TRIB_ERR_OUTPUT_UNWRITABLE', `${path} cannot be opened to write (${denied.message}): ${writeAccessFix(denied, path)}`, { cause: error });
 }

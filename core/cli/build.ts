@@ -24,3 +24,18 @@ export function tributaryBuild(): { version: string; commit?: string } {
   const commit = git.status === 0 ? git.stdout.trim() : undefined;
   return { version: tributaryVersion(), ...(commit ? { commit } : {}) };
 }
+
+/**
+ * The node flags the `tributary` command runs with (`--max-semi-space-size=32 --expose-gc`): those its bin,
+ * dist/core/cli/main.js (package.json `bin`), names on its `#!/usr/bin/env -S node ...` line, which is where
+ * they are set (a shebang can import nothing, so it is the one place). For whatever starts the daemon's code
+ * with `node` itself and must run it as the command does (bench/soak.ts): a young generation of node's
+ * default size made every soak figure before 2026-12-07 another daemon's than the one users run.
+ */
+export function commandNodeFlags(): string[] {
+  const bin = (JSON.parse(readFileSync(join(packageRoot, 'package.json'), 'utf8')) as { bin: Record<string, string> }).bin.tributary!;
+  const shebang = readFileSync(join(packageRoot, bin), 'utf8').split('\n', 1)[0]!;
+  const flags = /^#!\/usr\/bin\/env -S node((?: --\S+)*)$/.exec(shebang);
+  if (!flags) throw new Error(`${bin}'s first line is not '#!/usr/bin/env -S node [--flag ...]': ${shebang}`);
+  return flags[1]!.trim().split(' ').filter((flag) => flag !== '');
+}

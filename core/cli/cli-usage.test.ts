@@ -88,3 +88,11 @@ test('a usage error is one line naming the option and its value: a negative dura
     assert.deepEqual(records.map(({ code, msg }) => [code, msg]), [['TRIB_ERR_USAGE', message]], args.join(' '));
   }
 });
+
+test("the node flags the tributary command runs with are read from its bin's #! line, where they are set, for whatever starts its code with node itself (the soak bench); npm start's copy of them says the same", async () => {
+  const { commandNodeFlags } = await import('./build.js');
+  const { readFileSync } = await import('node:fs');
+  assert.deepEqual(commandNodeFlags(), ['--max-semi-space-size=32', '--expose-gc']);
+  const start = (JSON.parse(readFileSync(join(packageRoot, 'package.json'), 'utf8')) as { scripts: { start: string } }).scripts.start;
+  assert.equal(start.split(' dist/core/cli/main.js ')[0], ['node', ...commandNodeFlags()].join(' '), 'npm start runs the daemon as the command does');
+});

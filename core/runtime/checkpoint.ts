@@ -16,7 +16,7 @@ import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { createGzip, gunzip } from 'node:zlib';
 import type { Logger } from 'pino';
-import { fileSystemErrorAt, TributaryError } from '../errors.js';
+import { fileSystemErrorAt, TributaryError, writeAccessFix } from '../errors.js';
 import { isRunning, keepLock, LOCK_STALE_MS, LockRefusedError, readOnlyCause, releaseLock, takeLock, takeLockWaiting, type LockOptions } from '../lock.js';
 import type { SourcePosition, StageRecord } from '../plugin.js';
 import type { LoadedPipeline } from '../config/load.js';
@@ -222,7 +222,7 @@ export class CheckpointStore {
     if (readOnly) {
       return new TributaryError(
         'TRIB_ERR_CHECKPOINT',
-        `the checkpoint folder ${this.dir} cannot be made or written by this process (${readOnly.message}): give the process write access to it (or mount it writable), or name another (checkpoint.dir, --checkpoint-dir)`,
+        `the checkpoint folder ${this.dir} cannot be made or written by this process (${readOnly.message}): ${writeAccessFix(readOnly, this.dir)}, or name another (checkpoint.dir, --checkpoint-dir)`,
         { cause: error },
       );
     }

@@ -311,7 +311,7 @@ test("a checkpoint folder the process may not make or write in (no permission, a
       assert.equal(run.status, 2, run.stderr);
       const logged = run.stderr.split('\n').filter((line) => line.startsWith('{')).map((line) => JSON.parse(line) as { level: number; code?: string; msg: string });
       assert.deepEqual(logged.map((entry) => [entry.level, entry.code]), [[50, 'TRIB_ERR_CHECKPOINT']], run.stderr);
-      assert.match(logged[0]!.msg, new RegExp(`^pipeline unwritable: TRIB_ERR_CHECKPOINT: the checkpoint folder ${checkpoints} cannot be made or written by this process \\((EPERM|EACCES|EROFS)\\b.*\\): give the process write access to it`));
+      assert.match(logged[0]!.msg, new RegExp(`^pipeline unwritable: TRIB_ERR_CHECKPOINT: the checkpoint folder ${checkpoints} cannot be made or written by this process \\((EPERM|EACCES|EROFS)\\b.*\\): (make /sys/kernel\\S* writable by user \\S+ \\(uid \\d+\\)|mount the file system holding /sys/kernel\\S* read-write), or name another`));
     }
   }
   // A name too long (ENAMETOOLONG), as a full disk (ENOSPC): no verdict on the folder, so a restart may mend it.
@@ -324,6 +324,83 @@ test("a checkpoint folder the process may not make or write in (no permission, a
   assert.match(failures[0]!.error.message, /ENAMETOOLONG/);
   assert.equal(needsPerson(failures[0]!.error), false);
   assert.equal(daemon.runners[0]!.stats.restarts, 10, 'restarted as any passing failure is');
+});
+
+/**
+ * Makes `folder` one this process may not write, until the returned function is called: its mode bits
+ * (0555) for a user other than root; for root, which mode bits do not stop, a read-only bind mount of it
+ * on itself (EROFS). Undefined where neither is possible (root without the right to mount).
+ */
+function readOnlyFolder(folder: string): (() => void) | undefined {
+  if (process.getuid?.() !== 0) {
+    fs.chmodSync(folder, 0o555);
+    return () => fs.chmodSync(folder, 0o755);
+  }
+  const mounted = boundedSpawnSync('mount', ['--bind', folder, folder], { encoding: 'utf8' });
+  if (mounted.status !== 0) return undefined;
+  if (boundedSpawnSync('mount', ['-o', 'remount,bind,ro', folder], { encoding: 'utf8' }).status !== 0) {
+    boundedSpawnSync('umount', [folder], { encoding: 'utf8' });
+    return undefined;
+  }
+  return () => void boundedSpawnSync('umount', [folder], { encoding: 'utf8' });
+}
+
+const cannotMakeReadOnly = 'this test runs as root, whom mode bits do not stop, and may not mount a folder read-only here: no folder it cannot write';
+
+test("an output file or dead-letter file this process may not write (no permission, a read-only mount), at the start or at a reopen (SIGHUP after a rotation), stops the run for a person at once (TRIB_ERR_OUTPUT_UNWRITABLE, exit 2, no restart), naming the path, the errno and the fix (was: 10 restarts, then exit 1)", async (t) => {
+  const { Daemon } = await import('tributary');
+  const { pino } = await import('pino');
+  const home = mkdtempSync(join(dir, 'output-unwritable-'));
+  const locked = join(home, 'locked');
+  mkdirSync(locked);
+  const restore = readOnlyFolder(locked);
+  if (restore === undefined) return t.skip(cannotMakeReadOnly);
+  const fix = (path: string): string => `(make ${path} writable by user \\S+ \\(uid \\d+\\)|mount the file system holding ${path} read-write)`;
+  try {
+    // At the start: a sink's file, a folder to be made for it, the dead-letter file.
+    for (const [sinks, deadLetter, refused, fixed] of [
+      [`[{type: file, path: ${join(locked, 'out.jsonl')}}]`, '', join(locked, 'out.jsonl'), locked],
+      [`[{type: file, path: ${join(locked, 'sub', 'out.jsonl')}}]`, '', join(locked, 'sub', 'out.jsonl'), locked],
+      ['[{type: stdout, kinds: []}]', `dead_letter: {type: file, path: ${join(locked, 'dead.jsonl')}}\n`, join(locked, 'dead.jsonl'), locked],
+    ] as const) {
+      const file = join(home, 'start.yaml');
+      writeFileSync(file, `name: start\nsources: [{type: synthetic, events: 100}]\nsinks: ${sinks}\n${deadLetter}checkpoint: {dir: ${join(home, 'checkpoints-start')}}\nsettings: {restart: {backoff: 1ms}}\n`);
+      const daemon = new Daemon({ targets: [file], logger: silentLogger, registry: registryWith() });
+      const { failures } = await daemon.run();
+      assert.equal(failures.length, 1);
+      const error = failures[0]!.error as Error & { code?: string };
+      assert.equal(error.code, 'TRIB_ERR_OUTPUT_UNWRITABLE', error.message);
+      assert.ok(needsPerson(error), 'exit 2');
+      assert.equal(daemon.runners[0]!.stats.restarts ?? 0, 0, 'no restart');
+      assert.match(error.message, new RegExp(`${refused} cannot be opened to write \\((EACCES|EPERM|EROFS): .*\\): ${fix(fixed)}$`));
+    }
+  } finally {
+    restore();
+  }
+
+  // At a reopen: the file renamed away by a rotation, its folder made read-only, then SIGHUP.
+  const rotated = join(home, 'rotated');
+  mkdirSync(rotated);
+  const out = join(rotated, 'out.jsonl');
+  const file = join(home, 'reopen.yaml');
+  writeFileSync(file, `name: reopen\nsources: [{type: synthetic, events: 0, rate: 500}]\nsinks: [{type: file, path: ${out}, kinds: [event]}]\ncheckpoint: {dir: ${join(home, 'checkpoints-reopen')}, interval: 100ms}\nsettings: {restart: {backoff: 1ms}}\n`);
+  const lines: string[] = [];
+  const daemon = new Daemon({ targets: [file], logger: pino({ level: 'info' }, { write: (line: string) => void lines.push(line) }), registry: registryWith() });
+  const running = daemon.run();
+  await until(() => existsSync(out) && fs.statSync(out).size > 0, 'records in the file');
+  fs.renameSync(out, `${out}.1`);
+  const restoreRotated = readOnlyFolder(rotated)!;
+  try {
+    await daemon.reopenOutputs();
+    const { failures } = await running;
+    assert.equal(failures.length, 1, lines.join(''));
+    const error = failures[0]!.error as Error & { code?: string };
+    assert.equal(error.code, 'TRIB_ERR_OUTPUT_UNWRITABLE', error.message);
+    assert.match(error.message, new RegExp(`${out} cannot be opened to write \\((EACCES|EPERM|EROFS): .*\\): ${fix(rotated)}$`));
+    assert.equal(daemon.runners[0]!.stats.restarts ?? 0, 0, `no restart: ${lines.join('')}`);
+  } finally {
+    restoreRotated();
+  }
 });
 
 test('kill -9 during a file backtest, then restart (gzip checkpoints): same final results as an uninterrupted run, and every input event accounted for', async (t) => {
@@ -931,7 +1008,7 @@ test('restarts in the process: given up after `attempts` in a row (the failure s
   result = await daemonOf('name: invalid\nsources: [{type: always-fails, reject: true}]\nsinks: [{type: file, path: invalid.jsonl}]\nsettings: {restart: {attempts: 5, backoff: 10ms}}\n').run();
   assert.equal(created, 1);
   assert.equal(result.failures[0]?.error.name, 'ConfigError');
-  // A stop while it waits to restart ends the wait: the failure stands, and the process can exit.
+  // A stop while it waits to restart ends the wait at once, as a stop: nothing failed that a restart would not mend.
   created = 0;
   const waiting = daemonOf('name: waits\nsources: [{type: always-fails}]\nsinks: [{type: file, path: waits.jsonl}]\nsettings: {restart: {attempts: 5, backoff: 1h, max_backoff: 1h}}\n', true);
   const running = waiting.run();
@@ -949,7 +1026,37 @@ test('restarts in the process: given up after `attempts` in a row (the failure s
   result = await running;
   assert.ok(Date.now() - stoppedAt < 2_000, 'the wait ended with the stop');
   assert.equal(created, 1);
-  assert.deepEqual(result.failures.map(({ error }) => error.message), ['source-always-fails-0 failed: the consumer is dead']);
+  assert.deepEqual(result.failures, []);
+});
+
+test('a stop (SIGTERM) while the daemon waits to restart a pipeline ends the wait at once and the run as stopped (exit 0): one warning naming the failure and where the next start resumes, no stack (was: the failure with its stack, exit 1)', async () => {
+  const { Daemon } = await import('tributary');
+  const home = mkdtempSync(join(dir, 'stop-in-backoff-'));
+  const file = join(home, 'p.yaml');
+  writeFileSync(file, `name: backoff\nsources: [{type: fails-once-read}]\nsinks: [{type: stdout, kinds: []}]\ncheckpoint: {dir: ${join(home, 'checkpoints')}}\nsettings: {restart: {backoff: 1h, max_backoff: 1h}}\n`);
+  const records: { level: number; msg: string; err?: unknown; code?: string; stack?: unknown }[] = [];
+  let daemon: InstanceType<typeof Daemon> | undefined;
+  const logger = pino({ level: 'info' }, {
+    write: (line: string) => {
+      const record = JSON.parse(line) as (typeof records)[number];
+      records.push(record);
+      // Stopped on the daemon's own word that it waits (its restart line), as a supervisor's SIGTERM would come.
+      if (record.msg.includes('restarting it in 3600000 ms')) queueMicrotask(() => daemon!.stop('SIGTERM'));
+    },
+  });
+  daemon = new Daemon({ targets: [file], logger, registry: registryWith(failsAfterOne('fails-once-read', 'the consumer is dead')) });
+  const result = await daemon.run();
+  assert.deepEqual(result.failures, [], 'exit 0: a stop, as asked');
+  assert.equal(result.runs[0]!.name, 'backoff');
+  const said = records.filter((record) => record.level >= 40);
+  assert.deepEqual(
+    said.map((record) => [record.level, record.code, record.msg]),
+    [
+      [50, 'TRIB_ERR_SOURCE', 'pipeline backoff failed; restarting it in 3600000 ms from the start of its input (no checkpoint taken yet) (restart 1 of 10 in a row)'],
+      [40, 'TRIB_ERR_SOURCE', 'pipeline backoff stopped while it waited to be restarted after a failure (source-fails-once-read-0 failed: the consumer is dead); its next start resumes from the start of its input (no checkpoint taken yet)'],
+    ],
+  );
+  assert.ok(said.every((record) => typeof record.err === 'string'), 'the failure as its message alone, no stack');
 });
 
 test('a sink that cannot open (a Kafka topic not created): while the daemon waits to restart the pipeline, /readyz says the failure, not only that it restarts', async () => {
@@ -1132,7 +1239,7 @@ test('a stop that meets a failure which only handed the uncommitted input to ano
   assert.deepEqual(other.result.failures.map(({ error }) => error.message), ['Failed to commit offsets to transaction: Broker: Unknown member']);
 });
 
-test('a periodic checkpoint that fails only leaving its input uncommitted (a broker outage) is logged as a warning without a stack, and not counted against checkpoint.tolerable_failures (/readyz says so all the same); any other failure as an error', async () => {
+test('a periodic checkpoint that fails only leaving its input uncommitted (a broker outage) is logged as a warning, and not counted against checkpoint.tolerable_failures (/readyz says so all the same); any other failure as an error; neither with a stack', async () => {
   const { Daemon, defineSink, TributaryError } = await import('tributary');
   const { pino } = await import('pino');
   let flushes = 0;
@@ -1184,7 +1291,8 @@ test('a periodic checkpoint that fails only leaving its input uncommitted (a bro
   for (const entry of other) {
     assert.equal(entry.level, 50);
     assert.equal(entry.msg, 'checkpoint failed; there is none yet to restart from');
-    assert.match(JSON.stringify(entry.err), /"stack":/);
+    // Its message alone, as the outage's: its stack is at debug (one line per failure, every interval).
+    assert.equal(typeof entry.err, 'string');
   }
   // Not one tolerated, yet the outage's run goes on, waiting it out: not ready, and saying why.
   const untolerated = await logged(true, 0);
@@ -1239,6 +1347,52 @@ test('while periodic checkpoints fail (a full disk), /readyz and tributary_pipel
     assert.deepEqual(result.failures, []);
     assert.equal(result.runs[0]!.stats.restarts, undefined, 'never restarted');
   }
+});
+
+test('a checkpoint folder that fails every interval (remounted read-only) logs one line per failure, its message without a stack (the stack at debug), counted in tributary_checkpoint_failures_total (was: the stack in every line)', async () => {
+  const { Daemon } = await import('tributary');
+  const home = mkdtempSync(join(dir, 'checkpoints-failing-lines-'));
+  const checkpoints = join(home, 'checkpoints');
+  const file = join(home, 'pipeline.yaml');
+  writeFileSync(file, 'name: lines\nsources: [{type: quiet-lines}]\nsinks: [{type: file, path: out.jsonl}]\ncheckpoint: {dir: checkpoints, interval: 20ms}\n');
+  let failing = false;
+  let collecting = false;
+  const realOpen = fsPromises.open;
+  mock.method(fsPromises, 'open', async (path: fs.PathLike, flags?: string | number, mode?: fs.Mode) => {
+    if (failing && String(path).startsWith(checkpoints)) throw Object.assign(new Error(`EROFS: read-only file system, open '${String(path)}'`), { code: 'EROFS', syscall: 'open', path: String(path) });
+    return realOpen(path, flags, mode);
+  });
+  syncBuiltinESMExports();
+  const records: { level: number; msg: string; err?: string | { stack?: string }; failuresInRow?: number }[] = [];
+  let daemon: InstanceType<typeof Daemon> | undefined;
+  const logger = pino({ level: 'debug' }, {
+    write: (line: string) => {
+      const record = JSON.parse(line) as (typeof records)[number];
+      if (collecting) records.push(record);
+      // Driven by the daemon's own word: the folder fails once a checkpoint was written; three failures, then a stop.
+      if (record.msg.startsWith('checkpoint written') && !collecting) failing = collecting = true;
+      if (record.level === 50 && record.failuresInRow === 3) {
+        failing = false;
+        queueMicrotask(() => daemon!.stop('test over'));
+      }
+    },
+  });
+  daemon = new Daemon({ targets: [file], logger, registry: registryWith(quietAfterOne('quiet-lines')) });
+  try {
+    const result = await daemon.run();
+    assert.deepEqual(result.failures, []);
+  } finally {
+    mock.restoreAll();
+    syncBuiltinESMExports();
+  }
+  const said = records.filter((record) => record.level >= 40);
+  assert.deepEqual(said.map((record) => [record.level, record.msg, record.failuresInRow]), [1, 2, 3].map((n) => [50, 'checkpoint failed; the previous one stays', n]), 'one line per failure');
+  for (const record of said) assert.match(record.err as string, new RegExp(`^checkpoint could not be written in ${checkpoints}: EROFS: read-only file system, open .*: give the process write access to it`));
+  const stacks = records.filter((record) => record.level === 20 && record.msg === 'checkpoint failed: the failure with its stack');
+  assert.equal(stacks.length, 3, 'the stack at debug');
+  assert.match((stacks[0]!.err as { stack: string }).stack, /^Error: checkpoint could not be written in .*\n\s+at /);
+  const metrics = await daemon.metrics.registry.metrics();
+  assert.equal(Number(/^tributary_checkpoint_failures_total\{pipeline="lines"\} (\d+)$/m.exec(metrics)?.[1]), 3, 'the repeats counted');
 });
 
 test('checkpoint.tolerable_failures: one failure more in a row fails the run (TRIB_ERR_CHECKPOINTS_FAILING, a failure a restart may mend: settings.restart restarts it from the last checkpoint written), /readyz naming the limit meanwhile', async () => {

@@ -236,9 +236,11 @@ export class Daemon {
         try {
           await sleep(waitMs, undefined, { signal: this.controller.signal });
         } catch {
-          // Stopped while waiting: the failure stands (the last checkpoint still holds for the next start).
+          // Stopped while waiting: the stop is done (exit 0, as a supervisor asked for it), not a failure with a
+          // stack (was exit 1): the failure was one a restart may mend, and the next start resumes as this
+          // restart would have, from the same point (nothing of its input is lost). Said in one line.
           if (inputHandedOver(error)) return this.stoppedHandingOver(index, message);
-          throw error;
+          return this.stoppedWaiting(index, { ...code, err: message }, from);
         } finally {
           this.restarting.delete(index);
         }
@@ -247,6 +249,19 @@ export class Daemon {
         this.runners[index]!.stats.restarts = ++restarted;
       }
     }
+  }
+
+  /**
+   * A stop while the pipeline waited to be restarted after a failure a restart may mend: it ends as
+   * stopped, one warning naming the failure (its message and code, no stack) and where the next start resumes.
+   */
+  private stoppedWaiting(index: number, failure: { code?: string; err: string }, from: string): RunStats {
+    const runner = this.runners[index]!;
+    this.options.logger.warn(
+      { pipeline: runner.name, ...failure },
+      `pipeline ${runner.name} stopped while it waited to be restarted after a failure (${failure.err}); its next start resumes ${from}`,
+    );
+    return runner.stats;
   }
 
   /**

@@ -1927,8 +1927,15 @@ export class PipelineRunner {
       const inRow = counting ? { failuresInRow: this.failingCheckpoints!.inRow } : {};
       // One that only left its input uncommitted (a broker outage, whose sinks and sources say so
       // already and whose every checkpoint fails alike; a stop in one) is no error with a stack.
-      if (outage) this.logger.warn({ err: message, previous, ...inRow }, `checkpoint not taken; ${stays}`);
-      else this.logger.error({ err: error, previous, ...inRow }, `checkpoint failed; ${stays}`);
+      // One line per failure, its message alone: a folder gone read-only fails every interval alike, and its
+      // stack each time (was: every interval) said nothing new. The stack is at debug; the count is
+      // tributary_checkpoint_failures_total (and _in_row, which failuresInRow says too).
+      const code = error instanceof TributaryError ? { code: error.code } : {};
+      if (outage) this.logger.warn({ ...code, err: message, previous, ...inRow }, `checkpoint not taken; ${stays}`);
+      else {
+        this.logger.error({ ...code, err: message, previous, ...inRow }, `checkpoint failed; ${stays}`);
+        this.logger.debug({ err: error }, 'checkpoint failed: the failure with its stack');
+      }
       const limit = this.tolerableCheckpointFailures;
       const counted = this.failingCheckpoints?.counted ?? 0;
       if (counting && counted > limit) {

@@ -13,7 +13,7 @@ import { constants as zlib, createGzip, gzipSync, type Gzip, type ZlibReset } fr
 import { Writable } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import { Socket } from 'node:net';
-import { createFileDurably, defineSink, fileSystemErrorAt, gunzipUpToDamage, JsonLinesWriter, LockRefusedError, makeFolderDurablySync, parseDuration, PluginConfigError, releaseLock, takeLock, takeLockWaiting, timerDurationMax, TributaryError, type GzipDamage, type PluginContext, type StreamRecord } from 'tributary';
+import { createFileDurably, defineSink, fileSystemErrorAt, gunzipUpToDamage, JsonLinesWriter, LockRefusedError, makeFolderDurablySync, parseDuration, PluginConfigError, releaseLock, takeLock, takeLockWaiting, timerDurationMax, TributaryError, unwritableOutput, type GzipDamage, type PluginContext, type StreamRecord } from 'tributary';
 
 export interface FileSinkConfig {
   path: string;
@@ -237,7 +237,11 @@ function openShared(path: string, gzip: boolean, append: boolean, keepsOld: bool
   const writers = replacedInRun(context);
   if (!append) writers.set(path, new Set([context.pipeline]));
   else writers.get(path)?.add(context.pipeline);
-  makeFolderDurablySync(dirname(path));
+  try {
+    makeFolderDurablySync(dirname(path));
+  } catch (error) {
+    throw unwritableOutput(error, path) ?? error;
+  }
   // Resuming from a checkpoint keeps what was written before it (at-least-once, not truncation). Only
   // a regular file of the sink's own is replaced: not a device, nor the file a shell gave the process
   // as its stdout (`>> out.txt`, reached by /dev/stdout).
@@ -328,7 +332,7 @@ function lockOutput(path: string, context: PluginContext): void {
   try {
     takeLock(lockPathOf(path), path, lockOptions(context));
   } catch (error) {
-    throw outputRefusal(error, 'first record');
+    throw outputRefusal(error, 'first record', path);
   }
 }
 
@@ -344,7 +348,7 @@ async function lockOutputWaiting(path: string, context: PluginContext): Promise<
     return true;
   } catch (error) {
     if (error instanceof LockRefusedError && error.takeoverAt !== undefined && context.signal?.aborted) return false;
-    throw outputRefusal(error, 'start');
+    throw outputRefusal(error, 'start', path);
   }
 }
 
@@ -354,8 +358,9 @@ async function lockOutputWaiting(path: string, context: PluginContext): Promise<
  * restarting would only be refused again, so both stop the run for a person (TRIB_ERR_OUTPUT_LOCKED, exit 2
  * at once). A lock changing hands (being written, being taken over) is gone in a moment: a restart mends it.
  */
-function outputRefusal(error: unknown, at: 'start' | 'first record'): unknown {
-  if (!(error instanceof LockRefusedError)) return error;
+function outputRefusal(error: unknown, at: 'start' | 'first record', path: string): unknown {
+  // The folders on the way to it, made for its lock, that this process may not make: as the file's own open would be.
+  if (!(error instanceof LockRefusedError)) return unwritableOutput(error, path) ?? error;
   // At a lazy file's first record this run's --lock-wait cannot help (nothing waits there: the
   // pipeline runs); a run started again meets the lock at its start, and waits under it.
   const orWait =
@@ -425,7 +430,8 @@ class OutputFile extends Writable {
 
   private openPath(extra: number, done: (error: Error | null) => void): void {
     openFile(this.path, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_APPEND | extra, 0o666, (error, fd) => {
-      if (error) return done(error);
+      // Opening or reopening (SIGHUP after a rotation): no permission, a read-only mount are a person's to mend.
+      if (error) return done(unwritableOutput(error, this.path) ?? error);
       this.fd = fd;
       done(null);
     });
