@@ -15,10 +15,14 @@ import * as format2 from './snapshots-format2.js';
 import * as format3 from './snapshots-format3.js';
 import { min, hour, base, of, reportOf, fedOperator, modelOutputs } from './models-test-helpers.js';
 
-test('a defineModel model that learns keeps its state() through a snapshot: restored (load) at any of several cuts, the rest of the run predicts, labels and scores as an uninterrupted run', async () => {
-  // A small logistic regression of the user's own: SGD on raw features, its weights its whole state.
-  const sgd = defineModel<Record<string, never>>({
-    name: 'sgd-rule',
+/**
+ * A small logistic regression of a user's own (tests only): SGD on raw features, its weights its whole state.
+ * 'copies' makes new weights at each step; 'in place' changes them in place and gives them live from state(),
+ * as a user's model may: the runtime serialises the snapshot later.
+ */
+function sgdModel(name: string, weightsUpdated: 'copies' | 'in place') {
+  return defineModel<Record<string, never>>({
+    name,
     task: 'intent',
     summary: 'A learning custom model (tests only).',
     config: { type: 'object', additionalProperties: false, properties: {} },
@@ -31,16 +35,24 @@ test('a defineModel model that learns keeps its state() through a snapshot: rest
           for (let k = 0; k < labels.length; k++) {
             const row = rows.subarray(k * features.length, (k + 1) * features.length);
             const error = labels[k]! - score(row);
-            weights = weights.map((w, i) => w + 0.1 * error * (i === 0 ? 1 : row[i - 1]!));
+            const step = (w: number, i: number): number => w + 0.1 * error * (i === 0 ? 1 : row[i - 1]!);
+            if (weightsUpdated === 'copies') weights = weights.map(step);
+            else for (let i = 0; i < weights.length; i++) weights[i] = step(weights[i]!, i);
           }
         },
         state: () => ({ weights }),
         load(state) {
-          weights = [...(state as { weights: number[] }).weights];
+          const saved = (state as { weights: number[] }).weights;
+          if (weightsUpdated === 'copies') weights = [...saved];
+          else weights.splice(0, weights.length, ...saved);
         },
       };
     },
   });
+}
+
+test('a defineModel model that learns keeps its state() through a snapshot: restored (load) at any of several cuts, the rest of the run predicts, labels and scores as an uninterrupted run', async () => {
+  const sgd = sgdModel('sgd-rule', 'copies');
   const config = { report: true, batch: { learn_size: 4, max_delay: 0 } };
   const input = separableIntentStream(30);
   const whole = await runOperator(sgd, config, input);
@@ -59,31 +71,7 @@ test('a defineModel model that learns keeps its state() through a snapshot: rest
 });
 
 test("a custom model whose state() returns its live weights (learn changes them in place) is snapshotted as of the call: the checkpoint, serialised while the stage learns on, holds the weights of its instant", async () => {
-  const inPlace = defineModel<Record<string, never>>({
-    name: 'in-place-sgd',
-    task: 'intent',
-    summary: 'A custom model that learns in place (tests only).',
-    config: { type: 'object', additionalProperties: false, properties: {} },
-    create: (_options, features) => {
-      const weights = new Array<number>(features.length + 1).fill(0);
-      const score = (row: Float32Array): number => 1 / (1 + Math.exp(-row.reduce((sum, value, i) => sum + value * weights[i + 1]!, weights[0]!)));
-      return {
-        predict: score,
-        learn(rows, labels) {
-          for (let k = 0; k < labels.length; k++) {
-            const row = rows.subarray(k * features.length, (k + 1) * features.length);
-            const error = labels[k]! - score(row);
-            for (let i = 0; i < weights.length; i++) weights[i] = weights[i]! + 0.1 * error * (i === 0 ? 1 : row[i - 1]!);
-          }
-        },
-        // The array itself, as a user's model may give it: the runtime serialises the snapshot later.
-        state: () => ({ weights }),
-        load(state) {
-          weights.splice(0, weights.length, ...(state as { weights: number[] }).weights);
-        },
-      };
-    },
-  });
+  const inPlace = sgdModel('in-place-sgd', 'in place');
   const input = separableIntentStream(30);
   const cut = Math.floor(input.length / 2);
   const fed = await fedOperator(inPlace as unknown as typeof intentModel, { report: true, batch: { learn_size: 4, max_delay: 0 } } as unknown as IntentModelConfig);
