@@ -239,13 +239,13 @@ export function withTlsFiles<Config extends ConnectionConfig>(config: Config, ba
   return { ...config, security: { ...config.security, tls: resolved } };
 }
 
-const secretKeys = /password|secret|\.pem$|sasl\.username|token/i;
-
-/** A copy of librdkafka properties safe to log: secrets replaced by `[redacted]`. */
+/**
+ * A copy of librdkafka properties safe to log: secrets replaced by `[redacted]`, by the runtime's one
+ * rule (isSecret), which `validate --print` follows too: `sasl.username`, passwords, secrets, private keys.
+ */
 export function redactProperties(props: Record<string, unknown>): Record<string, unknown> {
   const safe: Record<string, unknown> = {};
-  // librdkafka's names (`sasl.username` too), and whatever the runtime takes for a secret (a PEM key in any property, `sasl.oauthbearer.config`).
-  for (const [key, value] of Object.entries(props)) safe[key] = secretKeys.test(key) || isSecret(key, value) ? '[redacted]' : value;
+  for (const [key, value] of Object.entries(props)) safe[key] = isSecret(key, value) ? '[redacted]' : value;
   return safe;
 }
 

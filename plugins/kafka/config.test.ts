@@ -9,8 +9,9 @@ import { writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { setTimeout as delay } from 'node:timers/promises';
 import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { ConfigError, formatProblem, loadPipeline, PipelineRunner, type LoadedPipeline } from 'tributary';
-import { silentLogger, spawnTributary, tempFolder } from 'tributary/testing';
+import { boundedSpawnSync, silentLogger, spawnTributary, tempFolder } from 'tributary/testing';
 import { builtinRegistry } from '../../core/cli/registry.js';
 import { transactionTimeoutMs } from './sink.js';
 
@@ -255,4 +256,35 @@ test('validate: a raw librdkafka property (`options`) librdkafka does not know, 
   ]);
   // librdkafka's alias (sasl.mechanism for sasl.mechanisms) and a consumer property on a producer (ignored, as librdkafka does) are no errors.
   assert.deepEqual(await problemsOf(`${source('    options: { sasl.mechanism: PLAIN, fetch.min.bytes: 1 }\n')}${sink('', '    options: { fetch.min.bytes: 1 }\n')}`), []);
+});
+
+test('validate --print hides the credentials written in a kafka source\'s or sink\'s `options` as its logs do (one rule: sasl.username, sasl.password, a key\'s password), and shows the rest', async () => {
+  const file = join(dir, 'print-options.yaml');
+  writeFileSync(
+    file,
+    `name: print-options
+sources:
+  - type: kafka
+    brokers: b:9092
+    topics: [clicks]
+    group: g
+    options: { security.protocol: sasl_plaintext, sasl.mechanisms: PLAIN, sasl.username: "\${KAFKA_USER}", sasl.password: "\${KAFKA_PASSWORD}" }
+sinks:
+  - type: kafka
+    brokers: b:9092
+    topic: out
+    options: { sasl.username: "shop-writer", ssl.key.password: "kp-hidden", linger.ms: 7 }
+`,
+  );
+  const cli = fileURLToPath(new URL('../../core/cli/main.js', import.meta.url));
+  const run = boundedSpawnSync(process.execPath, [cli, 'validate', '--print', file], { encoding: 'utf8', env: { ...process.env, KAFKA_USER: 'shop-reader', KAFKA_PASSWORD: 'pw-hidden' } });
+  assert.equal(run.status, 0, run.stderr);
+  // Before: the users shown (the logs' list had sasl.username, validate --print's rule had not).
+  for (const secret of ['shop-reader', 'shop-writer', 'pw-hidden', 'kp-hidden']) assert.ok(!run.stdout.includes(secret), `${secret} printed:\n${run.stdout}`);
+  assert.match(run.stdout, /sasl\.username: "?\[redacted\]"?/);
+  assert.match(run.stdout, /sasl\.mechanisms: PLAIN/);
+  assert.match(run.stdout, /linger\.ms: 7/);
+  // The kafka client's logged properties follow the same rule.
+  const { redactProperties } = await import('./common.js');
+  assert.deepEqual(redactProperties({ 'sasl.username': 'shop-reader', 'sasl.mechanisms': 'PLAIN' }), { 'sasl.username': '[redacted]', 'sasl.mechanisms': 'PLAIN' });
 });
