@@ -459,6 +459,22 @@ function failedBroker(text: string): string | undefined {
   return /^(?:[a-z_]+:\/\/)?([^\s/]+:\d+)\/\S*: /.exec(text)?.[1];
 }
 
+/** The fix for brokers never reached since the start (ConnectionFailures.neverReached), in the warning and /readyz. */
+const neverReachedRemedy = 'check `brokers`: host, port, and that this machine can reach them';
+
+/**
+ * How long after a first refused or unresolved broker the wrong-address warning waits for the other
+ * configured brokers' first tries (librdkafka tries bootstrap brokers one after another, with backoff).
+ */
+export const neverReachedWaitMs = 3_000;
+
+/** Why a FAIL line says a broker was not reached at all, as the warning names it: a refused connection or a host name that does not resolve; undefined for any other failure. */
+function neverReachedCause(text: string): string | undefined {
+  if (/: Connection refused\b/.test(text)) return 'ECONNREFUSED: nothing listens at that host and port';
+  if (/: Failed to resolve /.test(text)) return 'DNS: the host name does not resolve';
+  return undefined;
+}
+
 /**
  * librdkafka's connection failures that a change of the config mends, each with the change. An outage
  * (a refused connection, a timeout) is none: the clients wait it out and say not ready.
@@ -511,27 +527,75 @@ export class ConnectionFailures {
   private outageWarned = false;
   /** When a connection last succeeded after an outage (clear()): the outage's warned errors are forgotten outageSettleMs later. */
   private recoveredAt: number | undefined;
+  /** A connection succeeded since the client was made (clear()): a refused connection is an outage from then on, not a wrong address. */
+  private connectedOnce = false;
+  /** Before any connection succeeded: each broker refused or not resolved, with its latest failure, for the one warning of a wrong `brokers` (see {@link neverReached}). */
+  private readonly unreached = new Map<string, string>();
+  /** The wrong-`brokers` warning is given, or waits for the rest of the brokers' first tries. */
+  private unreachedWarning: 'waiting' | 'warned' | undefined;
 
   constructor(
     client: { on(event: 'event.log', listener: (log: LibrdkafkaLog) => void): unknown },
     private readonly logger?: { debug(fields: object, message: string): void; warn?(fields: object, message: string): void },
     /** What the client does while no broker is reachable (`records wait in the producer`), said in the outage's warning. */
     private readonly whileUnreachable?: string,
+    /** The configured bootstrap brokers (brokerList): the wrong-address warning waits until each was tried once. */
+    private readonly brokers?: string,
   ) {
     client.on('event.log', (log) => {
       if (log.fac !== 'FAIL' || typeof log.message !== 'string') return;
       // "[thrd:sasl_ssl://host:port/bootstrap]: sasl_ssl://host:port/bootstrap: SASL authentication error: ..."
       const text = log.message.replace(/^\[thrd:[^\]]*\]: /, '');
-      const remedy = connectionRemedies.find(({ cause }) => cause.test(text))?.remedy;
       const broker = failedBroker(text);
+      const unreachable = this.connectedOnce ? undefined : neverReachedCause(text);
+      const remedy = unreachable !== undefined ? neverReachedRemedy : connectionRemedies.find(({ cause }) => cause.test(text))?.remedy;
       if (broker !== undefined) this.failedBrokers.add(broker);
       this.last = { text, at: Date.now(), remedy };
       logger?.debug({ err: text }, 'kafka broker connection failed');
+      if (unreachable !== undefined) return this.neverReached(broker ?? '?', text);
       if (remedy !== undefined && !this.warned.has(remedy)) {
         this.warned.add(remedy);
         logger?.warn?.({ err: text }, `kafka broker connection failed: ${remedy}`);
       }
     });
+  }
+
+  /**
+   * A broker refused the connection or its host did not resolve, and no connection ever succeeded:
+   * most likely a wrong address, not an outage. One warning once every configured broker was tried
+   * (or {@link neverReachedWaitMs} after the first failure, for brokers librdkafka tries later), naming
+   * the brokers and their errors, with the fix; before, nothing was said above debug level for the
+   * 30 s a sink's connect waits (10 s a source's), and /readyz said only that it was connecting.
+   */
+  private neverReached(broker: string, text: string): void {
+    this.unreached.set(broker, text);
+    if (this.unreachedWarning !== undefined) {
+      if (this.unreachedWarning === 'waiting' && this.everyBrokerTried()) this.warnNeverReached();
+      return;
+    }
+    this.unreachedWarning = 'waiting';
+    if (this.everyBrokerTried()) return this.warnNeverReached();
+    setTimeout(() => this.warnNeverReached(), neverReachedWaitMs).unref();
+  }
+
+  private everyBrokerTried(): boolean {
+    if (this.brokers === undefined) return false;
+    return this.brokers.split(',').every((given) => {
+      const address = given.trim().replace(/^[a-z_]+:\/\//i, '');
+      // librdkafka names a broker given without a port by its default one.
+      return this.unreached.has(/:\d+$/.test(address) ? address : `${address}:9092`);
+    });
+  }
+
+  private warnNeverReached(): void {
+    if (this.unreachedWarning !== 'waiting' || this.connectedOnce) return;
+    this.unreachedWarning = 'warned';
+    const errors = Object.fromEntries(this.unreached);
+    const causes = [...new Set([...this.unreached.values()].map((text) => neverReachedCause(text)))].join(', ');
+    this.logger?.warn?.(
+      { brokers: [...this.unreached.keys()], errors, err: [...this.unreached.values()].at(-1) },
+      `kafka broker connection failed: no broker of \`brokers\` was reached since the start (${causes}), most likely a wrong address: ${neverReachedRemedy}`,
+    );
   }
 
   /** `message`, with the latest connection failure's cause after it when one was logged lately, and its remedy where it has one. */
@@ -633,6 +697,8 @@ export class ConnectionFailures {
 
   /** Connected: what failed before is history, and the outage's warned errors are once outageSettleMs passed. */
   clear(): void {
+    this.connectedOnce = true;
+    this.unreached.clear();
     this.last = undefined;
     this.warned.clear();
     this.failedBrokers.clear();
@@ -664,8 +730,10 @@ export class ProducerReachability {
     /** What the producer does while no broker is reachable (`records wait in the producer`), said in the outage's warning. */
     whileUnreachable: string,
     logger?: { debug(fields: object, message: string): void; warn?(fields: object, message: string): void },
+    /** The configured bootstrap brokers (brokerList). */
+    brokers?: string,
   ) {
-    this.failures = new ConnectionFailures(producer, logger, whileUnreachable);
+    this.failures = new ConnectionFailures(producer, logger, whileUnreachable, brokers);
   }
 
   /**

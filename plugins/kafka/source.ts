@@ -656,7 +656,7 @@ class KafkaSource {
     context.logger.debug({ kafka: redactProperties(properties) }, 'kafka source configured');
     this.consumer = new Kafka.KafkaConsumer(properties as RdKafka.ConsumerGlobalConfig, { 'auto.offset.reset': config.start_from });
     this.consumer.on('event.error', (error) => this.onClientError(error));
-    this.connectionFailures = new ConnectionFailures(this.consumer, context.logger, 'the source reads nothing until one answers, then reads on where it was');
+    this.connectionFailures = new ConnectionFailures(this.consumer, context.logger, 'the source reads nothing until one answers, then reads on where it was', brokerList(config));
     // node-rdkafka emits these before the consume callback hands over the records they follow, so
     // they are applied after those records are buffered (applyEnds).
     this.consumer.on('partition.eof', (eof) => void this.ends.push({ key: partitionKey(eof.topic, eof.partition), offset: eof.offset }));
@@ -1025,7 +1025,8 @@ class KafkaSource {
    */
   health(): SourceHealth {
     if (this.fatal !== undefined) return { ready: false, detail: this.fatal };
-    if (!this.healthy.ready) return this.healthy;
+    // Its first connect: why the brokers refuse, once librdkafka logged it, and the fix for a wrong address.
+    if (!this.healthy.ready) return this.healthy.detail === 'connecting' ? { ready: false, detail: this.connectionFailures.explain('connecting') } : this.healthy;
     if (this.missingTopics.length > 0) return { ready: false, detail: missingDetail(this.config, this.missingTopics) };
     if (this.blocked.size > 0) return { ready: false, detail: blockedDetail(this.blocked.values()) };
     const denied = this.groupDeniedDetail();
