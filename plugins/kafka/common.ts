@@ -519,8 +519,11 @@ export class ConnectionFailures {
   private readonly failedBrokers = new Set<string>();
   /** The client's errors being gathered into one warning (see {@link logError}): how many of each text, at most maxWarnedErrors texts; `further`: how many errors of other texts. */
   private burst: { errors: Map<string, number>; further: number; fields: object } | undefined;
-  /** The error texts warned of since the last connection that succeeded, at most maxWarnedErrors: repeats are logged at debug level. */
-  private readonly warnedErrors = new Set<string>();
+  /**
+   * The error texts warned of since the last connection that succeeded or their condition cleared
+   * ({@link settled}), each with what it was logged as, at most maxWarnedErrors: repeats are logged at debug level.
+   */
+  private readonly warnedErrors = new Map<string, string>();
   /** Errors of new texts logged at debug level only since warnedErrors was full (see {@link logError}). */
   private suppressedErrors = 0;
   /** Every broker's being down was warned of since the last connection that succeeded: the outage's failed reconnects are no news. */
@@ -614,7 +617,7 @@ export class ConnectionFailures {
    * that no broker is reachable and what the client does meanwhile (`whileUnreachable`), how many
    * connections failed, to how many brokers, and each other error met meanwhile once; any other error
    * is warned of once. Until {@link outageSettleMs} after a connection succeeds again ({@link clear}),
-   * a repeat is logged at debug level, and once every broker's being down was warned of, so is a connection failing (the outage's
+   * or its condition clears ({@link settled}: a commit succeeds, the group assigns partitions), a repeat is logged at debug level, and once every broker's being down was warned of, so is a connection failing (the outage's
    * reconnects): /readyz says whether the brokers are reachable meanwhile. Before, every broker down
    * was a warning of its own beside the connection failures' one. At most {@link maxWarnedErrors}
    * distinct texts are remembered (and gathered into one warning): past them a new text is logged at
@@ -640,7 +643,7 @@ export class ConnectionFailures {
     }
     if (!isTransportFailure(error) && !isEveryBrokerDown(error)) {
       if (this.warnedErrors.size >= maxWarnedErrors) return this.suppressError(error, what, fields);
-      this.warnedErrors.add(text);
+      this.warnedErrors.set(text, what);
       (this.logger?.warn ?? this.logger?.debug)?.call(this.logger, { ...fields, code: error.code, err: text }, what);
       return;
     }
@@ -671,7 +674,7 @@ export class ConnectionFailures {
     if (!burst) return;
     this.burst = undefined;
     const errors = Object.fromEntries(burst.errors);
-    for (const text of burst.errors.keys()) if (this.warnedErrors.size < maxWarnedErrors) this.warnedErrors.add(text);
+    for (const text of burst.errors.keys()) if (this.warnedErrors.size < maxWarnedErrors) this.warnedErrors.set(text, what);
     let connections = 0;
     let everyBrokerDown: string | undefined;
     const others: string[] = [];
@@ -693,6 +696,19 @@ export class ConnectionFailures {
       '; /readyz says not ready while no broker is reachable, and until a connection succeeds again further such errors are logged at debug level';
     const err = this.explain(everyBrokerDown ?? 'broker transport failure');
     (this.logger?.warn ?? this.logger?.debug)?.call(this.logger, { ...burst.fields, errors, ...(brokers > 0 ? { brokers: [...this.failedBrokers] } : {}), err }, message);
+  }
+
+  /**
+   * The condition of the errors logged as `what` cleared (a commit succeeded after `kafka offset commit
+   * failed`; the group assigned partitions again after an expulsion): their texts are warned of again
+   * when met next, as a new episode. Before, an error text was forgotten only when a connection
+   * succeeded after an outage, so a second expulsion or refused commit days later, with no outage
+   * between, was logged at debug level only. An outage's own errors stay its (see {@link clear}).
+   */
+  settled(what: string): void {
+    for (const [text, loggedAs] of this.warnedErrors) {
+      if (loggedAs === what && !isTransportFailure({ message: text }) && !isEveryBrokerDown({ message: text })) this.warnedErrors.delete(text);
+    }
   }
 
   /** Connected: what failed before is history, and the outage's warned errors are once outageSettleMs passed. */
