@@ -1657,11 +1657,9 @@ test('${...} as a shell reads it: a nested default, an empty variable is set; a 
   });
 });
 
-test('YAML forms this loader does not take are said as such: a merge key, a second document; NaN and Infinity are named, not "null"', async () => {
-  assert.deepEqual(await problemsOf('x: &c {users: 5}\nsources:\n  - type: synthetic\n    <<: *c\nsinks: [{type: stdout}]\n'), [
-    "P:1:1: $.x: unknown field 'x'",
-    'P:4:5: $.sources[0]["<<"]: YAML merge keys (`<<: *anchor`) are not supported: write the fields out in each entry',
-  ]);
+test('YAML forms this loader does not take are said as such: a second document; NaN and Infinity are named, not "null"', async () => {
+  // Only a top-level `x-` key holds anchors: another unknown one is still a mistake.
+  assert.deepEqual(await problemsOf('x: &c {users: 5}\nsources:\n  - type: synthetic\n    <<: *c\nsinks: [{type: stdout}]\n'), ["P:1:1: $.x: unknown field 'x'"]);
   assert.deepEqual(await problemsOf('sources: [{type: synthetic}]\nsinks: [{type: stdout}]\n---\n'), [
     'P:3:1: $: a pipeline file holds one YAML document; this `---` starts another: remove it, or move what follows to a file of its own',
   ]);
@@ -2245,4 +2243,51 @@ test('a value of no type a field takes, where it takes several (a field name or 
   assert.deepEqual(await problemsOf(source('5')), ['P:4:14: $.sources[0].mapping: must be an object or `canonical`, got 5']);
   const kafka = ['sources:', '  - type: kafka', '    brokers: [localhost:9092]', '    topics: [t]', '    group: g', '    options: {linger.ms: [5]}', 'sinks: [{type: stdout}]'].join('\n');
   assert.deepEqual(await problemsOf(kafka), ['P:6:26: $.sources[0].options["linger.ms"]: must be a string, a number or a boolean (true or false), got [5]']);
+});
+
+test('a block shared by several entries: anchored under a top-level `x-` key (Docker Compose\'s convention), used whole (`*name`) or merged (`<<: *name`); a problem inside it is said at the anchor\'s text, named by the entry that uses it', async () => {
+  const shared = [
+    'x-sink: &sink {lazy: true}', //                  1
+    'x-source: &source', //                           2
+    '  users: 5', //                                  3
+    '  events: ${EVENTS}', //                         4
+    'sources:', //                                    5
+    '  - type: synthetic', //                         6
+    '    <<: *source', //                             7
+    '    seed: 3', //                                 8
+    'sinks:', //                                      9
+    '  - {type: file, path: a.jsonl, <<: *sink}', //  10
+    '  - type: file', //                              11
+    '    path: b.jsonl', //                           12
+    '    <<: [*sink]', //                             13
+    '',
+  ].join('\n');
+  const file = join(dir, 'anchors.yaml');
+  writeFileSync(file, shared);
+  // Before: `<<` was a field of its own, refused; and `x-source` an unknown top-level field.
+  const loaded = await loadPipeline(file, { registry: await builtinRegistry(), env: { EVENTS: '40' } });
+  const source = loaded.document.sources[0] as unknown as Record<string, unknown>;
+  assert.equal(source.users, 5);
+  assert.equal(source.events, 40, 'a variable in the anchored block is filled in, typed as a plain scalar');
+  assert.equal(source.seed, 3);
+  assert.ok(!('<<' in source));
+  assert.deepEqual(loaded.document.sinks.map((sink) => (sink as unknown as { lazy: boolean }).lazy), [true, true]);
+
+  // A wrong value inside the anchored block: at its place in the anchor, the path the entry's.
+  assert.deepEqual(await problemsOf(shared.replace('users: 5', 'users: many'), { env: { EVENTS: '40' } }), ['P:3:10: $.sources[0].users: must be integer, got "many"']);
+  assert.deepEqual(await problemsOf(shared.replace('{lazy: true}', '{lazy: true, lazzy: 1}'), { env: { EVENTS: '40' } }), [
+    "P:1:28: $.sinks[0].lazzy: unknown field 'lazzy' (did you mean 'lazy'?)",
+    "P:1:28: $.sinks[1].lazzy: unknown field 'lazzy' (did you mean 'lazy'?)",
+  ]);
+  // An unset variable in it: at the anchor (it is one text, whichever entries use it).
+  assert.deepEqual(await problemsOf(shared), ['P:4:11: $.x-source.events: environment variable EVENTS is not set and has no default (write ${EVENTS:-default})']);
+  // An alias of no anchor, a merge key of no map: config errors at them (yaml threw, with no place).
+  assert.deepEqual(await problemsOf(shared.replace('<<: *source', '<<: *sourec'), { env: { EVENTS: '40' } }), [
+    'P:7:9: $.sources[0]["<<"]: no anchor &sourec before this alias *sourec: an alias names an anchor written above it in the file',
+  ]);
+  assert.deepEqual(await problemsOf(shared.replace('<<: [*sink]', '<<: [*sink, 3]'), { env: { EVENTS: '40' } }), [
+    'P:13:17: $.sinks[1]["<<"]: a merge key (`<<`) takes a map, an alias of one (`<<: *name`), or a list of them (`<<: [*a, *b]`)',
+  ]);
+  // The entry's own field overrides the merged one, and a problem of its own is said at it.
+  assert.deepEqual(await problemsOf(shared.replace('seed: 3', 'users: lots'), { env: { EVENTS: '40' } }), ['P:8:12: $.sources[0].users: must be integer, got "lots"']);
 });

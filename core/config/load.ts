@@ -5,7 +5,7 @@
 import { readFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { dirname, resolve } from 'node:path';
-import { isMap, isPair, isScalar, isSeq, LineCounter, parseDocument, Scalar, Schema, visit, type Document, type Node, type ScalarTag } from 'yaml';
+import { isAlias, isMap, isPair, isScalar, isSeq, LineCounter, parseDocument, Scalar, Schema, visit, type Document, type Node, type Pair, type ScalarTag, type YAMLMap } from 'yaml';
 import type { ErrorObject } from 'ajv';
 import { closest, distance } from 'fastest-levenshtein';
 import { ConfigError, positionOf, TributaryError, type ConfigProblem } from '../errors.js';
@@ -15,7 +15,7 @@ import { featureNamesOf, inputFilesOf, outputFilesOf, pipelineProblemsOf, Plugin
 import { mappingWarnings, timeFormatProblem, type MappingConfig } from '../mapping.js';
 import { timeZoneProblem } from '../time-zone.js';
 import { parseDuration } from '../duration.js';
-import { fieldPathProblem, ownValue } from '../fields.js';
+import { fieldPathProblem, ownValue, setOwnField } from '../fields.js';
 import { sameFile } from '../paths.js';
 import { FeatureSelector } from '../feature-selector.js';
 import { nestedFieldHome, SchemaValidator, sinkKindsSchemaPath } from './schema.js';
@@ -187,7 +187,9 @@ export async function loadPipeline(file: string, options: LoadOptions): Promise<
     }
   }
   const lineCounter = new LineCounter();
-  const doc = parseDocument(text, { lineCounter, prettyErrors: false });
+  // Merge keys (`<<: *kafka`, YAML 1.1's, which YAML 1.2 lacks) as Docker Compose reads them: a block
+  // shared by several entries (a Kafka `security` section) is written once, beside a top-level `x-` key.
+  const doc = parseDocument(text, { lineCounter, prettyErrors: false, merge: true });
   const at = (offset: number, path: string, message: string): LocatedProblem => {
     const { line, col } = lineCounter.linePos(offset);
     return { file, line, column: col, path, message };
@@ -223,7 +225,10 @@ export async function loadPipeline(file: string, options: LoadOptions): Promise<
   interpolate(doc, options.env ?? process.env, (node, path, message) => problems.push(at(node.range?.[0] ?? 0, jsonPath(path), message)), retyped, filledIn);
   if (problems.length > 0) throw new ConfigError(problems, 'TRIB_ERR_CONFIG_VARIABLE');
 
-  const data: unknown = doc.toJS() ?? {};
+  // An alias of no anchor, or a merge key of no map: yaml throws at toJS, with neither place nor path.
+  const aliasProblems = mergeProblems(doc);
+  if (aliasProblems.length > 0) throw new ConfigError(aliasProblems.map(({ node, path, message }) => at(node.range?.[0] ?? 0, jsonPath(path), message)), 'TRIB_ERR_CONFIG_YAML');
+  const data: unknown = unshared(doc.toJS() ?? {});
   /** Whether `dead_letter` is the default sink a `--set` changes (the file names none): seedDefaultDeadLetter. */
   const seeded = seedDefaultDeadLetter(data, options.sets ?? [], file);
   /** Sections and entries a `--set` created (the file lacks them), by JSONPath: said with their problems. */
@@ -1020,8 +1025,6 @@ function problemFromAjv(
     }
     case 'additionalProperties': {
       const field = (error.params as { additionalProperty: string }).additionalProperty;
-      // YAML 1.1's merge key, which YAML 1.2 (and this loader) does not have: read as a field named '<<'.
-      if (field === '<<') return locate([...segments, field], 'YAML merge keys (`<<: *anchor`) are not supported: write the fields out in each entry', 'key');
       const known = Object.keys((error.parentSchema as { properties?: Record<string, unknown> } | undefined)?.properties ?? {});
       const near = nearestHint(field, known);
       // A field written a level too high (`delimiter` beside `csv`, `time_format` beside `mapping`) is said where it goes.
@@ -1183,9 +1186,76 @@ export function jsonPath(segments: readonly PathSegment[]): string {
 }
 
 /**
+ * `value` with no map or list in two places. YAML gives a block used by an alias (`security: *kafka`, and
+ * the fields `<<: *kafka` brings) as one object wherever it is used, so a `--set` on one entry, or a
+ * default validation filled in, would have changed every entry that shares it.
+ */
+function unshared(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(unshared);
+  if (typeof value !== 'object' || value === null || ![Object.prototype, null].includes(Object.getPrototypeOf(value))) return value;
+  const copy: Record<string, unknown> = {};
+  // setOwnField: a key __proto__ (YAML gives one as data) would otherwise set the copy's prototype.
+  for (const [key, field] of Object.entries(value)) setOwnField(copy, key, unshared(field));
+  return copy;
+}
+
+/**
+ * The pair of `map` whose key is `segment` (by text: a key YAML reads as a number, `2: cart` in
+ * event_types, is the string "2" once loaded), else the one a merge key (`<<: *anchor`, or a list of
+ * them) brings, as YAML merges them: the map's own pairs first, then each merged map in order.
+ */
+function pairOf(doc: Document, map: YAMLMap, segment: PathSegment): Pair | undefined {
+  const own = map.items.find((item) => !isMergeKey(item) && String(isScalar(item.key) ? item.key.value : item.key) === String(segment));
+  if (own) return own;
+  for (const merge of map.items.filter(isMergeKey)) {
+    const sources = isSeq(merge.value) ? merge.value.items : [merge.value];
+    for (const source of sources) {
+      const merged = isAlias(source) ? source.resolve(doc) : source;
+      const found = isMap(merged) ? pairOf(doc, merged, segment) : undefined;
+      if (found) return found;
+    }
+  }
+  return undefined;
+}
+
+/**
+ * The aliases that name no anchor (`*kafka` before `&kafka`, or a misspelt name) and the merge keys whose
+ * value is no map, an alias of one or a list of them (`<<: 5`), each with its node and path.
+ */
+function mergeProblems(doc: Document): { node: Node; path: PathSegment[]; message: string }[] {
+  const found: { node: Node; path: PathSegment[]; message: string }[] = [];
+  visit(doc, {
+    Alias(_key, node, ancestors) {
+      if (node.resolve(doc) === undefined) {
+        found.push({ node, path: segmentsOf(ancestors, node), message: `no anchor &${node.source} before this alias *${node.source}: an alias names an anchor written above it in the file` });
+      }
+    },
+    Pair(_key, pair, ancestors) {
+      if (!isMergeKey(pair)) return;
+      const sources = isSeq(pair.value) ? pair.value.items : [pair.value];
+      for (const source of sources) {
+        const merged = isAlias(source) ? source.resolve(doc) : source;
+        if (merged === undefined || isMap(merged)) continue;
+        found.push({ node: (source ?? pair.key) as Node, path: segmentsOf(ancestors, pair), message: 'a merge key (`<<`) takes a map, an alias of one (`<<: *name`), or a list of them (`<<: [*a, *b]`)' });
+      }
+    },
+  });
+  return found;
+}
+
+/** Whether `pair` is a merge key: parsed with `merge: true`, its key's value is the symbol `<<`. */
+function isMergeKey(pair: Pair): boolean {
+  if (!isScalar(pair.key)) return false;
+  const key: unknown = pair.key.value;
+  return key === '<<' || (typeof key === 'symbol' && key.description === '<<');
+}
+
+/**
  * Offset of the value at `segments`, or of its key (FieldPlace; a list's item has none: its value).
  * Falls back to the nearest ancestor present in the YAML (a block map or list: its key), since `--set`
- * and defaults can add paths the file lacks.
+ * and defaults can add paths the file lacks. A path through an alias (`security: *kafka`) or a merge key
+ * (`<<: *kafka`) goes on in the anchored block: a field inside it is said where the anchor's text holds
+ * it (the text to mend), the path naming the entry that uses it; the alias as a whole, at the alias.
  */
 function offsetOf(doc: Document, segments: readonly PathSegment[], place: FieldPlace = 'value'): number {
   let node: unknown = doc.contents;
@@ -1194,9 +1264,9 @@ function offsetOf(doc: Document, segments: readonly PathSegment[], place: FieldP
   let keyOffset: number | undefined;
   const last = segments.length - 1;
   const step = (segment: PathSegment, index: number): boolean => {
+    if (isAlias(node)) node = node.resolve(doc);
     if (isMap(node)) {
-      // By text: a key YAML reads as a number (`2: cart` in event_types) is the string "2" once loaded.
-      const pair = node.items.find((item) => String(isScalar(item.key) ? item.key.value : item.key) === String(segment));
+      const pair = pairOf(doc, node, segment);
       if (!pair) return false;
       const target = place === 'key' && index === last ? pair.key : pair.value;
       node = target;
@@ -1379,7 +1449,8 @@ function segmentsOf(ancestors: readonly unknown[], node: unknown): PathSegment[]
   const segments: PathSegment[] = [];
   const chain = [...ancestors, node];
   chain.forEach((item, i) => {
-    if (isPair(item) && isScalar(item.key)) segments.push(String(item.key.value));
+    // A merge key's value is the symbol `<<` (parsed with `merge: true`).
+    if (isPair(item) && isScalar(item.key)) segments.push(isMergeKey(item) ? '<<' : String(item.key.value));
     else if (isSeq(item)) segments.push(item.items.indexOf(chain[i + 1] as never));
   });
   return segments;

@@ -24,12 +24,15 @@ const secretNames = new Set(secretFieldNames.map((name) => name.toLowerCase()));
 
 /**
  * Whether a field holds a secret: its name ends like one (`password`, librdkafka's `ssl.key.pem`,
- * `sasl.oauthbearer.config`), or its value is a private key whatever the field.
+ * `sasl.oauthbearer.config`, `sasl.username`), or its value is a private key whatever the field. The
+ * one rule for logs (redactSecrets, the kafka plugin's logged client properties) and `validate --print`:
+ * the kafka plugin kept a list of its own (`sasl.username` in it), so `validate --print` showed a SASL
+ * user written in `options` that its logs hid.
  */
 export function isSecret(key: string, value: unknown): boolean {
   return (
     secretNames.has(key.toLowerCase()) ||
-    /(password|secret|token|api_?key|key[._]pem|oauthbearer[._]config)$/i.test(key) ||
+    /(password|secret|token|api_?key|key[._]pem|oauthbearer[._]config|sasl[._]username)$/i.test(key) ||
     (typeof value === 'string' && /-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(value))
   );
 }

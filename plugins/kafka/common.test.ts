@@ -10,7 +10,7 @@ import { createRequire } from 'node:module';
 import { EventEmitter } from 'node:events';
 import type * as RdKafka from 'node-rdkafka';
 import { inputHandedOver, TributaryError } from 'tributary';
-import { brokersUnreachable, checkpointLogGone, ConnectionFailures, ErrorCode, outageSettleMs, flushProducer, inOutage, isBrokersDown, isTimedOut, isUnknownTopicOrPartition, librdkafkaConnection, maxWarnedErrors, OidcTokens, provideOauthToken, rdkafka, redactProperties, stoppedUnreachable, type ConnectionConfig } from './common.js';
+import { brokersUnreachable, checkpointLogGone, ConnectionFailures, ErrorCode, outageSettleMs, flushProducer, inOutage, isBrokersDown, isTimedOut, isUnknownTopicOrPartition, librdkafkaConnection, maxWarnedErrors, neverReachedWaitMs, OidcTokens, provideOauthToken, rdkafka, redactProperties, stoppedUnreachable, type ConnectionConfig } from './common.js';
 
 const scram: ConnectionConfig = {
   brokers: ['kafka-1:9093', 'kafka-2:9093'],
@@ -261,14 +261,68 @@ test('a connection failure a config change mends (TLS against a plaintext listen
   fail('ssl://b:9093/bootstrap: Disconnected while requesting ApiVersion: might be caused by incorrect security.protocol configuration (connecting to a SSL listener?) or broker version is < 0.10 (see api.version.request) (after 3ms in state APIVERSION_QUERY)');
   assert.match(failures.explain('x'), /: the listener takes TLS: set security\.protocol to ssl or sasl_ssl$/);
   assert.equal(warned.length, 3);
-  // An outage is no config mistake: no remedy, no warning (the source and sinks say not ready).
-  fail('sasl_plaintext://127.0.0.1:44879/bootstrap: Connect to ipv4#127.0.0.1:44879 failed: Connection refused (after 0ms in state CONNECT)');
-  assert.match(failures.explain('x'), /Connection refused \(after 0ms in state CONNECT\)\)$/);
-  assert.equal(warned.length, 3);
   // Connected since: a later mistake (a rotated password) is warned of again.
   failures.clear();
   fail(plaintextListener);
   assert.equal(warned.length, 4);
+  // Once a connection succeeded, a refused one is an outage, no config mistake: no remedy, no warning (the source and sinks say not ready).
+  fail('sasl_plaintext://127.0.0.1:44879/bootstrap: Connect to ipv4#127.0.0.1:44879 failed: Connection refused (after 0ms in state CONNECT)');
+  assert.match(failures.explain('x'), /Connection refused \(after 0ms in state CONNECT\)\)$/);
+  assert.equal(warned.length, 4);
+});
+
+test('brokers never reached since the start (refused, or a host that does not resolve) are most likely a wrong address: one warning once each was tried, naming them, the errors and the fix, which /readyz says too', (t) => {
+  t.mock.timers.enable({ apis: ['setTimeout', 'Date'] });
+  const client = new EventEmitter();
+  const warned: { message: string; fields: Record<string, unknown> }[] = [];
+  const failures = new ConnectionFailures(client, { debug: () => undefined, warn: (fields, message) => warned.push({ message, fields: fields as Record<string, unknown> }) }, undefined, 'kafka-1.shop.invalid:9092,127.0.0.1:47001');
+  const fail = (cause: string): boolean => client.emit('event.log', { severity: 3, fac: 'FAIL', message: `[thrd:x]: ${cause}` });
+  const dns = "kafka-1.shop.invalid:9092/bootstrap: Failed to resolve 'kafka-1.shop.invalid:9092': Name or service not known (after 2ms in state CONNECT)";
+  const refused = '127.0.0.1:47001/bootstrap: Connect to ipv4#127.0.0.1:47001 failed: Connection refused (after 0ms in state CONNECT)';
+  const fix = 'check `brokers`: host, port, and that this machine can reach them';
+  fail(dns);
+  assert.equal(warned.length, 0, 'the other broker not tried yet');
+  assert.equal(failures.explain('connecting'), `connecting (${dns}): ${fix}`, '/readyz says the fix at once');
+  fail(refused);
+  // Before: nothing above debug level until the connect gave up (30 s for a sink).
+  assert.equal(warned.length, 1, 'warned once every broker was tried');
+  assert.equal(
+    warned[0]!.message,
+    'kafka broker connection failed: no broker of `brokers` was reached since the start (DNS: the host name does not resolve, ECONNREFUSED: nothing listens at that host and port), most likely a wrong address: ' + fix,
+  );
+  assert.deepEqual(warned[0]!.fields.brokers, ['kafka-1.shop.invalid:9092', '127.0.0.1:47001']);
+  assert.deepEqual(warned[0]!.fields.errors, { 'kafka-1.shop.invalid:9092': dns, '127.0.0.1:47001': refused });
+  fail(refused);
+  fail(dns);
+  t.mock.timers.tick(60_000);
+  assert.equal(warned.length, 1, 'the retries say nothing more');
+  // Connected once: a refused connection later is an outage, as before (no warning of its own, no fix in /readyz).
+  failures.clear();
+  fail(refused);
+  assert.equal(failures.explain('x'), `x (${refused})`);
+  t.mock.timers.tick(60_000);
+  assert.equal(warned.length, 1);
+});
+
+test('brokers never reached, some not tried yet (librdkafka tries them one after another): warned of a few seconds after the first failure, with those tried; not at all where a connection succeeds first', (t) => {
+  t.mock.timers.enable({ apis: ['setTimeout', 'Date'] });
+  const client = new EventEmitter();
+  const warned: { message: string; fields: Record<string, unknown> }[] = [];
+  const warn = (fields: object, message: string) => void warned.push({ message, fields: fields as Record<string, unknown> });
+  // Spaced, and b3 without its port (librdkafka's default, 9092): as users write them.
+  new ConnectionFailures(client, { debug: () => undefined, warn }, undefined, 'b1:9092, b2:9092,b3');
+  client.emit('event.log', { severity: 3, fac: 'FAIL', message: '[thrd:x]: b1:9092/bootstrap: Connect to ipv4#10.0.0.1:9092 failed: Connection refused (after 1ms in state CONNECT)' });
+  t.mock.timers.tick(neverReachedWaitMs - 1);
+  assert.equal(warned.length, 0);
+  t.mock.timers.tick(1);
+  assert.equal(warned.length, 1);
+  assert.deepEqual(warned[0]!.fields.brokers, ['b1:9092']);
+  const connectedFirst = new EventEmitter();
+  const other = new ConnectionFailures(connectedFirst, { debug: () => undefined, warn }, undefined, 'b1:9092,b2:9092');
+  connectedFirst.emit('event.log', { severity: 3, fac: 'FAIL', message: '[thrd:x]: b1:9092/bootstrap: Connect to ipv4#10.0.0.1:9092 failed: Connection refused (after 1ms in state CONNECT)' });
+  other.clear();
+  t.mock.timers.tick(neverReachedWaitMs);
+  assert.equal(warned.length, 1, 'b2 answered meanwhile: no wrong address');
 });
 
 /** A producer whose flush times out `slow` times (librdkafka's ERR__TIMED_OUT), then finds its queue empty. */

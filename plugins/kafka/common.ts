@@ -239,13 +239,13 @@ export function withTlsFiles<Config extends ConnectionConfig>(config: Config, ba
   return { ...config, security: { ...config.security, tls: resolved } };
 }
 
-const secretKeys = /password|secret|\.pem$|sasl\.username|token/i;
-
-/** A copy of librdkafka properties safe to log: secrets replaced by `[redacted]`. */
+/**
+ * A copy of librdkafka properties safe to log: secrets replaced by `[redacted]`, by the runtime's one
+ * rule (isSecret), which `validate --print` follows too: `sasl.username`, passwords, secrets, private keys.
+ */
 export function redactProperties(props: Record<string, unknown>): Record<string, unknown> {
   const safe: Record<string, unknown> = {};
-  // librdkafka's names (`sasl.username` too), and whatever the runtime takes for a secret (a PEM key in any property, `sasl.oauthbearer.config`).
-  for (const [key, value] of Object.entries(props)) safe[key] = secretKeys.test(key) || isSecret(key, value) ? '[redacted]' : value;
+  for (const [key, value] of Object.entries(props)) safe[key] = isSecret(key, value) ? '[redacted]' : value;
   return safe;
 }
 
@@ -459,6 +459,22 @@ function failedBroker(text: string): string | undefined {
   return /^(?:[a-z_]+:\/\/)?([^\s/]+:\d+)\/\S*: /.exec(text)?.[1];
 }
 
+/** The fix for brokers never reached since the start (ConnectionFailures.neverReached), in the warning and /readyz. */
+const neverReachedRemedy = 'check `brokers`: host, port, and that this machine can reach them';
+
+/**
+ * How long after a first refused or unresolved broker the wrong-address warning waits for the other
+ * configured brokers' first tries (librdkafka tries bootstrap brokers one after another, with backoff).
+ */
+export const neverReachedWaitMs = 3_000;
+
+/** Why a FAIL line says a broker was not reached at all, as the warning names it: a refused connection or a host name that does not resolve; undefined for any other failure. */
+function neverReachedCause(text: string): string | undefined {
+  if (/: Connection refused\b/.test(text)) return 'ECONNREFUSED: nothing listens at that host and port';
+  if (/: Failed to resolve /.test(text)) return 'DNS: the host name does not resolve';
+  return undefined;
+}
+
 /**
  * librdkafka's connection failures that a change of the config mends, each with the change. An outage
  * (a refused connection, a timeout) is none: the clients wait it out and say not ready.
@@ -503,35 +519,86 @@ export class ConnectionFailures {
   private readonly failedBrokers = new Set<string>();
   /** The client's errors being gathered into one warning (see {@link logError}): how many of each text, at most maxWarnedErrors texts; `further`: how many errors of other texts. */
   private burst: { errors: Map<string, number>; further: number; fields: object } | undefined;
-  /** The error texts warned of since the last connection that succeeded, at most maxWarnedErrors: repeats are logged at debug level. */
-  private readonly warnedErrors = new Set<string>();
+  /**
+   * The error texts warned of since the last connection that succeeded or their condition cleared
+   * ({@link settled}), each with what it was logged as, at most maxWarnedErrors: repeats are logged at debug level.
+   */
+  private readonly warnedErrors = new Map<string, string>();
   /** Errors of new texts logged at debug level only since warnedErrors was full (see {@link logError}). */
   private suppressedErrors = 0;
   /** Every broker's being down was warned of since the last connection that succeeded: the outage's failed reconnects are no news. */
   private outageWarned = false;
   /** When a connection last succeeded after an outage (clear()): the outage's warned errors are forgotten outageSettleMs later. */
   private recoveredAt: number | undefined;
+  /** A connection succeeded since the client was made (clear()): a refused connection is an outage from then on, not a wrong address. */
+  private connectedOnce = false;
+  /** Before any connection succeeded: each broker refused or not resolved, with its latest failure, for the one warning of a wrong `brokers` (see {@link neverReached}). */
+  private readonly unreached = new Map<string, string>();
+  /** The wrong-`brokers` warning is given, or waits for the rest of the brokers' first tries. */
+  private unreachedWarning: 'waiting' | 'warned' | undefined;
 
   constructor(
     client: { on(event: 'event.log', listener: (log: LibrdkafkaLog) => void): unknown },
     private readonly logger?: { debug(fields: object, message: string): void; warn?(fields: object, message: string): void },
     /** What the client does while no broker is reachable (`records wait in the producer`), said in the outage's warning. */
     private readonly whileUnreachable?: string,
+    /** The configured bootstrap brokers (brokerList): the wrong-address warning waits until each was tried once. */
+    private readonly brokers?: string,
   ) {
     client.on('event.log', (log) => {
       if (log.fac !== 'FAIL' || typeof log.message !== 'string') return;
       // "[thrd:sasl_ssl://host:port/bootstrap]: sasl_ssl://host:port/bootstrap: SASL authentication error: ..."
       const text = log.message.replace(/^\[thrd:[^\]]*\]: /, '');
-      const remedy = connectionRemedies.find(({ cause }) => cause.test(text))?.remedy;
       const broker = failedBroker(text);
+      const unreachable = this.connectedOnce ? undefined : neverReachedCause(text);
+      const remedy = unreachable !== undefined ? neverReachedRemedy : connectionRemedies.find(({ cause }) => cause.test(text))?.remedy;
       if (broker !== undefined) this.failedBrokers.add(broker);
       this.last = { text, at: Date.now(), remedy };
       logger?.debug({ err: text }, 'kafka broker connection failed');
+      if (unreachable !== undefined) return this.neverReached(broker ?? '?', text);
       if (remedy !== undefined && !this.warned.has(remedy)) {
         this.warned.add(remedy);
         logger?.warn?.({ err: text }, `kafka broker connection failed: ${remedy}`);
       }
     });
+  }
+
+  /**
+   * A broker refused the connection or its host did not resolve, and no connection ever succeeded:
+   * most likely a wrong address, not an outage. One warning once every configured broker was tried
+   * (or {@link neverReachedWaitMs} after the first failure, for brokers librdkafka tries later), naming
+   * the brokers and their errors, with the fix; before, nothing was said above debug level for the
+   * 30 s a sink's connect waits (10 s a source's), and /readyz said only that it was connecting.
+   */
+  private neverReached(broker: string, text: string): void {
+    this.unreached.set(broker, text);
+    if (this.unreachedWarning !== undefined) {
+      if (this.unreachedWarning === 'waiting' && this.everyBrokerTried()) this.warnNeverReached();
+      return;
+    }
+    this.unreachedWarning = 'waiting';
+    if (this.everyBrokerTried()) return this.warnNeverReached();
+    setTimeout(() => this.warnNeverReached(), neverReachedWaitMs).unref();
+  }
+
+  private everyBrokerTried(): boolean {
+    if (this.brokers === undefined) return false;
+    return this.brokers.split(',').every((given) => {
+      const address = given.trim().replace(/^[a-z_]+:\/\//i, '');
+      // librdkafka names a broker given without a port by its default one.
+      return this.unreached.has(/:\d+$/.test(address) ? address : `${address}:9092`);
+    });
+  }
+
+  private warnNeverReached(): void {
+    if (this.unreachedWarning !== 'waiting' || this.connectedOnce) return;
+    this.unreachedWarning = 'warned';
+    const errors = Object.fromEntries(this.unreached);
+    const causes = [...new Set([...this.unreached.values()].map((text) => neverReachedCause(text)))].join(', ');
+    this.logger?.warn?.(
+      { brokers: [...this.unreached.keys()], errors, err: [...this.unreached.values()].at(-1) },
+      `kafka broker connection failed: no broker of \`brokers\` was reached since the start (${causes}), most likely a wrong address: ${neverReachedRemedy}`,
+    );
   }
 
   /** `message`, with the latest connection failure's cause after it when one was logged lately, and its remedy where it has one. */
@@ -550,7 +617,7 @@ export class ConnectionFailures {
    * that no broker is reachable and what the client does meanwhile (`whileUnreachable`), how many
    * connections failed, to how many brokers, and each other error met meanwhile once; any other error
    * is warned of once. Until {@link outageSettleMs} after a connection succeeds again ({@link clear}),
-   * a repeat is logged at debug level, and once every broker's being down was warned of, so is a connection failing (the outage's
+   * or its condition clears ({@link settled}: a commit succeeds, the group assigns partitions), a repeat is logged at debug level, and once every broker's being down was warned of, so is a connection failing (the outage's
    * reconnects): /readyz says whether the brokers are reachable meanwhile. Before, every broker down
    * was a warning of its own beside the connection failures' one. At most {@link maxWarnedErrors}
    * distinct texts are remembered (and gathered into one warning): past them a new text is logged at
@@ -576,7 +643,7 @@ export class ConnectionFailures {
     }
     if (!isTransportFailure(error) && !isEveryBrokerDown(error)) {
       if (this.warnedErrors.size >= maxWarnedErrors) return this.suppressError(error, what, fields);
-      this.warnedErrors.add(text);
+      this.warnedErrors.set(text, what);
       (this.logger?.warn ?? this.logger?.debug)?.call(this.logger, { ...fields, code: error.code, err: text }, what);
       return;
     }
@@ -607,7 +674,7 @@ export class ConnectionFailures {
     if (!burst) return;
     this.burst = undefined;
     const errors = Object.fromEntries(burst.errors);
-    for (const text of burst.errors.keys()) if (this.warnedErrors.size < maxWarnedErrors) this.warnedErrors.add(text);
+    for (const text of burst.errors.keys()) if (this.warnedErrors.size < maxWarnedErrors) this.warnedErrors.set(text, what);
     let connections = 0;
     let everyBrokerDown: string | undefined;
     const others: string[] = [];
@@ -631,8 +698,23 @@ export class ConnectionFailures {
     (this.logger?.warn ?? this.logger?.debug)?.call(this.logger, { ...burst.fields, errors, ...(brokers > 0 ? { brokers: [...this.failedBrokers] } : {}), err }, message);
   }
 
+  /**
+   * The condition of the errors logged as `what` cleared (a commit succeeded after `kafka offset commit
+   * failed`; the group assigned partitions again after an expulsion): their texts are warned of again
+   * when met next, as a new episode. Before, an error text was forgotten only when a connection
+   * succeeded after an outage, so a second expulsion or refused commit days later, with no outage
+   * between, was logged at debug level only. An outage's own errors stay its (see {@link clear}).
+   */
+  settled(what: string): void {
+    for (const [text, loggedAs] of this.warnedErrors) {
+      if (loggedAs === what && !isTransportFailure({ message: text }) && !isEveryBrokerDown({ message: text })) this.warnedErrors.delete(text);
+    }
+  }
+
   /** Connected: what failed before is history, and the outage's warned errors are once outageSettleMs passed. */
   clear(): void {
+    this.connectedOnce = true;
+    this.unreached.clear();
     this.last = undefined;
     this.warned.clear();
     this.failedBrokers.clear();
@@ -664,8 +746,10 @@ export class ProducerReachability {
     /** What the producer does while no broker is reachable (`records wait in the producer`), said in the outage's warning. */
     whileUnreachable: string,
     logger?: { debug(fields: object, message: string): void; warn?(fields: object, message: string): void },
+    /** The configured bootstrap brokers (brokerList). */
+    brokers?: string,
   ) {
-    this.failures = new ConnectionFailures(producer, logger, whileUnreachable);
+    this.failures = new ConnectionFailures(producer, logger, whileUnreachable, brokers);
   }
 
   /**

@@ -5,12 +5,13 @@
  */
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { setTimeout as delay } from 'node:timers/promises';
 import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { ConfigError, formatProblem, loadPipeline, PipelineRunner, type LoadedPipeline } from 'tributary';
-import { silentLogger, spawnTributary, tempFolder } from 'tributary/testing';
+import { boundedSpawnSync, silentLogger, spawnTributary, tempFolder } from 'tributary/testing';
 import { builtinRegistry } from '../../core/cli/registry.js';
 import { transactionTimeoutMs } from './sink.js';
 
@@ -255,4 +256,70 @@ test('validate: a raw librdkafka property (`options`) librdkafka does not know, 
   ]);
   // librdkafka's alias (sasl.mechanism for sasl.mechanisms) and a consumer property on a producer (ignored, as librdkafka does) are no errors.
   assert.deepEqual(await problemsOf(`${source('    options: { sasl.mechanism: PLAIN, fetch.min.bytes: 1 }\n')}${sink('', '    options: { fetch.min.bytes: 1 }\n')}`), []);
+});
+
+test('validate --print hides the credentials written in a kafka source\'s or sink\'s `options` as its logs do (one rule: sasl.username, sasl.password, a key\'s password), and shows the rest', async () => {
+  const file = join(dir, 'print-options.yaml');
+  writeFileSync(
+    file,
+    `name: print-options
+sources:
+  - type: kafka
+    brokers: b:9092
+    topics: [clicks]
+    group: g
+    options: { security.protocol: sasl_plaintext, sasl.mechanisms: PLAIN, sasl.username: "\${KAFKA_USER}", sasl.password: "\${KAFKA_PASSWORD}" }
+sinks:
+  - type: kafka
+    brokers: b:9092
+    topic: out
+    options: { sasl.username: "shop-writer", ssl.key.password: "kp-hidden", linger.ms: 7 }
+`,
+  );
+  const cli = fileURLToPath(new URL('../../core/cli/main.js', import.meta.url));
+  const run = boundedSpawnSync(process.execPath, [cli, 'validate', '--print', file], { encoding: 'utf8', env: { ...process.env, KAFKA_USER: 'shop-reader', KAFKA_PASSWORD: 'pw-hidden' } });
+  assert.equal(run.status, 0, run.stderr);
+  // Before: the users shown (the logs' list had sasl.username, validate --print's rule had not).
+  for (const secret of ['shop-reader', 'shop-writer', 'pw-hidden', 'kp-hidden']) assert.ok(!run.stdout.includes(secret), `${secret} printed:\n${run.stdout}`);
+  assert.match(run.stdout, /sasl\.username: "?\[redacted\]"?/);
+  assert.match(run.stdout, /sasl\.mechanisms: PLAIN/);
+  assert.match(run.stdout, /linger\.ms: 7/);
+  // The kafka client's logged properties follow the same rule.
+  const { redactProperties } = await import('./common.js');
+  assert.deepEqual(redactProperties({ 'sasl.username': 'shop-reader', 'sasl.mechanisms': 'PLAIN' }), { 'sasl.username': '[redacted]', 'sasl.mechanisms': 'PLAIN' });
+});
+
+/** pipelines/kafka-intent.yaml, the Kafka pipeline users start from. */
+const kafkaIntent = fileURLToPath(new URL('../../../pipelines/kafka-intent.yaml', import.meta.url));
+const kafkaEnv = { KAFKA_BROKERS: 'kafka-1:9093,kafka-2:9093', KAFKA_USER: 'intent', KAFKA_PASSWORD: 'pw' };
+
+test('pipelines/kafka-intent.yaml validates, its one `x-kafka` block (brokers, SASL/SCRAM over TLS from the environment) merged into every Kafka entry: source, sinks (late output too), dead_letter', async () => {
+  const loaded = await loadPipeline(kafkaIntent, { registry: await builtinRegistry(), env: kafkaEnv });
+  const entries = [...loaded.document.sources, ...loaded.document.sinks, loaded.document.dead_letter!] as unknown as Record<string, unknown>[];
+  assert.deepEqual(entries.map((entry) => entry.type), ['kafka', 'kafka', 'kafka', 'kafka']);
+  for (const entry of entries) {
+    assert.equal(entry.brokers, 'kafka-1:9093,kafka-2:9093');
+    assert.deepEqual(entry.security, { protocol: 'sasl_ssl', sasl: { mechanism: 'SCRAM-SHA-512', username: 'intent', password: 'pw' } });
+  }
+  assert.deepEqual((loaded.document.sinks[1] as unknown as { outputs: string[] }).outputs, ['late']);
+  // Each entry has its own copy of the shared block: a --set on one changes that one only (YAML gives an alias's block as one object).
+  const set = await loadPipeline(kafkaIntent, { registry: await builtinRegistry(), env: kafkaEnv, sets: ['sinks[0].security.sasl.username=writer'] });
+  const users = [...set.document.sources, ...set.document.sinks, set.document.dead_letter!].map((entry) => (entry as unknown as { security: { sasl: { username: string } } }).security.sasl.username);
+  assert.deepEqual(users, ['intent', 'writer', 'intent', 'intent']);
+  assert.equal((loaded.document.sources[0] as unknown as { guarantee: string }).guarantee, 'at-least-once');
+});
+
+test('a mistake inside the shared `x-kafka` block is said at its line in the block, once per entry that uses it, by that entry\'s path; an unset secret once, at the block', async () => {
+  const text = readFileSync(kafkaIntent, 'utf8');
+  const line = text.split('\n').findIndex((row) => row.includes('mechanism: ${KAFKA_SASL_MECHANISM')) + 1;
+  assert.ok(line > 0);
+  const problems = await problemsOf(text.replace('${KAFKA_SASL_MECHANISM:-SCRAM-SHA-512}', 'SCRAM-SHA-999').replace(/\$\{KAFKA_(USER|PASSWORD|BROKERS)[^}]*\}/g, 'x'));
+  const refused = 'must be one of: "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER", got (not shown: a secret) (did you mean \'SCRAM-SHA-256\'?)';
+  // Before: `<<` was a field of its own, refused at each entry, and `x-kafka` an unknown field.
+  assert.deepEqual(
+    problems,
+    ['sources[0]', 'sinks[0]', 'sinks[1]', 'dead_letter'].map((entry) => `P:${line}:18: $.${entry}.security.sasl.mechanism: ${refused}`),
+  );
+  const unset = await problemsOf(text.replace(/\$\{KAFKA_(PASSWORD|BROKERS)[^}]*\}/g, 'x'));
+  assert.deepEqual(unset, [`P:${line + 1}:17: $.x-kafka.security.sasl.username: environment variable KAFKA_USER is not set and has no default (write \${KAFKA_USER:-default})`]);
 });

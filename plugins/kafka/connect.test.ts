@@ -13,7 +13,10 @@ import Kafka from 'node-rdkafka';
 import pino from 'pino';
 import type { SourcePlugin } from 'tributary';
 import { runSummaries, spawnTributary, tempFolder, testContext, until, type TestCleanup } from 'tributary/testing';
+import { createServer } from 'node:net';
+import type { SinkPlugin } from 'tributary';
 import { connectUnlessStopped } from './common.js';
+import kafkaSink, { type KafkaSinkConfig } from './sink.js';
 import kafkaSource, { type KafkaSourceConfig } from './source.js';
 
 const unreachable = '127.0.0.1:1';
@@ -137,4 +140,67 @@ test('a kafka source told to stop before its connect got anywhere ends its readi
   for (let turn = 0; turn < 10; turn++) await setImmediate();
   assert.deepEqual(context.failures.map((failure) => failure.message), []);
   await source.close?.();
+});
+
+/** A port of `host` where nothing listens now: one the system handed out and was closed again. */
+async function closedPort(host: string): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, host, resolve));
+  const { port } = server.address() as { port: number };
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
+}
+
+/** The broker's host where a test broker is given (KAFKA_BROKERS), else this machine's loopback. */
+const brokerHost = process.env.KAFKA_BROKERS?.split(',')[0]?.replace(/:\d+$/, '') ?? '127.0.0.1';
+
+for (const [what, address, cause] of [
+  ['a closed port of the broker\'s host', async () => `${brokerHost}:${await closedPort(brokerHost)}`, /ECONNREFUSED/],
+  ['a host that does not resolve', async () => 'kafka.tributary-test.invalid:9092', /DNS: the host name does not resolve/],
+] as const) {
+  test(`a kafka sink whose brokers were never reached (${what}) warns at the first failed round, naming them, the error and the fix, which /readyz says too`, async () => {
+    const brokers = await address();
+    const stop = new AbortController();
+    const lines: { level: number; msg: string; brokers?: string[] }[] = [];
+    const logger = pino({ level: 'info' }, { write: (line: string) => void lines.push(JSON.parse(line) as { level: number; msg: string }) });
+    const context = testContext({ signal: stop.signal, logger });
+    const config = { brokers, topic: 'out', key_field: 'userId', guarantee: 'at-least-once', compression: 'none', linger: 5, batch_size: 1000, max_in_flight: 1000 } as KafkaSinkConfig;
+    const sink = await (kafkaSink as SinkPlugin<KafkaSinkConfig>).create(config, context);
+    const began = Date.now();
+    const opening = sink.open?.();
+    try {
+      const warning = (): (typeof lines)[number] | undefined => lines.find((line) => line.level === 40 && line.msg.includes('no broker of `brokers` was reached'));
+      await until(() => warning() !== undefined, 'the wrong-address warning', 20_000);
+      // Before: nothing above debug level until the connect gave up, 30 s later.
+      assert.ok(Date.now() - began < promptMs, `warned ${Date.now() - began} ms after the start`);
+      assert.match(warning()!.msg, cause);
+      assert.match(warning()!.msg, /check `brokers`: host, port, and that this machine can reach them$/);
+      assert.deepEqual(warning()!.brokers, [brokers]);
+      const health = sink.health!();
+      assert.equal(health.ready, false);
+      assert.match(health.detail ?? '', new RegExp(`^connecting to the brokers \\(${brokers.replace(/\./g, '\\.')}/bootstrap: .*\\): check \`brokers\`: host, port, and that this machine can reach them$`));
+      assert.equal(lines.filter((line) => line.level === 40).length, 1, 'warned once');
+    } finally {
+      stop.abort();
+      await opening;
+      await sink.close?.();
+    }
+  });
+}
+
+test('a kafka source whose brokers were never reached says the fix in /readyz while it connects', async () => {
+  const brokers = `${brokerHost}:${await closedPort(brokerHost)}`;
+  const stop = new AbortController();
+  const context = testContext({ batchSize: 10, signal: stop.signal, logger: pino({ level: 'silent' }) });
+  const config: KafkaSourceConfig = { brokers, topics: ['t'], group: 'g', start_from: 'earliest', event_time: 'field', guarantee: 'at-least-once', poll_timeout: 100, stop_at_end: false, mapping: {} };
+  const source = await (kafkaSource as SourcePlugin<KafkaSourceConfig>).create(config, context);
+  void source.read()[Symbol.asyncIterator]().next().catch(() => undefined);
+  try {
+    // Before: `connecting` and nothing more for the connect's 10 s.
+    await until(() => /check `brokers`: host, port/.test(source.health!().detail ?? ''), 'the fix in /readyz', promptMs);
+    assert.match(source.health!().detail ?? '', /^connecting \(.*Connection refused/);
+  } finally {
+    stop.abort();
+    await source.close?.();
+  }
 });

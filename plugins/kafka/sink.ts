@@ -373,7 +373,7 @@ export default defineSink<KafkaSinkConfig>({
       failure = inOutage(deliveryFailure(config.topic, error), brokers.unreachable());
       context.fail(failed()!);
     });
-    const brokers = new ProducerReachability(producer, 'records wait in the producer', context.logger);
+    const brokers = new ProducerReachability(producer, 'records wait in the producer', context.logger, brokerList(config));
     const failFatally = (raised: Error): void => {
       if (fatal) return;
       fatal = new Error(`the producer hit a fatal error and cannot go on: ${raised.message}`, { cause: raised });

@@ -1224,6 +1224,46 @@ test('at-least-once: the commits in flight when the group expels the member, all
   assert.match((said[0]!.fields as { err: string }).err, /Unknown member/);
 });
 
+test('a warning is per episode, not per process: a commit refused again after one succeeded, and an expulsion again after the group assigned partitions, are warned of again; repeats within an episode are not', async (t) => {
+  const script = await scriptedConsumer();
+  t.after(script.restore);
+  let consumer: { globalConfig: { offset_commit_cb: (error: number | null, offsets: unknown[]) => void }; emit(event: 'event.error', error: Error): boolean } | undefined;
+  script.swap({
+    commitSync(offsets: unknown) {
+      if (offsets === null || offsets === undefined) throw Object.assign(new Error('Local: No offset stored'), { code: -168 });
+    },
+    commit(this: NonNullable<typeof consumer>) {
+      consumer = this;
+    },
+  });
+  const { warnings, context } = warningsKept();
+  const instance = await (kafkaSource as SourcePlugin<KafkaSourceConfig>).create(unreachableConfig(['t']), context);
+  t.after(() => instance.close?.());
+  await startReading(instance, script);
+  await readOneRecord(instance, script);
+  await instance.commit!(instance.position!());
+  const refusals = () => warnings.filter((w) => w.message.startsWith('kafka offset commit failed')).length;
+  const refuse = () => consumer!.globalConfig.offset_commit_cb(25, [{ topic: 't', partition: 0, offset: 8 }]);
+  refuse();
+  refuse();
+  assert.equal(refusals(), 1, 'one refusal episode: one warning');
+  // A commit the brokers took: the refusal is over (no outage between, no reconnect).
+  consumer!.globalConfig.offset_commit_cb(null, [{ topic: 't', partition: 0, offset: 8 }]);
+  refuse();
+  // Before: the second refusal, days later, was logged at debug level only.
+  assert.equal(refusals(), 2, 'a refusal after a commit succeeded is a new episode: warned again');
+
+  const expelled = () => consumer!.emit('event.error', Object.assign(new Error('Heartbeat failed: Broker: Unknown member'), { code: 25 }));
+  const expulsions = () => warnings.filter((w) => w.message === 'kafka consumer error' && /Unknown member/.test((w.fields as { err: string }).err)).length;
+  expelled();
+  expelled();
+  assert.equal(expulsions(), 1);
+  script.rebalance('revoke', [{ topic: 't', partition: 0 }]);
+  script.rebalance('assign', [{ topic: 't', partition: 0 }]);
+  expelled();
+  assert.equal(expulsions(), 2, 'expelled again after the group assigned partitions: warned again');
+});
+
 test('no test leaves a fake method on KafkaConsumer\'s prototype for the tests after it (each restores what it swapped)', async () => {
   const now = Object.getOwnPropertyDescriptors((await rdkafka()).KafkaConsumer.prototype);
   const changed = [...new Set([...Object.keys(pristinePrototype), ...Object.keys(now)])].filter((name) => now[name]?.value !== pristinePrototype[name]?.value);

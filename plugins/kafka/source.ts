@@ -417,6 +417,11 @@ interface ConsumeRound {
   ended: (() => void)[];
 }
 
+/** What a commit's failure is logged as (ConnectionFailures.logError), and forgotten as at a commit that succeeds (settled). */
+const commitFailedMessage = 'kafka offset commit failed; a restart replays from the previous commit';
+/** What the consumer's errors are logged as, and forgotten as at an assignment (settled). */
+const consumerErrorMessage = 'kafka consumer error';
+
 class KafkaSource {
   private readonly consumer: RdKafka.KafkaConsumer;
   /**
@@ -648,7 +653,11 @@ class KafkaSource {
         if (error && (error.code === ErrorCode.NO_OFFSET || error.code === ErrorCode.ASSIGNMENT_LOST)) return;
         // At-least-once: a failed commit only means a longer replay after a crash, so it is logged, not fatal.
         if (error) this.commitFailed(error, committed ?? []);
-        else if (committed) this.noteCommitted(committed);
+        else if (committed) {
+          this.noteCommitted(committed);
+          // The commits' refusal (if any) is over: the next one is news again.
+          this.connectionFailures.settled(commitFailedMessage);
+        }
         if (this.commitsInFlight > 0 && --this.commitsInFlight === 0) this.commitsSettled?.();
       },
       ...(config.options ?? {}),
@@ -656,7 +665,7 @@ class KafkaSource {
     context.logger.debug({ kafka: redactProperties(properties) }, 'kafka source configured');
     this.consumer = new Kafka.KafkaConsumer(properties as RdKafka.ConsumerGlobalConfig, { 'auto.offset.reset': config.start_from });
     this.consumer.on('event.error', (error) => this.onClientError(error));
-    this.connectionFailures = new ConnectionFailures(this.consumer, context.logger, 'the source reads nothing until one answers, then reads on where it was');
+    this.connectionFailures = new ConnectionFailures(this.consumer, context.logger, 'the source reads nothing until one answers, then reads on where it was', brokerList(config));
     // node-rdkafka emits these before the consume callback hands over the records they follow, so
     // they are applied after those records are buffered (applyEnds).
     this.consumer.on('partition.eof', (eof) => void this.ends.push({ key: partitionKey(eof.topic, eof.partition), offset: eof.offset }));
@@ -926,12 +935,12 @@ class KafkaSource {
   /**
    * A periodic commit that failed (at-least-once), said as the source's other client errors are
    * (ConnectionFailures.logError): one warning per error text, naming the commit's partitions, until a
-   * connection succeeds again after an outage; repeats at debug level. The commits in flight when the
+   * commit succeeds (settled) or a connection succeeds again after an outage; repeats at debug level. The commits in flight when the
    * group expels this member (or the brokers go away) all fail at once with one error: each was a
    * warning of its own (nine in one millisecond at a partition loss).
    */
   private commitFailed(error: unknown, offsets: readonly RdKafka.TopicPartition[]): void {
-    this.connectionFailures.logError(asError(error), 'kafka offset commit failed; a restart replays from the previous commit', {
+    this.connectionFailures.logError(asError(error), commitFailedMessage, {
       source: this.label,
       partitions: offsets.map((tp) => `${tp.topic}/${tp.partition}`),
     });
@@ -1025,7 +1034,8 @@ class KafkaSource {
    */
   health(): SourceHealth {
     if (this.fatal !== undefined) return { ready: false, detail: this.fatal };
-    if (!this.healthy.ready) return this.healthy;
+    // Its first connect: why the brokers refuse, once librdkafka logged it, and the fix for a wrong address.
+    if (!this.healthy.ready) return this.healthy.detail === 'connecting' ? { ready: false, detail: this.connectionFailures.explain('connecting') } : this.healthy;
     if (this.missingTopics.length > 0) return { ready: false, detail: missingDetail(this.config, this.missingTopics) };
     if (this.blocked.size > 0) return { ready: false, detail: blockedDetail(this.blocked.values()) };
     const denied = this.groupDeniedDetail();
@@ -1415,7 +1425,7 @@ class KafkaSource {
       const failed = `metadata request failed: ${this.connectionFailures.explain(asError(error).message)}`;
       if (!isBrokersDown(error as { code?: number })) return this.setUnhealthy(failed);
       this.setUnhealthy(`broker unreachable: ${failed}`, false);
-      this.connectionFailures.logError(asError(error), 'kafka consumer error', { source: this.label });
+      this.connectionFailures.logError(asError(error), consumerErrorMessage, { source: this.label });
       return;
     }
     // An answer to a request sent before the brokers were last reported gone may predate that news.
@@ -1505,13 +1515,13 @@ class KafkaSource {
     // Every broker down: not ready, said in the outage's one warning with its connection failures.
     if (isBrokersDown(error)) {
       this.setUnhealthy(`broker unreachable: ${this.connectionFailures.explain(error.message)}`, false);
-      this.connectionFailures.logError(error, 'kafka consumer error', { source: this.label, ...at });
+      this.connectionFailures.logError(error, consumerErrorMessage, { source: this.label, ...at });
     }
     // A subscribed topic does not exist (or went away): look at the metadata at once.
     else if (isUnknownTopicOrPartition(error)) this.clusterCheckDue = true;
     // One broker connection failing ("broker transport failure", one per connection at an outage's
     // start) or another error: warned of once until the consumer reads again (the producers' rule too).
-    else if (!isTimedOut(error)) this.connectionFailures.logError(error, 'kafka consumer error', { source: this.label, ...at });
+    else if (!isTimedOut(error)) this.connectionFailures.logError(error, consumerErrorMessage, { source: this.label, ...at });
   }
 
   /**
@@ -2518,6 +2528,8 @@ class KafkaSource {
       this.progress.delete(key);
     }
     if (code === ErrorCode.ASSIGN_PARTITIONS) {
+      // In the group again (after an expulsion, say): the next loss is news again.
+      this.connectionFailures.settled(consumerErrorMessage);
       this.assignedOnce = true;
       this.unassignedSince = undefined;
       this.warnedUnassigned = false;

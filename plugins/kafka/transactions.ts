@@ -35,6 +35,7 @@ import type * as RdKafka from 'node-rdkafka';
 import { TributaryError, type SourceHealth } from 'tributary';
 import {
   asError,
+  brokerList,
   connectUnlessStopped,
   deliveryFailure,
   disconnectProducer,
@@ -154,6 +155,7 @@ export class PipelineTransactions {
       producer,
       'the open transaction waits (its commit fails if they stay away longer than its requests may wait, about 20-30 s, and the pipeline restarts from its last commit)',
       logger,
+      connection === undefined ? undefined : brokerList(connection),
     );
   }
 
