@@ -122,8 +122,9 @@ test('a lock whose holder was killed but not yet reaped by its parent (a zombie:
   assert.equal(takeLock(lock, 'checkpoint folder', optionsLogging([])), true);
   const ours = JSON.parse(readFileSync(lock, 'utf8')) as LockHolder;
   releaseLock(lock);
-  // `sleep 0` exits under a parent that never waits for it (the shell became `sleep 30`): a zombie.
-  const parent = spawn('sh', ['-c', 'sleep 0 & echo $!; exec sleep 30'], { stdio: ['ignore', 'pipe', 'ignore'] });
+  // `sleep 1` exits under a parent that never waits for it (the shell became `sleep 30` by then): a zombie. (With
+  // `sleep 0` the shell, not yet exec'd, sometimes reaped it first: no process left to read in a loaded CI run.)
+  const parent = spawn('sh', ['-c', 'sleep 1 & echo $!; exec sleep 30'], { stdio: ['ignore', 'pipe', 'ignore'] });
   t.after(() => parent.kill());
   const [output] = (await once(parent.stdout, 'data')) as [Buffer];
   const zombie = Number(output.toString().trim());
