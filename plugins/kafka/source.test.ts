@@ -301,11 +301,13 @@ test('a rebalance that takes away a partition resumed at a checkpoint\'s offset,
  * commit sends (sendOffsetsToTransaction), and why they were abandoned, after which none commits (as
  * PipelineTransactions.abandon).
  */
-function standInTransactions(): { sent: { topic: string; partition: number; offset: number }[][]; abandoned: Error[]; shared: Map<string, unknown> } {
+function standInTransactions(): { sent: { topic: string; partition: number; offset: number }[][]; abandoned: Error[]; shared: Map<string, unknown>; write: () => void } {
   const sent: { topic: string; partition: number; offset: number }[][] = [];
   const abandoned: Error[] = [];
+  let writes = 0;
   const transactions = {
     sourceAttached: false,
+    writesSinceCommit: () => writes,
     open: async () => undefined,
     settled: async () => undefined,
     commit: (offsets: { topic: string; partition: number; offset: number }[]) => {
@@ -314,12 +316,13 @@ function standInTransactions(): { sent: { topic: string; partition: number; offs
         refused.catch(() => undefined);
         return { sealed: Promise.resolve(), committed: refused };
       }
+      writes = 0;
       sent.push(offsets.map(({ topic, partition, offset }) => ({ topic, partition, offset })));
       return { sealed: Promise.resolve(), committed: Promise.resolve() };
     },
     abandon: (failure: Error) => void abandoned.push(failure),
   };
-  return { sent, abandoned, shared: new Map<string, unknown>([['kafka:transactions', transactions]]) };
+  return { sent, abandoned, shared: new Map<string, unknown>([['kafka:transactions', transactions]]), write: () => void writes++ };
 }
 
 /** The group holds offset 5 of every partition. */
@@ -331,7 +334,7 @@ test('exactly-once: a partition assigned at the group\'s committed offset is lef
   let assignments = 0;
   // The group holds offset 5 of each partition, where the log ends.
   script.swap({ assign: () => void assignments++, committed: committedAtFive });
-  const { sent, shared } = standInTransactions();
+  const { sent, shared, write } = standInTransactions();
   const context = testContext({ batchSize: 100, shared });
   const instance = await (kafkaSource as SourcePlugin<KafkaSourceConfig>).create(unreachableConfig(['allowed', 'denied'], { guarantee: 'exactly-once' }), context);
   t.after(() => instance.close?.());
@@ -348,15 +351,20 @@ test('exactly-once: a partition assigned at the group\'s committed offset is lef
   script.highOffsets.set('denied/0', 5);
   await instance.commit!(instance.position!());
   assert.deepEqual(sent[1], [{ topic: 'allowed', partition: 0, offset: 5 }, { topic: 'denied', partition: 0, offset: 5 }]);
-  // None answered: every offset goes, for the transaction to carry the marks (as before).
   script.rebalance('revoke', [{ topic: 'allowed', partition: 0 }, { topic: 'denied', partition: 0 }]);
   await until(() => sent.length >= 3, 'the hand-over committed');
   script.highOffsets.clear();
   script.rebalance('assign', [{ topic: 'allowed', partition: 0 }, { topic: 'denied', partition: 0 }]);
   await until(() => assignments === 2 && JSON.stringify(instance.position!().offsets) === JSON.stringify(both.offsets), 'both assigned again at the committed offset');
+  // None answered, and nothing written since the last commit: no offset (no mark needed). Before: both,
+  // and a member's first checkpoint right after its assignment failed on the denied one.
   const before = sent.length;
   await instance.commit!(instance.position!());
-  assert.deepEqual(sent[before], [{ topic: 'allowed', partition: 0, offset: 5 }, { topic: 'denied', partition: 0, offset: 5 }]);
+  assert.deepEqual(sent[before], []);
+  // None answered, with writes (sessions closed by idleness): every offset goes, to carry the mark.
+  write();
+  await instance.commit!(instance.position!());
+  assert.deepEqual(sent[before + 1], [{ topic: 'allowed', partition: 0, offset: 5 }, { topic: 'denied', partition: 0, offset: 5 }]);
 });
 
 test('exactly-once scale_out: partitions restored at the group\'s committed offset, none of them answered yet, are all left out of the transaction (their states are their own, their watermarks stay put)', async (t) => {

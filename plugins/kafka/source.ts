@@ -961,7 +961,9 @@ class KafkaSource {
   /**
    * Exactly-once: `offsets` less those of partitions assigned at the group's committed offset whose first
    * fetch no answer has come for yet (unmoved: nothing of them read); without scale_out only while another
-   * offset stays to carry the pipeline checkpoint's mark (the combined watermark may move on meanwhile).
+   * offset stays to carry the pipeline checkpoint's mark, or the transaction holds no write since the last
+   * commit (then it needs no mark: a restore from the older checkpoint the marks name writes nothing
+   * committed twice). One holding writes (sessions closed by their idleness) carries it on every offset.
    * Such a partition may be one the brokers deny, found so only at that answer: its offset in a
    * transaction made the brokers refuse it (TOPIC_AUTHORIZATION_FAILED) and the pipeline restart, where
    * a checkpoint came between a rebalance or a start giving it to a member and that answer (a loaded
@@ -977,8 +979,10 @@ class KafkaSource {
     });
     // Scale-out: each partition's state is its own, and its watermark stays put until the answer, so a
     // transaction with none of them changes no state their marks name. (A member restoring its partitions'
-    // state reads none of them until restored, and a checkpoint may come first.)
-    return kept.length > 0 || this.listener ? kept : offsets;
+    // state reads none of them until restored, and a checkpoint may come first.) Without it, a member's
+    // first checkpoint 21 ms after its assignment (loaded) sent them all, and failed on a denied one.
+    if (kept.length > 0 || this.listener || this.transactions!.writesSinceCommit() === 0) return kept;
+    return offsets;
   }
 
   /**

@@ -137,6 +137,9 @@ export class PipelineTransactions {
   /** The last commit asked for (whatever its outcome, close() waits for it). */
   private committing: Promise<void> = Promise.resolve();
   transactions = 0;
+  /** Writes made so far, and how many of them the commits asked for so far hold (see {@link writesSinceCommit}). */
+  private writes = 0;
+  private writesCommitted = 0;
   /** Set by the exactly-once kafka source that commits these transactions: without one, nothing would ever commit. */
   sourceAttached = false;
 
@@ -336,6 +339,7 @@ export class PipelineTransactions {
   produce(topic: string, value: Buffer, key: string | null): void {
     if (this.fatal) throw this.fatal;
     if (this.aborted) throw this.failedTransaction();
+    this.writes++;
     if (!this.transactionOpen) {
       this.waiting.push({ topic, value: Buffer.from(value), key, timestamp: Date.now() });
       return;
@@ -474,6 +478,7 @@ export class PipelineTransactions {
    */
   commit(offsets: RdKafka.TopicPartitionOffset[], consumer: RdKafka.KafkaConsumer | undefined): { sealed: Promise<void>; committed: Promise<void> } {
     const sealed = Promise.resolve();
+    this.writesCommitted = this.writes;
     const refused = this.aborted;
     if (refused) {
       const failed = Promise.reject(refused);
@@ -508,6 +513,14 @@ export class PipelineTransactions {
       if (known === undefined || tp.offset >= known.offset) next.offsets.set(id, tp);
     }
     return { sealed, committed: next.committed };
+  }
+
+  /**
+   * Writes made since the last commit was asked for: those the next commit holds besides the ones
+   * already asked for (a commit queued behind the one under way merges with the next ask).
+   */
+  writesSinceCommit(): number {
+    return this.writes - this.writesCommitted;
   }
 
   /** Commits the sealed transaction, then begins the next (which may be a queued commit's, sealed at once). */
