@@ -1513,3 +1513,53 @@ export default [defineSource({
   assert.equal(await run.stop(), 1, run.stderr);
   assert.match(run.stderr, /shutdown did not finish within shutdown_timeout; exiting 1/);
 });
+
+test("a SIGTERM whose final checkpoint cannot be written (its folder gone read-only, a sink's last flush refused) ends in one error line naming what failed and that the next start resumes from the last checkpoint written, exit 1, no stack (was: `pipeline NAME failed` with the stack); the next start does so", async (t) => {
+  const home = mkdtempSync(join(dir, 'final-checkpoint-'));
+  // A sink whose downstream refuses the flush once the stop began: the final checkpoint's flush fails.
+  const plugin = join(home, 'refuses-last.mjs');
+  writeFileSync(
+    plugin,
+    `import { defineSink } from ${JSON.stringify(join(packageRoot, 'dist', 'core', 'index.js'))};
+export default defineSink({ name: 'refuses-last', summary: 'test', config: { type: 'object' },
+  create: (_config, context) => ({ write() {}, async flush() { if (context.signal?.aborted) throw new Error('the service refused the batch'); }, close: async () => undefined }) });\n`,
+  );
+  const cases: { sinks: string; breaks: (checkpoints: string) => (() => void) | undefined; failed: string }[] = [
+    { sinks: `[{type: refuses-last}]\nplugins: [${plugin}]`, breaks: () => () => undefined, failed: 'sink-refuses-last-0 failed to flush: the service refused the batch' },
+    { sinks: '[{type: stdout, kinds: []}]', breaks: readOnlyFolder, failed: 'checkpoint could not be written in \\S+: (EROFS|EACCES)\\b.*' },
+  ];
+  for (const [index, { sinks, breaks, failed }] of cases.entries()) {
+    const checkpoints = join(home, `checkpoints-${index}`);
+    mkdirSync(checkpoints);
+    const file = join(home, `final-${index}.yaml`);
+    writeFileSync(file, `name: final\nsources: [{type: synthetic, events: 0, rate: 200}]\nsinks: ${sinks}\ncheckpoint: {dir: ${checkpoints}, interval: 100ms}\n`);
+    const run = spawnTributary(t, ['run', file, '--log-level', 'warn', '--no-progress'], { cwd: home });
+    await run.started(() => readdirSync(checkpoints).some((name) => /^checkpoint-\d+\.json$/.test(name)), 'a checkpoint written');
+    const restore = breaks(checkpoints);
+    if (restore === undefined) {
+      await run.stop();
+      t.diagnostic(cannotMakeReadOnly);
+      continue;
+    }
+    let code: number | NodeJS.Signals | null;
+    try {
+      code = await run.stop('SIGTERM');
+    } finally {
+      restore();
+    }
+    assert.equal(code, 1, run.stderr);
+    const errors = run.stderr.split('\n').filter((line) => line.startsWith('{')).map((line) => JSON.parse(line) as { level: number; code?: string; msg: string; err?: unknown }).filter((record) => record.level >= 50);
+    assert.equal(errors.length, 1, run.stderr);
+    assert.equal(errors[0]!.code, 'TRIB_ERR_FINAL_CHECKPOINT');
+    assert.equal(typeof errors[0]!.err, 'string', 'the failure without its stack');
+    const said = new RegExp(`^pipeline final stopped without its final checkpoint, which could not be written \\(${failed}\\); its next start resumes from its last checkpoint \\(#(?<sequence>\\d+)\\), reading the input since again$`).exec(errors[0]!.msg);
+    assert.ok(said, errors[0]!.msg);
+    const newest = Math.max(...readdirSync(checkpoints).flatMap((name) => /^checkpoint-(\d+)\.json$/.exec(name)?.[1] ?? []).map(Number));
+    assert.equal(Number(said.groups!.sequence), newest, 'the checkpoint it names is the last one written');
+    // The next start resumes from it.
+    const again = spawnTributary(t, ['run', file, '--log-level', 'info', '--no-progress'], { cwd: home });
+    await again.started(() => /"msg":"resuming from checkpoint"/.test(again.stderr), 'the next start to resume');
+    assert.match(again.stderr, new RegExp(`"sequence":${newest},"msg":"resuming from checkpoint"`));
+    await again.stop();
+  }
+});

@@ -122,8 +122,12 @@ export interface DaemonOptions {
 
 export interface DaemonResult {
   runs: { name: string; stats: RunStats }[];
-  failures: { name: string; error: Error }[];
+  /** `reported`: the daemon said it in full already (a stop's final checkpoint that failed), for the command not to say it again. */
+  failures: { name: string; error: Error; reported?: true }[];
 }
+
+/** Failures the daemon logged in full as they happened (DaemonResult's `reported`). */
+const reported = new WeakSet<Error>();
 
 export class Daemon {
   readonly metrics = new MetricsHub({ defaultMetrics: true });
@@ -221,6 +225,7 @@ export class Daemon {
         // failure is `err` as its message alone here: a restart without end would repeat its stack).
         const code = error instanceof TributaryError ? { code: error.code } : {};
         if (this.stopping && inputHandedOver(error)) return this.stoppedHandingOver(index, message);
+        if (this.stopping && error instanceof TributaryError && error.code === 'TRIB_ERR_FINAL_CHECKPOINT') throw await this.finalCheckpointFailed(index, error, store, acknowledged);
         if (needsPerson(error) || lastsForProcess(error) || this.stopping || attempts === 0) throw error;
         if (Date.now() - began >= policy.resetAfterMs) inRow = 0;
         if (inRow >= attempts) {
@@ -249,6 +254,26 @@ export class Daemon {
         this.runners[index]!.stats.restarts = ++restarted;
       }
     }
+  }
+
+  /**
+   * A stop whose final checkpoint could not be written (TRIB_ERR_FINAL_CHECKPOINT): said here in one line,
+   * what failed and where the next start resumes, without the stack (was: `pipeline NAME failed` with
+   * it); the run still fails (exit 1: the stop was not clean, and a supervisor's restart resumes as said).
+   */
+  private async finalCheckpointFailed(index: number, error: TributaryError, store: CheckpointStore | undefined, acknowledged: boolean): Promise<TributaryError> {
+    const runner = this.runners[index]!;
+    const from = await restartPoint(store, acknowledged);
+    // This run's last checkpoint, or the one it resumed from: the one the next start restores, unless another process writes one first.
+    const last = runner.stats.lastCheckpoint?.sequence ?? runner.stats.resumedFrom;
+    const resumes = from === 'from its last checkpoint' && last !== undefined ? `from its last checkpoint (#${last})` : from;
+    const cause = error.cause instanceof Error ? error.cause.message : error.message;
+    this.options.logger.error(
+      { pipeline: runner.name, code: error.code, err: cause },
+      `pipeline ${runner.name} stopped without its final checkpoint, which could not be written (${cause}); its next start resumes ${resumes}, reading the input since again`,
+    );
+    reported.add(error);
+    return error;
   }
 
   /**
@@ -384,7 +409,7 @@ export class Daemon {
     results.forEach((outcome, index) => {
       const name = this.runners[index]!.name;
       if (outcome.status === 'fulfilled') result.runs.push({ name, stats: outcome.value });
-      else result.failures.push({ name, error: outcome.reason as Error });
+      else result.failures.push({ name, error: outcome.reason as Error, ...(reported.has(outcome.reason as Error) ? { reported: true as const } : {}) });
     });
     return result;
   }

@@ -17,7 +17,7 @@ import { setImmediate } from 'node:timers/promises';
 import { Subject, Subscription, type Observable } from 'rxjs';
 import type { Logger } from 'pino';
 import { originOf, watermark, type ClickEvent, type DeadLetter, type Element, type StreamRecord, type Watermark } from '../events.js';
-import { ConfigError, formatWarning, inputHandedOver, needsPerson, pluginFailure, sharedFailure, TributaryError, type ConfigProblem, type ErrorCode } from '../errors.js';
+import { ConfigError, formatWarning, inputHandedOver, lastsForProcess, needsPerson, pluginFailure, sharedFailure, TributaryError, type ConfigProblem, type ErrorCode } from '../errors.js';
 import { durationText, formatDuration, parseDuration } from '../duration.js';
 import { composeOperators, type Emit, type StageTimer } from '../operators.js';
 import type { Clock, CommitMarks, FeatureStageChange, Gauge, Metrics, Operator, PartitionListener, PluginContext, PluginKind, Rejection, Sink, Source, SourcePosition, StageRecord } from '../plugin.js';
@@ -500,6 +500,17 @@ async function serialiseBody(fields: Omit<CheckpointBody, 'operators'>, taken: T
     ...(fields.stages === undefined ? {} : { stages: fields.stages }),
     ...(fields.pipelineFile === undefined ? {} : { pipelineFile: fields.pipelineFile }),
   });
+}
+
+/**
+ * A stop's final checkpoint that failed, said as such (TRIB_ERR_FINAL_CHECKPOINT: the daemon says it in one
+ * line, where the next start resumes, exit 1; was: `pipeline NAME failed: ...` with the stack). Kept as it
+ * is: a failure a person must mend (exit 2), one that lasts for the process, or one that only left uncommitted
+ * input to its next reader (a broker outage: the stop is done).
+ */
+function finalCheckpointFailure(error: unknown): unknown {
+  if (needsPerson(error) || lastsForProcess(error) || inputHandedOver(error)) return error;
+  return new TributaryError('TRIB_ERR_FINAL_CHECKPOINT', `the final checkpoint of the stop could not be written: ${(error as Error).message}`, { cause: error });
 }
 
 export class PipelineRunner {
@@ -2495,7 +2506,9 @@ export class PipelineRunner {
       // sessions and the models' pending batches; see Operator.snapshot): what a stage emitted as its
       // input completed is flushed and committed with it, and gone from the state it saves. Taken
       // before, that state still held those records, and a restart from it wrote them again.
-      await this.checkpoint();
+      await this.checkpoint().catch((error: unknown) => {
+        throw stopped ? finalCheckpointFailure(error) : error;
+      });
       const committing = this.sources.filter((slot) => slot.source.commit);
       for (const slot of committing) await this.commitSource(slot);
       // Neither flushed the sinks (no checkpoints, no source that commits: a backtest, a file): what
