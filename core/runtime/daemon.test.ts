@@ -4,6 +4,7 @@ import { createHash } from 'node:crypto';
 import fs, { appendFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import fsPromises from 'node:fs/promises';
 import { syncBuiltinESMExports } from 'node:module';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { hostname } from 'node:os';
 import { pino } from 'pino';
 import { basename, join } from 'node:path';
@@ -1512,6 +1513,62 @@ export default [defineSource({
   // Before, node found nothing left to do once read() was waiting: exit 13 (an unsettled top-level await), nothing logged.
   assert.equal(await run.stop(), 1, run.stderr);
   assert.match(run.stderr, /shutdown did not finish within shutdown_timeout; exiting 1/);
+});
+
+test("a sink whose flush does not return (a hung network mount, a service that never answers) makes /readyz 503 naming it and since when, warned once, tributary_sink_stalled_seconds rising; all clear once it returns, the run not failed (was: ready throughout)", async () => {
+  const { Daemon, defineSink } = await import('tributary');
+  // The first flush (the first checkpoint's) waits until the test lets it go; every other returns at once.
+  let letGo: (() => void) | undefined;
+  let flushes = 0;
+  const held = defineSink<Record<string, never>>({
+    name: 'held',
+    summary: 'test',
+    config: { type: 'object' },
+    create: () => ({
+      write: () => undefined,
+      flush: () => (++flushes === 1 ? new Promise<void>((resolve) => (letGo = resolve)) : Promise.resolve()),
+      close: async () => undefined,
+    }),
+  });
+  const file = join(dir, 'held.yaml');
+  writeFileSync(file, `name: held\nsources: [{type: synthetic, events: 0, rate: 200}]\nsinks: [{type: held}]\ncheckpoint: {dir: ${join(dir, 'held-checkpoints')}, interval: 100ms}\n`);
+  const records: { level: number; msg: string; stage?: string }[] = [];
+  const logger = pino({ level: 'info' }, { write: (line: string) => void records.push(JSON.parse(line) as (typeof records)[number]) });
+  const stallMs = 300;
+  const daemon = new Daemon({ targets: [file], logger, registry: registryWith(held), http: { port: 0 }, sinkStallMs: stallMs });
+  const running = daemon.run();
+  try {
+    await until(() => daemon.port !== undefined && letGo !== undefined, 'the first flush');
+    const base = `http://127.0.0.1:${daemon.port}`;
+    const readyz = async () => {
+      const response = await fetch(`${base}/readyz`);
+      return { status: response.status, body: (await response.json()) as { pipelines: { reasons: string[] }[] } };
+    };
+    const stalledSeconds = async (): Promise<number> => Number(/^tributary_sink_stalled_seconds\{pipeline="held",stage="sink-held-0"\} (\S+)$/m.exec(await (await fetch(`${base}/metrics`)).text())?.[1]);
+    let answer = await readyz();
+    assert.equal(answer.status, 200, `ready while the flush is pending less than the bound: ${JSON.stringify(answer.body)}`);
+    assert.equal(await stalledSeconds(), 0);
+    await until(async () => (answer = await readyz()).status === 503, '/readyz to say the sink is stalled');
+    const reason = /^sink-held-0: stalled: its flush has not returned since (\S+) \(over 0\.3 s\)$/.exec(answer.body.pipelines[0]!.reasons.at(-1)!);
+    assert.ok(reason, JSON.stringify(answer.body));
+    assert.ok(Date.now() - Date.parse(reason[1]!) >= stallMs, 'since when the flush began');
+    // The reason stays the same while the stall lasts; one warning for it.
+    await sleep(3 * stallMs);
+    assert.deepEqual((await readyz()).body.pipelines[0]!.reasons, answer.body.pipelines[0]!.reasons);
+    assert.ok((await stalledSeconds()) >= (4 * stallMs) / 1000);
+    const warned = records.filter((record) => record.level === 40 && /stalled/.test(record.msg));
+    assert.equal(warned.length, 1, JSON.stringify(warned));
+    assert.match(warned[0]!.msg, /^sink-held-0: stalled: its flush has not returned since \S+ \(over 0\.3 s\): the pipeline is held back until it returns/);
+    letGo!();
+    await until(async () => (await readyz()).status === 200, '/readyz to be ready again once the flush returned');
+    assert.equal(await stalledSeconds(), 0);
+    await until(() => records.some((record) => record.level === 30 && /^sink-held-0 moved again, after its flush was pending \d+\.\d s$/.test(record.msg)), 'the all clear');
+  } finally {
+    letGo?.();
+    daemon.stop('test over');
+  }
+  const { failures } = await running;
+  assert.deepEqual(failures, [], 'a stalled sink does not fail the run');
 });
 
 test("a SIGTERM whose final checkpoint cannot be written (its folder gone read-only, a sink's last flush refused) ends in one error line naming what failed and that the next start resumes from the last checkpoint written, exit 1, no stack (was: `pipeline NAME failed` with the stack); the next start does so", async (t) => {

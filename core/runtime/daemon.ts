@@ -14,7 +14,7 @@ import type { PluginRegistry } from '../registry.js';
 import { ConfigError, inputHandedOver, lastsForProcess, needsPerson, TributaryError, type ConfigProblem } from '../errors.js';
 import { CheckpointStore, checkpointsOf } from './checkpoint.js';
 import { OpsServerStopped, startOpsServer, type OpsServer } from './http.js';
-import { PipelineRunner, type RunStats } from './pipeline.js';
+import { PipelineRunner, type RunOptions, type RunStats } from './pipeline.js';
 import { MetricsHub, redactSecrets } from './telemetry.js';
 
 /** Pipeline files named by the user: a file, or every .yaml/.yml file in a folder. */
@@ -116,6 +116,8 @@ export interface DaemonOptions {
   lockWaitMs?: number;
   /** Exit hook for a shutdown that outlives its timeout (tests replace it). */
   onShutdownTimeout?: () => void;
+  /** See {@link RunOptions.sinkStallMs} (tests shorten it). */
+  sinkStallMs?: number;
   /** Tributary's version, exported as `tributary_build_info{version}` (a rollout's progress, which version an alert fired under). */
   version?: string;
 }
@@ -330,6 +332,7 @@ export class Daemon {
           ...(checkpoints ? { checkpoints } : {}),
           lockWaitMs: this.options.lockWaitMs ?? 0,
           ...(this.options.allowNonRestoredState ? { allowNonRestoredState: true } : {}),
+          ...(this.options.sinkStallMs !== undefined ? { sinkStallMs: this.options.sinkStallMs } : {}),
           runShared,
         });
       this.runners.push(runner());
