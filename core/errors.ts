@@ -20,6 +20,7 @@ export const errorCatalogue = {
   TRIB_ERR_PLUGIN_FACTORY: "a plugin's factory rejected its configuration",
   TRIB_ERR_CHECKPOINT: 'the checkpoints cannot be resumed from, or their folder cannot be written',
   TRIB_ERR_CHECKPOINTS_FAILING: 'periodic checkpoints failed more times in a row than checkpoint.tolerable_failures allows (a full disk, a sink whose flush fails): a restart may mend it',
+  TRIB_ERR_FINAL_CHECKPOINT: "a stop's final checkpoint could not be written (a full disk, its folder gone read-only, a sink whose last flush failed): the stop ends without it, exit 1, and the next start resumes from the last checkpoint written",
   TRIB_ERR_SOURCE: 'a source failed while reading',
   TRIB_ERR_SOURCE_INPUT: "a source's input cannot be read as configured at all (text that is not UTF-8, a CSV header row that cannot be read): no restart mends it",
   TRIB_ERR_SINK: 'a sink failed while writing',

@@ -512,12 +512,16 @@ export interface Sink {
    * checkpoint's file is written; their commit of its positions follows once the file is durable.
    */
   readonly transactional?: boolean;
-  /** Resolves when the sink has room again; `undefined` when it has room now. */
+  /**
+   * Resolves when the sink has room again; `undefined` when it has room now. One pending over a minute
+   * (as a `flush`) makes the sink stalled: /readyz names it, unless its `health()` says why itself.
+   */
   ready?(): Promise<void> | undefined;
   /**
    * Everything written so far is durable when this resolves. Called at every checkpoint (before its
    * file is written and the sources commit), every `settings.commit_interval` without checkpoints
-   * (whatever the sources), and at the end of the input or a stop, before `close`.
+   * (whatever the sources), and at the end of the input or a stop, before `close`. Pending over a minute,
+   * the sink is stalled (docs/operations.md, A stalled sink); the run waits on, not failed.
    */
   flush?(): Promise<void>;
   /**

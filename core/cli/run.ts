@@ -302,7 +302,7 @@ export async function runPipelineCommand(options: RunCommandOptions): Promise<nu
     // Failures a restart cannot mend (exit 2, so a supervisor does not loop): config errors found by
     // a plugin's factory, printed as the loader prints them, and checkpoints that cannot be resumed.
     let needPerson = 0;
-    for (const failure of result.failures) if (reportFailure(logger, failure.name, failure.error)) needPerson++;
+    for (const failure of result.failures) if (!failure.reported && reportFailure(logger, failure.name, failure.error)) needPerson++;
     if (result.failures.length === 0) return exitCodes.ok;
     return needPerson === result.failures.length ? exitCodes.invalid : exitCodes.failure;
   } finally {

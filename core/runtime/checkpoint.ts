@@ -307,9 +307,11 @@ export class CheckpointStore {
   private writeFailure(error: unknown): unknown {
     if (!(error instanceof Error)) return error;
     const elsewhere = 'or name another folder (checkpoint.dir, --checkpoint-dir)';
+    // Not writable: the fix said as for an output file (writeAccessFix: the user, or the read-only mount), one rule for both.
+    const denied = readOnlyCause(error);
     return fileSystemErrorAt(error, `checkpoint could not be written in ${this.dir}`, {
       full: `: the file system holding it is full; free room there (it holds checkpoint.keep checkpoints and the one being written, ${this.keep + 1} in all), ${elsewhere}`,
-      readOnly: `: give the process write access to it (or mount it writable), ${elsewhere}`,
+      ...(denied ? { readOnly: `: ${writeAccessFix(denied, this.dir)}, ${elsewhere}` } : {}),
     });
   }
 

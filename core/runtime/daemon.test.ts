@@ -4,6 +4,7 @@ import { createHash } from 'node:crypto';
 import fs, { appendFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import fsPromises from 'node:fs/promises';
 import { syncBuiltinESMExports } from 'node:module';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { hostname } from 'node:os';
 import { pino } from 'pino';
 import { basename, join } from 'node:path';
@@ -107,7 +108,7 @@ test('a checkpoint that cannot be written names its folder and what mends it (no
   try {
     await assert.rejects(store.write(body), (error: NodeJS.ErrnoException) => {
       assert.equal(error.code, 'EROFS');
-      assert.match(error.message, new RegExp(`^checkpoint could not be written in ${folder}: EROFS: read-only file system, open .*: give the process write access to it \\(or mount it writable\\)`));
+      assert.match(error.message, new RegExp(`^checkpoint could not be written in ${folder}: EROFS: read-only file system, open .*: mount the file system holding ${folder} read-write, or name another folder \\(checkpoint\\.dir, --checkpoint-dir\\)$`));
       return true;
     });
   } finally {
@@ -1387,7 +1388,7 @@ test('a checkpoint folder that fails every interval (remounted read-only) logs o
   }
   const said = records.filter((record) => record.level >= 40);
   assert.deepEqual(said.map((record) => [record.level, record.msg, record.failuresInRow]), [1, 2, 3].map((n) => [50, 'checkpoint failed; the previous one stays', n]), 'one line per failure');
-  for (const record of said) assert.match(record.err as string, new RegExp(`^checkpoint could not be written in ${checkpoints}: EROFS: read-only file system, open .*: give the process write access to it`));
+  for (const record of said) assert.match(record.err as string, new RegExp(`^checkpoint could not be written in ${checkpoints}: EROFS: read-only file system, open .*: mount the file system holding ${checkpoints} read-write, or name another folder`));
   const stacks = records.filter((record) => record.level === 20 && record.msg === 'checkpoint failed: the failure with its stack');
   assert.equal(stacks.length, 3, 'the stack at debug');
   assert.match((stacks[0]!.err as { stack: string }).stack, /^Error: checkpoint could not be written in .*\n\s+at /);
@@ -1512,4 +1513,110 @@ export default [defineSource({
   // Before, node found nothing left to do once read() was waiting: exit 13 (an unsettled top-level await), nothing logged.
   assert.equal(await run.stop(), 1, run.stderr);
   assert.match(run.stderr, /shutdown did not finish within shutdown_timeout; exiting 1/);
+});
+
+test("a sink whose flush does not return (a hung network mount, a service that never answers) makes /readyz 503 naming it and since when, warned once, tributary_sink_stalled_seconds rising; all clear once it returns, the run not failed (was: ready throughout)", async () => {
+  const { Daemon, defineSink } = await import('tributary');
+  // The first flush (the first checkpoint's) waits until the test lets it go; every other returns at once.
+  let letGo: (() => void) | undefined;
+  let flushes = 0;
+  const held = defineSink<Record<string, never>>({
+    name: 'held',
+    summary: 'test',
+    config: { type: 'object' },
+    create: () => ({
+      write: () => undefined,
+      flush: () => (++flushes === 1 ? new Promise<void>((resolve) => (letGo = resolve)) : Promise.resolve()),
+      close: async () => undefined,
+    }),
+  });
+  const file = join(dir, 'held.yaml');
+  writeFileSync(file, `name: held\nsources: [{type: synthetic, events: 0, rate: 200}]\nsinks: [{type: held}]\ncheckpoint: {dir: ${join(dir, 'held-checkpoints')}, interval: 100ms}\n`);
+  const records: { level: number; msg: string; stage?: string }[] = [];
+  const logger = pino({ level: 'info' }, { write: (line: string) => void records.push(JSON.parse(line) as (typeof records)[number]) });
+  const stallMs = 300;
+  const daemon = new Daemon({ targets: [file], logger, registry: registryWith(held), http: { port: 0 }, sinkStallMs: stallMs });
+  const running = daemon.run();
+  try {
+    await until(() => daemon.port !== undefined && letGo !== undefined, 'the first flush');
+    const base = `http://127.0.0.1:${daemon.port}`;
+    const readyz = async () => {
+      const response = await fetch(`${base}/readyz`);
+      return { status: response.status, body: (await response.json()) as { pipelines: { reasons: string[] }[] } };
+    };
+    const stalledSeconds = async (): Promise<number> => Number(/^tributary_sink_stalled_seconds\{pipeline="held",stage="sink-held-0"\} (\S+)$/m.exec(await (await fetch(`${base}/metrics`)).text())?.[1]);
+    let answer = await readyz();
+    assert.equal(answer.status, 200, `ready while the flush is pending less than the bound: ${JSON.stringify(answer.body)}`);
+    assert.equal(await stalledSeconds(), 0);
+    await until(async () => (answer = await readyz()).status === 503, '/readyz to say the sink is stalled');
+    const reason = /^sink-held-0: stalled: its flush has not returned since (\S+) \(over 0\.3 s\)$/.exec(answer.body.pipelines[0]!.reasons.at(-1)!);
+    assert.ok(reason, JSON.stringify(answer.body));
+    assert.ok(Date.now() - Date.parse(reason[1]!) >= stallMs, 'since when the flush began');
+    // The reason stays the same while the stall lasts; one warning for it.
+    await sleep(3 * stallMs);
+    assert.deepEqual((await readyz()).body.pipelines[0]!.reasons, answer.body.pipelines[0]!.reasons);
+    assert.ok((await stalledSeconds()) >= (4 * stallMs) / 1000);
+    const warned = records.filter((record) => record.level === 40 && /stalled/.test(record.msg));
+    assert.equal(warned.length, 1, JSON.stringify(warned));
+    assert.match(warned[0]!.msg, /^sink-held-0: stalled: its flush has not returned since \S+ \(over 0\.3 s\): the pipeline is held back until it returns/);
+    letGo!();
+    await until(async () => (await readyz()).status === 200, '/readyz to be ready again once the flush returned');
+    assert.equal(await stalledSeconds(), 0);
+    await until(() => records.some((record) => record.level === 30 && /^sink-held-0 moved again, after its flush was pending \d+\.\d s$/.test(record.msg)), 'the all clear');
+  } finally {
+    letGo?.();
+    daemon.stop('test over');
+  }
+  const { failures } = await running;
+  assert.deepEqual(failures, [], 'a stalled sink does not fail the run');
+});
+
+test("a SIGTERM whose final checkpoint cannot be written (its folder gone read-only, a sink's last flush refused) ends in one error line naming what failed and that the next start resumes from the last checkpoint written, exit 1, no stack (was: `pipeline NAME failed` with the stack); the next start does so", async (t) => {
+  const home = mkdtempSync(join(dir, 'final-checkpoint-'));
+  // A sink whose downstream refuses the flush once the stop began: the final checkpoint's flush fails.
+  const plugin = join(home, 'refuses-last.mjs');
+  writeFileSync(
+    plugin,
+    `import { defineSink } from ${JSON.stringify(join(packageRoot, 'dist', 'core', 'index.js'))};
+export default defineSink({ name: 'refuses-last', summary: 'test', config: { type: 'object' },
+  create: (_config, context) => ({ write() {}, async flush() { if (context.signal?.aborted) throw new Error('the service refused the batch'); }, close: async () => undefined }) });\n`,
+  );
+  const cases: { sinks: string; breaks: (checkpoints: string) => (() => void) | undefined; failed: string }[] = [
+    { sinks: `[{type: refuses-last}]\nplugins: [${plugin}]`, breaks: () => () => undefined, failed: 'sink-refuses-last-0 failed to flush: the service refused the batch' },
+    { sinks: '[{type: stdout, kinds: []}]', breaks: readOnlyFolder, failed: 'checkpoint could not be written in \\S+: (EROFS|EACCES)\\b.*' },
+  ];
+  for (const [index, { sinks, breaks, failed }] of cases.entries()) {
+    const checkpoints = join(home, `checkpoints-${index}`);
+    mkdirSync(checkpoints);
+    const file = join(home, `final-${index}.yaml`);
+    writeFileSync(file, `name: final\nsources: [{type: synthetic, events: 0, rate: 200}]\nsinks: ${sinks}\ncheckpoint: {dir: ${checkpoints}, interval: 100ms}\n`);
+    const run = spawnTributary(t, ['run', file, '--log-level', 'warn', '--no-progress'], { cwd: home });
+    await run.started(() => readdirSync(checkpoints).some((name) => /^checkpoint-\d+\.json$/.test(name)), 'a checkpoint written');
+    const restore = breaks(checkpoints);
+    if (restore === undefined) {
+      await run.stop();
+      t.diagnostic(cannotMakeReadOnly);
+      continue;
+    }
+    let code: number | NodeJS.Signals | null;
+    try {
+      code = await run.stop('SIGTERM');
+    } finally {
+      restore();
+    }
+    assert.equal(code, 1, run.stderr);
+    const errors = run.stderr.split('\n').filter((line) => line.startsWith('{')).map((line) => JSON.parse(line) as { level: number; code?: string; msg: string; err?: unknown }).filter((record) => record.level >= 50);
+    assert.equal(errors.length, 1, run.stderr);
+    assert.equal(errors[0]!.code, 'TRIB_ERR_FINAL_CHECKPOINT');
+    assert.equal(typeof errors[0]!.err, 'string', 'the failure without its stack');
+    const said = new RegExp(`^pipeline final stopped without its final checkpoint, which could not be written \\(${failed}\\); its next start resumes from its last checkpoint \\(#(?<sequence>\\d+)\\), reading the input since again$`).exec(errors[0]!.msg);
+    assert.ok(said, errors[0]!.msg);
+    const newest = Math.max(...readdirSync(checkpoints).flatMap((name) => /^checkpoint-(\d+)\.json$/.exec(name)?.[1] ?? []).map(Number));
+    assert.equal(Number(said.groups!.sequence), newest, 'the checkpoint it names is the last one written');
+    // The next start resumes from it.
+    const again = spawnTributary(t, ['run', file, '--log-level', 'info', '--no-progress'], { cwd: home });
+    await again.started(() => /"msg":"resuming from checkpoint"/.test(again.stderr), 'the next start to resume');
+    assert.match(again.stderr, new RegExp(`"sequence":${newest},"msg":"resuming from checkpoint"`));
+    await again.stop();
+  }
 });

@@ -14,7 +14,7 @@ import type { PluginRegistry } from '../registry.js';
 import { ConfigError, inputHandedOver, lastsForProcess, needsPerson, TributaryError, type ConfigProblem } from '../errors.js';
 import { CheckpointStore, checkpointsOf } from './checkpoint.js';
 import { OpsServerStopped, startOpsServer, type OpsServer } from './http.js';
-import { PipelineRunner, type RunStats } from './pipeline.js';
+import { PipelineRunner, type RunOptions, type RunStats } from './pipeline.js';
 import { MetricsHub, redactSecrets } from './telemetry.js';
 
 /** Pipeline files named by the user: a file, or every .yaml/.yml file in a folder. */
@@ -116,14 +116,20 @@ export interface DaemonOptions {
   lockWaitMs?: number;
   /** Exit hook for a shutdown that outlives its timeout (tests replace it). */
   onShutdownTimeout?: () => void;
+  /** See {@link RunOptions.sinkStallMs} (tests shorten it). */
+  sinkStallMs?: number;
   /** Tributary's version, exported as `tributary_build_info{version}` (a rollout's progress, which version an alert fired under). */
   version?: string;
 }
 
 export interface DaemonResult {
   runs: { name: string; stats: RunStats }[];
-  failures: { name: string; error: Error }[];
+  /** `reported`: the daemon said it in full already (a stop's final checkpoint that failed), for the command not to say it again. */
+  failures: { name: string; error: Error; reported?: true }[];
 }
+
+/** Failures the daemon logged in full as they happened (DaemonResult's `reported`). */
+const reported = new WeakSet<Error>();
 
 export class Daemon {
   readonly metrics = new MetricsHub({ defaultMetrics: true });
@@ -221,6 +227,7 @@ export class Daemon {
         // failure is `err` as its message alone here: a restart without end would repeat its stack).
         const code = error instanceof TributaryError ? { code: error.code } : {};
         if (this.stopping && inputHandedOver(error)) return this.stoppedHandingOver(index, message);
+        if (this.stopping && error instanceof TributaryError && error.code === 'TRIB_ERR_FINAL_CHECKPOINT') throw await this.finalCheckpointFailed(index, error, store, acknowledged);
         if (needsPerson(error) || lastsForProcess(error) || this.stopping || attempts === 0) throw error;
         if (Date.now() - began >= policy.resetAfterMs) inRow = 0;
         if (inRow >= attempts) {
@@ -249,6 +256,26 @@ export class Daemon {
         this.runners[index]!.stats.restarts = ++restarted;
       }
     }
+  }
+
+  /**
+   * A stop whose final checkpoint could not be written (TRIB_ERR_FINAL_CHECKPOINT): said here in one line,
+   * what failed and where the next start resumes, without the stack (was: `pipeline NAME failed` with
+   * it); the run still fails (exit 1: the stop was not clean, and a supervisor's restart resumes as said).
+   */
+  private async finalCheckpointFailed(index: number, error: TributaryError, store: CheckpointStore | undefined, acknowledged: boolean): Promise<TributaryError> {
+    const runner = this.runners[index]!;
+    const from = await restartPoint(store, acknowledged);
+    // This run's last checkpoint, or the one it resumed from: the one the next start restores, unless another process writes one first.
+    const last = runner.stats.lastCheckpoint?.sequence ?? runner.stats.resumedFrom;
+    const resumes = from === 'from its last checkpoint' && last !== undefined ? `from its last checkpoint (#${last})` : from;
+    const cause = error.cause instanceof Error ? error.cause.message : error.message;
+    this.options.logger.error(
+      { pipeline: runner.name, code: error.code, err: cause },
+      `pipeline ${runner.name} stopped without its final checkpoint, which could not be written (${cause}); its next start resumes ${resumes}, reading the input since again`,
+    );
+    reported.add(error);
+    return error;
   }
 
   /**
@@ -305,6 +332,7 @@ export class Daemon {
           ...(checkpoints ? { checkpoints } : {}),
           lockWaitMs: this.options.lockWaitMs ?? 0,
           ...(this.options.allowNonRestoredState ? { allowNonRestoredState: true } : {}),
+          ...(this.options.sinkStallMs !== undefined ? { sinkStallMs: this.options.sinkStallMs } : {}),
           runShared,
         });
       this.runners.push(runner());
@@ -384,7 +412,7 @@ export class Daemon {
     results.forEach((outcome, index) => {
       const name = this.runners[index]!.name;
       if (outcome.status === 'fulfilled') result.runs.push({ name, stats: outcome.value });
-      else result.failures.push({ name, error: outcome.reason as Error });
+      else result.failures.push({ name, error: outcome.reason as Error, ...(reported.has(outcome.reason as Error) ? { reported: true as const } : {}) });
     });
     return result;
   }

@@ -17,7 +17,7 @@ import { setImmediate } from 'node:timers/promises';
 import { Subject, Subscription, type Observable } from 'rxjs';
 import type { Logger } from 'pino';
 import { originOf, watermark, type ClickEvent, type DeadLetter, type Element, type StreamRecord, type Watermark } from '../events.js';
-import { ConfigError, formatWarning, inputHandedOver, needsPerson, pluginFailure, sharedFailure, TributaryError, type ConfigProblem, type ErrorCode } from '../errors.js';
+import { ConfigError, formatWarning, inputHandedOver, lastsForProcess, needsPerson, pluginFailure, sharedFailure, TributaryError, type ConfigProblem, type ErrorCode } from '../errors.js';
 import { durationText, formatDuration, parseDuration } from '../duration.js';
 import { composeOperators, type Emit, type StageTimer } from '../operators.js';
 import type { Clock, CommitMarks, FeatureStageChange, Gauge, Metrics, Operator, PartitionListener, PluginContext, PluginKind, Rejection, Sink, Source, SourcePosition, StageRecord } from '../plugin.js';
@@ -71,7 +71,17 @@ export interface RunOptions {
   allowNonRestoredState?: boolean;
   /** PluginContext.runShared: one map for the pipelines run together (the daemon's); the pipeline's own `shared` when absent. */
   runShared?: Map<string, unknown>;
+  /** How long a sink's write or flush may be pending before the pipeline says the sink is stalled; {@link SINK_STALL_MS} when absent (tests shorten it). */
+  sinkStallMs?: number;
 }
+
+/**
+ * How long a sink's write (the wait for its room: Sink.ready) or flush may be pending before /readyz
+ * names the sink as stalled, a warning says so and tributary_sink_stalled_seconds rises. A minute: far
+ * above a healthy sink's longest wait (a large gzip flush at a checkpoint on a loaded disk takes seconds),
+ * far below what the checkpoint-age alert needs to notice (3 intervals, then 5 minutes).
+ */
+export const SINK_STALL_MS = 60_000;
 
 export interface CheckpointInfo {
   sequence: number;
@@ -500,6 +510,35 @@ async function serialiseBody(fields: Omit<CheckpointBody, 'operators'>, taken: T
     ...(fields.stages === undefined ? {} : { stages: fields.stages }),
     ...(fields.pipelineFile === undefined ? {} : { pipelineFile: fields.pipelineFile }),
   });
+}
+
+/**
+ * A stop's final checkpoint that failed, said as such (TRIB_ERR_FINAL_CHECKPOINT: the daemon says it in one
+ * line, where the next start resumes, exit 1; was: `pipeline NAME failed: ...` with the stack). Kept as it
+ * is: a failure a person must mend (exit 2), one that lasts for the process, or one that only left uncommitted
+ * input to its next reader (a broker outage: the stop is done).
+ */
+function finalCheckpointFailure(error: unknown): unknown {
+  if (needsPerson(error) || lastsForProcess(error) || inputHandedOver(error)) return error;
+  return new TributaryError('TRIB_ERR_FINAL_CHECKPOINT', `the final checkpoint of the stop could not be written: ${(error as Error).message}`, { cause: error });
+}
+
+/** A sink's pending write or flush (PipelineRunner.awaitSink). */
+interface SinkWait {
+  what: 'write' | 'flush';
+  since: number;
+  pending: number;
+  said: boolean;
+  timer: NodeJS.Timeout | undefined;
+}
+
+/** Whether a plugin's health check says ready (or it has none); one that throws is not (readiness names it). */
+function healthy(plugin: Source | Sink): boolean {
+  try {
+    return plugin.health?.().ready ?? true;
+  } catch {
+    return false;
+  }
 }
 
 export class PipelineRunner {
@@ -1218,7 +1257,7 @@ export class PipelineRunner {
     for (const { label, sink } of this.allSinks()) {
       try {
         const flushed = sink?.flush?.();
-        if (flushed) await this.untilFailed(flushed);
+        if (flushed) await this.awaitSink(label, sink!, 'flush', flushed);
       } catch (error) {
         // Named as the sink's (a flush from a source's loop was otherwise "a source failed"); a
         // TributaryError (the run's failure, a Kafka sink's own) is passed on as it is.
@@ -1412,7 +1451,66 @@ export class PipelineRunner {
     for (const slot of this.sources) this.healthOf(slot.label, slot.source, reasons);
     // The dead-letter sink too: bad input it cannot write would fail the run (a Kafka dead-letter topic out of reach).
     for (const { label, sink } of this.allSinks()) if (sink) this.healthOf(label, sink, reasons);
+    for (const [label, wait] of this.sinkWaits) {
+      // A sink that says why it is not ready (a Kafka broker out of reach) is named by that already.
+      if (this.stalled(wait) && !reasons.some((reason) => reason.startsWith(`${label}: `))) reasons.push(this.stallReason(label, wait));
+    }
     return { ready: reasons.length === 0, reasons };
+  }
+
+  /**
+   * Sinks' writes (the wait for their room) and flushes pending now, by label: the first one's kind and
+   * start (wall clock), how many are pending (sources wait on one sink's room together), and whether
+   * the stall was said (past sinkStallMs: /readyz names it, the warning was logged).
+   */
+  private readonly sinkWaits = new Map<string, SinkWait>();
+
+  private get sinkStallMs(): number {
+    return this.options.sinkStallMs ?? SINK_STALL_MS;
+  }
+
+  /**
+   * `promise` (a sink's room, or its flush), unless the run fails first (untilFailed), timed: pending past
+   * sinkStallMs, the sink is stalled (a hung NFS mount, a FIFO whose reader stopped reading, a service
+   * that never answers) until it settles. The run goes on waiting: nothing failed, and the sink may move again.
+   */
+  private async awaitSink<T>(label: string, sink: Sink, what: SinkWait['what'], promise: Promise<T>): Promise<T> {
+    let wait = this.sinkWaits.get(label);
+    if (wait === undefined) {
+      const begun: SinkWait = { what, since: Date.now(), pending: 0, said: false, timer: undefined };
+      const check = (): void => {
+        // Not said while the sink says itself why it is not ready (a broker outage): looked at again a bound later.
+        if (!healthy(sink)) {
+          begun.timer = setTimeout(check, this.sinkStallMs).unref();
+          return;
+        }
+        begun.said = true;
+        this.logger.warn(
+          { stage: label, waiting: what, since: new Date(begun.since).toISOString() },
+          `${this.stallReason(label, begun)}: the pipeline is held back until it returns (a hung network mount, a FIFO whose reader stopped reading, a service that does not answer); /readyz says not ready meanwhile`,
+        );
+      };
+      begun.timer = setTimeout(check, this.sinkStallMs).unref();
+      this.sinkWaits.set(label, (wait = begun));
+    }
+    wait.pending++;
+    try {
+      return await this.untilFailed(promise);
+    } finally {
+      if (--wait.pending === 0) {
+        clearTimeout(wait.timer);
+        this.sinkWaits.delete(label);
+        if (wait.said) this.logger.info({ stage: label, stalledMs: Date.now() - wait.since }, `${label} moved again, after its ${wait.what} was pending ${((Date.now() - wait.since) / 1000).toFixed(1)} s`);
+      }
+    }
+  }
+
+  private stalled(wait: SinkWait): boolean {
+    return Date.now() - wait.since >= this.sinkStallMs;
+  }
+
+  private stallReason(label: string, wait: SinkWait): string {
+    return `${label}: stalled: its ${wait.what} has not returned since ${new Date(wait.since).toISOString()} (over ${this.sinkStallMs / 1000} s)`;
   }
 
   /** Plugins whose health() threw, logged once each (/readyz may be probed every few seconds). */
@@ -1447,10 +1545,10 @@ export class PipelineRunner {
     if (this.heapAboveBudget()) await this.waitForHeap();
     for (const slot of this.sinks) {
       const ready = slot.sink.ready?.();
-      if (ready) await this.untilFailed(pluginReady('TRIB_ERR_SINK', slot.label, ready));
+      if (ready) await this.awaitSink(slot.label, slot.sink, 'write', pluginReady('TRIB_ERR_SINK', slot.label, ready));
     }
     const deadReady = this.deadLetterSink.ready?.();
-    if (deadReady) await this.untilFailed(pluginReady('TRIB_ERR_SINK', 'the dead-letter sink', deadReady));
+    if (deadReady) await this.awaitSink('the dead-letter sink', this.deadLetterSink, 'write', pluginReady('TRIB_ERR_SINK', 'the dead-letter sink', deadReady));
     for (const { label, operator } of this.operators) {
       const ready = operator.ready?.();
       if (ready) await this.untilFailed(pluginReady('TRIB_ERR_STAGE', label, ready));
@@ -2268,6 +2366,14 @@ export class PipelineRunner {
       this.options.checkpoints ? (this.failingCheckpoints?.inRow ?? 0) : NaN,
     );
     metrics.observe('checkpoint_bytes', 'Size of the last checkpoint.', labels, () => this.stats.lastCheckpoint?.bytes ?? NaN);
+    for (const { label } of this.allSinks()) {
+      // The dead-letter sink by its plugin's label (as its own series are), not by how /readyz says it.
+      const stage = label === 'the dead-letter sink' ? entryLabel('dead-letter', this.loaded.deadLetter.entry, 0) : label;
+      metrics.observe('sink_stalled_seconds', "Seconds the sink's pending write or flush has not returned, once it is stalled (pending over a minute: /readyz names it); 0 while it moves.", { pipeline: this.name, stage }, () => {
+        const wait = this.sinkWaits.get(label);
+        return wait !== undefined && this.stalled(wait) ? (Date.now() - wait.since) / 1000 : 0;
+      });
+    }
     this.checkpointSeconds = metrics.scoped(labels).histogram('checkpoint_duration_seconds', 'Time to take and write one checkpoint.', [0.01, 0.05, 0.1, 0.5, 1, 2, 5, 10]);
     this.checkpointHeldSeconds = metrics
       .scoped(labels)
@@ -2495,7 +2601,9 @@ export class PipelineRunner {
       // sessions and the models' pending batches; see Operator.snapshot): what a stage emitted as its
       // input completed is flushed and committed with it, and gone from the state it saves. Taken
       // before, that state still held those records, and a restart from it wrote them again.
-      await this.checkpoint();
+      await this.checkpoint().catch((error: unknown) => {
+        throw stopped ? finalCheckpointFailure(error) : error;
+      });
       const committing = this.sources.filter((slot) => slot.source.commit);
       for (const slot of committing) await this.commitSource(slot);
       // Neither flushed the sinks (no checkpoints, no source that commits: a backtest, a file): what

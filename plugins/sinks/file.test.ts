@@ -201,6 +201,41 @@ test('a FIFO without a reader: the start waits for one, and a stop while it wait
   });
 });
 
+test("a daemon whose FIFO output has no reader yet says so: /readyz 503 naming the FIFO (was: only `starting`), and SIGTERM still ends it, exit 0, nothing read", async (t) => {
+  const fifo = join(dir, 'unread.fifo');
+  execFileSync('mkfifo', [fifo]);
+  // Should a regression leave an open blocked in libuv's pool, release it so this test file can exit.
+  after(() => closeSync(openSync(fifo, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK)));
+  const file = join(dir, 'unread.yaml');
+  writeFileSync(file, `name: unread\nsources: [{type: synthetic, events: 100}]\nsinks: [{type: file, path: ${fifo}}]\n`);
+  const run = spawnTributary(t, ['run', file, '--http-port', '0', '--log-level', 'debug']);
+  await run.started(() => run.stderr.includes('file sink: opening the FIFO, which waits for a reader'), 'the wait for a reader');
+  const port = /"port":(\d+)/.exec(run.stderr)![1];
+  const response = await fetch(`http://127.0.0.1:${port}/readyz`);
+  assert.equal(response.status, 503);
+  const { pipelines } = (await response.json()) as { pipelines: { reasons: string[] }[] };
+  assert.deepEqual(pipelines[0]!.reasons.slice(0, 1), ['starting']);
+  assert.match(pipelines[0]!.reasons[1] ?? '', new RegExp(`^sink-file-0: waiting for a reader of FIFO ${fifo} \\(since \\d{4}-\\d\\d-\\d\\dT[\\d:.]+Z\\)$`), JSON.stringify(pipelines));
+  assert.equal(await run.stop('SIGTERM'), 0, run.stderr);
+  assert.equal(runSummaries(run.stderr)[0]!.eventsIn, 0);
+});
+
+test('a FIFO output this process may not write stops the run for a person at once, as a regular file does (TRIB_ERR_OUTPUT_UNWRITABLE, exit 2, naming the FIFO, the errno and the fix; was: 10 restarts, then exit 1)', (t) => {
+  const fifo = join(dir, 'refused.fifo');
+  execFileSync('mkfifo', ['-m', '0444', fifo]);
+  const file = join(dir, 'refused.yaml');
+  writeFileSync(file, `name: refused\nsources: [{type: synthetic, events: 100}]\nsinks: [{type: file, path: ${fifo}}]\ncheckpoint: {dir: ${join(dir, 'refused-checkpoints')}}\nsettings: {restart: {backoff: 1ms, max_backoff: 1ms}}\n`);
+  // Root writes whatever the mode bits say: run without the capability that lets it (setpriv, util-linux).
+  const asRoot = process.getuid?.() === 0;
+  if (asRoot && spawnSync('setpriv', ['--version']).status !== 0) return t.skip('runs as root, whom mode bits do not stop, and setpriv (util-linux) is not installed to drop CAP_DAC_OVERRIDE');
+  const [command, args] = asRoot ? ['setpriv', ['--bounding-set=-dac_override,-dac_read_search', process.execPath, cli]] : [process.execPath, [cli]];
+  const run = spawnSync(command, [...args, 'run', file, '--log-level', 'warn', '--no-progress'], { encoding: 'utf8', timeout: 120_000 });
+  assert.equal(run.status, 2, run.stderr);
+  const records = run.stderr.split('\n').filter((line) => line.startsWith('{')).map((line) => JSON.parse(line) as { level: number; code?: string; msg: string });
+  assert.deepEqual(records.map((record) => [record.level, record.code]), [[50, 'TRIB_ERR_OUTPUT_UNWRITABLE']], run.stderr);
+  assert.match(records[0]!.msg, new RegExp(`${fifo} cannot be opened to write \\(EACCES: .*\\): make ${fifo} writable by user \\S+ \\(uid \\d+\\)$`));
+});
+
 test("a FIFO whose reader goes away fails the run as the sink's broken pipe, named (TRIB_ERR_SINK)", async () => {
   const fifo = join(dir, 'gone.fifo');
   execFileSync('mkfifo', [fifo]);
