@@ -64,6 +64,8 @@ export interface RunOptions {
   lockWaitMs?: number;
   /** Sets {@link PluginContext.replay}: the input is replayed from files (a backtest). */
   replay?: boolean;
+  /** Sets {@link PluginContext.replaySaveDir} (with `replay`): where the stages save what they learnt. */
+  replaySaveDir?: string;
   /**
    * Resume from a checkpoint that holds state no stage takes (a stage was removed or moved), dropping
    * that state. Without it such a checkpoint is an error (TRIB_ERR_CHECKPOINT), as in Flink.
@@ -636,7 +638,7 @@ export class PipelineRunner {
       batchSize: this.batchSize,
       commitIntervalMs: this.options.checkpoints?.intervalMs ?? this.commitInterval,
       resuming: this.resuming,
-      ...(this.options.replay ? { replay: true } : {}),
+      ...(this.options.replay ? { replay: true, ...(this.options.replaySaveDir !== undefined ? { replaySaveDir: this.options.replaySaveDir } : {}) } : {}),
       ...(wm ? { watermark: wm } : {}),
       shared: this.shared,
       sharedLogger: (name) => this.logger.child({ shared: name }),
