@@ -403,6 +403,8 @@ export type ModelMetrics = {
   warmStart: WarmStart | null;
   /** The config field that, false, starts it cold (`checkpoint.warm_start`); absent for a custom model. */
   warmStartSetting?: string;
+  /** The file the model is saved to at close (a backtest's: in its report folder), for a run to warm-start from; null where it is saved nowhere (a custom model, no `checkpoint` in a run, no model built: no feature vector came). */
+  modelFile: string | null;
   /** Why its AUC is null or measures nothing learnt; null where there is nothing to say. */
   scoreReason: string | null;
   /** What its scores do not show by themselves. */

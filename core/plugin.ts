@@ -153,6 +153,12 @@ export interface PluginContext {
    * outputs on every run.
    */
   readonly replay?: boolean;
+  /**
+   * Replays only (`tributary backtest`): the folder where a stage that keeps state in a file of its own in a run (a
+   * model file) writes it at close instead, under the name it has there (the backtest's `REPORT/models/`), so a run
+   * can start from what the replay learnt while the file of a live run is left alone. Undefined otherwise.
+   */
+  readonly replaySaveDir?: string;
   /** Largest batch a source should yield (the pipeline's `settings.max_in_flight`). */
   readonly batchSize: number;
   /**

@@ -58,7 +58,7 @@ sinks:
     deadLetters: number;
     models: Record<string, Record<string, number>>;
   };
-  assert.deepEqual(Object.keys(metrics), ['events', 'deadLetters', 'models']);
+  assert.deepEqual(Object.keys(metrics), ['events', 'deadLetters', 'models', 'modelFiles']);
   assert.equal(metrics.events, 6000);
   assert.equal(metrics.deadLetters, 1);
   assert.deepEqual(Object.keys(metrics.models).sort(), ['churn-lr', 'intent-lr']);
@@ -378,7 +378,7 @@ sinks: [{ type: file, path: predictions.jsonl, kinds: [prediction] }]
     'the page names the model, its file, and the field that starts it cold, as its record says it',
   );
   const metrics = JSON.parse(readFileSync(join(dir, 'warm', 'metrics.json'), 'utf8')) as { models: Record<string, object>; warmStarts?: unknown };
-  assert.deepEqual(Object.keys(metrics), ['events', 'deadLetters', 'models', 'warmStarts'], 'metrics.json: its fields as before, warmStarts added');
+  assert.deepEqual(Object.keys(metrics), ['events', 'deadLetters', 'models', 'warmStarts', 'modelFiles'], 'metrics.json: its fields as before, warmStarts added');
   assert.deepEqual(Object.keys(metrics.models['intent-lr']!), ['auc', 'logloss', 'brier', 'n', 'positives', 'lastWindow', 'calibrationError'], 'each model as before');
   assert.deepEqual(metrics.warmStarts, { 'intent-lr': { file: saved, steps } }, 'metrics.json names the warm-started model as the result does');
   // Cold: nothing said, nothing in the page.
@@ -386,7 +386,7 @@ sinks: [{ type: file, path: predictions.jsonl, kinds: [prediction] }]
   assert.equal(cold.status, 0, cold.stderr);
   assert.deepEqual(records(cold.stderr).filter((entry) => entry.level >= 40 && /warm start/.test(entry.msg)), []);
   assert.equal(backtestResults(cold.stderr)[0]!.warmStarts, undefined);
-  assert.deepEqual(Object.keys(JSON.parse(readFileSync(join(dir, 'cold', 'metrics.json'), 'utf8')) as object), ['events', 'deadLetters', 'models'], 'cold: metrics.json as before');
+  assert.deepEqual(Object.keys(JSON.parse(readFileSync(join(dir, 'cold', 'metrics.json'), 'utf8')) as object), ['events', 'deadLetters', 'models', 'modelFiles'], 'cold: metrics.json as before');
   assert.doesNotMatch(readFileSync(join(dir, 'cold', 'report.html'), 'utf8'), /id="warm-start"/);
 });
 
@@ -923,4 +923,55 @@ test("backtest --lock-wait: an output file another host's process writes (its lo
   const bad = spawnSync(process.execPath, [main, 'backtest', 'p.yaml', '--input', data, '--lock-wait', '5 parsecs'], { encoding: 'utf8', cwd: dir });
   assert.equal(bad.status, 2, bad.stderr);
   assert.match(bad.stderr, /--lock-wait 5 parsecs: not a duration/);
+});
+
+test("backtest saves the models it learnt to REPORT/models/NAME.model.json (metrics.json's modelFiles, relative to it; the result's, absolute), never to a model's own checkpoint.dir; a run with the file copied there warm-starts from it, its versions going on from the backtest's steps; a --report whose models/ is that checkpoint.dir is refused (was: no model saved, nothing for a run to start from)", (t) => {
+  const dir = tempFolder(t, 'backtest-deploy');
+  writeFileSync(join(dir, 'history.jsonl'), `${shopperLines(5, 80, 2000).join('\n')}\n`);
+  writeFileSync(join(dir, 'live.jsonl'), `${shopperLines(6, 80, 500).join('\n')}\n`);
+  const pipeline = join(dir, 'pipeline.yaml');
+  writeFileSync(
+    pipeline,
+    `name: shop
+sources: [{ type: file, path: live.jsonl, mapping: { time_format: epoch_ms } }]
+stages:
+  - { type: sessionizer, gap: 30m }
+  - { type: session-features }
+  - { type: intent-model, name: intent-lr, backend: cpu, batch: { max_size: 64 }, checkpoint: { dir: models } }
+  - { type: churn-model, name: churn-lr, backend: cpu, horizon: 1d, batch: { max_size: 64 } }
+sinks: [{ type: file, path: predictions.jsonl, kinds: [prediction] }]
+`,
+  );
+  const report = join(dir, 'report');
+  const backtest = spawnSync(process.execPath, [main, 'backtest', pipeline, '--input', join(dir, 'history.jsonl'), '--report', report, '--log-level', 'warn'], { encoding: 'utf8', cwd: dir });
+  assert.equal(backtest.status, 0, backtest.stderr);
+  const metrics = JSON.parse(readFileSync(join(report, 'metrics.json'), 'utf8')) as { modelFiles?: Record<string, string> };
+  // Every model is saved, with or without a checkpoint section of its own (a live pipeline may add one).
+  assert.deepEqual(metrics.modelFiles, { 'intent-lr': 'models/intent-lr.model.json', 'churn-lr': 'models/churn-lr.model.json' });
+  assert.deepEqual(backtestResults(backtest.stderr)[0]!.modelFiles, { 'intent-lr': join(report, 'models', 'intent-lr.model.json'), 'churn-lr': join(report, 'models', 'churn-lr.model.json') });
+  assert.ok(readFileSync(join(report, 'report.html'), 'utf8').includes('<li>model <code>intent-lr</code>: <code>models/intent-lr.model.json</code></li>'), 'the page lists the saved files');
+  assert.ok(!existsSync(join(dir, 'models')), "the model's own checkpoint.dir is left alone");
+  const saved = JSON.parse(readFileSync(join(report, 'models', 'intent-lr.model.json'), 'utf8')) as { format: number; pipeline: string; learnSteps: number; features: string[]; stages: unknown[] };
+  assert.equal(saved.format, 1);
+  assert.equal(saved.pipeline, 'shop');
+  assert.ok(saved.learnSteps > 0 && saved.features.length > 0 && saved.stages.length === 2, JSON.stringify({ ...saved, model: undefined, normaliser: undefined }));
+
+  // Deployed: the file copied into the model's checkpoint.dir before the run's first start.
+  mkdirSync(join(dir, 'models'));
+  copyFileSync(join(report, 'models', 'intent-lr.model.json'), join(dir, 'models', 'intent-lr.model.json'));
+  const live = spawnSync(process.execPath, [main, 'run', pipeline, '--log-level', 'info'], { encoding: 'utf8', cwd: dir });
+  assert.equal(live.status, 0, live.stderr);
+  const logged = records(live.stderr) as { level: number; msg: string; file?: string; steps?: number }[];
+  const warm = logged.find((entry) => entry.file === join(dir, 'models', 'intent-lr.model.json') && /warm start/.test(entry.msg));
+  assert.equal(warm?.msg, `model intent-lr: warm start from ${join(dir, 'models', 'intent-lr.model.json')} (${saved.learnSteps} learning steps; saved over at close)`, live.stderr);
+  assert.deepEqual(logged.filter((entry) => entry.level >= 40 && /model intent-lr/.test(entry.msg)), [], 'the same pipeline file saved it: nothing to warn of');
+  const first = readFileSync(join(dir, 'predictions.jsonl'), 'utf8').split('\n').map((line) => JSON.parse(line || '{}') as { model?: string; modelVersion?: string }).find((p) => p.model === 'intent-lr');
+  assert.equal(first?.modelVersion, `1.${saved.learnSteps}`, "the live model's first prediction is the backtest's model's");
+
+  // A report folder whose models/ is the model's own checkpoint.dir: refused before anything runs, the file left as it was.
+  const before = readFileSync(join(dir, 'models', 'intent-lr.model.json'), 'utf8');
+  const over = spawnSync(process.execPath, [main, 'backtest', pipeline, '--input', join(dir, 'history.jsonl'), '--report', dir, '--log-level', 'warn'], { encoding: 'utf8', cwd: dir });
+  assert.equal(over.status, 2, over.stderr);
+  assert.match(over.stderr, /model intent-lr: a backtest saves its model to \S+intent-lr\.model\.json, which is this model's own file \(checkpoint\.dir\), the one a run saves and warm-starts from: the backtest would replace it\. Give --report another folder/);
+  assert.equal(readFileSync(join(dir, 'models', 'intent-lr.model.json'), 'utf8'), before);
 });

@@ -2,14 +2,15 @@
  * `tributary backtest FILE --input DATA`: replays DATA through the pipeline with its source (it must
  * have one only) replaced by a `file` source (keeping that source's mapping, CSV and watermark config),
  * without scale_out, then writes DIR/metrics.json (a contract other tools read) and DIR/report.html
- * (self-contained plots).
+ * (self-contained plots); the model stages save the models they learnt to DIR/models/ (PluginContext.replaySaveDir),
+ * which a run warm-starts from once copied into a model's `checkpoint.dir`.
  *
  * Stages that can report (a boolean `report` field in their config schema, as the model operators
  * have) are switched to emit a `model_metrics` record at end of input, which a sink added here
  * collects. Nothing else in the runtime knows about backtests.
  */
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
+import { dirname, join, relative, resolve } from 'node:path';
 import { createRequire } from 'node:module';
 import cliProgress from 'cli-progress';
 import type { LevelWithSilent } from 'pino';
@@ -68,6 +69,11 @@ export interface BacktestMetrics {
   models: Record<string, BacktestModelMetrics>;
   /** The models that started from a saved model (their scores may count data they learnt), by name; absent: none did. */
   warmStarts?: Record<string, WarmStart>;
+  /**
+   * The model files the backtest saved, which a run warm-starts from, by model name, relative to the report folder
+   * (`models/NAME.model.json`: the same on every run, wherever the folder is); absent: none saved.
+   */
+  modelFiles?: Record<string, string>;
 }
 
 /** A backtest's result as one log record, where the logs are JSON lines (beside the run's summary record). */
@@ -79,6 +85,8 @@ export interface BacktestResultRecord {
   reportFile: string;
   /** As in metrics.json. */
   warmStarts?: BacktestMetrics['warmStarts'];
+  /** As in metrics.json, each an absolute path. */
+  modelFiles?: BacktestMetrics['modelFiles'];
   /** What the scores do not show by themselves, by model, as its `model_metrics` record says (`scoreNotes`); absent: nothing to say. */
   notes?: Record<string, string[]>;
 }
@@ -105,6 +113,8 @@ interface ModelReport extends StreamRecord {
   timelineWindow?: { labels: number; firstPointAt: number; setting: string };
   /** The boolean config field that, false, starts the model cold (the built-in models' `checkpoint.warm_start`), said where it warm-started; absent from a plugin that does not say. */
   warmStartSetting?: string;
+  /** The file the model is saved to at close (in a backtest, under the report folder); null or absent: none. */
+  modelFile?: string | null;
 }
 
 /** What a model's report says its scores do not show by themselves (its `scoreReason` and `scoreNotes`, as the model stage says them). */
@@ -131,7 +141,8 @@ function warmStartsOf(reports: readonly StreamRecord[]): [string, WarmStart][] {
   });
 }
 
-export function backtestMetrics(stats: RunStats, reports: readonly ModelReport[]): BacktestMetrics {
+/** metrics.json of a run's stats and its models' reports; `dir`: the report folder, which the model files' paths are made relative to. */
+export function backtestMetrics(stats: RunStats, reports: readonly ModelReport[], dir?: string): BacktestMetrics {
   // Entries defined, not assigned: a model named `__proto__` is a key like any other.
   const models: BacktestMetrics['models'] = Object.fromEntries(
     reports.map((report) => {
@@ -141,7 +152,14 @@ export function backtestMetrics(stats: RunStats, reports: readonly ModelReport[]
     }),
   );
   const warmStarts = warmStartsOf(reports);
-  return { events: stats.eventsIn, deadLetters: stats.deadLettered, models, ...(warmStarts.length > 0 ? { warmStarts: Object.fromEntries(warmStarts) } : {}) };
+  const modelFiles = reports.flatMap((report) => (typeof report.modelFile === 'string' ? [[report.model, dir === undefined ? report.modelFile : relative(dir, report.modelFile)] as [string, string]] : []));
+  return {
+    events: stats.eventsIn,
+    deadLetters: stats.deadLettered,
+    models,
+    ...(warmStarts.length > 0 ? { warmStarts: Object.fromEntries(warmStarts) } : {}),
+    ...(modelFiles.length > 0 ? { modelFiles: Object.fromEntries(modelFiles) } : {}),
+  };
 }
 
 /** The last window's figures of a report that has them (its summary's `window`; its size from `timelineWindow`), as metrics.json keeps them. */
@@ -261,7 +279,9 @@ export async function runBacktestCommand(options: BacktestCommandOptions): Promi
   loaded.sinks.push({ plugin: capture, entry: { type: 'backtest-capture', label: 'backtest-capture' }, path: '$.backtest', internal: true });
 
   // A replay: plugins decide from the data alone, so the same input gives the same metrics.
-  const runner = new PipelineRunner(loaded, { logger, replay: true, ...(options.lockWaitMs ? { lockWaitMs: options.lockWaitMs } : {}) });
+  // The models it learnt are saved in the report folder (models/NAME.model.json, at the end), with the scores they earned,
+  // for a run to warm-start from (docs/operations.md, From a backtest to a live model); their own files are left alone.
+  const runner = new PipelineRunner(loaded, { logger, replay: true, replaySaveDir: join(dir, 'models'), ...(options.lockWaitMs ? { lockWaitMs: options.lockWaitMs } : {}) });
   let bar: cliProgress.SingleBar | undefined;
   let timer: NodeJS.Timeout | undefined;
   let stopProgressRecords: (() => void) | undefined;
@@ -310,7 +330,7 @@ export async function runBacktestCommand(options: BacktestCommandOptions): Promi
       bar.stop();
     }
   }
-  const metrics = backtestMetrics(stats, reports);
+  const metrics = backtestMetrics(stats, reports, dir);
   mkdirSync(dir, { recursive: true });
   writeFileSync(join(dir, 'metrics.json'), `${JSON.stringify(metrics, null, 2)}\n`);
   const notesOf = new Map(reports.map((report) => [report.model, scoreNotesOf(report)]));
@@ -326,6 +346,7 @@ export async function runBacktestCommand(options: BacktestCommandOptions): Promi
     metricsFile: join(dir, 'metrics.json'),
     reportFile: join(dir, 'report.html'),
     ...(metrics.warmStarts ? { warmStarts: metrics.warmStarts } : {}),
+    ...(metrics.modelFiles ? { modelFiles: Object.fromEntries(Object.entries(metrics.modelFiles).map(([model, file]) => [model, resolve(dir, file)])) } : {}),
     ...(notes.length > 0 ? { notes: Object.fromEntries(notes) } : {}),
   };
   const warmOf = new Map(Object.entries(metrics.warmStarts ?? {}));
@@ -336,6 +357,8 @@ export async function runBacktestCommand(options: BacktestCommandOptions): Promi
       process.stderr.write(`  model ${name}: AUC ${scoreText(m.auc)}  log loss ${scoreText(m.logloss)}  Brier ${scoreText(m.brier)}  labels ${m.n} (${m.positives} positive)${warm ? `  (warm start from ${warm.file})` : ''}\n`);
       for (const line of figureLines(m)) process.stderr.write(`    ${line}\n`);
       for (const note of notesOf.get(name)?.notes ?? []) process.stderr.write(`    ${note}\n`);
+      const saved = result.modelFiles?.[name];
+      if (saved !== undefined) process.stderr.write(`    saved: ${saved}\n`);
     }
     process.stderr.write(`${reportLine}\n`);
   } else {
@@ -424,6 +447,14 @@ function nowAndCalibrationHtml(metrics: BacktestMetrics, reports: readonly Strea
 `;
 }
 
+/** The model files the backtest saved, which a run warm-starts from (nothing where none was saved). */
+function savedHtml(metrics: BacktestMetrics): string {
+  const files = Object.entries(metrics.modelFiles ?? {});
+  if (files.length === 0) return '';
+  const items = files.map(([model, file]) => `<li>model <code>${escapeHtml(model)}</code>: <code>${escapeHtml(file)}</code></li>`).join('');
+  return `<div id="model-files"><p>The models as they ended, saved in this report's folder for a run to start from (copy a file into the model stage's <code>checkpoint.dir</code> before the run's first start):</p><ul>${items}</ul></div>`;
+}
+
 /** A self-contained page: uPlot's script and CSS inlined, the data as JSON in the page. */
 export function reportHtml(name: string, input: string, metrics: BacktestMetrics, reports: readonly StreamRecord[], source?: ReportSource): string {
   const require = createRequire(import.meta.url);
@@ -460,6 +491,7 @@ body{font-family:system-ui,sans-serif;margin:2em;color:#222}h2{margin-top:2em}ta
 <body><h1>Backtest: ${escapeHtml(name)}</h1>
 <p>Input: <code>${escapeHtml(input)}</code>${source ? ` (${source.input.bytes} bytes, modified ${escapeHtml(source.input.modified)})` : ''}. Events: ${metrics.events}, dead letters: ${metrics.deadLetters}. Scores are prequential: each label is scored against the prediction made before it was known.</p>
 ${source ? sourceHtml(source) : ''}
+${savedHtml(metrics)}
 ${warmNote}
 ${notesNote}
 <table id="summary"><tr><th>model</th><th>start</th><th>task</th><th>kind</th><th>AUC</th><th>log loss</th><th>Brier</th><th>labels</th><th>positives</th><th>base rate</th></tr></table>

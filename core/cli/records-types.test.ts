@@ -29,7 +29,7 @@ const typed = {
   } satisfies FieldPresence<ModelDrift>,
   model_metrics: {
     kind: 'always', model: 'always', task: 'always', kind_of_model: 'always', backend: 'always', features: 'always', summary: 'always', calibration: 'always',
-    calibrationError: 'always', roc: 'always', timeline: 'always', timelineWindow: 'always', counts: 'always', warmStart: 'always', warmStartSetting: 'optional',
+    calibrationError: 'always', roc: 'always', timeline: 'always', timelineWindow: 'always', counts: 'always', warmStart: 'always', warmStartSetting: 'optional', modelFile: 'always',
     skippedFeatureValues: 'always', scoreReason: 'always', scoreNotes: 'always',
   } satisfies FieldPresence<ModelMetrics>,
   dead_letter: {

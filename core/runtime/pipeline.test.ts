@@ -2951,6 +2951,34 @@ test('state under a label set in the file that no stage has now (the label edite
   });
 });
 
+test('a rollback of the pipeline file to before a stage was edited and relabelled: the refusal names the stage likely renamed and, its state saved under other settings, what they were and the ways that drop it or go back (was: only the label, whose restore then refused the state that does not fit)', async (t) => {
+  const baseDir = tempFolder(t, 'rolled-back');
+  const yaml = (events: number, userFeatures: string): string =>
+    `name: shop\nsources: [{type: synthetic, users: 20, events: ${events}, seed: 3}]\n` +
+    `stages:\n  - {type: sessionizer}\n  - {type: session-features}\n  - ${userFeatures}\n  - {type: intent-model, name: intent, model: {kind: logistic}}\n` +
+    `sinks: [{type: memory, kinds: [prediction]}]\ncheckpoint: { dir: cp }\n`;
+  // The edited pipeline (a horizon added, the stage relabelled to start it afresh) wrote the newest checkpoint.
+  await runYaml(yaml(200, '{type: user-features, label: uf-30d, horizons: [1d, 30d]}'), { baseDir });
+  // The previous file again: its user-features under its default label, horizons as they were.
+  await assert.rejects(runYaml(yaml(300, '{type: user-features, horizons: [1d]}'), { baseDir }), (error: TributaryError) => {
+    assert.equal(error.code, 'TRIB_ERR_CHECKPOINT');
+    assert.ok(
+      error.message.includes(
+        `The state of uf-30d is likely that of stage-user-features-2 (${join(baseDir, 'pipeline.yaml')}:6:5, $.stages[2], user-features): set \`label: uf-30d\` on it to resume it. ` +
+          'Its state was saved under other settings (horizons: ["1d","30d"] -> ["1d"]): where it does not fit them (after a rollback of the pipeline file to before that stage was edited), ' +
+          '--allow-non-restored-state drops it and that stage starts afresh, the others resuming; or restore the checkpoint folder copied before the edit.',
+      ),
+      error.message,
+    );
+    return true;
+  });
+  // Relabelled only (the settings the same): no such note.
+  await assert.rejects(runYaml(yaml(300, '{type: user-features, horizons: [1d, 30d]}'), { baseDir }), (error: TributaryError) => {
+    assert.ok(error.message.includes('set `label: uf-30d` on it to resume it. Undo'), error.message);
+    return true;
+  });
+});
+
 test("a checkpoint's record of its stages holds no secret of a stage's config (a user's enrichment stage with an API token)", async (t) => {
   const dir = tempFolder(t, 'stage-secrets');
   const enrich = defineOperator<{ api_token: string; region: string }>({

@@ -64,6 +64,8 @@ export interface RunOptions {
   lockWaitMs?: number;
   /** Sets {@link PluginContext.replay}: the input is replayed from files (a backtest). */
   replay?: boolean;
+  /** Sets {@link PluginContext.replaySaveDir} (with `replay`): where the stages save what they learnt. */
+  replaySaveDir?: string;
   /**
    * Resume from a checkpoint that holds state no stage takes (a stage was removed or moved), dropping
    * that state. Without it such a checkpoint is an error (TRIB_ERR_CHECKPOINT), as in Flink.
@@ -675,7 +677,7 @@ export class PipelineRunner {
       batchSize: this.batchSize,
       commitIntervalMs: this.options.checkpoints?.intervalMs ?? this.commitInterval,
       resuming: this.resuming,
-      ...(this.options.replay ? { replay: true } : {}),
+      ...(this.options.replay ? { replay: true, ...(this.options.replaySaveDir !== undefined ? { replaySaveDir: this.options.replaySaveDir } : {}) } : {}),
       ...(wm ? { watermark: wm } : {}),
       shared: this.shared,
       sharedLogger: (name) => this.logger.child({ shared: name }),
@@ -2194,14 +2196,23 @@ export class PipelineRunner {
    */
   private renamedStageHint(orphan: string, labels: ReadonlySet<string>, saved: Record<string, unknown>, savedStages?: readonly CheckpointStage[]): string {
     // A label set in the file tells no type; the checkpoint's record of its stages does (checkpoints since 2026-12-07).
-    const type = recordedStages(savedStages)?.find((stage) => stage.label === orphan)?.type ?? /^stage-(.+)-\d+$/.exec(orphan)?.[1];
+    const record = recordedStages(savedStages)?.find((stage) => stage.label === orphan);
+    const type = record?.type ?? /^stage-(.+)-\d+$/.exec(orphan)?.[1];
     if (type === undefined) return '';
     const candidates = this.loaded.stages
       .map((resolved, i) => ({ resolved, label: entryLabel('stage', resolved.entry, i) }))
       .filter(({ resolved, label }) => resolved.entry.type === type && labels.has(label) && saved[label] === undefined);
     if (candidates.length === 0) return `No ${type} stage is left to take the state of ${orphan}. `;
     const where = candidates.map(({ label }) => `${label}${this.stageWhere(label)}`).join(' or ');
-    return `The state of ${orphan} is likely that of ${where}: set \`label: ${orphan}\` on it to resume it. `;
+    // Saved under other settings (a rollback of the pipeline file to before a stage was edited and relabelled): the label
+    // alone may not resume it (its restore refuses state that does not fit), so the way that drops it is said at once.
+    const now = candidates.length === 1 ? this.checkpointStages.find((stage) => stage.label === candidates[0]!.label) : undefined;
+    const differences = record === undefined || now === undefined ? [] : configDifferences(record.config, now.config);
+    const otherwise =
+      differences.length === 0
+        ? ''
+        : ` Its state was saved under other settings (${differences.join(', ')}): where it does not fit them (after a rollback of the pipeline file to before that stage was edited), --allow-non-restored-state drops it and that stage starts afresh, the others resuming; or restore the checkpoint folder copied before the edit.`;
+    return `The state of ${orphan} is likely that of ${where}: set \`label: ${orphan}\` on it to resume it.${otherwise} `;
   }
 
   /** The newest intact checkpoint, read before the plugins are made: with one, the run resumes (sinks append). */

@@ -523,7 +523,8 @@ export class OnlineLearner {
     this.backendInfo.set({ backend: this.backend.backend }, 1);
     this.gauges.learningRate.set(this.config.optimizer.learning_rate);
     const file = this.checkpointFile();
-    if (file && this.context.replay) this.context.logger.info({ file }, `model ${this.name}: replayed input: the model is not saved to ${file} (it is read to warm-start, if there)`);
+    if (this.context.replay) this.refuseReplaySaveOverOwnFile(file);
+    if (file && this.context.replay) this.context.logger.info({ file, savedTo: this.saveFile() }, `model ${this.name}: replayed input: the model is not saved to ${file} (it is read to warm-start, if there)${this.saveFile() === undefined ? '' : `; it is saved to ${this.saveFile()!} at the end`}`);
     // Before the file is read: a run that saves it owns it until it closes.
     if (file && !this.context.replay) await this.lockModelFile(file);
     try {
@@ -533,6 +534,20 @@ export class OnlineLearner {
       this.releaseModelFile();
       throw error;
     }
+  }
+
+  /**
+   * A replay saves its model to its own folder (saveFile) so as never to replace a run's model file: one whose folder
+   * is the model's `checkpoint.dir` (a backtest's report folder named so that its `models/` is it) is refused before
+   * anything runs (exit 2), or the backtest would replace the live model it promises to leave alone.
+   */
+  private refuseReplaySaveOverOwnFile(own: string | undefined): void {
+    const saveTo = this.saveFile();
+    if (own === undefined || saveTo === undefined || resolve(own) !== resolve(saveTo)) return;
+    throw new TributaryError(
+      'TRIB_ERR_CHECKPOINT',
+      `model ${this.name}: a backtest saves its model to ${saveTo}, which is this model's own file (checkpoint.dir), the one a run saves and warm-starts from: the backtest would replace it. Give --report another folder`,
+    );
   }
 
   /** Warm-starts from the model file `file` when there and asked; says whose model it replaces at close. */
@@ -677,7 +692,8 @@ export class OnlineLearner {
       'TRIB_ERR_CHECKPOINT',
       `model ${this.name}: cannot warm-start from ${file}${other === undefined ? '' : ` (saved by ${other})`}: the stages before the model make its features otherwise than when it was saved (${changes.map((change) => change.text).join('; ')}), ` +
         'so the weights it learnt would be applied to other values under the same feature names. The file is left as it was: undo the change to warm-start from it, ' +
-        'or move it away (or set checkpoint.warm_start: false, which replaces it at close) to start afresh',
+        'or move it away (or set checkpoint.warm_start: false, which replaces it at close) to start afresh, ' +
+        'or backtest the pipeline as it is now and copy the model it saves (REPORT/models/) in its place to start from one learnt on these features',
     );
   }
 
@@ -699,6 +715,18 @@ export class OnlineLearner {
   private checkpointFile(): string | undefined {
     const dir = this.config.checkpoint?.dir;
     return dir ? join(resolve(this.context.baseDir, dir), `${this.name}.model.json`) : undefined;
+  }
+
+  /**
+   * The file this run saves its model to: its own (`checkpoint.dir`) in a run; in a replay (a backtest), never that
+   * one but the replay's folder's (PluginContext.replaySaveDir, whatever its `checkpoint`), so that a run can warm-start
+   * from what the backtest learnt. A custom model has no model file.
+   */
+  private saveFile(): string | undefined {
+    if (this.custom) return undefined;
+    if (!this.context.replay) return this.checkpointFile();
+    const dir = this.context.replaySaveDir;
+    return dir === undefined ? undefined : join(dir, `${this.name}.model.json`);
   }
 
   /**
@@ -815,14 +843,15 @@ export class OnlineLearner {
 
   /**
    * Writes a saved model to the checkpoint folder durably (writeFileDurably, as the pipeline's
-   * checkpoints: after a crash or power loss the file is the old model or the new one, whole). Not on
-   * replayed input (a backtest): the next backtest would warm-start from a model that learnt the
-   * data it then scores (not reproducible, and optimistic), and a live daemon's saved model in that
-   * folder would be replaced by the backtest's.
+   * checkpoints: after a crash or power loss the file is the old model or the new one, whole). On
+   * replayed input (a backtest) to the replay's folder only (saveFile), never to the model's own file: the
+   * next backtest would warm-start from a model that learnt the data it then scores (not reproducible,
+   * and optimistic), and a live daemon's saved model in that folder would be replaced by the backtest's.
    */
   private async writeModel(saved: SavedModel | null): Promise<void> {
-    const file = this.checkpointFile();
-    if (this.context.replay || !file || !saved) return;
+    // On replayed input, only at close (saveInBackground), and never to its own file (saveFile).
+    const file = this.saveFile();
+    if (!file || !saved) return;
     // Serialised before the first wait: the model goes on learning meanwhile. With the stages before the model,
     // which a warm start from the file compares with those then (refuseOtherFeatureValues).
     // With the pipeline file, which tells this pipeline from another file of its name (savedByOther).
@@ -1601,6 +1630,9 @@ export class OnlineLearner {
       warmStart: this.warmStarted,
       // The field that starts it cold, for a backtest's report to say beside a warm start (a custom model has no model file to start from).
       ...(this.custom ? {} : { warmStartSetting: 'checkpoint.warm_start' }),
+      // Where a run finds the model to warm-start from (a backtest's copy: its report lists it); none where no model was
+      // built (no feature vector came: savedModel has nothing to save).
+      modelFile: this.features === undefined || this.normaliser === undefined ? null : (this.saveFile() ?? null),
       // What the scores do not show by themselves, for a backtest to show beside them: said here, where the counts
       // and the config fields that change them are known. null and []: nothing to say.
       scoreReason: notes.reason ?? null,
