@@ -70,6 +70,7 @@ import {
   hasExactlyOnceKafkaSink,
   isBrokersDown,
   isGroupDenied,
+  isoTime,
   isTimedOut,
   isUnknownTopicOrPartition,
   librdkafkaConnection,
@@ -3088,11 +3089,6 @@ class KafkaSource {
     }
     return events;
   }
-}
-
-/** A clock reading as /readyz's reasons name a moment: ISO 8601, UTC. */
-function isoTime(ms: number): string {
-  return new Date(ms).toISOString();
 }
 
 /** A partition's id as scale_out names it (PartitionAssignment.id): its state's folder under `state_dir`. */
