@@ -267,7 +267,7 @@ test('a connection failure a config change mends (TLS against a plaintext listen
   assert.equal(warned.length, 4);
   // Once a connection succeeded, a refused one is an outage, no config mistake: no remedy, no warning at once (the source and sinks say not ready).
   fail('sasl_plaintext://127.0.0.1:44879/bootstrap: Connect to ipv4#127.0.0.1:44879 failed: Connection refused (after 0ms in state CONNECT)');
-  assert.match(failures.explain('x'), /Connection refused \(after 0ms in state CONNECT\)\); broker 127\.0\.0\.1:44879 refuses connections since /);
+  assert.match(failures.explainOutage('x'), /Connection refused \(after 0ms in state CONNECT\)\); broker 127\.0\.0\.1:44879 refuses connections since /);
   assert.equal(warned.length, 4);
 });
 
@@ -299,7 +299,8 @@ test('brokers never reached since the start, one of them a host that does not re
   // Connected once: a refused connection later is an outage, not a wrong address (no `brokers` fix in /readyz).
   failures.clear();
   fail(refused);
-  assert.ok(failures.explain('x').startsWith(`x (${refused}); broker 127.0.0.1:47001 refuses connections since `), failures.explain('x'));
+  assert.ok(failures.explainOutage('x').startsWith(`x (${refused}); broker 127.0.0.1:47001 refuses connections since `), failures.explainOutage('x'));
+  assert.equal(failures.explain('x'), `x (${refused})`, 'a failure\'s message says the cause alone');
   t.mock.timers.tick(connectionBurstMs);
   assert.equal(warned.length, 2);
   assert.match(warned[1]!.message, /^kafka broker connection refused: /);
@@ -354,7 +355,7 @@ test('a broker refusing connections after a first success: one warning per episo
     `kafka producer error: no broker is reachable (all broker connections are down): records wait in the producer; 1 broker connection failed (broker transport failure), to 2 brokers; ${refusing}; /readyz says not ready while no broker is reachable, and until a connection succeeds again further such errors are logged at debug level`,
   );
   assert.deepEqual(warned[0]!.fields.refusing, { 'b1:9092': '2026-12-07T10:00:00.000Z', 'b2:9092': '2026-12-07T10:00:00.200Z' });
-  assert.match(failures.explain('all broker connections are down'), new RegExp(`; ${refusing.replace(/[.()]/g, '\\$&')}$`));
+  assert.match(failures.explainOutage('all broker connections are down'), new RegExp(`; ${refusing.replace(/[.()]/g, '\\$&')}$`));
   // Minutes of retries: no further warning, the same since.
   for (let i = 0; i < 30; i++) {
     t.mock.timers.tick(10_000);
@@ -362,11 +363,11 @@ test('a broker refusing connections after a first success: one warning per episo
     refuse('b2:9092');
   }
   assert.equal(warned.length, 1);
-  assert.match(failures.explain('x'), /b1:9092 \(since 2026-12-07T10:00:00\.000Z\)/);
+  assert.match(failures.explainOutage('x'), /b1:9092 \(since 2026-12-07T10:00:00\.000Z\)/);
   // Back (a connection succeeded), then b2 alone refuses past a quiet minute: a new episode, warned of on its own.
   failures.clear();
   t.mock.timers.tick(refusalEpisodeGapMs);
-  assert.equal(failures.explain('x'), 'x', 'nothing refused for a minute: no broker said to refuse');
+  assert.equal(failures.explainOutage('x'), 'x', 'nothing refused for a minute: no broker said to refuse');
   refuse('b2:9092');
   t.mock.timers.tick(connectionBurstMs);
   assert.equal(warned.length, 2);

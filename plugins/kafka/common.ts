@@ -711,9 +711,18 @@ export class ConnectionFailures {
   /** `message`, with the latest connection failure's cause after it when one was logged lately, and its remedy where it has one. */
   explain(message: string): string {
     const last = this.last;
+    if (last === undefined || Date.now() - last.at > failureFreshMs) return message;
+    return `${message} (${last.text})${last.remedy === undefined ? '' : `: ${last.remedy}`}`;
+  }
+
+  /**
+   * An outage's /readyz detail: `message` explained ({@link explain}), then the brokers that refuse
+   * connections though they answered before, since when, and what the daemon does meanwhile. Not for
+   * a failure's or a stop's message, which the daemon's keeping on does not fit.
+   */
+  explainOutage(message: string): string {
     const refusals = this.refusalNews(false)?.said;
-    const fresh = last === undefined || Date.now() - last.at > failureFreshMs ? message : `${message} (${last.text})${last.remedy === undefined ? '' : `: ${last.remedy}`}`;
-    return refusals === undefined ? fresh : `${fresh}; ${refusals}`;
+    return refusals === undefined ? this.explain(message) : `${this.explain(message)}; ${refusals}`;
   }
 
   /**
@@ -916,17 +925,20 @@ export class ProducerReachability {
 
   health(): SourceHealth {
     if (this.connecting) return { ready: false, detail: this.failures.explain('connecting to the brokers') };
+    if (this.downError !== undefined) this.probe();
+    return this.downError === undefined ? { ready: true } : { ready: false, detail: this.failures.explainOutage(this.downError) };
+  }
+
+  /** Asks the brokers for metadata (at most one request in flight, one per 5 s): an answer ends the outage. */
+  private probe(): void {
     const now = Date.now();
-    if (this.downError !== undefined && !this.probing && now - this.lastProbe >= 5_000) {
-      this.probing = true;
-      this.lastProbe = now;
-      this.producer.getMetadata({ timeout: 2_000 }, (error) => {
-        this.probing = false;
-        if (!error) this.reachable();
-      });
-    }
-    const detail = this.unreachable();
-    return detail === undefined ? { ready: true } : { ready: false, detail };
+    if (this.probing || now - this.lastProbe < 5_000) return;
+    this.probing = true;
+    this.lastProbe = now;
+    this.producer.getMetadata({ timeout: 2_000 }, (error) => {
+      this.probing = false;
+      if (!error) this.reachable();
+    });
   }
 }
 
