@@ -25,7 +25,8 @@ const secretNames = new Set(secretFieldNames.map((name) => name.toLowerCase()));
 /**
  * Whether a field holds a secret: its name ends like one (`password`, librdkafka's `ssl.key.pem`,
  * `sasl.oauthbearer.config`, `sasl.username`), or its value is a private key whatever the field. The
- * one rule for logs (redactSecrets, the kafka plugin's logged client properties) and `validate --print`:
+ * one rule for logs (every line createLogger writes, the kafka plugin's logged client properties) and
+ * `validate --print` (redactSecrets):
  * the kafka plugin kept a list of its own (`sasl.username` in it), so `validate --print` showed a SASL
  * user written in `options` that its logs hid.
  */
@@ -59,7 +60,7 @@ const maxRedactedDepth = 10;
  * of 2, apart from isSecret: `sasl.username` and librdkafka's `ssl.key.pem` reached the logs that
  * `validate --print` hid, and so did a password three levels down.
  */
-export function redactLogValue(value: unknown, depth = 0): unknown {
+function redactLogValue(value: unknown, depth = 0): unknown {
   if (typeof value !== 'object' || value === null || depth >= maxRedactedDepth) return value;
   if (Array.isArray(value)) {
     let copy: unknown[] | undefined;
