@@ -9,6 +9,7 @@ import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import Kafka, { type Message } from 'node-rdkafka';
 import { daemonStarted, eventsRead, exited, kafkaBrokers, keptLog, operationsPort, startDaemon, uniqueTopic, waitFor } from './kafka/env.js';
 import { clickJson, committedSeqs, createTopic, produce, readTopic, seqRecords, values } from './kafka/client.js';
@@ -327,6 +328,66 @@ test('exactly-once: the broker stopped under a running daemon until its transact
   }
 });
 
+test('a broker that refuses connections after the daemon connected (stopped): /readyz and one warning per client say which broker refuses since when, that it was reachable before, and that the daemon keeps its state and resumes; back on its port, it does', { timeout: 300_000 }, async (t) => {
+  if (!kafkaBrokers(t)) return;
+  // Stopping a broker needs one this test owns.
+  const broker = await startNativeBroker({ partitions: 2 });
+  const input = uniqueTopic('in-refused');
+  const output = uniqueTopic('out-refused');
+  const dlq = uniqueTopic('dlq-refused');
+  const dir = mkdtempSync(join(tmpdir(), 'tributary-kafka-refused-'));
+  const log: string[] = [];
+  let daemon: ChildProcess | undefined;
+  try {
+    for (const topic of [input, output, dlq]) await createTopic(broker.brokers, topic, 2);
+    const file = join(dir, 'pipeline.yaml');
+    writeFileSync(file, pipelineYaml(input, output, dlq, 'at-least-once'));
+    daemon = startDaemon(file, broker.brokers, log, ['--log-level', 'info', '--http-port', '0']);
+    const port = await operationsPort(daemon, log);
+    // A request that fails (seen: `fetch failed` while the broker was down, on a loaded machine) is no answer
+    // yet, not the test's end: a daemon that died is caught by the waits on its output and its exit code.
+    const reasons = async (): Promise<string[]> => {
+      try {
+        const body = (await (await fetch(`http://127.0.0.1:${port}/readyz`)).json()) as { pipelines?: { reasons?: string[] }[] };
+        return body.pipelines?.flatMap((pipeline) => pipeline.reasons ?? []) ?? [];
+      } catch (error) {
+        return [`(no answer from /readyz: ${(error as Error).message})`];
+      }
+    };
+    await produce(broker.brokers, input, seqRecords(0, 200));
+    await daemonStarted(daemon, log, 'the first outputs', async () => (await committedSeqs(broker.brokers, output)).size >= 200, 200, 120_000);
+    await waitFor('ready', async () => (await reasons()).length === 0, 60_000, 200);
+    const killedAt = Date.now();
+    await broker.kill();
+    // Before: `broker unreachable: ... Connection refused ...` and the generic outage, nothing more.
+    const refusing = new RegExp(`broker ${broker.brokers.replace(/\./g, '\\.')} refuses connections since (\\S+), and it was reachable before: stopped, restarted on another port, or a firewall in between; the daemon keeps its state and resumes when it returns`);
+    await waitFor('/readyz says which broker refuses since when', async () => (await reasons()).some((reason) => refusing.test(reason)), 60_000, 200);
+    const said = (await reasons()).find((reason) => refusing.test(reason))!;
+    const since = Date.parse(refusing.exec(said)![1]!);
+    assert.ok(since >= killedAt - 1_000 && since <= Date.now(), `since ${new Date(since).toISOString()}, killed at ${new Date(killedAt).toISOString()}`);
+    // Minutes shortened to 20 s of librdkafka's reconnects (every 10 s at most): still one warning per client.
+    await sleep(20_000);
+    const warnings = log.join('').split('\n').filter((line) => line.startsWith('{')).map((line) => JSON.parse(line) as Record<string, unknown>).filter((line) => (line['level'] as number) >= 40);
+    const refusals = warnings.filter((line) => refusing.test(String(line['msg'])));
+    // Each client (the source's consumer, the two sinks' producers) says it once, in its outage's warning.
+    const stages = refusals.map((line) => String(line['stage'])).sort();
+    assert.deepEqual(stages, ['dead-letter-kafka-0', 'sink-kafka-0', 'source-kafka-0'], `one warning per client:\n${warnings.map((line) => `${String(line['stage'])}: ${String(line['msg'])}`).join('\n')}`);
+    // Only the broker, by its address (a coordinator's connection was said as a broker `?`).
+    assert.ok(refusals.every((line) => Object.keys(line['refusing'] as Record<string, string>).join() === broker.brokers), `its fields name the broker and since when: ${JSON.stringify(refusals.map((line) => line['refusing']))}`);
+    await broker.restart();
+    await produce(broker.brokers, input, seqRecords(200, 200));
+    await daemonStarted(daemon, log, 'every record in the output', async () => (await committedSeqs(broker.brokers, output)).size >= 400, 500, 150_000);
+    await waitFor('ready again', async () => (await reasons()).length === 0, 60_000, 200);
+    assert.equal(daemon.exitCode, null, 'the daemon ran on through the refusals');
+    daemon.kill('SIGTERM');
+    assert.equal(await exited(daemon), 0, 'a SIGTERM stop exits 0');
+  } finally {
+    if (daemon && daemon.exitCode === null && daemon.signalCode === null) daemon.kill('SIGKILL');
+    await broker.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 for (const guarantee of ['at-least-once', 'exactly-once'] as const) {
   test(`${guarantee}: a SIGTERM while the broker is down stops without waiting for it and exits 0, leaving the uncommitted input to the next start, which writes every record`, { timeout: 300_000 }, async (t) => {
     if (!kafkaBrokers(t)) return;
@@ -365,7 +426,11 @@ for (const guarantee of ['at-least-once', 'exactly-once'] as const) {
         // Before: two, "kafka transactional producer: brokers unreachable; the open transaction waits ..." and
         // "kafka transactional producer error: 4 broker connections failed ...", both under the stage dead-letter-kafka-0.
         assert.equal(producers.length, 1, `the outage is one warning of the producer: ${producers.map((line) => String(line['msg'])).join('\n')}`);
-        assert.match(String(producers[0]!['msg']), /: no broker is reachable \(all broker connections are down\): the open transaction waits \(.*\)(; \d+ broker connections? failed \(broker transport failure\), to 1 broker)?; \/readyz says not ready/);
+        // The broker killed refuses connections: said with since when where its refusals came within the outage's first second.
+        assert.match(
+          String(producers[0]!['msg']),
+          /: no broker is reachable \(all broker connections are down\): the open transaction waits \(.*\)(; \d+ broker connections? failed \(broker transport failure\), to 1 broker)?(; broker \S+ refuses connections since \S+, and it was reachable before: [^;]+; the daemon keeps its state and resumes when it returns)?; \/readyz says not ready/,
+        );
         assert.equal(producers[0]!['shared'], `the exactly-once producer (transactional_id 'tx-${output}')`);
         assert.equal('stage' in producers[0]!, false, 'not a sink\'s');
         assert.deepEqual(producers[0]!['sinks'], ['dead-letter-kafka-0', 'sink-kafka-0']);

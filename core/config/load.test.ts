@@ -2291,3 +2291,45 @@ test('a block shared by several entries: anchored under a top-level `x-` key (Do
   // The entry's own field overrides the merged one, and a problem of its own is said at it.
   assert.deepEqual(await problemsOf(shared.replace('seed: 3', 'users: lots'), { env: { EVENTS: '40' } }), ['P:8:12: $.sources[0].users: must be integer, got "lots"']);
 });
+
+test('a value a `${VAR}` fills in inside a block shared by anchor: a problem of it in an entry that uses the block says the variable and the anchor, at the anchor\'s text, named by that entry', async () => {
+  const kafka = [
+    'x-kafka: &kafka', //                                       1
+    '  brokers: ${KAFKA_BROKERS}', //                           2
+    '  security:', //                                           3
+    '    sasl:', //                                             4
+    '      mechanism: ${KAFKA_SASL_MECHANISM}', //              5
+    '      username: app', //                                   6
+    '      password: ${KAFKA_PASSWORD}', //                     7
+    'x-group: &group "${GROUP}"', //                            8
+    'sources:', //                                              9
+    '  - type: kafka', //                                       10
+    '    <<: *kafka', //                                        11
+    '    topics: [clicks]', //                                  12
+    '    group: *group', //                                     13
+    'sinks:', //                                                14
+    '  - type: kafka', //                                       15
+    '    brokers: ${KAFKA_BROKERS}', //                         16
+    '    topic: out', //                                        17
+    '    security: {sasl: {mechanism: "${KAFKA_SASL_MECHANISM}", username: app, password: pw}}', // 18
+    '',
+  ].join('\n');
+  const env = { KAFKA_BROKERS: 'b:9092', KAFKA_SASL_MECHANISM: 'PLAIN', KAFKA_PASSWORD: 'pw', GROUP: 'g' };
+  assert.deepEqual(await problemsOf(kafka, { env }), []);
+  // Before: the note was lost at the entry using the block (the sink's own text kept it), so the line pointed
+  // at (the anchor's) and the value the problem is about (the variable's) did not seem to match.
+  const oneOf = 'must be one of: "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER", got (not shown: a secret) (did you mean \'SCRAM-SHA-512\'?)';
+  assert.deepEqual(await problemsOf(kafka, { env: { ...env, KAFKA_SASL_MECHANISM: 'SCRAM-SHA-511' } }), [
+    `P:5:18: $.sources[0].security.sasl.mechanism: ${oneOf} (a value filled in from \${KAFKA_SASL_MECHANISM}, in the block anchored &kafka that this entry uses)`,
+    `P:18:34: $.sinks[0].security.sasl.mechanism: ${oneOf} (a value filled in from \${KAFKA_SASL_MECHANISM})`,
+  ]);
+  // A whole value by alias (`group: *group`): said at the alias, with the variable and the anchor.
+  assert.deepEqual(await problemsOf(kafka, { env: { ...env, GROUP: '' } }), [
+    'P:13:12: $.sources[0].group: must NOT have fewer than 1 characters (a value filled in from ${GROUP}, in the block anchored &group that this entry uses)',
+  ]);
+  // A secret whose unquoted digits YAML read as a number: the cure (quotes) is said in the shared block too (was: `must be string` alone).
+  assert.deepEqual(await problemsOf(kafka, { env: { ...env, KAFKA_PASSWORD: '1234' } }), [
+    'P:7:17: $.sources[0].security.sasl.password: must be string, got (not shown: a secret): an unquoted ${KAFKA_PASSWORD} is read as YAML reads its value (digits a number, true or false a boolean, empty or null no value); quote it for text: "${KAFKA_PASSWORD}"',
+  ]);
+});
+

@@ -218,11 +218,19 @@ export async function loadPipeline(file: string, options: LoadOptions): Promise<
   }
 
   const problems: ConfigProblem[] = [];
-  /** Values that were one unquoted `${VAR}` read as a number, boolean or null, by JSONPath: the reference as written. */
-  const retyped = new Map<string, string>();
-  /** Values the environment filled in (a `${VAR}` in them), by JSONPath: the variables, for the problems said at them. */
-  const filledIn = new Map<string, readonly string[]>();
+  /** Values that were one unquoted `${VAR}` read as a number, boolean or null, by their node: the reference as written. */
+  const retyped = new Map<Node, string>();
+  /** Values the environment filled in (a `${VAR}` in them), by their node: the variables, for the problems said at them. */
+  const filledIn = new Map<Node, readonly string[]>();
   interpolate(doc, options.env ?? process.env, (node, path, message) => problems.push(at(node.range?.[0] ?? 0, jsonPath(path), message)), retyped, filledIn);
+  /**
+   * The `${VAR}` an unquoted value at `segments` was, by the node the path reaches: through an alias or
+   * a merge key, the anchored block's (keyed by their own path, the entry using the block found none).
+   */
+  const retypedAt = (segments: readonly PathSegment[]): string | undefined => {
+    const found = nodeAt(doc, segments);
+    return found === undefined ? undefined : retyped.get(found.node);
+  };
   if (problems.length > 0) throw new ConfigError(problems, 'TRIB_ERR_CONFIG_VARIABLE');
 
   // An alias of no anchor, or a merge key of no map: yaml throws at toJS, with neither place nor path.
@@ -250,8 +258,11 @@ export async function loadPipeline(file: string, options: LoadOptions): Promise<
     const path = jsonPath(segments);
     // A value filled in from the environment is said at its `${VAR}`, which shows the reference, not the value
     // (one a --set replaced is said as the --set's: notingWhatSetGave).
-    const variables = place === 'value' && ![...setValues.keys()].some((set) => within(path, set)) ? filledIn.get(path) : undefined;
-    const filled = variables === undefined || variables.some((name) => message.includes(`\${${name}`)) ? '' : ` (a value filled in from ${variables.map((name) => `\${${name}}`).join(' and ')})`;
+    // Found by node: a value in a block an entry uses by alias or merge key (`<<: *kafka`) is the anchor's.
+    const found = place === 'value' && message !== '' && ![...setValues.keys()].some((set) => within(path, set)) ? nodeAt(doc, segments) : undefined;
+    const variables = found === undefined ? undefined : filledIn.get(found.node);
+    const shared = found?.anchor === undefined ? '' : `, in the block anchored &${found.anchor} that this entry uses`;
+    const filled = variables === undefined || variables.some((name) => message.includes(`\${${name}`)) ? '' : ` (a value filled in from ${variables.map((name) => `\${${name}}`).join(' and ')}${shared})`;
     return at(offsetOf(doc, segments, place), path, message === '' ? message : message + filled);
   };
   /**
@@ -296,7 +307,7 @@ export async function loadPipeline(file: string, options: LoadOptions): Promise<
   // An absent `settings` still gets its defaults filled in by validation.
   if (typeof data === 'object' && data !== null && !('settings' in data)) (data as Record<string, unknown>).settings = {};
   for (const error of validator.validateDocument(data)) {
-    const problem = problemFromAjv(error, [], locateNoted, undefined, retyped);
+    const problem = problemFromAjv(error, [], locateNoted, undefined, retypedAt);
     if (problem) problems.push(problem);
   }
 
@@ -336,7 +347,7 @@ export async function loadPipeline(file: string, options: LoadOptions): Promise<
         return;
       }
       for (const error of errors) {
-        const problem = problemFromAjv(error, base, locateNoted, plugin, retyped);
+        const problem = problemFromAjv(error, base, locateNoted, plugin, retypedAt);
         if (problem) problems.push(problem);
       }
       // An entry a --set gave or created has no place in the file: no position (its locator says where it came from).
@@ -1005,15 +1016,15 @@ type AjvProblemLocator = (segments: readonly PathSegment[], message: string, pla
 
 /**
  * Turns one ajv error into a located problem; drops errors that only restate another (if/then, anyOf summaries).
- * `plugin`: the entry's, when the error is about one of its entries. `retyped`: the values that were one
- * unquoted `${VAR}` read as another type than text (interpolate), by JSONPath.
+ * `plugin`: the entry's, when the error is about one of its entries. `retyped`: the `${VAR}` a value at a
+ * path was, where it was one unquoted reference read as another type than text (interpolate).
  */
 function problemFromAjv(
   error: ErrorObject,
   base: readonly PathSegment[],
   locate: AjvProblemLocator,
   plugin?: AnyPlugin,
-  retyped?: ReadonlyMap<string, string>,
+  retyped?: (segments: readonly PathSegment[]) => string | undefined,
 ): ConfigProblem | undefined {
   const segments = [...base, ...pointerSegments(error.instancePath)];
   switch (error.keyword) {
@@ -1064,7 +1075,7 @@ function problemFromAjv(
       return locate(segments, `must be at most ${String(error.schema)}, got ${valueText(error.data, segments)}`);
     case 'type': {
       // `password: ${KAFKA_PASSWORD}` holding digits is a number, as YAML reads `password: 1234`: the cure is quotes.
-      const reference = retyped?.get(jsonPath(segments));
+      const reference = retyped?.(segments);
       const expectsText = String((error.params as { type: unknown }).type).split(',').includes('string');
       if (reference !== undefined && expectsText) {
         return locate(segments, `${typeMessage(error)}, got ${valueText(error.data, segments)}: an unquoted ${reference} is read as YAML reads its value (digits a number, true or false a boolean, empty or null no value); quote it for text: "${reference}"`);
@@ -1251,6 +1262,50 @@ function isMergeKey(pair: Pair): boolean {
 }
 
 /**
+ * The node of the value at `segments`, undefined where the file does not hold it (a default, a --set's),
+ * following aliases and merge keys (pairOf) into the anchored block as YAML does; `anchor`: the last
+ * anchor the path went through (`kafka` for `<<: *kafka`), undefined for a path of the entry's own text.
+ */
+function nodeAt(doc: Document, segments: readonly PathSegment[]): { node: Node; anchor: string | undefined } | undefined {
+  let node: unknown = doc.contents;
+  let anchor: string | undefined;
+  const resolved = (value: unknown): unknown => {
+    if (!isAlias(value)) return value;
+    anchor = value.source;
+    return value.resolve(doc);
+  };
+  for (const segment of segments) {
+    node = resolved(node);
+    if (isMap(node)) {
+      const own = node.items.some((item) => !isMergeKey(item) && String(isScalar(item.key) ? item.key.value : item.key) === String(segment));
+      const pair = pairOf(doc, node, segment);
+      if (!pair) return undefined;
+      // A pair a merge key brought: the anchor of the merged block (the first merged map that holds it, as pairOf finds it).
+      if (!own) anchor = mergedAnchorOf(doc, node, segment) ?? anchor;
+      node = pair.value;
+    } else if (isSeq(node) && typeof segment === 'number' && node.items[segment] !== undefined) {
+      node = node.items[segment];
+    } else {
+      return undefined;
+    }
+  }
+  node = resolved(node);
+  return node === null || node === undefined ? undefined : { node: node as Node, anchor };
+}
+
+/** The anchor of the block whose merge into `map` brings its `segment` (pairOf's order); undefined where none does by alias. */
+function mergedAnchorOf(doc: Document, map: YAMLMap, segment: PathSegment): string | undefined {
+  for (const merge of map.items.filter(isMergeKey)) {
+    const sources = isSeq(merge.value) ? merge.value.items : [merge.value];
+    for (const source of sources) {
+      const merged = isAlias(source) ? source.resolve(doc) : source;
+      if (isMap(merged) && pairOf(doc, merged, segment)) return isAlias(source) ? source.source : undefined;
+    }
+  }
+  return undefined;
+}
+
+/**
  * Offset of the value at `segments`, or of its key (FieldPlace; a list's item has none: its value).
  * Falls back to the nearest ancestor present in the YAML (a block map or list: its key), since `--set`
  * and defaults can add paths the file lacks. A path through an alias (`security: *kafka`) or a merge key
@@ -1393,8 +1448,8 @@ function interpolate(
   doc: Document,
   env: Record<string, string | undefined>,
   report: (node: Scalar, path: PathSegment[], message: string) => void,
-  retyped: Map<string, string>,
-  filledIn: Map<string, readonly string[]>,
+  retyped: Map<Node, string>,
+  filledIn: Map<Node, readonly string[]>,
 ): void {
   visit(doc, {
     Scalar(_key, node, ancestors) {
@@ -1420,8 +1475,8 @@ function interpolate(
       if (result.missing.length > 0) return;
       // An unquoted scalar that was one whole reference takes the type of its value: `port: ${PORT:-8080}` is a number.
       node.value = result.whole && node.type === Scalar.PLAIN ? typedAsPlainScalar(result.value) : result.value;
-      if (typeof node.value !== 'string') retyped.set(jsonPath(segmentsOf(ancestors, node)), original.trim());
-      if (names.length > 0) filledIn.set(jsonPath(segmentsOf(ancestors, node)), names);
+      if (typeof node.value !== 'string') retyped.set(node, original.trim());
+      if (names.length > 0) filledIn.set(node, names);
     },
   });
 }

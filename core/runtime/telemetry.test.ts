@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { pino } from 'pino';
-import { MetricsHub, redactSecrets } from './telemetry.js';
+import { createLogger, isSecret, MetricsHub, redactSecrets, secretFieldNames } from './telemetry.js';
 
 test('redactSecrets hides secrets by field name (ours and librdkafka\'s) and private keys whatever their field', () => {
   const pem = '-----BEGIN PRIVATE KEY-----\nMIIEv...\n-----END PRIVATE KEY-----';
@@ -17,6 +17,45 @@ test('redactSecrets hides secrets by field name (ours and librdkafka\'s) and pri
   // A key __proto__ that came as data (JSON, YAML) stays, its secrets hidden (an assignment set the copy's prototype: lost).
   const odd = JSON.parse('{"__proto__": {"password": "hunter2", "user": "app"}}') as Record<string, unknown>;
   assert.equal(JSON.stringify(redactSecrets(odd)), '{"__proto__":{"password":"[redacted]","user":"app"}}');
+});
+
+test('every field isSecret flags is redacted in a log line, at any depth, in bindings and in an error\'s fields: one rule for logs and validate --print', () => {
+  const lines: string[] = [];
+  const logger = createLogger({ level: 'debug' }, { write: (line: string) => void lines.push(line) });
+  // The names isSecret knows, and fields it flags by their endings (librdkafka's dotted names, ours) or by a private key's value.
+  const keys = [...secretFieldNames, 'sasl.password', 'sasl.username', 'ssl.key.password', 'ssl.key.pem', 'sasl.oauthbearer.config', 'sasl.oauthbearer.client.secret', 'client_secret', 'refresh_token', 'ApiKey', 'PASSWORD'];
+  const pem = '-----BEGIN ENCRYPTED PRIVATE KEY-----\nMIIF...\n-----END ENCRYPTED PRIVATE KEY-----';
+  for (const key of keys) assert.ok(isSecret(key, 'x'), `${key} is a secret to isSecret`);
+  assert.ok(isSecret('note', pem));
+  const cases: { where: string; log: (key: string, value: string) => void }[] = [
+    { where: 'top level', log: (key, value) => logger.info({ [key]: value }, 'm') },
+    { where: 'nested 1', log: (key, value) => logger.info({ config: { [key]: value } }, 'm') },
+    { where: 'nested 4', log: (key, value) => logger.info({ a: { b: { c: { d: { [key]: value } } } } }, 'm') },
+    { where: 'in an array', log: (key, value) => logger.info({ clients: [{ name: 'x' }, { [key]: value }] }, 'm') },
+    { where: 'a child\'s bindings', log: (key, value) => logger.child({ client: { [key]: value } }).info('m') },
+    { where: 'a grandchild\'s bindings', log: (key, value) => logger.child({ stage: 's' }).child({ [key]: value }).info('m') },
+    { where: 'an error\'s own fields', log: (key, value) => logger.warn({ err: Object.assign(new Error('failed'), { config: { [key]: value } }) }, 'm') },
+  ];
+  for (const { where, log } of cases) {
+    for (const key of [...keys, 'note']) {
+      lines.length = 0;
+      const value = key === 'note' ? pem : `s3cr3t-${key}`;
+      log(key, value);
+      assert.equal(lines.length, 1);
+      // Before: pino redacted its own list of names to a depth of 2 (`sasl.username` and `ssl.key.pem` were logged, so was a password 4 levels down).
+      assert.ok(!lines[0]!.includes(key === 'note' ? 'MIIF' : value), `${key} (${where}) is redacted: ${lines[0]}`);
+      assert.ok(lines[0]!.includes(`${JSON.stringify(key)}:"[redacted]"`), `${key} (${where}) says it was: ${lines[0]}`);
+    }
+  }
+  // The rest stays, and an error keeps its message and stack.
+  lines.length = 0;
+  logger.warn({ err: Object.assign(new Error('failed'), { code: 'E1', config: { 'sasl.password': 'p', 'linger.ms': 5 } }), brokers: 'b:9092', username: 'app' }, 'm');
+  const record = JSON.parse(lines[0]!) as { err: { message: string; stack: string; code: string; config: Record<string, unknown> }; brokers: string; username: string };
+  assert.equal(record.err.message, 'failed');
+  assert.match(record.err.stack, /^Error: failed\n/);
+  assert.deepEqual(record.err.config, { 'sasl.password': '[redacted]', 'linger.ms': 5 });
+  assert.equal(record.brokers, 'b:9092');
+  assert.equal(record.username, 'app');
 });
 
 test('a stage\'s counters and histograms are exported at 0 before their first event, so rate() and alerts see them', async () => {

@@ -2,7 +2,7 @@
  * Logs (pino) and metrics (prom-client) for a run, and the scoped views plugins get of them.
  */
 import { isDeepStrictEqual } from 'node:util';
-import { pino, type Logger, type LevelWithSilent } from 'pino';
+import { pino, type Logger, type LevelWithSilent, type LoggerOptions as PinoOptions } from 'pino';
 import { prettyFactory } from 'pino-pretty';
 import { Counter as PromCounter, Gauge as PromGauge, Histogram as PromHistogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { Counter, Gauge, GaugeFamily, Histogram, Metrics } from '../plugin.js';
@@ -13,11 +13,11 @@ export interface LoggerOptions {
   level?: LevelWithSilent;
   /** Human-readable lines instead of JSON; the CLI sets it when stderr is a terminal. */
   pretty?: boolean;
-  /** Extra paths to redact, on top of the secret-looking field names. */
+  /** Extra paths to redact, on top of the fields isSecret flags. */
   redact?: string[];
 }
 
-/** Field names whose values never reach a log line. */
+/** Field names that are secrets whatever their case, besides the endings isSecret knows: part of its rule, which logs follow too (redactLogValue). */
 export const secretFieldNames = ['password', 'sasl_password', 'secret', 'token', 'api_key', 'apiKey', 'ssl_key_password', 'key_password', 'oauth_token', 'key_pem'];
 
 const secretNames = new Set(secretFieldNames.map((name) => name.toLowerCase()));
@@ -25,7 +25,8 @@ const secretNames = new Set(secretFieldNames.map((name) => name.toLowerCase()));
 /**
  * Whether a field holds a secret: its name ends like one (`password`, librdkafka's `ssl.key.pem`,
  * `sasl.oauthbearer.config`, `sasl.username`), or its value is a private key whatever the field. The
- * one rule for logs (redactSecrets, the kafka plugin's logged client properties) and `validate --print`:
+ * one rule for logs (every line createLogger writes, the kafka plugin's logged client properties) and
+ * `validate --print` (redactSecrets):
  * the kafka plugin kept a list of its own (`sasl.username` in it), so `validate --print` showed a SASL
  * user written in `options` that its logs hid.
  */
@@ -49,17 +50,83 @@ export function redactSecrets<T>(value: T): T {
   return copy as T;
 }
 
-export function createLogger(options: LoggerOptions = {}): Logger {
-  const redactPaths = [...secretFieldNames.flatMap((name) => [name, `*.${name}`, `*.*.${name}`]), ...(options.redact ?? [])];
-  const base = {
+/** How deep redactLogValue looks into a logged value: pino's own limit for a line's objects is 10 (depthLimit). */
+const maxRedactedDepth = 10;
+
+/**
+ * `value` with each field isSecret flags replaced, at any depth, for a log line: the same object where
+ * nothing is secret (a record is copied only along the paths to its secrets, and objects such as Errors,
+ * Buffers and Dates are left to pino's serializers). Before, pino redacted a list of names to a depth
+ * of 2, apart from isSecret: `sasl.username` and librdkafka's `ssl.key.pem` reached the logs that
+ * `validate --print` hid, and so did a password three levels down.
+ */
+function redactLogValue(value: unknown, depth = 0): unknown {
+  if (typeof value !== 'object' || value === null || depth >= maxRedactedDepth) return value;
+  if (Array.isArray(value)) {
+    let copy: unknown[] | undefined;
+    value.forEach((item: unknown, index) => {
+      const redacted = redactLogValue(item, depth + 1);
+      if (redacted !== item) (copy ??= [...value])[index] = redacted;
+    });
+    return copy ?? value;
+  }
+  if (value instanceof Error || value instanceof Date || value instanceof Map || value instanceof Set || ArrayBuffer.isView(value)) return value;
+  let copy: Record<string, unknown> | undefined;
+  for (const [key, field] of Object.entries(value)) {
+    const redacted = isSecret(key, field) ? '[redacted]' : redactLogValue(field, depth + 1);
+    if (redacted === field) continue;
+    if (copy === undefined) {
+      copy = {};
+      for (const [name, kept] of Object.entries(value)) setOwnField(copy, name, kept);
+    }
+    setOwnField(copy, key, redacted);
+  }
+  return copy ?? value;
+}
+
+/** A log record or a child logger's bindings with its secrets redacted (redactLogValue). */
+function redactLogRecord(record: Record<string, unknown>): Record<string, unknown> {
+  return redactLogValue(record) as Record<string, unknown>;
+}
+
+/** pino's options for a run's logger (createLogger). */
+function loggerOptions(options: LoggerOptions): PinoOptions {
+  return {
     level: options.level ?? 'info',
-    redact: { paths: redactPaths, censor: '[redacted]' },
+    ...(options.redact && options.redact.length > 0 ? { redact: { paths: options.redact, censor: '[redacted]' } } : {}),
     base: undefined,
     // Our messages already carry their cause's text; pino's default `err` serializer appends it again
     // ("a source failed: ENOENT ...: ENOENT ..."). This one keeps the message and nests the cause.
-    serializers: { err: pino.stdSerializers.errWithCause },
-    formatters: { log: liftErrorCode },
+    // Redacted after serializing: an error's own fields (a client's config on it) are data too.
+    serializers: { err: (error: Error) => redactLogValue(pino.stdSerializers.errWithCause(error)) },
+    formatters: { log: (record) => liftErrorCode(redactLogRecord(record)) },
   };
+}
+
+/**
+ * A child's bindings redacted too: pino formats a child's bindings with no formatter of ours (it resets
+ * `formatters.bindings` for children), so every logger made from `logger` redacts them as it is made.
+ */
+function redactingChildren(logger: Logger): Logger {
+  const makeChild = logger.child;
+  logger.child = function child(this: Logger, bindings, options) {
+    return makeChild.call(this, redactLogRecord(bindings), options);
+  } as Logger['child'];
+  return logger;
+}
+
+/**
+ * A run's logger, writing JSON lines to stderr (or `destination`). Every field isSecret flags is
+ * redacted, at any depth, in a record, a child's bindings and a serialized error: the one rule that
+ * `validate --print` and the kafka plugin's logged client properties follow.
+ */
+export function createLogger(options: LoggerOptions = {}, destination?: { write(line: string): void }): Logger {
+  const base = loggerOptions(options);
+  if (destination !== undefined) return redactingChildren(pino(base, destination));
+  return redactingChildren(prettyOrStderr(base, options));
+}
+
+function prettyOrStderr(base: PinoOptions, options: LoggerOptions): Logger {
   if (options.pretty) {
     // Formatted here and written at once (stderr is synchronous on Linux), not in pino's worker thread:
     // a line is on the terminal when the call returns, so the lines the CLI writes itself (the summary

@@ -10,7 +10,7 @@ import { createRequire } from 'node:module';
 import { EventEmitter } from 'node:events';
 import type * as RdKafka from 'node-rdkafka';
 import { inputHandedOver, TributaryError } from 'tributary';
-import { brokersUnreachable, checkpointLogGone, ConnectionFailures, ErrorCode, outageSettleMs, flushProducer, inOutage, isBrokersDown, isTimedOut, isUnknownTopicOrPartition, librdkafkaConnection, maxWarnedErrors, neverReachedWaitMs, OidcTokens, provideOauthToken, rdkafka, redactProperties, stoppedUnreachable, type ConnectionConfig } from './common.js';
+import { brokersUnreachable, checkpointLogGone, connectionBurstMs, ConnectionFailures, ErrorCode, outageSettleMs, flushProducer, inOutage, isBrokersDown, isTimedOut, isUnknownTopicOrPartition, librdkafkaConnection, maxWarnedErrors, neverReachedWaitMs, OidcTokens, provideOauthToken, rdkafka, redactProperties, refusalEpisodeGapMs, stoppedUnreachable, type ConnectionConfig } from './common.js';
 
 const scram: ConnectionConfig = {
   brokers: ['kafka-1:9093', 'kafka-2:9093'],
@@ -265,13 +265,13 @@ test('a connection failure a config change mends (TLS against a plaintext listen
   failures.clear();
   fail(plaintextListener);
   assert.equal(warned.length, 4);
-  // Once a connection succeeded, a refused one is an outage, no config mistake: no remedy, no warning (the source and sinks say not ready).
+  // Once a connection succeeded, a refused one is an outage, no config mistake: no remedy, no warning at once (the source and sinks say not ready).
   fail('sasl_plaintext://127.0.0.1:44879/bootstrap: Connect to ipv4#127.0.0.1:44879 failed: Connection refused (after 0ms in state CONNECT)');
-  assert.match(failures.explain('x'), /Connection refused \(after 0ms in state CONNECT\)\)$/);
+  assert.match(failures.explainOutage('x'), /Connection refused \(after 0ms in state CONNECT\)\); broker 127\.0\.0\.1:44879 refuses connections since /);
   assert.equal(warned.length, 4);
 });
 
-test('brokers never reached since the start (refused, or a host that does not resolve) are most likely a wrong address: one warning once each was tried, naming them, the errors and the fix, which /readyz says too', (t) => {
+test('brokers never reached since the start, one of them a host that does not resolve, are a wrong address: one warning once each was tried, naming them, the errors and the fix, which /readyz says too', (t) => {
   t.mock.timers.enable({ apis: ['setTimeout', 'Date'] });
   const client = new EventEmitter();
   const warned: { message: string; fields: Record<string, unknown> }[] = [];
@@ -288,7 +288,7 @@ test('brokers never reached since the start (refused, or a host that does not re
   assert.equal(warned.length, 1, 'warned once every broker was tried');
   assert.equal(
     warned[0]!.message,
-    'kafka broker connection failed: no broker of `brokers` was reached since the start (DNS: the host name does not resolve, ECONNREFUSED: nothing listens at that host and port), most likely a wrong address: ' + fix,
+    'kafka broker connection failed: no broker of `brokers` was reached since the start (DNS: the host name does not resolve, ECONNREFUSED: nothing listens at that host and port), a wrong address: ' + fix,
   );
   assert.deepEqual(warned[0]!.fields.brokers, ['kafka-1.shop.invalid:9092', '127.0.0.1:47001']);
   assert.deepEqual(warned[0]!.fields.errors, { 'kafka-1.shop.invalid:9092': dns, '127.0.0.1:47001': refused });
@@ -296,12 +296,85 @@ test('brokers never reached since the start (refused, or a host that does not re
   fail(dns);
   t.mock.timers.tick(60_000);
   assert.equal(warned.length, 1, 'the retries say nothing more');
-  // Connected once: a refused connection later is an outage, as before (no warning of its own, no fix in /readyz).
+  // Connected once: a refused connection later is an outage, not a wrong address (no `brokers` fix in /readyz).
   failures.clear();
   fail(refused);
-  assert.equal(failures.explain('x'), `x (${refused})`);
-  t.mock.timers.tick(60_000);
+  assert.ok(failures.explainOutage('x').startsWith(`x (${refused}); broker 127.0.0.1:47001 refuses connections since `), failures.explainOutage('x'));
+  assert.equal(failures.explain('x'), `x (${refused})`, 'a failure\'s message says the cause alone');
+  t.mock.timers.tick(connectionBurstMs);
+  assert.equal(warned.length, 2);
+  assert.match(warned[1]!.message, /^kafka broker connection refused: /);
+});
+
+test('brokers refusing every connection since the start, whose hosts resolve, are a wrong address or brokers not up yet (the daemon started before Kafka): the warning and /readyz give both fixes, and their first answer is said at info', (t) => {
+  t.mock.timers.enable({ apis: ['setTimeout', 'Date'] });
+  const client = new EventEmitter();
+  const said: { level: string; message: string; fields: Record<string, unknown> }[] = [];
+  const logger = {
+    debug: () => undefined,
+    info: (fields: object, message: string) => void said.push({ level: 'info', message, fields: fields as Record<string, unknown> }),
+    warn: (fields: object, message: string) => void said.push({ level: 'warn', message, fields: fields as Record<string, unknown> }),
+  };
+  const failures = new ConnectionFailures(client, logger, undefined, 'kafka:9092');
+  const refused = 'kafka:9092/bootstrap: Connect to ipv4#172.18.0.3:9092 failed: Connection refused (after 0ms in state CONNECT)';
+  client.emit('event.log', { severity: 3, fac: 'FAIL', message: `[thrd:x]: ${refused}` });
+  const fixes = 'check `brokers` (host, port, and that this machine can reach them), or start the brokers: the clients keep trying, and connect once they are up';
+  // Before: "most likely a wrong address", and only the `brokers` fix, for a broker merely not up yet.
+  assert.deepEqual(said.map(({ level, message }) => `${level}: ${message}`), [
+    `warn: kafka broker connection failed: no broker of \`brokers\` was reached since the start (ECONNREFUSED: nothing listens at that host and port), a wrong address, or the brokers not up yet: ${fixes}`,
+  ]);
+  assert.equal(failures.explain('connecting'), `connecting (${refused}): ${fixes}`);
+  failures.clear();
+  assert.deepEqual(said[1], { level: 'info', message: 'kafka brokers reached: the brokers warned of as not reached since the start answer now', fields: { brokers: ['kafka:9092'] } });
+  // Later connections say nothing of the start.
+  failures.clear();
+  assert.equal(said.length, 2);
+});
+
+test('a broker refusing connections after a first success: one warning per episode, gathered with the outage\'s, naming the brokers, since when, that they answered before and what the daemon does meanwhile; /readyz says it too', (t) => {
+  t.mock.timers.enable({ apis: ['setTimeout', 'Date'], now: Date.parse('2026-12-07T10:00:00Z') });
+  const client = new EventEmitter();
+  const warned: { message: string; fields: Record<string, unknown> }[] = [];
+  const failures = new ConnectionFailures(client, { debug: () => undefined, warn: (fields, message) => warned.push({ message, fields: fields as Record<string, unknown> }) }, 'records wait in the producer', 'b1:9092,b2:9092');
+  const refuse = (broker: string): boolean =>
+    client.emit('event.log', { severity: 3, fac: 'FAIL', message: `[thrd:x]: ${broker}/1: Connect to ipv4#10.0.0.1:9092 failed: Connection refused (after 0ms in state CONNECT)` });
+  failures.clear();
+  // A whole outage: the brokers' refusals, then librdkafka's errors; one warning says both.
+  refuse('b1:9092');
+  // A coordinator's connection names its broker after the coordinator (seen on a consumer: was said as a broker `?`).
+  client.emit('event.log', { severity: 3, fac: 'FAIL', message: '[thrd:GroupCoordinator]: GroupCoordinator: b1:9092: Connect to ipv4#10.0.0.1:9092 failed: Connection refused (after 0ms in state CONNECT)' });
+  failures.logError({ message: 'broker transport failure', code: ErrorCode.TRANSPORT }, 'kafka producer error');
+  t.mock.timers.tick(200);
+  refuse('b2:9092');
+  failures.logError({ message: 'all broker connections are down', code: ErrorCode.ALL_BROKERS_DOWN }, 'kafka producer error');
+  t.mock.timers.tick(connectionBurstMs);
+  assert.equal(warned.length, 1, warned.map(({ message }) => message).join('\n'));
+  const refusing = 'brokers b1:9092 (since 2026-12-07T10:00:00.000Z), b2:9092 (since 2026-12-07T10:00:00.200Z) refuse connections, and they were reachable before: stopped, restarted on another port, or a firewall in between; the daemon keeps its state and resumes when they return';
+  assert.equal(
+    warned[0]!.message,
+    `kafka producer error: no broker is reachable (all broker connections are down): records wait in the producer; 1 broker connection failed (broker transport failure), to 2 brokers; ${refusing}; /readyz says not ready while no broker is reachable, and until a connection succeeds again further such errors are logged at debug level`,
+  );
+  assert.deepEqual(warned[0]!.fields.refusing, { 'b1:9092': '2026-12-07T10:00:00.000Z', 'b2:9092': '2026-12-07T10:00:00.200Z' });
+  assert.match(failures.explainOutage('all broker connections are down'), new RegExp(`; ${refusing.replace(/[.()]/g, '\\$&')}$`));
+  // Minutes of retries: no further warning, the same since.
+  for (let i = 0; i < 30; i++) {
+    t.mock.timers.tick(10_000);
+    refuse('b1:9092');
+    refuse('b2:9092');
+  }
   assert.equal(warned.length, 1);
+  assert.match(failures.explainOutage('x'), /b1:9092 \(since 2026-12-07T10:00:00\.000Z\)/);
+  // Back (a connection succeeded), then b2 alone refuses past a quiet minute: a new episode, warned of on its own.
+  failures.clear();
+  t.mock.timers.tick(refusalEpisodeGapMs);
+  assert.equal(failures.explainOutage('x'), 'x', 'nothing refused for a minute: no broker said to refuse');
+  refuse('b2:9092');
+  t.mock.timers.tick(connectionBurstMs);
+  assert.equal(warned.length, 2);
+  assert.equal(
+    warned[1]!.message,
+    'kafka broker connection refused: broker b2:9092 refuses connections since 2026-12-07T10:06:01.200Z, and it was reachable before: stopped, restarted on another port, or a firewall in between; the daemon keeps its state and resumes when it returns',
+  );
 });
 
 test('brokers never reached, some not tried yet (librdkafka tries them one after another): warned of a few seconds after the first failure, with those tried; not at all where a connection succeeds first', (t) => {

@@ -454,13 +454,23 @@ function isEveryBrokerDown(error: { message?: string; code?: number }): boolean 
   return isErrorOf(error, [ErrorCode.ALL_BROKERS_DOWN]);
 }
 
-/** The broker a librdkafka FAIL line is about (`sasl_ssl://host:port/2: ...` or `host:port/bootstrap: ...`): its address. */
+/**
+ * The broker a librdkafka FAIL line is about (`sasl_ssl://host:port/2: ...`, `host:port/bootstrap: ...`,
+ * or a coordinator's, `GroupCoordinator: host:port: ...`): its address.
+ */
 function failedBroker(text: string): string | undefined {
-  return /^(?:[a-z_]+:\/\/)?([^\s/]+:\d+)\/\S*: /.exec(text)?.[1];
+  const match = /^(?:(?:[a-z_]+:\/\/)?([^\s/]+:\d+)\/\S*|[A-Za-z]+Coordinator: (?:[a-z_]+:\/\/)?([^\s/]+:\d+)): /.exec(text);
+  return match?.[1] ?? match?.[2];
 }
 
-/** The fix for brokers never reached since the start (ConnectionFailures.neverReached), in the warning and /readyz. */
+/** The fix for brokers never reached since the start whose host names do not resolve (ConnectionFailures.neverReached): surely a wrong address. */
 const neverReachedRemedy = 'check `brokers`: host, port, and that this machine can reach them';
+
+/**
+ * The fixes for brokers that refused every connection since the start: nothing listens there yet, which
+ * a wrong address and brokers not up yet (the daemon started before Kafka, as in a compose file) look alike.
+ */
+const notUpYetRemedy = 'check `brokers` (host, port, and that this machine can reach them), or start the brokers: the clients keep trying, and connect once they are up';
 
 /**
  * How long after a first refused or unresolved broker the wrong-address warning waits for the other
@@ -468,11 +478,33 @@ const neverReachedRemedy = 'check `brokers`: host, port, and that this machine c
  */
 export const neverReachedWaitMs = 3_000;
 
+/** Whether a FAIL line says a broker refused the connection (ECONNREFUSED: nothing listens at that host and port). */
+function isRefused(text: string): boolean {
+  return /: Connection refused\b/.test(text);
+}
+
+/** Whether a FAIL line says a broker's host name does not resolve (ENOTFOUND). */
+function isUnresolved(text: string): boolean {
+  return /: Failed to resolve /.test(text);
+}
+
 /** Why a FAIL line says a broker was not reached at all, as the warning names it: a refused connection or a host name that does not resolve; undefined for any other failure. */
 function neverReachedCause(text: string): string | undefined {
-  if (/: Connection refused\b/.test(text)) return 'ECONNREFUSED: nothing listens at that host and port';
-  if (/: Failed to resolve /.test(text)) return 'DNS: the host name does not resolve';
+  if (isRefused(text)) return 'ECONNREFUSED: nothing listens at that host and port';
+  if (isUnresolved(text)) return 'DNS: the host name does not resolve';
   return undefined;
+}
+
+/**
+ * How long a broker that refused connections after one succeeded stays refusing without a new refusal
+ * (ConnectionFailures.refused): librdkafka retries a broker it needs at least every reconnect.backoff.max.ms
+ * (10 s by default), so a quiet minute means it answers again, or is needed no more.
+ */
+export const refusalEpisodeGapMs = 60_000;
+
+/** A clock reading as /readyz's reasons and the warnings name a moment: ISO 8601, UTC. */
+export function isoTime(ms: number): string {
+  return new Date(ms).toISOString();
 }
 
 /**
@@ -501,6 +533,13 @@ const connectionRemedies: readonly { cause: RegExp; remedy: string }[] = [
     remedy: "no CA this client trusts signed the brokers' certificate: set security.tls.ca_location (or ca_pem) to the CA that did",
   },
 ];
+
+/** The logger a Kafka client's connection failures are said to (PluginContext.logger, or a test's). */
+export interface ConnectionLogger {
+  debug(fields: object, message: string): void;
+  info?(fields: object, message: string): void;
+  warn?(fields: object, message: string): void;
+}
 
 /**
  * Why a client's connections to the brokers fail, which librdkafka says only in its log (facility
@@ -536,10 +575,17 @@ export class ConnectionFailures {
   private readonly unreached = new Map<string, string>();
   /** The wrong-`brokers` warning is given, or waits for the rest of the brokers' first tries. */
   private unreachedWarning: 'waiting' | 'warned' | undefined;
+  /**
+   * Since a connection succeeded: each broker that refuses connections (so it answered before), since
+   * when, its latest refusal, and whether it was warned of (one warning per such episode, see {@link refused}).
+   */
+  private readonly refusing = new Map<string, { since: number; last: number; text: string; warned: boolean }>();
+  /** The warning of brokers refusing waits connectionBurstMs for the others' refusals, or for the outage's warning that says it instead. */
+  private refusalWarningDue = false;
 
   constructor(
     client: { on(event: 'event.log', listener: (log: LibrdkafkaLog) => void): unknown },
-    private readonly logger?: { debug(fields: object, message: string): void; warn?(fields: object, message: string): void },
+    private readonly logger?: ConnectionLogger,
     /** What the client does while no broker is reachable (`records wait in the producer`), said in the outage's warning. */
     private readonly whileUnreachable?: string,
     /** The configured bootstrap brokers (brokerList): the wrong-address warning waits until each was tried once. */
@@ -551,11 +597,12 @@ export class ConnectionFailures {
       const text = log.message.replace(/^\[thrd:[^\]]*\]: /, '');
       const broker = failedBroker(text);
       const unreachable = this.connectedOnce ? undefined : neverReachedCause(text);
-      const remedy = unreachable !== undefined ? neverReachedRemedy : connectionRemedies.find(({ cause }) => cause.test(text))?.remedy;
+      const remedy = unreachable !== undefined ? (isUnresolved(text) ? neverReachedRemedy : notUpYetRemedy) : connectionRemedies.find(({ cause }) => cause.test(text))?.remedy;
       if (broker !== undefined) this.failedBrokers.add(broker);
       this.last = { text, at: Date.now(), remedy };
       logger?.debug({ err: text }, 'kafka broker connection failed');
       if (unreachable !== undefined) return this.neverReached(broker ?? '?', text);
+      if (this.connectedOnce && isRefused(text)) return this.refused(broker ?? '?', text);
       if (remedy !== undefined && !this.warned.has(remedy)) {
         this.warned.add(remedy);
         logger?.warn?.({ err: text }, `kafka broker connection failed: ${remedy}`);
@@ -590,15 +637,75 @@ export class ConnectionFailures {
     });
   }
 
+  /**
+   * The one warning of brokers never reached since the start. A host name that does not resolve is a
+   * wrong address; a refused connection at a host that resolves is a wrong address or brokers not up
+   * yet (the daemon started before Kafka): before, both were called a wrong address.
+   */
   private warnNeverReached(): void {
     if (this.unreachedWarning !== 'waiting' || this.connectedOnce) return;
     this.unreachedWarning = 'warned';
     const errors = Object.fromEntries(this.unreached);
-    const causes = [...new Set([...this.unreached.values()].map((text) => neverReachedCause(text)))].join(', ');
+    const texts = [...this.unreached.values()];
+    const causes = [...new Set(texts.map((text) => neverReachedCause(text)))].join(', ');
+    const why = texts.some(isUnresolved) ? `a wrong address: ${neverReachedRemedy}` : `a wrong address, or the brokers not up yet: ${notUpYetRemedy}`;
     this.logger?.warn?.(
-      { brokers: [...this.unreached.keys()], errors, err: [...this.unreached.values()].at(-1) },
-      `kafka broker connection failed: no broker of \`brokers\` was reached since the start (${causes}), most likely a wrong address: ${neverReachedRemedy}`,
+      { brokers: [...this.unreached.keys()], errors, err: texts.at(-1) },
+      `kafka broker connection failed: no broker of \`brokers\` was reached since the start (${causes}), ${why}`,
     );
+  }
+
+  /**
+   * A broker refused a connection after a connection succeeded: it answered before, so it was stopped,
+   * restarted on another port, or a firewall came between. One warning per episode (a broker refusing
+   * again after {@link refusalEpisodeGapMs} without a refusal is a new one), gathered over
+   * {@link connectionBurstMs} with the other brokers' and said in the outage's warning where one is due
+   * ({@link warnBurst}); /readyz says it too ({@link explain}). Before, it was the generic outage only.
+   */
+  private refused(broker: string, text: string): void {
+    const now = Date.now();
+    this.forgetRefusals(now);
+    const episode = this.refusing.get(broker);
+    if (episode !== undefined) {
+      episode.last = now;
+      episode.text = text;
+      return;
+    }
+    this.refusing.set(broker, { since: now, last: now, text, warned: false });
+    if (this.refusalWarningDue) return;
+    this.refusalWarningDue = true;
+    setTimeout(() => this.warnRefusals(), connectionBurstMs).unref();
+  }
+
+  /** Ends the refusal episodes of brokers that refused nothing for refusalEpisodeGapMs. */
+  private forgetRefusals(now: number): void {
+    for (const [broker, episode] of this.refusing) if (now - episode.last >= refusalEpisodeGapMs) this.refusing.delete(broker);
+  }
+
+  /** The refusing brokers' sentence (undefined when none refuses now), marking them warned of when `warning`. */
+  private refusalNews(warning: boolean): { said: string; since: Record<string, string> } | undefined {
+    this.forgetRefusals(Date.now());
+    const episodes = [...this.refusing].filter(([, episode]) => !warning || !episode.warned);
+    if (episodes.length === 0) return undefined;
+    if (warning) for (const [, episode] of episodes) episode.warned = true;
+    const since = Object.fromEntries(episodes.map(([broker, episode]) => [broker, isoTime(episode.since)]));
+    const one = episodes.length === 1;
+    const named = one ? `broker ${episodes[0]![0]} refuses connections since ${isoTime(episodes[0]![1].since)}` : `brokers ${episodes.map(([broker, episode]) => `${broker} (since ${isoTime(episode.since)})`).join(', ')} refuse connections`;
+    return {
+      said:
+        `${named}, and ${one ? 'it was' : 'they were'} reachable before: stopped, restarted on another port, or a firewall in between; ` +
+        `the daemon keeps its state and resumes when ${one ? 'it returns' : 'they return'}`,
+      since,
+    };
+  }
+
+  /** The one warning of brokers that began refusing, unless the outage's warning due says it. */
+  private warnRefusals(): void {
+    this.refusalWarningDue = false;
+    if (this.burst) return;
+    const news = this.refusalNews(true);
+    if (news === undefined) return;
+    (this.logger?.warn ?? this.logger?.debug)?.call(this.logger, { refusing: news.since, err: this.last?.text }, `kafka broker connection refused: ${news.said}`);
   }
 
   /** `message`, with the latest connection failure's cause after it when one was logged lately, and its remedy where it has one. */
@@ -606,6 +713,16 @@ export class ConnectionFailures {
     const last = this.last;
     if (last === undefined || Date.now() - last.at > failureFreshMs) return message;
     return `${message} (${last.text})${last.remedy === undefined ? '' : `: ${last.remedy}`}`;
+  }
+
+  /**
+   * An outage's /readyz detail: `message` explained ({@link explain}), then the brokers that refuse
+   * connections though they answered before, since when, and what the daemon does meanwhile. Not for
+   * a failure's or a stop's message, which the daemon's keeping on does not fit.
+   */
+  explainOutage(message: string): string {
+    const refusals = this.refusalNews(false)?.said;
+    return refusals === undefined ? this.explain(message) : `${this.explain(message)}; ${refusals}`;
   }
 
   /**
@@ -689,13 +806,15 @@ export class ConnectionFailures {
       ...(everyBrokerDown === undefined ? [] : [`no broker is reachable (${everyBrokerDown})${this.whileUnreachable === undefined ? '' : `: ${this.whileUnreachable}`}`]),
       ...(connections === 0 ? [] : [`${connections} broker connection${connections === 1 ? '' : 's'} failed (broker transport failure)` + (brokers > 0 ? `, to ${brokers} broker${brokers === 1 ? '' : 's'}` : '')]),
     ];
+    const refusals = this.refusalNews(true);
+    if (refusals !== undefined) said.push(refusals.said);
     const message =
       `${what}: ${said.join('; ')}` +
       (others.length > 0 ? `; also ${others.join('; ')}` : '') +
       (burst.further > 0 ? `; and ${burst.further} more error${burst.further === 1 ? '' : 's'} of other texts` : '') +
       '; /readyz says not ready while no broker is reachable, and until a connection succeeds again further such errors are logged at debug level';
     const err = this.explain(everyBrokerDown ?? 'broker transport failure');
-    (this.logger?.warn ?? this.logger?.debug)?.call(this.logger, { ...burst.fields, errors, ...(brokers > 0 ? { brokers: [...this.failedBrokers] } : {}), err }, message);
+    (this.logger?.warn ?? this.logger?.debug)?.call(this.logger, { ...burst.fields, errors, ...(brokers > 0 ? { brokers: [...this.failedBrokers] } : {}), ...(refusals === undefined ? {} : { refusing: refusals.since }), err }, message);
   }
 
   /**
@@ -713,6 +832,10 @@ export class ConnectionFailures {
 
   /** Connected: what failed before is history, and the outage's warned errors are once outageSettleMs passed. */
   clear(): void {
+    if (!this.connectedOnce && this.unreachedWarning === 'warned') {
+      // Warned of as a wrong address or brokers not up yet: it was the latter, or the address was mended.
+      this.logger?.info?.({ brokers: [...this.unreached.keys()] }, 'kafka brokers reached: the brokers warned of as not reached since the start answer now');
+    }
     this.connectedOnce = true;
     this.unreached.clear();
     this.last = undefined;
@@ -734,7 +857,11 @@ export class ConnectionFailures {
  * commit that completed).
  */
 export class ProducerReachability {
-  private state: SourceHealth = { ready: true };
+  /**
+   * The error that said every broker is down, until they answer again; /readyz explains it when asked
+   * (ConnectionFailures.explain), so it names brokers that began refusing after it came.
+   */
+  private downError: string | undefined;
   private probing = false;
   private lastProbe = 0;
   private connecting = false;
@@ -745,7 +872,7 @@ export class ProducerReachability {
     private readonly producer: RdKafka.Producer,
     /** What the producer does while no broker is reachable (`records wait in the producer`), said in the outage's warning. */
     whileUnreachable: string,
-    logger?: { debug(fields: object, message: string): void; warn?(fields: object, message: string): void },
+    logger?: ConnectionLogger,
     /** The configured bootstrap brokers (brokerList). */
     brokers?: string,
   ) {
@@ -758,13 +885,13 @@ export class ProducerReachability {
    * (ConnectionFailures.logError: an outage is one warning, which says what the producer does meanwhile).
    */
   observe(error: { message: string; code?: number }, what: string, fields: object = {}): void {
-    if (isBrokersDown(error)) this.state = { ready: false, detail: this.failures.explain(error.message) };
+    if (isBrokersDown(error)) this.downError = error.message;
     this.failures.logError(error, what, fields);
   }
 
   /** The brokers answered (a flush or a commit completed). */
   reachable(): void {
-    if (!this.state.ready) this.state = { ready: true };
+    this.downError = undefined;
     this.failures.clear();
   }
 
@@ -783,7 +910,7 @@ export class ProducerReachability {
 
   /** Why the brokers are unreachable, while the producer last saw them so (no probe); undefined when reachable. */
   unreachable(): string | undefined {
-    return this.state.ready ? undefined : this.state.detail;
+    return this.downError === undefined ? undefined : this.failures.explain(this.downError);
   }
 
   /**
@@ -798,16 +925,20 @@ export class ProducerReachability {
 
   health(): SourceHealth {
     if (this.connecting) return { ready: false, detail: this.failures.explain('connecting to the brokers') };
+    if (this.downError !== undefined) this.probe();
+    return this.downError === undefined ? { ready: true } : { ready: false, detail: this.failures.explainOutage(this.downError) };
+  }
+
+  /** Asks the brokers for metadata (at most one request in flight, one per 5 s): an answer ends the outage. */
+  private probe(): void {
     const now = Date.now();
-    if (!this.state.ready && !this.probing && now - this.lastProbe >= 5_000) {
-      this.probing = true;
-      this.lastProbe = now;
-      this.producer.getMetadata({ timeout: 2_000 }, (error) => {
-        this.probing = false;
-        if (!error) this.reachable();
-      });
-    }
-    return this.state;
+    if (this.probing || now - this.lastProbe < 5_000) return;
+    this.probing = true;
+    this.lastProbe = now;
+    this.producer.getMetadata({ timeout: 2_000 }, (error) => {
+      this.probing = false;
+      if (!error) this.reachable();
+    });
   }
 }
 

@@ -70,6 +70,7 @@ import {
   hasExactlyOnceKafkaSink,
   isBrokersDown,
   isGroupDenied,
+  isoTime,
   isTimedOut,
   isUnknownTopicOrPartition,
   librdkafkaConnection,
@@ -1426,9 +1427,8 @@ class KafkaSource {
       metadata = await promisify<RdKafka.Metadata>((cb) => this.consumer.getMetadata(request, cb));
     } catch (error) {
       // With the cause librdkafka logged (a refused connection, a failed handshake), as the consumer's own error says it.
-      const failed = `metadata request failed: ${this.connectionFailures.explain(asError(error).message)}`;
-      if (!isBrokersDown(error as { code?: number })) return this.setUnhealthy(failed);
-      this.setUnhealthy(`broker unreachable: ${failed}`, false);
+      if (!isBrokersDown(error as { code?: number })) return this.setUnhealthy(`metadata request failed: ${this.connectionFailures.explain(asError(error).message)}`);
+      this.setUnhealthy(`broker unreachable: metadata request failed: ${this.connectionFailures.explainOutage(asError(error).message)}`, false);
       this.connectionFailures.logError(asError(error), consumerErrorMessage, { source: this.label });
       return;
     }
@@ -1518,7 +1518,7 @@ class KafkaSource {
     if (isGroupDenied(error)) return this.onGroupDenied(error.message);
     // Every broker down: not ready, said in the outage's one warning with its connection failures.
     if (isBrokersDown(error)) {
-      this.setUnhealthy(`broker unreachable: ${this.connectionFailures.explain(error.message)}`, false);
+      this.setUnhealthy(`broker unreachable: ${this.connectionFailures.explainOutage(error.message)}`, false);
       this.connectionFailures.logError(error, consumerErrorMessage, { source: this.label, ...at });
     }
     // A subscribed topic does not exist (or went away): look at the metadata at once.
@@ -3088,11 +3088,6 @@ class KafkaSource {
     }
     return events;
   }
-}
-
-/** A clock reading as /readyz's reasons name a moment: ISO 8601, UTC. */
-function isoTime(ms: number): string {
-  return new Date(ms).toISOString();
 }
 
 /** A partition's id as scale_out names it (PartitionAssignment.id): its state's folder under `state_dir`. */
