@@ -237,10 +237,12 @@ test('checkpoint: a warm start from a model file whose features the stages befor
     assert.equal(readFileSync(file, 'utf8'), before, `${edit}: the model file is left as it was`);
   }
 
-  // Names only added (another appending stage): read by name, warned of at the first vector, not refused.
+  // Names only added (another appending stage): not refused; the model takes them on at its first vector, from 0 (was: ignored, warned).
   const added = await run(hash(16) + '  - {type: hash-features, label: items, fields: [itemId], prefix: item, width: 4}\n');
   assert.ok(added.some((line) => line.startsWith('model intent: warm start from ')), added.join('\n'));
-  assert.ok(added.some((line) => line.startsWith("model intent: input features differ from the model's")), added.join('\n'));
+  assert.ok(added.includes('model intent: the input has 4 features the saved model did not (item_0, item_1, item_2, item_3): the model learns them from here, their weights starting at 0 (it predicts as before until it does), its weights for the others kept'), added.join('\n'));
+  assert.ok(!added.some((line) => line.startsWith("model intent: input features differ from the model's")), added.join('\n'));
+  assert.deepEqual((JSON.parse(readFileSync(file, 'utf8')) as { features: string[] }).features.slice(-4), ['item_0', 'item_1', 'item_2', 'item_3']);
 
   // A file saved before stages were recorded: warm-started, said (info) not to be checked.
   const saved = JSON.parse(readFileSync(file, 'utf8')) as { stages?: unknown };
