@@ -982,7 +982,7 @@ export class OnlineLearner {
       `model ${this.name}: input features differ from the model's ${own.length}: ${ignored.length} it does not know are ignored, ${missing.length} of its own are absent and read as 0${this.custom ? '' : ' once standardised (at their running mean, which with their variance is left as it was)'} ` +
         (this.custom
           ? '(a custom model keeps the features it was made for; to learn on new ones, start it afresh)'
-          : '(a model takes on the features of its first vector after a warm start or a resume, its weights for new ones starting at 0; within a run it keeps its features: a restart that resumes takes on the new ones)'),
+          : '(a model takes on new features only at its first vector after a warm start or a resume, their weights starting at 0; within a run it keeps its features)'),
     );
   }
 
