@@ -6,7 +6,7 @@
  */
 import type * as TF from '@tensorflow/tfjs';
 import { tf } from './backend.js';
-import { OnlineModel, glorot, inputMatrix, type Batch, type ModelConfig } from './model.js';
+import { OnlineModel, glorot, inputMatrix, type Batch, type InputRows, type ModelConfig } from './model.js';
 import type { OptimizerConfig } from './params.js';
 
 /**
@@ -27,6 +27,11 @@ const categoryDim = 8;
 
 export class GruModel extends OnlineModel {
   readonly kind = 'gru' as const;
+
+  /** Where it reads the features (see remapInputRows): the output's rows after the GRU state's `units`, one each. */
+  static inputRows(config: ModelConfig): InputRows[] {
+    return [{ param: 'wout', from: config.units }];
+  }
 
   constructor(inputs: number, config: ModelConfig, optimizer: OptimizerConfig) {
     super(inputs, config, optimizer);

@@ -11,8 +11,8 @@ import { backendMemoryBytes, missingPackages, modelsInWorkers, useBackend, type 
 import type { ResolvedModelConfig } from './config.js';
 import { createDriftDetector, LossBlocks, type DriftDetector, type DriftState, type LossBlocksState } from './drift.js';
 import type { Batch, Model, ModelState } from './model.js';
-import { openModel } from './models.js';
-import { Normaliser, type NormaliserState } from './normaliser.js';
+import { openModel, remapFeatures } from './models.js';
+import { Normaliser, remapNormaliserState, type NormaliserState } from './normaliser.js';
 import { CustomModelAdapter, RawFeatures, type CustomModelSource } from './custom.js';
 import { decodeFloats, decodeFloatsInto, encodeFloats } from './params.js';
 import { calibrationError, Prequential, type PrequentialState, type PrequentialSummary } from './prequential.js';
@@ -413,6 +413,11 @@ export class OnlineLearner {
   readonly snapshots = new PartedSnapshots();
   private baseLearningRate: number;
   private backend: BackendSelection | undefined;
+  /**
+   * The model was loaded from a saved one (a warm start, a resume) and has had no vector yet: the first one's
+   * features it takes on where that one has names it lacks (see {@link fitFeatures}).
+   */
+  private fitToFirstVector = false;
   /** The saved model this one started from (its file and learning steps), else null: a backtest's report says so. */
   private warmStarted: { file: string; steps: number } | null = null;
   private lastCheckpointLabels = 0;
@@ -671,8 +676,8 @@ export class OnlineLearner {
    * hash-features' width or fields, a transform added, removed, moved or selecting otherwise; PluginContext's
    * featureStagesChangedSince) is refused: the model reads its input by name, so its weights would be applied to
    * other values without a word, and unlike a resumed pipeline's state a warm start is cheap to give up. Names
-   * only added or gone are no such change: they are read by name, and warned of at the first vector
-   * (warnOtherFeatures). Not where the pipeline resumes from its checkpoint, whose model replaces this one (and
+   * only added or gone are no such change: the model takes on the first vector's (fitFeatures: added ones learnt
+   * from 0, gone ones' weights dropped). Not where the pipeline resumes from its checkpoint, whose model replaces this one (and
    * whose record of the stages the runtime checks).
    */
   private refuseOtherFeatureValues(saved: SavedModel, file: string): void {
@@ -782,6 +787,8 @@ export class OnlineLearner {
     }
     this.model?.dispose();
     this.build(saved.features, model, normaliser);
+    // A custom model's state is its own: it keeps the features it was made for (read by name).
+    this.fitToFirstVector = !this.custom;
     // The learning rate is config, not state: an edited one applies (a drift's raise keeps its ratio).
     const configured = this.config.optimizer.learning_rate;
     if (saved.baseLearningRate !== configured) {
@@ -862,6 +869,72 @@ export class OnlineLearner {
     await writeFileDurably(file, body, `${file}.tmp`);
   }
 
+  /**
+   * A model loaded from a saved one (a warm start, a resume) whose first vector has features it lacks (a stage
+   * added before it, a horizon added to one) takes on that vector's features, as River's linear models grow a
+   * weight per new name: its weights for the features kept stay as learnt, each added one's start at 0 (its
+   * optimiser moments too, and its normaliser's statistics fresh), so it predicts as before until it learns from
+   * them; those the vector no longer has are dropped with their weights. Said once (the added, the dropped). Only
+   * once, at the first vector: a later vector named otherwise is read by name (warnOtherFeatures), as a vector
+   * that only lacks some of the model's features is (read at their running mean, the weights kept should they
+   * come back). Same names made otherwise (a hash width) are refused before this (refuseOtherFeatureValues) or
+   * warned of by the runtime on a resume: a name is taken to mean what it meant.
+   */
+  private fitFeatures(names: readonly string[]): void {
+    this.fitToFirstVector = false;
+    const own = this.features!;
+    const index = new Map(own.map((name, i) => [name, i]));
+    const added = names.filter((name) => !index.has(name));
+    // Duplicate names cannot be told apart by name: read as before (warnOtherFeatures says what).
+    if (added.length === 0 || new Set(names).size !== names.length) return;
+    const kept = new Set(names);
+    const dropped = own.filter((name) => !kept.has(name));
+    const map = names.map((name) => index.get(name) ?? -1);
+    // Samples of a first-format snapshot hold raw values in the old order: normalised now, before the features change.
+    for (const list of [this.toPredict, this.awaitingQueue, this.toLearn]) for (const s of list) if (!s.rows && s.raw) this.normaliseRaw(s);
+    const model = this.newModel(names);
+    const normaliser = this.newNormaliser(names.length);
+    try {
+      model.load(remapFeatures(this.model!.state(), this.config.model, map));
+      normaliser.load(remapNormaliserState(this.normaliser!.state(), map));
+    } catch (error) {
+      model.dispose();
+      throw error;
+    }
+    this.model!.dispose();
+    this.build(names, model, normaliser);
+    this.remapRows(map);
+    const text =
+      `model ${this.name}: the input has ${added.length} feature${added.length === 1 ? '' : 's'} the saved model did not (${added.slice(0, 20).join(', ')}${added.length > 20 ? ', ...' : ''}): ` +
+      'the model learns them from here, their weights starting at 0 (it predicts as before until it does), its weights for the others kept' +
+      (dropped.length === 0 ? '' : `; its weights for ${dropped.length} the input no longer has (${dropped.slice(0, 20).join(', ')}${dropped.length > 20 ? ', ...' : ''}) are dropped`);
+    const fields = { model: this.name, added: added.slice(0, 50), addedCount: added.length, dropped: dropped.slice(0, 50), droppedCount: dropped.length };
+    if (dropped.length === 0) this.context.logger.info(fields, text);
+    else this.context.logger.warn(fields, text);
+  }
+
+  /**
+   * The rows of the samples held (to predict, awaiting labels, to learn) in the model's new feature order, after
+   * {@link fitFeatures}: `map[i]` is the old feature new feature i is; an added one is 0 (standardised: at its
+   * running mean, as a value a sample lacks is read). In new slabs: the old ones are in the old row format.
+   */
+  private remapRows(map: readonly number[]): void {
+    const slabs = this.restoredSlabs();
+    const d = map.length;
+    const remapped = new Set<Sample>();
+    for (const list of [this.toPredict, this.awaitingQueue, this.toLearn]) {
+      for (const s of list) {
+        if (s.rows === undefined || remapped.has(s)) continue;
+        remapped.add(s);
+        const { rows, row } = slabs();
+        for (let i = 0; i < d; i++) if (map[i]! >= 0) rows[row + i] = s.rows[s.row + map[i]!]!;
+        if (this.withOnes) rows[row + d] = 1;
+        s.rows = rows;
+        s.row = row;
+      }
+    }
+  }
+
   /** Maps a vector's names onto the model's feature order (null: same order). */
   private alignment(names: readonly string[]): number[] | null {
     // Upstream operators share one names array across their vectors: skip the WeakMap for a repeat.
@@ -889,8 +962,8 @@ export class OnlineLearner {
   private readonly mismatchesLogged = new Set<string>();
 
   /**
-   * The model's features are fixed (by its first sample, or the model it resumed): a vector named
-   * otherwise (a pipeline edited between runs, a stage whose output changed) is read by name, which
+   * The model's features are fixed for the run (by its first sample, or the model it resumed and the first vector's
+   * features it took on: fitFeatures): a vector named otherwise (a stage whose output changed) is read by name, which
    * drops what the model does not know and reads its missing features at their running mean (standardised 0,
    * leaving the normaliser's statistics as they were: a raw 0 would shift every prediction); a custom model,
    * which gets raw values, reads them as 0. Said, not silent.
@@ -907,7 +980,9 @@ export class OnlineLearner {
     this.context.logger.warn(
       { model: this.name, ignored: ignored.slice(0, 50), missing: missing.slice(0, 50), ignoredCount: ignored.length, missingCount: missing.length },
       `model ${this.name}: input features differ from the model's ${own.length}: ${ignored.length} it does not know are ignored, ${missing.length} of its own are absent and read as 0${this.custom ? '' : ' once standardised (at their running mean, which with their variance is left as it was)'} ` +
-        '(a model keeps the features it started with or resumed; to learn on new ones, start it afresh)',
+        (this.custom
+          ? '(a custom model keeps the features it was made for; to learn on new ones, start it afresh)'
+          : '(a model takes on new features only at its first vector after a warm start or a resume, their weights starting at 0; within a run it keeps its features)'),
     );
   }
 
@@ -939,6 +1014,7 @@ export class OnlineLearner {
   submit(input: SampleInput, emit: Emit): SampleHandle {
     this.snapshots.settle();
     if (!this.model) this.build(input.names);
+    else if (this.fitToFirstVector) this.fitFeatures(input.names);
     const size = this.features!.length;
     const map = this.alignment(input.names);
     // Normalised now (same order as at prediction, so the same statistics) straight into the slab.
@@ -1062,13 +1138,7 @@ export class OnlineLearner {
     if (samples.length === 0) return;
     this.toPredict = [];
     for (const s of samples) {
-      // A snapshot from before samples were normalised at submit holds raw features.
-      if (!s.rows) {
-        s.rows = this.newRow();
-        s.row = 0;
-        this.normaliser!.updateAndTransform(s.raw!, s.rows, 0);
-        if (this.normaliser!.skipped.firstNonFinite.length > 0) this.warnNonFinite(s.raw!);
-      }
+      if (!s.rows) this.normaliseRaw(s);
       s.raw = undefined;
     }
     const model = this.model!;
@@ -1089,6 +1159,15 @@ export class OnlineLearner {
     }
     for (let i = 0; i < samples.length; i++) this.emitPrediction(samples[i]!, emit, version);
     this.gauges.buffer.set(this.awaitingCount);
+  }
+
+  /** A sample of a snapshot from before samples were normalised at submit: its raw features normalised into a row of its own. */
+  private normaliseRaw(s: Sample): void {
+    s.rows = this.newRow();
+    s.row = 0;
+    this.normaliser!.updateAndTransform(s.raw!, s.rows, 0);
+    if (this.normaliser!.skipped.firstNonFinite.length > 0) this.warnNonFinite(s.raw!);
+    s.raw = undefined;
   }
 
   private hold(sample: Sample): void {
@@ -2025,7 +2104,7 @@ export class OnlineLearner {
   }
 
   /**
-   * Where restored samples' rows go: slabs of `batch.max_size` rows in the slab's format, as at
+   * Where restored (or remapped: remapRows) samples' rows go: slabs of `batch.max_size` rows in the slab's format, as at
    * submit (a buffer of its own per sample, and one more to decode it into, made 200,000 ArrayBuffers
    * for 100,000 samples awaiting labels: work for the garbage collector while the loop waits). The
    * caller writes the row's features, then its 1 where the model folds biases in.

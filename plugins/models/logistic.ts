@@ -1,12 +1,17 @@
 /** `logistic`: logistic regression with an L2 penalty; the fastest model and the baseline. */
 import type * as TF from '@tensorflow/tfjs';
 import { tf } from './backend.js';
-import { OnlineModel, inputsWithOnes, outputError, type Batch, type ModelConfig } from './model.js';
+import { OnlineModel, inputsWithOnes, outputError, type Batch, type InputRows, type ModelConfig } from './model.js';
 import type { OptimizerConfig } from './params.js';
 
 export class LogisticRegression extends OnlineModel {
   readonly kind = 'logistic' as const;
   private readonly ones = { data: new Float32Array(0) };
+
+  /** Where it reads the features (see remapInputRows): a row of `w` each. */
+  static inputRows(): InputRows[] {
+    return [{ param: 'w', from: 0 }];
+  }
 
   constructor(inputs: number, config: ModelConfig, optimizer: OptimizerConfig) {
     super(inputs, config, optimizer);

@@ -12,7 +12,7 @@
  */
 import type * as TF from '@tensorflow/tfjs';
 import { tf } from './backend.js';
-import { OnlineModel, glorot, inputsWithOnes, outputError, type Batch, type ModelConfig } from './model.js';
+import { OnlineModel, glorot, inputsWithOnes, outputError, type Batch, type InputRows, type ModelConfig } from './model.js';
 import type { OptimizerConfig } from './params.js';
 
 interface Forward {
@@ -30,6 +30,16 @@ export class MultilayerPerceptron extends OnlineModel {
   /** Width of the last hidden layer (the inputs when there is none). */
   private readonly width: number;
   private readonly ones = { data: new Float32Array(0) };
+
+  /**
+   * Where it reads the features (see remapInputRows): a row of the first layer's `w0` each, and of the output's
+   * linear skip (the rows of `wout` after the last hidden layer's width); with no hidden layer, the output's
+   * "hidden" part reads them too.
+   */
+  static inputRows(inputs: number, config: ModelConfig): InputRows[] {
+    if (config.hidden.length === 0) return [{ param: 'wout', from: 0 }, { param: 'wout', from: inputs }];
+    return [{ param: 'w0', from: 0 }, { param: 'wout', from: config.hidden.at(-1)! }];
+  }
 
   constructor(inputs: number, config: ModelConfig, optimizer: OptimizerConfig) {
     super(inputs, config, optimizer);

@@ -6,7 +6,7 @@
  */
 import type * as TF from '@tensorflow/tfjs';
 import { tf } from './backend.js';
-import { Optimizer, ParamSet, type EncodedTensor, type OptimizerConfig, type OptimizerState } from './params.js';
+import { decodeFloats, encodeFloats, Optimizer, ParamSet, type EncodedTensor, type OptimizerConfig, type OptimizerState } from './params.js';
 
 import type { ModelConfig, ModelKind } from './settings.js';
 
@@ -209,6 +209,60 @@ export abstract class OnlineModel implements Model {
     this.inverse?.scalar.dispose();
     this.inverse = undefined;
   }
+}
+
+/**
+ * Where a parameter reads the feature vector: rows `from` to `from + inputs` of its first axis are one per
+ * feature, in the model's feature order (see {@link remapInputRows}). Each model kind lists its own beside
+ * its constructor, which lays them out.
+ */
+export interface InputRows {
+  param: string;
+  from: number;
+}
+
+/**
+ * A saved model's state for another feature list (a pipeline's features added or gone since it was saved):
+ * `map[i]` is the saved feature that new feature i is (-1: one it did not have). The rows that read a kept
+ * feature keep their weights and the optimiser's moments; an added feature's rows are 0, weights and moments
+ * alike (so the model predicts as before until it learns from it); a gone feature's rows are dropped. Every other
+ * parameter, the optimiser's step and learning rate are kept as they are.
+ */
+export function remapInputRows(state: ModelState, rows: readonly InputRows[], map: readonly number[]): ModelState {
+  const remap = (encoded: EncodedTensor, from: number): EncodedTensor => {
+    const [count, ...rest] = encoded.shape;
+    const width = rest.reduce((a, b) => a * b, 1);
+    const inputs = state.inputs;
+    if (count === undefined || from + inputs > count) throw new Error(`saved parameter of shape [${encoded.shape}] has no ${inputs} input rows from row ${from}`);
+    const values = decodeFloats(encoded.data);
+    const out = new Float32Array((count - inputs + map.length) * width);
+    // The rows before and after the inputs' rows as they were; each input row from its saved one, or 0.
+    out.set(values.subarray(0, from * width), 0);
+    map.forEach((at, i) => {
+      if (at >= 0) out.set(values.subarray((from + at) * width, (from + at + 1) * width), (from + i) * width);
+    });
+    out.set(values.subarray((from + inputs) * width), (from + map.length) * width);
+    return { shape: [count - inputs + map.length, ...rest], data: encodeFloats(out) };
+  };
+  const remapAll = (encoded: Record<string, EncodedTensor>, suffix: string): Record<string, EncodedTensor> => {
+    const out = { ...encoded };
+    const byParam = new Map<string, number[]>();
+    for (const { param, from } of rows) byParam.set(param, [...(byParam.get(param) ?? []), from]);
+    for (const [param, froms] of byParam) {
+      let tensor = encoded[param + suffix];
+      if (tensor === undefined) continue; // an optimiser without slots (sgd)
+      // From the last block back: a block's rows shift those after it, not those before.
+      for (const from of [...froms].sort((a, b) => b - a)) tensor = remap(tensor, from);
+      out[param + suffix] = tensor;
+    }
+    return out;
+  };
+  return {
+    ...state,
+    inputs: map.length,
+    params: remapAll(state.params, ''),
+    optimizer: { ...state.optimizer, slots: remapAll(remapAll(state.optimizer.slots, '/m'), '/v') },
+  };
 }
 
 /** Glorot-normal initial weights, seeded. */

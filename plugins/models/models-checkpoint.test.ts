@@ -203,7 +203,7 @@ test('checkpoint: a saved model that no longer fits the config stops the run for
   }
 });
 
-test('checkpoint: a warm start from a model file whose features the stages before it now make otherwise under the same names (a hash width, a transform added) is refused, naming the change; names only added are read by name, and a file from before stages were recorded is said not to be checked', async (t) => {
+test('checkpoint: a warm start from a model file whose features the stages before it now make otherwise under the same names (a hash width, a transform added) is refused, naming the change; names only added are taken on by the model (from 0), and a file from before stages were recorded is said not to be checked', async (t) => {
   // Was: a model saved with hash_0..15 of a width-16 block warm-started into a width-8 one without a word
   // (the names hash_0..7 kept, their weights applied to other buckets); the pipeline checkpoint's check did not apply.
   const baseDir = tempFolder(t, 'warm-stages');
@@ -237,10 +237,12 @@ test('checkpoint: a warm start from a model file whose features the stages befor
     assert.equal(readFileSync(file, 'utf8'), before, `${edit}: the model file is left as it was`);
   }
 
-  // Names only added (another appending stage): read by name, warned of at the first vector, not refused.
+  // Names only added (another appending stage): not refused; the model takes them on at its first vector, from 0 (was: ignored, warned).
   const added = await run(hash(16) + '  - {type: hash-features, label: items, fields: [itemId], prefix: item, width: 4}\n');
   assert.ok(added.some((line) => line.startsWith('model intent: warm start from ')), added.join('\n'));
-  assert.ok(added.some((line) => line.startsWith("model intent: input features differ from the model's")), added.join('\n'));
+  assert.ok(added.includes('model intent: the input has 4 features the saved model did not (item_0, item_1, item_2, item_3): the model learns them from here, their weights starting at 0 (it predicts as before until it does), its weights for the others kept'), added.join('\n'));
+  assert.ok(!added.some((line) => line.startsWith("model intent: input features differ from the model's")), added.join('\n'));
+  assert.deepEqual((JSON.parse(readFileSync(file, 'utf8')) as { features: string[] }).features.slice(-4), ['item_0', 'item_1', 'item_2', 'item_3']);
 
   // A file saved before stages were recorded: warm-started, said (info) not to be checked.
   const saved = JSON.parse(readFileSync(file, 'utf8')) as { stages?: unknown };
@@ -249,6 +251,25 @@ test('checkpoint: a warm start from a model file whose features the stages befor
   const old = await run(hash(8));
   assert.ok(old.includes(`model intent: ${file} records no stages (saved before 2026-12-07): whether the stages before the model make its features as they did is not checked; its next save records them`), old.join('\n'));
   assert.ok(old.some((line) => line.startsWith('model intent: warm start from ')), old.join('\n'));
+});
+
+test("checkpoint: a pipeline resumed from its checkpoint after a stage that appends features was added before the model (labels kept): the resumed model takes them on, from 0, said once (was: ignored, warned, until the model started afresh)", async (t) => {
+  const baseDir = tempFolder(t, 'resume-grow');
+  const yaml = (events: number, features: string): string =>
+    `name: shop\nsources: [{type: synthetic, users: 20, events: ${events}, seed: 3}]\n` +
+    `stages:\n  - {type: sessionizer, label: sessions}\n  - {type: session-features, label: features}\n${features}  - {type: intent-model, label: intent, name: intent, model: {kind: logistic}}\n` +
+    `sinks: [{type: memory, kinds: [prediction]}]\ncheckpoint: { dir: cp }\n`;
+  const run = async (events: number, features: string): Promise<string[]> => {
+    const lines: string[] = [];
+    const logger = pino({ level: 'info' }, { write: (line: string) => void lines.push((JSON.parse(line) as { msg: string }).msg) });
+    await runYaml(yaml(events, features), { baseDir, logger });
+    return lines;
+  };
+  await run(200, '');
+  const resumed = await run(400, '  - {type: hash-features, label: items, fields: [itemId], prefix: item, width: 2}\n');
+  assert.ok(resumed.includes('resuming from checkpoint'), resumed.join('\n'));
+  assert.ok(resumed.includes('model intent: the input has 2 features the saved model did not (item_0, item_1): the model learns them from here, their weights starting at 0 (it predicts as before until it does), its weights for the others kept'), resumed.join('\n'));
+  assert.ok(!resumed.some((line) => line.startsWith("model intent: input features differ from the model's")), resumed.join('\n'));
 });
 
 test('checkpoint: the configured learning rate applies to a warm-started model (it is config, not state)', async (t) => {

@@ -3,7 +3,7 @@ import { modelsInWorkers } from './backend.js';
 import { GruModel } from './gru.js';
 import { LogisticRegression } from './logistic.js';
 import { MultilayerPerceptron } from './mlp.js';
-import type { Model, ModelConfig, OnlineModel } from './model.js';
+import { remapInputRows, type InputRows, type Model, type ModelConfig, type ModelState, type OnlineModel } from './model.js';
 import type { OptimizerConfig } from './params.js';
 import { RemoteModel } from './remote.js';
 
@@ -26,4 +26,24 @@ export function createModel(inputs: number, config: ModelConfig, optimizer: Opti
 export function openModel(inputs: number, config: ModelConfig, optimizer: OptimizerConfig, onFailure?: (error: Error) => void): Model {
   const backend = modelsInWorkers();
   return backend ? new RemoteModel(inputs, config, optimizer, backend, onFailure) : createModel(inputs, config, optimizer);
+}
+
+/** Where a model of `config.kind` over `inputs` features reads them (see remapInputRows). */
+function inputRowsOf(inputs: number, config: ModelConfig): InputRows[] {
+  switch (config.kind) {
+    case 'logistic':
+      return LogisticRegression.inputRows();
+    case 'mlp':
+      return MultilayerPerceptron.inputRows(inputs, config);
+    case 'gru':
+      return GruModel.inputRows(config);
+  }
+}
+
+/**
+ * A saved model's state for another feature list (see remapInputRows): `map[i]` is the saved feature that new
+ * feature i is, -1 for one added (its weights and optimiser moments start at 0).
+ */
+export function remapFeatures(state: ModelState, config: ModelConfig, map: readonly number[]): ModelState {
+  return remapInputRows(state, inputRowsOf(state.inputs, config), map);
 }

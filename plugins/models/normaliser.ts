@@ -92,6 +92,25 @@ export class SkippedValues {
   }
 }
 
+/**
+ * A saved normaliser's state for another feature list (a pipeline's features added or gone since): `map[i]` is
+ * the saved feature that new feature i is, -1 for one added. A kept feature keeps its statistics and counts; an
+ * added one starts fresh, the samples before it counted as lacking it (`absent`), so that its own count, its mean
+ * and its variance start at its first value; a gone one's are dropped.
+ */
+export function remapNormaliserState(state: NormaliserState, map: readonly number[]): NormaliserState {
+  const pick = (values: readonly number[] | undefined, added: number): number[] => map.map((at) => (at < 0 ? added : (values?.[at] ?? 0)));
+  const absent = pick(state.absent, state.n);
+  const nonFinite = state.nonFinite === undefined ? undefined : pick(state.nonFinite, 0);
+  return {
+    n: state.n,
+    mean: pick(state.mean, 0),
+    m2: pick(state.m2, 0),
+    ...(absent.some((count) => count > 0) ? { absent } : {}),
+    ...(nonFinite === undefined ? {} : { nonFinite }),
+  };
+}
+
 export class Normaliser {
   n = 0;
   private mean: Float64Array;
