@@ -148,8 +148,8 @@ function* copyUsers(users: Map<string, UserState>, deadlines: readonly number[],
   const openStarts: number[] = [];
   const pendingSamples: SampleHandle[] = [];
   const pendingUsers: string[] = [];
-  /** Each pending prediction's row, for the deadlines that point at it. */
-  const rowOf = new Map<PendingChurn, number>();
+  /** The pending predictions in row order, for the deadlines that point at them (matched once the sources go on). */
+  const pendingRows: PendingChurn[] = [];
   const pendingEnds: number[] = [];
   const pendingBacks: number[] = [];
   const pendingStarts: number[] = [];
@@ -174,7 +174,7 @@ function* copyUsers(users: Map<string, UserState>, deadlines: readonly number[],
     }
     pendingCounts![row] = u.pending.length;
     for (const p of u.pending) {
-      rowOf.set(p, pendingEnds.length);
+      pendingRows.push(p);
       pendingSamples.push(p.sample);
       pendingUsers.push(key);
       pendingEnds.push(p.end);
@@ -188,18 +188,25 @@ function* copyUsers(users: Map<string, UserState>, deadlines: readonly number[],
     if (u.partition !== undefined) partitioned = true;
     row++;
   });
-  const deadlineRows = new Float64Array(deadlines.length);
-  // A deadline is its prediction's end + the horizon + its grace but where an update moved it: stored as offsets from that end.
-  const predictionEnds = new Float64Array(deadlines.length);
-  yield* partsOf(deadlines.length, (from, to) => {
-    for (let i = from; i < to; i++) {
-      const row = rowOf.get(deadlineOf[i]!);
-      deadlineRows[i] = row ?? NO_PENDING;
-      predictionEnds[i] = row === undefined ? 0 : deadlineOf[i]!.end;
-    }
-  });
   const deadlinesThen = Float64Array.from(deadlines);
+  const deadlinesOfThen = deadlineOf.slice();
   return (function* () {
+    /** Each pending prediction's row, for the deadlines that point at it. */
+    const rowOf = new Map<PendingChurn, number>();
+    yield* partsOf(pendingRows.length, (from, to) => {
+      for (let i = from; i < to; i++) rowOf.set(pendingRows[i]!, i);
+    });
+    const deadlineRows = new Float64Array(deadlinesThen.length);
+    // A deadline is its prediction's end + the horizon + its grace but where an update moved it: stored as offsets from that end
+    // (the end as copied: an update may move it once the sources go on).
+    const predictionEnds = new Float64Array(deadlinesThen.length);
+    yield* partsOf(deadlinesThen.length, (from, to) => {
+      for (let i = from; i < to; i++) {
+        const row = rowOf.get(deadlinesOfThen[i]!);
+        deadlineRows[i] = row ?? NO_PENDING;
+        predictionEnds[i] = row === undefined ? 0 : pendingEnds[row]!;
+      }
+    });
     const pendingIds: string[] = [];
     const pendingIdKeys: number[] = [];
     const pendingSessions: (string | null)[] = [];
