@@ -367,6 +367,8 @@ export function predictionIdAfter(prefix: IdPrefix, part1: string | number | und
  */
 interface CopiedSamples {
   samples: readonly Sample[];
+  /** The features a row holds (the model's, which a later record may build or change). */
+  width: number;
   flags: Float64Array;
   score: Float64Array;
   label: Float64Array;
@@ -1828,6 +1830,7 @@ export class OnlineLearner {
     const n = samples.length;
     const copied: CopiedSamples = {
       samples: samples.slice(),
+      width: this.features?.length ?? 0,
       flags: new Float64Array(n),
       score: new Float64Array(n),
       label: new Float64Array(n),
@@ -1878,7 +1881,7 @@ export class OnlineLearner {
   private *encodeSamples(copied: CopiedSamples): Generator<void, SavedSamples, void> {
     const { samples, flags, score, label, expiresFrom } = copied;
     const n = samples.length;
-    const d = this.features?.length ?? 0;
+    const d = copied.width;
     // Ids the task's deriveId does not remake, in order.
     const ids: string[] = [];
     const ownerUsers: string[] = [];
