@@ -5,7 +5,11 @@
  * fix-ckpthold, and with a transactional sink), the process's CPU (all threads), the sink
  * flush, the store's write (of which SHA-256 on the main thread, the file writes and fsync on libuv's
  * pool), GC pauses, and the longest the event loop went without turning; and once a second the events
- * read. Active only in `tributary run`; it wraps the runtime's methods, so it measures this build only.
+ * read. Per stage whose snapshot is built in parts (PartedSnapshots, in stage order: `s0`, `s1`, ...), the
+ * main-thread time in its parts that read the live state (`sNCopyMs`: all of them in builds before
+ * 2026-12-07's fix-snapheld, or without takeCopying) and in those that encode the copies (`sNEncodeMs`),
+ * and when each phase ended from the barrier (`sNCopiedAtMs`, `sNDoneAtMs`).
+ * Active only in `tributary run`; it wraps the runtime's methods, so it measures this build only.
  *
  *   CHECKPOINT_PHASES_OUT=/tmp/phases.jsonl NODE_OPTIONS="--import $PWD/dist/bench/checkpoint-phases.js" \
  *     node dist/bench/soak.js months 1050000 180 10 7
@@ -18,6 +22,7 @@ import { createHash } from 'node:crypto';
 import { constants, performance, PerformanceObserver, type PerformanceEntry } from 'node:perf_hooks';
 import { CheckpointStore } from '../core/runtime/checkpoint.js';
 import { PipelineRunner } from '../core/runtime/pipeline.js';
+import { PartedSnapshots } from '../core/turns.js';
 
 type Phases = Record<string, number>;
 
@@ -60,6 +65,40 @@ if (process.argv.includes('run') && out) {
     lastLook = now;
   }, 5).unref();
 
+  /** The snapshots in parts of the checkpoint under way, in the order taken (its stages' order). */
+  let snapshotIndex = 0;
+  /** Each next() of `parts` timed into `key`; its end's time from the barrier into `endKey`. */
+  function timedParts<T>(parts: Generator<void, T, void>, key: string, endKey: string, onDone?: (value: T) => T): Generator<void, T, void> {
+    const phases = current;
+    const began = phases?.at ?? performance.now();
+    return (function* () {
+      for (;;) {
+        const started = performance.now();
+        const step = parts.next();
+        if (phases) phases[key] = (phases[key] ?? 0) + performance.now() - started;
+        if (step.done) {
+          if (phases) phases[endKey] = performance.now() - began;
+          return onDone ? onDone(step.value) : step.value;
+        }
+        yield;
+      }
+    })();
+  }
+  const snapshots = PartedSnapshots.prototype as unknown as Record<string, (parts: Generator<void, unknown, void>) => unknown>;
+  const take = snapshots.take!;
+  snapshots.take = function (this: unknown, parts) {
+    const n = snapshotIndex++;
+    return take.call(this, timedParts(parts, `s${n}CopyMs`, `s${n}DoneAtMs`));
+  };
+  const takeCopying = snapshots.takeCopying;
+  if (takeCopying) {
+    snapshots.takeCopying = function (this: unknown, parts) {
+      const n = snapshotIndex++;
+      const copying = parts as Generator<void, Generator<void, unknown, void>, void>;
+      return takeCopying.call(this, timedParts(copying, `s${n}CopyMs`, `s${n}CopiedAtMs`, (encode) => timedParts(encode, `s${n}EncodeMs`, `s${n}DoneAtMs`)) as Generator<void, unknown, void>);
+    };
+  }
+
   let runner: PipelineRunner | undefined;
   const checkpoint = PipelineRunner.prototype.checkpoint;
   PipelineRunner.prototype.checkpoint = function (this: PipelineRunner) {
@@ -68,6 +107,7 @@ if (process.argv.includes('run') && out) {
     const cpu = process.cpuUsage();
     const phases: Phases = { at: began, eventsIn: this.stats.eventsIn, longestStallMs: 0 };
     current = phases;
+    snapshotIndex = 0;
     const written = checkpoint.call(this);
     // The snapshots taken and the first part serialised: what ran before the checkpoint's first turn.
     phases.syncStartMs = performance.now() - began;

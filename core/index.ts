@@ -45,7 +45,7 @@ export { fieldPath, fieldPathProblem, isInheritedName, ownValue, setOwnField, va
 export { inputFileProblem, sameFile } from './paths.js';
 export { createFileDurably, makeFolderDurably, makeFolderDurablySync, writeFileDurably, writeFileDurablySync, type DurableData } from './durable.js';
 export { LockRefusedError, releaseLock, takeLock, takeLockWaiting, type LockHolder, type LockOptions } from './lock.js';
-export { eachOf, inParts, inTurns, nextTurn, PartedSnapshots, partsOf, turnDue, TURN_MS } from './turns.js';
+export { type CopyingSnapshot, type CopyThenEncode, eachOf, inParts, inTurns, isCopyingSnapshot, nextTurn, PartedSnapshots, partsOf, turnDue, TURN_MS } from './turns.js';
 export { checkListLengths, decodeColumn, decodeColumnOf, decodeColumns, decodeDerivedIds, decodeNamedColumns, decodeNamedColumnsInTurns, decodeNullableStrings, decodeOptionalColumnOf, decodeStrings, decodeTable, encodeColumn, encodeColumns, encodeNamedColumns, encodeDerivedIds, encodeTable, type Column, type DerivedIds, type Reference } from './columns.js';
 export { ConfigError, PluginConfigError, TributaryError, errorCatalogue, formatProblem, fileSystemErrorAt, formatWarning, inputHandedOver, lastsForProcess, needsPerson, unwritableOutput, writeAccessFix, type ConfigProblem, type ErrorCode } from './errors.js';
 export { PluginRegistry } from './registry.js';

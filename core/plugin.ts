@@ -479,6 +479,10 @@ export interface Operator {
    *   snapshot (copy what the parts read, or do the remaining parts at once before handling it);
    * - resolve to a value the stage no longer changes: the runtime serialises it in parts, after it
    *   resolved, while the stage may be handling records again.
+   * The sources are held until every such promise resolves, unless it has a `copied` promise
+   * (CopyingSnapshot, as PartedSnapshots.takeCopying makes): then only until that resolves, the
+   * instant its parts no longer read the live state (they copied what they need; what is left
+   * encodes those copies while records flow).
    * The final checkpoint (a stop, the end of input) is taken after the stream completed, once every
    * stage's `complete` and `finalize` ran: what a stage emitted as it completed is committed with that
    * checkpoint, so its state must no longer hold it, and it must keep the rest of its state through them.

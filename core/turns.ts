@@ -87,30 +87,76 @@ export async function inParts(n: number, part: (from: number, to: number) => voi
   await inTurns(partsOf(n, part));
 }
 
-/** One snapshot in parts: its generator, stepped a part at a time or all at once. */
+/**
+ * A snapshot taken in two phases (PartedSnapshots.takeCopying): its copy parts read the live state
+ * into copies of the stage's own, then return the encode parts, which read those copies only.
+ */
+export type CopyThenEncode<T> = Generator<void, Generator<void, T, void>, void>;
+
+/**
+ * A snapshot's promise (Operator.snapshot) that also says when its parts no longer read the stage's
+ * live state: `copied` resolves then (rejects where the copy failed). The runtime holds the sources
+ * until `copied`, not until the snapshot resolves: what is left (encoding the copies) runs while
+ * records flow.
+ */
+export interface CopyingSnapshot<T> extends Promise<T> {
+  readonly copied: Promise<void>;
+}
+
+/** Whether `value` is a snapshot promise that says when it is copied (CopyingSnapshot). */
+export function isCopyingSnapshot(value: unknown): value is CopyingSnapshot<unknown> {
+  return value instanceof Promise && (value as { copied?: unknown }).copied instanceof Promise;
+}
+
+/** One snapshot in parts: its copy parts (which read the live state), then its encode parts (which read its copies), stepped a part at a time; the copy parts all at once by settle. */
 class SnapshotInParts<T> {
   private outcome: { value: T } | { error: unknown } | undefined;
+  /** The encode parts, once the copy parts returned them. */
+  private encoding: Generator<void, T, void> | undefined;
+  /** Called once the copy parts are done (or failed). */
+  onCopied: ((error?: unknown) => void) | undefined;
 
-  constructor(private readonly parts: Generator<void, T, void>) {}
+  constructor(
+    private readonly copying: Generator<void, Generator<void, T, void> | T, void>,
+    private readonly twoPhase: boolean,
+  ) {}
 
   get done(): boolean {
     return this.outcome !== undefined;
   }
 
-  /** The next part (`all`: every part left). */
-  step(all: boolean): void {
+  /** Whether the copy parts are done: the rest reads no live state. */
+  get copied(): boolean {
+    return this.encoding !== undefined || this.outcome !== undefined;
+  }
+
+  /** The next part (`untilCopied`: every copy part left, the encode parts left to their turns). */
+  step(untilCopied: boolean): void {
     if (this.outcome !== undefined) return;
     try {
       for (;;) {
-        const next = this.parts.next();
-        if (next.done) {
-          this.outcome = { value: next.value };
+        if (this.encoding === undefined) {
+          const next = this.copying.next();
+          if (next.done) {
+            if (!this.twoPhase) {
+              this.outcome = { value: next.value as T };
+              this.onCopied?.();
+              return;
+            }
+            this.encoding = next.value as Generator<void, T, void>;
+            this.onCopied?.();
+            return;
+          }
+        } else {
+          const next = this.encoding.next();
+          if (next.done) this.outcome = { value: next.value };
           return;
         }
-        if (!all) return;
+        if (!untilCopied) return;
       }
     } catch (error) {
       this.outcome = { error };
+      this.onCopied?.(error);
     }
   }
 
@@ -127,16 +173,34 @@ class SnapshotInParts<T> {
  * must be the state of the instant snapshot() was called while the parts read the live state, so the
  * stage calls `settle()` before anything changes that state (a record or a watermark that reaches it
  * meanwhile, say from another stage's timer; a restore): it runs the remaining parts at once.
+ *
+ * `takeCopying(parts)` takes one in two phases: the parts that read the live state (copying what the
+ * snapshot needs), then the parts they return, which encode those copies. settle() runs only the copy
+ * parts left; the promise's `copied` (CopyingSnapshot) tells the runtime it may let the sources go on.
  */
 export class PartedSnapshots {
   private current: SnapshotInParts<unknown> | undefined;
 
   async take<T>(parts: Generator<void, T, void>): Promise<T> {
+    return this.run(new SnapshotInParts<T>(parts, false));
+  }
+
+  takeCopying<T>(parts: CopyThenEncode<T>): CopyingSnapshot<T> {
+    const snapshot = new SnapshotInParts<T>(parts, true);
+    const copied = new Promise<void>((resolve, reject) => {
+      snapshot.onCopied = (error) => (error === undefined ? resolve() : reject(error));
+    });
+    // Awaited by the runtime at the barrier; a failure is the snapshot's own too, and not left unhandled here.
+    copied.catch(() => undefined);
+    return Object.assign(this.run(snapshot), { copied });
+  }
+
+  private async run<T>(snapshot: SnapshotInParts<T>): Promise<T> {
     this.settle();
-    const snapshot = new SnapshotInParts(parts);
     this.current = snapshot;
     snapshot.step(false);
     while (!snapshot.done) {
+      if (snapshot.copied && this.current === snapshot) this.current = undefined;
       await nextTurn();
       snapshot.step(false);
     }
@@ -144,7 +208,7 @@ export class PartedSnapshots {
     return snapshot.result();
   }
 
-  /** Finishes a snapshot in progress now: call it before changing the state it reads. */
+  /** Finishes the copy parts of a snapshot in progress now: call it before changing the state it reads. */
   settle(): void {
     const current = this.current;
     if (current === undefined) return;

@@ -8,6 +8,7 @@ import {
   ConfigError,
   PipelineRunner,
   PluginConfigError,
+  PartedSnapshots,
   PluginRegistry,
   defineOperator,
   defineSink,
@@ -26,7 +27,7 @@ import {
   type StreamRecord,
   TributaryError,
 } from 'tributary';
-import { countLoopTurns, quietAfterOne, runYaml, silentLogger, until, tempFolder } from 'tributary/testing';
+import { countLoopTurns, memorySink, quietAfterOne, runYaml, silentLogger, until, tempFolder } from 'tributary/testing';
 import { MetricsHub } from './telemetry.js';
 import { pino, type Logger } from 'pino';
 
@@ -979,6 +980,65 @@ class GatedStore extends CheckpointStore {
     return super.write(...args);
   }
 }
+
+test('a checkpoint holds the sources only until each stage has copied its state (CopyingSnapshot.copied): events reach the stage while its copy is encoded, and the checkpoint holds the state of its barrier', async (t) => {
+  const commits: number[] = [];
+  const cut = 3000;
+  const events = (): ClickEvent[] => Array.from({ length: 6000 }, (_, k): ClickEvent => ({ kind: 'event', userId: `u${k % 50}`, time: Date.UTC(2024, 0, 1) + k, type: 'view' }));
+  const source = cutAndGoSource(events, cut, commits);
+  let count = 0;
+  const counter = defineOperator<Record<string, never>>({
+    name: 'counter',
+    summary: 'test',
+    config: { type: 'object' },
+    create: (_config, context) => {
+      const snapshots = new PartedSnapshots();
+      return {
+        apply: recordOperator(context, () => ({
+          record: (record, emit) => {
+            snapshots.settle();
+            count++;
+            emit(record);
+          },
+        })),
+        snapshot: () =>
+          snapshots.takeCopying(
+            (function* () {
+              const copied = count;
+              return (function* () {
+                // Encoding the copy, a turn at a time: until events come (the sources went on) or, held, for good.
+                for (let turns = 0; count === copied && turns < 2000; turns++) yield;
+                return { count: copied, eventsWhileEncoded: count - copied };
+              })();
+            })(),
+          ),
+      };
+    },
+  });
+  const { builtinRegistry } = await import('../cli/registry.js');
+  const registry = await builtinRegistry();
+  registry.register(source.plugin, 'test');
+  registry.register(counter, 'test');
+  registry.register(memorySink(), 'test');
+  const dir = tempFolder(t, 'copied');
+  const yaml = 'name: copied\nsources: [{type: cut-and-go, hold: true}]\nstages: [{type: counter}]\nsinks: [{type: memory}]\n';
+  const loaded = await loadPipeline(join(dir, 'copied.yaml'), { registry, text: yaml, env: {} });
+  const stop = new AbortController();
+  const runner = new PipelineRunner(loaded, { logger: silentLogger, signal: stop.signal, checkpoints: { store: new CheckpointStore(join(dir, 'checkpoints')), intervalMs: 3_600_000 } });
+  const running = runner.run();
+  await until(() => runner.stats.eventsIn === cut, 'the cut');
+  const taking = runner.checkpoint();
+  source.go();
+  const info = (await taking)!;
+  const saved = (await new CheckpointStore(join(dir, 'checkpoints')).latest())!.operators['stage-counter-0'] as { count: number; eventsWhileEncoded: number };
+  assert.equal(saved.count, cut, "the state of the barrier's instant");
+  assert.ok(saved.eventsWhileEncoded > 0, 'events reached the stage while its snapshot was encoded');
+  assert.deepEqual(commits, [cut], "the barrier's position");
+  assert.ok(info.sourcesHeldMs < info.durationMs, `held ${info.sourcesHeldMs} ms of ${info.durationMs} ms`);
+  await until(() => runner.stats.eventsIn === 6000, 'the rest');
+  stop.abort();
+  await running;
+});
 
 for (const transactional of [false, true]) {
   test(

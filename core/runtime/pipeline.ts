@@ -28,7 +28,7 @@ import { CheckpointStore, checkpointMark, defaultMinPauseMs, otherPipelineText, 
 import { RawJson, stringifyInParts } from './parts.js';
 import { jsonProblem } from '../json.js';
 import { valueText } from '../value-text.js';
-import { nextTurn, RUN_LOOP_TURN_MS, TURN_MS } from '../turns.js';
+import { isCopyingSnapshot, nextTurn, RUN_LOOP_TURN_MS, TURN_MS } from '../turns.js';
 
 export interface RunOptions {
   logger: Logger;
@@ -385,12 +385,26 @@ function takeSnapshots(operators: readonly { label: string; operator: Operator }
       // Awaited in serialiseBody; a checkpoint failing before that must not leave it unhandled.
       promise.catch(() => undefined);
       taken.set(label, promise);
+      if (isCopyingSnapshot(state)) copiedOf.set(promise, state.copied);
     } else {
       const text = JSON.stringify(checkedOnce(label, operator, state));
       if (text !== undefined) taken.set(label, new RawJson(text));
     }
   }
   return taken;
+}
+
+/**
+ * A taken snapshot's promise (takeSnapshots) -> when its stage's snapshot no longer reads the live state
+ * (CopyingSnapshot.copied), where the stage says so: the rest of it may run while records flow.
+ */
+const copiedOf = new WeakMap<Promise<unknown>, Promise<void>>();
+
+/** What the sources are held for at the barrier: each snapshot's copy (CopyingSnapshot.copied), or the whole snapshot where its stage says no such point. */
+function snapshotsCopied(taken: TakenSnapshots): Promise<unknown>[] {
+  const copies: Promise<unknown>[] = [];
+  for (const state of taken.values()) if (!(state instanceof RawJson)) copies.push(copiedOf.get(state) ?? state);
+  return copies;
 }
 
 /**
@@ -1737,9 +1751,10 @@ export class PipelineRunner {
           if (offset !== undefined) partitions.push({ task, offset, changes: task.changes, held: heldOf(task), operators: takeSnapshots(task.operators) });
         }
       }
-      // Built at the barrier: a snapshot in parts settles at once when a record reaches its stage
-      // (PartedSnapshots), which would hold the event loop for all of its parts in one go.
-      await Promise.all([operators, ...partitions.map((partition) => partition.operators)].flatMap((taken) => [...taken.values()].filter(isPromiseLike)));
+      // Copied at the barrier: a snapshot in parts settles its copy at once when a record reaches its
+      // stage (PartedSnapshots), which would hold the event loop for all of those parts in one go. What
+      // is left of one that says when it is copied (CopyingSnapshot: encoding its copies) runs while records flow.
+      await Promise.all([operators, ...partitions.map((partition) => partition.operators)].flatMap(snapshotsCopied));
       // The outputs of everything before the barrier are durable before a file that holds its state is.
       await this.flushSinks();
       if (!this.holdsSourcesUntilCommitted()) letGo();

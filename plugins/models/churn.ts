@@ -10,7 +10,7 @@
  * scored, a skewed sample (AUC 0.35 on the demo). The end of input is not a label: predictions
  * still open then are counted as censored, not scored, whatever their outcome so far.
  */
-import { checkListLengths, type ClickEvent, type Column, decodeColumn, decodeColumnOf, decodeDerivedIds, decodeNamedColumns, decodeNullableStrings, decodeOptionalColumnOf, decodeStrings, defineOperator, type DerivedIds, eachOf, type Emit, encodeColumn, encodeDerivedIds, encodeNamedColumns, inTurns, parseDuration, partsOf, type JsonSchema, type PluginContext, type SessionSummary, type Operator, sessionKey } from 'tributary';
+import { checkListLengths, type ClickEvent, type Column, type CopyingSnapshot, type CopyThenEncode, decodeColumn, decodeColumnOf, decodeDerivedIds, decodeNamedColumns, decodeNullableStrings, decodeOptionalColumnOf, decodeStrings, defineOperator, type DerivedIds, eachOf, type Emit, encodeColumn, encodeDerivedIds, encodeNamedColumns, inTurns, parseDuration, partsOf, type JsonSchema, type PluginContext, type SessionSummary, type Operator, sessionKey } from 'tributary';
 import { learnerOperator, OnlineLearner, predictionId, type IdDeriver, type LearnerState, type SampleHandle, type SampleInput } from './learner.js';
 import type { CustomModelSource } from './custom.js';
 import { claimModelName, bareMillisecondsWarnings, inapplicableFieldProblems, modelEmits, sessionizerProblems, modelEmitsOnlyWith, modelNameProblems, modelOperatorProperties, resolveConfig, type ModelOperatorConfig } from './config.js';
@@ -136,21 +136,20 @@ interface ChurnState {
 }
 
 /**
- * The users and deadline heap in the columns of a snapshot, in parts. Each pending prediction's id is
- * written only where `idOf` does not remake it from its user, session and time (checked here).
+ * The users and deadline heap in the columns of a snapshot, in parts: copied, then the encode parts
+ * returned, which read only the copies and what never changes on a pending prediction's handle (its id,
+ * session and time): see PartedSnapshots.takeCopying. Each pending prediction's id is written only where
+ * `idOf` does not remake it from its user, session and time (checked there).
  */
-function* saveUsers(users: Map<string, UserState>, deadlines: readonly number[], deadlineOf: readonly PendingChurn[], idOf: IdDeriver): Generator<void, { users: SavedUsers; deadlines: SavedDeadlines }, void> {
+function* copyUsers(users: Map<string, UserState>, deadlines: readonly number[], deadlineOf: readonly PendingChurn[], idOf: IdDeriver): CopyThenEncode<{ users: SavedUsers; deadlines: SavedDeadlines }> {
   const n = users.size;
   const keys: string[] = [];
   const openIds: string[] = [];
   const openStarts: number[] = [];
-  const pendingIds: string[] = [];
-  const pendingIdKeys: number[] = [];
+  const pendingSamples: SampleHandle[] = [];
   const pendingUsers: string[] = [];
-  const pendingSessions: (string | null)[] = [];
-  const pendingTimes: number[] = [];
-  /** Each pending prediction's row, for the deadlines that point at it. */
-  const rowOf = new Map<PendingChurn, number>();
+  /** The pending predictions in row order, for the deadlines that point at them (matched once the sources go on). */
+  const pendingRows: PendingChurn[] = [];
   const pendingEnds: number[] = [];
   const pendingBacks: number[] = [];
   const pendingStarts: number[] = [];
@@ -175,16 +174,9 @@ function* saveUsers(users: Map<string, UserState>, deadlines: readonly number[],
     }
     pendingCounts![row] = u.pending.length;
     for (const p of u.pending) {
-      rowOf.set(p, pendingEnds.length);
-      const { id, sessionId, time } = p.sample;
-      // Checked, not trusted (as the label buffer's ids): a stand-in restored from an older format (its id only) keeps its id written.
-      const remade = time !== undefined && idOf(key, sessionId, time, 0) === id;
-      pendingIdKeys.push(remade ? 0 : -1);
-      if (!remade) pendingIds.push(id);
+      pendingRows.push(p);
+      pendingSamples.push(p.sample);
       pendingUsers.push(key);
-      // Its session whether remade or not: a prediction no longer awaited is restored with it, for an update to find.
-      pendingSessions.push(sessionId ?? null);
-      pendingTimes.push(remade ? time : p.end);
       pendingEnds.push(p.end);
       pendingBacks.push(p.back);
       pendingStarts.push(p.start);
@@ -196,43 +188,69 @@ function* saveUsers(users: Map<string, UserState>, deadlines: readonly number[],
     if (u.partition !== undefined) partitioned = true;
     row++;
   });
-  const deadlineRows = new Float64Array(deadlines.length);
-  // A deadline is its prediction's end + the horizon + its grace but where an update moved it: stored as offsets from that end.
-  const predictionEnds = new Float64Array(deadlines.length);
-  yield* partsOf(deadlines.length, (from, to) => {
-    for (let i = from; i < to; i++) {
-      const row = rowOf.get(deadlineOf[i]!);
-      deadlineRows[i] = row ?? NO_PENDING;
-      predictionEnds[i] = row === undefined ? 0 : deadlineOf[i]!.end;
-    }
-  });
-  const atColumn = yield* encodeColumn(Float64Array.from(deadlines), { values: predictionEnds, ref: PREDICTION_ENDS });
-  const starts = Float64Array.from(pendingStarts);
-  const ends = Float64Array.from(pendingEnds);
-  const sessionColumn = yield* encodeDerivedIds(pendingUsers, pendingSessions, { values: starts, ref: PENDING_STARTS });
-  const timeColumn = yield* encodeColumn(Float64Array.from(pendingTimes), { values: ends, ref: PENDING_ENDS });
-  const { pending: pendingColumn, ...columns } = yield* encodeNamedColumns({
-    firstSeen: firstSeen!,
-    sessions: sessions!,
-    purchases: purchases!,
-    lastEnd: lastEnd!,
-    gapSum: gapSum!,
-    openCounts: openCounts!,
-    openStarts: Float64Array.from(openStarts),
-    pendingCounts: pendingCounts!,
-    pendingEnds: ends,
-    pendingBacks: Float64Array.from(pendingBacks),
-    pendingStarts: starts,
-    pendingPurchased: Float64Array.from(pendingPurchased),
-    pendingGaps: Float64Array.from(pendingGaps),
-    pendingGraces: Float64Array.from(pendingGraces),
-    pendingIdKeys: Float64Array.from(pendingIdKeys),
-    pending: deadlineRows,
-  });
-  return {
-    users: { keys, ...columns, pendingSessions: sessionColumn, pendingTimes: timeColumn, openIds, pendingIds, ...(partitioned ? { partitions } : {}) },
-    deadlines: { at: atColumn, pending: pendingColumn },
-  };
+  const deadlinesThen = Float64Array.from(deadlines);
+  const deadlinesOfThen = deadlineOf.slice();
+  return (function* () {
+    /** Each pending prediction's row, for the deadlines that point at it. */
+    const rowOf = new Map<PendingChurn, number>();
+    yield* partsOf(pendingRows.length, (from, to) => {
+      for (let i = from; i < to; i++) rowOf.set(pendingRows[i]!, i);
+    });
+    const deadlineRows = new Float64Array(deadlinesThen.length);
+    // A deadline is its prediction's end + the horizon + its grace but where an update moved it: stored as offsets from that end
+    // (the end as copied: an update may move it once the sources go on).
+    const predictionEnds = new Float64Array(deadlinesThen.length);
+    yield* partsOf(deadlinesThen.length, (from, to) => {
+      for (let i = from; i < to; i++) {
+        const row = rowOf.get(deadlinesOfThen[i]!);
+        deadlineRows[i] = row ?? NO_PENDING;
+        predictionEnds[i] = row === undefined ? 0 : pendingEnds[row]!;
+      }
+    });
+    const pendingIds: string[] = [];
+    const pendingIdKeys: number[] = [];
+    const pendingSessions: (string | null)[] = [];
+    const pendingTimes: number[] = [];
+    yield* partsOf(pendingSamples.length, (from, to) => {
+      for (let i = from; i < to; i++) {
+        const { id, sessionId, time } = pendingSamples[i]!;
+        // Checked, not trusted (as the label buffer's ids): a stand-in restored from an older format (its id only) keeps its id written.
+        const remade = time !== undefined && idOf(pendingUsers[i]!, sessionId, time, 0) === id;
+        pendingIdKeys.push(remade ? 0 : -1);
+        if (!remade) pendingIds.push(id);
+        // Its session whether remade or not: a prediction no longer awaited is restored with it, for an update to find.
+        pendingSessions.push(sessionId ?? null);
+        pendingTimes.push(remade ? time : pendingEnds[i]!);
+      }
+    });
+    const atColumn = yield* encodeColumn(deadlinesThen, { values: predictionEnds, ref: PREDICTION_ENDS });
+    const starts = Float64Array.from(pendingStarts);
+    const ends = Float64Array.from(pendingEnds);
+    const sessionColumn = yield* encodeDerivedIds(pendingUsers, pendingSessions, { values: starts, ref: PENDING_STARTS });
+    const timeColumn = yield* encodeColumn(Float64Array.from(pendingTimes), { values: ends, ref: PENDING_ENDS });
+    const { pending: pendingColumn, ...columns } = yield* encodeNamedColumns({
+      firstSeen: firstSeen!,
+      sessions: sessions!,
+      purchases: purchases!,
+      lastEnd: lastEnd!,
+      gapSum: gapSum!,
+      openCounts: openCounts!,
+      openStarts: Float64Array.from(openStarts),
+      pendingCounts: pendingCounts!,
+      pendingEnds: ends,
+      pendingBacks: Float64Array.from(pendingBacks),
+      pendingStarts: starts,
+      pendingPurchased: Float64Array.from(pendingPurchased),
+      pendingGaps: Float64Array.from(pendingGaps),
+      pendingGraces: Float64Array.from(pendingGraces),
+      pendingIdKeys: Float64Array.from(pendingIdKeys),
+      pending: deadlineRows,
+    });
+    return {
+      users: { keys, ...columns, pendingSessions: sessionColumn, pendingTimes: timeColumn, openIds, pendingIds, ...(partitioned ? { partitions } : {}) },
+      deadlines: { at: atColumn, pending: pendingColumn },
+    };
+  })();
 }
 
 /**
@@ -793,13 +811,21 @@ export function createChurnModel(rawConfig: ChurnModelConfig, context: PluginCon
       knownUsers.set(users.size);
       context.logger.info({ partitions, released }, 'churn: users of revoked partitions released');
     },
-    /** The state as of this call, built in parts (see PartedSnapshots): the learner's, then the users' and the deadlines'. */
-    snapshot(): Promise<ChurnState> {
-      return learner.snapshots.take(
+    /**
+     * The state as of this call, built in parts (see PartedSnapshots): the learner's, then the users' and the deadlines',
+     * copied, then encoded from the copies while records flow (PartedSnapshots.takeCopying).
+     */
+    snapshot(): CopyingSnapshot<ChurnState> {
+      return learner.snapshots.takeCopying(
         (function* () {
-          const saved = yield* learner.snapshotParts();
-          const columns = yield* saveUsers(users, deadlines, deadlineOf, idOf);
-          return { format: 5, learner: saved, users: columns.users, deadlines: columns.deadlines, sequences: sequences ? yield* sequences.stateParts() : [] };
+          const learnerState = yield* learner.snapshotParts();
+          const usersState = yield* copyUsers(users, deadlines, deadlineOf, idOf);
+          const savedSequences = sequences ? yield* sequences.stateParts() : [];
+          return (function* () {
+            const saved = yield* learnerState;
+            const columns = yield* usersState;
+            return { format: 5 as const, learner: saved, users: columns.users, deadlines: columns.deadlines, sequences: savedSequences };
+          })();
         })(),
       );
     },

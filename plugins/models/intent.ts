@@ -6,7 +6,7 @@
  * Predictions wait in a bounded buffer until then; each label is scored against its prediction,
  * then learnt from (prequential, test-then-train).
  */
-import { checkListLengths, type ClickEvent, type Column, decodeColumnOf, decodeNamedColumns, decodeOptionalColumnOf, decodeStrings, defineOperator, eachOf, type Emit, encodeNamedColumns, type EntryProblem, inTurns, type OutlineEntry, parseDuration, partsOf, type PipelineOutline, type PluginContext, type Operator, type SessionSummary, sessionKey } from 'tributary';
+import { checkListLengths, type ClickEvent, type Column, type CopyingSnapshot, type CopyThenEncode, decodeColumnOf, decodeNamedColumns, decodeOptionalColumnOf, decodeStrings, defineOperator, eachOf, type Emit, encodeNamedColumns, type EntryProblem, inTurns, type OutlineEntry, parseDuration, partsOf, type PipelineOutline, type PluginContext, type Operator, type SessionSummary, sessionKey } from 'tributary';
 import { idPrefix, learnerOperator, OnlineLearner, predictionIdAfter, type IdPrefix, type LearnerState, type SampleHandle, type SampleInput } from './learner.js';
 import type { CustomModelSource } from './custom.js';
 import { claimModelName, defaultLabelTimeout, bareMillisecondsWarnings, inapplicableFieldProblems, modelEmits, sessionizerProblems, modelEmitsOnlyWith, modelNameProblems, modelOperatorProperties, resolveConfig, type ModelOperatorConfig } from './config.js';
@@ -73,10 +73,11 @@ const SESSION_LABELLED = 2;
 const SESSION_HAS_IDS = 4;
 
 /**
- * The sessions as columns, in parts (see PartedSnapshots). Their pending predictions as counts, not
- * ids: the label buffer's snapshot holds the predictions, each with its session.
+ * The sessions as columns, in parts (see PartedSnapshots): copied, then the encode parts returned, which
+ * read only the copies (PartedSnapshots.takeCopying). Their pending predictions as counts, not ids: the
+ * label buffer's snapshot holds the predictions, each with its session.
  */
-function* saveSessions(sessions: ReadonlyMap<string, SessionState>, closedBought: ReadonlyMap<string, number>): Generator<void, SavedSessions, void> {
+function* copySessions(sessions: ReadonlyMap<string, SessionState>, closedBought: ReadonlyMap<string, number>): CopyThenEncode<SavedSessions> {
   const n = sessions.size;
   const keys: string[] = [];
   const userIds: string[] = [];
@@ -99,8 +100,10 @@ function* saveSessions(sessions: ReadonlyMap<string, SessionState>, closedBought
     releasedCounts![row] = released;
     row++;
   });
-  const columns = yield* encodeNamedColumns({ last: last!, flags: flags!, idsH1: idsH1!, idsH2: idsH2!, pendingCounts: pendingCounts!, releasedCounts: releasedCounts!, purchasedAt: purchasedAt!, keptUntil: keptUntil! });
-  return { keys, userIds, ...columns };
+  return (function* () {
+    const columns = yield* encodeNamedColumns({ last: last!, flags: flags!, idsH1: idsH1!, idsH2: idsH2!, pendingCounts: pendingCounts!, releasedCounts: releasedCounts!, purchasedAt: purchasedAt!, keptUntil: keptUntil! });
+    return { keys, userIds, ...columns };
+  })();
 }
 
 /** A pending prediction no longer awaited, restored (what a label of it does is count a late label). */
@@ -538,15 +541,24 @@ export function createIntentModel(rawConfig: IntentModelConfig, context: PluginC
         }
       },
     }),
-    /** The state as of this call, built in parts (see PartedSnapshots): the learner's, then the sessions'. */
-    snapshot(): Promise<IntentState> {
-      return learner.snapshots.take(
+    /**
+     * The state as of this call, built in parts (see PartedSnapshots): the learner's, then the sessions', copied,
+     * then encoded from the copies while records flow (PartedSnapshots.takeCopying).
+     */
+    snapshot(): CopyingSnapshot<IntentState> {
+      return learner.snapshots.takeCopying(
         (function* () {
-          const saved = yield* learner.snapshotParts();
-          const state: IntentState = { format: 4, learner: saved, sessions: yield* saveSessions(sessions, closedBought), sequences: sequences ? yield* sequences.stateParts() : [], ended };
-          // When the next sweep comes (a restored run sweeping elsewhere could drop a session an uninterrupted one still labels).
-          if (Number.isFinite(lastSweep)) state.lastSweep = lastSweep;
-          return state;
+          const learnerState = yield* learner.snapshotParts();
+          const savedSessions = yield* copySessions(sessions, closedBought);
+          const savedSequences = sequences ? yield* sequences.stateParts() : [];
+          const endedThen = ended;
+          const sweptLast = lastSweep;
+          return (function* () {
+            const state: IntentState = { format: 4, learner: yield* learnerState, sessions: yield* savedSessions, sequences: savedSequences, ended: endedThen };
+            // When the next sweep comes (a restored run sweeping elsewhere could drop a session an uninterrupted one still labels).
+            if (Number.isFinite(sweptLast)) state.lastSweep = sweptLast;
+            return state;
+          })();
         })(),
       );
     },

@@ -6,7 +6,7 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
-import { type ClickEvent, type Column, type Counter, LockRefusedError, otherPipelineText, releaseLock, takeLockWaiting, decodeColumn, decodeColumnOf, decodeDerivedIds, decodeNamedColumns, decodeNullableStrings, decodeStrings, type DerivedIds, eachOf, type Emit, encodeColumn, encodeNamedColumns, encodeDerivedIds, type Gauge, type GaugeFamily, makeFolderDurably, type Metrics, type ModelCounts, type ModelDrift, type ModelMetrics, PartedSnapshots, partsOf, isSessionSummary, recentScoresText, PluginConfigError, type PluginContext, type Prediction, type PredictionLabel, type PredictionUnlabelled, type UnlabelledReason, recordOperator, type RecordOperator, type SessionSummary, type StageRecord, TributaryError, writeFileDurably, sessionKey } from 'tributary';
+import { type ClickEvent, type Column, type CopyThenEncode, type Counter, LockRefusedError, otherPipelineText, releaseLock, takeLockWaiting, decodeColumn, decodeColumnOf, decodeDerivedIds, decodeNamedColumns, decodeNullableStrings, decodeStrings, type DerivedIds, eachOf, type Emit, encodeColumn, encodeNamedColumns, encodeDerivedIds, type Gauge, type GaugeFamily, makeFolderDurably, type Metrics, type ModelCounts, type ModelDrift, type ModelMetrics, PartedSnapshots, partsOf, isSessionSummary, recentScoresText, PluginConfigError, type PluginContext, type Prediction, type PredictionLabel, type PredictionUnlabelled, type UnlabelledReason, recordOperator, type RecordOperator, type SessionSummary, type StageRecord, TributaryError, writeFileDurably, sessionKey } from 'tributary';
 import { backendMemoryBytes, missingPackages, modelsInWorkers, useBackend, type BackendSelection } from './backend.js';
 import type { ResolvedModelConfig } from './config.js';
 import { createDriftDetector, LossBlocks, type DriftDetector, type DriftState, type LossBlocksState } from './drift.js';
@@ -358,6 +358,27 @@ export function predictionIdAfter(prefix: IdPrefix, part1: string | number | und
   mixPart(part1);
   mixPart(part2);
   return finishId();
+}
+
+/**
+ * Samples as a snapshot copied them (OnlineLearner.copySamples), for its encode parts: the samples, and
+ * by row what changes on them (flags as saved, SAMPLE_ROW, SAMPLE_SEQ and SAMPLE_RAW for the rows,
+ * sequences and raw features listed, in order).
+ */
+interface CopiedSamples {
+  samples: readonly Sample[];
+  /** The features a row holds (the model's, which a later record may build or change). */
+  width: number;
+  flags: Float64Array;
+  score: Float64Array;
+  label: Float64Array;
+  expiresFrom: Float64Array;
+  /** Each row's slab and element (Sample.rows, Sample.row). */
+  rows: Float32Array[];
+  rowAt: number[];
+  seqs: SequenceSample[];
+  raws: Float32Array[];
+  units: [number, string][];
 }
 
 export class OnlineLearner {
@@ -1730,24 +1751,46 @@ export class OnlineLearner {
 
   /**
    * The learner's state in parts (run by its operator's {@link snapshots}: 100,000 samples awaiting
-   * labels took 0.5-1.5 s in one go): the parts read the live state, which every path that changes
-   * it leaves alone until the snapshot is settled. The value shares nothing the learner changes later.
+   * labels took 0.5-1.5 s in one go), in two phases (PartedSnapshots.takeCopying): the copy parts read
+   * the live state, which every path that changes it leaves alone until the snapshot is settled, and
+   * return the encode parts, which read only what they copied and what no path changes (a sample's id,
+   * user, session and time, its feature row and sequence: see {@link copySamples}). The value shares
+   * nothing the learner changes later.
    */
-  *snapshotParts(): Generator<void, LearnerState, void> {
+  *snapshotParts(): CopyThenEncode<LearnerState> {
     // Copies: the queue is pushed to, and its records handed downstream, after this instant.
     const unlabelled = this.unlabelledRecords.map((record) => ({ ...record }));
     const saved = this.savedModel();
     const prequential = this.prequential.state();
     const drift = this.drift.state();
-    const toPredict = yield* this.saveSamples(this.toPredict);
+    const toPredict = yield* this.copySamples(this.toPredict);
     // Only predicted ones: the others are in toPredict (restore holds those again).
     const predicted: Sample[] = [];
     yield* eachOf(this.awaitingSamples(), (s) => {
       if (s.score !== undefined) predicted.push(s);
     });
-    const awaiting = yield* this.saveSamples(predicted);
-    const toLearn = yield* this.saveSamples(this.toLearn);
-    return { format: 4, saved, toPredict, awaiting, toLearn, prequential, drift, block: this.lossBlocks.state(), counts: { ...this.counts }, versionBase: this.versionBase, ...(unlabelled.length > 0 ? { unlabelled } : {}) };
+    const awaiting = yield* this.copySamples(predicted);
+    const toLearn = yield* this.copySamples(this.toLearn);
+    const block = this.lossBlocks.state();
+    const counts = { ...this.counts };
+    const versionBase = this.versionBase;
+    const learner = this;
+    return (function* () {
+      const state: LearnerState = {
+        format: 4,
+        saved,
+        toPredict: yield* learner.encodeSamples(toPredict),
+        awaiting: yield* learner.encodeSamples(awaiting),
+        toLearn: yield* learner.encodeSamples(toLearn),
+        prequential,
+        drift,
+        block,
+        counts,
+        versionBase,
+      };
+      if (unlabelled.length > 0) state.unlabelled = unlabelled;
+      return state;
+    })();
   }
 
   /**
@@ -1888,10 +1931,68 @@ export class OnlineLearner {
     return row;
   }
 
-  /** The samples as columns, in parts (see snapshotParts). */
-  private *saveSamples(samples: readonly Sample[]): Generator<void, SavedSamples, void> {
+  /**
+   * What a snapshot needs of `samples` that a later record may change (see snapshotParts), in parts:
+   * the samples themselves for what no path changes (id, user, session, time; the feature row, whose
+   * slab is written once, before the sample exists; the sequence and raw features, made for it alone),
+   * and the fields that change (score, label, release, units, the row and sequence let go once learnt).
+   */
+  private *copySamples(samples: readonly Sample[]): Generator<void, CopiedSamples, void> {
     const n = samples.length;
-    const d = this.features?.length ?? 0;
+    const copied: CopiedSamples = {
+      samples: samples.slice(),
+      width: this.features?.length ?? 0,
+      flags: new Float64Array(n),
+      score: new Float64Array(n),
+      label: new Float64Array(n),
+      expiresFrom: new Float64Array(n),
+      rows: [],
+      rowAt: [],
+      seqs: [],
+      raws: [],
+      units: [],
+    };
+    const { flags, score, label, expiresFrom, rows, rowAt, seqs, raws, units } = copied;
+    yield* partsOf(n, (from, to) => {
+      for (let i = from; i < to; i++) {
+        const s = samples[i]!;
+        expiresFrom[i] = s.expiresFrom;
+        let f = s.released && s.label === undefined ? SAMPLE_DROPPED : 0;
+        if (s.givenUp !== undefined) f |= (dropReasons.indexOf(s.givenUp) + 1) << SAMPLE_GIVEN_UP_SHIFT;
+        if (s.score !== undefined) {
+          f |= SAMPLE_SCORED;
+          score[i] = s.score;
+        }
+        if (s.label !== undefined) {
+          f |= SAMPLE_LABELLED;
+          label[i] = s.label;
+        }
+        // Those it has, in order (encodeSamples reads them by these flags).
+        if (s.rows) {
+          f |= SAMPLE_ROW;
+          rows.push(s.rows);
+          rowAt.push(s.row);
+        }
+        if (s.seq) {
+          f |= SAMPLE_SEQ;
+          seqs.push(s.seq);
+        }
+        if (s.raw) {
+          f |= SAMPLE_RAW;
+          raws.push(s.raw);
+        }
+        if (s.unit !== undefined) units.push([i, s.unit]);
+        flags[i] = f;
+      }
+    });
+    return copied;
+  }
+
+  /** Samples copied (copySamples) as columns, in parts: reads nothing the learner changes (see snapshotParts). */
+  private *encodeSamples(copied: CopiedSamples): Generator<void, SavedSamples, void> {
+    const { samples, flags, score, label, expiresFrom } = copied;
+    const n = samples.length;
+    const d = copied.width;
     // Ids the task's deriveId does not remake, in order.
     const ids: string[] = [];
     const ownerUsers: string[] = [];
@@ -1901,8 +2002,7 @@ export class OnlineLearner {
     const otherOwners = new Map<string, number>();
     let withSession = false;
     const derive = this.deriveId;
-    const raw: string[] = [];
-    const [time, flags, score, label, idKeys, owners, rowNumbers, expiresFrom] = Array.from({ length: 8 }, () => new Float64Array(n));
+    const [time, idKeys, owners, rowNumbers] = Array.from({ length: 4 }, () => new Float64Array(n));
     let postponed = false;
     const x = new Float32Array(n * d);
     let xRows = 0;
@@ -1910,7 +2010,9 @@ export class OnlineLearner {
     const types: number[] = [];
     const categories: number[] = [];
     const steps: number[] = [];
-    const units: [number, string][] = [];
+    // The next of the rows and sequences copied.
+    let atRow = 0;
+    let atSeq = 0;
     yield* partsOf(n, (from, to) => {
       for (let i = from; i < to; i++) {
         const s = samples[i]!;
@@ -1931,46 +2033,32 @@ export class OnlineLearner {
         owners[i] = owner;
         rowNumbers[i] = i;
         time[i] = s.time;
-        expiresFrom[i] = s.expiresFrom;
-        if (s.expiresFrom !== s.time) postponed = true;
-        let f = s.released && s.label === undefined ? SAMPLE_DROPPED : 0;
-        if (s.givenUp !== undefined) f |= (dropReasons.indexOf(s.givenUp) + 1) << SAMPLE_GIVEN_UP_SHIFT;
-        if (s.rows) {
-          f |= SAMPLE_ROW;
+        if (expiresFrom[i] !== s.time) postponed = true;
+        const f = flags[i]!;
+        if ((f & SAMPLE_ROW) !== 0) {
+          const slab = copied.rows[atRow]!;
           // A loop, not a subarray per sample (a view is an allocation).
-          for (let k = 0, from = s.row, at = xRows++ * d; k < d; k++) x[at + k] = s.rows[from + k]!;
+          for (let k = 0, from = copied.rowAt[atRow]!, at = xRows++ * d; k < d; k++) x[at + k] = slab[from + k]!;
+          atRow++;
         }
-        if (s.seq) {
-          if (seqLength < 0) seqLength = s.seq.types.length;
-          if (s.seq.types.length !== seqLength || s.seq.categories.length !== seqLength || s.seq.steps.length !== seqLength * stepFeatures) throw new RangeError(`sequences of ${seqLength} and ${s.seq.types.length} steps in one snapshot`);
-          f |= SAMPLE_SEQ;
-          for (let k = 0; k < seqLength; k++) types.push(s.seq.types[k]!), categories.push(s.seq.categories[k]!);
-          for (let k = 0; k < s.seq.steps.length; k++) steps.push(s.seq.steps[k]!);
+        if ((f & SAMPLE_SEQ) !== 0) {
+          const seq = copied.seqs[atSeq++]!;
+          if (seqLength < 0) seqLength = seq.types.length;
+          if (seq.types.length !== seqLength || seq.categories.length !== seqLength || seq.steps.length !== seqLength * stepFeatures) throw new RangeError(`sequences of ${seqLength} and ${seq.types.length} steps in one snapshot`);
+          for (let k = 0; k < seqLength; k++) types.push(seq.types[k]!), categories.push(seq.categories[k]!);
+          for (let k = 0; k < seq.steps.length; k++) steps.push(seq.steps[k]!);
         }
-        if (s.raw) {
-          f |= SAMPLE_RAW;
-          raw.push(encodeFloats(s.raw));
-        }
-        if (s.score !== undefined) {
-          f |= SAMPLE_SCORED;
-          score[i] = s.score;
-        }
-        if (s.label !== undefined) {
-          f |= SAMPLE_LABELLED;
-          label[i] = s.label;
-        }
-        if (s.unit !== undefined) units.push([i, s.unit]);
-        flags[i] = f;
       }
     });
+    const raw = copied.raws.map(encodeFloats);
     const withSeq = seqLength >= 0;
-    const columns = yield* encodeNamedColumns({ time: time!, flags: flags!, score: score!, label: label!, idKeys: idKeys! });
-    const savedOwners: SavedOwners = { userIds: ownerUsers, rows: yield* encodeColumn(owners!, { values: rowNumbers!, ref: ROW_NUMBERS }) };
+    const columns = yield* encodeNamedColumns({ time, flags, score, label, idKeys });
+    const savedOwners: SavedOwners = { userIds: ownerUsers, rows: yield* encodeColumn(owners, { values: rowNumbers, ref: ROW_NUMBERS }) };
     if (withSession) savedOwners.sessionIds = yield* encodeDerivedIds(ownerUsers, ownerSessions);
     const saved: SavedSamples = { ids, ...columns, owners: savedOwners, x: encodeFloats(x.subarray(0, xRows * d)) };
-    if (postponed) saved.expiresFrom = yield* encodeColumn(expiresFrom!, { values: time!, ref: TIMES });
+    if (postponed) saved.expiresFrom = yield* encodeColumn(expiresFrom, { values: time, ref: TIMES });
     if (raw.length > 0) saved.raw = raw;
-    if (units.length > 0) saved.units = units;
+    if (copied.units.length > 0) saved.units = copied.units;
     if (withSeq) {
       const seq = yield* encodeNamedColumns({ types: Float64Array.from(types), categories: Float64Array.from(categories) });
       saved.seq = { length: seqLength, ...seq, steps: encodeFloats(Float32Array.from(steps)) };

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { decodeColumn, watermark, type Column, type Element, type StreamRecord } from 'tributary';
+import { decodeColumn, isCopyingSnapshot, watermark, type Column, type Element, type StreamRecord } from 'tributary';
 import { runOperator, testContext } from 'tributary/testing';
 import { from, lastValueFrom, toArray } from 'rxjs';
 import intentModel, { type IntentModelConfig } from './intent.js';
@@ -446,4 +446,33 @@ test("a model's saved state of another kind fails runOperator's restore with the
     assert.equal(error.message.split(label).length, 2, 'the label once');
     return true;
   });
+});
+
+test('intent and churn: a snapshot is copied at its call and encoded while records flow (the sources go on once it is copied); what the records after the call change (scores, labels, learning, new predictions, released rows) does not show in it: it is byte for byte the snapshot of a stage that saw nothing after the call', async () => {
+  const input = separableIntentStream(120, 3);
+  const intentConfig: IntentModelConfig = { ...base, batch: { max_size: 16, max_delay: 0 } };
+  const churnConfig = { ...base, horizon: '2h', batch: { max_size: 16, max_delay: 0 } } as unknown as IntentModelConfig;
+  for (const [name, plugin, config] of [
+    ['intent', intentModel, intentConfig],
+    ['churn', churnModel, churnConfig],
+  ] as const) {
+    for (const cut of [97, 301, 502]) {
+      const still = await fedOperator(plugin, config);
+      for (const element of input.slice(0, cut)) still.input.next(element);
+      const atCall = JSON.stringify(await still.operator.snapshot!());
+
+      const fed = await fedOperator(plugin, config);
+      for (const element of input.slice(0, cut)) fed.input.next(element);
+      const taken = fed.operator.snapshot!();
+      assert.ok(isCopyingSnapshot(taken), `${name}: says when it is copied`);
+      await taken.copied;
+      // All the rest before the encode parts' first turn, as records that reach the stage once the sources go on.
+      for (const element of input.slice(cut)) fed.input.next(element);
+      fed.input.complete();
+      await fed.done;
+      assert.ok(of(fed.output, 'prediction').length > of(still.output, 'prediction').length, `${name}, cut ${cut}: the stage went on after the call`);
+      assert.equal(JSON.stringify(await taken), atCall, `${name}, cut ${cut}: the snapshot is its call's state`);
+      await Promise.all([still.operator.close?.(), fed.operator.close?.()]);
+    }
+  }
 });

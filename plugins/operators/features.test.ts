@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { decodeTable, defineOperator, encodeTable, FeatureBlock, FeatureSelector, inFloat32Range, inTurns, isClickEvent, MetricsHub, recordOperator, watermark, type ClickEvent, type Column, type Element, type StreamRecord } from 'tributary';
+import { decodeTable, defineOperator, encodeTable, FeatureBlock, FeatureSelector, inFloat32Range, inTurns, isClickEvent, isCopyingSnapshot, MetricsHub, recordOperator, watermark, type ClickEvent, type Column, type Element, type StreamRecord } from 'tributary';
 import { countLoopTurns, runOperator, runYaml, testContext, tempFolder } from 'tributary/testing';
 import sessionizer from './sessionizer.js';
 import sessionFeatures, { sessionFeatureNames } from './session-features.js';
@@ -453,6 +453,30 @@ test('snapshot/restore of the whole feature chain mid-stream gives the same outp
     const second = await Chain.build(allStages, ctx(), saved);
     second.push(input.slice(cut));
     assert.deepEqual(serialize([...first.output, ...second.end()]), serialize(whole), `cut at ${cut}`);
+  }
+});
+
+test('sessionizer, session-features, user-features: a snapshot is copied at its call and encoded while records flow (the sources go on once it is copied); the records after the call do not show in it: it is byte for byte the snapshot of a chain that saw nothing after the call', async () => {
+  const stages = [stage(sessionizer, { gap: '30m' }), stage(sessionFeatures), stage(userFeatures)];
+  for (const cut of [777, 3001, 5990]) {
+    // Each chain its own events (the sessionizer writes their session in place).
+    const input = shoppers(6000);
+    const still = await Chain.build(stages, ctx());
+    still.push(shoppers(6000).slice(0, cut));
+    const atCall = (await Promise.all(still.operators.map((operator) => operator.snapshot!()))).map((state) => JSON.stringify(state));
+    const fed = await Chain.build(stages, ctx());
+    fed.push(input.slice(0, cut));
+    const taken = fed.operators.map((operator) => operator.snapshot!());
+    for (const snapshot of taken) {
+      assert.ok(isCopyingSnapshot(snapshot), 'says when it is copied');
+      await snapshot.copied;
+    }
+    // All the rest before the encode parts' first turn, as records that reach the stages once the sources go on.
+    fed.push(input.slice(cut));
+    assert.ok(fed.output.length > still.output.length, 'the chain went on after the call');
+    for (const [k, snapshot] of taken.entries()) assert.equal(JSON.stringify(await snapshot), atCall[k], `cut ${cut}, ${stages[k]!.plugin.name}: the snapshot is its call's state`);
+    fed.end();
+    still.end();
   }
 });
 

@@ -6,7 +6,7 @@
  * to the session (until the watermark passes its summary's `keptUntil`), and a merge folds the absorbed
  * sessions' state into the one that absorbed them.
  */
-import { canonicalTimeZone, checkListLengths, type ClickEvent, type Column, decodeColumn, decodeColumnOf, decodeColumns, decodeDerivedIds, decodeNamedColumns, decodeStrings, defineOperator, type DerivedIds, FeatureBlock, inFloat32Range, type Element, type Emit, encodeColumns, encodeDerivedIds, type EntryProblem, inParts, isUtcZone, madeBefore, offsetText, onTimeOffset, PartedSnapshots, partsOf, type PipelineOutline, PluginConfigError, type PluginContext, recordOperator, type SessionContext, sessionKey, type StreamRecord, timeFormatReadsInstants, timeZoneProblem, utcToLocal, type UtcToLocal, zoneNameWarning } from 'tributary';
+import { canonicalTimeZone, checkListLengths, type ClickEvent, type Column, type CopyingSnapshot, type CopyThenEncode, decodeColumn, decodeColumnOf, decodeColumns, decodeDerivedIds, decodeNamedColumns, decodeStrings, defineOperator, type DerivedIds, FeatureBlock, inFloat32Range, type Element, type Emit, encodeColumns, encodeDerivedIds, type EntryProblem, inParts, isUtcZone, madeBefore, offsetText, onTimeOffset, PartedSnapshots, partsOf, type PipelineOutline, PluginConfigError, type PluginContext, recordOperator, type SessionContext, sessionKey, type StreamRecord, timeFormatReadsInstants, timeZoneProblem, utcToLocal, type UtcToLocal, zoneNameWarning } from 'tributary';
 import { handleOf, summaryHandle, type SessionHandle } from './handle.js';
 import { sessionFeatureNames } from './feature-blocks.js';
 
@@ -849,12 +849,12 @@ class SessionFeatureState {
     return this.used - this.free.length;
   }
 
-  /** The state as of this call, built in parts (see PartedSnapshots). */
-  snapshot(): Promise<SessionFeaturesSnapshot> {
-    return this.snapshots.take(this.snapshotParts());
+  /** The state as of this call, built in parts (see PartedSnapshots): copied, then encoded from the copies while records flow (takeCopying). */
+  snapshot(): CopyingSnapshot<SessionFeaturesSnapshot> {
+    return this.snapshots.takeCopying(this.snapshotParts());
   }
 
-  private *snapshotParts(): Generator<void, SessionFeaturesSnapshot, void> {
+  private *snapshotParts(): CopyThenEncode<SessionFeaturesSnapshot> {
     const n = this.size;
     const users: string[] = [];
     const ids: string[] = [];
@@ -891,20 +891,22 @@ class SessionFeatureState {
         i++;
       }
     });
-    const encoded = yield* encodeColumns([...columns, itemCounts, categoryCounts, Float64Array.from(closedRows), Float64Array.from(keptUntil)]);
-    return {
-      version: 4,
-      users,
-      ids: yield* encodeDerivedIds(users, ids),
-      unknownUsers,
-      columns: encoded.slice(0, WIDTH),
-      itemCounts: encoded[WIDTH]!,
-      items,
-      categoryCounts: encoded[WIDTH + 1]!,
-      categories,
-      closedRows: encoded[WIDTH + 2]!,
-      keptUntil: encoded[WIDTH + 3]!,
-    };
+    return (function* (): Generator<void, SessionFeaturesSnapshot, void> {
+      const encoded = yield* encodeColumns([...columns, itemCounts, categoryCounts, Float64Array.from(closedRows), Float64Array.from(keptUntil)]);
+      return {
+        version: 4,
+        users,
+        ids: yield* encodeDerivedIds(users, ids),
+        unknownUsers,
+        columns: encoded.slice(0, WIDTH),
+        itemCounts: encoded[WIDTH]!,
+        items,
+        categoryCounts: encoded[WIDTH + 1]!,
+        categories,
+        closedRows: encoded[WIDTH + 2]!,
+        keptUntil: encoded[WIDTH + 3]!,
+      };
+    })();
   }
 
   async restore(saved: SessionFeaturesSnapshot | SessionFeaturesSnapshotV3 | SessionFeaturesSnapshotV1): Promise<void> {

@@ -9,6 +9,8 @@
  * `late` side output. State is plain maps and one timer heap keyed by event time.
  */
 import {
+  type CopyingSnapshot,
+  type CopyThenEncode,
   defineOperator,
   eachOf,
   inParts,
@@ -1175,12 +1177,12 @@ class SessionState {
     session.older = undefined;
   }
 
-  /** The state as of this call, built in parts (see PartedSnapshots). */
-  snapshot(): Promise<SessionizerSnapshot> {
-    return this.snapshots.take(this.snapshotParts());
+  /** The state as of this call, built in parts (see PartedSnapshots): copied, then encoded from the copies while records flow (takeCopying). */
+  snapshot(): CopyingSnapshot<SessionizerSnapshot> {
+    return this.snapshots.takeCopying(this.snapshotParts());
   }
 
-  private *snapshotParts(): Generator<void, SessionizerSnapshot, void> {
+  private *snapshotParts(): CopyThenEncode<SessionizerSnapshot> {
     const rows: Session[] = [];
     yield* eachOf(this.users.values(), (newest) => {
       for (let c: Session | undefined = newest; c !== undefined; c = c.older) rows.push(c);
@@ -1241,46 +1243,55 @@ class SessionState {
       for (let i = from; i < to; i++) heapSeqs[i] = timed[i]!.seq;
     });
     const pending = yield* encodePending(this.pending);
-    const derivedIds = yield* encodeDerivedIds(users, ids);
-    const [seqs, starts, ends, counts, flagColumn, layoutColumn, valueColumn, keyColumn, seqColumn, priorColumn] = yield* encodeColumns([
-      seq,
-      start,
-      end,
-      count,
-      flags,
-      countLayout,
-      Float64Array.from(countValues),
-      Float64Array.from(heapKeys),
-      heapSeqs,
-      prior,
-    ]);
-    const snapshot: SessionizerSnapshot = {
-      version: 6,
-      watermark: finiteOrNull(this.watermark),
-      lastMark: finiteOrNull(this.lastMark),
-      droppedThrough: finiteOrNull(this.droppedThrough),
-      numberedIds: this.numberedIds,
-      maxSeen: finiteOrNull(this.maxSeen),
-      futureUntil: finiteOrNull(this.futureUntil),
-      nextSeq: this.nextSeq,
-      users,
-      ids: derivedIds,
-      seq: seqs!,
-      start: starts!,
-      end: ends!,
-      count: counts!,
-      flags: flagColumn!,
-      countTypes,
-      countLayout: layoutColumn!,
-      countValues: valueColumn!,
-      replacesRows,
-      replaces,
-      heapKeys: keyColumn!,
-      heapSeqs: seqColumn!,
-      prior: priorColumn!,
-      pending,
-    };
-    return snapshot;
+    const watermark = finiteOrNull(this.watermark);
+    const lastMark = finiteOrNull(this.lastMark);
+    const droppedThrough = finiteOrNull(this.droppedThrough);
+    const numberedIds = this.numberedIds;
+    const maxSeen = finiteOrNull(this.maxSeen);
+    const futureUntil = finiteOrNull(this.futureUntil);
+    const nextSeq = this.nextSeq;
+    return (function* () {
+      const derivedIds = yield* encodeDerivedIds(users, ids);
+      const [seqs, starts, ends, counts, flagColumn, layoutColumn, valueColumn, keyColumn, seqColumn, priorColumn] = yield* encodeColumns([
+        seq,
+        start,
+        end,
+        count,
+        flags,
+        countLayout,
+        Float64Array.from(countValues),
+        Float64Array.from(heapKeys),
+        heapSeqs,
+        prior,
+      ]);
+      const snapshot: SessionizerSnapshot = {
+        version: 6,
+        watermark,
+        lastMark,
+        droppedThrough,
+        numberedIds,
+        maxSeen,
+        futureUntil,
+        nextSeq,
+        users,
+        ids: derivedIds,
+        seq: seqs!,
+        start: starts!,
+        end: ends!,
+        count: counts!,
+        flags: flagColumn!,
+        countTypes,
+        countLayout: layoutColumn!,
+        countValues: valueColumn!,
+        replacesRows,
+        replaces,
+        heapKeys: keyColumn!,
+        heapSeqs: seqColumn!,
+        prior: priorColumn!,
+        pending,
+      };
+      return snapshot;
+    })();
   }
 
   async restore(saved: SessionizerSnapshot | SessionizerSnapshotV1): Promise<void> {

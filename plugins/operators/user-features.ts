@@ -7,7 +7,7 @@
  * State is one row of numbers per known user in a shared Float64Array (struct of arrays), because
  * this state grows with every user ever seen: a million users must fit in well under a GiB.
  */
-import { bareMillisecondsWarning, type ClickEvent, type Column, decodeDerivedIds, decodeStrings, decodeTable, defineOperator, type DerivedIds, type Duration, durationText, eachOf, type Element, type Emit, encodeDerivedIds, FeatureBlock, inFloat32Range, encodeTable, inParts, parseDuration, PartedSnapshots, type EntryProblem, PluginConfigError, type PluginContext, recordOperator, type SessionContext } from 'tributary';
+import { bareMillisecondsWarning, type ClickEvent, type Column, type CopyingSnapshot, type CopyThenEncode, decodeDerivedIds, decodeStrings, decodeTable, defineOperator, type DerivedIds, type Duration, durationText, eachOf, type Element, type Emit, encodeDerivedIds, FeatureBlock, inFloat32Range, encodeTable, inParts, parseDuration, PartedSnapshots, type EntryProblem, PluginConfigError, type PluginContext, recordOperator, type SessionContext } from 'tributary';
 import { handleOf } from './handle.js';
 import { horizonLabel, userFeatureNames } from './feature-blocks.js';
 
@@ -488,12 +488,12 @@ class UserState {
     return this.slots.size;
   }
 
-  /** The state as of this call, built in parts (see PartedSnapshots). */
-  snapshot(): Promise<UserFeaturesSnapshot> {
-    return this.snapshots.take(this.snapshotParts());
+  /** The state as of this call, built in parts (see PartedSnapshots): copied, then encoded from the copies while records flow (takeCopying). */
+  snapshot(): CopyingSnapshot<UserFeaturesSnapshot> {
+    return this.snapshots.takeCopying(this.snapshotParts());
   }
 
-  private *snapshotParts(): Generator<void, UserFeaturesSnapshot, void> {
+  private *snapshotParts(): CopyThenEncode<UserFeaturesSnapshot> {
     const n = this.slots.size;
     const width = this.width;
     // Pushed, not `new Array(n)`: a large preallocated array gets slow dictionary elements in V8.
@@ -513,7 +513,8 @@ class UserState {
       const pending = restoredTimes !== undefined && slot < restoredTimes.length ? restoredTimes[slot]! : NaN;
       sessions.push(pending === pending ? pending : sessionIds[slot]);
     });
-    let rows = this.rows;
+    // In order, the live rows copied at once (a record changes them in place once the sources go on).
+    let rows = inOrder ? this.rows.slice(0, n * width) : this.rows;
     if (!inOrder) {
       const gathered = new Float64Array(n * width);
       const live = this.rows;
@@ -525,9 +526,14 @@ class UserState {
       });
       rows = gathered;
     }
-    const columns = yield* encodeTable(rows, n, width, TIME_REFS);
-    const sessionStarts = { values: rows, ref: SESSION_START, stride: width, offset: SESSION_START };
-    return { version: 3, horizons: [...this.horizons], horizonNames: [...this.horizonNames], users, sessions: yield* encodeDerivedIds(users, sessions, sessionStarts), columns };
+    const horizons = [...this.horizons];
+    const horizonNames = [...this.horizonNames];
+    const copied = rows;
+    return (function* (): Generator<void, UserFeaturesSnapshot, void> {
+      const columns = yield* encodeTable(copied, n, width, TIME_REFS);
+      const sessionStarts = { values: copied, ref: SESSION_START, stride: width, offset: SESSION_START };
+      return { version: 3, horizons, horizonNames, users, sessions: yield* encodeDerivedIds(users, sessions, sessionStarts), columns };
+    })();
   }
 
   /**

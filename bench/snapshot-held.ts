@@ -1,0 +1,57 @@
+/**
+ * How long a checkpoint holds the sources for each large stage's snapshot: `n` users' state in
+ * user-features (max_users n/2, so slots are reused and the rows gathered), churn (one closed session
+ * and one prediction awaiting its label per user) and intent (one prediction awaiting its session's
+ * label per user), built with the stages' own code. Each round calls snapshot() as the runtime does and
+ * measures the process's CPU time until the sources may go on (the promise's `copied` where it says one:
+ * CopyingSnapshot, builds from 2026-12-07's fix-snapheld; else until it resolves) and until it resolves,
+ * and a SHA-256 of its JSON, so two builds are seen to write the same bytes. Public plugin API only, so
+ * older builds run it too.
+ *
+ *   node --expose-gc dist/bench/snapshot-held.js [n=200000] [rounds=5]
+ */
+import { createHash } from 'node:crypto';
+import { runOperator } from 'tributary/testing';
+import { watermark, type ClickEvent, type Element } from 'tributary';
+import userFeatures from '../plugins/operators/user-features.js';
+import intentModel, { type IntentModelConfig } from '../plugins/models/intent.js';
+import churnModel from '../plugins/models/churn.js';
+import { event, summary } from '../plugins/models/testdata.js';
+
+const n = Number(process.argv[2] ?? 200_000);
+const rounds = Number(process.argv[3] ?? 5);
+const t0 = Date.UTC(2024, 0, 1);
+const modelConfig: IntentModelConfig = { backend: 'cpu', batch: { max_size: 256, max_delay: 0 } };
+
+/** CPU time of the process so far (ms): unlike wall time, not stretched while other processes hold the cores. */
+function cpuMs(): number {
+  const { user, system } = process.cpuUsage();
+  return (user + system) / 1000;
+}
+
+const usersInput: Element[] = Array.from({ length: n }, (_, u): ClickEvent => {
+  const e = event(`u${u}`, `s${u}`, t0 + u * 10, 0, t0 + u * 10, u % 7 === 0 ? 'cart' : 'view');
+  return { ...e, itemId: `i${u % 5000}`, price: 10 + (u % 90) };
+});
+const stages = [
+  ['user-features', userFeatures, { max_users: Math.floor(n / 2), horizons: ['1d', '7d', '30d'] }, [...usersInput, watermark(t0 + n * 10)]],
+  ['churn', churnModel, { ...modelConfig, horizon: '7d' }, Array.from({ length: n }, (_, s) => [event(`u${s}`, `s${s}`, t0 + s, 0, t0 + s, 'view', [1, 0, 0, 0]), summary(`u${s}`, `s${s}`, t0 + s, t0 + s + 60_000, 1, false)]).flat()],
+  ['intent', intentModel, modelConfig, Array.from({ length: n }, (_, s) => event(`u${s}`, `s${s}`, t0 + s, 0, t0 + s, 'view', [1, 0, 0, 0]))],
+] as const;
+
+for (const [name, plugin, config, input] of stages) {
+  const { operator } = await runOperator(plugin as never, config as never, input as Element[]);
+  for (let round = 0; round < rounds; round++) {
+    globalThis.gc?.();
+    const began = cpuMs();
+    const taken = operator.snapshot!() as Promise<unknown> & { copied?: Promise<void> };
+    await (taken.copied ?? taken);
+    const heldCpuMs = cpuMs() - began;
+    const state = await taken;
+    const wholeCpuMs = cpuMs() - began;
+    const sha = createHash('sha256').update(JSON.stringify(state)).digest('hex').slice(0, 12);
+    console.log(JSON.stringify({ name, n, round, heldCpuMs: Math.round(heldCpuMs), wholeCpuMs: Math.round(wholeCpuMs), sha }));
+  }
+  await operator.close?.();
+}
+process.exit(0); // the models' backends keep handles open
