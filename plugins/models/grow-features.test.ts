@@ -74,7 +74,7 @@ async function startedFromAB(t: Parameters<typeof tempFolder>[0], kind: Kind, ho
     if (i < 395) trainer.label(handle, s.label, i, none);
   }
   trainer.flushLearning(none);
-  const snapshot = JSON.parse(JSON.stringify(await inTurns(trainer.snapshotParts()))) as LearnerState;
+  const snapshot = JSON.parse(JSON.stringify(await inTurns(await inTurns(trainer.snapshotParts())))) as LearnerState;
   await trainer.close();
   if (how === 'warm start') {
     for (const to of ['grown', 'twin']) {
@@ -142,7 +142,7 @@ for (const kind of ['logistic', 'mlp'] as const) {
       assert.ok(grownAuc > 0.95 && grownAuc > twinAuc + 0.1, `grown ${grownAuc}, twin (a, b) ${twinAuc}`);
 
       // The grown model's snapshot restores it exactly: the same scores from here, the same weights.
-      const snapshot = JSON.parse(JSON.stringify(await inTurns(grown.snapshotParts()))) as LearnerState;
+      const snapshot = JSON.parse(JSON.stringify(await inTurns(await inTurns(grown.snapshotParts())))) as LearnerState;
       const restored = await learner(kind, undefined);
       await inTurns(restored.restoreParts(snapshot));
       assert.deepEqual(restored.featureNames, ['a', 'b', 'c']);
