@@ -207,7 +207,7 @@ test('a wrong password, a CA that did not sign the broker\'s certificate, a SASL
       what: 'no TLS against a listener that takes it',
       brokers: secure.saslSsl,
       security: { protocol: 'sasl_plaintext', sasl: { mechanism: 'SCRAM-SHA-512', username: 'alice', password: scramPassword } },
-      cause: /sasl_plaintext:\/\/.*Disconnected.*APIVERSION_QUERY.*\): the brokers closed the connection at its first request, as a listener that takes TLS does: set security.protocol to ssl or sasl_ssl/,
+      cause: /sasl_plaintext:\/\/.*Disconnected.*APIVERSION_QUERY.*\): the brokers closed the connection at its first request and have answered none since the start, likely a listener that takes TLS: set security.protocol to ssl or sasl_ssl/,
     },
     {
       what: 'no client certificate where the listener requires one',

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { runInNewContext } from 'node:vm';
 import { ShopperWorld } from '../../plugins/sources/shoppers.js';
@@ -925,6 +925,56 @@ test("backtest --lock-wait: an output file another host's process writes (its lo
   assert.match(bad.stderr, /--lock-wait 5 parsecs: not a duration/);
 });
 
+// The walk of docs/operations.md (From a backtest to a live model) with the backtest run of a copy of the pipeline file
+// elsewhere (a staging checkout): the model file records that other file. Before, the live run warned that it replaced
+// that pipeline's model ("give this stage another checkpoint.dir"), as of a model another live pipeline saves there.
+test('a run warm-starting from a model a backtest of a copy of its pipeline file saved says so at info, with no warning that it replaces another pipeline\'s model', (t) => {
+  const dir = tempFolder(t, 'backtest-deploy-copy');
+  writeFileSync(join(dir, 'history.jsonl'), `${shopperLines(5, 40, 2000).join('\n')}\n`);
+  writeFileSync(join(dir, 'live.jsonl'), `${shopperLines(6, 40, 500).join('\n')}\n`);
+  const yaml = `name: shop
+sources: [{ type: file, path: live.jsonl, mapping: { time_format: epoch_ms } }]
+stages:
+  - { type: sessionizer, gap: 30m }
+  - { type: session-features }
+  - { type: intent-model, name: intent-lr, backend: cpu, batch: { max_size: 64 }, checkpoint: { dir: models } }
+sinks: [{ type: file, path: predictions.jsonl, kinds: [prediction] }]
+`;
+  const pipeline = join(dir, 'pipeline.yaml');
+  writeFileSync(pipeline, yaml);
+  mkdirSync(join(dir, 'staging'));
+  const copy = join(dir, 'staging', 'pipeline.yaml');
+  writeFileSync(copy, yaml);
+  const report = join(dir, 'report');
+  const backtest = spawnSync(process.execPath, [main, 'backtest', copy, '--input', join(dir, 'history.jsonl'), '--report', report, '--log-level', 'warn'], { encoding: 'utf8', cwd: dir });
+  assert.equal(backtest.status, 0, backtest.stderr);
+  const saved = JSON.parse(readFileSync(join(report, 'models', 'intent-lr.model.json'), 'utf8')) as { pipelineFile: string; learnSteps: number };
+  assert.equal(saved.pipelineFile, copy);
+
+  mkdirSync(join(dir, 'models'));
+  const deployed = join(dir, 'models', 'intent-lr.model.json');
+  copyFileSync(join(report, 'models', 'intent-lr.model.json'), deployed);
+  const live = spawnSync(process.execPath, [main, 'run', pipeline, '--log-level', 'info'], { encoding: 'utf8', cwd: dir });
+  assert.equal(live.status, 0, live.stderr);
+  const logged = records(live.stderr) as { level: number; msg: string; file?: string; backtestOf?: string }[];
+  const warm = logged.filter((entry) => /^model intent-lr: warm start/.test(entry.msg));
+  assert.deepEqual(
+    warm.map(({ level, msg, file, backtestOf }) => ({ level, msg, file, backtestOf })),
+    [{ level: 30, msg: `model intent-lr: warm start from a model a backtest of ${copy} learnt: ${deployed} (${saved.learnSteps} learning steps; saved over at close)`, file: deployed, backtestOf: copy }],
+    live.stderr,
+  );
+  assert.deepEqual(logged.filter((entry) => entry.level >= 40 && /model intent-lr/.test(entry.msg)).map(({ msg }) => msg), [], 'no warning that it replaces another pipeline\'s model');
+
+  // With checkpoint.warm_start: false the copy is saved over at close: said at info, not as another pipeline's model replaced.
+  copyFileSync(join(report, 'models', 'intent-lr.model.json'), deployed);
+  rmSync(join(dir, 'predictions.jsonl'), { force: true });
+  const cold = spawnSync(process.execPath, [main, 'run', pipeline, '--log-level', 'info', '--set', 'stages[2].checkpoint.warm_start=false'], { encoding: 'utf8', cwd: dir });
+  assert.equal(cold.status, 0, cold.stderr);
+  const coldLogged = records(cold.stderr) as { level: number; msg: string }[];
+  assert.deepEqual(coldLogged.filter((entry) => entry.level >= 40 && /model intent-lr/.test(entry.msg)).map(({ msg }) => msg), []);
+  assert.ok(coldLogged.some((entry) => entry.level === 30 && entry.msg === `model intent-lr: ${deployed} holds a model a backtest of ${copy} learnt; this run starts afresh (checkpoint.warm_start: false) and saves its model over it`), cold.stderr);
+});
+
 test("backtest saves the models it learnt to REPORT/models/NAME.model.json (metrics.json's modelFiles, relative to it; the result's, absolute), never to a model's own checkpoint.dir; a run with the file copied there warm-starts from it, its versions going on from the backtest's steps; a --report whose models/ is that checkpoint.dir is refused (was: no model saved, nothing for a run to start from)", (t) => {
   const dir = tempFolder(t, 'backtest-deploy');
   writeFileSync(join(dir, 'history.jsonl'), `${shopperLines(5, 80, 2000).join('\n')}\n`);
@@ -951,9 +1001,11 @@ sinks: [{ type: file, path: predictions.jsonl, kinds: [prediction] }]
   assert.deepEqual(backtestResults(backtest.stderr)[0]!.modelFiles, { 'intent-lr': join(report, 'models', 'intent-lr.model.json'), 'churn-lr': join(report, 'models', 'churn-lr.model.json') });
   assert.ok(readFileSync(join(report, 'report.html'), 'utf8').includes('<li>model <code>intent-lr</code>: <code>models/intent-lr.model.json</code></li>'), 'the page lists the saved files');
   assert.ok(!existsSync(join(dir, 'models')), "the model's own checkpoint.dir is left alone");
-  const saved = JSON.parse(readFileSync(join(report, 'models', 'intent-lr.model.json'), 'utf8')) as { format: number; pipeline: string; learnSteps: number; features: string[]; stages: unknown[] };
+  const saved = JSON.parse(readFileSync(join(report, 'models', 'intent-lr.model.json'), 'utf8')) as { format: number; pipeline: string; pipelineFile: string; writtenByBacktest?: boolean; learnSteps: number; features: string[]; stages: unknown[] };
   assert.equal(saved.format, 1);
   assert.equal(saved.pipeline, 'shop');
+  assert.equal(saved.pipelineFile, pipeline);
+  assert.equal(saved.writtenByBacktest, true, 'the file says a backtest wrote it');
   assert.ok(saved.learnSteps > 0 && saved.features.length > 0 && saved.stages.length === 2, JSON.stringify({ ...saved, model: undefined, normaliser: undefined }));
 
   // Deployed: the file copied into the model's checkpoint.dir before the run's first start.
@@ -963,8 +1015,11 @@ sinks: [{ type: file, path: predictions.jsonl, kinds: [prediction] }]
   assert.equal(live.status, 0, live.stderr);
   const logged = records(live.stderr) as { level: number; msg: string; file?: string; steps?: number }[];
   const warm = logged.find((entry) => entry.file === join(dir, 'models', 'intent-lr.model.json') && /warm start/.test(entry.msg));
-  assert.equal(warm?.msg, `model intent-lr: warm start from ${join(dir, 'models', 'intent-lr.model.json')} (${saved.learnSteps} learning steps; saved over at close)`, live.stderr);
-  assert.deepEqual(logged.filter((entry) => entry.level >= 40 && /model intent-lr/.test(entry.msg)), [], 'the same pipeline file saved it: nothing to warn of');
+  assert.equal(warm?.msg, `model intent-lr: warm start from a model a backtest of ${pipeline} learnt: ${join(dir, 'models', 'intent-lr.model.json')} (${saved.learnSteps} learning steps; saved over at close)`, live.stderr);
+  assert.equal(warm?.level, 30);
+  assert.deepEqual(logged.filter((entry) => entry.level >= 40 && /model intent-lr/.test(entry.msg)), [], 'a backtest of the same pipeline file saved it: nothing to warn of');
+  const resaved = JSON.parse(readFileSync(join(dir, 'models', 'intent-lr.model.json'), 'utf8')) as { writtenByBacktest?: boolean; pipelineFile: string };
+  assert.deepEqual([resaved.writtenByBacktest, resaved.pipelineFile], [undefined, pipeline], 'saved over at close: the live run\'s model from then on');
   const first = readFileSync(join(dir, 'predictions.jsonl'), 'utf8').split('\n').map((line) => JSON.parse(line || '{}') as { model?: string; modelVersion?: string }).find((p) => p.model === 'intent-lr');
   assert.equal(first?.modelVersion, `1.${saved.learnSteps}`, "the live model's first prediction is the backtest's model's");
 

@@ -3,6 +3,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { alertRules } from './alert-rules.js';
 
 // dist/examples/ops/ -> the checkout's root, where the sources and the example files are.
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
@@ -84,7 +85,7 @@ test('the systemd unit stops, restarts, reloads and writes as docs/operations.md
 interface DashboardPanel {
   title: string;
   fieldConfig?: { defaults?: { unit?: string }; overrides?: { matcher: { id: string; options: string }; properties: { id: string; value: unknown }[] }[] };
-  targets?: { expr: string; refId: string }[];
+  targets?: { expr: string; refId: string; legendFormat?: string }[];
 }
 
 /** The unit a panel shows each target's series in: its override for the target's refId, else the panel's. */
@@ -109,4 +110,35 @@ test('the example dashboard plots each series in its own unit (seconds on an s a
     }
   }
   assert.deepEqual(wrong, []);
+});
+
+// A sink stalled a minute makes /readyz 503 and raises tributary_sink_stalled_seconds; TributaryPipelineNotReady
+// takes 10 minutes and does not say which stage. The example alert and dashboard name the stage sooner.
+test('a stalled sink has its own example alert (naming the stage, pointing at its runbook section) and a per-stage dashboard panel', () => {
+  const rules = alertRules(root);
+  const stalled = rules.filter(({ expr }) => /\btributary_sink_stalled_seconds\b/.test(expr));
+  assert.deepEqual(stalled.map(({ alert }) => alert), ['TributarySinkStalled']);
+  const [rule] = stalled;
+  assert.match(rule!.expr, /^tributary_sink_stalled_seconds > 0$/);
+  assert.match(rule!.annotations['summary'] ?? '', /\{\{ \$labels\.stage \}\}/);
+  assert.match(rule!.annotations['runbook'] ?? '', /^docs\/operations\.md#a-stalled-sink\b/);
+  const dashboard = JSON.parse(readFileSync(join(root, 'examples/ops/grafana-dashboard.json'), 'utf8')) as { panels: DashboardPanel[] };
+  const panels = dashboard.panels.filter(({ targets }) => targets?.some(({ expr }) => expr.includes('tributary_sink_stalled_seconds')));
+  assert.equal(panels.length, 1, 'one panel plots the stalled sinks');
+  assert.ok(panels[0]!.targets!.some(({ legendFormat }) => legendFormat?.includes('{{stage}}')), 'its legend names the stage');
+});
+
+// An alert's runbook is a section of docs/operations.md an on-call engineer opens: each section is linked from
+// the table of contents by its GitHub anchor (core/cli/docs.test.ts checks those), so a renamed one shows here.
+test("each example alert's runbook points at a section of docs/operations.md", () => {
+  const operations = readFileSync(join(root, 'docs/operations.md'), 'utf8');
+  const runbooks = alertRules(root).flatMap(({ alert, annotations }) => (annotations['runbook'] === undefined ? [] : [{ alert, runbook: annotations['runbook'] }]));
+  assert.ok(runbooks.length >= 1);
+  assert.deepEqual(
+    runbooks.filter(({ runbook }) => {
+      const anchor = /^docs\/operations\.md#([a-z0-9-]+)/.exec(runbook)?.[1];
+      return anchor === undefined || !operations.includes(`](#${anchor})`);
+    }).map(({ alert, runbook }) => `${alert}: ${runbook}`),
+    [],
+  );
 });

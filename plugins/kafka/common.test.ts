@@ -259,7 +259,7 @@ test('a connection failure a config change mends (TLS against a plaintext listen
   fail('sasl_plaintext://127.0.0.1:44879/bootstrap: SASL authentication error: Authentication failed: Invalid username or password (after 302ms in state AUTH_REQ)');
   assert.match(failures.explain('x'), /\): the brokers refused the credentials: check security\.sasl \(mechanism, username, password, and the variables they come from\)$/);
   fail('ssl://b:9093/bootstrap: Disconnected while requesting ApiVersion: might be caused by incorrect security.protocol configuration (connecting to a SSL listener?) or broker version is < 0.10 (see api.version.request) (after 3ms in state APIVERSION_QUERY)');
-  assert.match(failures.explain('x'), /: the listener takes TLS: set security\.protocol to ssl or sasl_ssl$/);
+  assert.match(failures.explain('x'), /: likely a listener that takes TLS: set security\.protocol to ssl or sasl_ssl$/);
   assert.equal(warned.length, 3);
   // Connected since: a later mistake (a rotated password) is warned of again.
   failures.clear();
@@ -269,6 +269,49 @@ test('a connection failure a config change mends (TLS against a plaintext listen
   fail('sasl_plaintext://127.0.0.1:44879/bootstrap: Connect to ipv4#127.0.0.1:44879 failed: Connection refused (after 0ms in state CONNECT)');
   assert.match(failures.explainOutage('x'), /Connection refused \(after 0ms in state CONNECT\)\); broker 127\.0\.0\.1:44879 refuses connections since /);
   assert.equal(warned.length, 4);
+});
+
+// A broker killed or restarting while the client connects closes the connection at its first request as a
+// listener that takes TLS does (seen in an integration run after a broker was killed): only a broker never
+// answered since the start, with no connection succeeded, can be that listener.
+test('a broker that closes the connection at the first request is likely a TLS listener only while it never answered and no connection succeeded; after, it is an outage, with no TLS advice', () => {
+  const firstRequest = (broker: string): string => `${broker}: Disconnected: connection reset by peer (after 2ms in state APIVERSION_QUERY)`;
+  const sslQuestion = (broker: string): string => `${broker}: Disconnected while requesting ApiVersion: might be caused by incorrect security.protocol configuration (connecting to a SSL listener?) or broker version is < 0.10 (see api.version.request) (after 3ms in state APIVERSION_QUERY)`;
+  const tlsAdvice = /security\.protocol to ssl or sasl_ssl/;
+  const watch = (): { fail: (cause: string) => boolean; failures: ConnectionFailures; warned: string[] } => {
+    const client = new EventEmitter();
+    const warned: string[] = [];
+    const failures = new ConnectionFailures(client, { debug: () => undefined, warn: (_fields, message) => warned.push(message) });
+    return { fail: (cause) => client.emit('event.log', { severity: 3, fac: 'FAIL', message: `[thrd:x]: ${cause}` }), failures, warned };
+  };
+
+  // Never connected: a plaintext client against a listener that takes TLS. The advice stays, said as likely.
+  const mismatch = watch();
+  mismatch.fail(firstRequest('127.0.0.1:9093/bootstrap'));
+  assert.match(mismatch.failures.explain('connecting to the brokers'), /\(127\.0\.0\.1:9093\/bootstrap: Disconnected: connection reset by peer \(after 2ms in state APIVERSION_QUERY\)\): the brokers closed the connection at its first request and have answered none since the start, likely a listener that takes TLS: set security\.protocol to ssl or sasl_ssl/);
+  assert.equal(mismatch.warned.length, 1);
+  assert.match(mismatch.warned[0]!, tlsAdvice);
+
+  // Connected, then a broker killed: its restart closes the reconnects at their first request. No TLS advice.
+  const restarted = watch();
+  restarted.failures.clear();
+  restarted.fail('127.0.0.1:9093/2: Disconnected (after 5012ms in state UP)');
+  restarted.fail('127.0.0.1:9093/2: Connect to ipv4#127.0.0.1:9093 failed: Connection refused (after 0ms in state CONNECT)');
+  restarted.fail(firstRequest('127.0.0.1:9093/2'));
+  assert.doesNotMatch(restarted.failures.explain('x'), tlsAdvice);
+  assert.match(restarted.failures.explain('x'), /^x \(127\.0\.0\.1:9093\/2: Disconnected: connection reset by peer \(after 2ms in state APIVERSION_QUERY\)\)$/);
+  restarted.fail(sslQuestion('127.0.0.1:9093/2'));
+  assert.doesNotMatch(restarted.failures.explain('x'), tlsAdvice, "librdkafka's own question is no TLS advice then either");
+  assert.deepEqual(restarted.warned.filter((message) => tlsAdvice.test(message)), []);
+
+  // Before the client's first connection, a broker seen up (its connection dropped in state UP) answered this
+  // client's protocol: its restart is no listener mismatch, while a broker never seen answering still may be.
+  const seenUp = watch();
+  seenUp.fail('127.0.0.1:9094/3: Disconnected (after 812ms in state UP)');
+  seenUp.fail(firstRequest('127.0.0.1:9094/3'));
+  assert.doesNotMatch(seenUp.failures.explain('x'), tlsAdvice);
+  seenUp.fail(firstRequest('127.0.0.1:9095/4'));
+  assert.match(seenUp.failures.explain('x'), tlsAdvice);
 });
 
 test('brokers never reached since the start, one of them a host that does not resolve, are a wrong address: one warning once each was tried, naming them, the errors and the fix, which /readyz says too', (t) => {

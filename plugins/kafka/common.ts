@@ -463,6 +463,11 @@ function failedBroker(text: string): string | undefined {
   return match?.[1] ?? match?.[2];
 }
 
+/** Whether a FAIL line shows its broker past the first request (ApiVersion answered): it failed authenticating or once up. */
+function answeredFirstRequest(text: string): boolean {
+  return /\bin state (?:UP|AUTH_[A-Z_]+)\b/.test(text);
+}
+
 /** The fix for brokers never reached since the start whose host names do not resolve (ConnectionFailures.neverReached): surely a wrong address. */
 const neverReachedRemedy = 'check `brokers`: host, port, and that this machine can reach them';
 
@@ -511,17 +516,21 @@ export function isoTime(ms: number): string {
  * librdkafka's connection failures that a change of the config mends, each with the change. An outage
  * (a refused connection, a timeout) is none: the clients wait it out and say not ready.
  */
-const connectionRemedies: readonly { cause: RegExp; remedy: string }[] = [
+const connectionRemedies: readonly { cause: RegExp; remedy: string; onlyBeforeAnswered?: true }[] = [
   {
     cause: /connecting to a PLAINTEXT broker listener\?/,
     remedy: 'the listener takes no TLS: set security.protocol to sasl_plaintext (or plaintext); where `sasl` is given without it, it is sasl_ssl',
   },
-  { cause: /connecting to a SSL listener\?/, remedy: 'the listener takes TLS: set security.protocol to ssl or sasl_ssl' },
+  { cause: /connecting to a SSL listener\?/, remedy: 'likely a listener that takes TLS: set security.protocol to ssl or sasl_ssl', onlyBeforeAnswered: true },
   {
     // A listener that takes TLS closes a client that speaks without it at its first request (ApiVersion):
     // librdkafka asks "connecting to a SSL listener?" only for a plaintext client that does not send ApiVersion.
+    // A broker killed or restarting while the client connects closes it there too (librdkafka's question above
+    // included): only a broker that never answered, with no connection succeeded since the start, can be a
+    // listener that takes TLS (ConnectionFailures.remedyOf).
     cause: /^(?:(?:sasl_)?plaintext:\/\/)?[^\s/]+:\d+\/\S*: Disconnected\b.*in state APIVERSION_QUERY/,
-    remedy: 'the brokers closed the connection at its first request, as a listener that takes TLS does: set security.protocol to ssl or sasl_ssl (or `brokers` names a port that is no Kafka listener)',
+    remedy: 'the brokers closed the connection at its first request and have answered none since the start, likely a listener that takes TLS: set security.protocol to ssl or sasl_ssl (or `brokers` names a port that is no Kafka listener)',
+    onlyBeforeAnswered: true,
   },
   {
     cause: /Unsupported SASL mechanism/,
@@ -571,6 +580,11 @@ export class ConnectionFailures {
   private recoveredAt: number | undefined;
   /** A connection succeeded since the client was made (clear()): a refused connection is an outage from then on, not a wrong address. */
   private connectedOnce = false;
+  /**
+   * The brokers (addresses) a FAIL line showed past their first request (its ApiVersion answered: in state
+   * UP or authenticating) since the client was made: their listener speaks this client's protocol.
+   */
+  private readonly answered = new Set<string>();
   /** Before any connection succeeded: each broker refused or not resolved, with its latest failure, for the one warning of a wrong `brokers` (see {@link neverReached}). */
   private readonly unreached = new Map<string, string>();
   /** The wrong-`brokers` warning is given, or waits for the rest of the brokers' first tries. */
@@ -596,8 +610,9 @@ export class ConnectionFailures {
       // "[thrd:sasl_ssl://host:port/bootstrap]: sasl_ssl://host:port/bootstrap: SASL authentication error: ..."
       const text = log.message.replace(/^\[thrd:[^\]]*\]: /, '');
       const broker = failedBroker(text);
+      if (broker !== undefined && answeredFirstRequest(text)) this.answered.add(broker);
       const unreachable = this.connectedOnce ? undefined : neverReachedCause(text);
-      const remedy = unreachable !== undefined ? (isUnresolved(text) ? neverReachedRemedy : notUpYetRemedy) : connectionRemedies.find(({ cause }) => cause.test(text))?.remedy;
+      const remedy = unreachable !== undefined ? (isUnresolved(text) ? neverReachedRemedy : notUpYetRemedy) : this.remedyOf(text, broker);
       if (broker !== undefined) this.failedBrokers.add(broker);
       this.last = { text, at: Date.now(), remedy };
       logger?.debug({ err: text }, 'kafka broker connection failed');
@@ -608,6 +623,17 @@ export class ConnectionFailures {
         logger?.warn?.({ err: text }, `kafka broker connection failed: ${remedy}`);
       }
     });
+  }
+
+  /**
+   * The config change that mends a FAIL line (connectionRemedies), if any. A broker closing the connection at
+   * the first request is a listener that takes TLS only while no connection succeeded and that broker never
+   * answered: after, it is a broker killed or restarting as the client connects (an outage, no config fault).
+   */
+  private remedyOf(text: string, broker: string | undefined): string | undefined {
+    const found = connectionRemedies.find(({ cause }) => cause.test(text));
+    if (found?.onlyBeforeAnswered && (this.connectedOnce || (broker !== undefined && this.answered.has(broker)))) return undefined;
+    return found?.remedy;
   }
 
   /**

@@ -238,6 +238,12 @@ export interface SavedModel {
    */
   pipelineFile?: string;
   /**
+   * In a model file: a backtest wrote it (to its report folder, REPORT/models/), for a run to warm-start from once
+   * copied into the model's checkpoint.dir (no live run's model is replaced then, whichever pipeline file it was
+   * a backtest of); absent from a run's, and from files written before 2026-12-07.
+   */
+  writtenByBacktest?: true;
+  /**
    * In a model file: the stages before the model when it was saved (PluginContext.stagesBefore), which a warm
    * start compares with those now; absent from files written before 2026-12-07, and from a pipeline
    * checkpoint's snapshot (whose own record of the stages is checked on resume).
@@ -608,6 +614,11 @@ export class OnlineLearner {
         { model: this.name, file, steps },
         `model ${this.name}: warm start from ${file} (${steps} learning steps): if that model learnt from this input, its scores here are not out of sample; set checkpoint.warm_start: false (or --set) for a cold score`,
       );
+    } else if (saved.writtenByBacktest) {
+      // Deployed from a backtest's report (From a backtest to a live model): the backtest ran of this pipeline's file
+      // or of a copy elsewhere; either way its file is a copy of the report's, and no live pipeline's model is replaced.
+      const backtestOf = this.backtestOf(saved);
+      this.context.logger.info({ file, steps, backtestOf }, `model ${this.name}: warm start from a model a backtest of ${backtestOf} learnt: ${file} (${steps} learning steps; saved over at close)`);
     } else if (this.savedByOther(saved) !== undefined) {
       // Another pipeline's model, kept only until this one closes: a check of a warm start run after the pipeline
       // that trained the model (same name and folder) replaced that model with its own (beside it, the lock refuses it).
@@ -634,6 +645,12 @@ export class OnlineLearner {
     const other = this.savedByOther(saved);
     if (other === undefined) return;
     const steps = saved.model?.optimizer !== undefined ? stepsOf(saved as SavedModel) : undefined;
+    if (saved.writtenByBacktest) {
+      // A copy of a backtest's report file: the report keeps the model, and no live pipeline's is replaced.
+      const backtestOf = this.backtestOf(saved);
+      this.context.logger.info({ file, backtestOf, ...(steps === undefined ? {} : { steps }) }, `model ${this.name}: ${file} holds a model a backtest of ${backtestOf} learnt; this run starts afresh (checkpoint.warm_start: false) and saves its model over it`);
+      return;
+    }
     this.context.logger.warn(
       { model: this.name, file, savedBy: saved.pipeline, ...this.savedByFields(saved), ...(steps === undefined ? {} : { steps }) },
       `model ${this.name}: ${file} holds the model saved by ${other}${steps === undefined ? '' : ` (${steps} learning steps)`}; this run starts afresh (checkpoint.warm_start: false) and saves its model over it; ${this.keepOthersModel}`,
@@ -643,6 +660,11 @@ export class OnlineLearner {
   /** Where a model file was saved by another pipeline than this run's (another name, or another file of this name), the words naming both (otherPipelineText). */
   private savedByOther(saved: Partial<SavedModel>): string | undefined {
     return otherPipelineText(saved, this.context);
+  }
+
+  /** The pipeline a backtest that wrote a model file ran: its file, or its name where the file is not recorded. */
+  private backtestOf(saved: Partial<SavedModel>): string {
+    return saved.pipelineFile ?? `pipeline ${saved.pipeline ?? '(not recorded)'}`;
   }
 
   private savedByFields(saved: Partial<SavedModel>): { savedByFile?: string } {
@@ -883,8 +905,9 @@ export class OnlineLearner {
     // Serialised before the first wait: the model goes on learning meanwhile. With the stages before the model,
     // which a warm start from the file compares with those then (refuseOtherFeatureValues).
     // With the pipeline file, which tells this pipeline from another file of its name (savedByOther).
-    const { stagesBefore: stages, pipelineFile } = this.context;
-    const body = JSON.stringify({ ...saved, ...(stages === undefined ? {} : { stages }), ...(pipelineFile === undefined ? {} : { pipelineFile }) });
+    // A backtest's is marked so: a run warm-starting from it replaces no live pipeline's model (warmStart).
+    const { stagesBefore: stages, pipelineFile, replay } = this.context;
+    const body = JSON.stringify({ ...saved, ...(stages === undefined ? {} : { stages }), ...(pipelineFile === undefined ? {} : { pipelineFile }), ...(replay ? { writtenByBacktest: true } : {}) });
     await makeFolderDurably(dirname(file));
     // A fixed temp name: one left by a crash is overwritten by the next save.
     await writeFileDurably(file, body, `${file}.tmp`);
