@@ -109,6 +109,13 @@ export function featureNamesOf<Config>(plugin: NamedPlugin & Pick<PluginSpec<Plu
   return checked(plugin, 'featureNames(config)', at.entry, () => hook.call(plugin, config), (value) => listProblem(value, name), "a list of feature names, e.g. ['my_score']");
 }
 
+/** PluginSpec.onlyAddsFeatures: whether the stage configured `saved` then and `config` now only adds features; false where it does not say. */
+export function onlyAddsFeaturesOf<Config>(plugin: NamedPlugin & Pick<PluginSpec<PluginKind, Config>, 'onlyAddsFeatures'>, saved: unknown, config: Config, at: HookCall = {}): boolean {
+  const hook = plugin.onlyAddsFeatures;
+  if (hook === undefined) return false;
+  return checked(plugin, 'onlyAddsFeatures(saved, config)', at.entry, () => hook.call(plugin, saved, config), (value) => (typeof value === 'boolean' ? undefined : ''), 'true or false');
+}
+
 /** PluginSpec.inputFiles: the files a source reads with this config; [] where it does not declare them. */
 export function inputFilesOf<Config>(plugin: NamedPlugin & Pick<PluginSpec<PluginKind, Config>, 'inputFiles'>, config: Config, at: HookCall = {}): readonly ConfigFile[] {
   const hook = plugin.inputFiles;

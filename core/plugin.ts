@@ -747,6 +747,15 @@ export interface PluginSpec<K extends PluginKind, Config> {
    */
   featureNamesField?: string;
   /**
+   * With `featureNames`: whether this stage, configured `saved` when a record of it was taken (a checkpoint's, a
+   * model file's: its config as JSON read back, of any shape) and `config` now, still makes every feature it made
+   * then, under the same name and the same way, and only adds others (a user-features horizon added). Such an
+   * edit is no change of the values under kept names: a model warm-starts across it, learning the added names
+   * from 0 (FeatureStageChange.sameNamesOtherValues false). Absent, or false: any edit of its config is taken for
+   * one that may make the kept names' values otherwise (a warm start refused). Asked only where the configs differ.
+   */
+  onlyAddsFeatures?(saved: unknown, config: Config): boolean;
+  /**
    * Operators that select features by name (a transform, with FeatureSelector): the config field
    * holding its list of names and `*` patterns (`features`; a path into an object field, `model.features`,
    * as a custom model's is); `define*` take a field of `Config` alone (ConfigFieldPath: a field renamed

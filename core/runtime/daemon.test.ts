@@ -612,7 +612,7 @@ test('a pipeline of a folder that fails stops the others (drained to a final che
   assert.deepEqual(result.runs.map(({ name, stats }) => [name, stats.drained, stats.lastCheckpoint !== undefined]), [['lives', false, true]], 'stopped, with its final checkpoint');
 });
 
-test('checkpoints a run cannot resume from stop it (exit 2, outputs kept) instead of a silent start from nothing: all unreadable, state of stages no longer there, state that no longer fits, a single run\'s folder shared by several', () => {
+test('checkpoints a run cannot resume from stop it (exit 2, outputs kept) instead of a silent start from nothing: all unreadable, state of stages no longer there, a single run\'s folder shared by several', () => {
   const base = mkdtempSync(join(dir, 'resume-'));
   const world = new ShopperWorld({ seed: 5, users: 50 });
   writeFileSync(join(base, 'in.jsonl'), `${Array.from({ length: 2000 }, () => {
@@ -646,19 +646,16 @@ test('checkpoints a run cannot resume from stop it (exit 2, outputs kept) instea
   assert.ok(replaced.stderr.includes(`The state of stage-user-features-1 is likely that of stage-user-features-0 (${pipeline}, $.stages[0], user-features; from --set '${setStage}', not from the file): `), replaced.stderr);
   assert.equal(run(pipeline, '--allow-non-restored-state').status, 0, 'allowed: that state is dropped');
 
-  // State that no longer fits its stage's config names the stage and the checkpoint.
+  // A user-features horizon added resumes (was: refused, "snapshot horizons 1h differ from the config's 1h, 1d"):
+  // the kept horizon's counts go on, the added one's start now. State that does not fit its stage stops the run,
+  // naming the stage once, with the ways out: features.test.ts (a damaged snapshot, through the runtime).
   write(stages);
   assert.equal(run(pipeline, '--allow-non-restored-state').status, 0);
   write('[{type: sessionizer}, {type: user-features, horizons: [1h, 1d]}]');
   const changed = run(pipeline);
-  assert.equal(changed.status, 2, changed.stderr);
-  assert.ok(changed.stderr.includes(`: the saved state of stage stage-user-features-1 (${pipeline}:3:31, $.stages[1], user-features) could not be restored: `), changed.stderr);
-  // The stage named once, by the runtime (was: "could not be restored: stage-user-features-1: snapshot horizons ...").
-  assert.ok(changed.stderr.includes('could not be restored: snapshot horizons 1h differ from the config\'s 1h, 1d ('), changed.stderr);
-  // It says the ways out (was: "start without these checkpoints", which drops every stage's state and, unsaid, replaces the outputs).
-  assert.ok(changed.stderr.includes('To start this stage afresh and keep the other stages\' state: give it a new `label` and run once with --allow-non-restored-state'), changed.stderr);
-  assert.ok(changed.stderr.includes('move its checkpoints away, and its `file` outputs too to keep them, as a start without a checkpoint replaces them'), changed.stderr);
-  // The first one works: the stage under a new label starts afresh, the sessionizer's state is kept.
+  assert.equal(changed.status, 0, changed.stderr);
+  assert.ok(!changed.stderr.includes('could not be restored'), changed.stderr);
+  // A stage relabelled: it starts afresh under its new label, its old state dropped, the sessionizer's kept.
   write('[{type: sessionizer}, {type: user-features, label: users-1d, horizons: [1h, 1d]}]');
   const relabelled = run(pipeline, '--allow-non-restored-state');
   assert.equal(relabelled.status, 0, relabelled.stderr);

@@ -21,7 +21,7 @@ import { ConfigError, formatWarning, inputHandedOver, lastsForProcess, needsPers
 import { durationText, formatDuration, parseDuration } from '../duration.js';
 import { composeOperators, type Emit, type StageTimer } from '../operators.js';
 import type { Clock, CommitMarks, FeatureStageChange, Gauge, Metrics, Operator, PartitionListener, PluginContext, PluginKind, Rejection, Sink, Source, SourcePosition, StageRecord } from '../plugin.js';
-import { featureNamesOf } from '../plugin-hooks.js';
+import { featureNamesOf, onlyAddsFeaturesOf } from '../plugin-hooks.js';
 import { entryFieldProblem, entryLabel, loadedPipelineProblems, placeText, pluginConfig, problemPlace, sinkKinds, sinksLatencyStage, type LoadedPipeline, type PipelineEntry, type ResolvedEntry } from '../config/load.js';
 import { MetricsHub, redactSecrets } from './telemetry.js';
 import { CheckpointStore, checkpointMark, defaultMinPauseMs, otherPipelineText, type Checkpoint, type CheckpointBody, type CheckpointStage } from './checkpoint.js';
@@ -469,9 +469,15 @@ type FoundStageChange = FeatureStageChange & { from: number; stage: StageRecord 
  * kept in the other order, one of them a transform or undeclared; stages that only append may move: each writes
  * its own names, which a model finds wherever they are). `from`: the index in `now` of the first stage built on
  * the features as they were (the one after a stage configured otherwise or added; the next kept one after a
- * stage removed). `where(label)`: the stage's place in the pipeline file, for the text.
+ * stage removed). `where(label)`: the stage's place in the pipeline file, for the text. `onlyAdds(stage, before)`: whether
+ * the stage configured otherwise only adds features (PluginSpec.onlyAddsFeatures): names kept are made as they were.
  */
-function featureStageChanges(saved: readonly StageRecord[], now: readonly StageRecord[], where: (label: string) => string): FoundStageChange[] {
+function featureStageChanges(
+  saved: readonly StageRecord[],
+  now: readonly StageRecord[],
+  where: (label: string) => string,
+  onlyAdds: (stage: StageRecord, before: StageRecord) => boolean,
+): FoundStageChange[] {
   const savedAt = new Map(saved.map((stage, i) => [stage.label, i]));
   const nowAt = new Map(now.map((stage, i) => [stage.label, i]));
   const changes: FoundStageChange[] = [];
@@ -482,7 +488,7 @@ function featureStageChanges(saved: readonly StageRecord[], now: readonly StageR
     if (before === undefined || before.type !== stage.type) changes.push({ text: `${stage.label}${where(stage.label)} added`, from: i + 1, sameNamesOtherValues: rewritesValues(stage), stage });
     else {
       const fields = configDifferences(before.config, stage.config);
-      if (fields.length > 0) changes.push({ text: `${stage.label}${where(stage.label)}: ${fields.join(', ')}`, from: i + 1, sameNamesOtherValues: true, stage });
+      if (fields.length > 0) changes.push({ text: `${stage.label}${where(stage.label)}: ${fields.join(', ')}`, from: i + 1, sameNamesOtherValues: !onlyAdds(stage, before), stage });
     }
   }
   for (const [j, stage] of saved.entries()) {
@@ -2144,8 +2150,14 @@ export class PipelineRunner {
   private featureStagesChangedBefore(index: number, saved: unknown): FeatureStageChange[] {
     const record = recordedStages(saved);
     if (record === undefined) return [];
-    return featureStageChanges(record, this.checkpointStages.slice(0, index), (label) => this.stageWhere(label)).map(({ text, sameNamesOtherValues }) => ({ text, sameNamesOtherValues }));
+    return featureStageChanges(record, this.checkpointStages.slice(0, index), (label) => this.stageWhere(label), this.onlyAddsFeatures).map(({ text, sameNamesOtherValues }) => ({ text, sameNamesOtherValues }));
   }
+
+  /** Whether the stage now (`stage`, a record of this run's) configured as `before` recorded it only adds features (PluginSpec.onlyAddsFeatures). */
+  private readonly onlyAddsFeatures = (stage: StageRecord, before: StageRecord): boolean => {
+    const resolved = this.loaded.stages.find((each, i) => entryLabel('stage', each.entry, i) === stage.label);
+    return resolved !== undefined && onlyAddsFeaturesOf(resolved.plugin, before.config, pluginConfig(resolved.entry) as never, { entry: resolved.path });
+  };
 
   /** Whether a checkpoint without a record of its stages was said (once a run: every file before 2026-12-07 is one). */
   private saidUnrecorded = false;
@@ -2174,7 +2186,7 @@ export class PipelineRunner {
       return;
     }
     const now = this.checkpointStages;
-    const found = featureStageChanges(saved, now, (label) => this.stageWhere(label));
+    const found = featureStageChanges(saved, now, (label) => this.stageWhere(label), this.onlyAddsFeatures);
     if (found.length === 0) return;
     const first = Math.min(...found.map((change) => change.from));
     const changes = found.map((change) => change.text);

@@ -272,6 +272,50 @@ test("checkpoint: a pipeline resumed from its checkpoint after a stage that appe
   assert.ok(!resumed.some((line) => line.startsWith("model intent: input features differ from the model's")), resumed.join('\n'));
 });
 
+test('checkpoint: a user-features horizon added (1d, 7d -> 1d, 7d, 30d) is no change of the kept features: a warm start from the model file takes on the added ones from 0, and a resume from the checkpoint keeps the users\' state, the added horizon counting from the resume; a horizon changed or a hash width changed is still refused at a warm start (was: both refused, exit 2)', async (t) => {
+  const baseDir = tempFolder(t, 'grow-horizon');
+  const yaml = (horizons: string, extra = '', checkpoint = '', events = 300): string =>
+    `name: shop\nsources: [{type: synthetic, users: 20, events: ${events}, seed: 3}]\n` +
+    `stages:\n  - {type: sessionizer, label: sessions}\n  - {type: user-features, label: users, horizons: [${horizons}]}\n${extra}  - {type: intent-model, label: intent, name: intent, model: {kind: logistic}, checkpoint: {dir: models}}\n` +
+    `sinks: [{type: memory, kinds: [prediction]}]\n${checkpoint}`;
+  const file = join(baseDir, 'models', 'intent.model.json');
+  const run = async (text: string, dir = baseDir): Promise<string[]> => {
+    const lines: string[] = [];
+    const logger = pino({ level: 'info' }, { write: (line: string) => void lines.push((JSON.parse(line) as { msg: string }).msg) });
+    await runYaml(text, { baseDir: dir, logger });
+    return lines;
+  };
+  const hash = (width: number): string => `  - {type: hash-features, label: hash, fields: [category], width: ${width}}\n`;
+  await run(yaml('1d, 7d', hash(4)));
+  const features = (): string[] => (JSON.parse(readFileSync(file, 'utf8')) as { features: string[] }).features;
+  assert.ok(!features().includes('u_events_30d'));
+  const before = readFileSync(file, 'utf8');
+  for (const [edit, horizons, extra, change] of [
+    ['a horizon changed', '1d, 14d', hash(4), 'users (' + join(baseDir, 'pipeline.yaml') + ':5:5, $.stages[1], user-features): horizons: ["1d","7d"] -> ["1d","14d"]'],
+    ['a hash width changed with a horizon added', '1d, 7d, 30d', hash(8), `hash (${join(baseDir, 'pipeline.yaml')}:6:5, $.stages[2], hash-features): width: 4 -> 8`],
+  ] as const) {
+    await assert.rejects(runYaml(yaml(horizons, extra), { baseDir }), (error: Error & { code?: string }) => {
+      assert.equal(error.code, 'TRIB_ERR_CHECKPOINT', edit);
+      assert.ok(error.message.includes(`model intent: cannot warm-start from ${file}: the stages before the model make its features otherwise than when it was saved (${change}), so`), `${edit}: ${error.message}`);
+      return true;
+    });
+    assert.equal(readFileSync(file, 'utf8'), before, `${edit}: the model file is left as it was`);
+  }
+  const warm = await run(yaml('1d, 7d, 30d', hash(4)));
+  assert.ok(warm.some((line) => line.startsWith('model intent: warm start from ')), warm.join('\n'));
+  assert.ok(warm.includes('model intent: the input has 2 features the saved model did not (u_events_30d, u_purchases_30d): the model learns them from here, their weights starting at 0 (it predicts as before until it does), its weights for the others kept'), warm.join('\n'));
+  assert.deepEqual(features().filter((name) => name.endsWith('_30d')), ['u_events_30d', 'u_purchases_30d']);
+
+  // Resumed from the pipeline's checkpoint (a folder of its own): the users' state kept, the added horizon counting from now.
+  const resumeDir = tempFolder(t, 'grow-horizon-resume');
+  const checkpoint = 'checkpoint: { dir: cp }\n';
+  await run(yaml('1d', '', checkpoint, 200), resumeDir);
+  const resumed = await run(yaml('1d, 7d', '', checkpoint, 400), resumeDir);
+  assert.ok(resumed.includes('resuming from checkpoint'), resumed.join('\n'));
+  assert.ok(resumed.some((line) => /^user-features: horizon 7d added since the checkpoint: u_events_7d, u_purchases_7d start at 0 now for the \d+ users restored/.test(line)), resumed.join('\n'));
+  assert.ok(resumed.includes('model intent: the input has 2 features the saved model did not (u_events_7d, u_purchases_7d): the model learns them from here, their weights starting at 0 (it predicts as before until it does), its weights for the others kept'), resumed.join('\n'));
+});
+
 test('checkpoint: the configured learning rate applies to a warm-started model (it is config, not state)', async (t) => {
   const dir = tempFolder(t, 'models');
   const config: IntentModelConfig = { ...base, name: 'intent-lr', optimizer: { kind: 'adam', learning_rate: 0.05 }, checkpoint: { dir } };

@@ -1220,16 +1220,66 @@ test("a damaged snapshot of the sessionizer, session-features or user-features i
   }
 });
 
-test("user-features: state restored into other horizons says both in the config's words (a saved 7d as 7d, not 1w), and leaves the stage's label to the runtime's message", async () => {
-  const create = (horizons: (string | number)[]) => userFeatures.create(withDefaults(userFeatures, { horizons } as never), testContext({ clock, label: 'stage-s' }));
-  const saved = (await (await create(['1h', '7d'])).snapshot!()) as Record<string, unknown>;
-  const into = await create(['1h', '14d']);
-  // Before: "stage-s: snapshot horizons 1h, 1w differ from the config's 1h, 2w", inside the runtime's "the saved state of stage stage-s ... could not be restored: ".
-  await assert.rejects(Promise.resolve(into.restore!(saved)), { message: "snapshot horizons 1h, 7d differ from the config's 1h, 14d" });
+test('user-features: state saved with horizons 1d, 7d resumes into 1d, 7d, 30d: every user keeps the features of the kept horizons (the same values as an uninterrupted run), the added horizon counts from 0 at the resume, said once (was: refused, "snapshot horizons 1d, 7d differ")', async () => {
+  // Each run its own copy of the input: the stages add to the events they pass on.
+  const input = (): Element[] => shoppers(6000);
+  const cut = 3001;
+  const sessions = stage(sessionizer, { gap: '30m', allowed_lateness: '10m' });
+  const grown = [sessions, stage(userFeatures, { horizons: ['1d', '7d', '30d'] })];
+  const first = await Chain.build([sessions, stage(userFeatures, { horizons: ['1d', '7d'] })], ctx());
+  first.push(input().slice(0, cut));
+  const saved = await first.snapshot();
+  const whole = eventsOf(await chain(grown, input())).slice(eventsOf(first.end()).length);
+  const restoredUsers = new Set((saved[1] as { users: string[] }).users);
+  const logs: string[] = [];
+  const logger = pino({ level: 'info' }, { write: (entry: string) => void logs.push((JSON.parse(entry) as { msg: string }).msg) });
+  const resumed = await Chain.build(grown, testContext({ clock, logger }), saved);
+  const after = eventsOf(resumed.push(input().slice(cut)).end());
+  assert.equal(after.length, whole.length);
+  assert.deepEqual(logs.filter((line) => line.startsWith('user-features: ')), [
+    `user-features: horizon 30d added since the checkpoint: u_events_30d, u_purchases_30d start at 0 now for the ${restoredUsers.size} users restored (the events before are not kept), the other horizons' counts resumed`,
+  ]);
+  const added = new Set(['u_events_30d', 'u_purchases_30d']);
+  const seen = new Set<string>();
+  let firstAfter = 0;
+  for (const [i, event] of after.entries()) {
+    const got = named(event);
+    const expected = named(whole[i]!);
+    assert.deepEqual(Object.keys(got), Object.keys(expected));
+    for (const name of Object.keys(expected).filter((n) => !added.has(n))) assert.equal(got[name], expected[name], `${event.userId} at ${event.time}: ${name}`);
+    if (restoredUsers.has(event.userId) && !seen.has(event.userId)) {
+      // The user's first event since the resume: the added horizon's count is this event alone.
+      seen.add(event.userId);
+      firstAfter++;
+      assert.equal(got.u_events_30d, 1, `${event.userId}: u_events_30d`);
+      assert.equal(got.u_purchases_30d, event.type === 'purchase' ? 1 : 0);
+      assert.ok(expected.u_events_30d! > 1, 'an uninterrupted run counts the events before');
+    }
+  }
+  assert.ok(firstAfter > 100, `${firstAfter} restored users came back`);
+});
+
+test("user-features: a horizon removed since the snapshot is dropped and said, in the config's words (a saved 7d as 7d, not 1w); a saved horizon of a configured one's name but another duration is refused, leaving the stage's label to the runtime's message", async () => {
+  const logs: string[] = [];
+  const logger = pino({ level: 'info' }, { write: (entry: string) => void logs.push((JSON.parse(entry) as { msg: string }).msg) });
+  const context = testContext({ clock, label: 'stage-s', logger });
+  const create = (horizons: (string | number)[]) => userFeatures.create(withDefaults(userFeatures, { horizons } as never), context);
+  const writer = (await Chain.build([stage(userFeatures, { horizons: ['1h', '7d'] })], context)).push([ev('u', 0), ev('u', 30, 'purchase')]);
+  const saved = (await writer.snapshot())[0] as Record<string, unknown>;
+  const into = await Chain.build([stage(userFeatures, { horizons: ['1h', '14d'] })], context, [saved]);
+  assert.deepEqual(logs, [
+    "user-features: horizon 14d added since the checkpoint: u_events_14d, u_purchases_14d start at 0 now for the 1 users restored (the events before are not kept), the other horizons' counts resumed",
+    'user-features: horizon 7d removed since the checkpoint: its saved counts are dropped',
+  ]);
+  const [next] = eventsOf(into.push([ev('u', 60)]).end());
+  assert.deepEqual([named(next!).u_events_1h, named(next!).u_events_14d], [Math.fround(1 + Math.exp(-0.5) * (1 + Math.exp(-0.5))), 1]);
   // A snapshot of an older version, without the words: the config's where the duration is one of its horizons, else days (which parse back alike).
-  const older = { ...saved, horizonNames: undefined };
-  await assert.rejects(Promise.resolve((await create(['1h', '2w'])).restore!(older)), { message: "snapshot horizons 1h, 7d differ from the config's 1h, 2w" });
-  await assert.rejects(Promise.resolve((await create([3_600_000])).restore!(older)), { message: "snapshot horizons 3600000ms, 7d differ from the config's 3600000ms" });
+  logs.length = 0;
+  await (await create([3_600_000])).restore!({ ...saved, horizonNames: undefined });
+  assert.deepEqual(logs, ['user-features: horizon 7d removed since the checkpoint: its saved counts are dropped']);
+  await assert.rejects(Promise.resolve((await create(['1h', '7d'])).restore!({ ...saved, horizons: [3_600_000, 14 * 86_400_000] })), {
+    message: 'snapshot horizon 7d is 1209600000 ms, the config\'s 604800000 ms: its counts were decayed otherwise',
+  });
 });
 
 test('a damaged snapshot of the sessionizer, session-features or user-features fails the run with the stage named once, by the runtime', async (t) => {

@@ -85,6 +85,15 @@ export default defineOperator<UserFeaturesConfig>({
     ...config.horizons.flatMap((horizon, index) => bareMillisecondsWarning(`horizons[${index}]`, horizon) ?? []),
   ],
   featureNames: (config) => userFeatureNames(config.horizons),
+  // Each horizon's counts are its own (decayed by it alone): horizons added leave the others' values as they were,
+  // so a model warm-starts across the edit (learning the added ones from 0). One removed or changed is no such edit.
+  // `max_users` bounds which users are remembered, not how a feature is computed.
+  onlyAddsFeatures: (saved, config) => {
+    const before = (saved as { horizons?: unknown } | null)?.horizons;
+    if (!Array.isArray(before)) return false;
+    const now = config.horizons.map(horizonLabel);
+    return before.every((horizon) => (typeof horizon === 'string' || typeof horizon === 'number') && now.includes(horizonLabel(horizon)));
+  },
   create(config, context) {
     const horizons = config.horizons.map((h) => parseDuration(h));
     for (const [k, h] of horizons.entries()) if (!(h > 0)) throw new PluginConfigError(`horizons[${k}]`, `must be positive, got '${String(config.horizons[k])}'`);
@@ -551,13 +560,64 @@ class UserState {
     });
   }
 
+  /**
+   * For each configured horizon, the index of the snapshot's of the same duration, or -1 for one added since (its
+   * counts start at 0 now: what the events before would have made of them is not kept); one removed since is
+   * dropped. A saved horizon of a configured one's name but another
+   * duration would put counts decayed otherwise under that name: refused.
+   */
+  private savedHorizonOf(saved: UserFeaturesSnapshot | UserFeaturesSnapshotV1): number[] {
+    const savedNames = this.savedHorizonNames(saved);
+    for (const [j, name] of savedNames.entries()) {
+      const k = this.horizonNames.indexOf(name);
+      if (k >= 0 && this.horizons[k] !== saved.horizons[j]) {
+        throw new Error(`snapshot horizon ${name} is ${String(saved.horizons[j])} ms, the config's ${this.horizons[k]} ms: its counts were decayed otherwise`);
+      }
+    }
+    return this.horizons.map((ms) => saved.horizons.indexOf(ms));
+  }
+
+  /** Says (info) which horizons were added since the snapshot (`from`: savedHorizonOf) and which removed, once it is restored. */
+  private sayHorizonsChanged(saved: UserFeaturesSnapshot | UserFeaturesSnapshotV1, from: readonly number[]): void {
+    const added = this.horizonNames.filter((_, k) => from[k] === -1);
+    const removed = this.savedHorizonNames(saved).filter((_, j) => !this.horizons.includes(saved.horizons[j]!));
+    const users = this.slots.size;
+    if (added.length > 0) {
+      this.context.logger.info(
+        { added, users },
+        `user-features: horizon${added.length === 1 ? '' : 's'} ${added.join(', ')} added since the checkpoint: ${added.map((h) => `u_events_${h}, u_purchases_${h}`).join(', ')} start at 0 now for the ${users} users restored (the events before are not kept), the other horizons' counts resumed`,
+      );
+    }
+    if (removed.length > 0) {
+      this.context.logger.info({ removed, users }, `user-features: horizon${removed.length === 1 ? '' : 's'} ${removed.join(', ')} removed since the checkpoint: ${removed.length === 1 ? 'its' : 'their'} saved counts are dropped`);
+    }
+  }
+
+  /** Copies `count` rows saved with other horizons (`width` wide; `from`: savedHorizonOf) into the live rows: each kept horizon's counts, 0 for one added. */
+  private async takeHorizons(saved: Float64Array, width: number, from: readonly number[], count: number): Promise<void> {
+    const rows = this.rows;
+    const liveWidth = this.width;
+    const h = this.horizons.length;
+    const hs = (width - FIXED) / 2;
+    await inParts(count, (first, to) => {
+      for (let i = first; i < to; i++) {
+        const r = i * liveWidth;
+        const s = i * width;
+        rows.set(saved.subarray(s, s + FIXED), r);
+        for (let k = 0; k < h; k++) {
+          const j = from[k]!;
+          rows[r + FIXED + k] = j < 0 ? 0 : saved[s + FIXED + j]!;
+          rows[r + FIXED + h + k] = j < 0 ? 0 : saved[s + FIXED + hs + j]!;
+        }
+      }
+    });
+  }
+
   async restore(saved: UserFeaturesSnapshot | UserFeaturesSnapshotV1): Promise<void> {
     // Not prefixed with the label: the runtime's message (restoreStage) names the stage.
     const what = 'user-features snapshot';
     if (saved?.version !== 1 && saved?.version !== 2 && saved?.version !== 3) throw new Error('unknown user-features snapshot version');
-    if (saved.horizons.length !== this.horizons.length || saved.horizons.some((h, k) => h !== this.horizons[k])) {
-      throw new Error(`snapshot horizons ${this.savedHorizonNames(saved).join(', ')} differ from the config's ${this.horizonNames.join(', ')}`);
-    }
+    const from = this.savedHorizonOf(saved);
     this.snapshots.settle();
     this.slots.clear();
     this.free = [];
@@ -567,27 +627,31 @@ class UserState {
     this.restoredTimes = undefined;
     this.capacity = Math.max(1024, saved.users.length);
     this.rows = new Float64Array(this.capacity * this.width);
+    // Rows as saved (the saved horizons' counts), in this release's layout: the live rows where the horizons are the same.
+    const sameHorizons = from.length === saved.horizons.length && from.every((j, k) => j === k);
+    const width = FIXED + 2 * saved.horizons.length;
+    const rows = sameHorizons ? this.rows : new Float64Array(this.capacity * width);
     if (saved.version === 1) {
       for (const [userId, sessionId, ...numbers] of saved.users) {
         const slot = this.allocate(userId);
         this.sessionIds[slot] = sessionId ?? undefined;
-        widenRowV2(numbers, 0, this.rows, slot * this.width, this.width);
+        widenRowV2(numbers, 0, rows, slot * width, width);
       }
+      if (!sameHorizons) await this.takeHorizons(rows, width, from, this.used);
     } else {
       const users = decodeStrings(saved.users, undefined, `${what}: users`);
-      const width = this.width;
       let count: number;
       if (saved.version === 2) {
         const widthV2 = width - (FIXED - FIXED_V2);
         const rowsV2 = new Float64Array(users.length * widthV2);
         count = await decodeTable(saved.columns, rowsV2, widthV2, what);
-        const rows = this.rows;
-        await inParts(count, (from, to) => {
-          for (let i = from; i < to; i++) widenRowV2(rowsV2, i * widthV2, rows, i * width, width);
+        await inParts(count, (first, to) => {
+          for (let i = first; i < to; i++) widenRowV2(rowsV2, i * widthV2, rows, i * width, width);
         });
-      } else count = await decodeTable(saved.columns, this.rows, width, what);
+      } else count = await decodeTable(saved.columns, rows, width, what);
       if (count !== users.length) throw new Error(`${what}: ${count} rows for ${users.length} users`);
-      const sessions = decodeDerivedIds(users, saved.sessions, what, true, { values: this.rows, ref: SESSION_START, stride: width, offset: SESSION_START });
+      if (!sameHorizons) await this.takeHorizons(rows, width, from, count);
+      const sessions = decodeDerivedIds(users, saved.sessions, what, true, { values: this.rows, ref: SESSION_START, stride: this.width, offset: SESSION_START });
       // Rows were written in order, so user i has slot i.
       const slots = this.slots;
       await inParts(users.length, (from, to) => {
@@ -601,6 +665,7 @@ class UserState {
     }
     await this.unsetTimesAtFirstSeen();
     this.flushMetrics();
+    this.sayHorizonsChanged(saved, from);
   }
 
   /**
