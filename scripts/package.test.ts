@@ -64,8 +64,10 @@ test('the tarball holds no tests, benchmarks, integration tests or CI files, and
       /^tsconfig\.json$/.test(path),
   );
   assert.deepEqual(unwanted, []);
-  // 2.5 MB packed, 10.6 MB unpacked, 856 files with the tests in; 1.3 MB, 5.0 MB and 373 without.
-  assert.ok(packed.unpackedSize < 7_000_000, `unpacked ${packed.unpackedSize} bytes`);
+  // 2.5 MB packed, 10.6 MB unpacked, 856 files with the tests in; 1.3 MB, 5.0 MB and 373 without; grown with the
+  // code and docs to 1.8 MB, 7.1 MB and 421 files by 2026-12-07 (the largest: the GA4 sample a shipped pipeline
+  // reads by default, 345 kB). A bound for what slips in by mistake, a tree of tests or data, not for growth.
+  assert.ok(packed.unpackedSize < 8_500_000, `unpacked ${packed.unpackedSize} bytes`);
 });
 
 /**
