@@ -876,10 +876,7 @@ test('a checkpoint of a large state is serialised in parts, the event loop turni
     summary: 'test',
     config: { type: 'object' },
     create: () => ({
-      write: (record) => {
-        const features = (record as { features?: { values: Float32Array } }).features;
-        outputs.push(JSON.stringify({ ...record, features: features ? Array.from(features.values) : undefined }));
-      },
+      write: (record) => void outputs.push(recordText(record)),
       flush: async () => void (turnsAtFlush ??= loop.turns),
       close: async () => undefined,
     }),
@@ -925,6 +922,12 @@ test('a checkpoint of a large state is serialised in parts, the event loop turni
   assert.equal(first.length + outputs.length, whole.length);
   assert.deepEqual([...first, ...outputs], whole);
 });
+
+/** A record as the checkpoint tests compare outputs: JSON, its feature vector's values as a list. */
+function recordText(record: StreamRecord): string {
+  const features = (record as { features?: { values: Float32Array } }).features;
+  return JSON.stringify({ ...record, features: features ? Array.from(features.values) : undefined });
+}
 
 /**
  * A source for the checkpoint-while-running tests: `cut` users' first events, then `later` more, held at
@@ -1062,10 +1065,7 @@ for (const transactional of [false, true]) {
         config: { type: 'object' },
         create: () => ({
           transactional,
-          write: (record) => {
-            const features = (record as { features?: { values: Float32Array } }).features;
-            outputs.push(JSON.stringify({ ...record, features: features ? Array.from(features.values) : undefined }));
-          },
+          write: (record) => void outputs.push(recordText(record)),
           flush: async () => void (atFlush ??= outputs.length),
           close: async () => undefined,
         }),

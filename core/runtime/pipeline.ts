@@ -554,15 +554,6 @@ interface SinkWait {
   timer: NodeJS.Timeout | undefined;
 }
 
-/** Whether a plugin's health check says ready (or it has none); one that throws is not (readiness names it). */
-function healthy(plugin: Source | Sink): boolean {
-  try {
-    return plugin.health?.().ready ?? true;
-  } catch {
-    return false;
-  }
-}
-
 export class PipelineRunner {
   readonly stats: RunStats;
   private readonly loaded: LoadedPipeline;
@@ -1502,7 +1493,9 @@ export class PipelineRunner {
       const begun: SinkWait = { what, since: Date.now(), pending: 0, said: false, timer: undefined };
       const check = (): void => {
         // Not said while the sink says itself why it is not ready (a broker outage): looked at again a bound later.
-        if (!healthy(sink)) {
+        const said: string[] = [];
+        this.healthOf(label, sink, said);
+        if (said.length > 0) {
           begun.timer = setTimeout(check, this.sinkStallMs).unref();
           return;
         }
