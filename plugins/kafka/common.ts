@@ -671,12 +671,11 @@ export class ConnectionFailures {
   private warnNeverReached(): void {
     if (this.unreachedWarning !== 'waiting' || this.connectedOnce) return;
     this.unreachedWarning = 'warned';
-    const errors = Object.fromEntries(this.unreached);
     const texts = [...this.unreached.values()];
     const causes = [...new Set(texts.map((text) => neverReachedCause(text)))].join(', ');
     const why = texts.some(isUnresolved) ? `a wrong address: ${neverReachedRemedy}` : `a wrong address, or the brokers not up yet: ${notUpYetRemedy}`;
     this.logger?.warn?.(
-      { brokers: [...this.unreached.keys()], errors, err: texts.at(-1) },
+      { unreached: Object.fromEntries(this.unreached), err: texts.at(-1) },
       `kafka broker connection failed: no broker of \`brokers\` was reached since the start (${causes}), ${why}`,
     );
   }
@@ -840,7 +839,9 @@ export class ConnectionFailures {
       (burst.further > 0 ? `; and ${burst.further} more error${burst.further === 1 ? '' : 's'} of other texts` : '') +
       '; /readyz says not ready while no broker is reachable, and until a connection succeeds again further such errors are logged at debug level';
     const err = this.explain(everyBrokerDown ?? 'broker transport failure');
-    (this.logger?.warn ?? this.logger?.debug)?.call(this.logger, { ...burst.fields, errors, ...(brokers > 0 ? { brokers: [...this.failedBrokers] } : {}), ...(refusals === undefined ? {} : { refusing: refusals.since }), err }, message);
+    // Each broker under one field: `refusing` those this line names as refusing, `failing` the others whose connections failed.
+    const failing = [...this.failedBrokers].filter((broker) => refusals?.since[broker] === undefined);
+    (this.logger?.warn ?? this.logger?.debug)?.call(this.logger, { ...burst.fields, errors, ...(failing.length > 0 ? { failing } : {}), ...(refusals === undefined ? {} : { refusing: refusals.since }), err }, message);
   }
 
   /**
@@ -860,7 +861,7 @@ export class ConnectionFailures {
   clear(): void {
     if (!this.connectedOnce && this.unreachedWarning === 'warned') {
       // Warned of as a wrong address or brokers not up yet: it was the latter, or the address was mended.
-      this.logger?.info?.({ brokers: [...this.unreached.keys()] }, 'kafka brokers reached: the brokers warned of as not reached since the start answer now');
+      this.logger?.info?.({ reached: [...this.unreached.keys()] }, 'kafka brokers reached: the brokers warned of as not reached since the start answer now');
     }
     this.connectedOnce = true;
     this.unreached.clear();
