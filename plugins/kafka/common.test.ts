@@ -272,9 +272,9 @@ test('a connection failure a config change mends (TLS against a plaintext listen
 });
 
 // A broker killed or restarting while the client connects closes the connection at its first request as a
-// listener that takes TLS does (seen in an integration run after a broker was killed): only a broker never
-// answered since the start, with no connection succeeded, can be that listener.
-test('a broker that closes the connection at the first request is likely a TLS listener only while it never answered and no connection succeeded; after, it is an outage, with no TLS advice', () => {
+// listener that takes TLS does (seen in an integration run after a broker was killed): only an address never
+// seen answering since the start can be that listener.
+test('a broker that closes the connection at the first request is likely a TLS listener only while that address never answered; after, it is an outage, with no TLS advice', () => {
   const firstRequest = (broker: string): string => `${broker}: Disconnected: connection reset by peer (after 2ms in state APIVERSION_QUERY)`;
   const sslQuestion = (broker: string): string => `${broker}: Disconnected while requesting ApiVersion: might be caused by incorrect security.protocol configuration (connecting to a SSL listener?) or broker version is < 0.10 (see api.version.request) (after 3ms in state APIVERSION_QUERY)`;
   const tlsAdvice = /security\.protocol to ssl or sasl_ssl/;
@@ -312,6 +312,35 @@ test('a broker that closes the connection at the first request is likely a TLS l
   assert.doesNotMatch(seenUp.failures.explain('x'), tlsAdvice);
   seenUp.fail(firstRequest('127.0.0.1:9095/4'));
   assert.match(seenUp.failures.explain('x'), tlsAdvice);
+});
+
+// A cluster whose bootstrap listener answers without TLS while the listener its metadata advertises (another
+// host:port) takes TLS: the client connects to the bootstrap address, then every connection to the advertised
+// one is closed at its first request. The advice was judged per client (no advice once any connection
+// succeeded), so it was lost; it is judged per address.
+test('the bootstrap address connected, the advertised one closing every connection at its first request: TLS advice for that address, naming the advertised listener; an address that connected and then reset gets none', () => {
+  const client = new EventEmitter();
+  const warned: string[] = [];
+  const failures = new ConnectionFailures(client, { debug: () => undefined, warn: (_fields, message) => warned.push(message) });
+  const fail = (cause: string): boolean => client.emit('event.log', { severity: 3, fac: 'FAIL', message: `[thrd:x]: ${cause}` });
+  const advertisedAdvice =
+    "likely a listener that takes TLS, one the brokers advertise (advertised.listeners) where a bootstrap address of `brokers` answered without TLS: name the TLS listener in `brokers` and set security.protocol to ssl or sasl_ssl, or have the brokers advertise their listener without TLS";
+  failures.clear(); // connected through kafka-boot:9092/bootstrap
+  fail('kafka-1.internal:9093/1: Disconnected: connection reset by peer (after 1ms in state APIVERSION_QUERY)');
+  assert.equal(
+    failures.explain('x'),
+    `x (kafka-1.internal:9093/1: Disconnected: connection reset by peer (after 1ms in state APIVERSION_QUERY)): the broker closed the connection at its first request and has answered none at this address since the start, ${advertisedAdvice}`,
+  );
+  assert.equal(warned.length, 1, 'warned of');
+  assert.ok(warned[0]!.endsWith(advertisedAdvice), warned[0]);
+  fail('kafka-1.internal:9093/1: Disconnected: connection reset by peer (after 2ms in state APIVERSION_QUERY)');
+  assert.equal(warned.length, 1, 'once');
+
+  // The same client: an address that connected (seen up) and then reset at the first request is a broker restarting.
+  fail('kafka-2.internal:9093/2: Disconnected (after 61020ms in state UP)');
+  fail('kafka-2.internal:9093/2: Disconnected: connection reset by peer (after 1ms in state APIVERSION_QUERY)');
+  assert.equal(failures.explain('x'), 'x (kafka-2.internal:9093/2: Disconnected: connection reset by peer (after 1ms in state APIVERSION_QUERY))', 'no TLS advice');
+  assert.equal(warned.length, 1);
 });
 
 test('brokers never reached since the start, one of them a host that does not resolve, are a wrong address: one warning once each was tried, naming them, the errors and the fix, which /readyz says too', (t) => {
