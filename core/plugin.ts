@@ -523,15 +523,15 @@ export interface Sink {
    */
   readonly transactional?: boolean;
   /**
-   * Resolves when the sink has room again; `undefined` when it has room now. One pending over a minute
-   * (as a `flush`) makes the sink stalled: /readyz names it, unless its `health()` says why itself.
+   * Resolves when the sink has room again; `undefined` when it has room now. One pending over the pipeline's
+   * `settings.sink_stall_timeout` (a minute by default; as a `flush`) makes the sink stalled: /readyz names it, unless its `health()` says why itself.
    */
   ready?(): Promise<void> | undefined;
   /**
    * Everything written so far is durable when this resolves. Called at every checkpoint (before its
    * file is written and the sources commit), every `settings.commit_interval` without checkpoints
-   * (whatever the sources), and at the end of the input or a stop, before `close`. Pending over a minute,
-   * the sink is stalled (docs/operations.md, A stalled sink); the run waits on, not failed.
+   * (whatever the sources), and at the end of the input or a stop, before `close`. Pending over `settings.sink_stall_timeout`
+   * (a minute by default), the sink is stalled (docs/operations.md, A stalled sink); the run waits on, not failed.
    */
   flush?(): Promise<void>;
   /**

@@ -1803,6 +1803,20 @@ test('a negative or non-finite duration is one mistake, said once: the duration 
   assert.deepEqual(await problemsOf(yaml('{type: sessionizer, gap: 0}')), ['P:2:35: $.stages[0].gap: must be at least 1ms, got 0']);
 });
 
+test('settings.sink_stall_timeout is a positive duration of at most 24d, said at its field otherwise; a valid one is taken, a number as milliseconds', async () => {
+  const yaml = (value: string): string => `sources: [{type: synthetic}]\nsinks: [{type: stdout}]\nsettings:\n  sink_stall_timeout: ${value}\n`;
+  const expected = (value: string): string => `expected a duration: milliseconds as a number, or a string such as 500ms, 30s, 30m, 12h, 7d, 2w, got ${value}`;
+  assert.deepEqual(await problemsOf(yaml('0s')), ['P:4:23: $.settings.sink_stall_timeout: must be at least 1ms, got "0s"']);
+  assert.deepEqual(await problemsOf(yaml('-5')), [`P:4:23: $.settings.sink_stall_timeout: ${expected('-5')}`]);
+  assert.deepEqual(await problemsOf(yaml('soon')), [`P:4:23: $.settings.sink_stall_timeout: ${expected('"soon"')}`]);
+  assert.deepEqual(await problemsOf(yaml('30d')), ['P:4:23: $.settings.sink_stall_timeout: must be at most 24d, got "30d"']);
+  // --set reaches it as any setting.
+  assert.deepEqual(await problemsOf('sources: [{type: synthetic}]\nsinks: [{type: stdout}]\n', { sets: ['settings.sink_stall_timeout=0'] }).then((problems) => problems.map((problem) => problem.replace(/^\S+: /, ''))), [
+    "$.settings.sink_stall_timeout: must be at least 1ms, got 0 (from --set 'settings.sink_stall_timeout=0', not from the file)",
+  ]);
+  for (const value of ['10m', '250ms', '90000']) assert.deepEqual(await problemsOf(yaml(value)), [], value);
+});
+
 test('sessionizer settings that contradict one another are config errors at their field, by validate and by the factory (was: taken silently): max_length with session_id_from: data (it cut nothing), max_behind_watermark below gap + allowed_lateness (late events it would take were dead-lettered as absurd)', async () => {
   const yaml = (sessionizer: string): string => `sources: [{type: synthetic}]\nstages:\n  - ${sessionizer}\nsinks: [{type: stdout}]\n`;
   assert.deepEqual(await problemsOf(yaml('{type: sessionizer, session_id_from: data, max_length: 4h}')), [

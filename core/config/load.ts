@@ -42,6 +42,7 @@ export interface PipelineDocument {
     progress_interval: string | number;
     commit_interval?: string | number;
     shutdown_timeout?: string | number;
+    sink_stall_timeout?: string | number;
     heap_budget?: string | number;
     heap_wait?: string | number;
     restart?: { attempts?: number | 'unlimited'; backoff?: string | number; max_backoff?: string | number; reset_after?: string | number };

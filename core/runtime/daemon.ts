@@ -116,8 +116,6 @@ export interface DaemonOptions {
   lockWaitMs?: number;
   /** Exit hook for a shutdown that outlives its timeout (tests replace it). */
   onShutdownTimeout?: () => void;
-  /** See {@link RunOptions.sinkStallMs} (tests shorten it). */
-  sinkStallMs?: number;
   /** Tributary's version, exported as `tributary_build_info{version}` (a rollout's progress, which version an alert fired under). */
   version?: string;
 }
@@ -332,7 +330,6 @@ export class Daemon {
           ...(checkpoints ? { checkpoints } : {}),
           lockWaitMs: this.options.lockWaitMs ?? 0,
           ...(this.options.allowNonRestoredState ? { allowNonRestoredState: true } : {}),
-          ...(this.options.sinkStallMs !== undefined ? { sinkStallMs: this.options.sinkStallMs } : {}),
           runShared,
         });
       this.runners.push(runner());

@@ -73,13 +73,12 @@ export interface RunOptions {
   allowNonRestoredState?: boolean;
   /** PluginContext.runShared: one map for the pipelines run together (the daemon's); the pipeline's own `shared` when absent. */
   runShared?: Map<string, unknown>;
-  /** How long a sink's write or flush may be pending before the pipeline says the sink is stalled; {@link SINK_STALL_MS} when absent (tests shorten it). */
-  sinkStallMs?: number;
 }
 
 /**
  * How long a sink's write (the wait for its room: Sink.ready) or flush may be pending before /readyz
- * names the sink as stalled, a warning says so and tributary_sink_stalled_seconds rises. A minute: far
+ * names the sink as stalled, a warning says so and tributary_sink_stalled_seconds rises, unless the
+ * pipeline sets `settings.sink_stall_timeout` (the schema's default, "1m", is this). A minute: far
  * above a healthy sink's longest wait (a large gzip flush at a checkpoint on a loaded disk takes seconds),
  * far below what the checkpoint-age alert needs to notice (3 intervals, then 5 minutes).
  */
@@ -635,6 +634,8 @@ export class PipelineRunner {
     this.commitInterval = parseDuration(loaded.document.settings.commit_interval ?? '1s');
     this.heapBudget = parseBytes(loaded.document.settings.heap_budget);
     this.heapWaitMs = parseDuration(loaded.document.settings.heap_wait ?? '10s');
+    const stallBound = loaded.document.settings.sink_stall_timeout;
+    this.sinkStallMs = stallBound === undefined ? SINK_STALL_MS : parseDuration(stallBound);
     this.stats = {
       eventsIn: 0,
       recordsOut: 0,
@@ -1478,9 +1479,8 @@ export class PipelineRunner {
    */
   private readonly sinkWaits = new Map<string, SinkWait>();
 
-  private get sinkStallMs(): number {
-    return this.options.sinkStallMs ?? SINK_STALL_MS;
-  }
+  /** The pipeline's `settings.sink_stall_timeout` (SINK_STALL_MS by default). */
+  private readonly sinkStallMs: number;
 
   /**
    * `promise` (a sink's room, or its flush), unless the run fails first (untilFailed), timed: pending past
@@ -2400,7 +2400,7 @@ export class PipelineRunner {
     for (const { label } of this.allSinks()) {
       // The dead-letter sink by its plugin's label (as its own series are), not by how /readyz says it.
       const stage = label === 'the dead-letter sink' ? entryLabel('dead-letter', this.loaded.deadLetter.entry, 0) : label;
-      metrics.observe('sink_stalled_seconds', "Seconds the sink's pending write or flush has not returned, once it is stalled (pending over a minute: /readyz names it); 0 while it moves.", { pipeline: this.name, stage }, () => {
+      metrics.observe('sink_stalled_seconds', "Seconds the sink's pending write or flush has not returned, once it is stalled (pending over the pipeline's sink_stall_timeout, a minute by default: /readyz names it); 0 while it moves.", { pipeline: this.name, stage }, () => {
         const wait = this.sinkWaits.get(label);
         return wait !== undefined && this.stalled(wait) ? (Date.now() - wait.since) / 1000 : 0;
       });

@@ -112,7 +112,7 @@ test('the example dashboard plots each series in its own unit (seconds on an s a
   assert.deepEqual(wrong, []);
 });
 
-// A sink stalled a minute makes /readyz 503 and raises tributary_sink_stalled_seconds; TributaryPipelineNotReady
+// A sink stalled past its pipeline's sink_stall_timeout (a minute by default) makes /readyz 503 and raises tributary_sink_stalled_seconds; TributaryPipelineNotReady
 // takes 10 minutes and does not say which stage. The example alert and dashboard name the stage sooner.
 test('a stalled sink has its own example alert (naming the stage, pointing at its runbook section) and a per-stage dashboard panel', () => {
   const rules = alertRules(root);

@@ -272,9 +272,9 @@ test('a connection failure a config change mends (TLS against a plaintext listen
 });
 
 // A broker killed or restarting while the client connects closes the connection at its first request as a
-// listener that takes TLS does (seen in an integration run after a broker was killed): only a broker never
-// answered since the start, with no connection succeeded, can be that listener.
-test('a broker that closes the connection at the first request is likely a TLS listener only while it never answered and no connection succeeded; after, it is an outage, with no TLS advice', () => {
+// listener that takes TLS does (seen in an integration run after a broker was killed): only an address never
+// seen answering since the start can be that listener.
+test('a broker that closes the connection at the first request is likely a TLS listener only while that address never answered; after, it is an outage, with no TLS advice', () => {
   const firstRequest = (broker: string): string => `${broker}: Disconnected: connection reset by peer (after 2ms in state APIVERSION_QUERY)`;
   const sslQuestion = (broker: string): string => `${broker}: Disconnected while requesting ApiVersion: might be caused by incorrect security.protocol configuration (connecting to a SSL listener?) or broker version is < 0.10 (see api.version.request) (after 3ms in state APIVERSION_QUERY)`;
   const tlsAdvice = /security\.protocol to ssl or sasl_ssl/;
@@ -314,6 +314,35 @@ test('a broker that closes the connection at the first request is likely a TLS l
   assert.match(seenUp.failures.explain('x'), tlsAdvice);
 });
 
+// A cluster whose bootstrap listener answers without TLS while the listener its metadata advertises (another
+// host:port) takes TLS: the client connects to the bootstrap address, then every connection to the advertised
+// one is closed at its first request. The advice was judged per client (no advice once any connection
+// succeeded), so it was lost; it is judged per address.
+test('the bootstrap address connected, the advertised one closing every connection at its first request: TLS advice for that address, naming the advertised listener; an address that connected and then reset gets none', () => {
+  const client = new EventEmitter();
+  const warned: string[] = [];
+  const failures = new ConnectionFailures(client, { debug: () => undefined, warn: (_fields, message) => warned.push(message) });
+  const fail = (cause: string): boolean => client.emit('event.log', { severity: 3, fac: 'FAIL', message: `[thrd:x]: ${cause}` });
+  const advertisedAdvice =
+    "likely a listener that takes TLS, one the brokers advertise (advertised.listeners) where a bootstrap address of `brokers` answered without TLS: name the TLS listener in `brokers` and set security.protocol to ssl or sasl_ssl, or have the brokers advertise their listener without TLS";
+  failures.clear(); // connected through kafka-boot:9092/bootstrap
+  fail('kafka-1.internal:9093/1: Disconnected: connection reset by peer (after 1ms in state APIVERSION_QUERY)');
+  assert.equal(
+    failures.explain('x'),
+    `x (kafka-1.internal:9093/1: Disconnected: connection reset by peer (after 1ms in state APIVERSION_QUERY)): the broker closed the connection at its first request and has answered none at this address since the start, ${advertisedAdvice}`,
+  );
+  assert.equal(warned.length, 1, 'warned of');
+  assert.ok(warned[0]!.endsWith(advertisedAdvice), warned[0]);
+  fail('kafka-1.internal:9093/1: Disconnected: connection reset by peer (after 2ms in state APIVERSION_QUERY)');
+  assert.equal(warned.length, 1, 'once');
+
+  // The same client: an address that connected (seen up) and then reset at the first request is a broker restarting.
+  fail('kafka-2.internal:9093/2: Disconnected (after 61020ms in state UP)');
+  fail('kafka-2.internal:9093/2: Disconnected: connection reset by peer (after 1ms in state APIVERSION_QUERY)');
+  assert.equal(failures.explain('x'), 'x (kafka-2.internal:9093/2: Disconnected: connection reset by peer (after 1ms in state APIVERSION_QUERY))', 'no TLS advice');
+  assert.equal(warned.length, 1);
+});
+
 test('brokers never reached since the start, one of them a host that does not resolve, are a wrong address: one warning once each was tried, naming them, the errors and the fix, which /readyz says too', (t) => {
   t.mock.timers.enable({ apis: ['setTimeout', 'Date'] });
   const client = new EventEmitter();
@@ -333,8 +362,8 @@ test('brokers never reached since the start, one of them a host that does not re
     warned[0]!.message,
     'kafka broker connection failed: no broker of `brokers` was reached since the start (DNS: the host name does not resolve, ECONNREFUSED: nothing listens at that host and port), a wrong address: ' + fix,
   );
-  assert.deepEqual(warned[0]!.fields.brokers, ['kafka-1.shop.invalid:9092', '127.0.0.1:47001']);
-  assert.deepEqual(warned[0]!.fields.errors, { 'kafka-1.shop.invalid:9092': dns, '127.0.0.1:47001': refused });
+  // Each broker once, with its error (was `brokers` and `errors` both keyed by it, `errors` then counting texts in an outage's warning).
+  assert.deepEqual(warned[0]!.fields, { unreached: { 'kafka-1.shop.invalid:9092': dns, '127.0.0.1:47001': refused }, err: refused });
   fail(refused);
   fail(dns);
   t.mock.timers.tick(60_000);
@@ -368,7 +397,7 @@ test('brokers refusing every connection since the start, whose hosts resolve, ar
   ]);
   assert.equal(failures.explain('connecting'), `connecting (${refused}): ${fixes}`);
   failures.clear();
-  assert.deepEqual(said[1], { level: 'info', message: 'kafka brokers reached: the brokers warned of as not reached since the start answer now', fields: { brokers: ['kafka:9092'] } });
+  assert.deepEqual(said[1], { level: 'info', message: 'kafka brokers reached: the brokers warned of as not reached since the start answer now', fields: { reached: ['kafka:9092'] } });
   // Later connections say nothing of the start.
   failures.clear();
   assert.equal(said.length, 2);
@@ -398,6 +427,7 @@ test('a broker refusing connections after a first success: one warning per episo
     `kafka producer error: no broker is reachable (all broker connections are down): records wait in the producer; 1 broker connection failed (broker transport failure), to 2 brokers; ${refusing}; /readyz says not ready while no broker is reachable, and until a connection succeeds again further such errors are logged at debug level`,
   );
   assert.deepEqual(warned[0]!.fields.refusing, { 'b1:9092': '2026-12-07T10:00:00.000Z', 'b2:9092': '2026-12-07T10:00:00.200Z' });
+  assert.equal(warned[0]!.fields.failing, undefined, 'every failing broker is named as refusing: under that field alone');
   assert.match(failures.explainOutage('all broker connections are down'), new RegExp(`; ${refusing.replace(/[.()]/g, '\\$&')}$`));
   // Minutes of retries: no further warning, the same since.
   for (let i = 0; i < 30; i++) {
@@ -420,6 +450,28 @@ test('a broker refusing connections after a first success: one warning per episo
   );
 });
 
+// A log pipeline or a grep met a broker both in `brokers` (its connections failed) and in `refusing` (since when
+// it refuses), two names of different meaning; `brokers` is also the configured list in 'connecting to the brokers'.
+test('an outage\'s warning names each broker under one field: `refusing` (with since when) those it says refuse, `failing` the others whose connections failed', (t) => {
+  t.mock.timers.enable({ apis: ['setTimeout', 'Date'], now: Date.parse('2026-12-07T10:00:00Z') });
+  const client = new EventEmitter();
+  const warned: { message: string; fields: Record<string, unknown> }[] = [];
+  const failures = new ConnectionFailures(client, { debug: () => undefined, warn: (fields, message) => warned.push({ message, fields: fields as Record<string, unknown> }) }, 'records wait in the producer', 'b1:9092,b2:9092');
+  const fail = (cause: string): boolean => client.emit('event.log', { severity: 3, fac: 'FAIL', message: `[thrd:x]: ${cause}` });
+  failures.clear();
+  fail('b1:9092/1: Connect to ipv4#10.0.0.1:9092 failed: Connection refused (after 0ms in state CONNECT)');
+  fail('b2:9092/2: Connect to ipv4#10.0.0.2:9092 failed: Connection timed out (after 30012ms in state CONNECT)');
+  failures.logError({ message: 'all broker connections are down', code: ErrorCode.ALL_BROKERS_DOWN }, 'kafka producer error');
+  t.mock.timers.tick(connectionBurstMs);
+  assert.equal(warned.length, 1, warned.map(({ message }) => message).join('\n'));
+  assert.match(warned[0]!.message, /broker b1:9092 refuses connections since 2026-12-07T10:00:00\.000Z/);
+  assert.deepEqual(warned[0]!.fields.refusing, { 'b1:9092': '2026-12-07T10:00:00.000Z' });
+  assert.deepEqual(warned[0]!.fields.failing, ['b2:9092']);
+  assert.equal(warned[0]!.fields.brokers, undefined, 'no field of another meaning names them again');
+  const named = [...(warned[0]!.fields.failing as string[]), ...Object.keys(warned[0]!.fields.refusing as object)];
+  assert.deepEqual(named.sort(), ['b1:9092', 'b2:9092'], 'each broker once');
+});
+
 test('brokers never reached, some not tried yet (librdkafka tries them one after another): warned of a few seconds after the first failure, with those tried; not at all where a connection succeeds first', (t) => {
   t.mock.timers.enable({ apis: ['setTimeout', 'Date'] });
   const client = new EventEmitter();
@@ -432,7 +484,7 @@ test('brokers never reached, some not tried yet (librdkafka tries them one after
   assert.equal(warned.length, 0);
   t.mock.timers.tick(1);
   assert.equal(warned.length, 1);
-  assert.deepEqual(warned[0]!.fields.brokers, ['b1:9092']);
+  assert.deepEqual(Object.keys(warned[0]!.fields.unreached as object), ['b1:9092']);
   const connectedFirst = new EventEmitter();
   const other = new ConnectionFailures(connectedFirst, { debug: () => undefined, warn }, undefined, 'b1:9092,b2:9092');
   connectedFirst.emit('event.log', { severity: 3, fac: 'FAIL', message: '[thrd:x]: b1:9092/bootstrap: Connect to ipv4#10.0.0.1:9092 failed: Connection refused (after 1ms in state CONNECT)' });

@@ -507,6 +507,26 @@ function neverReachedCause(text: string): string | undefined {
  */
 export const refusalEpisodeGapMs = 60_000;
 
+/**
+ * Whether a FAIL line's broker is one the brokers' metadata named (librdkafka names it `host:port/<id>`, or
+ * a coordinator), not one of `brokers` (`host:port/bootstrap`): the client reached a bootstrap broker before.
+ */
+function isAdvertisedBroker(text: string): boolean {
+  return !/^(?:[a-z_]+:\/\/)?[^\s/]+:\d+\/bootstrap: /.test(text);
+}
+
+/**
+ * The TLS advice for an address the brokers advertise (metadata) that never answered: the client reached a
+ * bootstrap broker without TLS, and the advertised listener takes TLS, so setting security.protocol alone
+ * would lose the bootstrap listener.
+ */
+function advertisedTlsRemedy(cause: string): string {
+  return (
+    `${cause}likely a listener that takes TLS, one the brokers advertise (advertised.listeners) where a bootstrap address of \`brokers\` answered without TLS: ` +
+    'name the TLS listener in `brokers` and set security.protocol to ssl or sasl_ssl, or have the brokers advertise their listener without TLS'
+  );
+}
+
 /** A clock reading as /readyz's reasons and the warnings name a moment: ISO 8601, UTC. */
 export function isoTime(ms: number): string {
   return new Date(ms).toISOString();
@@ -516,21 +536,26 @@ export function isoTime(ms: number): string {
  * librdkafka's connection failures that a change of the config mends, each with the change. An outage
  * (a refused connection, a timeout) is none: the clients wait it out and say not ready.
  */
-const connectionRemedies: readonly { cause: RegExp; remedy: string; onlyBeforeAnswered?: true }[] = [
+const connectionRemedies: readonly { cause: RegExp; remedy: string; onlyBeforeAnswered?: true; remedyAdvertised?: string }[] = [
   {
     cause: /connecting to a PLAINTEXT broker listener\?/,
     remedy: 'the listener takes no TLS: set security.protocol to sasl_plaintext (or plaintext); where `sasl` is given without it, it is sasl_ssl',
   },
-  { cause: /connecting to a SSL listener\?/, remedy: 'likely a listener that takes TLS: set security.protocol to ssl or sasl_ssl', onlyBeforeAnswered: true },
+  {
+    cause: /connecting to a SSL listener\?/,
+    remedy: 'likely a listener that takes TLS: set security.protocol to ssl or sasl_ssl',
+    onlyBeforeAnswered: true,
+    remedyAdvertised: advertisedTlsRemedy(''),
+  },
   {
     // A listener that takes TLS closes a client that speaks without it at its first request (ApiVersion):
     // librdkafka asks "connecting to a SSL listener?" only for a plaintext client that does not send ApiVersion.
     // A broker killed or restarting while the client connects closes it there too (librdkafka's question above
-    // included): only a broker that never answered, with no connection succeeded since the start, can be a
-    // listener that takes TLS (ConnectionFailures.remedyOf).
+    // included): only an address never seen answering can be a listener that takes TLS (ConnectionFailures.remedyOf).
     cause: /^(?:(?:sasl_)?plaintext:\/\/)?[^\s/]+:\d+\/\S*: Disconnected\b.*in state APIVERSION_QUERY/,
     remedy: 'the brokers closed the connection at its first request and have answered none since the start, likely a listener that takes TLS: set security.protocol to ssl or sasl_ssl (or `brokers` names a port that is no Kafka listener)',
     onlyBeforeAnswered: true,
+    remedyAdvertised: advertisedTlsRemedy('the broker closed the connection at its first request and has answered none at this address since the start, '),
   },
   {
     cause: /Unsupported SASL mechanism/,
@@ -627,13 +652,16 @@ export class ConnectionFailures {
 
   /**
    * The config change that mends a FAIL line (connectionRemedies), if any. A broker closing the connection at
-   * the first request is a listener that takes TLS only while no connection succeeded and that broker never
-   * answered: after, it is a broker killed or restarting as the client connects (an outage, no config fault).
+   * the first request is likely a listener that takes TLS only where that address never answered this
+   * client: one that did is a broker killed or restarting as the client connects (an outage, no config
+   * fault). Judged per address, not per client: a client that connected to the bootstrap address (plaintext)
+   * meets the address the brokers advertise, another listener, which may take TLS (was: no advice at all
+   * once any connection succeeded).
    */
   private remedyOf(text: string, broker: string | undefined): string | undefined {
     const found = connectionRemedies.find(({ cause }) => cause.test(text));
-    if (found?.onlyBeforeAnswered && (this.connectedOnce || (broker !== undefined && this.answered.has(broker)))) return undefined;
-    return found?.remedy;
+    if (found?.onlyBeforeAnswered && broker !== undefined && this.answered.has(broker)) return undefined;
+    return found?.remedyAdvertised !== undefined && isAdvertisedBroker(text) ? found.remedyAdvertised : found?.remedy;
   }
 
   /**
@@ -671,12 +699,11 @@ export class ConnectionFailures {
   private warnNeverReached(): void {
     if (this.unreachedWarning !== 'waiting' || this.connectedOnce) return;
     this.unreachedWarning = 'warned';
-    const errors = Object.fromEntries(this.unreached);
     const texts = [...this.unreached.values()];
     const causes = [...new Set(texts.map((text) => neverReachedCause(text)))].join(', ');
     const why = texts.some(isUnresolved) ? `a wrong address: ${neverReachedRemedy}` : `a wrong address, or the brokers not up yet: ${notUpYetRemedy}`;
     this.logger?.warn?.(
-      { brokers: [...this.unreached.keys()], errors, err: texts.at(-1) },
+      { unreached: Object.fromEntries(this.unreached), err: texts.at(-1) },
       `kafka broker connection failed: no broker of \`brokers\` was reached since the start (${causes}), ${why}`,
     );
   }
@@ -840,7 +867,9 @@ export class ConnectionFailures {
       (burst.further > 0 ? `; and ${burst.further} more error${burst.further === 1 ? '' : 's'} of other texts` : '') +
       '; /readyz says not ready while no broker is reachable, and until a connection succeeds again further such errors are logged at debug level';
     const err = this.explain(everyBrokerDown ?? 'broker transport failure');
-    (this.logger?.warn ?? this.logger?.debug)?.call(this.logger, { ...burst.fields, errors, ...(brokers > 0 ? { brokers: [...this.failedBrokers] } : {}), ...(refusals === undefined ? {} : { refusing: refusals.since }), err }, message);
+    // Each broker under one field: `refusing` those this line names as refusing, `failing` the others whose connections failed.
+    const failing = [...this.failedBrokers].filter((broker) => refusals?.since[broker] === undefined);
+    (this.logger?.warn ?? this.logger?.debug)?.call(this.logger, { ...burst.fields, errors, ...(failing.length > 0 ? { failing } : {}), ...(refusals === undefined ? {} : { refusing: refusals.since }), err }, message);
   }
 
   /**
@@ -860,7 +889,7 @@ export class ConnectionFailures {
   clear(): void {
     if (!this.connectedOnce && this.unreachedWarning === 'warned') {
       // Warned of as a wrong address or brokers not up yet: it was the latter, or the address was mended.
-      this.logger?.info?.({ brokers: [...this.unreached.keys()] }, 'kafka brokers reached: the brokers warned of as not reached since the start answer now');
+      this.logger?.info?.({ reached: [...this.unreached.keys()] }, 'kafka brokers reached: the brokers warned of as not reached since the start answer now');
     }
     this.connectedOnce = true;
     this.unreached.clear();
