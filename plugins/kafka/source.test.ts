@@ -301,8 +301,10 @@ test('a rebalance that takes away a partition resumed at a checkpoint\'s offset,
  * commit sends (sendOffsetsToTransaction), and why they were abandoned, after which none commits (as
  * PipelineTransactions.abandon).
  */
-function standInTransactions(): { sent: { topic: string; partition: number; offset: number }[][]; abandoned: Error[]; shared: Map<string, unknown>; write: () => void } {
+function standInTransactions(): { sent: { topic: string; partition: number; offset: number }[][]; marked: (string | undefined)[][]; abandoned: Error[]; shared: Map<string, unknown>; write: () => void } {
   const sent: { topic: string; partition: number; offset: number }[][] = [];
+  /** Each commit's offsets' metadata (the marks: withMarks), as `sent`. */
+  const marked: (string | undefined)[][] = [];
   const abandoned: Error[] = [];
   let writes = 0;
   const transactions = {
@@ -310,7 +312,7 @@ function standInTransactions(): { sent: { topic: string; partition: number; offs
     writesSinceCommit: () => writes,
     open: async () => undefined,
     settled: async () => undefined,
-    commit: (offsets: { topic: string; partition: number; offset: number }[]) => {
+    commit: (offsets: { topic: string; partition: number; offset: number; metadata?: string }[]) => {
       if (abandoned.length > 0) {
         const refused = Promise.reject(abandoned[0]!);
         refused.catch(() => undefined);
@@ -318,11 +320,12 @@ function standInTransactions(): { sent: { topic: string; partition: number; offs
       }
       writes = 0;
       sent.push(offsets.map(({ topic, partition, offset }) => ({ topic, partition, offset })));
+      marked.push(offsets.map(({ metadata }) => metadata));
       return { sealed: Promise.resolve(), committed: Promise.resolve() };
     },
     abandon: (failure: Error) => void abandoned.push(failure),
   };
-  return { sent, abandoned, shared: new Map<string, unknown>([['kafka:transactions', transactions]]), write: () => void writes++ };
+  return { sent, marked, abandoned, shared: new Map<string, unknown>([['kafka:transactions', transactions]]), write: () => void writes++ };
 }
 
 /** The group holds offset 5 of every partition. */
@@ -361,10 +364,95 @@ test('exactly-once: a partition assigned at the group\'s committed offset is lef
   const before = sent.length;
   await instance.commit!(instance.position!());
   assert.deepEqual(sent[before], []);
-  // None answered, with writes (sessions closed by idleness): every offset goes, to carry the mark.
+  // None answered, with writes (sessions closed by idleness): held, not committed (the next test).
   write();
   await instance.commit!(instance.position!());
-  assert.deepEqual(sent[before + 1], [{ topic: 'allowed', partition: 0, offset: 5 }, { topic: 'denied', partition: 0, offset: 5 }]);
+  assert.equal(sent.length, before + 1);
+});
+
+test('exactly-once: a transaction holding writes while no partition it commits has been answered is held, not committed, until one is: its outputs then go with the answered partition\'s offset, which carries that checkpoint\'s mark; a hand-over meanwhile sends every offset with its mark', async (t) => {
+  const script = await scriptedConsumer();
+  t.after(script.restore);
+  let assignments = 0;
+  script.swap({ assign: () => void assignments++, committed: committedAtFive });
+  const { sent, marked, shared, write } = standInTransactions();
+  let instance: Source | undefined;
+  // The runtime's checkpoint at a revocation (commitNow): the commit of its position, with its mark.
+  const commitNow = async (): Promise<void> => instance!.commit!(instance!.position!(), { checkpoint: 'hand-over' });
+  const context = testContext({ batchSize: 100, shared, commitNow });
+  const infos: string[] = [];
+  const logged = { ...context, logger: { ...context.logger, info: (_fields: unknown, message?: string) => void infos.push(message ?? '') } } as typeof context;
+  const holds = () => infos.filter((message) => message.startsWith('kafka source: the checkpoint\'s transaction holds outputs'));
+  instance = await (kafkaSource as SourcePlugin<KafkaSourceConfig>).create(unreachableConfig(['allowed', 'denied'], { guarantee: 'exactly-once' }), logged);
+  t.after(() => instance.close?.());
+  void instance.read()[Symbol.asyncIterator]().next().catch(() => undefined);
+  const both = { offsets: { allowed: { '0': 5 }, denied: { '0': 5 } } };
+  const bothAssigned = () => JSON.stringify(instance!.position!().offsets) === JSON.stringify(both.offsets);
+  await until(bothAssigned, 'both partitions assigned at the committed offset');
+  // Sessions closed by idleness written before any fetch was answered. Before: every offset went with the
+  // mark, and where `denied` was denied the brokers refused the transaction (Topic authorization failed),
+  // the pipeline restarting for as long as it stayed so. Without any offset the outputs would commit with
+  // no mark, and a restore take the older checkpoint the marks name, writing them twice.
+  write();
+  await instance.commit!(instance.position!(), { checkpoint: 'mark-1' });
+  assert.deepEqual(sent, [], 'held: not committed');
+  await instance.commit!(instance.position!(), { checkpoint: 'mark-2' });
+  assert.deepEqual(sent, [], 'still held');
+  assert.equal(holds().length, 1, 'said once while held');
+  assert.match(holds()[0]!, /allowed\/0: no fetch answered since its assignment, denied\/0: no fetch answered since its assignment/);
+  // `allowed` answered: the next checkpoint commits the held outputs with its offset, carrying that checkpoint's mark.
+  script.highOffsets.set('allowed/0', 5);
+  await instance.commit!(instance.position!(), { checkpoint: 'mark-3' });
+  assert.deepEqual(sent, [[{ topic: 'allowed', partition: 0, offset: 5 }]]);
+  assert.deepEqual(marked, [['mark-3']]);
+  // Both taken away and given back, none answered since, and writes: held again (said again).
+  script.rebalance('revoke', [{ topic: 'allowed', partition: 0 }, { topic: 'denied', partition: 0 }]);
+  await until(() => sent.length === 2, 'the first hand-over committed');
+  script.highOffsets.clear();
+  script.rebalance('assign', [{ topic: 'allowed', partition: 0 }, { topic: 'denied', partition: 0 }]);
+  await until(() => assignments === 2 && bothAssigned(), 'both assigned again at the committed offset');
+  write();
+  await instance.commit!(instance.position!(), { checkpoint: 'mark-4' });
+  assert.equal(sent.length, 2, 'held again');
+  assert.equal(holds().length, 2, 'said again: a commit went between');
+  // A hand-over now, the writes still held and none answered: the partitions leave, so no later commit
+  // may have an offset to carry a mark. Every offset goes with the hand-over's mark (a denied one fails
+  // the transaction, and the restart restores the checkpoint the marks name: exactly-once kept).
+  script.rebalance('revoke', [{ topic: 'allowed', partition: 0 }, { topic: 'denied', partition: 0 }]);
+  await until(() => sent.length === 3, 'the second hand-over committed');
+  assert.deepEqual(sent[2], [{ topic: 'allowed', partition: 0, offset: 5 }, { topic: 'denied', partition: 0, offset: 5 }]);
+  assert.deepEqual(marked[2], ['hand-over', 'hand-over']);
+});
+
+test('exactly-once: a transaction holding writes while every partition it holds is denied (blocked, unmoved: their offsets left out) is held, not committed without the mark; once one is read again, the next commit carries it', async (t) => {
+  const script = await scriptedConsumer();
+  t.after(script.restore);
+  script.swap({ committed: committedAtFive });
+  const { sent, marked, shared, write } = standInTransactions();
+  const context = testContext({ batchSize: 100, shared });
+  const infos: string[] = [];
+  const logged = { ...context, logger: { ...context.logger, info: (_fields: unknown, message?: string) => void infos.push(message ?? '') } } as typeof context;
+  const instance = await (kafkaSource as SourcePlugin<KafkaSourceConfig>).create(unreachableConfig(['first', 'second'], { guarantee: 'exactly-once' }), logged);
+  t.after(() => instance.close?.());
+  void instance.read()[Symbol.asyncIterator]().next().catch(() => undefined);
+  const both = { offsets: { first: { '0': 5 }, second: { '0': 5 } } };
+  await until(() => JSON.stringify(instance.position!().offsets) === JSON.stringify(both.offsets), 'both partitions assigned at the committed offset');
+  // Both denied: librdkafka caches the denied answers' high watermark (-1), then queues the errors.
+  script.answers.push(() => (script.highOffsets.set('first/0', -1), denial('first')));
+  script.answers.push(() => (script.highOffsets.set('second/0', -1), denial('second')));
+  await until(() => /cannot read topics? .*'first'.*'second'|cannot read topics? .*'second'.*'first'/.test(instance.health!().detail ?? ''), 'both named unreadable');
+  // A stage's timer wrote meanwhile. Before: committed with no offset, so no mark, and a restore took the
+  // older checkpoint the marks still named and wrote those outputs again.
+  write();
+  await instance.commit!(instance.position!(), { checkpoint: 'mark-1' });
+  assert.deepEqual(sent, [], 'held: not committed');
+  assert.match(infos.find((message) => message.startsWith('kafka source: the checkpoint\'s transaction holds outputs')) ?? '', /first\/0: cannot be read, second\/0: cannot be read/);
+  // `first` read again (its next fetch answered): its offset carries the next checkpoint's mark.
+  script.highOffsets.set('first/0', 5);
+  await until(() => !/'first'/.test(instance.health!().detail ?? ''), 'first readable again');
+  await instance.commit!(instance.position!(), { checkpoint: 'mark-2' });
+  assert.deepEqual(sent, [[{ topic: 'first', partition: 0, offset: 5 }]]);
+  assert.deepEqual(marked, [['mark-2']]);
 });
 
 test('exactly-once scale_out: partitions restored at the group\'s committed offset, none of them answered yet, are all left out of the transaction (their states are their own, their watermarks stay put)', async (t) => {

@@ -535,6 +535,8 @@ class KafkaSource {
   private rebalancing: Promise<void> = Promise.resolve();
   /** Revoked partitions whose offsets (and, scale-out, state) the runtime's checkpoint under way commits (revokeCommitted, revokeWithState). */
   private readonly handingOver = new Set<PartitionState>();
+  /** Exactly-once: the last checkpoint's transaction was held, not committed (transactionOffsets): said once until one commits. */
+  private writesHeld = false;
   /** A committed-offsets request under way: disconnect waits for it (node-rdkafka runs it without the lock its disconnect takes). */
   private offsetsFetch: Promise<unknown> | undefined;
   /** The look at the group's committed offsets after a resume from a checkpoint (sayCommittedDiffers): disconnect waits for it. */
@@ -890,19 +892,25 @@ class KafkaSource {
     // position() and commit(), and a rebalance meanwhile may have handed a partition over (committing
     // newer offsets) and back; the stale offsets would move the group backwards and replay outputs.
     const assignments = this.positionAssignments.get(position);
-    const offsets = toTopicPartitionOffsets((position.offsets ?? {}) as PartitionOffsets).filter((tp) => {
+    const held = toTopicPartitionOffsets((position.offsets ?? {}) as PartitionOffsets).filter((tp) => {
       const state = this.partitions.get(partitionKey(tp.topic, tp.partition));
       if (!state || (!state.assigned && !this.handingOver.has(state))) return false;
       const takenIn = assignments?.get(state);
-      if (takenIn !== undefined && takenIn !== state.assignment) return false;
-      return !this.leftUncommitted(state, tp.offset);
+      return takenIn === undefined || takenIn === state.assignment;
     });
+    const offsets = held.filter((tp) => !this.leftUncommitted(this.partitions.get(partitionKey(tp.topic, tp.partition))!, tp.offset));
     for (const tp of offsets) this.partitions.get(partitionKey(tp.topic, tp.partition))!.committing = tp.offset;
     if (this.transactions) {
       // Expelled, the revocation that says so not handled yet: as loseCommitted, this commit fails. (Sent,
       // the offsets would go with the group metadata librdkafka has after the expulsion, not the one they were read in.)
       if (this.connected && this.assignmentLost()) this.abandonTransaction([...this.partitions.values()].filter((state) => state.assigned).map((state) => `${state.topic}/${state.partition}`));
-      const marked = this.withMarks(this.withoutUnanswered(offsets), marks);
+      const sent = this.transactionOffsets(offsets, held);
+      if (sent === undefined) {
+        this.holdWrites(held);
+        return Promise.resolve();
+      }
+      this.writesHeld = false;
+      const marked = this.withMarks(sent, marks);
       const { sealed, committed } = this.transactions.commit(marked, this.connected ? this.consumer : undefined);
       // The transaction was aborted: stop with this error (a restart resumes from the last commit).
       this.lastCommit = committed.then(() => this.noteCommitted(marked), (error: unknown) => this.keepFailure(asError(error)));
@@ -960,30 +968,68 @@ class KafkaSource {
   }
 
   /**
-   * Exactly-once: `offsets` less those of partitions assigned at the group's committed offset whose first
-   * fetch no answer has come for yet (unmoved: nothing of them read); without scale_out only while another
-   * offset stays to carry the pipeline checkpoint's mark, or the transaction holds no write since the last
-   * commit (then it needs no mark: a restore from the older checkpoint the marks name writes nothing
-   * committed twice). One holding writes (sessions closed by their idleness) carries it on every offset.
-   * Such a partition may be one the brokers deny, found so only at that answer: its offset in a
-   * transaction made the brokers refuse it (TOPIC_AUTHORIZATION_FAILED) and the pipeline restart, where
-   * a checkpoint came between a rebalance or a start giving it to a member and that answer (a loaded
-   * machine: kafka-acl.test.ts failed so). Left out, the group keeps that offset with its older marks,
-   * which still name its state: no record of it was read, and its watermark follows no other until an
-   * answer came (idle), so nothing of it closed by time either.
+   * Exactly-once: what the transaction sends of `offsets` (the position's offsets of the partitions held
+   * in this assignment, `held`, less the blocked ones that did not move: leftUncommitted), or undefined
+   * where it must not commit now (holdWrites).
+   *
+   * Left out: partitions assigned at the group's committed offset whose first fetch no answer has come
+   * for yet (unmoved: nothing of them read). Such a partition may be one the brokers deny, found so only
+   * at that answer: its offset in a transaction made the brokers refuse it (TOPIC_AUTHORIZATION_FAILED)
+   * and the pipeline restart, where a checkpoint came between a rebalance or a start giving it to a
+   * member and that answer (a loaded machine: kafka-acl.test.ts failed so). Left out, the group keeps
+   * that offset with its older marks, which still name its state: no record of it was read, and its
+   * watermark follows no other until an answer came (idle), so nothing of it closed by time either.
+   *
+   * The marks (withMarks) are what a restore goes by: it takes the newest checkpoint that the committed
+   * offsets of the position's partitions name. So a transaction that holds writes (sessions closed by
+   * their idleness, a stage's timer) must put the checkpoint's mark on at least one of them; committed
+   * with none, a restore took the older checkpoint the marks still named and wrote those outputs again.
+   * Where no offset is left to carry it (every partition unanswered, or blocked and unmoved):
+   * - with no write since the last commit, none is needed: a restore from the older checkpoint commits
+   *   nothing twice;
+   * - at a hand-over (a revocation's checkpoint), every held partition's offset goes, with the mark: the
+   *   partitions leave, and no later commit of this member may have one to carry it. The brokers refuse
+   *   one they deny, and the pipeline restarts from the checkpoint the marks name (exactly-once kept);
+   * - otherwise (a periodic checkpoint, the last one at a stop) the transaction is not committed
+   *   (undefined): its writes stay in it and go with the next commit that has an offset to carry that
+   *   commit's mark, normally the next checkpoint's, once a fetch of a partition is answered. Nowhere
+   *   else can carry it: the group's other partitions are other members' to commit (committing them
+   *   would move their offsets under them), and whether an unanswered partition is one the brokers let
+   *   this member commit is known only from its fetch answer. A restart meanwhile (a crash, a stop: the
+   *   open transaction is aborted) restores the checkpoint the marks name and writes those outputs again,
+   *   once. The cost is delay only; past transaction_timeout (every partition denied for that long) the
+   *   brokers abort the transaction, its commit fails and the pipeline restarts, as any failed one.
+   * Scale-out: each partition's state is its own, and its watermark stays put until the answer, so a
+   * transaction with none of them changes no state their marks name. (A member restoring its partitions'
+   * state reads none of them until restored, and a checkpoint may come first.)
    */
-  private withoutUnanswered(offsets: RdKafka.TopicPartitionOffset[]): RdKafka.TopicPartitionOffset[] {
+  private transactionOffsets(offsets: RdKafka.TopicPartitionOffset[], held: RdKafka.TopicPartitionOffset[]): RdKafka.TopicPartitionOffset[] | undefined {
     const now = this.context.clock.now();
     const kept = offsets.filter((tp) => {
       const state = this.partitions.get(partitionKey(tp.topic, tp.partition))!;
       return state.resumedAt !== tp.offset || this.fetchAnswered(state, now);
     });
-    // Scale-out: each partition's state is its own, and its watermark stays put until the answer, so a
-    // transaction with none of them changes no state their marks name. (A member restoring its partitions'
-    // state reads none of them until restored, and a checkpoint may come first.) Without it, a member's
-    // first checkpoint 21 ms after its assignment (loaded) sent them all, and failed on a denied one.
-    if (kept.length > 0 || this.listener || this.transactions!.writesSinceCommit() === 0) return kept;
-    return offsets;
+    // Without the no-write case, a member's first checkpoint 21 ms after its assignment (loaded) sent
+    // them all, and failed on a denied one. With no partition held, the position names none whose marks
+    // a restore could read (covers alone decides).
+    if (kept.length > 0 || this.listener || held.length === 0 || this.transactions!.writesSinceCommit() === 0) return kept;
+    if (this.handingOver.size > 0) return held;
+    return undefined;
+  }
+
+  /**
+   * A checkpoint whose transaction is held (see transactionOffsets): said once until a commit goes, naming
+   * the partitions and why none can carry the mark.
+   */
+  private holdWrites(held: readonly RdKafka.TopicPartitionOffset[]): void {
+    if (this.writesHeld) return;
+    this.writesHeld = true;
+    const why = (tp: RdKafka.TopicPartitionOffset): string => (this.blocked.has(partitionKey(tp.topic, tp.partition)) ? 'cannot be read' : 'no fetch answered since its assignment');
+    this.context.logger.info(
+      { source: this.label, partitions: held.map((tp) => `${tp.topic}/${tp.partition}`) },
+      `kafka source: the checkpoint's transaction holds outputs, and no partition of it can carry the checkpoint's mark with its offset yet (${held.map((tp) => `${tp.topic}/${tp.partition}: ${why(tp)}`).join(', ')}): ` +
+        'it is not committed now; its outputs go with the next commit that can (a restart before then resumes from the checkpoint the group\'s offsets name, and writes them again)',
+    );
   }
 
   /**
@@ -2303,7 +2349,7 @@ class KafkaSource {
    * Exactly-once without scale_out: a partition assigned at the group's committed offset (a checkpoint's
    * offsets are not sought to) stands there until a record of it is read, and from the brokers' answer
    * on, the position names it there (resumedAt): each checkpoint's transaction commits its offset again,
-   * with that checkpoint's mark (withMarks), once a fetch of it is answered (withoutUnanswered). Without
+   * with that checkpoint's mark (withMarks), once a fetch of it is answered (transactionOffsets). Without
    * it, a run whose partitions stayed idle after a restart committed its transactions with no offsets,
    * and so no mark: the restore then took the older checkpoint the marks named for the last one
    * committed, and closed its sessions a second time.
@@ -2593,7 +2639,7 @@ class KafkaSource {
       // Exactly-once: a partition restored at the group's committed offset stands there until a record of
       // it is read, and the position names it there (resumedAt), as learnCommittedStarts does without
       // scale_out: each transaction commits that offset again with the mark of its newest state file
-      // (withMarks), once a fetch of it is answered (withoutUnanswered). Unnamed, a partition that read
+      // (withMarks), once a fetch of it is answered (transactionOffsets). Unnamed, a partition that read
       // nothing kept the previous owner's mark while its own file closed sessions at that offset, and its
       // next owner restored the marked, older file and closed them again. A start behind the committed
       // offset is not committed: that would move it back.

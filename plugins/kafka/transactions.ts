@@ -593,6 +593,12 @@ export class PipelineTransactions {
    * in a broker outage (which librdkafka also takes as a lost assignment once the session runs out) an
    * abort made at the loss never called back, and without it the close's disconnect of the producer
    * never returned: the run never restarted. A failed commit's abort, after its flush, does return.
+   * (librdkafka 2.12's abort itself returns at its timeout with the broker gone: 5.0 s, "Timed out
+   * waiting for operation to finish", and at once, doing nothing, while a commit is under way:
+   * "Conflicting commit_transaction API call is already in progress". node-rdkafka runs it on libuv's
+   * pool of 4 threads, behind every other blocking client call: with 4 metadata requests of 20 s to the
+   * lost broker ahead of it, its callback came after 25 s. So the likely cause was the pool, full of the
+   * outage's 5-30 s waits, not a hang in librdkafka; not reproduced with the code that hung.)
    */
   abandon(failure: Error): void {
     if (this.aborted || this.abandoned) return;
