@@ -751,8 +751,10 @@ export interface PluginSpec<K extends PluginKind, Config> {
    * model file's: its config as JSON read back, of any shape) and `config` now, still makes every feature it made
    * then, under the same name and the same way, and only adds others (a user-features horizon added). Such an
    * edit is no change of the values under kept names: a model warm-starts across it, learning the added names
-   * from 0 (FeatureStageChange.sameNamesOtherValues false). Absent, or false: any edit of its config is taken for
-   * one that may make the kept names' values otherwise (a warm start refused). Asked only where the configs differ.
+   * from 0 (FeatureStageChange.sameNamesOtherValues false), and a resume says the names added (info), no warning.
+   * Absent, or false: any edit of its config is taken for one that may make the kept names' values otherwise (a warm
+   * start refused, a resume warned). Asked only where the configs differ. A name added that another stage appended
+   * before is taken for a kept name made otherwise, whatever this says.
    */
   onlyAddsFeatures?(saved: unknown, config: Config): boolean;
   /**

@@ -2950,6 +2950,83 @@ test('a resume says which resumed stages were built on features made otherwise s
   assert.deepEqual((await run(1000, hashed('fields: [itemId], width: 8')))[0]?.changes, ['log (log1p) removed']);
 });
 
+test('a resume after edits that only add feature names (a user-features horizon added, a stage that appends added) says so in one info line naming them, no warning; edits that make kept names otherwise (a hash-features field added, its width, a relabelled hash-features of another width) still warn', async (t) => {
+  // Found in a walk of pipeline edits under a running daemon: a horizon added, or a hash-features appended, warned
+  // "keeps the weights learnt for the old values ... give those stages new labels", though no kept name changed.
+  const baseDir = tempFolder(t, 'add-only-stages');
+  const file = join(baseDir, 'pipeline.yaml');
+  const yaml = (events: number, horizons: string, features = ''): string =>
+    `name: shop\nsources: [{type: synthetic, users: 20, events: ${events}, seed: 3}]\n` +
+    `stages:\n  - {type: sessionizer}\n  - {type: user-features, label: users, horizons: [${horizons}]}\n${features}  - {type: intent-model, label: intent, name: intent, model: {kind: logistic}}\n` +
+    `sinks: [{type: memory, kinds: [prediction]}]\ncheckpoint: { dir: cp }\n`;
+  type Line = { level: number; msg: string; changes?: string[]; resumed?: string[]; added?: string[]; gone?: string[] };
+  const run = async (text: string): Promise<Line[]> => {
+    const lines: Line[] = [];
+    const logger = pino({ level: 'info' }, { write: (line: string) => void lines.push(JSON.parse(line) as Line) });
+    await runYaml(text, { baseDir, logger });
+    return lines.filter((line) => / stages that (make or select|append) features changed since it was taken/.test(line.msg));
+  };
+  const hash = (label: string, config: string): string => `  - {type: hash-features, label: ${label}, ${config}}\n`;
+  assert.deepEqual(await run(yaml(300, '1d')), []);
+
+  const horizon = await run(yaml(400, '1d, 7d'));
+  assert.equal(horizon.length, 1, horizon.map((line) => line.msg).join('\n'));
+  assert.equal(horizon[0]!.level, 30, 'info, not a warning');
+  assert.deepEqual(horizon[0]!.added, ['u_events_7d', 'u_purchases_7d']);
+  assert.match(
+    horizon[0]!.msg,
+    new RegExp(
+      `^checkpoint .*checkpoint-\\d+\\.json: stages that append features changed since it was taken \\(users \\(${file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}:5:5, \\$\\.stages\\[1\\], user-features\\): horizons: \\["1d"\\] -> \\["1d","7d"\\]\\), ` +
+        'only adding feature names: features added: u_events_7d, u_purchases_7d\\. It makes no kept feature otherwise: intent resumes with its state as it is, ' +
+        'a model keeping its weights for the features kept and growing a weight for each added one, from 0 \\(it predicts as before until it learns them\\)$',
+    ),
+  );
+  assert.ok(!horizon[0]!.msg.includes('--allow-non-restored-state'), horizon[0]!.msg);
+
+  const appended = await run(yaml(500, '1d, 7d', hash('hash', 'fields: [category], width: 4')));
+  assert.deepEqual(
+    appended.map(({ level, changes, added }) => ({ level, changes, added })),
+    [{ level: 30, changes: [`hash (${file}:6:5, $.stages[2], hash-features) added`], added: ['hash_0', 'hash_1', 'hash_2', 'hash_3'] }],
+  );
+  // user-features' max_users changes which users are remembered, not how a feature is made: nothing said.
+  assert.deepEqual(await run(yaml(550, '1d, 7d', hash('hash', 'fields: [category], width: 4')).replace('horizons: [1d, 7d]', 'horizons: [1d, 7d], max_users: 1000')), []);
+
+  // A hash field added: every field adds into the same buckets, so hash_0..3 hold other values now.
+  const field = await run(yaml(600, '1d, 7d', hash('hash', 'fields: [category, itemId], width: 4')));
+  assert.deepEqual(
+    field.map(({ level, changes }) => ({ level, changes })),
+    [{ level: 40, changes: [`hash (${file}:6:5, $.stages[2], hash-features): fields: ["category"] -> ["category","itemId"]`] }],
+  );
+  assert.ok(field[0]!.msg.includes('give those stages new labels and run once with --allow-non-restored-state'), field[0]!.msg);
+  // A width changed with a horizon added: the warning for the one, the info line for the other.
+  const both = await run(yaml(700, '1d, 7d, 30d', hash('hash', 'fields: [category, itemId], width: 8')));
+  assert.deepEqual(
+    both.map(({ level, changes, added }) => ({ level, changes, added })),
+    [
+      { level: 40, changes: [`hash (${file}:6:5, $.stages[2], hash-features): width: 4 -> 8`], added: undefined },
+      { level: 30, changes: [`users (${file}:5:5, $.stages[1], user-features): horizons: ["1d","7d"] -> ["1d","7d","30d"]`], added: ['u_events_30d', 'u_purchases_30d'] },
+    ],
+  );
+  // A stage of no state relabelled, its settings the same: its names are made as before, nothing said.
+  assert.deepEqual(await run(yaml(800, '1d, 7d, 30d', hash('hash-b', 'fields: [category, itemId], width: 8'))), []);
+  // Relabelled with another width: the names hash_0, hash_1 are kept, made otherwise (was: taken for names added and gone); hash_2..7 are gone.
+  const relabelled = await run(yaml(900, '1d, 7d, 30d', hash('hash-c', 'fields: [category, itemId], width: 2')));
+  assert.deepEqual(
+    relabelled.map(({ level, changes, gone }) => ({ level, changes, gone })),
+    [
+      { level: 40, changes: [`hash-c (${file}:6:5, $.stages[2], hash-features) added (it appends hash_0, hash_1, which hash-b appended before)`], gone: undefined },
+      { level: 30, changes: ['hash-b (hash-features) removed'], gone: ['hash_2', 'hash_3', 'hash_4', 'hash_5', 'hash_6', 'hash_7'] },
+    ],
+  );
+  // Removed: only dropped, its names unknown once no hash-features stage is left to tell them.
+  const removed = await run(yaml(1000, '1d, 7d, 30d'));
+  assert.deepEqual(
+    removed.map(({ level, changes, gone }) => ({ level, changes, gone })),
+    [{ level: 30, changes: ['hash-c (hash-features) removed'], gone: [] }],
+  );
+  assert.ok(removed[0]!.msg.includes('only dropping feature names: the features of hash-c no longer made. '), removed[0]!.msg);
+});
+
 test("a user's operator that declares neither featureNames nor featureSelectorField is checked on resume as one that may make features; one declaring `featureNames: () => []` is not", async (t) => {
   // Was: a custom feature operator was recorded as no feature stage, so its config edited resumed the model without a word.
   const baseDir = tempFolder(t, 'undeclared-stages');

@@ -459,8 +459,12 @@ function configDifferences(saved: unknown, now: unknown): string[] {
 /** A stage's bearing on the features whose values may change under kept names: it selects them, or its plugin says nothing of it. */
 const rewritesValues = (stage: StageRecord): boolean => stage.features === 'selects' || stage.features === 'undeclared';
 
-/** A FeatureStageChange as the runtime finds it: with `from` (see featureStageChanges) and the stage it is of. */
-type FoundStageChange = FeatureStageChange & { from: number; stage: StageRecord };
+/**
+ * A FeatureStageChange as the runtime finds it: with `from` (see featureStageChanges), the stage it is of, and for a
+ * change that makes no kept name otherwise (sameNamesOtherValues false) the names it adds and those it no longer makes,
+ * where its plugin tells them (a stage removed whose type no stage has now does not).
+ */
+type FoundStageChange = FeatureStageChange & { from: number; stage: StageRecord; added?: readonly string[]; gone?: readonly string[] };
 
 /**
  * How the stages that make or select features (StageRecord.features) differ between a record of them (`saved`:
@@ -470,31 +474,63 @@ type FoundStageChange = FeatureStageChange & { from: number; stage: StageRecord 
  * the features as they were (the one after a stage configured otherwise or added; the next kept one after a
  * stage removed). `where(label)`: the stage's place in the pipeline file, for the text. `onlyAdds(stage, before)`: whether
  * the stage configured otherwise only adds features (PluginSpec.onlyAddsFeatures): names kept are made as they were.
+ * `namesOf(stage)`: the names a stage of that record appends (its type's featureNames, its recorded config); undefined
+ * where not known. A name a stage appends now that another stage appended before (one removed, a stage of no state
+ * relabelled and configured otherwise) is a name kept whose values are made otherwise: that change is no mere addition.
  */
 function featureStageChanges(
   saved: readonly StageRecord[],
   now: readonly StageRecord[],
   where: (label: string) => string,
   onlyAdds: (stage: StageRecord, before: StageRecord) => boolean,
+  namesOf: (stage: StageRecord) => readonly string[] | undefined,
 ): FoundStageChange[] {
   const savedAt = new Map(saved.map((stage, i) => [stage.label, i]));
   const nowAt = new Map(now.map((stage, i) => [stage.label, i]));
   const changes: FoundStageChange[] = [];
+  const appendedNow = new Set(now.flatMap((stage) => (stage.features === 'appends' ? (namesOf(stage) ?? []) : [])));
   for (const [i, stage] of now.entries()) {
     if (!stage.features) continue;
     const j = savedAt.get(stage.label);
     const before = j === undefined ? undefined : saved[j]!;
-    if (before === undefined || before.type !== stage.type) changes.push({ text: `${stage.label}${where(stage.label)} added`, from: i + 1, sameNamesOtherValues: rewritesValues(stage), stage });
-    else {
+    if (before === undefined || before.type !== stage.type) {
+      const sameNamesOtherValues = rewritesValues(stage);
+      const added = sameNamesOtherValues ? undefined : namesOf(stage);
+      changes.push({ text: `${stage.label}${where(stage.label)} added`, from: i + 1, sameNamesOtherValues, stage, ...(added === undefined ? {} : { added }), gone: [] });
+    } else {
       const fields = configDifferences(before.config, stage.config);
-      if (fields.length > 0) changes.push({ text: `${stage.label}${where(stage.label)}: ${fields.join(', ')}`, from: i + 1, sameNamesOtherValues: !onlyAdds(stage, before), stage });
+      if (fields.length === 0) continue;
+      const text = `${stage.label}${where(stage.label)}: ${fields.join(', ')}`;
+      if (!onlyAdds(stage, before)) changes.push({ text, from: i + 1, sameNamesOtherValues: true, stage });
+      else {
+        const [made, madeThen] = [namesOf(stage), namesOf(before)];
+        const added = made === undefined || madeThen === undefined ? undefined : made.filter((name) => !madeThen.includes(name));
+        changes.push({ text, from: i + 1, sameNamesOtherValues: false, stage, ...(added === undefined ? {} : { added }), gone: [] });
+      }
     }
   }
   for (const [j, stage] of saved.entries()) {
     if (!stage.features || nowAt.has(stage.label)) continue;
     // Removed: it changed the features of the stages that came after it, wherever they are now.
     const after = saved.slice(j + 1).map((next) => nowAt.get(next.label)).find((at) => at !== undefined);
-    changes.push({ text: `${stage.label} (${stage.type}) removed`, from: after ?? now.length, sameNamesOtherValues: rewritesValues(stage), stage });
+    const sameNamesOtherValues = rewritesValues(stage);
+    // Its names that a stage appends now are not gone: that stage's change says them (below).
+    const gone = sameNamesOtherValues ? undefined : namesOf(stage)?.filter((name) => !appendedNow.has(name));
+    changes.push({ text: `${stage.label} (${stage.type}) removed`, from: after ?? now.length, sameNamesOtherValues, stage, added: [], ...(gone === undefined ? {} : { gone }) });
+  }
+  const appendedBefore = new Map<string, StageRecord>();
+  for (const stage of saved) if (stage.features === 'appends') for (const name of namesOf(stage) ?? []) appendedBefore.set(name, stage);
+  for (const change of changes) {
+    if (change.sameNamesOtherValues || change.added === undefined) continue;
+    // Appended before by a stage of the same type and config (a stage of no state relabelled): made as before.
+    const same = (name: string): boolean => appendedBefore.get(name)?.type === change.stage.type && isDeepStrictEqual(appendedBefore.get(name)!.config, change.stage.config);
+    change.added = change.added.filter((name) => !same(name));
+    const reused = change.added.filter((name) => appendedBefore.has(name));
+    if (reused.length === 0) continue;
+    const labels = [...new Set(reused.map((name) => appendedBefore.get(name)!.label))];
+    change.text += ` (it appends ${shownNames(reused)}, which ${labels.join(', ')} appended before)`;
+    change.sameNamesOtherValues = true;
+    delete change.added;
   }
   const kept = now.filter((stage) => stage.features && savedAt.has(stage.label));
   for (const [k, stage] of kept.entries()) {
@@ -505,6 +541,11 @@ function featureStageChanges(
     }
   }
   return changes;
+}
+
+/** Feature names for a message: the first 20, then how many more (a hash block may have thousands). */
+function shownNames(names: readonly string[]): string {
+  return names.length > 20 ? `${names.slice(0, 20).join(', ')} and ${names.length - 20} more` : names.join(', ');
 }
 
 /**
@@ -1039,7 +1080,7 @@ export class PipelineRunner {
     }
     if (saved) {
       await this.restoreOperators(operators, saved.operators, saved.file, recordedStages(saved.stages));
-      this.warnFeatureStagesChanged(saved, 'partition checkpoint');
+      this.sayFeatureStagesChanged(saved, 'partition checkpoint');
     }
     const input = new Subject<Element>();
     const stream = composeOperators(operators.map((o) => o.operator), input.asObservable(), this.latency.task());
@@ -2143,7 +2184,8 @@ export class PipelineRunner {
   private featureStagesChangedBefore(index: number, saved: unknown): FeatureStageChange[] {
     const record = recordedStages(saved);
     if (record === undefined) return [];
-    return featureStageChanges(record, this.checkpointStages.slice(0, index), (label) => this.stageWhere(label), this.onlyAddsFeatures).map(({ text, sameNamesOtherValues }) => ({ text, sameNamesOtherValues }));
+    const found = featureStageChanges(record, this.checkpointStages.slice(0, index), (label) => this.stageWhere(label), this.onlyAddsFeatures, this.appendedNames);
+    return found.map(({ text, sameNamesOtherValues }) => ({ text, sameNamesOtherValues }));
   }
 
   /** Whether the stage now (`stage`, a record of this run's) configured as `before` recorded it only adds features (PluginSpec.onlyAddsFeatures). */
@@ -2152,20 +2194,39 @@ export class PipelineRunner {
     return resolved !== undefined && onlyAddsFeaturesOf(resolved.plugin, before.config, pluginConfig(resolved.entry) as never, { entry: resolved.path });
   };
 
+  /**
+   * The feature names a stage of that record (`stage`: this run's, or one a checkpoint or model file records) appends: its
+   * type's featureNames with its recorded config, where a stage of that type is in the pipeline now. Undefined where none
+   * is, or the recorded config is of a shape the plugin's featureNames cannot read (a record is JSON from a file, and
+   * what it says of names only informs: the change is then said without them).
+   */
+  private readonly appendedNames = (stage: StageRecord): readonly string[] | undefined => {
+    const resolved = this.loaded.stages.find((each) => each.entry.type === stage.type);
+    if (resolved === undefined) return undefined;
+    try {
+      return featureNamesOf(resolved.plugin, stage.config as never, { entry: resolved.path });
+    } catch {
+      return undefined;
+    }
+  };
+
   /** Whether a checkpoint without a record of its stages was said (once a run: every file before 2026-12-07 is one). */
   private saidUnrecorded = false;
-  /** The warnings of feature stages changed that were said, by their changes and resumed stages: a partition's file saying the same is not said again. */
+  /** The lines of feature stages changed that were said, by their kind, changes and resumed stages: a partition's file saying the same is not said again. */
   private readonly saidStageChanges = new Set<string>();
 
   /**
-   * Says (a warning) which resumed stages were built on features made otherwise since a checkpoint (the pipeline's,
-   * or a partition's file: `of` says which): a stage that appends or selects features (or declares neither) added,
-   * removed, moved or configured otherwise before them. A model reads its features by name, so a name kept whose
-   * values changed (a hash-features' fields or width, a log1p's, clip's or standardize's selection) gets the weights
-   * learnt for the old values: no name tells, so the runtime does. A warning, not a refusal: many such edits are meant
-   * (a feature standardised too), and the way out (new labels) drops the state the person may want to keep.
+   * Says which resumed stages were built on features made otherwise since a checkpoint (the pipeline's, or a
+   * partition's file: `of` says which): a stage that appends or selects features (or declares neither) added, removed,
+   * moved or configured otherwise before them. A model reads its features by name, so a name kept whose values changed
+   * (a hash-features' fields or width, a log1p's, clip's or standardize's selection) gets the weights learnt for the
+   * old values: no name tells, so the runtime does, in a warning. A warning, not a refusal: many such edits are meant (a
+   * feature standardised too), and the way out (new labels) drops the state the person may want to keep, the model's
+   * weights for the features made as before among it. Changes that only add or drop names (a stage that appends
+   * added or removed, a user-features horizon added) make no kept name otherwise: said apart, as info, naming the
+   * names, since the model grows weights for the added ones and nothing needs doing.
    */
-  private warnFeatureStagesChanged(checkpoint: { file: string; stages?: unknown; operators: Record<string, unknown> }, of: 'checkpoint' | 'partition checkpoint' = 'checkpoint'): void {
+  private sayFeatureStagesChanged(checkpoint: { file: string; stages?: unknown; operators: Record<string, unknown> }, of: 'checkpoint' | 'partition checkpoint' = 'checkpoint'): void {
     const saved = recordedStages(checkpoint.stages);
     if (saved === undefined) {
       // Written before checkpoints recorded their stages: nothing to compare, which the person should know.
@@ -2179,24 +2240,61 @@ export class PipelineRunner {
       return;
     }
     const now = this.checkpointStages;
-    const found = featureStageChanges(saved, now, (label) => this.stageWhere(label), this.onlyAddsFeatures);
-    if (found.length === 0) return;
-    const first = Math.min(...found.map((change) => change.from));
-    const changes = found.map((change) => change.text);
-    const resumed = now.filter((stage, i) => i >= first && checkpoint.operators[stage.label] !== undefined).map((stage) => stage.label);
-    if (resumed.length === 0) return;
-    const said = JSON.stringify([changes, resumed]);
-    if (this.saidStageChanges.has(said)) return;
-    this.saidStageChanges.add(said);
-    const undeclared = [...new Set(found.filter((change) => change.stage.features === 'undeclared').map((change) => change.stage.type))];
-    this.logger.warn(
-      { file: checkpoint.file, changes, resumed },
-      `${of} ${checkpoint.file}: stages that make or select features changed since it was taken (${changes.join('; ')}); ${resumed.join(', ')} ${resumed.length === 1 ? 'resumes' : 'resume'} with state built on the features as they were. ` +
-        'A model reads its features by name: one whose name is kept but whose values are made otherwise now (a hash-features\' fields or width, a log1p\'s, clip\'s or standardize\'s selection) keeps the weights learnt for the old values. ' +
-        (undeclared.length === 0
-          ? ''
-          : `(${undeclared.join(', ')}: its plugin declares neither featureNames nor featureSelectorField, so it is taken for one that may make features; a plugin that makes none declares \`featureNames: () => []\`.) `) +
-        'If that is not what you want, give those stages new labels and run once with --allow-non-restored-state: they start afresh, the others resume',
+    const found = featureStageChanges(saved, now, (label) => this.stageWhere(label), this.onlyAddsFeatures, this.appendedNames);
+    const otherValues = found.filter((change) => change.sameNamesOtherValues);
+    // A change that adds and drops no name (user-features' max_users: which users are remembered, not how a feature is made) is no change of the features.
+    const namesOnly = found.filter((change) => !change.sameNamesOtherValues && !(change.added?.length === 0 && change.gone?.length === 0));
+    const resumedAfter = (changes: readonly FoundStageChange[]): string[] => {
+      if (changes.length === 0) return [];
+      const first = Math.min(...changes.map((change) => change.from));
+      return now.filter((stage, i) => i >= first && checkpoint.operators[stage.label] !== undefined).map((stage) => stage.label);
+    };
+    /** Whether these changes and resumed stages were said already (a partition's file saying the same as another's); notes them as said. */
+    const saidBefore = (kind: string, changes: readonly string[], resumed: readonly string[]): boolean => {
+      const said = JSON.stringify([kind, changes, resumed]);
+      if (this.saidStageChanges.has(said)) return true;
+      this.saidStageChanges.add(said);
+      return false;
+    };
+    const resumed = resumedAfter(otherValues);
+    const changes = otherValues.map((change) => change.text);
+    if (resumed.length > 0 && !saidBefore('other values', changes, resumed)) {
+      const undeclared = [...new Set(otherValues.filter((change) => change.stage.features === 'undeclared').map((change) => change.stage.type))];
+      this.logger.warn(
+        { file: checkpoint.file, changes, resumed },
+        `${of} ${checkpoint.file}: stages that make or select features changed since it was taken (${changes.join('; ')}); ${resumed.join(', ')} ${resumed.length === 1 ? 'resumes' : 'resume'} with state built on the features as they were. ` +
+          'A model reads its features by name: one whose name is kept but whose values are made otherwise now (a hash-features\' fields or width, a log1p\'s, clip\'s or standardize\'s selection) keeps the weights learnt for the old values. ' +
+          (undeclared.length === 0
+            ? ''
+            : `(${undeclared.join(', ')}: its plugin declares neither featureNames nor featureSelectorField, so it is taken for one that may make features; a plugin that makes none declares \`featureNames: () => []\`.) `) +
+          'If that is not what you want, give those stages new labels and run once with --allow-non-restored-state: they start afresh, the others resume',
+      );
+    }
+    const growing = resumedAfter(namesOnly);
+    const named = namesOnly.map((change) => change.text);
+    if (growing.length === 0 || saidBefore('names only', named, growing)) return;
+    const added = [...new Set(namesOnly.flatMap((change) => change.added ?? []))];
+    const gone = [...new Set(namesOnly.flatMap((change) => change.gone ?? []))];
+    // Names a plugin does not tell (a stage removed whose type no stage has now): said by the stage (the model's own line names them).
+    const unnamed = (removed: boolean): string[] =>
+      namesOnly.filter((change) => (removed ? change.gone : change.added) === undefined && now.includes(change.stage) !== removed).map((change) => change.stage.label);
+    const [addedBy, goneOf] = [unnamed(false), unnamed(true)];
+    const grows = added.length > 0 || addedBy.length > 0;
+    const drops = gone.length > 0 || goneOf.length > 0;
+    const what = [
+      ...(added.length === 0 ? [] : [`features added: ${shownNames(added)}`]),
+      ...(addedBy.length === 0 ? [] : [`the features of ${addedBy.join(', ')} added`]),
+      ...(gone.length === 0 ? [] : [`features no longer made: ${shownNames(gone)}`]),
+      ...(goneOf.length === 0 ? [] : [`the features of ${goneOf.join(', ')} no longer made`]),
+    ];
+    const only = grows && drops ? 'adding or dropping' : grows ? 'adding' : 'dropping';
+    this.logger.info(
+      { file: checkpoint.file, changes: named, resumed: growing, added, gone },
+      `${of} ${checkpoint.file}: stages that append features changed since it was taken (${named.join('; ')}), only ${only} feature names: ${what.join('; ')}. ` +
+        `${namesOnly.length === 1 ? 'It makes' : 'They make'} no kept feature otherwise: ${growing.join(', ')} ${growing.length === 1 ? 'resumes' : 'resume'} with ${growing.length === 1 ? 'its' : 'their'} state as it is, ` +
+        'a model keeping its weights for the features kept' +
+        (grows ? ' and growing a weight for each added one, from 0 (it predicts as before until it learns them)' : '') +
+        (drops ? '; the model says what it does with the features no longer made' : ''),
     );
   }
 
@@ -2481,7 +2579,7 @@ export class PipelineRunner {
       const restoredOperators = restored?.operators ?? this.options.restoreState;
       if (restored) {
         await this.restoreOperators(this.operators, restoredOperators ?? {}, restored.file, restored.stages);
-        this.warnFeatureStagesChanged(restored);
+        this.sayFeatureStagesChanged(restored);
       }
       else if (restoredOperators) {
         for (const { label, operator } of this.operators) if (restoredOperators[label] !== undefined) await restoreStage(operator, restoredOperators[label], { label, where: this.stageWhere(label) });

@@ -253,6 +253,36 @@ test('checkpoint: a warm start from a model file whose features the stages befor
   assert.ok(old.some((line) => line.startsWith('model intent: warm start from ')), old.join('\n'));
 });
 
+test('checkpoint: a warm start across a hash-features relabelled (a stage of no state): with its settings the same it warm-starts; with another width it is refused, its names kept and made otherwise (was: taken for names gone and added, warm-started without a word)', async (t) => {
+  const baseDir = tempFolder(t, 'warm-relabelled');
+  const yaml = (hash: string): string =>
+    `name: shop\nsources: [{type: synthetic, users: 20, events: 300, seed: 3}]\n` +
+    `stages:\n  - {type: sessionizer}\n  - {type: session-features, label: sessions}\n  - {type: hash-features, ${hash}}\n  - {type: intent-model, label: intent, name: intent, model: {kind: logistic}, checkpoint: {dir: models}}\n` +
+    `sinks: [{type: memory, kinds: [prediction]}]\n`;
+  const file = join(baseDir, 'models', 'intent.model.json');
+  const run = async (hash: string): Promise<string[]> => {
+    const lines: string[] = [];
+    const logger = pino({ level: 'info' }, { write: (line: string) => void lines.push((JSON.parse(line) as { msg: string }).msg) });
+    await runYaml(yaml(hash), { baseDir, logger });
+    return lines.filter((line) => line.startsWith('model intent: '));
+  };
+  await run('label: hash, fields: [category], width: 8');
+  const same = await run('label: hash-b, fields: [category], width: 8');
+  assert.ok(same.some((line) => line.startsWith('model intent: warm start from ')), same.join('\n'));
+  const before = readFileSync(file, 'utf8');
+  await assert.rejects(runYaml(yaml('label: hash-c, fields: [category], width: 4'), { baseDir }), (error: Error & { code?: string }) => {
+    assert.equal(error.code, 'TRIB_ERR_CHECKPOINT');
+    assert.ok(
+      error.message.includes(
+        `model intent: cannot warm-start from ${file}: the stages before the model make its features otherwise than when it was saved (hash-c (${join(baseDir, 'pipeline.yaml')}:6:5, $.stages[2], hash-features) added (it appends hash_0, hash_1, hash_2, hash_3, which hash-b appended before)), so`,
+      ),
+      error.message,
+    );
+    return true;
+  });
+  assert.equal(readFileSync(file, 'utf8'), before, 'the model file is left as it was');
+});
+
 test("checkpoint: a pipeline resumed from its checkpoint after a stage that appends features was added before the model (labels kept): the resumed model takes them on, from 0, said once (was: ignored, warned, until the model started afresh)", async (t) => {
   const baseDir = tempFolder(t, 'resume-grow');
   const yaml = (events: number, features: string): string =>

@@ -397,6 +397,19 @@ test('hash-features: an attribute that is an object or a list is hashed by its J
   assert.equal(buckets[6], buckets[7], 'a number is its digits, as a CSV gives it');
 });
 
+test('hash-features: a field added changes the values under the names it made before (every field adds into the same buckets), so it declares no edit of it to only add features', async () => {
+  // What a resume's warning and a warm start's refusal of a hash-features edit rest on (a field added is not add-only).
+  // Events made afresh for each run: a run appends its block to them.
+  const input = (): Element[] => [...['a', 'b', 'c', 'd'].map((category, i) => ev('u1', i, 'view', { category, itemId: `item-${i}` })), watermark(Infinity)];
+  const values = async (fields: string[]): Promise<number[][]> =>
+    eventsOf((await runOperator(hashFeatures, { fields, width: 4, signed: false }, input(), ctx())).output).map((e) => [...e.features!.values]);
+  const [before, after] = [await values(['category']), await values(['category', 'itemId'])];
+  assert.deepEqual(before.map((row) => row.reduce((sum, v) => sum + v, 0)), [1, 1, 1, 1], 'one count an event');
+  assert.deepEqual(after.map((row) => row.reduce((sum, v) => sum + v, 0)), [2, 2, 2, 2], "the item's count lands in the same names");
+  assert.equal(hashFeatures.featureNames?.({ fields: ['category', 'itemId'], width: 4, prefix: 'hash', signed: false }).length, 4, 'no name added');
+  assert.equal(hashFeatures.onlyAddsFeatures, undefined);
+});
+
 test('hash-features: an attribute named as an Object.prototype member (attrs.constructor, attrs.__proto__) is hashed only where the event has it, never the inherited member', async () => {
   const input: Element[] = [
     ev('u1', 0, 'view', { attrs: {} }),
