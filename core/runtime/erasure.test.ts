@@ -52,12 +52,12 @@ function clicksThen(request: ClickEvent[], read: { done: boolean }) {
   });
 }
 
-const stages =
+const stagesWith = (model: string): string =>
   'stages:\n  - {type: sessionizer, gap: 30m}\n  - {type: session-features}\n  - {type: user-features, horizons: [1d]}\n' +
-  '  - {type: intent-model, label: intent, name: intent, model: {kind: logistic}, batch: {max_size: 1}}\n' +
-  '  - {type: churn-model, label: churn, name: churn, model: {kind: logistic}, batch: {max_size: 1}}\n';
+  `  - {type: intent-model, label: intent, name: intent, model: ${model}, batch: {max_size: 1}}\n` +
+  `  - {type: churn-model, label: churn, name: churn, model: ${model}, batch: {max_size: 1}}\n`;
 
-async function run(baseDir: string, request: ClickEvent[], erasure = 'erasure: {}\n') {
+async function run(baseDir: string, request: ClickEvent[], erasure = 'erasure: {}\n', stages = stagesWith('{kind: logistic}')) {
   const read = { done: false };
   const stop = new AbortController();
   const lines: { msg: string; [field: string]: unknown }[] = [];
@@ -159,4 +159,51 @@ test("with an erasure section, a stage that keeps state but has no forget() is n
   const warned = lines.filter((line) => line.msg.startsWith('erasure: stage'));
   assert.equal(warned.length, 1, lines.map((line) => line.msg).join('\n'));
   assert.match(warned[0]!.msg, /^erasure: stage mine \(.*pipeline\.yaml:3:\d+, \$\.stages\[0\], remember\) keeps state but has no forget\(\)/);
+});
+
+test("an erasure request a stage's forget() throws on is dead-lettered with the stage and its error (to replay once mended), the run going on, and is not counted as done", async (t) => {
+  const broken = defineOperator<Record<string, never>>({
+    name: 'broken-forget',
+    summary: 'test',
+    config: { type: 'object', properties: {} },
+    create: (_config, context) => ({
+      apply: recordOperator(context, () => ({ record: (record, emit) => emit(record) })),
+      snapshot: () => ({}),
+      forget: () => {
+        throw new Error('index offline');
+      },
+    }),
+  });
+  const events = clicks();
+  const source = defineSource<Record<string, never>>({
+    name: 'then-erase',
+    summary: 'test',
+    config: { type: 'object', properties: {} },
+    create: () => ({
+      async *read() {
+        yield events.slice(0, 4);
+        yield [erase(ERASED)];
+        yield events.slice(4);
+      },
+    }),
+  });
+  const metrics = new MetricsHub();
+  const result = await runYaml('name: shop\nsources: [{type: then-erase}]\nstages: [{type: sessionizer}, {type: broken-forget, label: index}]\nsinks: [{type: memory}]\nerasure: {}\n', {
+    baseDir: tempFolder(t, 'broken'),
+    plugins: [broken, source],
+    metrics,
+  });
+  assert.equal(result.deadLetters.length, 1);
+  assert.equal(result.deadLetters[0]!.reason, "erasure request: a stage's forget() failed (index: index offline): the user's state may be left there");
+  assert.equal(result.stats.eventsIn, events.length + 1);
+  assert.match(await metrics.registry.metrics(), /^tributary_erasures_total\{pipeline="shop"\} 0$/m);
+});
+
+test("with GRU models, the user's event sequences go from the checkpoint too", async (t) => {
+  const erased = await run(tempFolder(t, 'gru'), [erase(ERASED)], 'erasure: {}\n', stagesWith('{kind: gru, units: 3, sequence_length: 3}'));
+  for (const label of ['intent', 'churn']) {
+    const state = erased.checkpoint.operators[label] as { sequences: unknown };
+    assert.ok(JSON.stringify(state.sequences).includes(KEPT), `${label} keeps the other user's sequences`);
+    assert.ok(!JSON.stringify(state).includes(ERASED), `${label} still holds the erased user`);
+  }
 });
