@@ -1697,10 +1697,7 @@ export class PipelineRunner {
     let operators = this.operators;
     if (this.scaleOut) {
       const task = origin?.partitionId === undefined ? undefined : this.tasks.get(origin.partitionId);
-      if (!task) {
-        this.deadLetter(source, { reason: `scale_out: record of partition '${origin?.partitionId ?? '(none)'}', which has no task here`, raw: event, ...where });
-        return;
-      }
+      if (!task) return this.deadLetterNoTask(event, source);
       // Its state changed, and the source's offset moved past the request: its next file is written (see PartitionTask).
       task.start = undefined;
       task.changes++;
@@ -1729,6 +1726,12 @@ export class PipelineRunner {
     countByReason(this.stats.filteredByReason, `${source}: erasure request`, 1);
     this.erasures?.inc();
     this.logger.info({ ...user, source, dropped }, 'erasure request done: every stage dropped the user\'s state; the next checkpoint holds none of it');
+  }
+
+  /** Scale-out: a record of a partition this member holds no task of (not assigned here, or revoked already). */
+  private deadLetterNoTask(event: ClickEvent, source: string): void {
+    const origin = originOf(event);
+    this.deadLetter(source, { reason: `scale_out: record of partition '${origin?.partitionId ?? '(none)'}', which has no task here`, raw: event, ...(origin ? { origin } : {}) });
   }
 
   /** When the sources' loops last let the event loop turn (turnIfDue), by the run's clock. */
@@ -2594,7 +2597,7 @@ export class PipelineRunner {
             task.start = undefined;
             task.changes++;
             task.input.next(event);
-          } else this.deadLetter(source, { reason: `scale_out: record of partition '${origin?.partitionId ?? '(none)'}', which has no task here`, raw: event, ...(origin ? { origin } : {}) });
+          } else this.deadLetterNoTask(event, source);
         };
       }
     } catch (error) {
