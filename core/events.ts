@@ -145,6 +145,11 @@ export function sessionKey(userId: string, sessionId: string): string {
   return `${userId.length}:${userId}${sessionId}`;
 }
 
+/** Whether a {@link sessionKey} is one of this user's sessions (the length before the user says where the user ends): an erasure's sweep. */
+export function isSessionKeyOf(key: string, userId: string): boolean {
+  return key.startsWith(sessionKey(userId, ''));
+}
+
 /** A prediction's label (`kind: 'label'`), typed (as isSessionSummary). */
 export function isPredictionLabel(element: Element): element is StreamRecord & PredictionLabel {
   return element.kind === 'label';

@@ -500,6 +500,17 @@ export interface Operator {
    * their users (e.g. predictions waiting for a label only the new owner will see) should go.
    */
   partitionsRevoked?(partitions: readonly string[]): void;
+  /**
+   * An erasure request for this user (the pipeline's `erasure` section: an event of its `event_type`):
+   * drop everything the stage keeps about them (open sessions, per-user counts, predictions or samples
+   * waiting for a label, events held back) without emitting anything for it, so that the next
+   * `snapshot()` holds nothing of theirs. Returns how many items it dropped (for the log; 0: it held
+   * none). The runtime calls it between two records, with every earlier record of the user already
+   * handed to the stage; events of the user after it start afresh. Aggregates over many users (a
+   * model's weights, running statistics) cannot forget one user and stay. A stage that keeps per-user
+   * state and lacks it is named in a warning when such a pipeline starts.
+   */
+  forget?(userId: string): number;
   /** Resolves when the stage has room for more input (stages that hold records, e.g. micro-batches). */
   ready?(): Promise<void> | undefined;
   close?(): Promise<void>;

@@ -127,7 +127,7 @@ export function pipelineReference(registry: PluginRegistry): string {
     // Its `x-` keys (patternProperties), which hold shared blocks, as a row after the named fields.
     fieldTable({ ...document, properties: { ...sections, 'x-NAME': (document.patternProperties as Record<string, JsonSchema>)['^x-']! } }, {}, false),
     // The document's object-valued sections, each with its own table.
-    ...['settings', 'checkpoint', 'scale_out'].flatMap((name) => [`### ${name}`, '', fieldTable(sections[name]!)]),
+    ...['settings', 'checkpoint', 'scale_out', 'erasure'].flatMap((name) => [`### ${name}`, '', fieldTable(sections[name]!)]),
     '## Shared types',
     '',
     '### duration',

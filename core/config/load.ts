@@ -49,6 +49,15 @@ export interface PipelineDocument {
   };
   checkpoint?: { dir: string; interval: string | number; min_pause?: string | number; keep: number; compression?: CheckpointCompression; tolerable_failures?: number | 'unlimited' };
   scale_out?: { state_dir: string; keep: number };
+  erasure?: ErasureSettings;
+}
+
+/** The pipeline's `erasure` section: how an erasure request for one user is recognised and logged. */
+export interface ErasureSettings {
+  /** The event type that asks to erase its user's state (`erase`). */
+  event_type: string;
+  /** How the log line of each request names the user: `hashed` (a SHA-256 prefix), `clear`, or `none`. */
+  log_user_id: 'hashed' | 'clear' | 'none';
 }
 
 /** A validated pipeline, with each entry's plugin resolved. */

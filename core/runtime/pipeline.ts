@@ -10,6 +10,7 @@
  * minimum, and sent in-band. End of input is a watermark at +Infinity followed by completion; a stop
  * (signal) completes without it, so stateful operators keep their state for a checkpoint.
  */
+import { createHash } from 'node:crypto';
 import { join, resolve } from 'node:path';
 import { getHeapStatistics } from 'node:v8';
 import { isDeepStrictEqual } from 'node:util';
@@ -22,7 +23,7 @@ import { durationText, formatDuration, parseDuration } from '../duration.js';
 import { composeOperators, type Emit, type StageTimer } from '../operators.js';
 import type { Clock, CommitMarks, FeatureStageChange, Gauge, Metrics, Operator, PartitionListener, PluginContext, PluginKind, Rejection, Sink, Source, SourcePosition, StageRecord } from '../plugin.js';
 import { featureNamesOf, onlyAddsFeaturesOf } from '../plugin-hooks.js';
-import { entryFieldProblem, entryLabel, loadedPipelineProblems, placeText, pluginConfig, problemPlace, sinkKinds, sinksLatencyStage, type LoadedPipeline, type PipelineEntry, type ResolvedEntry } from '../config/load.js';
+import { entryFieldProblem, entryLabel, loadedPipelineProblems, placeText, pluginConfig, problemPlace, sinkKinds, sinksLatencyStage, type ErasureSettings, type LoadedPipeline, type PipelineEntry, type ResolvedEntry } from '../config/load.js';
 import { MetricsHub, redactSecrets } from './telemetry.js';
 import { CheckpointStore, checkpointMark, defaultMinPauseMs, otherPipelineText, type Checkpoint, type CheckpointBody, type CheckpointStage } from './checkpoint.js';
 import { RawJson, stringifyInParts } from './parts.js';
@@ -655,6 +656,10 @@ export class PipelineRunner {
   private readonly sourcesStop = new AbortController();
   /** Takes the listener on the caller's signal off (see the constructor). */
   private forgetSignal: () => void = () => undefined;
+  /** The pipeline's `erasure` section, defaults filled in; undefined: no event type asks for an erasure. */
+  private readonly erasure: ErasureSettings | undefined;
+  /** tributary_erasures_total, made with the stages (erasure set). */
+  private erasures: { inc(): void } | undefined;
 
   constructor(loaded: LoadedPipeline, options: RunOptions) {
     this.loaded = loaded;
@@ -677,6 +682,9 @@ export class PipelineRunner {
     this.heapWaitMs = parseDuration(loaded.document.settings.heap_wait ?? '10s');
     const stallBound = loaded.document.settings.sink_stall_timeout;
     this.sinkStallMs = stallBound === undefined ? SINK_STALL_MS : parseDuration(stallBound);
+    // Defaults filled in here too: a pipeline composed in code has not been through the schema's.
+    const erasure = loaded.document.erasure;
+    this.erasure = erasure === undefined ? undefined : { event_type: erasure.event_type ?? 'erase', log_user_id: erasure.log_user_id ?? 'hashed' };
     this.stats = {
       eventsIn: 0,
       recordsOut: 0,
@@ -1051,6 +1059,28 @@ export class PipelineRunner {
       if (this.keyedStages.length === 0) this.logger.warn('scale_out: no per-user stage leads the pipeline, so there is no partition state to hand over');
       this.scaleOut = { dir: resolve(this.loaded.baseDir, scaleOut.state_dir), keep: scaleOut.keep ?? 3, slot };
     }
+    if (this.erasure) {
+      this.erasures = this.metrics.scoped({ pipeline: this.name }).counter('erasures_total', "Erasure requests done (the pipeline's erasure section): every stage dropped the user's state.");
+      this.warnCannotForget(this.operators);
+    }
+  }
+
+  /** Stages said by warnCannotForget already (scale-out builds the per-user ones once per partition). */
+  private readonly saidCannotForget = new Set<string>();
+
+  /**
+   * With `erasure` set: a stage that keeps state (snapshot) but has no forget() keeps a user's state through an
+   * erasure request, until it ages out or is evicted; said once per stage, at the start, so that is known before a request comes.
+   */
+  private warnCannotForget(operators: readonly { label: string; operator: Operator }[]): void {
+    for (const { label, operator } of operators) {
+      if (!operator.snapshot || operator.forget || this.saidCannotForget.has(label)) continue;
+      this.saidCannotForget.add(label);
+      this.logger.warn(
+        { stage: label },
+        `erasure: stage ${label}${this.stageWhere(label)} keeps state but has no forget(): an erasure request leaves whatever it keeps of the user (see docs/plugin-authoring.md, Erasure requests)`,
+      );
+    }
   }
 
   // ---- scale-out: one task per source partition ----
@@ -1078,6 +1108,7 @@ export class PipelineRunner {
       await openStage(label, instance);
       operators.push({ label, operator: instance });
     }
+    if (this.erasure) this.warnCannotForget(operators);
     if (saved) {
       await this.restoreOperators(operators, saved.operators, saved.file, recordedStages(saved.stages));
       this.sayFeatureStagesChanged(saved, 'partition checkpoint');
@@ -1655,8 +1686,14 @@ export class PipelineRunner {
         // the operators dead-letter such events, the watermark just ignores them.
         const horizon = this.clock.now() + slot.maxAheadOfClock;
         const sampled = this.latency.begin();
+        const erasureType = this.erasure?.event_type;
         for (let i = 0; i < batch.length; i++) {
           const event: ClickEvent = batch[i]!;
+          // Not an event of the user's: it goes to no stage (a sessionizer would open a session for it) and moves no watermark.
+          if (event.type === erasureType) {
+            this.erase(event, slot.label);
+            continue;
+          }
           if (event.time > maxTime && event.time <= horizon) maxTime = event.time;
           this.push(event, slot.label);
         }
@@ -1680,6 +1717,62 @@ export class PipelineRunner {
       await this.turnIfDue();
       if (signal?.aborted) break;
     }
+  }
+
+  /**
+   * An erasure request (the `erasure` section's event type): every stage that holds the user's state, the
+   * user's partition task's and the global ones, drops it (Operator.forget), between two records, so the
+   * next checkpoint holds none of it. Counted as filtered (`<source>: erasure request`) and in
+   * tributary_erasures_total, logged with the user as `log_user_id` says. One without a user id, or one
+   * a stage's forget() failed on, is dead-lettered with why (replayable from there once mended).
+   */
+  private erase(event: ClickEvent, source: string): void {
+    const settings = this.erasure!;
+    const origin = originOf(event);
+    const where = origin ? { origin } : {};
+    const userId: unknown = event.userId;
+    if (typeof userId !== 'string' || userId.trim() === '') {
+      this.deadLetter(source, { reason: `erasure request (event type '${settings.event_type}') without a user id: nothing to erase`, raw: event, ...where });
+      return;
+    }
+    let operators = this.operators;
+    if (this.scaleOut) {
+      const task = origin?.partitionId === undefined ? undefined : this.tasks.get(origin.partitionId);
+      if (!task) return this.deadLetterNoTask(event, source);
+      // Its state changed, and the source's offset moved past the request: its next file is written (see PartitionTask).
+      task.start = undefined;
+      task.changes++;
+      operators = [...task.operators, ...this.operators];
+    }
+    let dropped = 0;
+    const failed: string[] = [];
+    for (const { label, operator } of operators) {
+      if (!operator.forget) continue;
+      try {
+        const count = operator.forget(userId);
+        if (typeof count === 'number' && Number.isFinite(count)) dropped += count;
+      } catch (error) {
+        failed.push(`${label}: ${error instanceof Error ? error.message : String(error)}`);
+      }
+    }
+    const user =
+      settings.log_user_id === 'clear' ? { user: userId } : settings.log_user_id === 'hashed' ? { user_sha256: createHash('sha256').update(userId).digest('hex').slice(0, 16) } : {};
+    if (failed.length > 0) {
+      // Part of the user's state may be left: the request is kept in the dead-letter sink, to replay once the stage is mended.
+      this.deadLetter(source, { reason: `erasure request: a stage's forget() failed (${failed.join('; ')}): the user's state may be left there`, raw: event, ...where });
+      this.logger.error({ ...user, source, failed }, 'erasure request failed in a stage: dead-lettered');
+      return;
+    }
+    this.stats.filtered++;
+    countByReason(this.stats.filteredByReason, `${source}: erasure request`, 1);
+    this.erasures?.inc();
+    this.logger.info({ ...user, source, dropped }, 'erasure request done: every stage dropped the user\'s state; the next checkpoint holds none of it');
+  }
+
+  /** Scale-out: a record of a partition this member holds no task of (not assigned here, or revoked already). */
+  private deadLetterNoTask(event: ClickEvent, source: string): void {
+    const origin = originOf(event);
+    this.deadLetter(source, { reason: `scale_out: record of partition '${origin?.partitionId ?? '(none)'}', which has no task here`, raw: event, ...(origin ? { origin } : {}) });
   }
 
   /** When the sources' loops last let the event loop turn (turnIfDue), by the run's clock. */
@@ -2602,7 +2695,7 @@ export class PipelineRunner {
             task.start = undefined;
             task.changes++;
             task.input.next(event);
-          } else this.deadLetter(source, { reason: `scale_out: record of partition '${origin?.partitionId ?? '(none)'}', which has no task here`, raw: event, ...(origin ? { origin } : {}) });
+          } else this.deadLetterNoTask(event, source);
         };
       }
     } catch (error) {

@@ -5,7 +5,7 @@
  */
 import { mock, test } from 'node:test';
 import assert from 'node:assert/strict';
-import fs, { readdirSync } from 'node:fs';
+import fs, { readdirSync, readFileSync } from 'node:fs';
 import fsPromises, { rm } from 'node:fs/promises';
 import { syncBuiltinESMExports } from 'node:module';
 import { join } from 'node:path';
@@ -38,7 +38,7 @@ const label = 'source-driven-0';
 /** What the driven source does when the runtime next pulls: a batch of records, or a rebalance first. */
 type Step =
   | { assign: PartitionAssignment[] }
-  | { records: { partition: string; userId: string; time: number }[] }
+  | { records: { partition: string; userId: string; time: number; type?: string }[] }
   | { revoke: PartitionRevocation[] }
   | 'end';
 
@@ -102,9 +102,9 @@ function drivenSource() {
             }
             yield [];
           } else {
-            yield step.records.map(({ partition, userId, time }): ClickEvent => {
+            yield step.records.map(({ partition, userId, time, type = 'view' }): ClickEvent => {
               next.set(partition, (next.get(partition) ?? from.get(partition)!) + 1);
-              return { kind: 'event', userId, time, type: 'view', [ORIGIN]: { source: label, partitionId: partition } };
+              return { kind: 'event', userId, time, type, [ORIGIN]: { source: label, partitionId: partition } };
             });
           }
         }
@@ -146,7 +146,7 @@ interface Member {
 }
 
 /** `cp`: its own checkpoint folder (beside `dir`'s shared partition folders), for members that run at once, each a process of its own. */
-async function member(dir: string, source: ReturnType<typeof drivenSource>, keep = 3, stages = '[{type: sessionizer, gap: 30m}]', plugins: AnyPlugin[] = [], cp = 'cp'): Promise<Member> {
+async function member(dir: string, source: ReturnType<typeof drivenSource>, keep = 3, stages = '[{type: sessionizer, gap: 30m}]', plugins: AnyPlugin[] = [], cp = 'cp', sections = ''): Promise<Member> {
   const { builtinRegistry } = await import('../cli/registry.js');
   const sessions: StreamRecord[] = [];
   const collect = defineSink<Record<string, never>>({
@@ -159,7 +159,7 @@ async function member(dir: string, source: ReturnType<typeof drivenSource>, keep
   registry.register(source.plugin, 'test');
   registry.register(collect, 'test');
   for (const plugin of plugins) registry.register(plugin, 'test');
-  const yaml = `name: scaled\nsources: [{type: driven}]\nstages: ${stages}\nsinks: [{type: collect, kinds: [session]}]\ndead_letter: {type: file, path: dead.jsonl, lazy: true}\ncheckpoint: {dir: ${cp}}\nscale_out: {state_dir: ps, keep: ${keep}}\n`;
+  const yaml = `name: scaled\nsources: [{type: driven}]\nstages: ${stages}\nsinks: [{type: collect, kinds: [session]}]\ndead_letter: {type: file, path: dead.jsonl, lazy: true}\ncheckpoint: {dir: ${cp}}\nscale_out: {state_dir: ps, keep: ${keep}}\n${sections}`;
   const loaded = await loadPipeline(join(dir, 'scaled.yaml'), { registry, text: yaml, env: {} });
   const log: Member['log'] = [];
   const logger = pino({ level: 'info' }, { write: (line: string) => void log.push(JSON.parse(line) as Member['log'][number]) });
@@ -690,4 +690,25 @@ test('a partition state file records its topic\'s partition count: one saved und
     return true;
   });
   assert.ok(!grown.log.some((entry) => entry.msg === 'partition state restored'), 'nothing restored');
+});
+
+test("an erasure request reaches the task of its partition: that partition's next state file names the user nowhere, the other users' state stays, and a partition whose state it did not touch writes no file", async (t) => {
+  const dir = tempFolder(t, 'scale-erasure');
+  const first = await member(dir, drivenSource(), 3, '[{type: sessionizer, gap: 30m}, {type: user-features, horizons: [1d]}]', [], 'cp', 'erasure: {}\n');
+  await first.source.run(
+    { assign: [{ id: 'p-0', committed: undefined }, { id: 'p-1', committed: undefined }] },
+    { records: [{ partition: 'p-0', userId: 'erase-me', time: T0 }, { partition: 'p-0', userId: 'keep-me', time: T0 + 1 }, { partition: 'p-1', userId: 'other', time: T0 }] },
+  );
+  await first.runner.checkpoint();
+  const newest = (partition: string): string => readFileSync(join(dir, 'ps', partition, files(dir, partition).at(-1)!), 'utf8');
+  assert.ok(newest('p-0').includes('erase-me'), 'held before the request');
+  await first.source.run({ records: [{ partition: 'p-0', userId: 'erase-me', time: T0 + 2, type: 'erase' }] });
+  await first.runner.checkpoint();
+  assert.deepEqual([files(dir, 'p-0').length, files(dir, 'p-1').length], [2, 1]);
+  assert.ok(!newest('p-0').includes('erase-me'), newest('p-0'));
+  assert.ok(newest('p-0').includes('keep-me'));
+  assert.ok(newest('p-1').includes('other'));
+  assert.equal(first.log.filter((line) => line.msg.startsWith('erasure request done')).length, 1);
+  await first.source.run('end');
+  await first.running;
 });

@@ -812,6 +812,20 @@ export function createChurnModel(rawConfig: ChurnModelConfig, context: PluginCon
       context.logger.info({ partitions, released }, 'churn: users of revoked partitions released');
     },
     /**
+     * An erasure request: the user's history and their predictions waiting for a deadline go, unlabelled and
+     * uncounted (the learner's forgetUser); the deadline heap's entries for them are skipped when popped, as an
+     * evicted user's are, and a snapshot writes them as stand-ins without a user.
+     */
+    forget(userId) {
+      learner.snapshots.settle();
+      let dropped = learner.forgetUser(userId) + (sequences?.forgetUser(userId) ?? 0);
+      if (users.delete(userId)) {
+        dropped++;
+        knownUsers.set(users.size);
+      }
+      return dropped;
+    },
+    /**
      * The state as of this call, built in parts (see PartedSnapshots): the learner's, then the users' and the deadlines',
      * copied, then encoded from the copies while records flow (PartedSnapshots.takeCopying).
      */

@@ -2,6 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Adwin, LossBlocks, PageHinkley, createDriftDetector, type AdwinConfig, type DriftDetectorKind, type DriftState } from './drift.js';
 import { resolveConfig } from './config.js';
+import { isSessionKeyOf, sessionKey } from 'tributary';
 import { rng } from './testdata.js';
 
 const riverDefaults: AdwinConfig = { delta: 0.002, clock: 32, max_buckets: 5, min_window_length: 5, grace_period: 10 };
@@ -382,4 +383,20 @@ test('loss blocks: merge joins a run still waiting for losses (labelled before i
   blocks.add(1, 'e', 100);
   assert.equal(blocks.merge('a', 'e'), true);
   assert.deepEqual([blocks.awaits('a'), blocks.awaits('e')], [false, true]);
+});
+
+test("loss blocks: rekey (an erasure request) renames a user's units, open, waiting or kept for a relabel, so no key of the state names them; the blocks' means are as without it", () => {
+  const u = (id: string): string => sessionKey('erased-user', id);
+  const v = sessionKey('other-user', 's1');
+  const fill = (blocks: LossBlocks): (number | undefined)[] => [blocks.add(1, u('s1'), 100), blocks.add(3, v, 100), blocks.defer(u('s2')), blocks.add(2, v, 100)];
+  const plain = new LossBlocks(3);
+  const erased = new LossBlocks(3);
+  assert.deepEqual(fill(erased), fill(plain));
+  let n = 0;
+  assert.equal(erased.rekey((key) => isSessionKeyOf(key, 'erased-user'), () => `erased:${++n}`), 2);
+  assert.ok(!JSON.stringify(erased.state()).includes('erased-user'), JSON.stringify(erased.state()));
+  assert.ok(JSON.stringify(plain.state()).includes('erased-user'), 'the plain one names the user: the check above sees keys');
+  // The user's deferred loss still closes its unit (under its new key), and the block closes as it would have.
+  assert.equal(erased.addDeferred(4, 'erased:2'), plain.addDeferred(4, u('s2')));
+  assert.equal(erased.add(6, v, 100), plain.add(6, v, 100));
 });

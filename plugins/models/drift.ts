@@ -161,6 +161,32 @@ export class LossBlocks {
   }
 
   /**
+   * An erasure request: the units whose key `matches` (a user's sessions) go on under keys `as` makes, keys no label
+   * makes, so no key names the user while the losses already counted stay where they are (a block mean cannot be
+   * taken back). A later label of such a session, were one to come, starts a unit of its own. Returns how many.
+   */
+  rekey(matches: (key: string) => boolean, as: () => string): number {
+    let rekeyed = 0;
+    const renamed = new Map<string, string>();
+    const nameOf = (key: string): string => {
+      let name = renamed.get(key);
+      if (name === undefined) {
+        name = as();
+        renamed.set(key, name);
+        rekeyed++;
+      }
+      return name;
+    };
+    if (this.unitKey !== null && matches(this.unitKey)) this.unitKey = nameOf(this.unitKey);
+    // Rebuilt in their order: relabelable units are kept about in the order of their `until` (see add).
+    const rebuilt = <T>(map: Map<string, T>): Map<string, T> => new Map([...map].map(([key, value]) => [matches(key) ? nameOf(key) : key, value]));
+    if ([...this.waiting.keys()].some(matches)) this.waiting = rebuilt(this.waiting);
+    if ([...this.relabelable.keys()].some(matches)) this.relabelable = rebuilt(this.relabelable);
+    this.inOpenBlock = this.inOpenBlock.map((key) => renamed.get(key) ?? key);
+    return rekeyed;
+  }
+
+  /**
    * Session `from` was merged into `into` (a late event bridged them): one session, one unit. `from`'s losses join
    * `into`'s unit where both are still in reach: `from`'s run open or waiting for losses, or its mean in the open block
    * (kept for a later label, taken out), and `into`'s run open, waiting, or its mean in the open block (taken out and

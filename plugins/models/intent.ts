@@ -542,6 +542,22 @@ export function createIntentModel(rawConfig: IntentModelConfig, context: PluginC
       },
     }),
     /**
+     * An erasure request: the user's sessions (their purchase flags, predictions waiting for a label) and GRU
+     * sequences go; the predictions leave the label buffer unlabelled and uncounted (the learner's forgetUser).
+     */
+    forget(userId) {
+      learner.snapshots.settle();
+      let dropped = learner.forgetUser(userId) + (sequences?.forgetUser(userId) ?? 0);
+      for (const [key, state] of sessions) {
+        if (state.userId !== userId) continue;
+        sessions.delete(key);
+        closedBought.delete(key);
+        dropped++;
+      }
+      if (derivedFor?.userId === userId) derivedFor = undefined;
+      return dropped;
+    },
+    /**
      * The state as of this call, built in parts (see PartedSnapshots): the learner's, then the sessions', copied,
      * then encoded from the copies while records flow (PartedSnapshots.takeCopying).
      */

@@ -4,9 +4,10 @@
  * drift detection, metrics, checkpoints and snapshots. The task operators (intent, churn) decide
  * what a sample is and when its label is known; this class does the rest.
  */
+import { randomUUID } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
-import { type ClickEvent, type Column, type CopyThenEncode, type Counter, LockRefusedError, otherPipelineText, releaseLock, takeLockWaiting, decodeColumn, decodeColumnOf, decodeDerivedIds, decodeNamedColumns, decodeNullableStrings, decodeStrings, type DerivedIds, eachOf, type Emit, encodeColumn, encodeNamedColumns, encodeDerivedIds, type Gauge, type GaugeFamily, makeFolderDurably, type Metrics, type ModelCounts, type ModelDrift, type ModelMetrics, PartedSnapshots, partsOf, isSessionSummary, recentScoresText, PluginConfigError, type PluginContext, type Prediction, type PredictionLabel, type PredictionUnlabelled, type UnlabelledReason, recordOperator, type RecordOperator, type SessionSummary, type StageRecord, TributaryError, writeFileDurably, sessionKey } from 'tributary';
+import { type ClickEvent, type Column, type CopyThenEncode, type Counter, LockRefusedError, otherPipelineText, releaseLock, takeLockWaiting, decodeColumn, decodeColumnOf, decodeDerivedIds, decodeNamedColumns, decodeNullableStrings, decodeStrings, type DerivedIds, eachOf, type Emit, encodeColumn, encodeNamedColumns, encodeDerivedIds, type Gauge, type GaugeFamily, makeFolderDurably, type Metrics, type ModelCounts, type ModelDrift, type ModelMetrics, PartedSnapshots, partsOf, isSessionSummary, recentScoresText, PluginConfigError, type PluginContext, type Prediction, type PredictionLabel, type PredictionUnlabelled, type UnlabelledReason, recordOperator, type RecordOperator, type SessionSummary, type StageRecord, TributaryError, writeFileDurably, isSessionKeyOf, sessionKey } from 'tributary';
 import { backendMemoryBytes, missingPackages, modelsInWorkers, useBackend, type BackendSelection } from './backend.js';
 import type { ResolvedModelConfig } from './config.js';
 import { createDriftDetector, LossBlocks, type DriftDetector, type DriftState, type LossBlocksState } from './drift.js';
@@ -1668,6 +1669,35 @@ export class OnlineLearner {
     this.snapshots.settle();
     if (handle.released) return;
     if (this.drop(handle as Sample)) this.countDropped('expired', handle as Sample, reason);
+  }
+
+  /**
+   * An erasure request (Operator.forget): the user's samples go, whatever they wait for: a label (the label
+   * buffer), their micro-batch's prediction, or their learning step; and `unlabelled` records of theirs not yet
+   * emitted. Neither counted as dropped nor said in an `unlabelled` record (that would write the user out
+   * again): their handles read as released, so the task operator's own state of them finds nothing to label.
+   * What the model learnt from the user before stays in its weights. A scan: erasures are rare. Returns how
+   * many samples went.
+   */
+  forgetUser(userId: string): number {
+    this.snapshots.settle();
+    const awaiting: Sample[] = [];
+    for (const sample of this.awaitingSamples()) if (sample.userId === userId) awaiting.push(sample);
+    // Collected first: release() may compact the queue being walked.
+    for (const sample of awaiting) this.release(sample);
+    const others = (sample: Sample): boolean => sample.userId !== userId;
+    const toPredict = this.toPredict.filter(others);
+    const toLearn = this.toLearn.filter(others);
+    const dropped = new Set([...awaiting, ...this.toPredict.filter((sample) => !others(sample)), ...this.toLearn.filter((sample) => !others(sample))]);
+    for (const sample of dropped) sample.released = true;
+    this.toPredict = toPredict;
+    this.toLearn = toLearn;
+    this.unlabelledRecords = this.unlabelledRecords.filter((record) => record.userId !== userId);
+    // The drift detector's units of the user's sessions are keyed by them (lossUnit): renamed as a retired unit is (newUnit).
+    // A random key: one taken anew in each process would meet those of an earlier one restored from its checkpoint.
+    this.lossBlocks.rekey((key) => isSessionKeyOf(key, userId), () => `erased:${randomUUID()}`);
+    this.gauges.buffer.set(this.awaitingCount);
+    return dropped.size;
   }
 
   /**

@@ -251,3 +251,16 @@ test('churn (gru) keeps two users\' sequences of one data session id apart (GA4\
     assert.equal(await resumed(old), modelOutputs(whole.output), `cut ${cut}: a format 4 snapshot restored`);
   }
 });
+
+test("gru sequences: forgetUser (an erasure request) lets go of every sequence of the user's sessions, open or closed, and of no other user's, though one user's id starts with the other's", async () => {
+  const t = Date.parse('2024-01-01T00:00:00Z');
+  const tracker = new SequenceTracker(4, 16, 100);
+  const sessions: [string, string][] = [['ann', 's1'], ['ann', 's2'], ['anna', 's1'], ['bob', 'ann']];
+  for (const [user, id] of sessions) tracker.push(sessionKey(user, id), event(user, id, t, 0, t, 'view', undefined, 'shoes'));
+  tracker.close(sessionKey('ann', 's1'), t + 60_000);
+  assert.equal(tracker.forgetUser('ann'), 2);
+  const saved = JSON.stringify(await inTurns(tracker.stateParts()));
+  assert.ok(!saved.includes(sessionKey('ann', '')), saved);
+  for (const [user, id] of sessions.slice(2)) assert.ok(saved.includes(sessionKey(user, id)), `${user}'s ${id} kept`);
+  assert.equal(tracker.forgetUser('ann'), 0);
+});

@@ -2,7 +2,7 @@
  * The per-session event sequences the `gru` model reads: the last L events of each open session as
  * (type id, hashed category, time deltas, price), left-padded with zeros.
  */
-import { checkListLengths, decodeColumn, decodeColumnOf, decodeStrings, eachOf, encodeNamedColumns, fnv1a, partsOf, sessionKey, type ClickEvent, type Column, type Counter } from 'tributary';
+import { checkListLengths, decodeColumn, decodeColumnOf, decodeStrings, eachOf, encodeNamedColumns, fnv1a, isSessionKeyOf, partsOf, sessionKey, type ClickEvent, type Column, type Counter } from 'tributary';
 import { eventTypeIds, eventTypeVocabulary, stepFeatures } from './gru.js';
 
 export interface SequenceSample {
@@ -254,6 +254,17 @@ export class SequenceTracker {
   delete(key: string): void {
     this.sequences.delete(key);
     this.closed.delete(key);
+  }
+
+  /** An erasure request: every sequence of the user's sessions goes (keys are sessionKeys). Returns how many. */
+  forgetUser(userId: string): number {
+    let dropped = 0;
+    for (const key of this.sequences.keys()) {
+      if (!isSessionKeyOf(key, userId)) continue;
+      this.delete(key);
+      dropped++;
+    }
+    return dropped;
   }
 
   /**

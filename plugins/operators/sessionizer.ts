@@ -210,6 +210,7 @@ export default defineOperator<SessionizerConfig>({
       })),
       snapshot: () => state.snapshot(),
       restore: (saved) => state.restore(saved as SessionizerSnapshot | SessionizerSnapshotV1),
+      forget: (userId) => state.forget(userId),
     };
   },
 });
@@ -1155,6 +1156,24 @@ class SessionState {
         'max_open_sessions reached: forgetting closed sessions before their lateness runs out, or closing open ones early',
       );
     }
+  }
+
+  /**
+   * An erasure request: the user's sessions, open or closed, go without a summary, and so do their events
+   * held back until the watermark passes them. Returns how many sessions and events went.
+   */
+  forget(userId: string): number {
+    this.snapshots.settle();
+    let dropped = 0;
+    for (let session = this.users.get(userId); session !== undefined; session = this.users.get(userId)) {
+      this.remove(session);
+      dropped++;
+    }
+    const kept = this.pending.filter((event) => event.userId !== userId);
+    dropped += this.pending.length - kept.length;
+    this.pending = kept;
+    this.openGauge.set(this.open);
+    return dropped;
   }
 
   private remove(session: Session): void {

@@ -114,6 +114,8 @@ export default defineOperator<StandardizeConfig>({
         for (const [name, s] of byName) stats[name] = [count[s]!, mean[s]!, m2[s]!];
         return { version: 1, stats };
       },
+      // Running means and variances over every user: an aggregate, nothing in it is one user's to erase.
+      forget: () => 0,
       restore: (saved) => {
         const state = saved as { version?: number; stats?: Record<string, [number, number, number]> };
         if (state?.version !== 1 || typeof state.stats !== 'object') throw new Error('unknown standardize snapshot version');

@@ -107,6 +107,7 @@ export default defineOperator<UserFeaturesConfig>({
       })),
       snapshot: () => state.snapshot(),
       restore: (saved) => state.restore(saved as UserFeaturesSnapshot | UserFeaturesSnapshotV1),
+      forget: (userId) => state.forget(userId),
     };
   },
 });
@@ -475,6 +476,20 @@ class UserState {
         'max_users reached: the least recently seen users are forgotten from now on, counted in tributary_users_evicted_total (said once)',
       );
     }
+  }
+
+  /** An erasure request: the user's row (every horizon's counts) goes, as an eviction takes it. Returns 1 if the user was known. */
+  forget(userId: string): number {
+    const slot = this.slots.get(userId);
+    if (slot === undefined) return 0;
+    this.snapshots.settle();
+    this.slots.delete(userId);
+    this.userIds[slot] = undefined; // a slot cached on a session handle no longer matches
+    this.sessionIds[slot] = undefined;
+    if (this.restoredTimes !== undefined && slot < this.restoredTimes.length) this.restoredTimes[slot] = NaN;
+    this.rows.fill(0, slot * this.width, (slot + 1) * this.width);
+    this.free.push(slot);
+    return 1;
   }
 
   private materialize(slot: number): void {
