@@ -6,9 +6,9 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
-import { type ClickEvent, type Column, type CopyThenEncode, type Counter, LockRefusedError, otherPipelineText, releaseLock, takeLockWaiting, decodeColumn, decodeColumnOf, decodeDerivedIds, decodeNamedColumns, decodeNullableStrings, decodeStrings, type DerivedIds, eachOf, type Emit, encodeColumn, encodeNamedColumns, encodeDerivedIds, type Gauge, type GaugeFamily, makeFolderDurably, type Metrics, type ModelCounts, type ModelDrift, type ModelMetrics, PartedSnapshots, partsOf, isSessionSummary, recentScoresText, PluginConfigError, type PluginContext, type Prediction, type PredictionLabel, type PredictionUnlabelled, type UnlabelledReason, recordOperator, type RecordOperator, type SessionSummary, type StageRecord, TributaryError, writeFileDurably, sessionKey } from 'tributary';
+import { type ClickEvent, type Column, type CopyThenEncode, type Counter, LockRefusedError, otherPipelineText, releaseLock, takeLockWaiting, decodeColumn, decodeColumnOf, decodeDerivedIds, decodeNamedColumns, decodeNullableStrings, decodeStrings, type DerivedIds, eachOf, type Emit, encodeColumn, encodeNamedColumns, encodeDerivedIds, type Gauge, type GaugeFamily, makeFolderDurably, type Metrics, type ModelCounts, type ModelDrift, type ModelMetrics, PartedSnapshots, partsOf, isSessionSummary, recentScoresText, PluginConfigError, type PluginContext, type Prediction, type PredictionLabel, type PredictionUnlabelled, type UnlabelledReason, recordOperator, type RecordOperator, type SessionSummary, type StageRecord, type StreamRecord, TributaryError, writeFileDurably, sessionKey } from 'tributary';
 import { backendMemoryBytes, missingPackages, modelsInWorkers, useBackend, type BackendSelection } from './backend.js';
-import type { ResolvedModelConfig } from './config.js';
+import { shadowOutput, type ResolvedModelConfig } from './config.js';
 import { createDriftDetector, LossBlocks, type DriftDetector, type DriftState, type LossBlocksState } from './drift.js';
 import type { Batch, Model, ModelState } from './model.js';
 import { openModel, remapFeatures } from './models.js';
@@ -2272,6 +2272,9 @@ export interface LearnerStageHandlers {
  * `batch.max_delay`, else every second), so a quiet stream's predictions still leave.
  */
 export function learnerOperator(context: PluginContext, learner: OnlineLearner, handlers: LearnerStageHandlers): RecordOperator {
+  // A shadow stage's own records (every one the handlers and the learner make) go to its side output; the
+  // records it is given still pass on down the main stream.
+  const toShadow: Emit | undefined = learner.config.shadow ? (record) => context.sideOutput(shadowOutput, record as StreamRecord) : undefined;
   return recordOperator(context, () => {
     // The emit the timer's ticks use: the first record's (a closure over `emit` made in `record` would
     // cost a context allocation per record, made or not).
@@ -2284,24 +2287,26 @@ export function learnerOperator(context: PluginContext, learner: OnlineLearner, 
     timer.unref();
     return {
       record(record, emit) {
-        tickEmit ??= emit;
+        const out = toShadow ?? emit;
+        tickEmit ??= out;
         emit(record);
-        if (record.kind === 'event') handlers.event(record as ClickEvent, emit);
-        else if (isSessionSummary(record)) handlers.summary(record, emit);
-        learner.tickRecord(emit);
-        learner.emitUnlabelled(emit);
+        if (record.kind === 'event') handlers.event(record as ClickEvent, out);
+        else if (isSessionSummary(record)) handlers.summary(record, out);
+        learner.tickRecord(out);
+        learner.emitUnlabelled(out);
       },
       watermark(mark, emit) {
+        const out = toShadow ?? emit;
         learner.snapshots.settle();
         if (mark.time === Infinity) {
           handlers.ended?.();
-          learner.endOfInput(emit);
+          learner.endOfInput(out);
           return;
         }
-        handlers.watermark(mark.time, emit);
+        handlers.watermark(mark.time, out);
         learner.watermarkPassed(mark.time);
-        learner.tick(emit);
-        learner.emitUnlabelled(emit);
+        learner.tick(out);
+        learner.emitUnlabelled(out);
       },
       // Runs after completion too (a stop keeps pending batches for the snapshot): one place clears the timer.
       finalize() {
