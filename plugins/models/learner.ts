@@ -6,7 +6,7 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
-import { type ClickEvent, type Column, type CopyThenEncode, type Counter, LockRefusedError, otherPipelineText, releaseLock, takeLockWaiting, decodeColumn, decodeColumnOf, decodeDerivedIds, decodeNamedColumns, decodeNullableStrings, decodeStrings, type DerivedIds, eachOf, type Emit, encodeColumn, encodeNamedColumns, encodeDerivedIds, type Gauge, type GaugeFamily, makeFolderDurably, type Metrics, type ModelCounts, type ModelDrift, type ModelMetrics, PartedSnapshots, partsOf, isSessionSummary, recentScoresText, PluginConfigError, type PluginContext, type Prediction, type PredictionLabel, type PredictionUnlabelled, type UnlabelledReason, recordOperator, type RecordOperator, type SessionSummary, type StageRecord, type StreamRecord, TributaryError, writeFileDurably, sessionKey } from 'tributary';
+import { type ClickEvent, type Column, type CopyThenEncode, type Counter, LockRefusedError, otherPipelineText, releaseLock, takeLockWaiting, decodeColumn, decodeColumnOf, decodeDerivedIds, decodeNamedColumns, decodeNullableStrings, decodeStrings, type DerivedIds, eachOf, type Element, type Emit, encodeColumn, encodeNamedColumns, encodeDerivedIds, type Gauge, type GaugeFamily, makeFolderDurably, type Metrics, type ModelCounts, type ModelDrift, type ModelMetrics, PartedSnapshots, partsOf, isSessionSummary, recentScoresText, PluginConfigError, type PluginContext, type Prediction, type PredictionLabel, type PredictionUnlabelled, type UnlabelledReason, recordOperator, type RecordOperator, type SessionSummary, type StageRecord, type StreamRecord, TributaryError, writeFileDurably, sessionKey } from 'tributary';
 import { backendMemoryBytes, missingPackages, modelsInWorkers, useBackend, type BackendSelection } from './backend.js';
 import { shadowOutput, type ResolvedModelConfig } from './config.js';
 import { createDriftDetector, LossBlocks, type DriftDetector, type DriftState, type LossBlocksState } from './drift.js';
@@ -2279,6 +2279,13 @@ export function learnerOperator(context: PluginContext, learner: OnlineLearner, 
     // The emit the timer's ticks use: the first record's (a closure over `emit` made in `record` would
     // cost a context allocation per record, made or not).
     let tickEmit: Emit | undefined;
+    // The records an event's handling makes, held until the event itself is passed on (see `record`).
+    const held: Element[] = [];
+    const hold: Emit = (element) => void held.push(element);
+    const releaseHeld = (emit: Emit): void => {
+      for (let i = 0; i < held.length; i++) emit(held[i]!);
+      held.length = 0;
+    };
     const timer = setInterval(() => {
       if (!tickEmit) return;
       learner.timerTick(tickEmit);
@@ -2289,9 +2296,22 @@ export function learnerOperator(context: PluginContext, learner: OnlineLearner, 
       record(record, emit) {
         const out = toShadow ?? emit;
         tickEmit ??= out;
-        emit(record);
-        if (record.kind === 'event') handlers.event(record as ClickEvent, out);
-        else if (isSessionSummary(record)) handlers.summary(record, out);
+        if (record.kind === 'event') {
+          // Read before it is passed on: a feature stage after this one appends to the event's vector in place
+          // (FeatureBlock), and a model reads the features of the stages before it alone (a challenger after a
+          // stage the live model is before gets more). What it makes meanwhile follows the event, as it did.
+          try {
+            handlers.event(record as ClickEvent, toShadow ?? hold);
+          } catch (error) {
+            releaseHeld(emit); // what it made before it threw goes out, as it did when the event went first
+            throw error;
+          }
+          emit(record);
+          releaseHeld(emit);
+        } else {
+          emit(record);
+          if (isSessionSummary(record)) handlers.summary(record, out);
+        }
         learner.tickRecord(out);
         learner.emitUnlabelled(out);
       },

@@ -4,8 +4,20 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { testContext } from 'tributary/testing';
 import intentModel from './intent.js';
+import hashFeatures from '../operators/hash-features.js';
 import { Chain, stage } from '../operators/harness.js';
-import { base, shiftingIntentStream } from './models-test-helpers.js';
+import { featureNames } from './testdata.js';
+import { base, reportOf, shiftingIntentStream } from './models-test-helpers.js';
+
+test('a model reads the features of the stages before it alone: a feature stage after it (before a challenger) does not reach it', async () => {
+  const input = shiftingIntentStream(60, 60, 0.3, 0.3, 11);
+  const output = (await Chain.build([stage(intentModel, { ...base, name: 'live', report: true }), stage(hashFeatures, { fields: ['category'], width: 4, prefix: 'cat' }), stage(intentModel, { ...base, name: 'challenger', report: true })], testContext()))
+    .push(input)
+    .end();
+  const featuresOf = (model: string): readonly string[] => reportOf(output.filter((record) => (record as { model?: string }).model === model)).features;
+  assert.deepEqual(featuresOf('live'), featureNames);
+  assert.deepEqual(featuresOf('challenger'), [...featureNames, 'cat_0', 'cat_1', 'cat_2', 'cat_3']);
+});
 
 test('shadow: true sends every record the model makes to the side output shadow; its input passes on, and it scores as the same model not shadowed', async () => {
   const input = shiftingIntentStream(60, 60, 0.3, 0.3, 11);
