@@ -18,7 +18,7 @@ import { entryLabel, entrySchemaProblems, loadPipeline, pluginConfig, type Pipel
 import { formatOfFile, isTabSeparatedFile } from '../decode.js';
 import { ConfigError, positionOf, type ErrorCode } from '../errors.js';
 import type { StreamRecord, WarmStart } from '../events.js';
-import { defineSink, type AnyPlugin, type ConfigFile } from '../plugin.js';
+import { defineSink, emittedWith, type AnyPlugin, type ConfigFile } from '../plugin.js';
 import { outputFilesOf, recordCountOf, replayNotesOf } from '../plugin-hooks.js';
 import { recentScoresText } from '../model-scores.js';
 import { sameFile, statIfAny } from '../paths.js';
@@ -275,8 +275,10 @@ export async function runBacktestCommand(options: BacktestCommandOptions): Promi
     config: { type: 'object' },
     create: () => ({ write: (record) => void reports.push(record as ModelReport), close: async () => undefined }),
   });
-  // Internal: what only it takes is no record out (the summary counts it as collected).
-  loaded.sinks.push({ plugin: capture, entry: { type: 'backtest-capture', label: 'backtest-capture' }, path: '$.backtest', internal: true });
+  // Internal: what only it takes is no record out (the summary counts it as collected). It takes the reports from
+  // every side output a stage has as configured too: a model stage may send its records to one (a challenger's `shadow: true`).
+  const stageOutputs = [...new Set(loaded.stages.flatMap((stage) => emittedWith(stage.plugin, pluginConfig(stage.entry) as never, { entry: stage.path })?.sideOutputs ?? []))];
+  loaded.sinks.push({ plugin: capture, entry: { type: 'backtest-capture', label: 'backtest-capture', outputs: stageOutputs }, path: '$.backtest', internal: true });
 
   // A replay: plugins decide from the data alone, so the same input gives the same metrics.
   // The models it learnt are saved in the report folder (models/NAME.model.json, at the end), with the scores they earned,

@@ -119,7 +119,7 @@ test("a sink's declared kinds, and an operator's own kinds and side outputs, are
   assert.match(describePlugins(registry, false), /^operator sessionizer \(beta\)\n  .*\n  emits kinds: session\n  side outputs: late\n/m);
   // Kinds made only under some config (PluginSpec.emitsOnlyWith) are listed with their condition.
   const reports = "emits: prediction, drift (only with a drift detector: drift.detector not 'none'), model_metrics (only with report: true), label (only with emit_labels: true), unlabelled (only with emit_labels: true)";
-  assert.ok(reference.includes(`_operator, experimental, state: global, ${reports}._ Learns P(session ends in a purchase)`), 'the reference says when a model emits what');
+  assert.ok(reference.includes(`_operator, experimental, state: global, ${reports}, side outputs: shadow (only with shadow: true)._ Learns P(session ends in a purchase)`), 'the reference says when a model emits what');
   assert.match(describePlugins(registry, false), /^operator intent-model \(experimental\)\n  .*\n  emits kinds: prediction, drift \(only with a drift detector: drift\.detector not 'none'\), model_metrics \(only with report: true\), label \(only with emit_labels: true\), unlabelled \(only with emit_labels: true\)\n/m);
   const intent = listed.find((plugin) => plugin.name === 'intent-model') as { emits?: string[]; emitsOnlyWith?: Record<string, string> } | undefined;
   assert.deepEqual([intent?.emits, intent?.emitsOnlyWith], [['prediction', 'drift', 'model_metrics', 'label', 'unlabelled'], { drift: "a drift detector: drift.detector not 'none'", model_metrics: 'report: true', label: 'emit_labels: true', unlabelled: 'emit_labels: true' }]);

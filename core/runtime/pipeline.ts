@@ -887,15 +887,21 @@ export class PipelineRunner {
     if (this.failure !== undefined) return; // failed: nothing more is written, as in route()
     const slots = this.sinksByOutput.get(name) ?? [];
     // An entry's `kinds` chooses from the main stream only; what its plugin cannot take it never gets.
-    const takers = slots.filter((slot) => slot.takes === undefined || slot.takes.has(record.kind)).map((slot) => slot.sink);
-    if (takers.length > 0 && !this.deliver(takers, record)) return;
+    const taking = slots.filter((slot) => slot.takes === undefined || slot.takes.has(record.kind));
+    if (taking.length > 0 && !this.deliver(taking.map((slot) => slot.sink), record)) return;
+    // Taken only for the command's own use (the backtest's model reports, from a shadow model's side output too), as route() counts it.
+    if (taking.length > 0 && taking.every((slot) => slot.internal)) {
+      this.stats.collected = (this.stats.collected ?? 0) + 1;
+      return;
+    }
     this.stats.sideOutputs[name] = (this.stats.sideOutputs[name] ?? 0) + 1;
-    if (takers.length > 0) return;
-    // Counted, and said once: a side output without a sink is a config choice, not a silent loss.
-    const warning = slots.length === 0 ? name : `${name}\0${record.kind}`;
+    if (taking.length > 0) return;
+    // Counted, and said once: a side output without a sink is a config choice, not a silent loss. The command's own sinks are none of the pipeline's.
+    const named = slots.filter((slot) => !slot.internal);
+    const warning = named.length === 0 ? name : `${name}\0${record.kind}`;
     if (!this.warnedOutputs.has(warning)) {
       this.warnedOutputs.add(warning);
-      if (slots.length === 0) this.logger.warn({ output: name }, `side output '${name}' has no sink (add one with outputs: [${name}]); its records are counted only`);
+      if (named.length === 0) this.logger.warn({ output: name }, `side output '${name}' has no sink (add one with outputs: [${name}]); its records are counted only`);
       else this.logger.warn({ output: name, kind: record.kind }, `side output '${name}' has records of kind '${record.kind}', which no sink naming it takes; they are counted only`);
     }
   }

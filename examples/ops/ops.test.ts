@@ -142,3 +142,14 @@ test("each example alert's runbook points at a section of docs/operations.md", (
     [],
   );
 });
+
+// Trying a challenger model (docs/operations.md): the live model and the challenger are compared over days on the
+// windowed AUC and log loss and on the calibration error, each model its own line (the `model` label).
+test('the example dashboard plots each model\'s windowed AUC, windowed log loss and calibration error, a line per model', () => {
+  const dashboard = JSON.parse(readFileSync(join(root, 'examples/ops/grafana-dashboard.json'), 'utf8')) as { panels: DashboardPanel[] };
+  for (const series of ['tributary_model_auc', 'tributary_model_logloss_window', 'tributary_model_calibration_error']) {
+    const targets = dashboard.panels.flatMap(({ targets }) => targets ?? []).filter(({ expr }) => new RegExp(`\\b${series}\\{`).test(expr));
+    assert.ok(targets.length > 0, `no panel plots ${series}`);
+    for (const target of targets) assert.match(target.legendFormat ?? '', /\{\{model\}\}/, `${series}: ${target.legendFormat}`);
+  }
+});

@@ -13,7 +13,7 @@
 import { checkListLengths, type ClickEvent, type Column, type CopyingSnapshot, type CopyThenEncode, decodeColumn, decodeColumnOf, decodeDerivedIds, decodeNamedColumns, decodeNullableStrings, decodeOptionalColumnOf, decodeStrings, defineOperator, type DerivedIds, eachOf, type Emit, encodeColumn, encodeDerivedIds, encodeNamedColumns, inTurns, parseDuration, partsOf, type JsonSchema, type PluginContext, type SessionSummary, type Operator, sessionKey } from 'tributary';
 import { learnerOperator, OnlineLearner, predictionId, type IdDeriver, type LearnerState, type SampleHandle, type SampleInput } from './learner.js';
 import type { CustomModelSource } from './custom.js';
-import { claimModelName, bareMillisecondsWarnings, inapplicableFieldProblems, modelEmits, sessionizerProblems, modelEmitsOnlyWith, modelNameProblems, modelOperatorProperties, resolveConfig, type ModelOperatorConfig } from './config.js';
+import { claimModelName, bareMillisecondsWarnings, inapplicableFieldProblems, modelEmits, sessionizerProblems, modelEmitsOnlyWith, modelNameProblems, modelSideOutputs, modelSideOutputsOnlyWith, modelOperatorProperties, resolveConfig, type ModelOperatorConfig } from './config.js';
 import { SequenceTracker, type SequencesState } from './sequence.js';
 import { mergedAwayIds } from './summaries.js';
 
@@ -430,6 +430,8 @@ export default defineOperator<ChurnModelConfig>({
   featureNames: () => [], // appends none: a transform after it is checked against the names before it
   emits: modelEmits,
   emitsOnlyWith: modelEmitsOnlyWith,
+  sideOutputs: modelSideOutputs,
+  sideOutputsOnlyWith: modelSideOutputsOnlyWith,
   status: 'experimental',
   summary: 'Learns P(no return within the horizon) online, predicting when each session closes; fixed-horizon labels once no return within the horizon can still arrive.',
   description:

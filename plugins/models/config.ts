@@ -32,6 +32,7 @@ export interface ModelOperatorConfig {
   checkpoint?: { dir: string; every?: number; warm_start?: boolean };
   report?: boolean;
   emit_labels?: boolean;
+  shadow?: boolean;
 }
 
 /** With every default filled in. */
@@ -63,6 +64,8 @@ export interface ResolvedModelConfig {
   checkpoint: { dir: string; every: number; warmStart: boolean } | undefined;
   report: boolean;
   emitLabels: boolean;
+  /** Its records go to the side output {@link shadowOutput}, not the main stream (a challenger beside the live model). */
+  shadow: boolean;
 }
 
 /** `label_buffer.timeout` when not written (intent's pipeline check reads it too). */
@@ -111,8 +114,20 @@ export function resolveConfig(config: ModelOperatorConfig, label: string, defaul
     checkpoint: config.checkpoint ? { dir: config.checkpoint.dir, every: config.checkpoint.every ?? 0, warmStart: config.checkpoint.warm_start ?? true } : undefined,
     report: config.report ?? false,
     emitLabels: config.emit_labels ?? false,
+    shadow: config.shadow ?? false,
   };
 }
+
+/**
+ * The side output a model stage with `shadow: true` sends every record it makes to (predictions, labels,
+ * unlabelled, drift, model_metrics): a challenger scores and learns beside the live model while the sinks of
+ * the main stream (the topic consumers read) get the live model's records alone. PluginSpec.sideOutputs.
+ */
+export const shadowOutput = 'shadow';
+export const modelSideOutputs = [shadowOutput] as const;
+export const modelSideOutputsOnlyWith: { readonly [output: string]: OutputCondition<ModelOperatorConfig> } = {
+  [shadowOutput]: { condition: 'shadow: true', test: (config) => config.shadow === true },
+};
 
 /**
  * What every model operator emits (PluginSpec.emits): a prediction per input it scores always; `drift` when
@@ -407,6 +422,14 @@ export const modelOperatorProperties = {
       '`scoreReason`: why its AUC is null or measures nothing learnt, in a few words (`no label`, `one class: every label negative` or `positive`, `every label scored before it learnt`, `diverged: N of M predictions not a number`), as the end-of-run log line says it beside the AUC, or null; ' +
       'and `scoreNotes`: what its scores do not show by themselves, each said whole (why a score is null, how many labels were scored before its first learning step, how many predictions were not a number), empty when there is nothing to say; ' +
       'a backtest shows these two beside the scores) at end of input; the backtest turns it on. Default: false.',
+  },
+  shadow: {
+    type: 'boolean',
+    description:
+      'Score and learn as ever, but send every record the stage makes (`prediction`, `label`, `unlabelled`, `drift`, `model_metrics`) to the side output `shadow` instead of the main stream: ' +
+      'a challenger beside the live model (another kind, learning rate or feature set), which the sinks of the main stream (the topic consumers read) never get; a sink with `outputs: [shadow]` takes its records. ' +
+      'Its metrics, end-of-run line, model file and checkpoint state are as any model stage\'s (by its `name` and `label`), and every input record still passes through to the stages after it. ' +
+      'Moving `shadow: true` from one model stage to another promotes the challenger: with their `label`s kept, both resume their learnt state from the checkpoint (docs/operations.md, Trying a challenger model). Default: false.',
   },
   emit_labels: {
     type: 'boolean',

@@ -10,7 +10,7 @@
  */
 import { defineOperator, FeatureSelector, fieldPath, valueAtPath, type ConfigFieldPath, type ConfigSchema, type EntryProblem, type JsonSchema, type OperatorPlugin, type OutlineEntry, type PipelineOutline, type PluginStatus } from 'tributary';
 import { churnProperties, createChurnModel, type ChurnModelConfig } from './churn.js';
-import { addModelStageType, bareMillisecondsWarnings, inapplicableFieldProblems, modelEmits, sessionizerProblems, modelEmitsOnlyWith, modelNameProblems, modelOperatorProperties, type ModelOperatorConfig } from './config.js';
+import { addModelStageType, bareMillisecondsWarnings, inapplicableFieldProblems, modelEmits, sessionizerProblems, modelEmitsOnlyWith, modelNameProblems, modelSideOutputs, modelSideOutputsOnlyWith, modelOperatorProperties, type ModelOperatorConfig } from './config.js';
 import type { CustomModel, CustomModelSource, ModelContext } from './custom-model.js';
 import { createIntentModel, labelTimeoutProblems } from './intent.js';
 
@@ -124,6 +124,8 @@ export function defineModel<Config>(definition: ModelDefinition<Config>): Operat
     ...(definition.featureSelectorField === undefined ? {} : { featureSelectorField: `model.${definition.featureSelectorField}` as ConfigFieldPath<CustomModelStageConfig<Config>> }),
     emits: modelEmits,
     emitsOnlyWith: modelEmitsOnlyWith as NonNullable<OperatorPlugin<CustomModelStageConfig<Config>>['emitsOnlyWith']>,
+    sideOutputs: modelSideOutputs,
+    sideOutputsOnlyWith: modelSideOutputsOnlyWith as NonNullable<OperatorPlugin<CustomModelStageConfig<Config>>['sideOutputsOnlyWith']>,
     status: definition.status ?? 'experimental',
     summary: definition.summary,
     description: definition.description ? `${definition.description}\n\n${sharedText(task)}` : sharedText(task),

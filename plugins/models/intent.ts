@@ -9,7 +9,7 @@
 import { checkListLengths, type ClickEvent, type Column, type CopyingSnapshot, type CopyThenEncode, decodeColumnOf, decodeNamedColumns, decodeOptionalColumnOf, decodeStrings, defineOperator, eachOf, type Emit, encodeNamedColumns, type EntryProblem, inTurns, type OutlineEntry, parseDuration, partsOf, type PipelineOutline, type PluginContext, type Operator, type SessionSummary, sessionKey } from 'tributary';
 import { idPrefix, learnerOperator, OnlineLearner, predictionIdAfter, type IdPrefix, type LearnerState, type SampleHandle, type SampleInput } from './learner.js';
 import type { CustomModelSource } from './custom.js';
-import { claimModelName, defaultLabelTimeout, bareMillisecondsWarnings, inapplicableFieldProblems, modelEmits, sessionizerProblems, modelEmitsOnlyWith, modelNameProblems, modelOperatorProperties, resolveConfig, type ModelOperatorConfig } from './config.js';
+import { claimModelName, defaultLabelTimeout, bareMillisecondsWarnings, inapplicableFieldProblems, modelEmits, sessionizerProblems, modelEmitsOnlyWith, modelNameProblems, modelSideOutputs, modelSideOutputsOnlyWith, modelOperatorProperties, resolveConfig, type ModelOperatorConfig } from './config.js';
 import { releaseReached, SequenceTracker, type SequencesState } from './sequence.js';
 import { closedEarly, mergedAwayIds } from './summaries.js';
 
@@ -276,6 +276,8 @@ export default defineOperator<IntentModelConfig>({
   featureNames: () => [], // appends none: a transform after it is checked against the names before it
   emits: modelEmits,
   emitsOnlyWith: modelEmitsOnlyWith,
+  sideOutputs: modelSideOutputs,
+  sideOutputsOnlyWith: modelSideOutputsOnlyWith,
   status: 'experimental',
   summary: 'Learns P(session ends in a purchase) online from sessionized events with features; emits a prediction per event.',
   description:

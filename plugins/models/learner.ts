@@ -7,9 +7,9 @@
 import { randomUUID } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
-import { type ClickEvent, type Column, type CopyThenEncode, type Counter, LockRefusedError, otherPipelineText, releaseLock, takeLockWaiting, decodeColumn, decodeColumnOf, decodeDerivedIds, decodeNamedColumns, decodeNullableStrings, decodeStrings, type DerivedIds, eachOf, type Emit, encodeColumn, encodeNamedColumns, encodeDerivedIds, type Gauge, type GaugeFamily, makeFolderDurably, type Metrics, type ModelCounts, type ModelDrift, type ModelMetrics, PartedSnapshots, partsOf, isSessionSummary, recentScoresText, PluginConfigError, type PluginContext, type Prediction, type PredictionLabel, type PredictionUnlabelled, type UnlabelledReason, recordOperator, type RecordOperator, type SessionSummary, type StageRecord, TributaryError, writeFileDurably, isSessionKeyOf, sessionKey } from 'tributary';
+import { type ClickEvent, type Column, type CopyThenEncode, type Counter, LockRefusedError, otherPipelineText, releaseLock, takeLockWaiting, decodeColumn, decodeColumnOf, decodeDerivedIds, decodeNamedColumns, decodeNullableStrings, decodeStrings, type DerivedIds, eachOf, type Element, type Emit, encodeColumn, encodeNamedColumns, encodeDerivedIds, type Gauge, type GaugeFamily, makeFolderDurably, type Metrics, type ModelCounts, type ModelDrift, type ModelMetrics, PartedSnapshots, partsOf, isSessionSummary, recentScoresText, PluginConfigError, type PluginContext, type Prediction, type PredictionLabel, type PredictionUnlabelled, type UnlabelledReason, recordOperator, type RecordOperator, type SessionSummary, type StageRecord, type StreamRecord, TributaryError, writeFileDurably, isSessionKeyOf, sessionKey } from 'tributary';
 import { backendMemoryBytes, missingPackages, modelsInWorkers, useBackend, type BackendSelection } from './backend.js';
-import type { ResolvedModelConfig } from './config.js';
+import { shadowOutput, type ResolvedModelConfig } from './config.js';
 import { createDriftDetector, LossBlocks, type DriftDetector, type DriftState, type LossBlocksState } from './drift.js';
 import type { Batch, Model, ModelState } from './model.js';
 import { openModel, remapFeatures } from './models.js';
@@ -2302,10 +2302,20 @@ export interface LearnerStageHandlers {
  * `batch.max_delay`, else every second), so a quiet stream's predictions still leave.
  */
 export function learnerOperator(context: PluginContext, learner: OnlineLearner, handlers: LearnerStageHandlers): RecordOperator {
+  // A shadow stage's own records (every one the handlers and the learner make) go to its side output; the
+  // records it is given still pass on down the main stream.
+  const toShadow: Emit | undefined = learner.config.shadow ? (record) => context.sideOutput(shadowOutput, record as StreamRecord) : undefined;
   return recordOperator(context, () => {
     // The emit the timer's ticks use: the first record's (a closure over `emit` made in `record` would
     // cost a context allocation per record, made or not).
     let tickEmit: Emit | undefined;
+    // The records an event's handling makes, held until the event itself is passed on (see `record`).
+    const held: Element[] = [];
+    const hold: Emit = (element) => void held.push(element);
+    const releaseHeld = (emit: Emit): void => {
+      for (let i = 0; i < held.length; i++) emit(held[i]!);
+      held.length = 0;
+    };
     const timer = setInterval(() => {
       if (!tickEmit) return;
       learner.timerTick(tickEmit);
@@ -2314,24 +2324,39 @@ export function learnerOperator(context: PluginContext, learner: OnlineLearner, 
     timer.unref();
     return {
       record(record, emit) {
-        tickEmit ??= emit;
-        emit(record);
-        if (record.kind === 'event') handlers.event(record as ClickEvent, emit);
-        else if (isSessionSummary(record)) handlers.summary(record, emit);
-        learner.tickRecord(emit);
-        learner.emitUnlabelled(emit);
+        const out = toShadow ?? emit;
+        tickEmit ??= out;
+        if (record.kind === 'event') {
+          // Read before it is passed on: a feature stage after this one appends to the event's vector in place
+          // (FeatureBlock), and a model reads the features of the stages before it alone (a challenger after a
+          // stage the live model is before gets more). What it makes meanwhile follows the event, as it did.
+          try {
+            handlers.event(record as ClickEvent, toShadow ?? hold);
+          } catch (error) {
+            releaseHeld(emit); // what it made before it threw goes out, as it did when the event went first
+            throw error;
+          }
+          emit(record);
+          releaseHeld(emit);
+        } else {
+          emit(record);
+          if (isSessionSummary(record)) handlers.summary(record, out);
+        }
+        learner.tickRecord(out);
+        learner.emitUnlabelled(out);
       },
       watermark(mark, emit) {
+        const out = toShadow ?? emit;
         learner.snapshots.settle();
         if (mark.time === Infinity) {
           handlers.ended?.();
-          learner.endOfInput(emit);
+          learner.endOfInput(out);
           return;
         }
-        handlers.watermark(mark.time, emit);
+        handlers.watermark(mark.time, out);
         learner.watermarkPassed(mark.time);
-        learner.tick(emit);
-        learner.emitUnlabelled(emit);
+        learner.tick(out);
+        learner.emitUnlabelled(out);
       },
       // Runs after completion too (a stop keeps pending batches for the snapshot): one place clears the timer.
       finalize() {
