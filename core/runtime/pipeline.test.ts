@@ -1,6 +1,7 @@
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { setImmediate as turn, setTimeout as sleep } from 'node:timers/promises';
+import { getHeapStatistics } from 'node:v8';
 import { cpSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
@@ -385,6 +386,23 @@ test('a heap over heap_budget pauses the sources for at most heap_wait, then the
   assert.match(text, /^tributary_heap_pauses_total\{pipeline="tight"\} 1$/m, 'one pause, not one per batch');
   assert.match(text, /^tributary_heap_overruns_total\{pipeline="tight"\} 1$/m);
   assert.match(text, /^tributary_heap_over_budget\{pipeline="tight"\} 1$/m);
+});
+
+test('a heap_budget at or above the heap limit is warned of at start, naming the file, line, column and field', async () => {
+  // Such a budget never pauses: the heap reaches node's limit (--max-old-space-size) and the process ends first.
+  const limitMiB = Math.ceil(getHeapStatistics().heap_size_limit / 2 ** 20);
+  const logs: { msg: string; line?: number; path?: string }[] = [];
+  const logger = pino({ level: 'warn' }, { write: (entry: string) => void logs.push(JSON.parse(entry) as { msg: string; line?: number; path?: string }) });
+  const yaml = (budget: string): string => `name: roomy\nsources: [{type: synthetic, users: 5, events: 10, seed: 1}]\nsinks: [{type: memory, kinds: [event]}]\nsettings:\n  heap_budget: ${budget}\n`;
+  await runYaml(yaml(`${limitMiB + 1}MiB`), { logger });
+  const warned = logs.filter((entry) => entry.msg.includes('heap_budget'));
+  assert.equal(warned.length, 1, JSON.stringify(logs));
+  assert.equal(warned[0]!.path, '$.settings.heap_budget');
+  assert.equal(warned[0]!.line, 5);
+  assert.match(warned[0]!.msg, /pipeline\.yaml:5:16: warning: \$\.settings\.heap_budget: heap_budget \([\d.]+GiB\) is not under this process's heap limit \([\d.]+[GM]iB, node's --max-old-space-size\)/);
+  logs.length = 0;
+  await runYaml(yaml(`${Math.floor(limitMiB / 2)}MiB`), { logger });
+  assert.deepEqual(logs.filter((entry) => entry.msg.includes('heap_budget')), [], 'a budget under the limit is not warned of');
 });
 
 test('a sink that throws fails the pipeline with an error naming it (no uncaught exception ends the process)', async () => {

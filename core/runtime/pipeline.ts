@@ -190,6 +190,13 @@ export function parseBytes(value: string | number | undefined): number | undefin
   return Number(match[1]) * { KiB: 2 ** 10, MiB: 2 ** 20, GiB: 2 ** 30 }[match[2] as 'KiB' | 'MiB' | 'GiB'];
 }
 
+/** Bytes as parseBytes reads them back: `1.50GiB`, `512.0MiB`, `900KiB`. */
+export function formatBytes(bytes: number): string {
+  if (bytes >= 2 ** 30) return `${(bytes / 2 ** 30).toFixed(2)}GiB`;
+  if (bytes >= 2 ** 20) return `${(bytes / 2 ** 20).toFixed(1)}MiB`;
+  return `${Math.round(bytes / 2 ** 10)}KiB`;
+}
+
 interface SinkSlot {
   label: string;
   sink: Sink;
@@ -2644,6 +2651,19 @@ export class PipelineRunner {
       problems.push({ file: this.loaded.file, ...problemPlace(at, "scale_out needs checkpoints (a checkpoint section, or the daemon's --checkpoint-dir): partition state is saved with them"), path: '$.scale_out' });
     }
     if (problems.length > 0) throw new ConfigError(problems);
+    const heapLimit = getHeapStatistics().heap_size_limit;
+    // A budget at or above V8's own limit never pauses anything: the process ends out of memory first (exit 134).
+    if (this.heapBudget !== undefined && this.heapBudget >= heapLimit) {
+      const at = this.loaded.locate?.('settings.heap_budget');
+      warnings.push({
+        file: this.loaded.file,
+        ...problemPlace(
+          at,
+          `heap_budget (${formatBytes(this.heapBudget)}) is not under this process's heap limit (${formatBytes(heapLimit)}, node's --max-old-space-size): the heap reaches the limit, and the process ends out of memory, before the budget would pause the sources; raise --max-old-space-size (NODE_OPTIONS) or lower heap_budget well under it`,
+        ),
+        path: '$.settings.heap_budget',
+      });
+    }
     // Said once, at the first start: a restart in the process runs the same config.
     if (!this.stats.restarts) for (const warning of warnings) this.logger.warn({ file: warning.file, line: warning.line, column: warning.column, path: warning.path }, formatWarning(warning));
     const newest = await this.newestCheckpoint();

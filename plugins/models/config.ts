@@ -329,7 +329,7 @@ export const modelOperatorProperties = {
     additionalProperties: false,
     description: 'Predictions waiting for their label (delayed labels).',
     properties: {
-      max_size: { type: 'integer', minimum: 1, description: 'Predictions held at most; the oldest is dropped beyond it, unscored, and counted (`model_label_buffer_overflow_total`, the report\'s counts, and a warning at the end of input). Default: 100000.' },
+      max_size: { type: 'integer', minimum: 1, description: 'Predictions held at most; the oldest is dropped beyond it, unscored, and counted (`model_label_buffer_overflow_total`, the report\'s counts, a warning at the first drop, said once, and one at the end of input). It must hold the predictions of one label delay (intent: the events of the sessions still open; churn: the sessions closed within `horizon`), else each is dropped before its label comes: docs/operations.md, Sizing. Default: 100000.' },
       timeout: duration('Event time after which an unlabelled prediction is dropped (and counted). Default: 1d.', '1ms'),
     },
   },

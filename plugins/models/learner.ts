@@ -1215,11 +1215,17 @@ export class OnlineLearner {
     s.raw = undefined;
   }
 
+  /** Whether the first overflow of the label buffer was said (once a run, as max_users reached is). */
+  private overflowSaid = false;
+
   private hold(sample: Sample): void {
     if (this.awaitingCount >= this.config.labelBuffer.maxSize) {
       // The queue is in submission order: its first awaiting sample is the oldest prediction.
       const oldest = this.oldestAwaiting()!;
-      if (this.drop(oldest)) this.countDropped('overflow', oldest);
+      if (this.drop(oldest)) {
+        this.countDropped('overflow', oldest);
+        if (!this.overflowSaid) this.sayOverflow();
+      }
     }
     this.awaitingQueue.push(sample);
     this.awaitingCount++;
@@ -1256,6 +1262,26 @@ export class OnlineLearner {
   }
 
   /** Counts a prediction dropped unlabelled (`handed_over` counts as expired), and says so where asked (emit_labels). */
+  /**
+   * A daemon's full label buffer showed only in a counter: a buffer smaller than the predictions of one label delay
+   * (intent's at a 30m gap: every event of the open sessions) drops each prediction before its label comes, and the
+   * model learns from none. Said when it starts, once; a run's verdict (report, end of input) counts them too.
+   */
+  private sayOverflow(): void {
+    this.overflowSaid = true;
+    const max = this.config.labelBuffer.maxSize;
+    const awaited =
+      this.task === 'intent'
+        ? 'intent: the events of the sessions still open, all labelled as each closes'
+        : this.task === 'churn'
+          ? 'churn: the sessions closed within its horizon'
+          : 'the predictions made within the time a label takes';
+    this.context.logger.warn(
+      { model: this.name, label_buffer_max_size: max, metric: 'tributary_model_label_buffer_overflow_total' },
+      `model ${this.name}: label buffer full (label_buffer.max_size ${max}): the oldest predictions are dropped unscored from now on, counted in tributary_model_label_buffer_overflow_total (said once); it must hold the predictions of one label delay (${awaited}), else the model has few labels or none to learn from (docs/operations.md, Sizing)`,
+    );
+  }
+
   private countDropped(reason: 'overflow' | 'expired' | 'withdrawn', sample: Sample, said: UnlabelledReason = reason): void {
     this.counts[reason]++;
     this.counters[reason].inc();

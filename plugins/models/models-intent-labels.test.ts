@@ -567,9 +567,11 @@ test('label buffer: overflow drops the oldest predictions and counts them; timeo
   assert.equal(report.counts.lateLabels, 3);
   assert.match(await metrics.registry.metrics(), /^tributary_model_late_labels_total\{[^}]*\} 3$/m);
   assert.ok(operator.snapshot);
-  // The run's verdict says what its scores leave out, as a warning (a buffer too small for the label delay).
-  assert.equal(warned.length, 1);
-  assert.match(warned[0]![1] as string, /2 labels .*; 6 of 8 predictions were never scored: 4 dropped from a full label buffer \(label_buffer.max_size\), 2 expired unlabelled/);
+  // The first overflow is said once as it happens (a daemon's only word of it was a counter), naming the bound and
+  // what it must hold; the run's verdict says what its scores leave out (a buffer too small for the label delay).
+  assert.equal(warned.length, 2, JSON.stringify(warned.map((args) => args[1])));
+  assert.match(warned[0]![1] as string, /^model under-test: label buffer full \(label_buffer\.max_size 2\): the oldest predictions are dropped unscored from now on, counted in tributary_model_label_buffer_overflow_total \(said once\); it must hold the predictions of one label delay \(intent: the events of the sessions still open/);
+  assert.match(warned[1]![1] as string, /2 labels .*; 6 of 8 predictions were never scored: 4 dropped from a full label buffer \(label_buffer.max_size\), 2 expired unlabelled/);
 });
 
 test('intent: events without features (no feature operator before it) are said once as a warning, naming what to put before it; a gru, which reads the events, predicts at them (was: no prediction and no word)', async () => {
