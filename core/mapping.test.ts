@@ -967,3 +967,12 @@ test('skip_types: a record of a skipped type (after event_types) is a rejection 
   const bad = map({ user_id: 'u1', ts: 'yesterday', event: 'purchase' });
   assert.ok(isRejected(bad) && !isSkipped(bad), 'a record whose type cannot be read is bad input, not skipped');
 });
+
+test('mappingWarnings: a skip_types entry that is most likely a known type misspelt (purchases, Purchase) is a warning at its index, as it skips nothing; a known type, one event_types maps to, or a type of its own is none', () => {
+  assert.deepEqual(mappingWarnings({ skip_types: ['view', 'purchases'] }), [
+    { field: 'skip_types[1]', message: "skip_types names 'purchases', which is no known type (view, cart, remove_from_cart, purchase) and no type event_types maps to: did you mean 'purchase'? Types are compared after event_types, exactly; as written it skips no 'purchase' event" },
+  ]);
+  assert.equal(mappingWarnings({ skip_types: ['Purchase'] })[0]?.field, 'skip_types[0]');
+  assert.deepEqual(mappingWarnings({ skip_types: ['purchase', 'purchases'], event_types: { order: 'purchases' } }).filter((w) => w.field.startsWith('skip_types')), [], 'a type event_types maps to is skipped as named');
+  assert.deepEqual(mappingWarnings({ skip_types: ['search'] }), []);
+});

@@ -137,6 +137,15 @@ export function mappingWarnings(config: MappingConfig): { field: string; message
       message: `event_types maps '${raw}' to '${mapped}', which is no known type (${KNOWN_EVENT_TYPES.join(', ')}): did you mean '${meant}'? The feature operators count such events only as events, and no model takes one for a purchase`,
     });
   }
+  // A skipped type no record can have (`purchases`) skips nothing: the purchases it was to drop would count twice.
+  const mappedTypes = new Set<string>([...(KNOWN_EVENT_TYPES as readonly string[]), ...Object.values(config.event_types ?? {})]);
+  if (typeof config.default_type === 'string') mappedTypes.add(config.event_types?.[config.default_type] ?? config.default_type);
+  for (const [index, skipped] of (config.skip_types ?? []).entries()) {
+    if (typeof skipped !== 'string' || mappedTypes.has(skipped)) continue;
+    const meant = nearestKnownType(skipped);
+    if (meant === undefined) continue;
+    warnings.push({ field: `skip_types[${index}]`, message: `skip_types names '${skipped}', which is no known type (${KNOWN_EVENT_TYPES.join(', ')}) and no type event_types maps to: did you mean '${meant}'? Types are compared after event_types, exactly; as written it skips no '${meant}' event` });
+  }
   const zone = config.time_zone;
   if (typeof zone !== 'string') return warnings;
   const abbreviation = zoneNameWarning(zone);
