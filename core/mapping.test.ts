@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import type { ClickEvent, StreamRecord } from './events.js';
 import { recordToJson } from './json.js';
-import { ABSENT_FIELD_SAMPLE, absentFieldCheck, CANONICAL_EVENT_MAPPING, createEventMapper, createTimeParser, isRejected, mappingWarnings, MAX_ATTRIBUTE_DEPTH, MAX_ID_LENGTH, MAX_UNKNOWN_TYPES_TOLD, timeFormatProblem, unknownEventTypeWarning, type MappingConfig } from './mapping.js';
+import { ABSENT_FIELD_SAMPLE, absentFieldCheck, CANONICAL_EVENT_MAPPING, createEventMapper, createTimeParser, isRejected, isSkipped, mappingWarnings, MAX_ATTRIBUTE_DEPTH, MAX_ID_LENGTH, MAX_UNKNOWN_TYPES_TOLD, timeFormatProblem, unknownEventTypeWarning, type MappingConfig } from './mapping.js';
 import { zoneNameWarning } from './time-zone.js';
 import { fieldPath, fieldPathProblem, similarFieldPath } from './fields.js';
 
@@ -955,4 +955,24 @@ test('createEventMapper\'s onTimeOffset is called once, with the first UTC offse
   assert.deepEqual(offsets({ time_format: 'epoch_ms' }, [1_704_880_800_000]), []);
   // Without a listener the parsers are those alone, as before.
   assert.equal((createEventMapper({})({ user_id: 'u', time: '2024-01-10T11:00:00+01:00', type: 'view' }) as ClickEvent).time, Date.UTC(2024, 0, 10, 10));
+});
+
+test('skip_types: a record of a skipped type (after event_types) is a rejection marked skipped, before its other fields are read; other types map as without it', () => {
+  const map = createEventMapper({ fields: { user_id: 'user_id', time: 'ts', type: 'event' }, event_types: { order_completed: 'purchase' }, skip_types: ['purchase'] });
+  const bought = map({ user_id: 'u1', ts: '2024-01-01T00:00:00Z', event: 'order_completed', price: 'abc' });
+  assert.deepEqual(bought, { rejected: 'skip_types: purchase', skipped: true }, 'skipped, its bad price no dead letter');
+  assert.ok(isRejected(bought) && isSkipped(bought));
+  const viewed = map({ user_id: 'u1', ts: '2024-01-01T00:00:00Z', event: 'view' });
+  assert.ok(!isRejected(viewed) && viewed.type === 'view');
+  const bad = map({ user_id: 'u1', ts: 'yesterday', event: 'purchase' });
+  assert.ok(isRejected(bad) && !isSkipped(bad), 'a record whose type cannot be read is bad input, not skipped');
+});
+
+test('mappingWarnings: a skip_types entry that is most likely a known type misspelt (purchases, Purchase) is a warning at its index, as it skips nothing; a known type, one event_types maps to, or a type of its own is none', () => {
+  assert.deepEqual(mappingWarnings({ skip_types: ['view', 'purchases'] }), [
+    { field: 'skip_types[1]', message: "skip_types names 'purchases', which is no known type (view, cart, remove_from_cart, purchase) and no type event_types maps to: did you mean 'purchase'? Types are compared after event_types, exactly; as written it skips no 'purchase' event" },
+  ]);
+  assert.equal(mappingWarnings({ skip_types: ['Purchase'] })[0]?.field, 'skip_types[0]');
+  assert.deepEqual(mappingWarnings({ skip_types: ['purchase', 'purchases'], event_types: { order: 'purchases' } }).filter((w) => w.field.startsWith('skip_types')), [], 'a type event_types maps to is skipped as named');
+  assert.deepEqual(mappingWarnings({ skip_types: ['search'] }), []);
 });

@@ -34,6 +34,12 @@ export interface MappingConfig {
   /** Raw field holding an object of attributes, taken whole (`attrs` in what a `file` sink wrote). */
   attributes_field?: string;
   default_type?: string;
+  /**
+   * Canonical types (after `event_types`) this source does not take: its records of them are counted as
+   * filtered, neither events nor dead letters. The browser's `purchase` where the order service's orders come
+   * on another source, so that no purchase is counted twice.
+   */
+  skip_types?: readonly string[];
   /** How a price in text writes its decimals: `.` (12.50, the default) or `,` (12,50; 1.234,56). */
   decimal_separator?: '.' | ',';
   /**
@@ -104,6 +110,7 @@ function isCanonicalMapping(config: MappingConfig): boolean {
     config.time_format === CANONICAL_EVENT_MAPPING.time_format &&
     config.attributes_field === CANONICAL_EVENT_MAPPING.attributes_field &&
     (config.attributes ?? []).length === 0 &&
+    (config.skip_types ?? []).length === 0 &&
     Object.keys(config.event_types ?? {}).length === 0 &&
     config.default_type === undefined
   );
@@ -129,6 +136,15 @@ export function mappingWarnings(config: MappingConfig): { field: string; message
       field: `event_types[${JSON.stringify(raw)}]`,
       message: `event_types maps '${raw}' to '${mapped}', which is no known type (${KNOWN_EVENT_TYPES.join(', ')}): did you mean '${meant}'? The feature operators count such events only as events, and no model takes one for a purchase`,
     });
+  }
+  // A skipped type no record can have (`purchases`) skips nothing: the purchases it was to drop would count twice.
+  const mappedTypes = new Set<string>([...(KNOWN_EVENT_TYPES as readonly string[]), ...Object.values(config.event_types ?? {})]);
+  if (typeof config.default_type === 'string') mappedTypes.add(config.event_types?.[config.default_type] ?? config.default_type);
+  for (const [index, skipped] of (config.skip_types ?? []).entries()) {
+    if (typeof skipped !== 'string' || mappedTypes.has(skipped)) continue;
+    const meant = nearestKnownType(skipped);
+    if (meant === undefined) continue;
+    warnings.push({ field: `skip_types[${index}]`, message: `skip_types names '${skipped}', which is no known type (${KNOWN_EVENT_TYPES.join(', ')}) and no type event_types maps to: did you mean '${meant}'? Types are compared after event_types, exactly; as written it skips no '${meant}' event` });
   }
   const zone = config.time_zone;
   if (typeof zone !== 'string') return warnings;
@@ -169,11 +185,20 @@ export function timeFormatReadsInstants(format: string): boolean {
   return /[XxZ]/.test(format.replace(/'[^']*'?/g, ''));
 }
 
-/** A mapped event, or the reason the raw record cannot be one. */
-export type MapResult = ClickEvent | { rejected: string };
+/**
+ * A mapped event, or the reason the raw record cannot be one. `skipped`: a record of a type the mapping's
+ * `skip_types` names, to be counted as filtered, not dead-lettered; a source that does not look at it
+ * dead-letters it with its reason, so nothing is lost either way.
+ */
+export type MapResult = ClickEvent | { rejected: string; skipped?: true };
 
-export function isRejected(result: MapResult): result is { rejected: string } {
+export function isRejected(result: MapResult): result is { rejected: string; skipped?: true } {
   return (result as { rejected?: string }).rejected !== undefined;
+}
+
+/** Whether a rejection is a record of a type the mapping skips (`skip_types`): filtered, not bad input. */
+export function isSkipped(result: MapResult): result is { rejected: string; skipped: true } {
+  return (result as { skipped?: true }).skipped === true;
 }
 
 /** Parses a raw timestamp into epoch milliseconds; NaN when it cannot. */
@@ -769,6 +794,7 @@ export function createEventMapper(
   const attributesFieldInherited = attributesField !== undefined && isInheritedName(attributesField);
   const attributesFieldPath = attributesField === undefined ? undefined : fieldPath(attributesField);
   const defaultType = config.default_type;
+  const skipTypes = config.skip_types === undefined || config.skip_types.length === 0 ? undefined : new Set(config.skip_types);
   const decimalComma = config.decimal_separator === ',';
   const readPrice = decimalComma ? decimalCommaNumber : decimalNumber;
   const priceDivisor = config.price_divisor;
@@ -833,6 +859,8 @@ export function createEventMapper(
       }
       type = mapped;
     }
+    // Before the other fields are read: a skipped record is not taken, so nothing else in it is wrong.
+    if (skipTypes?.has(type)) return { rejected: `skip_types: ${type}`, skipped: true };
     const event: ClickEvent = { kind: 'event', userId: user, time, type };
     let rawSession = sessionInherited ? ownValue(raw, sessionField) : raw[sessionField];
     if (rawSession === undefined && sessionPath !== undefined) rawSession = valueAtPath(raw, sessionPath);

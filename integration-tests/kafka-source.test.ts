@@ -874,3 +874,30 @@ settings: { max_in_flight: ${batchSize} }
   assert.equal(stats.deadLettered, total);
   assert.equal(stats.eventsIn, 0);
 });
+
+test("mapping.skip_types: the clickstream's purchase events are counted as filtered, neither events nor dead letters (the order service's orders, another source, are the purchases)", async (t) => {
+  const brokers = kafkaBrokers(t);
+  if (!brokers) return;
+  const topic = uniqueTopic('skip-types');
+  await createTopic(brokers, topic, 1);
+  await produce(brokers, topic, [
+    { key: 'u1', value: clickJson(1, base, 'view', { seq: 0 }) },
+    { key: 'u1', value: clickJson(1, base + 1_000, 'purchase', { seq: 1, order_id: 'o-1' }) },
+    { key: 'u1', value: clickJson(1, base + 2_000, 'view', { seq: 2 }) },
+  ]);
+  const got = new Set<number>();
+  const filtered: Record<string, number> = {};
+  const deadLetters: string[] = [];
+  const source = await startSource(brokers, topic, `g-${topic}`, got, undefined, { mapping: { attributes: ['seq'], skip_types: ['purchase'] } }, {
+    countFiltered: (count, reason) => void (filtered[reason] = (filtered[reason] ?? 0) + count),
+    deadLetter: (rejection) => void deadLetters.push(rejection.reason),
+  });
+  try {
+    await waitFor('both views read', () => got.has(0) && got.has(2));
+    assert.deepEqual([...got].sort(), [0, 2], 'the purchase is no event');
+    assert.deepEqual(filtered, { 'skip_types: purchase': 1 });
+    assert.deepEqual(deadLetters, []);
+  } finally {
+    await source.close();
+  }
+});

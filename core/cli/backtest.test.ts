@@ -436,17 +436,77 @@ test("backtest refuses an --input that a user's sink plugin declares it writes (
   assert.equal(existsSync(join(dir, 'report')), false);
 });
 
-test('backtest refuses a pipeline with more than one source (exit 2, at the second): one --input stands for one source, and the others would mix their events in', (t) => {
+/**
+ * Clicks from the browser and orders from the order service, as two files of their own schemas: the shopper
+ * world's events with each purchase moved into an order written `delayMs` after it (the order service writes
+ * after payment), and the same events whole, canonical, as one source would read them.
+ */
+function clicksAndOrders(dir: string, delayMs: number): { clicks: string; orders: string; whole: string } {
+  const world = new ShopperWorld({ seed: 3, users: 40 });
+  const events = Array.from({ length: 3000 }, () => world.next());
+  const lines = (rows: readonly object[]): string => rows.map((row) => `${JSON.stringify(row)}\n`).join('');
+  const clicks = events.filter((e) => e.type !== 'purchase').map((e) => ({ user_id: e.userId, event_time: new Date(e.time).toISOString(), event_type: e.type, product_id: e.itemId, price: e.price }));
+  const orders = events
+    .filter((e) => e.type === 'purchase')
+    .map((e, n) => ({ order_id: `o-${n}`, customer_id: e.userId, created_at: new Date(e.time + delayMs).toISOString(), total: e.price }))
+    .sort((a, b) => a.created_at.localeCompare(b.created_at));
+  assert.ok(orders.length > 20, 'the world buys');
+  writeFileSync(join(dir, 'clicks.jsonl'), lines(clicks));
+  writeFileSync(join(dir, 'orders.jsonl'), lines(orders));
+  writeFileSync(join(dir, 'whole.jsonl'), lines(events));
+  return { clicks: join(dir, 'clicks.jsonl'), orders: join(dir, 'orders.jsonl'), whole: join(dir, 'whole.jsonl') };
+}
+
+const ORDERS_PIPELINE = `name: orders
+sources:
+  - type: file
+    path: clicks.jsonl
+    mapping: { fields: { user_id: user_id, time: event_time, type: event_type, item_id: product_id, price: price } }
+  - type: file
+    path: orders.jsonl
+    mapping: { fields: { user_id: customer_id, time: created_at, price: total }, default_type: purchase }
+stages:
+  - { type: sessionizer, gap: 30m }
+  - { type: session-features }
+  - { type: intent-model, name: intent }
+sinks: [{type: file, path: out.jsonl, kinds: [session]}]
+`;
+
+test('backtest of a pipeline with two sources (clicks and orders, each with its own mapping) takes one --input per source, in order: the orders label the sessions as purchases inline do (was: refused)', (t) => {
+  const dir = tempFolder(t, 'backtest-two-sources');
+  const data = clicksAndOrders(dir, 90_000);
+  const pipeline = join(dir, 'orders.yaml');
+  writeFileSync(pipeline, ORDERS_PIPELINE);
+  const run = spawnSync(process.execPath, [main, 'backtest', pipeline, '--input', data.clicks, '--input', data.orders, '--report', join(dir, 'two'), '--log-level', 'warn'], { encoding: 'utf8', cwd: dir });
+  assert.equal(run.status, 0, run.stderr);
+  const one = join(dir, 'one.yaml');
+  writeFileSync(one, 'name: one\nsources: [{type: file, path: whole.jsonl, mapping: canonical}]\nstages: [{type: sessionizer, gap: 30m}, {type: session-features}, {type: intent-model, name: intent}]\nsinks: [{type: file, path: out1.jsonl, kinds: [session]}]\n');
+  const whole = spawnSync(process.execPath, [main, 'backtest', one, '--input', data.whole, '--report', join(dir, 'one'), '--log-level', 'warn'], { encoding: 'utf8', cwd: dir });
+  assert.equal(whole.status, 0, whole.stderr);
+  const metricsOf = (report: string) => JSON.parse(readFileSync(join(dir, report, 'metrics.json'), 'utf8')) as { events: number; deadLetters: number; models: Record<string, BacktestModelMetrics> };
+  const [two, inline] = [metricsOf('two'), metricsOf('one')];
+  assert.equal(two.events, inline.events, 'every click and every order read');
+  assert.equal(two.deadLetters, 0);
+  // Each order, paid 90 s after its session's last click, joins that session: the same sessions bought.
+  assert.deepEqual([two.models.intent!.n, two.models.intent!.positives], [inline.models.intent!.n, inline.models.intent!.positives]);
+  assert.ok(two.models.intent!.positives > 0);
+  assert.match(readFileSync(join(dir, 'two', 'report.html'), 'utf8'), /<code>[^<]*clicks\.jsonl<\/code> \(\d+ bytes[^)]*\), <code>[^<]*orders\.jsonl<\/code> \(\d+ bytes/);
+});
+
+test('backtest of a pipeline with two sources and one --input: refused at the source left without one (exit 2, file:line:col, nothing run); more --input than sources: a usage error', (t) => {
   const dir = tempFolder(t, 'backtest-sources');
-  const pipeline = join(dir, 'two.yaml');
-  writeFileSync(pipeline, 'name: two\nsources:\n  - {type: synthetic, events: 100}\n  - {type: synthetic, events: 100, seed: 9}\nsinks: [{type: file, path: out.jsonl}]\n');
-  const data = join(dir, 'events.jsonl');
-  writeFileSync(data, `${JSON.stringify(new ShopperWorld({ seed: 1, users: 5 }).next())}\n`);
-  const run = spawnSync(process.execPath, [main, 'backtest', pipeline, '--input', data, '--report', join(dir, 'report'), '--log-level', 'warn'], { encoding: 'utf8', cwd: dir });
+  const data = clicksAndOrders(dir, 1000);
+  const pipeline = join(dir, 'orders.yaml');
+  writeFileSync(pipeline, ORDERS_PIPELINE);
+  const run = spawnSync(process.execPath, [main, 'backtest', pipeline, '--input', data.clicks, '--report', join(dir, 'report'), '--log-level', 'warn'], { encoding: 'utf8', cwd: dir });
   assert.equal(run.status, 2, run.stderr);
-  const [problem] = records(run.stderr) as unknown as { code: string; line: number; path: string; msg: string }[];
-  assert.deepEqual([problem?.code, problem?.line, problem?.path], ['TRIB_ERR_CONFIG_INVALID', 4, '$.sources[1]'], run.stderr);
-  assert.match(problem!.msg, /backtest replays one --input as the pipeline's one source; this pipeline has 2/);
+  const [problem] = records(run.stderr) as unknown as { code: string; line: number; col: number; path: string; msg: string }[];
+  assert.deepEqual([problem?.code, problem?.line, problem?.path], ['TRIB_ERR_CONFIG_INVALID', 6, '$.sources[1]'], run.stderr);
+  assert.match(problem!.msg, /backtest replays one --input per source, in the order of `sources`; this pipeline has 2 and 1 --input was given: give one for \$\.sources\[1\] too/);
+  assert.equal(existsSync(join(dir, 'report')), false);
+  const extra = spawnSync(process.execPath, [main, 'backtest', pipeline, '--input', data.clicks, '--input', data.orders, '--input', data.whole, '--report', join(dir, 'report'), '--log-level', 'warn'], { encoding: 'utf8', cwd: dir });
+  assert.equal(extra.status, 2, extra.stderr);
+  assert.match(extra.stderr, /3 --input given for 2 sources: one --input per source, in the order of `sources`/);
   assert.equal(existsSync(join(dir, 'report')), false);
 });
 
@@ -671,7 +731,7 @@ test('report.html: each plot has a title, labelled axes (event time in UTC, log 
   const negatives = 'no AUC: all 40 labels were negative, and an AUC needs both outcomes';
   const reports = [report('learnt', 500, 50, true), report('unlabelled', 0, 0, false, [unlabelled]), report('negatives', 40, 0, false, [negatives])];
   const metrics = backtestMetrics({ eventsIn: 900, deadLettered: 0 } as RunStats, reports);
-  const source = { pipelineFile: '/p/pipeline.yaml', sets: ['stages[0].gap=5m'], input: { bytes: 1234, modified: '2024-01-01T00:00:00.000Z' }, generatedAt: '2024-01-02T03:04:05.000Z', version: '9.9.9', commit: 'abc123' };
+  const source = { pipelineFile: '/p/pipeline.yaml', sets: ['stages[0].gap=5m'], inputs: [{ path: '/data/in.csv', bytes: 1234, modified: '2024-01-01T00:00:00.000Z' }], generatedAt: '2024-01-02T03:04:05.000Z', version: '9.9.9', commit: 'abc123' };
   const html = reportHtml('bt', '/data/in.csv', metrics, reports, source);
   assert.match(html, /Pipeline: <code>\/p\/pipeline\.yaml<\/code>, overrides: <code>--set stages\[0\]\.gap=5m<\/code>\. Made 2024-01-02T03:04:05\.000Z by tributary 9\.9\.9, commit <code>abc123<\/code>/);
   assert.match(html, /<code>\/data\/in\.csv<\/code> \(1234 bytes, modified 2024-01-01T00:00:00\.000Z\)/);

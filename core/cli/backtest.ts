@@ -1,6 +1,7 @@
 /**
- * `tributary backtest FILE --input DATA`: replays DATA through the pipeline with its source (it must
- * have one only) replaced by a `file` source (keeping that source's mapping, CSV and watermark config),
+ * `tributary backtest FILE --input DATA [--input DATA2 ...]`: replays DATA through the pipeline with its source
+ * replaced by a `file` source (keeping that source's mapping, CSV and watermark config), the n-th --input
+ * standing for the n-th source where it has several (clicks and orders, each with its own mapping),
  * without scale_out, then writes DIR/metrics.json (a contract other tools read) and DIR/report.html
  * (self-contained plots); the model stages save the models they learnt to DIR/models/ (PluginContext.replaySaveDir),
  * which a run warm-starts from once copied into a model's `checkpoint.dir`.
@@ -32,7 +33,8 @@ import { takeHangups } from './signals.js';
 
 export interface BacktestCommandOptions {
   file: string;
-  input: string;
+  /** One data file per source of the pipeline, in the order of its `sources`. */
+  inputs: readonly string[];
   report: string;
   format?: 'jsonl' | 'csv';
   sets: string[];
@@ -216,57 +218,67 @@ export async function runBacktestCommand(options: BacktestCommandOptions): Promi
     if (properties.report?.type === 'boolean') stage.report = true;
   };
   const loaded = await loadPipeline(options.file, { registry, sets: options.sets, adjustStage });
-  const original = loaded.sources[0];
   const filePlugin = registry.get('source', 'file');
-  if (!original || !filePlugin) {
+  if (loaded.sources.length === 0 || !filePlugin) {
     const at = loaded.locate?.('sources');
     throw new ConfigError([{ file: options.file, ...positionOf(at), path: '$.sources', message: 'backtest needs a first source and the file source plugin' }]);
   }
-  // One --input stands for one source: the others would go on reading (their events mixed into the
-  // scores), and which of their mappings the file has is not known. Refused, not guessed.
-  const extra = loaded.sources[1];
-  if (extra) {
-    const message = `backtest replays one --input as the pipeline's one source; this pipeline has ${loaded.sources.length}: backtest a copy of it with one source`;
-    throw new ConfigError([{ file: loaded.file, ...positionOf(extra), path: extra.path, message }]);
+  // The n-th --input stands for the n-th source, read with that source's mapping: which of the mappings a
+  // file has is not guessed, and a source left reading its own input would mix its events into the scores.
+  const unmatched = loaded.sources[options.inputs.length];
+  if (unmatched) {
+    const count = loaded.sources.length;
+    const message = `backtest replays one --input per source, in the order of \`sources\`; this pipeline has ${count} and ${options.inputs.length} --input ${options.inputs.length === 1 ? 'was' : 'were'} given: give one for ${unmatched.path} too`;
+    throw new ConfigError([{ file: loaded.file, ...positionOf(unmatched), path: unmatched.path, message }]);
   }
   // Partitions and their state files need a partitioned source and checkpoints; a replay of a file has
   // neither (a backtest takes no checkpoints), and its stages are the same without them.
   delete loaded.document.scale_out;
-  const input = resolve(options.input);
   // Mistakes in the command line are said before anything runs (and before any output is replaced).
   const usage = (message: string): number => {
     reportUsageError(`tributary backtest: ${message}`, 'tributary backtest --help');
     return exitCodes.invalid;
   };
-  const inputStat = statIfAny(input);
-  if (inputStat === undefined) return usage(`--input ${options.input}: no such file`);
-  if (inputStat.isDirectory()) return usage(`--input ${options.input} is a folder; name a file`);
-  // A file the pipeline writes would be replaced (or appended to) as the run starts, before it is read.
-  for (const sink of [...loaded.sinks, loaded.deadLetter]) {
-    const written = writtenFile(sink, loaded.baseDir, input);
-    if (written === undefined) continue;
-    const where = sink.path.replace(/^\$\./, '');
-    const other = written.field === undefined ? 'give that sink another file' : `--set ${where}.${written.field} to another file`;
-    return usage(`--input ${options.input} is the file ${where} (a ${sink.plugin.name} sink) writes: the run would replace it (or append to it) while reading it; copy it elsewhere first, or ${other}`);
+  if (options.inputs.length > loaded.sources.length) {
+    const count = loaded.sources.length;
+    return usage(`${options.inputs.length} --input given for ${count} source${count === 1 ? '' : 's'}: one --input per source, in the order of \`sources\``);
+  }
+  const inputs = options.inputs.map((given) => ({ given, path: resolve(given), stat: statIfAny(resolve(given)) }));
+  for (const input of inputs) {
+    if (input.stat === undefined) return usage(`--input ${input.given}: no such file`);
+    if (input.stat.isDirectory()) return usage(`--input ${input.given} is a folder; name a file`);
+    // A file the pipeline writes would be replaced (or appended to) as the run starts, before it is read.
+    for (const sink of [...loaded.sinks, loaded.deadLetter]) {
+      const written = writtenFile(sink, loaded.baseDir, input.path);
+      if (written === undefined) continue;
+      const where = sink.path.replace(/^\$\./, '');
+      const other = written.field === undefined ? 'give that sink another file' : `--set ${where}.${written.field} to another file`;
+      return usage(`--input ${input.given} is the file ${where} (a ${sink.plugin.name} sink) writes: the run would replace it (or append to it) while reading it; copy it elsewhere first, or ${other}`);
+    }
   }
   const dir = resolve(options.report);
   const reportProblem = folderProblem('--report', options.report, dir);
   if (reportProblem) return usage(reportProblem);
-  const entry: PipelineEntry = { type: 'file', label: original.entry.label ?? 'source-file-0', path: input };
-  for (const key of ['csv', 'mapping', 'watermark', 'format'] as const) if (original.entry[key] !== undefined) entry[key] = structuredClone(original.entry[key]);
-  if (options.format) entry.format = options.format;
-  else if (entry.format === undefined && original.entry.type === 'file') Object.assign(entry, formatImplied(original.entry));
-  // A source with no mapping (synthetic) makes canonical events: a file of them (a file sink's output) is read as such, as `mapping: canonical` reads it.
-  const mapsRecords = 'mapping' in ((original.plugin.config.properties ?? {}) as Record<string, unknown>);
-  if (!mapsRecords && entry.mapping === undefined) entry.mapping = 'canonical';
-  const replay: ResolvedEntry = { ...original, plugin: filePlugin, entry };
+  const replays = inputs.map((input, index) => {
+    const original = loaded.sources[index]!;
+    const entry: PipelineEntry = { type: 'file', label: original.entry.label ?? `source-file-${index}`, path: input.path };
+    for (const key of ['csv', 'mapping', 'watermark', 'format'] as const) if (original.entry[key] !== undefined) entry[key] = structuredClone(original.entry[key]);
+    if (options.format) entry.format = options.format;
+    else if (entry.format === undefined && original.entry.type === 'file') Object.assign(entry, formatImplied(original.entry));
+    // A source with no mapping (synthetic) makes canonical events: a file of them (a file sink's output) is read as such, as `mapping: canonical` reads it.
+    const mapsRecords = 'mapping' in ((original.plugin.config.properties ?? {}) as Record<string, unknown>);
+    if (!mapsRecords && entry.mapping === undefined) entry.mapping = 'canonical';
+    return { original, entry, replay: { ...original, plugin: filePlugin, entry } as ResolvedEntry };
+  });
   // Said where the file gives what the file source cannot take (the source's `format`, a field of its `mapping`).
-  const problems = entrySchemaProblems(loaded.file, replay);
+  const problems = replays.flatMap(({ replay }) => entrySchemaProblems(loaded.file, replay));
   if (problems.length > 0) throw new ConfigError(problems.map((problem) => ({ ...problem, message: `as a file source: ${problem.message}` })));
-  loaded.sources[0] = replay;
+  replays.forEach(({ replay }, index) => (loaded.sources[index] = replay));
   // What the file cannot give as the replaced source took it (a Kafka record's timestamp): said first, as
   // a replay whose every record is then dead-lettered would otherwise only say the time was missing.
-  for (const note of replayNotesOf(original.plugin, pluginConfig(original.entry) as never, { entry: original.path })) logger.warn({ source: entryLabel('source', original.entry, 0), type: original.entry.type }, `backtest: ${note}`);
+  replays.forEach(({ original }, index) => {
+    for (const note of replayNotesOf(original.plugin, pluginConfig(original.entry) as never, { entry: original.path })) logger.warn({ source: entryLabel('source', original.entry, index), type: original.entry.type }, `backtest: ${note}`);
+  });
   const reports: ModelReport[] = [];
   const capture = defineSink<Record<string, never>>({
     name: 'backtest-capture',
@@ -288,7 +300,8 @@ export async function runBacktestCommand(options: BacktestCommandOptions): Promi
   let timer: NodeJS.Timeout | undefined;
   let stopProgressRecords: (() => void) | undefined;
   // The file source counts what it will read, as it reads it (gzip and CSV by its own rules).
-  const total = options.progress === 'none' ? 0 : ((await recordCountOf(filePlugin, entry as never, loaded.baseDir, { entry: replay.path })) ?? 0);
+  let total = 0;
+  if (options.progress !== 'none') for (const { entry, replay } of replays) total += (await recordCountOf(filePlugin, entry as never, loaded.baseDir, { entry: replay.path })) ?? 0;
   if (options.progress === 'records') {
     const began = Date.now();
     stopProgressRecords = writeProgressRecords(resultLogger(logger, 'info'), options.progressIntervalMs, () => {
@@ -337,8 +350,9 @@ export async function runBacktestCommand(options: BacktestCommandOptions): Promi
   writeFileSync(join(dir, 'metrics.json'), `${JSON.stringify(metrics, null, 2)}\n`);
   const notesOf = new Map(reports.map((report) => [report.model, scoreNotesOf(report)]));
   const notes = [...notesOf].filter(([, n]) => n.notes.length > 0).map(([model, n]) => [model, n.notes] as [string, string[]]);
-  const source: ReportSource = { pipelineFile: resolve(options.file), sets: options.sets, input: { bytes: Number(inputStat.size), modified: inputStat.mtime.toISOString() }, generatedAt: new Date().toISOString(), ...tributaryBuild() };
-  writeFileSync(join(dir, 'report.html'), reportHtml(loaded.document.name, input, metrics, reports, source));
+  const inputFiles = inputs.map(({ path, stat }) => ({ path, bytes: Number(stat!.size), modified: stat!.mtime.toISOString() }));
+  const source: ReportSource = { pipelineFile: resolve(options.file), sets: options.sets, inputs: inputFiles, generatedAt: new Date().toISOString(), ...tributaryBuild() };
+  writeFileSync(join(dir, 'report.html'), reportHtml(loaded.document.name, inputFiles.map(({ path }) => path), metrics, reports, source));
   // The result follows the logs' form, as `tributary run`'s summary does: lines on a terminal, records where the
   // logs are JSON lines (written whatever --log-level: they are the result).
   writeSummary(logger, pretty, runner.name, stats);
@@ -402,15 +416,26 @@ function writtenFile(sink: ResolvedEntry, baseDir: string, input: string): Confi
   return outputFilesOf(sink.plugin, pluginConfig(sink.entry) as never, { entry: sink.path }).find((file) => sameFile(resolve(baseDir, file.path), input));
 }
 
-/** Where a report came from, said at its top: the pipeline file and its --set overrides, the input's size and time, when and by which build it was made. */
+/** Where a report came from, said at its top: the pipeline file and its --set overrides, each input's size and time (one per source), when and by which build it was made. */
 export interface ReportSource {
   pipelineFile: string;
   sets: readonly string[];
-  input: { bytes: number; modified: string };
+  inputs: readonly { path: string; bytes: number; modified: string }[];
   generatedAt: string;
   version?: string;
   /** The commit of the checkout tributary runs from, when it is one (`-dirty` with uncommitted changes). */
   commit?: string;
+}
+
+/** The input files, each with its size and time where the report's source says them, in the order of the sources they stood for. */
+function inputsHtml(inputs: string | readonly string[], source?: ReportSource): string {
+  return [inputs]
+    .flat()
+    .map((path) => {
+      const file = source?.inputs.find((input) => input.path === path);
+      return `<code>${escapeHtml(path)}</code>${file ? ` (${file.bytes} bytes, modified ${escapeHtml(file.modified)})` : ''}`;
+    })
+    .join(', ');
 }
 
 const escapeHtml = (text: string): string => text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
@@ -458,7 +483,7 @@ function savedHtml(metrics: BacktestMetrics): string {
 }
 
 /** A self-contained page: uPlot's script and CSS inlined, the data as JSON in the page. */
-export function reportHtml(name: string, input: string, metrics: BacktestMetrics, reports: readonly StreamRecord[], source?: ReportSource): string {
+export function reportHtml(name: string, inputs: string | readonly string[], metrics: BacktestMetrics, reports: readonly StreamRecord[], source?: ReportSource): string {
   const require = createRequire(import.meta.url);
   const uplotDir = resolve(require.resolve('uplot'), '..');
   const script = readFileSync(join(uplotDir, 'uPlot.iife.min.js'), 'utf8');
@@ -491,7 +516,7 @@ export function reportHtml(name: string, input: string, metrics: BacktestMetrics
 body{font-family:system-ui,sans-serif;margin:2em;color:#222}h2{margin-top:2em}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}
 .plots{display:flex;flex-wrap:wrap;gap:1em}.features{columns:4;font-size:12px}.warning{border-left:4px solid #d62728;background:#fdf0f0;padding:0 1em;margin:1em 0}.no-plot{width:420px;height:300px;border:1px dashed #ccc;padding:1em;box-sizing:border-box;color:#555}</style></head>
 <body><h1>Backtest: ${escapeHtml(name)}</h1>
-<p>Input: <code>${escapeHtml(input)}</code>${source ? ` (${source.input.bytes} bytes, modified ${escapeHtml(source.input.modified)})` : ''}. Events: ${metrics.events}, dead letters: ${metrics.deadLetters}. Scores are prequential: each label is scored against the prediction made before it was known.</p>
+<p>Input: ${inputsHtml(inputs, source)}. Events: ${metrics.events}, dead letters: ${metrics.deadLetters}. Scores are prequential: each label is scored against the prediction made before it was known.</p>
 ${source ? sourceHtml(source) : ''}
 ${savedHtml(metrics)}
 ${warmNote}

@@ -232,18 +232,19 @@ export async function main(args: string[]): Promise<number> {
     )
     .command(
       'backtest <file>',
-      'Replay a data file through a pipeline (its one source replaced by a file source, without scale_out) and write DIR/metrics.json, DIR/report.html and the models learnt, DIR/models/NAME.model.json (a run warm-starts from one copied into its checkpoint.dir).',
+      'Replay data files through a pipeline (each source replaced by a file source, one --input per source in order, without scale_out) and write DIR/metrics.json, DIR/report.html and the models learnt, DIR/models/NAME.model.json (a run warm-starts from one copied into its checkpoint.dir).',
       (argv) =>
         withLockWait(withProgress(withCommon(named('backtest', argv)), 'a progress bar'))
           .positional('file', { type: 'string', demandOption: true, describe: 'Pipeline YAML file.' })
-          .option('input', { type: 'string', demandOption: true, describe: "Data file (JSON lines or CSV, as the source config says; canonical events, a file sink's output, for a source that takes no mapping, as synthetic)." })
+          .option('input', { type: 'string', demandOption: true, describe: "Data file (JSON lines or CSV, as the source config says; canonical events, a file sink's output, for a source that takes no mapping, as synthetic). Once per source, in the order of `sources`, each read with that source's mapping (clicks and orders: --input clicks.jsonl --input orders.jsonl)." })
           .option('report', { type: 'string', default: 'backtest-report', describe: 'Folder for metrics.json, report.html and models/ (the models learnt, NAME.model.json).' })
           .option('format', { type: 'string', choices: ['jsonl', 'csv'], describe: "Input format (default: the source's, or what its files' names say for a file source that writes none (.csv, .tsv); else from the input's name)." })
           .option('set', setOption('e.g. sinks[0].path=bt/predictions.jsonl')),
       async (argv) => {
         exitCode = await runBacktestCommand({
           file: argv.file,
-          input: argv.input,
+          // Given again, yargs makes the option an array: one file per source.
+          inputs: [argv.input].flat() as string[],
           report: argv.report,
           ...(argv.format ? { format: argv.format as 'jsonl' | 'csv' } : {}),
           sets: argv.set,

@@ -30,6 +30,7 @@ import {
   fieldText,
   formatDuration,
   isRejected,
+  isSkipped,
   mappingOf,
   notUtf8Rejection,
   isInheritedName,
@@ -3118,6 +3119,10 @@ class KafkaSource {
       if (byTimestamp) record[KAFKA_TIMESTAMP_FIELD] = message.timestamp;
       const result = this.map(record, origin);
       if (byTimestamp) delete record[KAFKA_TIMESTAMP_FIELD];
+      if (isSkipped(result)) {
+        this.context.countFiltered(1, result.rejected);
+        continue;
+      }
       if (isRejected(result)) {
         this.deadLetter(message, { reason: result.rejected, raw: text, origin });
         continue;

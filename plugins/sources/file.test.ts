@@ -1504,3 +1504,34 @@ test('gzip: resumed from a checkpoint at any batch of a file with a damaged midd
     assert.deepEqual([...first.deadLetters, ...again.deadLetters].map((dead) => `${dead.origin?.line} ${dead.reason}`), deadLetters, `stopped after batch ${stopAfter}`);
   }
 });
+
+test("clicks and the order service's orders as two file sources, each with its own mapping: skip_types [purchase] on the clicks drops the browser's purchase (counted as filtered, no dead letter), so the order paid 2 minutes later is the session's one purchase (was: a config error; without it, two)", async (t) => {
+  const dir = tempFolder(t, 'file-orders');
+  const clicks = [
+    { user_id: 'u1', event_time: '2024-01-01T10:00:00Z', event_type: 'view', product_id: 'i1', price: 20 },
+    { user_id: 'u1', event_time: '2024-01-01T10:01:00Z', event_type: 'cart', product_id: 'i1', price: 20 },
+    { user_id: 'u1', event_time: '2024-01-01T10:02:00Z', event_type: 'purchase', product_id: 'i1', price: 20, order_id: 'o-1' },
+    { user_id: 'u2', event_time: '2024-01-01T10:00:30Z', event_type: 'view', product_id: 'i2', price: 5 },
+  ];
+  writeFileSync(join(dir, 'clicks.jsonl'), clicks.map((click) => `${JSON.stringify(click)}\n`).join(''));
+  writeFileSync(join(dir, 'orders.jsonl'), `${JSON.stringify({ order_id: 'o-1', customer_id: 'u1', created_at: '2024-01-01T10:04:00Z', total: 20 })}\n`);
+  const pipeline = (skip: string) => `sources:
+  - type: file
+    path: clicks.jsonl
+    mapping: { fields: { user_id: user_id, time: event_time, type: event_type, item_id: product_id, price: price }${skip} }
+  - type: file
+    path: orders.jsonl
+    mapping: { fields: { user_id: customer_id, time: created_at, price: total }, default_type: purchase }
+stages: [{ type: sessionizer, gap: 30m }]
+sinks: [{ type: memory, kinds: [session] }]
+`;
+  const run = await runYaml(pipeline(', skip_types: [purchase]'), { baseDir: dir });
+  const sessions = run.outputs[0]!.filter((record) => record.kind === 'session') as unknown as { userId: string; purchased: boolean; counts: Record<string, number>; end: number }[];
+  const u1 = sessions.find((session) => session.userId === 'u1');
+  assert.deepEqual([u1?.purchased, u1?.counts, u1?.end], [true, { view: 1, cart: 1, purchase: 1 }, Date.parse('2024-01-01T10:04:00Z')], 'the order labels the session it was paid in');
+  assert.equal(run.deadLetters.length, 0);
+  assert.equal(run.stats.filteredByReason['source-file-0: skip_types: purchase'], 1);
+  const both = await runYaml(pipeline(''), { baseDir: dir });
+  const doubled = (both.outputs[0]!.find((record) => record.kind === 'session' && record.userId === 'u1') as unknown as { counts: Record<string, number> }).counts;
+  assert.equal(doubled.purchase, 2, 'without skip_types the browser and the order service each count the purchase');
+});
