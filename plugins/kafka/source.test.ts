@@ -524,6 +524,36 @@ test('a resume at a checkpoint\'s offset outside its partition\'s log (deleted b
   assert.deepEqual(assigned[0], [{ topic: 'old', partition: 0, offset: 20 }, { topic: 'gone', partition: 0, offset: 0 }]);
 });
 
+test('the brokers\' lookups at a resume come one at a time, not one per partition at once: in an outage each holds one of libuv\'s 4 pool threads for its timeout, and checkpoint writes and a transaction\'s abort waited for them all', async (t) => {
+  const script = await scriptedConsumer();
+  t.after(script.restore);
+  const topics = ['a', 'b', 'c', 'd', 'e', 'f'];
+  // Lookups answered late (an unresponsive broker's, shortened), each counted while it runs.
+  let inFlight = 0;
+  let most = 0;
+  let answered = 0;
+  const slow = <T>(answer: () => T) => (cb: (error: null, value: T) => void): void => {
+    most = Math.max(most, ++inFlight);
+    setTimeout(() => {
+      inFlight--;
+      answered++;
+      cb(null, answer());
+    }, 30);
+  };
+  const queryWatermarkOffsets = (_topic: string, _partition: number, _timeout: number, cb: (error: null, offsets: { lowOffset: number; highOffset: number }) => void) => slow(() => ({ lowOffset: 20, highOffset: 30 }))(cb);
+  const committed = (list: { topic: string; partition: number }[], _timeout: number, cb: (error: null, offsets: unknown[]) => void) => slow(() => list.map(({ topic, partition }) => ({ topic, partition, offset: -1001 })))(cb);
+  script.swap({ queryWatermarkOffsets, committed });
+  const { warnings, context: logged } = warningsKept();
+  const instance = await (kafkaSource as SourcePlugin<KafkaSourceConfig>).create(unreachableConfig(topics), logged);
+  t.after(() => instance.close?.());
+  instance.seek!({ offsets: Object.fromEntries(topics.map((topic) => [topic, { '0': 5 }])) });
+  void instance.read()[Symbol.asyncIterator]().next().catch(() => undefined);
+  await until(() => warnings.some((w) => w.message.startsWith('kafka source cannot resume where its checkpoint says')), 'the warning');
+  // Every partition still looked up (each below its log's start), one after another. Before, all 6 at once.
+  assert.ok(answered >= topics.length, `${answered} lookups answered`);
+  assert.equal(most, 1);
+});
+
 test('readiness after a (re)start: not ready from the subscription until the group\'s first assignment (an empty one too: an idle member), naming the group and topic; a later rebalance has assignment_timeout\'s grace', async (t) => {
   const script = await scriptedConsumer({ assignAtSubscribe: false });
   t.after(script.restore);

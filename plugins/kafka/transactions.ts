@@ -50,6 +50,7 @@ import {
   promisify,
   provideOauthToken,
   rdkafka,
+  throughLookupLane,
   topicListed,
   topicsOwnFault,
   type ConnectionConfig,
@@ -225,7 +226,7 @@ export class PipelineTransactions {
     const existing = shared.get(key);
     if (existing) return existing as PipelineTransactions;
     const Kafka = await rdkafka();
-    const producer = new Kafka.Producer({ ...properties, dr_cb: true } as RdKafka.ProducerGlobalConfig, {});
+    const producer = throughLookupLane(new Kafka.Producer({ ...properties, dr_cb: true } as RdKafka.ProducerGlobalConfig, {}));
     const created = new PipelineTransactions(String(properties['transactional.id']), producer, logger, connection, Kafka.features, signal);
     shared.set(key, created);
     return created;
