@@ -1435,9 +1435,20 @@ export class LookupLane {
       if (waited > timeoutMs) return this.answer(() => callback(laneTimedOut(waited)));
       this.running = true;
       let answered = false;
+      let released = false;
+      // A lookup not answered well past its timeout (a client closed under it, a call that never calls
+      // back) holds the lane no longer: the next goes; its answer, if it comes, still reaches its caller.
+      const overdue = setTimeout(() => {
+        released = true;
+        this.running = false;
+        this.queue.shift()?.();
+      }, timeoutMs + lookupOverdueMs);
+      overdue.unref?.();
       const done = (error: LibrdKafkaErrorLike | null | undefined, value?: T): void => {
         if (answered) return;
         answered = true;
+        clearTimeout(overdue);
+        if (released) return callback(error, value);
         this.running = false;
         this.answer(() => callback(error, value));
       };
@@ -1461,6 +1472,9 @@ export class LookupLane {
     }
   }
 }
+
+/** How long past its own timeout a lookup holds the lane at most (see LookupLane.run). */
+export const lookupOverdueMs = 5_000;
 
 /** A client error as node-rdkafka's callbacks hand it over (LibrdKafkaError, or a plain Error). */
 type LibrdKafkaErrorLike = Error & { code?: number };
