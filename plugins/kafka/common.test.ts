@@ -10,7 +10,7 @@ import { createRequire } from 'node:module';
 import { EventEmitter } from 'node:events';
 import type * as RdKafka from 'node-rdkafka';
 import { inputHandedOver, TributaryError } from 'tributary';
-import { brokersUnreachable, checkpointLogGone, LookupLane, throughLookupLane, connectionBurstMs, ConnectionFailures, ErrorCode, outageSettleMs, flushProducer, inOutage, isBrokersDown, isTimedOut, isUnknownTopicOrPartition, librdkafkaConnection, maxWarnedErrors, neverReachedWaitMs, OidcTokens, provideOauthToken, rdkafka, redactProperties, refusalEpisodeGapMs, stoppedUnreachable, type ConnectionConfig } from './common.js';
+import { brokersUnreachable, checkpointLogGone, LookupLane, lookupOverdueMs, throughLookupLane, connectionBurstMs, ConnectionFailures, ErrorCode, outageSettleMs, flushProducer, inOutage, isBrokersDown, isTimedOut, isUnknownTopicOrPartition, librdkafkaConnection, maxWarnedErrors, neverReachedWaitMs, OidcTokens, provideOauthToken, rdkafka, redactProperties, refusalEpisodeGapMs, stoppedUnreachable, type ConnectionConfig } from './common.js';
 
 const scram: ConnectionConfig = {
   brokers: ['kafka-1:9093', 'kafka-2:9093'],
@@ -732,5 +732,33 @@ test('a lookup that throws (node-rdkafka\'s disconnected client) frees the lane 
   client.getMetadata({ timeout: 1_000 }, (error) => errors.push(error!.message));
   client.getMetadata({ timeout: 1_000 }, (error) => errors.push(error!.message));
   assert.deepEqual(errors, ['KafkaConsumer is not connected', 'KafkaConsumer is not connected']);
+  assert.equal(lane.inFlight, 0);
+});
+
+test('a lookup that never calls back holds the lane only until lookupOverdueMs past its timeout: the next is made, and a late answer still reaches its caller', (t) => {
+  t.mock.timers.enable({ apis: ['Date', 'setTimeout'], now: 0 });
+  const lane = new LookupLane();
+  const pending: (() => void)[] = [];
+  const made: number[] = [];
+  class HangingClient {
+    queryWatermarkOffsets(_topic: string, partition: number, _timeout: number, cb: (error: null, offsets: unknown) => void) {
+      made.push(partition);
+      pending.push(() => cb(null, { lowOffset: 0, highOffset: 1 }));
+    }
+  }
+  const client = throughLookupLane(new HangingClient() as unknown as RdKafka.KafkaConsumer, lane);
+  const results: string[] = [];
+  client.queryWatermarkOffsets('t', 0, 5_000, (error) => results.push(`p0: ${error ? 'error' : 'ok'}`));
+  // Asked with a timeout long enough to outwait the first's release.
+  client.queryWatermarkOffsets('t', 1, 60_000, (error) => results.push(`p1: ${error ? 'error' : 'ok'}`));
+  t.mock.timers.tick(5_000 + lookupOverdueMs - 1);
+  assert.deepEqual(made, [0]);
+  t.mock.timers.tick(1);
+  assert.deepEqual(made, [0, 1]);
+  pending.shift()!();
+  assert.deepEqual(results, ['p0: ok']);
+  assert.equal(lane.inFlight, 1, 'the late answer frees nothing: the second lookup holds the lane');
+  pending.shift()!();
+  assert.deepEqual(results, ['p0: ok', 'p1: ok']);
   assert.equal(lane.inFlight, 0);
 });
