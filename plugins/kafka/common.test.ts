@@ -10,7 +10,7 @@ import { createRequire } from 'node:module';
 import { EventEmitter } from 'node:events';
 import type * as RdKafka from 'node-rdkafka';
 import { inputHandedOver, TributaryError } from 'tributary';
-import { brokersUnreachable, checkpointLogGone, connectionBurstMs, ConnectionFailures, ErrorCode, outageSettleMs, flushProducer, inOutage, isBrokersDown, isTimedOut, isUnknownTopicOrPartition, librdkafkaConnection, maxWarnedErrors, neverReachedWaitMs, OidcTokens, provideOauthToken, rdkafka, redactProperties, refusalEpisodeGapMs, stoppedUnreachable, type ConnectionConfig } from './common.js';
+import { brokersUnreachable, checkpointLogGone, LookupLane, lookupOverdueMs, throughLookupLane, connectionBurstMs, ConnectionFailures, ErrorCode, outageSettleMs, flushProducer, inOutage, isBrokersDown, isTimedOut, isUnknownTopicOrPartition, librdkafkaConnection, maxWarnedErrors, neverReachedWaitMs, OidcTokens, provideOauthToken, rdkafka, redactProperties, refusalEpisodeGapMs, stoppedUnreachable, type ConnectionConfig } from './common.js';
 
 const scram: ConnectionConfig = {
   brokers: ['kafka-1:9093', 'kafka-2:9093'],
@@ -683,4 +683,82 @@ test('checkpointLogGone: a checkpoint\'s partition of a topic gone from the meta
   assert.equal(checkpointLogGone(at('kept', 1, 5_000), cluster, log(4_000, 9_000)), undefined);
   assert.equal(checkpointLogGone(at('kept', 0, 5_000), cluster, undefined), undefined);
   assert.equal(checkpointLogGone(at('kept', 0, 5_000), cluster, log(-1, -1)), undefined, 'an end not known');
+});
+
+test('lookups through the lane: one made at a time; one that waited for its turn past its own timeout fails as timed out, not made (an outage\'s queue drains instead of growing)', (t) => {
+  t.mock.timers.enable({ apis: ['Date'], now: 0 });
+  const lane = new LookupLane();
+  // A client whose lookups hang until answered by hand (an unresponsive broker).
+  const pending: (() => void)[] = [];
+  const made: string[] = [];
+  // Methods on the prototype, as node-rdkafka's are.
+  class HangingClient {
+    getMetadata(options: { timeout: number }, cb: (error: null, metadata: unknown) => void) {
+      made.push(`metadata ${options.timeout}`);
+      pending.push(() => cb(null, {}));
+    }
+    queryWatermarkOffsets(_topic: string, partition: number, timeout: number, cb: (error: null, offsets: unknown) => void) {
+      made.push(`watermarks ${partition} ${timeout}`);
+      pending.push(() => cb(null, { lowOffset: 0, highOffset: 1 }));
+    }
+  }
+  const client = throughLookupLane(new HangingClient() as unknown as RdKafka.KafkaConsumer, lane);
+  const results: string[] = [];
+  const noted = (what: string) => (error: { code?: number } | null | undefined) => results.push(`${what}: ${error ? `error ${error.code}` : 'ok'}`);
+  client.queryWatermarkOffsets('t', 0, 5_000, noted('p0'));
+  client.queryWatermarkOffsets('t', 1, 5_000, noted('p1'));
+  client.getMetadata({ timeout: 20_000 }, noted('metadata'));
+  assert.deepEqual(made, ['watermarks 0 5000']);
+  assert.equal(lane.waiting, 2);
+  t.mock.timers.tick(6_000);
+  pending.shift()!();
+  // p1 waited 6 s, past its 5 s: not made. The metadata request (20 s) is made.
+  assert.deepEqual(results, ['p0: ok', `p1: error ${ErrorCode.TIMED_OUT}`]);
+  assert.deepEqual(made, ['watermarks 0 5000', 'metadata 20000']);
+  pending.shift()!();
+  assert.deepEqual(results, ['p0: ok', `p1: error ${ErrorCode.TIMED_OUT}`, 'metadata: ok']);
+  assert.equal(lane.inFlight, 0);
+});
+
+test('a lookup that throws (node-rdkafka\'s disconnected client) frees the lane for the next, and its caller gets the error', () => {
+  const lane = new LookupLane();
+  class DisconnectedClient {
+    getMetadata(_options: unknown, _cb: unknown) {
+      throw new Error('KafkaConsumer is not connected');
+    }
+  }
+  const client = throughLookupLane(new DisconnectedClient() as unknown as RdKafka.KafkaConsumer, lane);
+  const errors: string[] = [];
+  client.getMetadata({ timeout: 1_000 }, (error) => errors.push(error!.message));
+  client.getMetadata({ timeout: 1_000 }, (error) => errors.push(error!.message));
+  assert.deepEqual(errors, ['KafkaConsumer is not connected', 'KafkaConsumer is not connected']);
+  assert.equal(lane.inFlight, 0);
+});
+
+test('a lookup that never calls back holds the lane only until lookupOverdueMs past its timeout: the next is made, and a late answer still reaches its caller', (t) => {
+  t.mock.timers.enable({ apis: ['Date', 'setTimeout'], now: 0 });
+  const lane = new LookupLane();
+  const pending: (() => void)[] = [];
+  const made: number[] = [];
+  class HangingClient {
+    queryWatermarkOffsets(_topic: string, partition: number, _timeout: number, cb: (error: null, offsets: unknown) => void) {
+      made.push(partition);
+      pending.push(() => cb(null, { lowOffset: 0, highOffset: 1 }));
+    }
+  }
+  const client = throughLookupLane(new HangingClient() as unknown as RdKafka.KafkaConsumer, lane);
+  const results: string[] = [];
+  client.queryWatermarkOffsets('t', 0, 5_000, (error) => results.push(`p0: ${error ? 'error' : 'ok'}`));
+  // Asked with a timeout long enough to outwait the first's release.
+  client.queryWatermarkOffsets('t', 1, 60_000, (error) => results.push(`p1: ${error ? 'error' : 'ok'}`));
+  t.mock.timers.tick(5_000 + lookupOverdueMs - 1);
+  assert.deepEqual(made, [0]);
+  t.mock.timers.tick(1);
+  assert.deepEqual(made, [0, 1]);
+  pending.shift()!();
+  assert.deepEqual(results, ['p0: ok']);
+  assert.equal(lane.inFlight, 1, 'the late answer frees nothing: the second lookup holds the lane');
+  pending.shift()!();
+  assert.deepEqual(results, ['p0: ok', 'p1: ok']);
+  assert.equal(lane.inFlight, 0);
 });

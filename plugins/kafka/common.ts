@@ -1404,3 +1404,120 @@ export async function provideOauthToken(client: TokenClient, config: ConnectionC
   return () => tokens.stop();
 }
 
+
+/**
+ * node-rdkafka makes each blocking client call on libuv's thread pool: 4 threads unless
+ * UV_THREADPOOL_SIZE says more, shared with node's own fs (checkpoint writes, file sinks), zlib,
+ * dns.lookup and crypto. In a broker outage each call holds its thread for its whole timeout (2-30 s):
+ * a lookup per partition made at once filled the pool, and a checkpoint's write or a transaction's
+ * abort waited for them all. The lookups (metadata, watermarks, committed offsets, offsets for times)
+ * go through this lane, one in the process at a time, so they hold one thread at most; a client's
+ * other blocking calls (connect, consume, flush, the transaction calls) each come one at a time by
+ * their own logic. A lookup that waited for its turn longer than its own timeout fails as timed out
+ * without being made: in an outage the queue drains at once instead of growing.
+ */
+export class LookupLane {
+  private running = false;
+  private readonly queue: (() => void)[] = [];
+  /** Lookups made and not yet answered (0 or 1), and waiting for their turn: for tests and debugging. */
+  get inFlight(): number {
+    return this.running ? 1 : 0;
+  }
+  get waiting(): number {
+    return this.queue.length;
+  }
+
+  /** Makes `call` when the lane is free, or fails with a timeout if that comes after `timeoutMs`. */
+  run<T>(timeoutMs: number, call: (done: (error: LibrdKafkaErrorLike | null | undefined, value?: T) => void) => void, callback: (error: LibrdKafkaErrorLike | null | undefined, value?: T) => void): void {
+    const asked = Date.now();
+    const turn = (): void => {
+      const waited = Date.now() - asked;
+      if (waited > timeoutMs) return this.answer(() => callback(laneTimedOut(waited)));
+      this.running = true;
+      let answered = false;
+      let released = false;
+      // A lookup not answered well past its timeout (a client closed under it, a call that never calls
+      // back) holds the lane no longer: the next goes; its answer, if it comes, still reaches its caller.
+      const overdue = setTimeout(() => {
+        released = true;
+        this.running = false;
+        this.queue.shift()?.();
+      }, timeoutMs + lookupOverdueMs);
+      overdue.unref?.();
+      const done = (error: LibrdKafkaErrorLike | null | undefined, value?: T): void => {
+        if (answered) return;
+        answered = true;
+        clearTimeout(overdue);
+        if (released) return callback(error, value);
+        this.running = false;
+        this.answer(() => callback(error, value));
+      };
+      try {
+        call(done);
+      } catch (error) {
+        done(asLibrdKafkaError(error));
+      }
+    };
+    // Behind those waiting, also when asked from an answer's callback (the lane is free then, its queue not).
+    if (this.running || this.queue.length > 0) this.queue.push(turn);
+    else turn();
+  }
+
+  /** Hands an answer over, then gives the next lookup its turn (also if the caller's callback throws). */
+  private answer(callback: () => void): void {
+    try {
+      callback();
+    } finally {
+      if (!this.running) this.queue.shift()?.();
+    }
+  }
+}
+
+/** How long past its own timeout a lookup holds the lane at most (see LookupLane.run). */
+export const lookupOverdueMs = 5_000;
+
+/** A client error as node-rdkafka's callbacks hand it over (LibrdKafkaError, or a plain Error). */
+type LibrdKafkaErrorLike = Error & { code?: number };
+
+function asLibrdKafkaError(error: unknown): LibrdKafkaErrorLike {
+  return error instanceof Error ? error : new Error(String(error));
+}
+
+function laneTimedOut(waitedMs: number): LibrdKafkaErrorLike {
+  return Object.assign(new Error(`Local: Timed out (waited ${waitedMs} ms for the other Kafka lookups ahead of it: not made)`), { code: ErrorCode.TIMED_OUT });
+}
+
+/** The process's lane: libuv's pool is the process's. */
+export const lookupLane = new LookupLane();
+
+/** The lookups of node-rdkafka's clients that block a pool thread, and their defaults where no timeout is given. */
+type LaneClient = Pick<RdKafka.Client<string>, 'getMetadata'> & Partial<Pick<RdKafka.KafkaConsumer, 'queryWatermarkOffsets' | 'committed' | 'offsetsForTimes'>>;
+
+/**
+ * Sends `client`'s lookups through `lane` (see {@link LookupLane}): its getMetadata (connect's own
+ * included), queryWatermarkOffsets, committed and offsetsForTimes, wherever they are called from.
+ */
+export function throughLookupLane<C extends LaneClient>(client: C, lane: LookupLane = lookupLane): C {
+  type Callback = (error: LibrdKafkaErrorLike | null | undefined, value?: unknown) => void;
+  const own = client as unknown as Record<string, (...args: unknown[]) => unknown>;
+  // Each method takes its callback last and its timeout where node-rdkafka says (the defaults are node-rdkafka's).
+  // The method is looked up on the prototype at each call, not kept: what a test swaps there later still answers.
+  const prototype = Object.getPrototypeOf(client) as Record<string, (...args: unknown[]) => unknown>;
+  const wrap = (name: string, timeoutOf: (args: unknown[]) => number): void => {
+    if (typeof prototype[name] !== 'function' || Object.hasOwn(own, name)) return;
+    own[name] = function (this: unknown, ...args: unknown[]) {
+      const original = prototype[name]!;
+      const last = args[args.length - 1];
+      if (typeof last !== 'function') return original.apply(client, args);
+      const callback = last as Callback;
+      const head = args.slice(0, -1);
+      lane.run(timeoutOf(head), (done) => original.apply(client, [...head, done]), callback);
+      return client;
+    };
+  };
+  wrap('getMetadata', (args) => Number((args[0] as { timeout?: number } | undefined)?.timeout ?? 30_000));
+  wrap('queryWatermarkOffsets', (args) => (typeof args[2] === 'number' ? args[2] : 1_000));
+  wrap('committed', (args) => (typeof args[1] === 'number' ? args[1] : 1_000));
+  wrap('offsetsForTimes', (args) => (typeof args[1] === 'number' ? args[1] : 1_000));
+  return client;
+}

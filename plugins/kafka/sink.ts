@@ -40,6 +40,7 @@ import {
   rdkafka,
   redactProperties,
   refusedOptions,
+  throughLookupLane,
   topicListed,
   transactionalProducerOwner,
   type CompressionCodec,
@@ -334,15 +335,17 @@ export default defineSink<KafkaSinkConfig>({
 
     // librdkafka holds at most max_in_flight records not yet acknowledged (an acknowledged record
     // leaves its queue); beyond that produce() refuses them and the sink asks the runtime to wait.
-    const producer = new Kafka.Producer(
-      {
-        ...properties,
-        'queue.buffering.max.messages': config.options?.['queue.buffering.max.messages'] ?? config.max_in_flight,
-        // librdkafka wants a batch to fit in its queue.
-        'batch.num.messages': Math.min(config.batch_size, config.max_in_flight),
-        dr_cb: true,
-      } as RdKafka.ProducerGlobalConfig,
-      {},
+    const producer = throughLookupLane(
+      new Kafka.Producer(
+        {
+          ...properties,
+          'queue.buffering.max.messages': config.options?.['queue.buffering.max.messages'] ?? config.max_in_flight,
+          // librdkafka wants a batch to fit in its queue.
+          'batch.num.messages': Math.min(config.batch_size, config.max_in_flight),
+          dr_cb: true,
+        } as RdKafka.ProducerGlobalConfig,
+        {},
+      ),
     );
     /** Records handed to librdkafka since the last flush began. */
     let produced = 0;

@@ -102,6 +102,8 @@ async function scriptedConsumer(options: { assignAtSubscribe?: boolean } = {}): 
   answers: (() => Error | [])[];
   highOffsets: Map<string, number>;
   consumeCalls: () => number;
+  /** How many times the source assigned partitions (librdkafka delivers no record of a partition before). */
+  assignCalls: () => number;
   /** The group's rebalance as librdkafka calls it back: `revoke` or `assign` of these partitions (after subscribe). */
   rebalance: (kind: 'assign' | 'revoke', assignment: { topic: string; partition: number }[]) => void;
   /** Swaps these methods of KafkaConsumer's prototype for the test's fakes, until `restore`. */
@@ -160,10 +162,18 @@ async function scriptedConsumer(options: { assignAtSubscribe?: boolean } = {}): 
   // Every method swapped, the scripted ones and a test's own (swap), with what it was: restore puts them
   // all back, so no later test of the file inherits a fake (a commitSync that throws, say).
   const originals = new Map<string, PropertyDescriptor | undefined>();
+  // Whether the source has assigned partitions (a test's own assign fake counted too).
+  let assignCalls = 0;
   const swap = (methods: Record<string, unknown>): void => {
     for (const [name, fake] of Object.entries(methods)) {
       if (!originals.has(name)) originals.set(name, Object.getOwnPropertyDescriptor(prototype, name));
-      Object.defineProperty(prototype, name, { value: fake, configurable: true, writable: true });
+      const value = name === 'assign' && typeof fake === 'function'
+        ? function (this: unknown, ...args: unknown[]) {
+          assignCalls++;
+          return (fake as (...a: unknown[]) => unknown).apply(this, args);
+        }
+        : fake;
+      Object.defineProperty(prototype, name, { value, configurable: true, writable: true });
     }
   };
   swap(fakes);
@@ -178,7 +188,7 @@ async function scriptedConsumer(options: { assignAtSubscribe?: boolean } = {}): 
     for (const { topic } of assignment) assignedTopics.add(topic);
     consumer!.globalConfig.rebalance_cb(kind === 'assign' ? { code: -175, message: 'assign' } : { code: -174, message: 'revoke' }, assignment);
   };
-  return { answers, highOffsets, consumeCalls: () => calls, rebalance, swap, restore, deletedTopics };
+  return { answers, highOffsets, consumeCalls: () => calls, assignCalls: () => assignCalls, rebalance, swap, restore, deletedTopics };
 }
 
 /** librdkafka's report of a fetch the brokers denied, as consume() gives it. */
@@ -202,6 +212,8 @@ async function startReading(instance: Source, script: { consumeCalls(): number }
 /** Has `instance` read one record of `topic`/0 (offset 7, the partition's end 8): its position then 8. */
 async function readOneRecord(instance: Source, script: Awaited<ReturnType<typeof scriptedConsumer>>, topic = 't'): Promise<void> {
   const value = Buffer.from(JSON.stringify({ user_id: 'u1', time: '2024-05-01T00:00:00Z', type: 'view' }));
+  // As librdkafka: no record before the assignment (the source looks its partitions up first, one lookup at a time).
+  await until(() => script.assignCalls() > 0, 'the partition assigned');
   script.highOffsets.set(`${topic}/0`, 8);
   script.answers.push(() => [{ topic, partition: 0, offset: 7, value, key: null, size: value.length, timestamp: 0 }] as unknown as []);
   await until(() => (instance.position!().offsets as Record<string, Record<string, number>> | undefined)?.[topic]?.['0'] === 8, 'the record read');
@@ -522,6 +534,36 @@ test('a resume at a checkpoint\'s offset outside its partition\'s log (deleted b
   assert.match(outside()!.message, /Such a partition is read from its log's start, whatever start_from says$/);
   await until(() => assigned.length > 0, 'the assignment');
   assert.deepEqual(assigned[0], [{ topic: 'old', partition: 0, offset: 20 }, { topic: 'gone', partition: 0, offset: 0 }]);
+});
+
+test('the brokers\' lookups at a resume come one at a time, not one per partition at once: in an outage each holds one of libuv\'s 4 pool threads for its timeout, and checkpoint writes and a transaction\'s abort waited for them all', async (t) => {
+  const script = await scriptedConsumer();
+  t.after(script.restore);
+  const topics = ['a', 'b', 'c', 'd', 'e', 'f'];
+  // Lookups answered late (an unresponsive broker's, shortened), each counted while it runs.
+  let inFlight = 0;
+  let most = 0;
+  let answered = 0;
+  const slow = <T>(answer: () => T) => (cb: (error: null, value: T) => void): void => {
+    most = Math.max(most, ++inFlight);
+    setTimeout(() => {
+      inFlight--;
+      answered++;
+      cb(null, answer());
+    }, 30);
+  };
+  const queryWatermarkOffsets = (_topic: string, _partition: number, _timeout: number, cb: (error: null, offsets: { lowOffset: number; highOffset: number }) => void) => slow(() => ({ lowOffset: 20, highOffset: 30 }))(cb);
+  const committed = (list: { topic: string; partition: number }[], _timeout: number, cb: (error: null, offsets: unknown[]) => void) => slow(() => list.map(({ topic, partition }) => ({ topic, partition, offset: -1001 })))(cb);
+  script.swap({ queryWatermarkOffsets, committed });
+  const { warnings, context: logged } = warningsKept();
+  const instance = await (kafkaSource as SourcePlugin<KafkaSourceConfig>).create(unreachableConfig(topics), logged);
+  t.after(() => instance.close?.());
+  instance.seek!({ offsets: Object.fromEntries(topics.map((topic) => [topic, { '0': 5 }])) });
+  void instance.read()[Symbol.asyncIterator]().next().catch(() => undefined);
+  await until(() => warnings.some((w) => w.message.startsWith('kafka source cannot resume where its checkpoint says')), 'the warning');
+  // Every partition still looked up (each below its log's start), one after another. Before, all 6 at once.
+  assert.ok(answered >= topics.length, `${answered} lookups answered`);
+  assert.equal(most, 1);
 });
 
 test('readiness after a (re)start: not ready from the subscription until the group\'s first assignment (an empty one too: an idle member), naming the group and topic; a later rebalance has assignment_timeout\'s grace', async (t) => {

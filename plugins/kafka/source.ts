@@ -83,6 +83,7 @@ import {
   rdkafka,
   redactProperties,
   refusedOptions,
+  throughLookupLane,
   toTopicPartitionOffsets,
   type ConnectionConfig,
   type Guarantee,
@@ -667,7 +668,7 @@ class KafkaSource {
       ...(config.options ?? {}),
     };
     context.logger.debug({ kafka: redactProperties(properties) }, 'kafka source configured');
-    this.consumer = new Kafka.KafkaConsumer(properties as RdKafka.ConsumerGlobalConfig, { 'auto.offset.reset': config.start_from });
+    this.consumer = throughLookupLane(new Kafka.KafkaConsumer(properties as RdKafka.ConsumerGlobalConfig, { 'auto.offset.reset': config.start_from }));
     this.consumer.on('event.error', (error) => this.onClientError(error));
     this.connectionFailures = new ConnectionFailures(this.consumer, context.logger, 'the source reads nothing until one answers, then reads on where it was', brokerList(config));
     // node-rdkafka emits these before the consume callback hands over the records they follow, so

@@ -50,6 +50,7 @@ import {
   promisify,
   provideOauthToken,
   rdkafka,
+  throughLookupLane,
   topicListed,
   topicsOwnFault,
   type ConnectionConfig,
@@ -225,7 +226,7 @@ export class PipelineTransactions {
     const existing = shared.get(key);
     if (existing) return existing as PipelineTransactions;
     const Kafka = await rdkafka();
-    const producer = new Kafka.Producer({ ...properties, dr_cb: true } as RdKafka.ProducerGlobalConfig, {});
+    const producer = throughLookupLane(new Kafka.Producer({ ...properties, dr_cb: true } as RdKafka.ProducerGlobalConfig, {}));
     const created = new PipelineTransactions(String(properties['transactional.id']), producer, logger, connection, Kafka.features, signal);
     shared.set(key, created);
     return created;
@@ -598,7 +599,8 @@ export class PipelineTransactions {
    * "Conflicting commit_transaction API call is already in progress". node-rdkafka runs it on libuv's
    * pool of 4 threads, behind every other blocking client call: with 4 metadata requests of 20 s to the
    * lost broker ahead of it, its callback came after 25 s. So the likely cause was the pool, full of the
-   * outage's 5-30 s waits, not a hang in librdkafka; not reproduced with the code that hung.)
+   * outage's 5-30 s waits, not a hang in librdkafka; not reproduced with the code that hung. The
+   * clients' lookups now go through one lane in the process, LookupLane in common.ts, and hold one thread.)
    */
   abandon(failure: Error): void {
     if (this.aborted || this.abandoned) return;
