@@ -91,6 +91,12 @@ export interface Rejection {
   key?: string;
   keyEncoding?: 'base64';
   origin?: Origin;
+  /**
+   * The event type the input names, where it was read before the input was rejected (a mapping's: rejectionOf):
+   * an input of the pipeline's erasure `event_type` is said to be an erasure request, which the reason alone (the
+   * field it lacks) would not tell. Not written to the dead letter.
+   */
+  eventType?: string;
 }
 
 /** What a factory receives besides its config. */

@@ -857,8 +857,15 @@ export class PipelineRunner {
   private deadLetter(stage: string, rejection: Rejection, counted = true): void {
     if (this.failure !== undefined) return; // failed: nothing more is written, as in route()
     if (counted) this.stats.deadLettered++;
+    // An erasure request a source's mapping rejected (no user id): its reason is the field it lacks, which does not say
+    // the input asked to erase someone, and that nobody was (the mapping knows no erasure section; it tells the type it read).
+    const erasureType = this.erasure?.event_type;
+    const said =
+      erasureType !== undefined && rejection.eventType === erasureType
+        ? `erasure request (event type '${erasureType}') rejected by the source's mapping: nothing erased: ${rejection.reason}`
+        : rejection.reason;
     // A stage's own rejections (recordOperator's, the sessionizer's) start with its label already.
-    const reason = reasonClass(rejection.reason);
+    const reason = reasonClass(said);
     const key = reason.startsWith(`${stage}: `) ? reason : `${stage}: ${reason}`;
     countByReason(this.stats.deadLetteredByReason, key, 1);
     // A stage or sink rejecting a record it was handed need not look up where it came from: the record knows.
@@ -873,7 +880,7 @@ export class PipelineRunner {
     }
     const record: DeadLetter = {
       kind: 'dead_letter',
-      reason: rejection.reason,
+      reason: said,
       pipeline: this.name, // pipelines run together may share one dead-letter file
       stage,
       ...(origin ? { source: origin.source, file: origin.file, line: origin.line, offset: origin.offset, partition: origin.partition } : {}),

@@ -30,6 +30,7 @@ import {
   fieldText,
   formatDuration,
   isRejected,
+  rejectionOf,
   mappingOf,
   notUtf8Rejection,
   isInheritedName,
@@ -3119,7 +3120,7 @@ class KafkaSource {
       const result = this.map(record, origin);
       if (byTimestamp) delete record[KAFKA_TIMESTAMP_FIELD];
       if (isRejected(result)) {
-        this.deadLetter(message, { reason: result.rejected, raw: text, origin });
+        this.deadLetter(message, { ...rejectionOf(this.map, result, record), raw: text, origin });
         continue;
       }
       // An absurd future time (a producer's clock, a unit slip) is passed on, as the runtime does for the
