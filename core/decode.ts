@@ -11,7 +11,7 @@ import type { ClickEvent } from './events.js';
 import { TributaryError } from './errors.js';
 import { setOwnField } from './fields.js';
 import { DEFAULT_MAX_RECORD_BYTES, moreAtHand, notUtf8Rejection, OVERLONG_HEAD_BYTES, readLineBatches, type LineBatch, type LineStop } from './io.js';
-import { absentFieldCheck, createEventMapper, isRejected, isSkipped, mappingOf, unknownEventTypeWarning, type MappingSetting } from './mapping.js';
+import { absentFieldCheck, createEventMapper, isRejected, isSkipped, mappingOf, rejectionOf, unknownEventTypeWarning, type EventMapper, type MappingSetting } from './mapping.js';
 import type { EntryProblem, JsonSchema, PluginContext } from './plugin.js';
 import { timeOffsetReporter } from './time-zone.js';
 
@@ -25,7 +25,6 @@ export function formatOfFile(path: string, configured?: RecordFormat): RecordFor
 /** Whether a file's name says its CSV is tab-separated: `.tsv`, `.tsv.gz`. */
 export const isTabSeparatedFile = (path: string): boolean => /\.tsv(\.gz)?$/i.test(path);
 
-type EventMapper = ReturnType<typeof createEventMapper>;
 
 export interface CsvConfig {
   header?: boolean;
@@ -440,7 +439,7 @@ async function* decodeJsonLines(
       }
       const result = map(raw, origin); // rejects a line that is JSON but not an object
       if (isSkipped(result)) context.countFiltered(1, result.rejected);
-      else if (isRejected(result)) context.deadLetter({ reason: result.rejected, raw: text, origin });
+      else if (isRejected(result)) context.deadLetter({ ...rejectionOf(map, result, raw), raw: text, origin });
       else {
         absent.see(result, raw);
         events.push(result);
@@ -544,7 +543,7 @@ async function* decodeCsv(
     else for (let i = 0; i < columns.length; i++) raw[columns[i]!] = record[i];
     const result = map(raw, origin);
     if (isSkipped(result)) context.countFiltered(1, result.rejected);
-    else if (isRejected(result)) context.deadLetter({ reason: result.rejected, raw: rawText, origin });
+    else if (isRejected(result)) context.deadLetter({ ...rejectionOf(map, result, raw), raw: rawText, origin });
     else events.push(result);
   };
 

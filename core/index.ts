@@ -5,7 +5,7 @@
 export * from './events.js';
 export * from './plugin.js';
 export { composeOperators, recordOperator, type Emit, type RecordHandlers, type RecordOperator, type StageTimer } from './operators.js';
-export { absentFieldCheck, CANONICAL_EVENT_MAPPING, createEventMapper, unknownEventTypeWarning, createTimeParser, isRejected, isSkipped, mappingOf, timeFormatReadsInstants, type MapResult, type MappingConfig, type MappingSetting, type TimeParser } from './mapping.js';
+export { absentFieldCheck, CANONICAL_EVENT_MAPPING, createEventMapper, unknownEventTypeWarning, createTimeParser, isRejected, isSkipped, mappingOf, rejectionOf, timeFormatReadsInstants, type EventMapper, type MapRejection, type MapResult, type MappingConfig, type MappingSetting, type TimeParser } from './mapping.js';
 export { canonicalTimeZone, isUtcZone, offsetText, onTimeOffset, timeOffsetReporter, timeZoneProblem, utcToLocal, zoneNameWarning, type TimeOffsetListener, type UtcToLocal } from './time-zone.js';
 export { parseDuration, formatDuration, durationText, bareMillisecondsWarning, timerDurationMax, type Duration } from './duration.js';
 export { recordToJson, recordToJsonBytes } from './json.js';

@@ -976,3 +976,19 @@ test('mappingWarnings: a skip_types entry that is most likely a known type missp
   assert.deepEqual(mappingWarnings({ skip_types: ['purchase', 'purchases'], event_types: { order: 'purchases' } }).filter((w) => w.field.startsWith('skip_types')), [], 'a type event_types maps to is skipped as named');
   assert.deepEqual(mappingWarnings({ skip_types: ['search'] }), []);
 });
+
+test("typeOf: the event type a record names as its event would have it (event_types mapped, default_type where it names none), whatever else it lacks; none for a record of a sink's other kinds or a type that is no text", () => {
+  // What tells a rejected record for an erasure request (Rejection.eventType): the mapping rejects it by its missing user id before the runtime sees its type.
+  const map = createEventMapper({ fields: { type: 'event.name' }, event_types: { forget_me: 'erase', '7': 'cart' }, default_type: 'view' });
+  const record = { event: { name: 'forget_me' }, time: '2026-01-05T09:00:00Z' };
+  assert.ok(isRejected(map(record)), 'no user id');
+  assert.equal(map.typeOf(record), 'erase');
+  assert.equal(map.typeOf({ event: { name: 'click' } }), 'click', 'a type event_types does not name, as it is');
+  assert.equal(map.typeOf({ event: { name: 7 } }), 'cart', 'a number event_types maps');
+  assert.equal(map.typeOf({ event: { name: 8 } }), undefined, 'a number it does not map');
+  assert.equal(map.typeOf({}), 'view', 'default_type');
+  for (const other of [null, 'x', [1], 42]) assert.equal(map.typeOf(other), undefined, JSON.stringify(other));
+  const canonical = createEventMapper('canonical');
+  assert.equal(canonical.typeOf({ kind: 'prediction', type: 'erase' }), undefined, "a sink's prediction is no event");
+  assert.equal(canonical.typeOf({ kind: 'event', type: 'erase' }), 'erase');
+});

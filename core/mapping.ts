@@ -186,19 +186,40 @@ export function timeFormatReadsInstants(format: string): boolean {
 }
 
 /**
- * A mapped event, or the reason the raw record cannot be one. `skipped`: a record of a type the mapping's
- * `skip_types` names, to be counted as filtered, not dead-lettered; a source that does not look at it
- * dead-letters it with its reason, so nothing is lost either way.
+ * Why a raw record cannot be an event. `skipped`: a record of a type the mapping's `skip_types` names, to be
+ * counted as filtered, not dead-lettered; a source that does not look at it dead-letters it with its reason,
+ * so nothing is lost either way.
  */
-export type MapResult = ClickEvent | { rejected: string; skipped?: true };
+export type MapRejection = { rejected: string; skipped?: true };
 
-export function isRejected(result: MapResult): result is { rejected: string; skipped?: true } {
+/** A mapped event, or the reason the raw record cannot be one. */
+export type MapResult = ClickEvent | MapRejection;
+
+export function isRejected(result: MapResult): result is MapRejection {
   return (result as { rejected?: string }).rejected !== undefined;
 }
 
 /** Whether a rejection is a record of a type the mapping skips (`skip_types`): filtered, not bad input. */
 export function isSkipped(result: MapResult): result is { rejected: string; skipped: true } {
   return (result as { skipped?: true }).skipped === true;
+}
+
+/** A source's mapping (createEventMapper): raw records to events. */
+export interface EventMapper {
+  (raw: unknown, origin?: Origin): MapResult;
+  /**
+   * The event type a record names, as an event of it would have it (`event_types` mapped; `default_type` where it
+   * names none), where that is text; undefined else, and for a record of a sink's other kinds. For a rejected
+   * record, whatever else it lacks: one rejected before the runtime sees its type (an erasure request without a
+   * user id) is then told for what it was (rejectionOf, Rejection.eventType).
+   */
+  typeOf(raw: unknown): string | undefined;
+}
+
+/** A mapping's rejection of `raw` as a source hands it to PluginContext.deadLetter: its reason, and the event type the record names (Rejection.eventType). */
+export function rejectionOf(map: EventMapper, result: MapRejection, raw: unknown): { reason: string; eventType?: string } {
+  const eventType = map.typeOf(raw);
+  return eventType === undefined ? { reason: result.rejected } : { reason: result.rejected, eventType };
 }
 
 /** Parses a raw timestamp into epoch milliseconds; NaN when it cannot. */
@@ -737,7 +758,7 @@ export function createEventMapper(
   setting: MappingSetting = {},
   onUnknownType?: (type: string, near?: string) => void,
   onTimeOffset?: (offsetMinutes: number) => void,
-): (raw: unknown, origin?: Origin) => MapResult {
+): EventMapper {
   const config = mappingOf(setting)!;
   const fields = config.fields ?? {};
   // user_id and session_id may name fields read in turn: the first is read as a single one is (its own
@@ -818,7 +839,20 @@ export function createEventMapper(
   };
 
   const readsSinkEvents = isCanonicalMapping(config);
-  return (input, origin) => {
+  const rawTypeOf = (raw: Record<string, unknown>): unknown => {
+    const rawType = typeInherited ? ownValue(raw, typeField) : raw[typeField];
+    return rawType === undefined && typePath !== undefined ? valueAtPath(raw, typePath) : rawType;
+  };
+  const typeOf = (input: unknown): string | undefined => {
+    if (typeof input !== 'object' || input === null || Array.isArray(input)) return undefined;
+    const raw = input as Record<string, unknown>;
+    if (readsSinkEvents && typeof raw.kind === 'string' && raw.kind !== 'event') return undefined;
+    const rawType = rawTypeOf(raw);
+    if (rawType === undefined || rawType === null || rawType === '') return defaultType === undefined ? undefined : (eventTypes.get(defaultType) ?? defaultType);
+    if (typeof rawType === 'string') return eventTypes.get(rawType) ?? rawType;
+    return typeof rawType === 'number' ? eventTypes.get(String(rawType)) : undefined;
+  };
+  const mapRecord = (input: unknown, origin?: Origin): MapResult => {
     // A parsed JSON line may be any value: `null` or `42` is a rejection, not a TypeError that fails the source.
     if (typeof input !== 'object' || input === null || Array.isArray(input)) {
       return { rejected: `expected a JSON object, got ${input === null ? 'null' : Array.isArray(input) ? 'an array' : typeof input}` };
@@ -842,8 +876,7 @@ export function createEventMapper(
     if (rawTime === undefined || rawTime === null || rawTime === '') return { rejected: `${timeField}: missing timestamp${missingHint(raw, timeField, timePath)}` };
     const time = parseTime(rawTime);
     if (!Number.isFinite(time)) return { rejected: `${timeField}: cannot parse ${describe(rawTime)} as ${timeFormat}${epochFormat ? exponentHint(rawTime) : ''}` };
-    let rawType = typeInherited ? ownValue(raw, typeField) : raw[typeField];
-    if (rawType === undefined && typePath !== undefined) rawType = valueAtPath(raw, typePath);
+    const rawType = rawTypeOf(raw);
     let type: string;
     if (rawType === undefined || rawType === null || rawType === '') {
       if (defaultType === undefined) return { rejected: `${typeField}: missing event type${missingHint(raw, typeField, typePath)}` };
@@ -934,6 +967,7 @@ export function createEventMapper(
     if (origin) event[ORIGIN] = origin;
     return event;
   };
+  return Object.assign(mapRecord, { typeOf });
 }
 
 /**

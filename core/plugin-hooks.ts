@@ -109,11 +109,11 @@ export function featureNamesOf<Config>(plugin: NamedPlugin & Pick<PluginSpec<Plu
   return checked(plugin, 'featureNames(config)', at.entry, () => hook.call(plugin, config), (value) => listProblem(value, name), "a list of feature names, e.g. ['my_score']");
 }
 
-/** PluginSpec.onlyAddsFeatures: whether the stage configured `saved` then and `config` now only adds features; false where it does not say. */
-export function onlyAddsFeaturesOf<Config>(plugin: NamedPlugin & Pick<PluginSpec<PluginKind, Config>, 'onlyAddsFeatures'>, saved: unknown, config: Config, at: HookCall = {}): boolean {
-  const hook = plugin.onlyAddsFeatures;
+/** PluginSpec.keepsFeatureValues: whether the stage configured `saved` then and `config` now makes each name it still makes as before (it only adds or drops names); false where it does not say. */
+export function keepsFeatureValuesOf<Config>(plugin: NamedPlugin & Pick<PluginSpec<PluginKind, Config>, 'keepsFeatureValues'>, saved: unknown, config: Config, at: HookCall = {}): boolean {
+  const hook = plugin.keepsFeatureValues;
   if (hook === undefined) return false;
-  return checked(plugin, 'onlyAddsFeatures(saved, config)', at.entry, () => hook.call(plugin, saved, config), (value) => (typeof value === 'boolean' ? undefined : ''), 'true or false');
+  return checked(plugin, 'keepsFeatureValues(saved, config)', at.entry, () => hook.call(plugin, saved, config), (value) => (typeof value === 'boolean' ? undefined : ''), 'true or false');
 }
 
 /** PluginSpec.inputFiles: the files a source reads with this config; [] where it does not declare them. */

@@ -91,6 +91,12 @@ export interface Rejection {
   key?: string;
   keyEncoding?: 'base64';
   origin?: Origin;
+  /**
+   * The event type the input names, where it was read before the input was rejected (a mapping's: rejectionOf):
+   * an input of the pipeline's erasure `event_type` is said to be an erasure request, which the reason alone (the
+   * field it lacks) would not tell. Not written to the dead letter.
+   */
+  eventType?: string;
 }
 
 /** What a factory receives besides its config. */
@@ -759,15 +765,16 @@ export interface PluginSpec<K extends PluginKind, Config> {
   featureNamesField?: string;
   /**
    * With `featureNames`: whether this stage, configured `saved` when a record of it was taken (a checkpoint's, a
-   * model file's: its config as JSON read back, of any shape) and `config` now, still makes every feature it made
-   * then, under the same name and the same way, and only adds others (a user-features horizon added). Such an
-   * edit is no change of the values under kept names: a model warm-starts across it, learning the added names
-   * from 0 (FeatureStageChange.sameNamesOtherValues false), and a resume says the names added (info), no warning.
-   * Absent, or false: any edit of its config is taken for one that may make the kept names' values otherwise (a warm
-   * start refused, a resume warned). Asked only where the configs differ. A name added that another stage appended
-   * before is taken for a kept name made otherwise, whatever this says.
+   * model file's: its config as JSON read back, of any shape) and `config` now, makes every feature it still makes
+   * under a name it made then the same way: the edit only adds names, drops names, or both (a user-features horizon
+   * added, removed, or changed: each horizon's counts are its own). Such an edit is no change of the values under
+   * kept names: a model warm-starts across it, learning the added names from 0 and dropping or ignoring the gone
+   * ones (FeatureStageChange.sameNamesOtherValues false), and a resume says the names added and gone (info), no
+   * warning. Absent, or false: any edit of its config is taken for one that may make the kept names' values
+   * otherwise (a warm start refused, a resume warned). Asked only where the configs differ. A name added that
+   * another stage appended before is taken for a kept name made otherwise, whatever this says.
    */
-  onlyAddsFeatures?(saved: unknown, config: Config): boolean;
+  keepsFeatureValues?(saved: unknown, config: Config): boolean;
   /**
    * Operators that select features by name (a transform, with FeatureSelector): the config field
    * holding its list of names and `*` patterns (`features`; a path into an object field, `model.features`,

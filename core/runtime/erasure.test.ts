@@ -124,21 +124,29 @@ test('an erasure request without a user id goes to the dead-letter sink with the
   assert.ok(JSON.stringify(erased.checkpoint.operators['intent']).includes(ERASED), 'no one erased');
 });
 
-test('an erasure request read through a mapping without its user id is dead-lettered with the field it lacks; one with it erases the user', async (t) => {
+test('an erasure request read through a mapping without its user id is dead-lettered as an erasure request, with the field it lacks (a view without one keeps the mapping\'s reason alone); one with it erases the user', async (t) => {
+  // Was: the mapping rejected it before the runtime saw its type, so its reason (`user_id: missing user id`) did not say it asked to erase anyone.
   const baseDir = tempFolder(t, 'mapped');
   const lines = [
     ...clicks().map((event) => ({ user_id: event.userId, ts: event.time, event_type: event.type, item_id: event.itemId })),
-    { ts: start + 130 * minute, event_type: 'erase' },
-    { user_id: ERASED, ts: start + 131 * minute, event_type: 'erase' },
+    { ts: start + 130 * minute, event_type: 'forget_me' },
+    { ts: start + 130 * minute, event_type: 'view' },
+    { user_id: ERASED, ts: start + 131 * minute, event_type: 'forget_me' },
   ];
   writeFileSync(join(baseDir, 'clicks.jsonl'), lines.map((line) => JSON.stringify(line)).join('\n') + '\n');
   const result = await runYaml(
-    'name: shop\nsources: [{type: file, path: clicks.jsonl, mapping: {fields: {user_id: user_id, time: ts, type: event_type, item_id: item_id}, time_format: epoch_ms}}]\n' +
+    'name: shop\nsources: [{type: file, path: clicks.jsonl, mapping: {fields: {user_id: user_id, time: ts, type: event_type, item_id: item_id}, time_format: epoch_ms, event_types: {forget_me: erase}}}]\n' +
       'stages:\n  - {type: sessionizer, gap: 30m}\n  - {type: user-features, horizons: [1d]}\nsinks: [{type: memory}]\nerasure: {event_type: erase}\n',
     { baseDir },
   );
-  assert.equal(result.deadLetters.length, 1, JSON.stringify(result.deadLetters));
-  assert.match(String(result.deadLetters[0]!.reason), /user_id/);
+  assert.deepEqual(
+    result.deadLetters.map((letter) => [letter.reason, letter.line]),
+    [
+      ["erasure request (event type 'erase') rejected by the source's mapping: nothing erased: user_id: missing user id", lines.length - 2],
+      ['user_id: missing user id', lines.length - 1],
+    ],
+  );
+  assert.equal(result.stats.deadLetteredByReason["source-file-0: erasure request (event type '…') rejected by the source's mapping: nothing erased: user_id: missing user id"], 1, JSON.stringify(result.stats.deadLetteredByReason));
   assert.equal(result.stats.filteredByReason['source-file-0: erasure request'], 1);
   // The erased user's sessions closed at the end of input make no summary: their state went at the request.
   const sessions = result.outputs[0]!.filter((record) => record.kind === 'session');

@@ -2968,7 +2968,7 @@ test('a resume says which resumed stages were built on features made otherwise s
   assert.deepEqual((await run(1000, hashed('fields: [itemId], width: 8')))[0]?.changes, ['log (log1p) removed']);
 });
 
-test('a resume after edits that only add feature names (a user-features horizon added, a stage that appends added) says so in one info line naming them, no warning; edits that make kept names otherwise (a hash-features field added, its width, a relabelled hash-features of another width) still warn', async (t) => {
+test('a resume after edits that only add or drop feature names (a user-features horizon added, removed or changed, a stage that appends added) says so in one info line naming them, no warning; edits that make kept names otherwise (a hash-features field added, its width, a relabelled hash-features of another width) still warn', async (t) => {
   // Found in a walk of pipeline edits under a running daemon: a horizon added, or a hash-features appended, warned
   // "keeps the weights learnt for the old values ... give those stages new labels", though no kept name changed.
   const baseDir = tempFolder(t, 'add-only-stages');
@@ -3043,6 +3043,20 @@ test('a resume after edits that only add feature names (a user-features horizon 
     [{ level: 30, changes: ['hash-c (hash-features) removed'], gone: [] }],
   );
   assert.ok(removed[0]!.msg.includes('only dropping feature names: the features of hash-c no longer made. '), removed[0]!.msg);
+
+  // A horizon removed, then one changed: each horizon's counts are its own, so the kept names are made as before (was: warned, as values made otherwise).
+  const horizonGone = await run(yaml(1100, '1d, 30d'));
+  assert.deepEqual(
+    horizonGone.map(({ level, changes, added, gone }) => ({ level, changes, added, gone })),
+    [{ level: 30, changes: [`users (${file}:5:5, $.stages[1], user-features): horizons: ["1d","7d","30d"] -> ["1d","30d"]`], added: [], gone: ['u_events_7d', 'u_purchases_7d'] }],
+  );
+  assert.ok(horizonGone[0]!.msg.includes('only dropping feature names: features no longer made: u_events_7d, u_purchases_7d. It makes no kept feature otherwise: intent resumes'), horizonGone[0]!.msg);
+  const horizonChanged = await run(yaml(1200, '1d, 14d'));
+  assert.deepEqual(
+    horizonChanged.map(({ level, added, gone }) => ({ level, added, gone })),
+    [{ level: 30, added: ['u_events_14d', 'u_purchases_14d'], gone: ['u_events_30d', 'u_purchases_30d'] }],
+  );
+  assert.ok(horizonChanged[0]!.msg.includes('only adding or dropping feature names: features added: u_events_14d, u_purchases_14d; features no longer made: u_events_30d, u_purchases_30d. '), horizonChanged[0]!.msg);
 });
 
 test("a user's operator that declares neither featureNames nor featureSelectorField is checked on resume as one that may make features; one declaring `featureNames: () => []` is not", async (t) => {

@@ -22,7 +22,7 @@ import { ConfigError, formatWarning, inputHandedOver, lastsForProcess, needsPers
 import { durationText, formatDuration, parseDuration } from '../duration.js';
 import { composeOperators, type Emit, type StageTimer } from '../operators.js';
 import type { Clock, CommitMarks, FeatureStageChange, Gauge, Metrics, Operator, PartitionListener, PluginContext, PluginKind, Rejection, Sink, Source, SourcePosition, StageRecord } from '../plugin.js';
-import { featureNamesOf, onlyAddsFeaturesOf } from '../plugin-hooks.js';
+import { featureNamesOf, keepsFeatureValuesOf } from '../plugin-hooks.js';
 import { entryFieldProblem, entryLabel, loadedPipelineProblems, placeText, pluginConfig, problemPlace, sinkKinds, sinksLatencyStage, type ErasureSettings, type LoadedPipeline, type PipelineEntry, type ResolvedEntry } from '../config/load.js';
 import { MetricsHub, redactSecrets } from './telemetry.js';
 import { CheckpointStore, checkpointMark, defaultMinPauseMs, otherPipelineText, type Checkpoint, type CheckpointBody, type CheckpointStage } from './checkpoint.js';
@@ -480,8 +480,8 @@ type FoundStageChange = FeatureStageChange & { from: number; stage: StageRecord;
  * kept in the other order, one of them a transform or undeclared; stages that only append may move: each writes
  * its own names, which a model finds wherever they are). `from`: the index in `now` of the first stage built on
  * the features as they were (the one after a stage configured otherwise or added; the next kept one after a
- * stage removed). `where(label)`: the stage's place in the pipeline file, for the text. `onlyAdds(stage, before)`: whether
- * the stage configured otherwise only adds features (PluginSpec.onlyAddsFeatures): names kept are made as they were.
+ * stage removed). `where(label)`: the stage's place in the pipeline file, for the text. `keepsValues(stage, before)`: whether
+ * the stage configured otherwise only adds or drops names (PluginSpec.keepsFeatureValues): names kept are made as they were.
  * `namesOf(stage)`: the names a stage of that record appends (its type's featureNames, its recorded config); undefined
  * where not known. A name a stage appends now that another stage appended before (one removed, a stage of no state
  * relabelled and configured otherwise) is a name kept whose values are made otherwise: that change is no mere addition.
@@ -490,7 +490,7 @@ function featureStageChanges(
   saved: readonly StageRecord[],
   now: readonly StageRecord[],
   where: (label: string) => string,
-  onlyAdds: (stage: StageRecord, before: StageRecord) => boolean,
+  keepsValues: (stage: StageRecord, before: StageRecord) => boolean,
   namesOf: (stage: StageRecord) => readonly string[] | undefined,
 ): FoundStageChange[] {
   const savedAt = new Map(saved.map((stage, i) => [stage.label, i]));
@@ -509,11 +509,14 @@ function featureStageChanges(
       const fields = configDifferences(before.config, stage.config);
       if (fields.length === 0) continue;
       const text = `${stage.label}${where(stage.label)}: ${fields.join(', ')}`;
-      if (!onlyAdds(stage, before)) changes.push({ text, from: i + 1, sameNamesOtherValues: true, stage });
+      if (!keepsValues(stage, before)) changes.push({ text, from: i + 1, sameNamesOtherValues: true, stage });
       else {
         const [made, madeThen] = [namesOf(stage), namesOf(before)];
-        const added = made === undefined || madeThen === undefined ? undefined : made.filter((name) => !madeThen.includes(name));
-        changes.push({ text, from: i + 1, sameNamesOtherValues: false, stage, ...(added === undefined ? {} : { added }), gone: [] });
+        const known = made !== undefined && madeThen !== undefined;
+        const added = known ? made.filter((name) => !madeThen.includes(name)) : undefined;
+        // As for a stage removed: a name it no longer makes that another stage appends now is not gone.
+        const gone = known ? madeThen.filter((name) => !made.includes(name) && !appendedNow.has(name)) : undefined;
+        changes.push({ text, from: i + 1, sameNamesOtherValues: false, stage, ...(added === undefined ? {} : { added }), ...(gone === undefined ? {} : { gone }) });
       }
     }
   }
@@ -861,8 +864,15 @@ export class PipelineRunner {
   private deadLetter(stage: string, rejection: Rejection, counted = true): void {
     if (this.failure !== undefined) return; // failed: nothing more is written, as in route()
     if (counted) this.stats.deadLettered++;
+    // An erasure request a source's mapping rejected (no user id): its reason is the field it lacks, which does not say
+    // the input asked to erase someone, and that nobody was (the mapping knows no erasure section; it tells the type it read).
+    const erasureType = this.erasure?.event_type;
+    const said =
+      erasureType !== undefined && rejection.eventType === erasureType
+        ? `erasure request (event type '${erasureType}') rejected by the source's mapping: nothing erased: ${rejection.reason}`
+        : rejection.reason;
     // A stage's own rejections (recordOperator's, the sessionizer's) start with its label already.
-    const reason = reasonClass(rejection.reason);
+    const reason = reasonClass(said);
     const key = reason.startsWith(`${stage}: `) ? reason : `${stage}: ${reason}`;
     countByReason(this.stats.deadLetteredByReason, key, 1);
     // A stage or sink rejecting a record it was handed need not look up where it came from: the record knows.
@@ -877,7 +887,7 @@ export class PipelineRunner {
     }
     const record: DeadLetter = {
       kind: 'dead_letter',
-      reason: rejection.reason,
+      reason: said,
       pipeline: this.name, // pipelines run together may share one dead-letter file
       stage,
       ...(origin ? { source: origin.source, file: origin.file, line: origin.line, offset: origin.offset, partition: origin.partition } : {}),
@@ -2290,14 +2300,14 @@ export class PipelineRunner {
   private featureStagesChangedBefore(index: number, saved: unknown): FeatureStageChange[] {
     const record = recordedStages(saved);
     if (record === undefined) return [];
-    const found = featureStageChanges(record, this.checkpointStages.slice(0, index), (label) => this.stageWhere(label), this.onlyAddsFeatures, this.appendedNames);
+    const found = featureStageChanges(record, this.checkpointStages.slice(0, index), (label) => this.stageWhere(label), this.keepsFeatureValues, this.appendedNames);
     return found.map(({ text, sameNamesOtherValues }) => ({ text, sameNamesOtherValues }));
   }
 
-  /** Whether the stage now (`stage`, a record of this run's) configured as `before` recorded it only adds features (PluginSpec.onlyAddsFeatures). */
-  private readonly onlyAddsFeatures = (stage: StageRecord, before: StageRecord): boolean => {
+  /** Whether the stage now (`stage`, a record of this run's) configured as `before` recorded it makes each name it still makes as before (PluginSpec.keepsFeatureValues). */
+  private readonly keepsFeatureValues = (stage: StageRecord, before: StageRecord): boolean => {
     const resolved = this.loaded.stages.find((each, i) => entryLabel('stage', each.entry, i) === stage.label);
-    return resolved !== undefined && onlyAddsFeaturesOf(resolved.plugin, before.config, pluginConfig(resolved.entry) as never, { entry: resolved.path });
+    return resolved !== undefined && keepsFeatureValuesOf(resolved.plugin, before.config, pluginConfig(resolved.entry) as never, { entry: resolved.path });
   };
 
   /**
@@ -2329,7 +2339,7 @@ export class PipelineRunner {
    * old values: no name tells, so the runtime does, in a warning. A warning, not a refusal: many such edits are meant (a
    * feature standardised too), and the way out (new labels) drops the state the person may want to keep, the model's
    * weights for the features made as before among it. Changes that only add or drop names (a stage that appends
-   * added or removed, a user-features horizon added) make no kept name otherwise: said apart, as info, naming the
+   * added or removed, a user-features horizon added, removed or changed) make no kept name otherwise: said apart, as info, naming the
    * names, since the model grows weights for the added ones and nothing needs doing.
    */
   private sayFeatureStagesChanged(checkpoint: { file: string; stages?: unknown; operators: Record<string, unknown> }, of: 'checkpoint' | 'partition checkpoint' = 'checkpoint'): void {
@@ -2346,7 +2356,7 @@ export class PipelineRunner {
       return;
     }
     const now = this.checkpointStages;
-    const found = featureStageChanges(saved, now, (label) => this.stageWhere(label), this.onlyAddsFeatures, this.appendedNames);
+    const found = featureStageChanges(saved, now, (label) => this.stageWhere(label), this.keepsFeatureValues, this.appendedNames);
     const otherValues = found.filter((change) => change.sameNamesOtherValues);
     // A change that adds and drops no name (user-features' max_users: which users are remembered, not how a feature is made) is no change of the features.
     const namesOnly = found.filter((change) => !change.sameNamesOtherValues && !(change.added?.length === 0 && change.gone?.length === 0));

@@ -805,6 +805,33 @@ test('a key_field named as an Object.prototype member (constructor) is filled fr
   assert.deepEqual([(events as ClickEvent[]).map((e) => e.userId), context.deadLetters], [['u1', 'u2'], []]);
 });
 
+test("a record the mapping rejects is dead-lettered with the event type it names (event_types mapped), so that the runtime can tell an erasure request without a user id for one; one naming no type has none", async (t) => {
+  const script = await scriptedConsumer();
+  t.after(script.restore);
+  const config = unreachableConfig(['t'], { mapping: { event_types: { forget_me: 'erase' } } });
+  const context = testContext({ batchSize: 100 });
+  const instance = await (kafkaSource as SourcePlugin<KafkaSourceConfig>).create(config, context);
+  t.after(() => instance.close?.());
+  const batch = instance.read()[Symbol.asyncIterator]().next();
+  await until(() => script.consumeCalls() > 0, 'the partition assigned');
+  script.highOffsets.set('t/0', 3);
+  const message = (offset: number, record: object) => {
+    const value = Buffer.from(JSON.stringify(record));
+    return { topic: 't', partition: 0, offset, value, size: value.length, timestamp: 0 };
+  };
+  const time = '2024-05-01T00:00:00Z';
+  script.answers.push(() => [message(0, { time, type: 'forget_me' }), message(1, { time }), message(2, { user_id: 'u1', time, type: 'view' })] as unknown as []);
+  const { value: events } = await batch;
+  assert.deepEqual((events as ClickEvent[]).map((e) => e.userId), ['u1']);
+  assert.deepEqual(
+    context.deadLetters.map(({ reason, eventType }) => ({ reason, eventType })),
+    [
+      { reason: 'user_id: missing user id', eventType: 'erase' },
+      { reason: 'user_id: missing user id', eventType: undefined },
+    ],
+  );
+});
+
 test('a dotted key_field (user.id) is filled from the message key only where the value has no such field, whole or nested, as the mapping reads it', async (t) => {
   const script = await scriptedConsumer();
   t.after(script.restore);

@@ -31,6 +31,7 @@ import {
   formatDuration,
   isRejected,
   isSkipped,
+  rejectionOf,
   mappingOf,
   notUtf8Rejection,
   isInheritedName,
@@ -3125,7 +3126,7 @@ class KafkaSource {
         continue;
       }
       if (isRejected(result)) {
-        this.deadLetter(message, { reason: result.rejected, raw: text, origin });
+        this.deadLetter(message, { ...rejectionOf(this.map, result, record), raw: text, origin });
         continue;
       }
       // An absurd future time (a producer's clock, a unit slip) is passed on, as the runtime does for the

@@ -185,6 +185,36 @@ test('a feature gone and one added since the saved model: its weights for the go
   await twin.close();
 });
 
+test('a feature only gone since the saved model (a user-features horizon removed): the model keeps its features and reads the gone one at its running mean, so its weight adds nothing (the same scores as a model that dropped it), warned once; it learns on, and saves the weight should the feature come back', async (t) => {
+  const logged: string[] = [];
+  const { dir, grown: gone, twin } = await startedFromAB(t, 'logistic', 'warm start', logged);
+  const random = rng(14);
+  for (let i = 0; i < 20; i++) {
+    const s = sample(random);
+    // The twin drops b's weight (fitFeatures, c added at 0): the scores are the same, so b's weight is read times 0.
+    assert.equal(feed(gone, ['a'], [s.a], 1000 + i).score, feed(twin, ['a', 'c'], [s.a, s.c], 1000 + i).score, `sample ${i}`);
+  }
+  assert.deepEqual(gone.featureNames, ['a', 'b']);
+  assert.deepEqual(
+    logged.filter((line) => line.startsWith('model grow: ') && !line.startsWith('model grow: warm start from ')),
+    ["model grow: input features differ from the model's 2: 0 it does not know are ignored, 1 of its own are absent and read as 0 once standardised (at their running mean, which with their variance is left as it was) (a model takes on new features only at its first vector after a warm start or a resume, their weights starting at 0; within a run it keeps its features)"],
+  );
+  // Labelled: it learns on a (the scores move), and every score is finite.
+  let moved = false;
+  for (let i = 0; i < 200; i++) {
+    const s = sample(random);
+    const before = feed(gone, ['a'], [s.a], 2000 + i);
+    gone.label(before.handle, s.label, 2000 + i, none);
+    assert.ok(Number.isFinite(before.score), `sample ${i}`);
+    // A learning step each 8 labels: the 8th just given.
+    if (i % 8 === 7) moved ||= feed(gone, ['a'], [s.a], 3000 + i).score !== before.score;
+  }
+  assert.ok(moved, 'it learns from the labels');
+  await gone.close();
+  await twin.close();
+  assert.deepEqual((JSON.parse(readFileSync(join(dir, 'grown', 'grow.model.json'), 'utf8')) as SavedModel).features, ['a', 'b']);
+});
+
 test("gru: its output's rows for the features (after the GRU state's) are remapped by name, an added one's 0, weights and Adam's moments alike; the GRU's own weights kept", async () => {
   const first = await learner('logistic', undefined);
   const config = { ...resolveConfig({ model: { kind: 'gru', units: 3 } }, 'g').model };

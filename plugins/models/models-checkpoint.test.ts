@@ -302,7 +302,7 @@ test("checkpoint: a pipeline resumed from its checkpoint after a stage that appe
   assert.ok(!resumed.some((line) => line.startsWith("model intent: input features differ from the model's")), resumed.join('\n'));
 });
 
-test('checkpoint: a user-features horizon added (1d, 7d -> 1d, 7d, 30d) is no change of the kept features: a warm start from the model file takes on the added ones from 0, and a resume from the checkpoint keeps the users\' state, the added horizon counting from the resume; a horizon changed or a hash width changed is still refused at a warm start (was: both refused, exit 2)', async (t) => {
+test('checkpoint: a user-features horizon added, removed or changed is no change of the kept features: a warm start from the model file takes on the added ones from 0 and reads or drops the gone ones, and a resume from the checkpoint keeps the users\' state, the added horizon counting from the resume; a hash width changed is still refused at a warm start (was: all but an addition refused, exit 2)', async (t) => {
   const baseDir = tempFolder(t, 'grow-horizon');
   const yaml = (horizons: string, extra = '', checkpoint = '', events = 300): string =>
     `name: shop\nsources: [{type: synthetic, users: 20, events: ${events}, seed: 3}]\n` +
@@ -321,7 +321,7 @@ test('checkpoint: a user-features horizon added (1d, 7d -> 1d, 7d, 30d) is no ch
   assert.ok(!features().includes('u_events_30d'));
   const before = readFileSync(file, 'utf8');
   for (const [edit, horizons, extra, change] of [
-    ['a horizon changed', '1d, 14d', hash(4), 'users (' + join(baseDir, 'pipeline.yaml') + ':5:5, $.stages[1], user-features): horizons: ["1d","7d"] -> ["1d","14d"]'],
+    ['a hash width changed', '1d, 7d', hash(8), `hash (${join(baseDir, 'pipeline.yaml')}:6:5, $.stages[2], hash-features): width: 4 -> 8`],
     ['a hash width changed with a horizon added', '1d, 7d, 30d', hash(8), `hash (${join(baseDir, 'pipeline.yaml')}:6:5, $.stages[2], hash-features): width: 4 -> 8`],
   ] as const) {
     await assert.rejects(runYaml(yaml(horizons, extra), { baseDir }), (error: Error & { code?: string }) => {
@@ -335,6 +335,27 @@ test('checkpoint: a user-features horizon added (1d, 7d -> 1d, 7d, 30d) is no ch
   assert.ok(warm.some((line) => line.startsWith('model intent: warm start from ')), warm.join('\n'));
   assert.ok(warm.includes('model intent: the input has 2 features the saved model did not (u_events_30d, u_purchases_30d): the model learns them from here, their weights starting at 0 (it predicts as before until it does), its weights for the others kept'), warm.join('\n'));
   assert.deepEqual(features().filter((name) => name.endsWith('_30d')), ['u_events_30d', 'u_purchases_30d']);
+
+  // A horizon removed (was: refused, exit 2): the kept horizons' counts are made as before. The model warm-starts, reads
+  // the gone names at their running mean (weight times 0), their weights kept should they come back, warned once.
+  const removed = await run(yaml('1d, 7d', hash(4)));
+  assert.ok(removed.some((line) => line.startsWith('model intent: warm start from ')), removed.join('\n'));
+  assert.ok(
+    removed.some((line) => line.startsWith("model intent: input features differ from the model's ") && line.includes(': 0 it does not know are ignored, 2 of its own are absent and read as 0 once standardised')),
+    removed.join('\n'),
+  );
+  assert.deepEqual(features().filter((name) => name.endsWith('_30d')), ['u_events_30d', 'u_purchases_30d']);
+  // A horizon changed (7d -> 14d, was: refused): 14d's names learnt from 0, the weights of those no longer made (7d's, 30d's) dropped.
+  const changed = await run(yaml('1d, 14d', hash(4)));
+  assert.ok(changed.some((line) => line.startsWith('model intent: warm start from ')), changed.join('\n'));
+  assert.ok(
+    changed.includes(
+      'model intent: the input has 2 features the saved model did not (u_events_14d, u_purchases_14d): the model learns them from here, their weights starting at 0 (it predicts as before until it does), its weights for the others kept; ' +
+        'its weights for 4 the input no longer has (u_events_7d, u_events_30d, u_purchases_7d, u_purchases_30d) are dropped',
+    ),
+    changed.join('\n'),
+  );
+  assert.deepEqual(features().filter((name) => /_(7|14|30)d$/.test(name)), ['u_events_14d', 'u_purchases_14d']);
 
   // Resumed from the pipeline's checkpoint (a folder of its own): the users' state kept, the added horizon counting from now.
   const resumeDir = tempFolder(t, 'grow-horizon-resume');

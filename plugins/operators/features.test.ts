@@ -397,7 +397,7 @@ test('hash-features: an attribute that is an object or a list is hashed by its J
   assert.equal(buckets[6], buckets[7], 'a number is its digits, as a CSV gives it');
 });
 
-test('hash-features: a field added changes the values under the names it made before (every field adds into the same buckets), so it declares no edit of it to only add features', async () => {
+test('hash-features: a field added changes the values under the names it made before (every field adds into the same buckets), so it declares no edit of it to keep the values of the names it keeps (no keepsFeatureValues)', async () => {
   // What a resume's warning and a warm start's refusal of a hash-features edit rest on (a field added is not add-only).
   // Events made afresh for each run: a run appends its block to them.
   const input = (): Element[] => [...['a', 'b', 'c', 'd'].map((category, i) => ev('u1', i, 'view', { category, itemId: `item-${i}` })), watermark(Infinity)];
@@ -407,7 +407,7 @@ test('hash-features: a field added changes the values under the names it made be
   assert.deepEqual(before.map((row) => row.reduce((sum, v) => sum + v, 0)), [1, 1, 1, 1], 'one count an event');
   assert.deepEqual(after.map((row) => row.reduce((sum, v) => sum + v, 0)), [2, 2, 2, 2], "the item's count lands in the same names");
   assert.equal(hashFeatures.featureNames?.({ fields: ['category', 'itemId'], width: 4, prefix: 'hash', signed: false }).length, 4, 'no name added');
-  assert.equal(hashFeatures.onlyAddsFeatures, undefined);
+  assert.equal(hashFeatures.keepsFeatureValues, undefined);
 });
 
 test('hash-features: an attribute named as an Object.prototype member (attrs.constructor, attrs.__proto__) is hashed only where the event has it, never the inherited member', async () => {
@@ -1270,6 +1270,31 @@ test('user-features: state saved with horizons 1d, 7d resumes into 1d, 7d, 30d: 
     }
   }
   assert.ok(firstAfter > 100, `${firstAfter} restored users came back`);
+});
+
+test('user-features: state saved with horizons 1d, 7d, 30d resumes into 1d, 7d with every feature the same as an uninterrupted 1d, 7d run, so it declares that horizons added, removed or changed keep the values of the names kept (keepsFeatureValues; was: only added)', async () => {
+  // What a resume's info line (no warning) and a warm start across a horizon removed rest on.
+  const input = (): Element[] => shoppers(4000);
+  const cut = 2001;
+  const sessions = stage(sessionizer, { gap: '30m', allowed_lateness: '10m' });
+  const kept = [sessions, stage(userFeatures, { horizons: ['1d', '7d'] })];
+  const first = await Chain.build([sessions, stage(userFeatures, { horizons: ['1d', '7d', '30d'] })], ctx());
+  first.push(input().slice(0, cut));
+  const saved = await first.snapshot();
+  const whole = eventsOf(await chain(kept, input())).slice(eventsOf(first.end()).length);
+  const resumed = await Chain.build(kept, ctx(), saved);
+  const after = eventsOf(resumed.push(input().slice(cut)).end());
+  assert.equal(after.length, whole.length);
+  for (const [i, event] of after.entries()) assert.deepEqual(named(event), named(whole[i]!), `${event.userId} at ${event.time}`);
+
+  const keeps = (saved: unknown, horizons: string[]): boolean => userFeatures.keepsFeatureValues!(saved, withDefaults(userFeatures, { horizons } as never));
+  const then = { horizons: ['1d', '7d', '30d'], max_users: 5000000 };
+  assert.equal(keeps(then, ['1d', '7d', '30d', '90d']), true, 'added');
+  assert.equal(keeps(then, ['1d', '7d']), true, 'removed');
+  assert.equal(keeps(then, ['1d', '14d']), true, 'changed: 7d and 30d gone, 14d added');
+  assert.equal(keeps({ horizons: [3_600_000] }, ['1h']), true, 'a number of milliseconds (u_events_3600000ms) gone, 1h added');
+  // A record of another shape (a damaged file, a foreign plugin's) tells nothing: taken for values made otherwise.
+  for (const other of [null, 'x', {}, { horizons: '1d' }, { horizons: [{}] }]) assert.equal(keeps(other, ['1d']), false, JSON.stringify(other));
 });
 
 test("user-features: a horizon removed since the snapshot is dropped and said, in the config's words (a saved 7d as 7d, not 1w); a saved horizon of a configured one's name but another duration is refused, leaving the stage's label to the runtime's message", async () => {

@@ -52,7 +52,7 @@ export default defineOperator<HashFeaturesConfig>({
   examples: [{ fields: ['category', 'attrs.brand'], width: 32 }, { fields: ['itemId'], width: 256, prefix: 'item', signed: false }],
   featureNames: (config) => hashFeatureNames(config.prefix, config.width),
   featureNamesField: 'prefix',
-  // No onlyAddsFeatures: no edit of this stage only adds features, so a resume warns of any and a warm start refuses
+  // No keepsFeatureValues: no edit of this stage leaves the names it keeps made as before, so a resume warns of any and a warm start refuses
   // it. Every field adds into the same `width` buckets, so a field added changes the values under the names kept
   // (`<prefix>_k` sums all fields' ±1s); a width changed moves almost every value to another bucket (hash mod width),
   // under names kept; `signed` changes their signs; `prefix` renames every feature (none kept).

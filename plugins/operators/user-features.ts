@@ -85,14 +85,13 @@ export default defineOperator<UserFeaturesConfig>({
     ...config.horizons.flatMap((horizon, index) => bareMillisecondsWarning(`horizons[${index}]`, horizon) ?? []),
   ],
   featureNames: (config) => userFeatureNames(config.horizons),
-  // Each horizon's counts are its own (decayed by it alone): horizons added leave the others' values as they were,
-  // so a model warm-starts across the edit (learning the added ones from 0). One removed or changed is no such edit.
+  // Each horizon's counts are its own (decayed by it alone), and a name says its horizon as written (u_events_7d is
+  // 7 days'): horizons added, removed or changed leave the names kept made as they were, so a model warm-starts across
+  // the edit (learning the added ones from 0, the gone ones dropped or ignored). The fixed features read no horizon.
   // `max_users` bounds which users are remembered, not how a feature is computed.
-  onlyAddsFeatures: (saved, config) => {
+  keepsFeatureValues: (saved) => {
     const before = (saved as { horizons?: unknown } | null)?.horizons;
-    if (!Array.isArray(before)) return false;
-    const now = config.horizons.map(horizonLabel);
-    return before.every((horizon) => (typeof horizon === 'string' || typeof horizon === 'number') && now.includes(horizonLabel(horizon)));
+    return Array.isArray(before) && before.every((horizon) => typeof horizon === 'string' || typeof horizon === 'number');
   },
   create(config, context) {
     const horizons = config.horizons.map((h) => parseDuration(h));
