@@ -10,7 +10,7 @@
  * scored, a skewed sample (AUC 0.35 on the demo). The end of input is not a label: predictions
  * still open then are counted as censored, not scored, whatever their outcome so far.
  */
-import { checkListLengths, type ClickEvent, type Column, type CopyingSnapshot, type CopyThenEncode, decodeColumn, decodeColumnOf, decodeDerivedIds, decodeNamedColumns, decodeNullableStrings, decodeOptionalColumnOf, decodeStrings, defineOperator, type DerivedIds, eachOf, type Emit, encodeColumn, encodeDerivedIds, encodeNamedColumns, inTurns, parseDuration, partsOf, type JsonSchema, type PluginContext, type SessionSummary, type Operator, sessionKey } from 'tributary';
+import { checkListLengths, type ClickEvent, type Column, type CopyingSnapshot, decodeColumn, decodeColumnOf, decodeDerivedIds, decodeNamedColumns, decodeNullableStrings, decodeOptionalColumnOf, decodeStrings, defineOperator, type DerivedIds, eachOf, type Emit, encodeColumn, encodeDerivedIds, encodeNamedColumns, inTurns, parseDuration, partsOf, type JsonSchema, type PluginContext, type SessionSummary, type Operator, sessionKey, turnDue } from 'tributary';
 import { learnerOperator, OnlineLearner, predictionId, type IdDeriver, type LearnerState, type SampleHandle, type SampleInput } from './learner.js';
 import type { CustomModelSource } from './custom.js';
 import { claimModelName, bareMillisecondsWarnings, inapplicableFieldProblems, modelEmits, sessionizerProblems, modelEmitsOnlyWith, modelNameProblems, modelSideOutputs, modelSideOutputsOnlyWith, modelOperatorProperties, resolveConfig, type ModelOperatorConfig } from './config.js';
@@ -34,6 +34,10 @@ interface UserState {
   pending: PendingChurn[];
   /** Scale-out: the source partition the user's records come from (see partitionsRevoked). */
   partition?: string;
+  /** Whether the snapshot gather in progress (UsersCopy) has this user: its generation where kept, the generation + 1 where read or new since its call. */
+  copied: number;
+  /** The generation of the last snapshot gather during which this user was seen (its move to the map's end waits). */
+  touched: number;
 }
 
 /** A prediction waiting for its deadline (its session's end + horizon + grace). */
@@ -62,7 +66,7 @@ interface PendingChurn {
 }
 
 /** A user as the first format snapshotted it (one object each): pending predictions as (id, end, back). */
-type SavedUser = Omit<UserState, 'pending'> & { pending: [string, number, number][] };
+type SavedUser = Omit<UserState, 'pending' | 'copied' | 'touched'> & { pending: [string, number, number][] };
 
 /** The users as columns (see core/columns.ts), a row each, in the map's order. */
 interface SavedUsers {
@@ -135,122 +139,229 @@ interface ChurnState {
   sequences: SequencesState;
 }
 
+/** A user as a snapshot's call saw it, kept before a record changed it (UsersCopy.keep). */
+type KeptUser = Omit<UserState, 'pending'> & { pending: KeptPending[] };
+/** A pending prediction as at the call, and the live one (the deadlines point at it). */
+type KeptPending = PendingChurn & { of: PendingChurn };
+
 /**
- * The users and deadline heap in the columns of a snapshot, in parts: copied, then the encode parts
- * returned, which read only the copies and what never changes on a pending prediction's handle (its id,
- * session and time): see PartedSnapshots.takeCopying. Each pending prediction's id is written only where
- * `idOf` does not remake it from its user, session and time (checked there).
+ * The users of a snapshot, copied on write: its call takes only the map's size and an iterator over it (the
+ * sources held O(1)); the users are read into columns while records flow (readUpTo, in the encode parts).
+ * Until all are read: a record that changes a user not read yet keeps a copy of it first (keep); a user seen
+ * (userOf) stays where it is in the map and its move to the end, the most recently seen, waits until the
+ * gather is done (then made in the order seen: the map's order as if made at once); max_users forgets the
+ * first user not seen since the call (leastRecent), read first. So the map's first n entries stay the call's,
+ * in its order, and the columns are byte for byte those of a copy made at the call.
  */
-function* copyUsers(users: Map<string, UserState>, deadlines: readonly number[], deadlineOf: readonly PendingChurn[], idOf: IdDeriver): CopyThenEncode<{ users: SavedUsers; deadlines: SavedDeadlines }> {
-  const n = users.size;
-  const keys: string[] = [];
-  const openIds: string[] = [];
-  const openStarts: number[] = [];
-  const pendingSamples: SampleHandle[] = [];
-  const pendingUsers: string[] = [];
-  /** The pending predictions in row order, for the deadlines that point at them (matched once the sources go on). */
-  const pendingRows: PendingChurn[] = [];
-  const pendingEnds: number[] = [];
-  const pendingBacks: number[] = [];
-  const pendingStarts: number[] = [];
-  const pendingPurchased: number[] = [];
-  const pendingGaps: number[] = [];
-  const pendingGraces: number[] = [];
-  const partitions: (string | null)[] = [];
-  let partitioned = false;
-  const [firstSeen, sessions, purchases, lastEnd, gapSum, openCounts, pendingCounts] = Array.from({ length: 7 }, () => new Float64Array(n));
-  let row = 0;
-  yield* eachOf(users, ([key, u]) => {
-    keys.push(key);
-    firstSeen![row] = u.firstSeen;
-    sessions![row] = u.sessions;
-    purchases![row] = u.purchases;
-    lastEnd![row] = u.lastEnd ?? NaN;
-    gapSum![row] = u.gapSum;
-    openCounts![row] = u.open.length;
-    for (const [id, start] of u.open) {
-      openIds.push(id);
-      openStarts.push(start);
+class UsersCopy {
+  readonly n: number;
+  /** The live map's entries in its order, read up to n. */
+  private readonly entries: Iterator<[string, UserState]>;
+  private read = 0;
+  private readonly kept = new Map<UserState, KeptUser>();
+  /** Users seen during the gather, in order (repeats too), with their keys: their moves to the map's end, made once it is done. */
+  private readonly seenKeys: string[] = [];
+  private readonly seenUsers: UserState[] = [];
+  /** From the map's front, past the users seen since the call: where the next user max_users forgets is. */
+  private front: Iterator<[string, UserState]> | undefined;
+  readonly keys: string[] = [];
+  readonly openIds: string[] = [];
+  readonly openStarts: number[] = [];
+  readonly pendingSamples: SampleHandle[] = [];
+  readonly pendingUsers: string[] = [];
+  /** The pending predictions in row order, for the deadlines that point at them (matched in the encode parts). */
+  readonly pendingRows: PendingChurn[] = [];
+  readonly pendingEnds: number[] = [];
+  readonly pendingBacks: number[] = [];
+  readonly pendingStarts: number[] = [];
+  readonly pendingPurchased: number[] = [];
+  readonly pendingGaps: number[] = [];
+  readonly pendingGraces: number[] = [];
+  readonly partitions: (string | null)[] = [];
+  partitioned = false;
+  readonly firstSeen: Float64Array;
+  readonly sessions: Float64Array;
+  readonly purchases: Float64Array;
+  readonly lastEnd: Float64Array;
+  readonly gapSum: Float64Array;
+  readonly openCounts: Float64Array;
+  readonly pendingCounts: Float64Array;
+
+  constructor(
+    private readonly users: Map<string, UserState>,
+    /** This gather's number (even, above any before): a user's `copied` is it where kept, it + 1 where read (or new since the call). */
+    readonly generation: number,
+    /** Called once every user is read (and the moves made): records need keep nothing more. */
+    private readonly onRead: () => void,
+  ) {
+    const n = (this.n = users.size);
+    this.entries = users.entries();
+    [this.firstSeen, this.sessions, this.purchases, this.lastEnd, this.gapSum, this.openCounts, this.pendingCounts] = Array.from({ length: 7 }, () => new Float64Array(n));
+  }
+
+  get done(): boolean {
+    return this.read === this.n;
+  }
+
+  /** Before a record changes `user`: kept as at the call where not read yet. */
+  keep(user: UserState): void {
+    if (user.copied >= this.generation) return;
+    user.copied = this.generation;
+    this.kept.set(user, { ...user, open: user.open.map(([id, start]): [string, number] => [id, start]), pending: user.pending.map((p) => ({ ...p, of: p })) });
+  }
+
+  /** `user` (at `key`) is seen now: kept, its move to the map's end made once the gather is done. */
+  seen(key: string, user: UserState): void {
+    this.keep(user);
+    user.touched = this.generation;
+    this.seenKeys.push(key);
+    this.seenUsers.push(user);
+  }
+
+  /** The user seen least recently (the map's first not seen since the call), read before max_users forgets it; undefined where every user was seen since. */
+  leastRecent(): [string, UserState] | undefined {
+    this.front ??= this.users.entries();
+    for (;;) {
+      const next = this.front.next();
+      if (next.done) return undefined;
+      const [, user] = next.value;
+      if (user.touched === this.generation) continue;
+      while (user.copied !== this.generation + 1) this.readUpTo(1);
+      return next.value;
     }
-    pendingCounts![row] = u.pending.length;
-    for (const p of u.pending) {
-      pendingRows.push(p);
-      pendingSamples.push(p.sample);
-      pendingUsers.push(key);
-      pendingEnds.push(p.end);
-      pendingBacks.push(p.back);
-      pendingStarts.push(p.start);
-      pendingPurchased.push(p.purchased);
-      pendingGaps.push(p.gap);
-      pendingGraces.push(p.grace);
+  }
+
+  /** Reads up to `count` more users into the columns; once all are read, makes the moves of the users seen meanwhile. */
+  readUpTo(count: number): void {
+    const to = Math.min(this.n, this.read + count);
+    for (let row = this.read; row < to; row++) {
+      const [key, live] = this.entries.next().value!;
+      // A user not read yet whose `copied` is this gather's was kept (the map's first n entries are the call's).
+      const kept = live.copied === this.generation ? this.kept.get(live)! : undefined;
+      live.copied = this.generation + 1;
+      const u = kept ?? live;
+      this.keys.push(key);
+      this.firstSeen[row] = u.firstSeen;
+      this.sessions[row] = u.sessions;
+      this.purchases[row] = u.purchases;
+      this.lastEnd[row] = u.lastEnd ?? NaN;
+      this.gapSum[row] = u.gapSum;
+      this.openCounts[row] = u.open.length;
+      for (const [id, start] of u.open) {
+        this.openIds.push(id);
+        this.openStarts.push(start);
+      }
+      this.pendingCounts[row] = u.pending.length;
+      for (const p of u.pending) {
+        this.pendingRows.push(kept === undefined ? p : (p as KeptPending).of);
+        this.pendingSamples.push(p.sample);
+        this.pendingUsers.push(key);
+        this.pendingEnds.push(p.end);
+        this.pendingBacks.push(p.back);
+        this.pendingStarts.push(p.start);
+        this.pendingPurchased.push(p.purchased);
+        this.pendingGaps.push(p.gap);
+        this.pendingGraces.push(p.grace);
+      }
+      this.partitions.push(u.partition ?? null);
+      if (u.partition !== undefined) this.partitioned = true;
     }
-    partitions.push(u.partition ?? null);
-    if (u.partition !== undefined) partitioned = true;
-    row++;
+    this.read = to;
+    if (to === this.n) this.moveSeen();
+  }
+
+  /** The users seen during the gather to the map's end, in the order seen (a user gone since, forgotten, is not brought back). */
+  private moveSeen(): void {
+    const { users, seenKeys, seenUsers } = this;
+    for (let i = 0; i < seenKeys.length; i++) {
+      const key = seenKeys[i]!;
+      const user = seenUsers[i]!;
+      if (users.get(key) !== user) continue;
+      users.delete(key);
+      users.set(key, user);
+    }
+    seenKeys.length = 0;
+    seenUsers.length = 0;
+    this.kept.clear();
+    this.front = undefined;
+    this.onRead();
+  }
+}
+
+/**
+ * The users (read in parts first, see UsersCopy) and the deadline heap as at the call (arrays no record
+ * changes since: see the heap's copy on write) in the columns of a snapshot, while records flow. Each
+ * pending prediction's id is written only where `idOf` does not remake it from its user, session and time
+ * (checked there).
+ */
+function* encodeUsers(copy: UsersCopy, deadlinesAtCall: readonly number[], deadlineOfAtCall: readonly PendingChurn[], idOf: IdDeriver): Generator<void, { users: SavedUsers; deadlines: SavedDeadlines }, void> {
+  while (!copy.done) {
+    copy.readUpTo(1024);
+    if (turnDue()) yield;
+  }
+  const { keys, openIds, openStarts, pendingSamples, pendingUsers, pendingRows, pendingEnds, pendingBacks, pendingStarts, pendingPurchased, pendingGaps, pendingGraces, partitions, partitioned } = copy;
+  const { firstSeen, sessions, purchases, lastEnd, gapSum, openCounts, pendingCounts } = copy;
+  const deadlinesThen = Float64Array.from(deadlinesAtCall);
+  const deadlinesOfThen = deadlineOfAtCall;
+  /** Each pending prediction's row, for the deadlines that point at it. */
+  const rowOf = new Map<PendingChurn, number>();
+  yield* partsOf(pendingRows.length, (from, to) => {
+    for (let i = from; i < to; i++) rowOf.set(pendingRows[i]!, i);
   });
-  const deadlinesThen = Float64Array.from(deadlines);
-  const deadlinesOfThen = deadlineOf.slice();
-  return (function* () {
-    /** Each pending prediction's row, for the deadlines that point at it. */
-    const rowOf = new Map<PendingChurn, number>();
-    yield* partsOf(pendingRows.length, (from, to) => {
-      for (let i = from; i < to; i++) rowOf.set(pendingRows[i]!, i);
-    });
-    const deadlineRows = new Float64Array(deadlinesThen.length);
-    // A deadline is its prediction's end + the horizon + its grace but where an update moved it: stored as offsets from that end
-    // (the end as copied: an update may move it once the sources go on).
-    const predictionEnds = new Float64Array(deadlinesThen.length);
-    yield* partsOf(deadlinesThen.length, (from, to) => {
-      for (let i = from; i < to; i++) {
-        const row = rowOf.get(deadlinesOfThen[i]!);
-        deadlineRows[i] = row ?? NO_PENDING;
-        predictionEnds[i] = row === undefined ? 0 : pendingEnds[row]!;
-      }
-    });
-    const pendingIds: string[] = [];
-    const pendingIdKeys: number[] = [];
-    const pendingSessions: (string | null)[] = [];
-    const pendingTimes: number[] = [];
-    yield* partsOf(pendingSamples.length, (from, to) => {
-      for (let i = from; i < to; i++) {
-        const { id, sessionId, time } = pendingSamples[i]!;
-        // Checked, not trusted (as the label buffer's ids): a stand-in restored from an older format (its id only) keeps its id written.
-        const remade = time !== undefined && idOf(pendingUsers[i]!, sessionId, time, 0) === id;
-        pendingIdKeys.push(remade ? 0 : -1);
-        if (!remade) pendingIds.push(id);
-        // Its session whether remade or not: a prediction no longer awaited is restored with it, for an update to find.
-        pendingSessions.push(sessionId ?? null);
-        pendingTimes.push(remade ? time : pendingEnds[i]!);
-      }
-    });
-    const atColumn = yield* encodeColumn(deadlinesThen, { values: predictionEnds, ref: PREDICTION_ENDS });
-    const starts = Float64Array.from(pendingStarts);
-    const ends = Float64Array.from(pendingEnds);
-    const sessionColumn = yield* encodeDerivedIds(pendingUsers, pendingSessions, { values: starts, ref: PENDING_STARTS });
-    const timeColumn = yield* encodeColumn(Float64Array.from(pendingTimes), { values: ends, ref: PENDING_ENDS });
-    const { pending: pendingColumn, ...columns } = yield* encodeNamedColumns({
-      firstSeen: firstSeen!,
-      sessions: sessions!,
-      purchases: purchases!,
-      lastEnd: lastEnd!,
-      gapSum: gapSum!,
-      openCounts: openCounts!,
-      openStarts: Float64Array.from(openStarts),
-      pendingCounts: pendingCounts!,
-      pendingEnds: ends,
-      pendingBacks: Float64Array.from(pendingBacks),
-      pendingStarts: starts,
-      pendingPurchased: Float64Array.from(pendingPurchased),
-      pendingGaps: Float64Array.from(pendingGaps),
-      pendingGraces: Float64Array.from(pendingGraces),
-      pendingIdKeys: Float64Array.from(pendingIdKeys),
-      pending: deadlineRows,
-    });
-    return {
-      users: { keys, ...columns, pendingSessions: sessionColumn, pendingTimes: timeColumn, openIds, pendingIds, ...(partitioned ? { partitions } : {}) },
-      deadlines: { at: atColumn, pending: pendingColumn },
-    };
-  })();
+  const deadlineRows = new Float64Array(deadlinesThen.length);
+  // A deadline is its prediction's end + the horizon + its grace but where an update moved it: stored as offsets from that end
+  // (the end as copied: an update may move it once the sources go on).
+  const predictionEnds = new Float64Array(deadlinesThen.length);
+  yield* partsOf(deadlinesThen.length, (from, to) => {
+    for (let i = from; i < to; i++) {
+      const row = rowOf.get(deadlinesOfThen[i]!);
+      deadlineRows[i] = row ?? NO_PENDING;
+      predictionEnds[i] = row === undefined ? 0 : pendingEnds[row]!;
+    }
+  });
+  const pendingIds: string[] = [];
+  const pendingIdKeys: number[] = [];
+  const pendingSessions: (string | null)[] = [];
+  const pendingTimes: number[] = [];
+  yield* partsOf(pendingSamples.length, (from, to) => {
+    for (let i = from; i < to; i++) {
+      const { id, sessionId, time } = pendingSamples[i]!;
+      // Checked, not trusted (as the label buffer's ids): a stand-in restored from an older format (its id only) keeps its id written.
+      const remade = time !== undefined && idOf(pendingUsers[i]!, sessionId, time, 0) === id;
+      pendingIdKeys.push(remade ? 0 : -1);
+      if (!remade) pendingIds.push(id);
+      // Its session whether remade or not: a prediction no longer awaited is restored with it, for an update to find.
+      pendingSessions.push(sessionId ?? null);
+      pendingTimes.push(remade ? time : pendingEnds[i]!);
+    }
+  });
+  const atColumn = yield* encodeColumn(deadlinesThen, { values: predictionEnds, ref: PREDICTION_ENDS });
+  const starts = Float64Array.from(pendingStarts);
+  const ends = Float64Array.from(pendingEnds);
+  const sessionColumn = yield* encodeDerivedIds(pendingUsers, pendingSessions, { values: starts, ref: PENDING_STARTS });
+  const timeColumn = yield* encodeColumn(Float64Array.from(pendingTimes), { values: ends, ref: PENDING_ENDS });
+  const { pending: pendingColumn, ...columns } = yield* encodeNamedColumns({
+    firstSeen: firstSeen!,
+    sessions: sessions!,
+    purchases: purchases!,
+    lastEnd: lastEnd!,
+    gapSum: gapSum!,
+    openCounts: openCounts!,
+    openStarts: Float64Array.from(openStarts),
+    pendingCounts: pendingCounts!,
+    pendingEnds: ends,
+    pendingBacks: Float64Array.from(pendingBacks),
+    pendingStarts: starts,
+    pendingPurchased: Float64Array.from(pendingPurchased),
+    pendingGaps: Float64Array.from(pendingGaps),
+    pendingGraces: Float64Array.from(pendingGraces),
+    pendingIdKeys: Float64Array.from(pendingIdKeys),
+    pending: deadlineRows,
+  });
+  return {
+    users: { keys, ...columns, pendingSessions: sessionColumn, pendingTimes: timeColumn, openIds, pendingIds, ...(partitioned ? { partitions } : {}) },
+    deadlines: { at: atColumn, pending: pendingColumn },
+  };
 }
 
 /**
@@ -300,7 +411,7 @@ function* restoreUsers(saved: SavedUsers, into: Map<string, UserState>, pendingR
         pendingRows.push(p);
       }
       const end = lastEnd![i]!;
-      const user: UserState = { firstSeen: firstSeen![i]!, sessions: sessions![i]!, purchases: purchases![i]!, lastEnd: end === end ? end : undefined, gapSum: gapSum![i]!, open, pending };
+      const user: UserState = { firstSeen: firstSeen![i]!, sessions: sessions![i]!, purchases: purchases![i]!, lastEnd: end === end ? end : undefined, gapSum: gapSum![i]!, open, pending, copied: 0, touched: 0 };
       const partition = partitions?.[i];
       if (partition != null) user.partition = partition;
       into.set(key, user);
@@ -501,8 +612,25 @@ export function createChurnModel(rawConfig: ChurnModelConfig, context: PluginCon
   // in a number array of their own (unboxed doubles, no tuple per entry), predictions beside them.
   let deadlines: number[] = [];
   let deadlineOf: PendingChurn[] = [];
+  /** The heap's arrays are a snapshot's too (its call's): copied at its next change, not at the call (the sources held). */
+  let heapShared = false;
+  const unshareHeap = (): void => {
+    deadlines = deadlines.slice();
+    deadlineOf = deadlineOf.slice();
+    heapShared = false;
+  };
+  /** The users a snapshot is still reading, while records flow (see UsersCopy), and the number of the last such gather. */
+  let copying: UsersCopy | undefined;
+  let generation = 0;
+  /** Has a snapshot still reading the users read the rest now: before a change it cannot keep aside (a restore, users revoked, a new snapshot). */
+  const finishCopy = (): void => {
+    const copy = copying;
+    copying = undefined;
+    copy?.readUpTo(copy.n);
+  };
 
   const push = (deadline: number, pending: PendingChurn): void => {
+    if (heapShared) unshareHeap();
     let i = deadlines.length;
     // Moved up while below its parent (ties stay below, as before: pop order depends on the layout).
     for (let parent = (i - 1) >> 1; i > 0 && deadline < deadlines[parent]!; i = parent, parent = (i - 1) >> 1) {
@@ -514,6 +642,7 @@ export function createChurnModel(rawConfig: ChurnModelConfig, context: PluginCon
   };
   /** Removes the earliest entry (read it first at index 0). */
   const pop = (): void => {
+    if (heapShared) unshareHeap();
     const deadline = deadlines.pop()!;
     const pending = deadlineOf.pop()!;
     const n = deadlines.length;
@@ -542,24 +671,38 @@ export function createChurnModel(rawConfig: ChurnModelConfig, context: PluginCon
   const userOf = (userId: string, time: number): UserState => {
     const partition = context.currentPartition?.();
     let user = users.get(userId);
-    if (user && partition !== undefined) user.partition = partition;
+    const copy = copying;
     if (user) {
       // Seen now: to the map's end, so its first entry is the user seen least recently, the one max_users
       // forgets. By first sight (as before 2026-12-07) a loyal returner went first, while its awaited
       // label (a 0: it returns) expired with it and its history started over: the labels leaned to churn.
-      users.delete(userId);
-      users.set(userId, user);
+      // While a snapshot reads the users, the move waits until it has (UsersCopy.seen).
+      if (copy !== undefined) copy.seen(userId, user);
+      else {
+        users.delete(userId);
+        users.set(userId, user);
+      }
+      if (partition !== undefined) user.partition = partition;
     } else {
       if (users.size >= maxUsers) {
-        const [forgottenId, forgotten] = users.entries().next().value!;
+        let least = copy?.leastRecent();
+        if (least === undefined) {
+          // Every user seen since the snapshot's call: read the rest and make the moves first.
+          finishCopy();
+          least = users.entries().next().value!;
+        }
+        const [forgottenId, forgotten] = least;
         users.delete(forgottenId);
         usersEvicted.inc();
         // No label can come for its pending predictions now (their deadlines find no user): out of the
         // buffer at once, not after label_buffer.timeout (1d by default), which let them pile up.
         for (const pending of forgotten.pending) learner.expireOne(pending.sample);
       }
-      user = { firstSeen: time, sessions: 0, purchases: 0, lastEnd: undefined, gapSum: 0, open: [], pending: [], ...(partition === undefined ? {} : { partition }) };
+      // New since a snapshot's call: none of it (its `copied` says so), in the order seen.
+      const copied = copying === undefined ? 0 : copying.generation + 1;
+      user = { firstSeen: time, sessions: 0, purchases: 0, lastEnd: undefined, gapSum: 0, open: [], pending: [], copied, touched: 0, ...(partition === undefined ? {} : { partition }) };
       users.set(userId, user);
+      copying?.seen(userId, user);
       knownUsers.set(users.size);
     }
     return user;
@@ -587,6 +730,7 @@ export function createChurnModel(rawConfig: ChurnModelConfig, context: PluginCon
   const startMoved = (userId: string, sessionId: string, start: number): void => {
     const user = users.get(userId);
     if (!user) return;
+    copying?.keep(user);
     for (const entry of user.open) if (entry[0] === sessionId && start < entry[1]) entry[1] = start;
     returned(user, start);
   };
@@ -636,6 +780,7 @@ export function createChurnModel(rawConfig: ChurnModelConfig, context: PluginCon
   const onUpdate = (summary: SessionSummary): void => {
     const user = users.get(summary.userId);
     if (!user) return;
+    copying?.keep(user);
     if (user.lastEnd === undefined || summary.end > user.lastEnd) user.lastEnd = summary.end;
     if (summary.start < user.firstSeen) user.firstSeen = summary.start;
     const replaces = mergedAwayIds(summary);
@@ -786,6 +931,7 @@ export function createChurnModel(rawConfig: ChurnModelConfig, context: PluginCon
           const user = users.get(pending.userId);
           const index = user ? user.pending.indexOf(pending) : -1;
           if (index < 0) continue;
+          copying?.keep(user!);
           user!.pending.splice(index, 1);
           learner.label(pending.sample, pending.back >= 0 && pending.back - pending.end <= horizon ? 0 : 1, deadline, emit);
         }
@@ -801,6 +947,7 @@ export function createChurnModel(rawConfig: ChurnModelConfig, context: PluginCon
      */
     partitionsRevoked(partitions) {
       learner.snapshots.settle();
+      finishCopy();
       const revoked = new Set(partitions);
       let released = 0;
       for (const [userId, user] of users) {
@@ -835,11 +982,19 @@ export function createChurnModel(rawConfig: ChurnModelConfig, context: PluginCon
       return learner.snapshots.takeCopying(
         (function* () {
           const learnerState = yield* learner.snapshotParts();
-          const usersState = yield* copyUsers(users, deadlines, deadlineOf, idOf);
+          // Copies on write (UsersCopy, the heap's arrays): taken now, read while records flow.
+          finishCopy();
+          generation += 2;
+          const copy: UsersCopy = (copying = new UsersCopy(users, generation, () => {
+            if (copying === copy) copying = undefined;
+          }));
+          heapShared = true;
+          const usersState = encodeUsers(copy, deadlines, deadlineOf, idOf);
           const savedSequences = sequences ? yield* sequences.stateParts() : [];
           return (function* () {
-            const saved = yield* learnerState;
+            // The users first: until they are read, records keep what they change (UsersCopy).
             const columns = yield* usersState;
+            const saved = yield* learnerState;
             return { format: 5 as const, learner: saved, users: columns.users, deadlines: columns.deadlines, sequences: savedSequences };
           })();
         })(),
@@ -847,6 +1002,7 @@ export function createChurnModel(rawConfig: ChurnModelConfig, context: PluginCon
     },
     async restore(state) {
       learner.snapshots.settle();
+      finishCopy();
       const saved = state as ChurnState;
       // In parts, each part a turn of the event loop (see inTurns); the state swapped in at the end.
       await inTurns(
@@ -859,7 +1015,7 @@ export function createChurnModel(rawConfig: ChurnModelConfig, context: PluginCon
             yield* eachOf(saved.users, ([key, user]) => {
               const pending = user.pending.map(([id, end, back]): PendingChurn => ({ sample: handleOf(id), start: end, end, purchased: NaN, gap: 0, back, grace: 0, userId: key }));
               pendingRows.push(...pending);
-              restored.set(key, { ...user, open: user.open.map((o) => [...o] as [string, number]), pending });
+              restored.set(key, { ...user, open: user.open.map((o) => [...o] as [string, number]), pending, copied: 0, touched: 0 });
             });
           } else yield* restoreUsers(saved.users, restored, pendingRows, handleOf, idOf);
           const restoredDeadlines: number[] = [];
@@ -912,6 +1068,7 @@ export function createChurnModel(rawConfig: ChurnModelConfig, context: PluginCon
           knownUsers.set(users.size);
           deadlines = restoredDeadlines;
           deadlineOf = restoredDeadlineOf;
+          heapShared = false;
         })(),
       );
     },

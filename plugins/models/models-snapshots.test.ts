@@ -476,3 +476,68 @@ test('intent and churn: a snapshot is copied at its call and encoded while recor
     }
   }
 });
+
+test("churn copies its users on write: users seen, updated, labelled and forgotten (max_users) while its snapshot is read do not show in it; it is byte for byte the call's state and restores to it, and the stage goes on as one that took no snapshot (the same users forgotten, in the same order)", async () => {
+  const t = Date.UTC(2024, 0, 1);
+  const sec = 1000;
+  const users = 3000;
+  const config = { ...base, horizon: '2h', max_users: 3200, batch: { max_size: 16, max_delay: 0 } } as unknown as IntentModelConfig;
+  const sid = (u: string, start: number): string => `${u}:${start}`;
+  /** A session of one event at `start`, closed at `start` + 1 min. */
+  const session = (u: string, start: number): Element[] => [event(u, sid(u, start), start, 0, start, 'view'), summary(u, sid(u, start), start, start + min, 1, false, { view: 1 })];
+  /** A session every tenth user has open from 30 min on (a late event may move its start). */
+  const opened = (u: number): number => t + 30 * min + u * sec;
+  // More users than one part of the read (1,024), each with a prediction awaiting its label.
+  const before = (): Element[] =>
+    Array.from({ length: users }, (_, u) => [...session(`u${u}`, t + u * sec), ...(u % 10 === 3 ? [event(`u${u}`, sid(`u${u}`, opened(u)), opened(u), 0, opened(u), 'view')] : [])]).flat();
+  /** After the call: users back (moved to the map's end), an update (a purchase), a late event moving an open session's start, new users past max_users (the least recent forgotten), labels at a watermark. */
+  const after = (round: number): Element[] => {
+    const at = t + hour + round * 10 * min;
+    return [
+      ...Array.from({ length: 400 }, (_, k) => session(`u${(k * 7 + round) % users}`, at + k * sec)).flat(),
+      ...Array.from({ length: 100 }, (_, k) => {
+        const u = (k * 13 + 5 + round) % users;
+        const start = t + u * sec;
+        return { ...summary(`u${u}`, sid(`u${u}`, start), start - sec, start + min, 2, true, { view: 1, purchase: 1 }), update: true };
+      }),
+      ...Array.from({ length: 50 }, (_, k) => {
+        const u = 3 + 10 * ((k * 2 + round) % (users / 10));
+        const start = opened(u);
+        return event(`u${u}`, sid(`u${u}`, start), start - sec, 1, start - sec, 'view');
+      }),
+      ...Array.from({ length: 500 }, (_, k) => session(`new${round}-${k}`, at + 5 * min + k * sec)).flat(),
+      watermark(t + 2 * hour + (round + 1) * 10 * min),
+    ];
+  };
+  const still = await fedOperator(churnModel, config);
+  for (const element of before()) still.input.next(element);
+  const atCall = JSON.stringify(await still.operator.snapshot!());
+  // The same records, no snapshot among them.
+  const plain = await fedOperator(churnModel, config);
+  for (const element of [...before(), ...after(0), ...after(1), ...after(2)]) plain.input.next(element);
+
+  const fed = await fedOperator(churnModel, config);
+  for (const element of before()) fed.input.next(element);
+  const taken = fed.operator.snapshot!();
+  assert.ok(isCopyingSnapshot(taken));
+  await taken.copied;
+  let encoded = false;
+  void taken.then(() => (encoded = true));
+  // Before the encode parts' first turn: no user read yet.
+  for (const element of after(0)) fed.input.next(element);
+  assert.equal(encoded, false, 'the records came while the snapshot was being read and encoded');
+  // A turn: a part of the reading may run here (or all of it), then more records.
+  await new Promise((resolve) => setImmediate(resolve));
+  for (const element of after(1)) fed.input.next(element);
+  const saved = await taken;
+  for (const element of after(2)) fed.input.next(element);
+  assert.equal(JSON.stringify(saved), atCall, "the snapshot is its call's state");
+  assert.equal(JSON.stringify(await fed.operator.snapshot!()), JSON.stringify(await plain.operator.snapshot!()), 'the stage went on as one that took no snapshot');
+  const restored = await fedOperator(churnModel, config, JSON.parse(atCall));
+  assert.equal(JSON.stringify(await restored.operator.snapshot!()), atCall, 'restored whole');
+  for (const { input, done, operator } of [still, plain, fed, restored]) {
+    input.complete();
+    await done;
+    await operator.close?.();
+  }
+});

@@ -493,6 +493,47 @@ test('sessionizer, session-features, user-features: a snapshot is copied at its 
   }
 });
 
+test('user-features copies on write: users changed, added and evicted while its snapshot is encoded (the sources going on) do not show in it; it is byte for byte the state at the call, and restores to it', async () => {
+  // More users than one part of the gather (1,024) and past max_users once the new ones come: an eviction mid-encode.
+  const users = 5000;
+  const stages = [stage(userFeatures, { max_users: 6000 })];
+  const before = (): Element[] =>
+    Array.from({ length: 3 * users }, (_, k) => ev(`u${k % users}`, k / 100, k % 7 === 0 ? 'purchase' : 'view', { sessionId: `s${k % users}-${Math.floor(k / 4000)}`, price: 3 + (k % 11) }));
+  // Returning users (a purchase, a new session), new users past the bound (the 10% seen least recently go), the returners again.
+  const returning = (from: number): Element[] => Array.from({ length: 1500 }, (_, k) => ev(`u${(k * 7 + from) % users}`, 200 + from + k / 100, k % 3 === 0 ? 'purchase' : 'view', { sessionId: `late${from}-${k % 50}`, price: 9 }));
+  const newcomers = Array.from({ length: 2500 }, (_, k) => ev(`new${k}`, 300 + k / 100, 'view', { sessionId: `n${k}` }));
+  const still = await Chain.build(stages, ctx());
+  still.push(before());
+  const atCall = JSON.stringify(await still.operators[0]!.snapshot!());
+
+  const hub = new MetricsHub();
+  const context = testContext({ clock, metrics: hub.scoped({ pipeline: 'test', stage: 'user-features' }) });
+  const fed = await Chain.build(stages, context);
+  fed.push(before());
+  const snapshot = fed.operators[0]!.snapshot!();
+  assert.ok(isCopyingSnapshot(snapshot));
+  await snapshot.copied;
+  let encoded = false;
+  void snapshot.then(() => (encoded = true));
+  // Before the encode parts' first turn: nothing gathered yet when the new users evict.
+  fed.push(returning(0));
+  fed.push(newcomers);
+  assert.equal(encoded, false, 'the records came while the snapshot was being encoded');
+  const evicted = Number(/^tributary_users_evicted_total\{[^}]*\} (\d+)$/m.exec(await hub.registry.metrics())![1]);
+  assert.ok(evicted >= 500, `users evicted while the snapshot was encoded: ${evicted}`);
+  // The encoding may have gone on meanwhile, or be done: either way these do not show in it.
+  fed.push(returning(1));
+  fed.push(returning(2));
+  const saved = await snapshot;
+  assert.equal(JSON.stringify(saved), atCall, 'the snapshot is the state at its call');
+  const restored = await Chain.build(stages, ctx(), [JSON.parse(atCall)]);
+  assert.equal(JSON.stringify(await restored.operators[0]!.snapshot!()), atCall, 'restored whole');
+  // And the live state went on: the returning users' events counted after the snapshot.
+  assert.notEqual(JSON.stringify(await fed.operators[0]!.snapshot!()), atCall);
+  fed.end();
+  still.end();
+});
+
 test('a large state is restored in parts, the event loop turning between them (the daemon answers /healthz meanwhile), and restores whole', async () => {
   // More users and open sessions than one part holds (65,536 rows).
   const users = 70_000;

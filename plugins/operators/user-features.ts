@@ -7,7 +7,7 @@
  * State is one row of numbers per known user in a shared Float64Array (struct of arrays), because
  * this state grows with every user ever seen: a million users must fit in well under a GiB.
  */
-import { bareMillisecondsWarning, type ClickEvent, type Column, type CopyingSnapshot, type CopyThenEncode, decodeDerivedIds, decodeStrings, decodeTable, defineOperator, type DerivedIds, type Duration, durationText, eachOf, type Element, type Emit, encodeDerivedIds, FeatureBlock, inFloat32Range, encodeTable, inParts, parseDuration, PartedSnapshots, type EntryProblem, PluginConfigError, type PluginContext, recordOperator, type SessionContext } from 'tributary';
+import { bareMillisecondsWarning, type ClickEvent, type Column, type CopyingSnapshot, type CopyThenEncode, decodeDerivedIds, decodeStrings, decodeTable, defineOperator, type DerivedIds, type Duration, durationText, type Element, type Emit, encodeDerivedIds, FeatureBlock, inFloat32Range, encodeTable, inParts, parseDuration, PartedSnapshots, type EntryProblem, PluginConfigError, type PluginContext, recordOperator, type SessionContext, turnDue } from 'tributary';
 import { handleOf } from './handle.js';
 import { horizonLabel, userFeatureNames } from './feature-blocks.js';
 
@@ -192,6 +192,30 @@ export interface UserFeaturesSnapshot {
   columns: Column[];
 }
 
+/** A slot's state in a snapshot's gather (SlotsCopy.marks). */
+const UNREAD = 0;
+const READ = 1;
+/** Changed since the call: its row and session as at the call are in SlotsCopy.kept. */
+const KEPT = 2;
+
+/** A user-features snapshot's copy made while records flow (see UserState.snapshotParts). */
+interface SlotsCopy {
+  /** Users at the call: the map's first n entries. */
+  readonly n: number;
+  /** The live map's slots, in its order (the eviction order): read up to n. */
+  readonly entries: Iterator<number>;
+  /** Entries read so far. */
+  read: number;
+  /** Per slot held at the call: UNREAD, READ, KEPT (a slot beyond: a user new since, not in the snapshot). */
+  readonly marks: Uint8Array;
+  readonly kept: Map<number, { row: Float64Array; session: string | number | undefined }>;
+  readonly users: string[];
+  /** Each user's session id, or its restored start time where the id is not built yet. */
+  readonly sessions: (string | number | undefined)[];
+  /** The rows in map order. */
+  readonly rows: Float64Array;
+}
+
 class UserState {
   private readonly slots = new Map<string, number>();
   private userIds: (string | undefined)[] = [];
@@ -218,6 +242,8 @@ class UserState {
   private knownReported = 0;
   /** A snapshot still in parts reads the state: settled before a record changes it. */
   private readonly snapshots = new PartedSnapshots();
+  /** The users' rows a snapshot still reads while records flow (see SlotsCopy), until it has them all. */
+  private copying: SlotsCopy | undefined;
 
   constructor(horizons: number[], horizonNames: string[], names: readonly string[], maxUsers: number, context: PluginContext) {
     this.horizons = horizons;
@@ -267,6 +293,9 @@ class UserState {
         handle.userSlot = slot;
       }
     }
+    // A snapshot still gathering its rows keeps this user's as they were at its call, before the change.
+    const copy = this.copying;
+    if (copy !== undefined && copy.marks[slot] === UNREAD) this.keepForCopy(copy, slot);
     const r = slot * this.width;
     const row = this.rows;
     const sessionId = event.session?.id ?? event.sessionId;
@@ -449,6 +478,8 @@ class UserState {
 
   /** Forgets the least recently seen tenth of the users (at least one): amortised over many events. */
   private evict(): void {
+    // Eviction frees slots for reuse and changes the map's order: a snapshot gathering reads the rest first.
+    this.finishCopy();
     const count = Math.max(1, Math.floor(this.slots.size / 10));
     const times = new Float64Array(this.slots.size);
     let n = 0;
@@ -516,47 +547,89 @@ class UserState {
     return this.snapshots.takeCopying(this.snapshotParts());
   }
 
+  /**
+   * Copy on write: at the call only the map's size and an iterator over it are taken (the held part, O(1)).
+   * The rows are gathered in the encode parts while records flow; a record that changes a user the gather
+   * has not read yet first keeps that user's row and session (keepForCopy); an eviction or a restore has the
+   * gather read the rest at once (finishCopy). New users go to the map's end and to slots the call did not
+   * hold, past the `n` entries read. The bytes are those of a copy made at the call.
+   */
   private *snapshotParts(): CopyThenEncode<UserFeaturesSnapshot> {
+    this.finishCopy(); // an earlier snapshot's gather, if still running, reads the state it was called at
     const n = this.slots.size;
     const width = this.width;
-    // Pushed, not `new Array(n)`: a large preallocated array gets slow dictionary elements in V8.
-    const users: string[] = [];
-    const sessions: (string | number | undefined)[] = [];
-    const userIds = this.userIds;
-    const sessionIds = this.sessionIds;
-    const restoredTimes = this.restoredTimes;
-    // Until a slot is reused, map order is slot order and the rows are split as they are; else
-    // they are gathered in map order first.
-    let inOrder = true;
-    // The slots in map order (the eviction order); a slot's user is userIds[slot], the map's key.
-    yield* eachOf(this.slots.values(), (slot) => {
-      const i = users.length;
-      if (slot !== i) inOrder = false;
-      users.push(userIds[slot]!);
-      const pending = restoredTimes !== undefined && slot < restoredTimes.length ? restoredTimes[slot]! : NaN;
-      sessions.push(pending === pending ? pending : sessionIds[slot]);
-    });
-    // In order, the live rows copied at once (a record changes them in place once the sources go on).
-    let rows = inOrder ? this.rows.slice(0, n * width) : this.rows;
-    if (!inOrder) {
-      const gathered = new Float64Array(n * width);
-      const live = this.rows;
-      let i = 0;
-      // The map again (settle() keeps it as it was at the call), not an array of the order: 8 MB less.
-      yield* eachOf(this.slots.values(), (slot) => {
-        gathered.set(live.subarray(slot * width, slot * width + width), i * width);
-        i++;
-      });
-      rows = gathered;
-    }
+    const copy: SlotsCopy = {
+      n,
+      entries: this.slots.values(),
+      read: 0,
+      marks: new Uint8Array(this.used),
+      kept: new Map(),
+      // Pushed, not `new Array(n)`: a large preallocated array gets slow dictionary elements in V8.
+      users: [],
+      sessions: [],
+      rows: new Float64Array(n * width),
+    };
+    this.copying = copy;
     const horizons = [...this.horizons];
     const horizonNames = [...this.horizonNames];
-    const copied = rows;
+    const state = this;
     return (function* (): Generator<void, UserFeaturesSnapshot, void> {
-      const columns = yield* encodeTable(copied, n, width, TIME_REFS);
-      const sessionStarts = { values: copied, ref: SESSION_START, stride: width, offset: SESSION_START };
+      while (state.copying === copy && copy.read < n) {
+        state.gather(copy, 1024);
+        if (turnDue()) yield;
+      }
+      const { users, sessions, rows } = copy;
+      const columns = yield* encodeTable(rows, n, width, TIME_REFS);
+      const sessionStarts = { values: rows, ref: SESSION_START, stride: width, offset: SESSION_START };
       return { version: 3, horizons, horizonNames, users, sessions: yield* encodeDerivedIds(users, sessions, sessionStarts), columns };
     })();
+  }
+
+  /** The session a snapshot writes for a slot: its restored start time while its id is not built yet (materialize), else its id. */
+  private savedSession(slot: number): string | number | undefined {
+    const restoredTimes = this.restoredTimes;
+    const pending = restoredTimes !== undefined && slot < restoredTimes.length ? restoredTimes[slot]! : NaN;
+    return pending === pending ? pending : this.sessionIds[slot];
+  }
+
+  /** Reads up to `count` more of the map's entries at the copy's call into the copy: a kept row where a record changed it since, else the live one. */
+  private gather(copy: SlotsCopy, count: number): void {
+    const { users, sessions, rows, marks, kept } = copy;
+    const width = this.width;
+    const live = this.rows;
+    const userIds = this.userIds;
+    const to = Math.min(copy.n, copy.read + count);
+    let i = copy.read;
+    for (; i < to; i++) {
+      const slot = copy.entries.next().value!;
+      users.push(userIds[slot]!);
+      const out = i * width;
+      if (marks[slot] === KEPT) {
+        const old = kept.get(slot)!;
+        rows.set(old.row, out);
+        sessions.push(old.session);
+      } else {
+        const r = slot * width;
+        for (let k = 0; k < width; k++) rows[out + k] = live[r + k]!;
+        sessions.push(this.savedSession(slot));
+        marks[slot] = READ;
+      }
+    }
+    copy.read = i;
+    if (i === copy.n && this.copying === copy) this.copying = undefined;
+  }
+
+  /** A record is about to change a user a snapshot has not read yet: its row and session as at the call, for the gather. */
+  private keepForCopy(copy: SlotsCopy, slot: number): void {
+    const r = slot * this.width;
+    copy.kept.set(slot, { row: this.rows.slice(r, r + this.width), session: this.savedSession(slot) });
+    copy.marks[slot] = KEPT;
+  }
+
+  /** Has a snapshot still gathering read the rest now: before what it cannot keep aside (evictions, a restore). */
+  private finishCopy(): void {
+    const copy = this.copying;
+    if (copy !== undefined) this.gather(copy, copy.n);
   }
 
   /**
@@ -633,6 +706,7 @@ class UserState {
     if (saved?.version !== 1 && saved?.version !== 2 && saved?.version !== 3) throw new Error('unknown user-features snapshot version');
     const from = this.savedHorizonOf(saved);
     this.snapshots.settle();
+    this.finishCopy();
     this.slots.clear();
     this.free = [];
     this.used = 0;
