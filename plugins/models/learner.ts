@@ -51,7 +51,7 @@ export interface SampleHandle {
   readonly sessionId?: string | undefined;
   /** The time it was made at, which its id was made from (absent on a stand-in). */
   readonly time?: number;
-  /** Out of the label buffer (labelled, expired, withdrawn or dropped): a later label for it is late. */
+  /** Out of the label buffer (labelled, expired or withdrawn), or never in it (made while it was full): a later label for it is late. */
   readonly released: boolean;
 }
 
@@ -526,7 +526,7 @@ export class OnlineLearner {
       expired: m.counter('model_labels_expired_total', 'Predictions dropped unlabelled after label_buffer.timeout, or when no label will come (intent: a session the sessionizer evicted; churn: a user forgotten for max_users or whose partition was revoked).'),
       drifts: m.counter('model_drifts_total', 'Drifts detected on the loss stream.'),
       invalidScores: m.counter('model_invalid_scores_total', 'Predictions that were not a number (the model diverged): neither scored nor learnt from.'),
-      lateLabels: m.counter('model_late_labels_total', 'Labels that came for a prediction no longer awaited (dropped from a full label buffer, expired, or withdrawn): not scored.'),
+      lateLabels: m.counter('model_late_labels_total', 'Labels that came for a prediction no longer awaited (not held by a full label buffer, expired, or withdrawn): not scored.'),
       withdrawn: m.counter(
         'model_predictions_withdrawn_total',
         'Predictions withdrawn unscored because a late event showed they are not to be scored: churn, their session merged into one predicted already; intent, made at an event after their session\'s first purchase.',
@@ -1773,7 +1773,7 @@ export class OnlineLearner {
     const droppedText =
       overflow + expired + invalidScores + withdrawn === 0
         ? ''
-        : `; ${overflow + expired + invalidScores + withdrawn} of ${this.counts.predictions} predictions were never scored: ${overflow} dropped from a full label buffer (label_buffer.max_size), ${expired} expired unlabelled (label_buffer.timeout)${invalidText}${withdrawnText}`;
+        : `; ${overflow + expired + invalidScores + withdrawn} of ${this.counts.predictions} predictions were never scored: ${overflow} not held by a full label buffer (label_buffer.max_size), ${expired} expired unlabelled (label_buffer.timeout)${invalidText}${withdrawnText}`;
     // Without a label there is no mean to take: the means are null (as in a backtest's metrics.json), not a perfect 0.
     const scored = summary.n > 0;
     const logloss = scored ? summary.logloss : null;

@@ -584,7 +584,7 @@ test('label buffer: a full one keeps the predictions it holds and does not hold 
   // what it must hold; the run's verdict says what its scores leave out (a buffer too small for the label delay).
   assert.equal(warned.length, 2, JSON.stringify(warned.map((args) => args[1])));
   assert.match(warned[0]![1] as string, /^model under-test: label buffer full \(label_buffer\.max_size 2\): a prediction made while it is full is not held for its label \(it is still emitted, but never scored or learnt from; those held keep their place\), counted in tributary_model_label_buffer_overflow_total \(said once\); it must hold the predictions of one label delay \(intent: the events of the sessions still open, all labelled as each closes\), else the model learns from only about max_size predictions per label delay/);
-  assert.match(warned[1]![1] as string, /2 labels .*; 6 of 8 predictions were never scored: 4 dropped from a full label buffer \(label_buffer.max_size\), 2 expired unlabelled/);
+  assert.match(warned[1]![1] as string, /2 labels .*; 6 of 8 predictions were never scored: 4 not held by a full label buffer \(label_buffer.max_size\), 2 expired unlabelled/);
 });
 
 test('intent: events without features (no feature operator before it) are said once as a warning, naming what to put before it; a gru, which reads the events, predicts at them (was: no prediction and no word)', async () => {
