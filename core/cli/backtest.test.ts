@@ -775,7 +775,7 @@ test('report.html: each plot has a title, labelled axes (event time in UTC, log 
     '510 predictions made',
     '500 predictions scored against their label (and learnt from)',
     '10 predictions still awaiting their label when the input ended (not scored)',
-    '0 predictions dropped unscored from a full label buffer',
+    '0 predictions not held for their label by a full label buffer (not scored)',
     "0 predictions dropped unscored: their label did not come within the label buffer's timeout",
     '0 predictions that were not a number (not scored)',
     "0 labels scored before the model's first learning step (the untrained model)",

@@ -556,8 +556,8 @@ export default defineOperator<ChurnModelConfig>({
     'this stage after the watermark passed that is not seen. Predictions whose ' +
     'wait has not passed at the end of input are censored (counted, not scored). Features come from the summary and ' +
     'the user\'s history (sessions, purchases, gaps). `label_buffer.timeout` is raised to twice the horizon when shorter (a churner\'s label ' +
-    'comes only once the horizon has passed) and counts from the session\'s end as a late event or merge moved it, plus the wait past the horizon, and `label_buffer.max_size` must hold a horizon of sessions: beyond it the oldest ' +
-    'predictions, those nearest their label, are dropped unscored. A session the sessionizer cut short (`closedBy`: `max_length`, at an event that ' +
+    'comes only once the horizon has passed) and counts from the session\'s end as a late event or merge moved it, plus the wait past the horizon, and `label_buffer.max_size` must hold a horizon of sessions: while it is full, a new ' +
+    'prediction is not held (emitted, but neither scored nor learnt from; those held keep their place). A session the sessionizer cut short (`closedBy`: `max_length`, at an event that ' +
     'starts its continuation, or `evicted` by its `max_open_sessions`, its later events starting another session) is no end: it joins the ' +
     'user\'s history but is not predicted (the continuation would label it 0 at once); the session its events go on in is. ' +
     'A session is predicted once, at its first summary: a late event ' +

@@ -329,7 +329,7 @@ export const modelOperatorProperties = {
     additionalProperties: false,
     description: 'Predictions waiting for their label (delayed labels).',
     properties: {
-      max_size: { type: 'integer', minimum: 1, description: 'Predictions held at most; the oldest is dropped beyond it, unscored, and counted (`model_label_buffer_overflow_total`, the report\'s counts, a warning at the first drop, said once, and one at the end of input). It must hold the predictions of one label delay (intent: the events of the sessions still open; churn: the sessions closed within `horizon`), else each is dropped before its label comes: docs/operations.md, Sizing. Default: 100000.' },
+      max_size: { type: 'integer', minimum: 1, description: 'Predictions held for their labels at most. While it is full, the predictions held keep their place and a new one is not held: it is still predicted and emitted, but never scored against its label or learnt from, and is counted (`model_label_buffer_overflow_total`, an `unlabelled` record with reason `overflow`, the report\'s counts, a warning at the first, said once, and one at the end of input; its label, when it comes, is a late label). It must hold the predictions of one label delay (intent: the events of the sessions still open; churn: the sessions closed within `horizon`), else the model learns from only about `max_size` predictions per label delay: docs/operations.md, Sizing. Default: 100000.' },
       timeout: duration('Event time after which an unlabelled prediction is dropped (and counted). Default: 1d.', '1ms'),
     },
   },

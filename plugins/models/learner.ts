@@ -51,7 +51,7 @@ export interface SampleHandle {
   readonly sessionId?: string | undefined;
   /** The time it was made at, which its id was made from (absent on a stand-in). */
   readonly time?: number;
-  /** Out of the label buffer (labelled, expired, withdrawn or dropped): a later label for it is late. */
+  /** Out of the label buffer (labelled, expired or withdrawn), or never in it (made while it was full): a later label for it is late. */
   readonly released: boolean;
 }
 
@@ -522,11 +522,11 @@ export class OnlineLearner {
     this.counters = {
       predictions: m.counter('model_predictions_total', 'Predictions emitted.'),
       labels: m.counter('model_labels_total', 'Labels scored and learnt from.'),
-      overflow: m.counter('model_label_buffer_overflow_total', 'Predictions dropped unlabelled because the label buffer was full.'),
+      overflow: m.counter('model_label_buffer_overflow_total', 'Predictions not held for their labels because the label buffer was full (emitted, never scored nor learnt from).'),
       expired: m.counter('model_labels_expired_total', 'Predictions dropped unlabelled after label_buffer.timeout, or when no label will come (intent: a session the sessionizer evicted; churn: a user forgotten for max_users or whose partition was revoked).'),
       drifts: m.counter('model_drifts_total', 'Drifts detected on the loss stream.'),
       invalidScores: m.counter('model_invalid_scores_total', 'Predictions that were not a number (the model diverged): neither scored nor learnt from.'),
-      lateLabels: m.counter('model_late_labels_total', 'Labels that came for a prediction no longer awaited (dropped from a full label buffer, expired, or withdrawn): not scored.'),
+      lateLabels: m.counter('model_late_labels_total', 'Labels that came for a prediction no longer awaited (not held by a full label buffer, expired, or withdrawn): not scored.'),
       withdrawn: m.counter(
         'model_predictions_withdrawn_total',
         'Predictions withdrawn unscored because a late event showed they are not to be scored: churn, their session merged into one predicted already; intent, made at an event after their session\'s first purchase.',
@@ -1218,14 +1218,20 @@ export class OnlineLearner {
   /** Whether the first overflow of the label buffer was said (once a run, as max_users reached is). */
   private overflowSaid = false;
 
+  /**
+   * Puts a new prediction in the label buffer; a full one keeps those it holds and not this one, which is still
+   * predicted and emitted, but counted as overflow (its label, if one comes, is late). Dropping the oldest instead
+   * let a buffer smaller than one label delay's predictions drop every one before its label: nothing learnt.
+   * Kept, the held ones are labelled and the model learns from about max_size per label delay. A buffer restored
+   * above max_size (a smaller one configured since) keeps its predictions too, and takes new ones once below it.
+   */
   private hold(sample: Sample): void {
     if (this.awaitingCount >= this.config.labelBuffer.maxSize) {
-      // The queue is in submission order: its first awaiting sample is the oldest prediction.
-      const oldest = this.oldestAwaiting()!;
-      if (this.drop(oldest)) {
-        this.countDropped('overflow', oldest);
-        if (!this.overflowSaid) this.sayOverflow();
-      }
+      // Released before it is scored: never counted invalid (countedInvalid), its `unlabelled` record follows its prediction.
+      sample.released = true;
+      this.countDropped('overflow', sample);
+      if (!this.overflowSaid) this.sayOverflow();
+      return;
     }
     this.awaitingQueue.push(sample);
     this.awaitingCount++;
@@ -1261,11 +1267,11 @@ export class OnlineLearner {
     return !countedInvalid(sample);
   }
 
-  /** Counts a prediction dropped unlabelled (`handed_over` counts as expired), and says so where asked (emit_labels). */
   /**
    * A daemon's full label buffer showed only in a counter: a buffer smaller than the predictions of one label delay
-   * (intent's at a 30m gap: every event of the open sessions) drops each prediction before its label comes, and the
-   * model learns from none. Said when it starts, once; a run's verdict (report, end of input) counts them too.
+   * (intent's at a 30m gap: every event of the open sessions) holds only some of them, and the model learns from
+   * about max_size per label delay, not from every prediction. Said when it starts, once; a run's verdict (report,
+   * end of input) counts them too.
    */
   private sayOverflow(): void {
     this.overflowSaid = true;
@@ -1278,10 +1284,11 @@ export class OnlineLearner {
           : 'the predictions made within the time a label takes';
     this.context.logger.warn(
       { model: this.name, label_buffer_max_size: max, metric: 'tributary_model_label_buffer_overflow_total' },
-      `model ${this.name}: label buffer full (label_buffer.max_size ${max}): the oldest predictions are dropped unscored from now on, counted in tributary_model_label_buffer_overflow_total (said once); it must hold the predictions of one label delay (${awaited}), else the model has few labels or none to learn from (docs/operations.md, Sizing)`,
+      `model ${this.name}: label buffer full (label_buffer.max_size ${max}): a prediction made while it is full is not held for its label (it is still emitted, but never scored or learnt from; those held keep their place), counted in tributary_model_label_buffer_overflow_total (said once); it must hold the predictions of one label delay (${awaited}), else the model learns from only about max_size predictions per label delay (docs/operations.md, Sizing)`,
     );
   }
 
+  /** Counts a prediction dropped unlabelled (`handed_over` counts as expired), and says so where asked (emit_labels). */
   private countDropped(reason: 'overflow' | 'expired' | 'withdrawn', sample: Sample, said: UnlabelledReason = reason): void {
     this.counts[reason]++;
     this.counters[reason].inc();
@@ -1766,7 +1773,7 @@ export class OnlineLearner {
     const droppedText =
       overflow + expired + invalidScores + withdrawn === 0
         ? ''
-        : `; ${overflow + expired + invalidScores + withdrawn} of ${this.counts.predictions} predictions were never scored: ${overflow} dropped from a full label buffer (label_buffer.max_size), ${expired} expired unlabelled (label_buffer.timeout)${invalidText}${withdrawnText}`;
+        : `; ${overflow + expired + invalidScores + withdrawn} of ${this.counts.predictions} predictions were never scored: ${overflow} not held by a full label buffer (label_buffer.max_size), ${expired} expired unlabelled (label_buffer.timeout)${invalidText}${withdrawnText}`;
     // Without a label there is no mean to take: the means are null (as in a backtest's metrics.json), not a perfect 0.
     const scored = summary.n > 0;
     const logloss = scored ? summary.logloss : null;

@@ -1,11 +1,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { MetricsHub, sessionKey, watermark, type ClickEvent, type Element, type Emit, isSessionSummary } from 'tributary';
+import { inTurns, MetricsHub, sessionKey, watermark, type ClickEvent, type Element, type Emit, isSessionSummary } from 'tributary';
 import { runOperator, testContext } from 'tributary/testing';
 import intentModel, { type IntentModelConfig } from './intent.js';
 import churnModel from './churn.js';
 import { event, featureNames, summary } from './testdata.js';
-import { OnlineLearner } from './learner.js';
+import { OnlineLearner, type LearnerState } from './learner.js';
 import { resolveConfig } from './config.js';
 import { LossBlocks } from './drift.js';
 import sessionizer from '../operators/sessionizer.js';
@@ -542,7 +542,7 @@ test('intent: a restored run sweeps idle sessions at the watermarks an uninterru
   assert.equal([modelOutputs(first.output), modelOutputs(restored.output)].filter((text) => text !== '').join('\n'), modelOutputs(whole.output));
 });
 
-test('label buffer: overflow drops the oldest predictions and counts them; timeouts expire the rest', async () => {
+test('label buffer: a full one keeps the predictions it holds and does not hold new ones, counted as overflow (an `unlabelled` record each, after its prediction); timeouts expire the rest (was: the oldest dropped)', async () => {
   const t = Date.parse('2024-01-01T00:00:00Z');
   const v = [0.5, 0, 0, 0];
   const input: Element[] = [];
@@ -554,12 +554,25 @@ test('label buffer: overflow drops the oldest predictions and counts them; timeo
   const metrics = new MetricsHub();
   const context = { ...testContext(), metrics: metrics.scoped({ pipeline: 'test', stage: 'intent' }) };
   const logged = { ...context, logger: { ...context.logger, warn: (...args: unknown[]) => void warned.push(args) } } as typeof context;
-  const { output, operator } = await runOperator(intentModel, { ...base, batch: { max_size: 1, max_delay: 0 }, report: true, label_buffer: { max_size: 2, timeout: '1h' } }, input, logged);
+  const { output, operator } = await runOperator(intentModel, { ...base, batch: { max_size: 1, max_delay: 0 }, report: true, emit_labels: true, label_buffer: { max_size: 2, timeout: '1h' } }, input, logged);
   const report = reportOf(output);
   assert.equal(report.counts.predictions, 8);
-  // Session a: 5 predictions into a buffer of 2: 3 overflowed, 2 were labelled at its summary. Session b: 3 into 2, 1 overflowed.
+  // Session a: 5 predictions into a buffer of 2: its first 2 held and labelled at its summary, the last 3 not held.
+  // Session b (the buffer empty again): 3 into 2, its first 2 held, the last not.
   assert.equal(report.counts.overflow, 3 + 1);
   assert.equal(report.summary.n, 2);
+  type Outcome = { kind: string; id: string; predictionId: string; reason?: string };
+  const records = output.filter((r) => r.kind === 'prediction' || r.kind === 'label' || r.kind === 'unlabelled') as unknown as Outcome[];
+  const ids = records.filter((r) => r.kind === 'prediction').map((p) => p.id);
+  // Each prediction by its place in the output, each outcome after it.
+  const outcomes = records.map((r) => (r.kind === 'prediction' ? `prediction ${ids.indexOf(r.id)}` : `${r.kind === 'label' ? 'label' : r.reason} ${ids.indexOf(r.predictionId)}`));
+  assert.deepEqual(outcomes, [
+    'prediction 0', 'prediction 1',
+    'prediction 2', 'overflow 2', 'prediction 3', 'overflow 3', 'prediction 4', 'overflow 4',
+    'label 0', 'label 1',
+    'prediction 5', 'prediction 6', 'prediction 7', 'overflow 7',
+    'expired 5', 'expired 6',
+  ]);
   // b's last two waited past the 1h timeout (event time) without a label.
   assert.equal(report.counts.expired, 2);
   assert.equal(report.counts.unlabelledAtEnd, 0);
@@ -570,8 +583,8 @@ test('label buffer: overflow drops the oldest predictions and counts them; timeo
   // The first overflow is said once as it happens (a daemon's only word of it was a counter), naming the bound and
   // what it must hold; the run's verdict says what its scores leave out (a buffer too small for the label delay).
   assert.equal(warned.length, 2, JSON.stringify(warned.map((args) => args[1])));
-  assert.match(warned[0]![1] as string, /^model under-test: label buffer full \(label_buffer\.max_size 2\): the oldest predictions are dropped unscored from now on, counted in tributary_model_label_buffer_overflow_total \(said once\); it must hold the predictions of one label delay \(intent: the events of the sessions still open/);
-  assert.match(warned[1]![1] as string, /2 labels .*; 6 of 8 predictions were never scored: 4 dropped from a full label buffer \(label_buffer.max_size\), 2 expired unlabelled/);
+  assert.match(warned[0]![1] as string, /^model under-test: label buffer full \(label_buffer\.max_size 2\): a prediction made while it is full is not held for its label \(it is still emitted, but never scored or learnt from; those held keep their place\), counted in tributary_model_label_buffer_overflow_total \(said once\); it must hold the predictions of one label delay \(intent: the events of the sessions still open, all labelled as each closes\), else the model learns from only about max_size predictions per label delay/);
+  assert.match(warned[1]![1] as string, /2 labels .*; 6 of 8 predictions were never scored: 4 not held by a full label buffer \(label_buffer.max_size\), 2 expired unlabelled/);
 });
 
 test('intent: events without features (no feature operator before it) are said once as a warning, naming what to put before it; a gru, which reads the events, predicts at them (was: no prediction and no word)', async () => {
@@ -775,5 +788,89 @@ test('the label buffer lets go of predictions labelled in order while expire() r
   }
   const queue = (learner as unknown as { awaitingQueue: unknown[] }).awaitingQueue;
   assert.ok(queue.length <= 2 * 1024 + 10, `${queue.length} slots in the queue for 10 predictions awaiting`);
+  await learner.close();
+});
+
+/**
+ * A steady stream into a label buffer smaller than one label delay's predictions: one prediction a second, each
+ * labelled 30 s later, a buffer of 10. Returns the learner's counts and each prediction's outcome in emit order.
+ */
+async function steadyOverflow(kind: 'logistic' | 'mlp'): Promise<{ counts: OnlineLearner['counts']; outcomes: string[] }> {
+  const model = kind === 'mlp' ? { kind, hidden: [4] } : { kind };
+  const learner = new OnlineLearner(resolveConfig({ backend: 'cpu', model, emit_labels: true, batch: { max_size: kind === 'mlp' ? 4 : 1, learn_size: 1, max_delay: 0 }, label_buffer: { max_size: 10 } }, 'steady'), 'intent', testContext());
+  await learner.open();
+  const outcomes: string[] = [];
+  const emit: Emit = (record) => {
+    const r = record as { kind: string; id?: string; predictionId?: string; reason?: string };
+    if (r.kind === 'prediction') outcomes.push(`prediction ${r.id}`);
+    else if (r.kind === 'label') outcomes.push(`label ${r.predictionId}`);
+    else if (r.kind === 'unlabelled') outcomes.push(`${r.reason} ${r.predictionId}`);
+  };
+  const handles: ReturnType<OnlineLearner['submit']>[] = [];
+  const values = new Float32Array([1, 0]);
+  for (let i = 0; i < 300; i++) {
+    if (i >= 30) learner.label(handles[i - 30]!, i % 2, i * 1000, emit);
+    handles.push(learner.submit({ id: `p${i}`, userId: `u${i}`, sessionId: `s${i}`, time: i * 1000, names: ['a', 'b'], values: values.map((x) => x * (i % 2)) }, emit));
+    learner.emitUnlabelled(emit);
+  }
+  learner.endOfInput(emit);
+  const counts = { ...learner.counts };
+  await learner.close();
+  return { counts, outcomes };
+}
+
+for (const kind of ['logistic', 'mlp'] as const) {
+  test(`label buffer (${kind}, ${kind === 'mlp' ? 'micro-batches of 4' : 'predicted at once'}): a buffer smaller than one label delay's predictions keeps those it holds and does not hold new ones, so the model learns from about max_size per label delay (was: the oldest dropped, every prediction before its label, nothing learnt)`, async () => {
+    const { counts, outcomes } = await steadyOverflow(kind);
+    // Held: the first 10 of every 30 s (p0-p9, then p30-p39 as p0-p9's labels make room, ...): 100 of 300.
+    const held = 100;
+    assert.equal(counts.predictions, 300);
+    // p0-p269 are labelled (30 s after each); their held ones, 9 rounds of 10, are scored and learnt from: 10 / 30 s,
+    // max_size / delay. Before, 0: each was dropped 10 s after it was made, 20 s before its label.
+    assert.equal(counts.labels, 90);
+    assert.equal(counts.learnSteps, 90);
+    assert.equal(counts.overflow, counts.predictions - held);
+    assert.equal(counts.unlabelledAtEnd, 10);
+    // The labels of those not held came late.
+    assert.equal(counts.lateLabels, 270 - 90);
+    assert.equal(counts.labels + counts.overflow + counts.unlabelledAtEnd, counts.predictions);
+    // Every prediction emitted, then exactly one outcome: p40 not held (overflow), p30 held and labelled.
+    for (let i = 0; i < 300; i++) {
+      const mine = outcomes.filter((o) => o.endsWith(` p${i}`));
+      const outcome = i % 30 >= 10 ? 'overflow' : i < 270 ? 'label' : 'unlabelled_at_end';
+      assert.deepEqual(mine, [`prediction p${i}`, `${outcome} p${i}`], `p${i}`);
+    }
+  });
+}
+
+test('label buffer: one restored above its max_size (a smaller one configured since) keeps every prediction it held, each labelled when its label comes; new ones are held once labels bring it below max_size', async () => {
+  const make = async (maxSize: number): Promise<OnlineLearner> => {
+    const learner = new OnlineLearner(resolveConfig({ backend: 'cpu', batch: { max_size: 1, learn_size: 1, max_delay: 0 }, label_buffer: { max_size: maxSize } }, 'restored'), 'intent', testContext());
+    await learner.open();
+    return learner;
+  };
+  const emit: Emit = () => undefined;
+  const values = new Float32Array([1, 0]);
+  const submit = (learner: OnlineLearner, i: number): ReturnType<OnlineLearner['submit']> => learner.submit({ id: `p${i}`, userId: `u${i}`, sessionId: `s${i}`, time: i * 1000, names: ['a', 'b'], values }, emit);
+  const first = await make(10);
+  for (let i = 0; i < 8; i++) submit(first, i);
+  const state = JSON.parse(JSON.stringify(await inTurns(await inTurns(first.snapshotParts())))) as LearnerState;
+  await first.close();
+  const learner = await make(4);
+  await inTurns(learner.restoreParts(state));
+  const byId = await inTurns(learner.handlesById());
+  // Above its bound: p8 is not held, and none of the 8 restored is dropped for it.
+  const p8 = submit(learner, 8);
+  assert.equal(p8.released, true);
+  assert.deepEqual([learner.counts.overflow, learner.counts.predictions], [1, 9]);
+  for (let i = 0; i < 5; i++) assert.equal(learner.label(byId(`p${i}`), 1, 10_000, emit), true, `p${i} still awaited`);
+  // 3 left, below 4: the next is held.
+  const p9 = submit(learner, 9);
+  assert.equal(p9.released, false);
+  for (let i = 5; i < 8; i++) assert.equal(learner.label(byId(`p${i}`), 0, 11_000, emit), true, `p${i} still awaited`);
+  assert.equal(learner.label(p9, 0, 12_000, emit), true);
+  // p8's label is late: it was never held.
+  assert.equal(learner.label(p8, 0, 12_000, emit), false);
+  assert.deepEqual([learner.counts.labels, learner.counts.overflow, learner.counts.lateLabels], [9, 1, 1]);
   await learner.close();
 });

@@ -72,9 +72,11 @@ function intentInput(): Element[] {
   input.push(event('b', 'L2', t, 0, t, 'view', v), summary('b', 'L2', t, t, 1, false));
   // Expired: x's session gets no summary; the watermark passes its event + the timeout (1h).
   input.push(event('x', 'X', t, 0, t, 'view', v), watermark(t + 2 * hour));
-  // Overflow: 8 events of one open session fill the label buffer (max_size 4) past its bound.
+  // Overflow: 8 events of one session into the label buffer (max_size 4): its last 4 are not held. Its summary
+  // labels the first 4 (the last 4's labels late), which leaves the buffer empty for what follows.
   const t2 = t + 3 * hour;
   for (let p = 0; p < 8; p++) input.push(event('c', 'O', t2 + p * min, p, t2, 'view', v));
+  input.push(summary('c', 'O', t2, t2 + 7 * min, 8, false));
   // Withdrawn: a late event merges A, which bought, into E: E's prediction at +45, after that purchase, is not scored (as the intent labels test).
   input.push(
     event('d', 'E', t2, 0, t2, 'view', v),
