@@ -720,6 +720,36 @@ test('lookups through the lane: one made at a time; one that waited for its turn
   assert.equal(lane.inFlight, 0);
 });
 
+test("connect()'s own metadata request is made at once, not queued behind other clients' lookups: a sink starting beside a source stuck on its brokers asks its own brokers (and says their answer)", () => {
+  const lane = new LookupLane();
+  const pending: (() => void)[] = [];
+  const made: string[] = [];
+  // As node-rdkafka's Client: connect() asks the metadata itself (this.getMetadata) before it calls back.
+  class Client {
+    connect(options: { timeout: number }, cb: (error: null, metadata: unknown) => void) {
+      this.getMetadata(options, cb);
+    }
+    getMetadata(options: { timeout: number }, cb: (error: null, metadata: unknown) => void) {
+      made.push(`metadata ${options.timeout}`);
+      pending.push(() => cb(null, {}));
+    }
+  }
+  const stuck = throughLookupLane(new Client() as unknown as RdKafka.KafkaConsumer, lane);
+  const starting = throughLookupLane(new Client() as unknown as RdKafka.Producer, lane);
+  const results: string[] = [];
+  stuck.getMetadata({ timeout: 20_000 }, () => results.push('stuck'));
+  starting.connect({ timeout: 2_000 }, () => results.push('connected'));
+  assert.deepEqual(made, ['metadata 20000', 'metadata 2000'], "the connect's request is made while the other lookup holds the lane");
+  pending[1]!();
+  assert.deepEqual(results, ['connected']);
+  // After connect, the client's lookups go through the lane again.
+  starting.getMetadata({ timeout: 1_000 }, () => results.push('after'));
+  assert.deepEqual(made, ['metadata 20000', 'metadata 2000'], 'queued behind the stuck lookup');
+  assert.equal(lane.waiting, 1);
+  pending[0]!();
+  assert.deepEqual(made, ['metadata 20000', 'metadata 2000', 'metadata 1000']);
+});
+
 test('a lookup that throws (node-rdkafka\'s disconnected client) frees the lane for the next, and its caller gets the error', () => {
   const lane = new LookupLane();
   class DisconnectedClient {

@@ -1494,8 +1494,12 @@ export const lookupLane = new LookupLane();
 type LaneClient = Pick<RdKafka.Client<string>, 'getMetadata'> & Partial<Pick<RdKafka.KafkaConsumer, 'queryWatermarkOffsets' | 'committed' | 'offsetsForTimes'>>;
 
 /**
- * Sends `client`'s lookups through `lane` (see {@link LookupLane}): its getMetadata (connect's own
- * included), queryWatermarkOffsets, committed and offsetsForTimes, wherever they are called from.
+ * Sends `client`'s lookups through `lane` (see {@link LookupLane}): its getMetadata, queryWatermarkOffsets,
+ * committed and offsetsForTimes, wherever they are called from; but not the metadata request connect()
+ * makes itself. A connect is one per client start, not the lookups' fan-out that filled the pool, and
+ * queued behind another client's lookups it failed as timed out without asking its own brokers (a sink
+ * starting beside a source whose brokers refused its credentials said "waited 2002 ms for the other
+ * Kafka lookups" instead of the refusal).
  */
 export function throughLookupLane<C extends LaneClient>(client: C, lane: LookupLane = lookupLane): C {
   type Callback = (error: LibrdKafkaErrorLike | null | undefined, value?: unknown) => void;
@@ -1511,10 +1515,28 @@ export function throughLookupLane<C extends LaneClient>(client: C, lane: LookupL
       if (typeof last !== 'function') return original.apply(client, args);
       const callback = last as Callback;
       const head = args.slice(0, -1);
+      if (connecting) return original.apply(client, args);
       lane.run(timeoutOf(head), (done) => original.apply(client, [...head, done]), callback);
       return client;
     };
   };
+  // connect() calls getMetadata from its own callback chain, before it calls back: that one goes straight.
+  let connecting = false;
+  if (typeof prototype.connect === 'function' && !Object.hasOwn(own, 'connect')) {
+    own.connect = function (this: unknown, ...args: unknown[]) {
+      const original = prototype.connect!;
+      const last = args[args.length - 1];
+      if (typeof last !== 'function') return original.apply(client, args);
+      connecting = true;
+      return original.apply(client, [
+        ...args.slice(0, -1),
+        (error: unknown, value: unknown) => {
+          connecting = false;
+          (last as (error: unknown, value: unknown) => void)(error, value);
+        },
+      ]);
+    };
+  }
   wrap('getMetadata', (args) => Number((args[0] as { timeout?: number } | undefined)?.timeout ?? 30_000));
   wrap('queryWatermarkOffsets', (args) => (typeof args[2] === 'number' ? args[2] : 1_000));
   wrap('committed', (args) => (typeof args[1] === 'number' ? args[1] : 1_000));
