@@ -827,6 +827,8 @@ export class OnlineLearner {
     this.missingBuffer = new Uint8Array(features.length);
     this.slab = new Float32Array(0);
     this.slabUsed = 0;
+    this.unheldSlab = new Float32Array(0);
+    this.unheldSlabUsed = 0;
   }
 
   /**
@@ -1077,18 +1079,31 @@ export class OnlineLearner {
     else if (this.fitToFirstVector) this.fitFeatures(input.names);
     const size = this.features!.length;
     const map = this.alignment(input.names);
-    // Not held by a full label buffer: nothing learns from it, so a model that scores it at once normalises it into a
-    // row reused for every such prediction, not a slot of a slab (which its handle would keep until its label came).
+    // Not held by a full label buffer: nothing learns from it, so its row must not share a slab with held ones (each
+    // held one would keep a slab of mostly such rows until its label): a model that scores it at once normalises it
+    // into a row reused for every such prediction, a batched one into a slab of such rows, freed once they are emitted.
     const held = this.awaitingCount < this.config.labelBuffer.maxSize;
     const scratch = !held && this.model!.predictRow !== undefined;
     if (scratch && this.scratchRow.length !== this.stride) this.scratchRow = this.newRow();
     // Normalised now (same order as at prediction, so the same statistics) straight into the slab.
-    if (!scratch && this.slabUsed * this.stride >= this.slab.length) {
-      this.slab = new Float32Array(this.config.batch.maxSize * this.stride);
-      this.slabUsed = 0;
+    let rows: Float32Array;
+    let offset = 0;
+    if (scratch) rows = this.scratchRow;
+    else if (held) {
+      if (this.slabUsed * this.stride >= this.slab.length) {
+        this.slab = new Float32Array(this.config.batch.maxSize * this.stride);
+        this.slabUsed = 0;
+      }
+      rows = this.slab;
+      offset = this.slabUsed++ * this.stride;
+    } else {
+      if (this.unheldSlabUsed * this.stride >= this.unheldSlab.length) {
+        this.unheldSlab = new Float32Array(this.config.batch.maxSize * this.stride);
+        this.unheldSlabUsed = 0;
+      }
+      rows = this.unheldSlab;
+      offset = this.unheldSlabUsed++ * this.stride;
     }
-    const rows = scratch ? this.scratchRow : this.slab;
-    const offset = scratch ? 0 : this.slabUsed++ * this.stride;
     if (this.withOnes) rows[offset + size] = 1;
     let values: ArrayLike<number> = input.values;
     let missing: Uint8Array | undefined;
@@ -1120,6 +1135,9 @@ export class OnlineLearner {
     return held ? sample : releasedStandIn(sample);
   }
 
+  /** The slab the rows of predictions not held go in, for a batched model (see submit). */
+  private unheldSlab = new Float32Array(0);
+  private unheldSlabUsed = 0;
   /** The row an unheld prediction of a model that scores at once is normalised into (see submit). */
   private scratchRow: Float32Array = new Float32Array(0);
 

@@ -4,7 +4,10 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
-import { watermark, type ClickEvent } from 'tributary';
+import { watermark, type ClickEvent, type Emit } from 'tributary';
+import { testContext } from 'tributary/testing';
+import { OnlineLearner, type SampleHandle } from './learner.js';
+import { resolveConfig } from './config.js';
 import intentModel from './intent.js';
 import churnModel from './churn.js';
 import { summary } from './testdata.js';
@@ -118,3 +121,32 @@ for (const [task, kind] of [['intent', 'logistic'], ['intent', 'mlp'], ['churn',
     }
   });
 }
+
+test('label buffer (mlp, micro-batches of 32): held predictions scattered among those not held keep only their own slabs, not one each (was: each held one kept the slab it shared with unheld ones)', async () => {
+  const slabBytes = 32 * (names.length + 1) * 4;
+  let grown = Infinity;
+  for (let attempt = 0; attempt < 3; attempt++) {
+    const learner = new OnlineLearner(resolveConfig({ backend: 'cpu', model: { kind: 'mlp', hidden: [4] }, batch: { max_size: 32, learn_size: 1000, max_delay: 0 }, label_buffer: { max_size: maxSize, timeout: '400d' } }, 'scattered'), 'intent', testContext());
+    await learner.open();
+    const emit: Emit = () => {};
+    const values = new Float32Array(names.length).fill(0.5);
+    // Labels come in one by one, each making room for one more: the held ones lie one in every 20 or so predictions.
+    const handles: SampleHandle[] = [learner.submit({ id: 'p0', userId: 'u0', sessionId: 's0', time: 0, names, values }, emit)];
+    // From here on (the model built, its buffers made), what the learner keeps.
+    const before = used().buffers;
+    for (let i = 1; i < 3000; i++) {
+      if (i >= 1000 && i % 20 === 0) {
+        const held = handles.find((h) => !h.released);
+        if (held) learner.label(held, 0, i * 1000, emit);
+      }
+      handles.push(learner.submit({ id: `p${i}`, userId: `u${i}`, sessionId: `s${i}`, time: i * 1000, names, values }, emit));
+    }
+    learner.flushPredictions(emit);
+    // The task's handles go: what is left is the learner's (held and labelled ones awaiting learn_size keep their rows).
+    handles.length = 0;
+    grown = Math.min(grown, used().buffers - before);
+    await learner.close();
+  }
+  // 50 held and 100 labelled awaiting learning: 5 slabs of their own. Before, scattered among unheld ones, nearly every slab.
+  assert.ok(grown < 20 * slabBytes, `${(grown / slabBytes).toFixed(1)} slabs`);
+});
