@@ -3,6 +3,7 @@
  * intent session (its first prediction awaiting the session's label), per further prediction awaiting
  * in that session, per churn user (one closed session, its prediction awaiting the horizon), for a
  * `logistic` and a `gru` model, with F features per event as a pipeline's feature stages give them.
+ * The same per prediction not held by a full label buffer (label_buffer.max_size 100, far below the predictions awaiting).
  * Each figure is the difference of two runs (n and 2n units), each operator kept while the heap is
  * read after a full collection, so what every run holds once (the model, its backend, the code) cancels.
  *
@@ -85,12 +86,18 @@ for (const [kind, model] of Object.entries(models)) {
   const session1 = await perUnit(intentModel, config, (units) => intentInput(units, 1), n);
   const session4 = await perUnit(intentModel, config, (units) => intentInput(units, 4), n);
   const user = await perUnit(churnModel, config, churnInput, n);
+  // A label buffer far smaller than the predictions awaiting: all but its first max_size are not held (overflow).
+  const small = { backend: 'cpu', batch, model, label_buffer: { max_size: 100 } } as never;
+  const intentUnheld = await perUnit(intentModel, small, (units) => intentInput(units, 4), 4 * n);
+  const churnUnheld = await perUnit(churnModel, small, churnInput, n);
   rows.push({
     model: kind,
     features: featureCount,
     'intent: open session, 1 prediction awaiting (B)': Math.round(session1),
     'intent: each further prediction awaiting (B)': Math.round((session4 - session1) / 3),
     'churn: user, 1 prediction awaiting (B)': Math.round(user),
+    'intent: each prediction not held (B)': Math.round(intentUnheld),
+    'churn: each prediction not held (B)': Math.round(churnUnheld),
   });
 }
 console.table(rows);

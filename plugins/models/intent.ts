@@ -438,7 +438,9 @@ export function createIntentModel(rawConfig: IntentModelConfig, context: PluginC
     input.names = features?.names ?? noNames;
     input.values = features?.values ?? noValues;
     if (sequences) input.seq = sequences.sample(key);
-    state.pending.push(learner.submit(input, emit));
+    const handle = learner.submit(input, emit);
+    // Not held by a full label buffer: all its label can do is count a late label, which the shared stand-in does (its snapshot counts it as released).
+    state.pending.push(handle.released ? releasedHandle : handle);
   };
 
   const onSummary = (summary: SessionSummary, emit: Emit): void => {

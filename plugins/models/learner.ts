@@ -117,6 +117,21 @@ function countedInvalid(sample: Sample): boolean {
   return sample.score !== undefined && !isProbability(sample.score);
 }
 
+/**
+ * The handle of a prediction not held by a full label buffer (see OnlineLearner.submit): what a task keeps of it, its id,
+ * session and time (churn's snapshot writes them), not the sample, whose row only learning needs. A label for it is late.
+ */
+function releasedStandIn(sample: Sample): SampleHandle {
+  return { id: sample.id, sessionId: sample.sessionId, time: sample.time, released: true };
+}
+
+/** A sample nothing will learn from lets go of what only learning needs: its row (a slab goes with its last one), sequence and raw features. */
+function letGoOfRow(sample: Sample): void {
+  sample.rows = undefined;
+  sample.seq = undefined;
+  sample.raw = undefined;
+}
+
 function newSample(id: string, userId: string, sessionId: string | undefined, time: number, rows: Float32Array | undefined, row: number, seq: SequenceSample | undefined, idKey = -1): Sample {
   return { id, userId, sessionId, time, raw: undefined, rows, row, seq, score: undefined, label: undefined, released: false, idKey, expiresFrom: time, unit: undefined, givenUp: undefined };
 }
@@ -812,6 +827,8 @@ export class OnlineLearner {
     this.missingBuffer = new Uint8Array(features.length);
     this.slab = new Float32Array(0);
     this.slabUsed = 0;
+    this.unheldSlab = new Float32Array(0);
+    this.unheldSlabUsed = 0;
   }
 
   /**
@@ -1062,13 +1079,32 @@ export class OnlineLearner {
     else if (this.fitToFirstVector) this.fitFeatures(input.names);
     const size = this.features!.length;
     const map = this.alignment(input.names);
+    // Not held by a full label buffer: nothing learns from it, so its row must not share a slab with held ones (each
+    // held one would keep a slab of mostly such rows until its label): a model that scores it at once normalises it
+    // into a row reused for every such prediction, a batched one into a slab of such rows, freed once they are emitted.
+    const held = this.awaitingCount < this.config.labelBuffer.maxSize;
+    const scratch = !held && this.model!.predictRow !== undefined;
+    if (scratch && this.scratchRow.length !== this.stride) this.scratchRow = this.newRow();
     // Normalised now (same order as at prediction, so the same statistics) straight into the slab.
-    if (this.slabUsed * this.stride >= this.slab.length) {
-      this.slab = new Float32Array(this.config.batch.maxSize * this.stride);
-      this.slabUsed = 0;
+    let rows: Float32Array;
+    let offset = 0;
+    if (scratch) rows = this.scratchRow;
+    else if (held) {
+      if (this.slabUsed * this.stride >= this.slab.length) {
+        this.slab = new Float32Array(this.config.batch.maxSize * this.stride);
+        this.slabUsed = 0;
+      }
+      rows = this.slab;
+      offset = this.slabUsed++ * this.stride;
+    } else {
+      if (this.unheldSlabUsed * this.stride >= this.unheldSlab.length) {
+        this.unheldSlab = new Float32Array(this.config.batch.maxSize * this.stride);
+        this.unheldSlabUsed = 0;
+      }
+      rows = this.unheldSlab;
+      offset = this.unheldSlabUsed++ * this.stride;
     }
-    const offset = this.slabUsed++ * this.stride;
-    if (this.withOnes) this.slab[offset + size] = 1;
+    if (this.withOnes) rows[offset + size] = 1;
     let values: ArrayLike<number> = input.values;
     let missing: Uint8Array | undefined;
     if (map !== null) {
@@ -1081,23 +1117,29 @@ export class OnlineLearner {
       }
       values = aligned;
     }
-    this.normaliser!.updateAndTransform(values, this.slab, offset, missing);
+    this.normaliser!.updateAndTransform(values, rows, offset, missing);
     if (this.normaliser!.skipped.firstNonFinite.length > 0) this.warnNonFinite(values);
-    const sample = newSample(input.id, input.userId, input.sessionId, input.time, this.slab, offset, input.seq, input.idKey);
+    const sample = newSample(input.id, input.userId, input.sessionId, input.time, rows, offset, input.seq, input.idKey);
     const model = this.model!;
     if (model.predictRow !== undefined) {
       // Scored at once on the host: the prediction waits for no micro-batch.
       this.hold(sample);
-      sample.score = model.predictRow(this.slab, offset);
+      sample.score = model.predictRow(rows, offset);
       this.emitPrediction(sample, emit, this.currentVersion());
-      return sample;
+      return held ? sample : releasedStandIn(sample);
     }
     if (this.toPredict.length === 0 && this.toLearn.length === 0) this.oldestPending = this.context.clock.now();
     this.toPredict.push(sample);
     this.hold(sample);
     if (this.toPredict.length >= this.config.batch.maxSize) this.flushPredictions(emit);
-    return sample;
+    return held ? sample : releasedStandIn(sample);
   }
+
+  /** The slab the rows of predictions not held go in, for a batched model (see submit). */
+  private unheldSlab = new Float32Array(0);
+  private unheldSlabUsed = 0;
+  /** The row an unheld prediction of a model that scores at once is normalised into (see submit). */
+  private scratchRow: Float32Array = new Float32Array(0);
 
   /** Predictions made since the metrics were last exported (counted in bulk: a counter per event cost more than the row). */
   private unCountedPredictions = 0;
@@ -1132,6 +1174,9 @@ export class OnlineLearner {
     emit(prediction);
     this.counts.predictions++;
     this.unCountedPredictions++;
+    // Out of the label buffer unlabelled (not held, expired or withdrawn while it waited for its batch): nothing will
+    // learn from it, so its row (and its slab, with its last sample) need not outlive its prediction.
+    if (s.released && s.label === undefined) letGoOfRow(s);
     // Given up while it waited for its batch (scored now, so unlabelled() emits it).
     if (s.givenUp !== undefined) {
       const reason = s.givenUp;
@@ -1264,6 +1309,8 @@ export class OnlineLearner {
    */
   private drop(sample: Sample): boolean {
     this.release(sample);
+    // Predicted already: its row is for learning only (one still waiting for its batch keeps it to be scored: emitPrediction lets go).
+    if (sample.score !== undefined) letGoOfRow(sample);
     return !countedInvalid(sample);
   }
 
@@ -1441,8 +1488,7 @@ export class OnlineLearner {
     }
     if (!this.learns) {
       // Nothing to learn: no step (its version stays `<version>.0`), and the row goes now.
-      sample.rows = undefined;
-      sample.seq = undefined;
+      letGoOfRow(sample);
       return;
     }
     this.toLearn.push(sample);
@@ -1457,8 +1503,7 @@ export class OnlineLearner {
    * label, overflow, expiry or withdrawal then counts nothing more (see countedInvalid).
    */
   private invalidScore(sample: Sample): void {
-    sample.rows = undefined;
-    sample.seq = undefined;
+    letGoOfRow(sample);
     // Dropped unlabelled (full buffer, expired, withdrawn) while it waited for its batch: counted as that already.
     if (sample.released && sample.label === undefined) return;
     this.unlabelled(sample, 'invalid_score');
@@ -1504,10 +1549,7 @@ export class OnlineLearner {
     for (let i = 0; i < samples.length; i++) labels[i] = samples[i]!.label!;
     this.model.learnMany(this.batchOf(samples), labels);
     // Learnt: the rows go (a slab is freed with its last sample), whoever still holds the handle.
-    for (let i = 0; i < samples.length; i++) {
-      samples[i]!.rows = undefined;
-      samples[i]!.seq = undefined;
-    }
+    for (let i = 0; i < samples.length; i++) letGoOfRow(samples[i]!);
     this.counts.learnSteps++;
     const optimizer = this.model.optimizer;
     // A raised learning rate decays back to the configured one.
@@ -1615,6 +1657,8 @@ export class OnlineLearner {
    * in that session's unit of the loss blocks, one session one unit (see LossBlocks).
    */
   joinUnit(handle: SampleHandle, unit: string): void {
+    // One out of the label buffer unlabelled is never scored, so it has no loss to count (and a stand-in has no unit).
+    if (handle.released && (handle as Partial<Sample>).label === undefined) return;
     (handle as Sample).unit = unit;
   }
 
