@@ -490,10 +490,7 @@ class UserState {
     for (const [userId, slot] of this.slots) {
       if (removed >= count) break;
       if (this.rows[slot * this.width + LAST_TIME]! <= threshold) {
-        this.slots.delete(userId);
-        this.userIds[slot] = undefined; // a slot cached on a session handle no longer matches
-        this.sessionIds[slot] = undefined;
-        this.free.push(slot);
+        this.releaseSlot(userId, slot);
         removed++;
       }
     }
@@ -513,13 +510,19 @@ class UserState {
     const slot = this.slots.get(userId);
     if (slot === undefined) return 0;
     this.snapshots.settle();
+    // Zeroed now, not at the slot's reuse: nothing of the user stays in memory.
+    if (this.restoredTimes !== undefined && slot < this.restoredTimes.length) this.restoredTimes[slot] = NaN;
+    this.rows.fill(0, slot * this.width, (slot + 1) * this.width);
+    this.releaseSlot(userId, slot);
+    return 1;
+  }
+
+  /** The user's slot back to the free list (eviction, erasure): allocate() zeroes its row at reuse. */
+  private releaseSlot(userId: string, slot: number): void {
     this.slots.delete(userId);
     this.userIds[slot] = undefined; // a slot cached on a session handle no longer matches
     this.sessionIds[slot] = undefined;
-    if (this.restoredTimes !== undefined && slot < this.restoredTimes.length) this.restoredTimes[slot] = NaN;
-    this.rows.fill(0, slot * this.width, (slot + 1) * this.width);
     this.free.push(slot);
-    return 1;
   }
 
   private materialize(slot: number): void {
