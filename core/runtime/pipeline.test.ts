@@ -2968,7 +2968,7 @@ test('a resume says which resumed stages were built on features made otherwise s
   assert.deepEqual((await run(1000, hashed('fields: [itemId], width: 8')))[0]?.changes, ['log (log1p) removed']);
 });
 
-test('a resume after edits that only add or drop feature names (a user-features horizon added, removed or changed, a stage that appends added) says so in one info line naming them, no warning; edits that make kept names otherwise (a hash-features field added, its width, a relabelled hash-features of another width) still warn', async (t) => {
+test('a resume after edits that only add or drop feature names (a user-features horizon added, removed or changed, a stage that appends added) says so in one info line naming them, no warning; edits that make kept names otherwise (a hash-features field added, its width, a relabelled hash-features of another width) still warn; a hash-features prefix renamed only adds and drops', async (t) => {
   // Found in a walk of pipeline edits under a running daemon: a horizon added, or a hash-features appended, warned
   // "keeps the weights learnt for the old values ... give those stages new labels", though no kept name changed.
   const baseDir = tempFolder(t, 'add-only-stages');
@@ -3035,6 +3035,12 @@ test('a resume after edits that only add or drop feature names (a user-features 
       { level: 40, changes: [`hash-c (${file}:6:5, $.stages[2], hash-features) added (it appends hash_0, hash_1, which hash-b appended before)`], gone: undefined },
       { level: 30, changes: ['hash-b (hash-features) removed'], gone: ['hash_2', 'hash_3', 'hash_4', 'hash_5', 'hash_6', 'hash_7'] },
     ],
+  );
+  // Only its prefix changed: every name renamed, none kept, so only added and dropped (was: warned, and a warm start refused).
+  const renamed = await run(yaml(950, '1d, 7d, 30d', hash('hash-c', 'fields: [category, itemId], width: 2, prefix: item')));
+  assert.deepEqual(
+    renamed.map(({ level, changes, added, gone }) => ({ level, changes, added, gone })),
+    [{ level: 30, changes: [`hash-c (${file}:6:5, $.stages[2], hash-features): prefix: "hash" -> "item"`], added: ['item_0', 'item_1'], gone: ['hash_0', 'hash_1'] }],
   );
   // Removed: only dropped, its names unknown once no hash-features stage is left to tell them.
   const removed = await run(yaml(1000, '1d, 7d, 30d'));

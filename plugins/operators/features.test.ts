@@ -7,7 +7,7 @@ import { countLoopTurns, runOperator, runYaml, testContext, tempFolder } from 't
 import sessionizer from './sessionizer.js';
 import sessionFeatures, { sessionFeatureNames } from './session-features.js';
 import userFeatures from './user-features.js';
-import hashFeatures from './hash-features.js';
+import hashFeatures, { type HashFeaturesConfig } from './hash-features.js';
 import standardize from './standardize.js';
 import log1p from './log1p.js';
 import clip from './clip.js';
@@ -397,7 +397,7 @@ test('hash-features: an attribute that is an object or a list is hashed by its J
   assert.equal(buckets[6], buckets[7], 'a number is its digits, as a CSV gives it');
 });
 
-test('hash-features: a field added changes the values under the names it made before (every field adds into the same buckets), so it declares no edit of it to keep the values of the names it keeps (no keepsFeatureValues)', async () => {
+test('hash-features: a field added changes the values under the names it made before (every field adds into the same buckets), so it declares that only a prefix edit keeps the values of the names it keeps (keepsFeatureValues)', async () => {
   // What a resume's warning and a warm start's refusal of a hash-features edit rest on (a field added is not add-only).
   // Events made afresh for each run: a run appends its block to them.
   const input = (): Element[] => [...['a', 'b', 'c', 'd'].map((category, i) => ev('u1', i, 'view', { category, itemId: `item-${i}` })), watermark(Infinity)];
@@ -407,7 +407,11 @@ test('hash-features: a field added changes the values under the names it made be
   assert.deepEqual(before.map((row) => row.reduce((sum, v) => sum + v, 0)), [1, 1, 1, 1], 'one count an event');
   assert.deepEqual(after.map((row) => row.reduce((sum, v) => sum + v, 0)), [2, 2, 2, 2], "the item's count lands in the same names");
   assert.equal(hashFeatures.featureNames?.({ fields: ['category', 'itemId'], width: 4, prefix: 'hash', signed: false }).length, 4, 'no name added');
-  assert.equal(hashFeatures.keepsFeatureValues, undefined);
+  const keeps = (saved: Partial<HashFeaturesConfig>, now: Partial<HashFeaturesConfig>): boolean => hashFeatures.keepsFeatureValues!(withDefaults(hashFeatures, saved as never), withDefaults(hashFeatures, now as never));
+  assert.equal(keeps({ fields: ['category'] }, { fields: ['category', 'itemId'] }), false, 'a field added');
+  assert.equal(keeps({ fields: ['category'], width: 4 }, { fields: ['category'], width: 8 }), false, 'the width');
+  assert.equal(keeps({ fields: ['category'] }, { fields: ['category'], signed: false }), false, 'the signs');
+  assert.equal(keeps({ fields: ['category'] }, { fields: ['category'], prefix: 'cat' }), true, 'only renamed: no name kept, every one added and dropped');
 });
 
 test('hash-features: an attribute named as an Object.prototype member (attrs.constructor, attrs.__proto__) is hashed only where the event has it, never the inherited member', async () => {

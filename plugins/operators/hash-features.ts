@@ -4,6 +4,7 @@
  * (FNV-1a, 32 bits, seeded by the field) is fixed, so the same value lands in the same bucket in
  * every run and on every machine.
  */
+import { isDeepStrictEqual } from 'node:util';
 import { defineOperator, FeatureBlock, fnv1a, isInheritedName, ownValue, PluginConfigError, recordOperator, type ClickEvent } from 'tributary';
 import { hashFeatureNames } from './feature-blocks.js';
 
@@ -52,10 +53,15 @@ export default defineOperator<HashFeaturesConfig>({
   examples: [{ fields: ['category', 'attrs.brand'], width: 32 }, { fields: ['itemId'], width: 256, prefix: 'item', signed: false }],
   featureNames: (config) => hashFeatureNames(config.prefix, config.width),
   featureNamesField: 'prefix',
-  // No keepsFeatureValues: no edit of this stage leaves the names it keeps made as before, so a resume warns of any and a warm start refuses
-  // it. Every field adds into the same `width` buckets, so a field added changes the values under the names kept
-  // (`<prefix>_k` sums all fields' ±1s); a width changed moves almost every value to another bucket (hash mod width),
-  // under names kept; `signed` changes their signs; `prefix` renames every feature (none kept).
+  // Only a `prefix` edit keeps values: it renames every feature (none kept, all added and dropped), so a model takes
+  // the renamed ones on from 0. Any other edit does not: every field adds into the same `width` buckets, so a field
+  // added changes the values under the names kept (`<prefix>_k` sums all fields' ±1s); a width changed moves almost
+  // every value to another bucket (hash mod width), under names kept; `signed` changes their signs. A resume warns
+  // of those and a warm start refuses them.
+  keepsFeatureValues: (saved, config) => {
+    const before = saved as Partial<HashFeaturesConfig> | null;
+    return before !== null && typeof before === 'object' && isDeepStrictEqual(before.fields, config.fields) && before.width === config.width && before.signed === config.signed;
+  },
   create(config, context) {
     const width = config.width;
     const block = new FeatureBlock(hashFeatureNames(config.prefix, width));
