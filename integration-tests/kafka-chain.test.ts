@@ -40,12 +40,14 @@ function shopLines(): string {
   }
   return lines.join('\n') + '\n';
 }
+// Micro-batches cut by size alone: cut by time too (the default max_delay), where a batch ends depends on the
+// machine's load, and so do what the model has learnt at each prediction and its version.
 const stages = `
 stages:
   - { type: sessionizer, gap: 30m }
   - { type: session-features }
   - { type: user-features, horizons: [1d] }
-  - { type: intent-model, name: intent, model: { kind: logistic } }
+  - { type: intent-model, name: intent, model: { kind: logistic }, batch: { max_delay: 0 } }
 `;
 
 /** An event's canonical fields, as a reader compares them (what the stages add left out). */
@@ -67,7 +69,7 @@ function byUser(records: readonly StreamRecord[]): Map<string, Record<string, un
   return new Map([...users].sort(([a], [b]) => a.localeCompare(b)));
 }
 
-/** A prediction as written, the model's own version aside (the same steps, the same text). */
+/** A prediction as written (the same learning steps give the same text, the model's version included). */
 function plain(records: readonly StreamRecord[]): unknown[] {
   return records.map((record) => JSON.parse(JSON.stringify(record)) as unknown);
 }
