@@ -1014,7 +1014,7 @@ test("report.html sets each task's champion and challenger side by side: their f
     ['positives', '100', '100', 'same'],
     ['AUC', '0.8000', '0.8500', '+0.0500 (better)'],
     ['log loss', '0.3500', '0.3000', '-0.0500 (better)'],
-    ['Brier', '0.1000', '0.1000', '+0.0000 (same)'],
+    ['Brier', '0.1000', '0.1000', '0.0000 (same)'],
     ['AUC, last window', '0.8000', '0.8500', '+0.0500 (better)'],
     ['log loss, last window', '0.3500', '0.3000', '-0.0500 (better)'],
     ['ECE', '0.0350', '0.0300', '-0.0050 (better)'],

@@ -512,9 +512,10 @@ const placeText = (c: Comparison, model: string): string => `${model} (${c.shado
 function differenceText(challenger: number | null | undefined, champion: number | null | undefined, better: 'higher' | 'lower'): string {
   if (typeof challenger !== 'number' || typeof champion !== 'number') return '-';
   const difference = challenger - champion;
-  const shown = `${difference >= 0 ? '+' : '-'}${Math.abs(difference).toFixed(4)}`;
-  if (shown.slice(1) === '0.0000') return `${shown} (same)`;
-  return `${shown} (${(difference > 0) === (better === 'higher') ? 'better' : 'worse'})`;
+  const size = Math.abs(difference).toFixed(4);
+  // Within the 4 decimals shown, no sign: a -0.0000 would read as worse.
+  if (size === '0.0000') return `${size} (same)`;
+  return `${difference > 0 ? '+' : '-'}${size} (${(difference > 0) === (better === 'higher') ? 'better' : 'worse'})`;
 }
 
 /**
