@@ -414,6 +414,11 @@ export type ModelMetrics = {
   scoreReason: string | null;
   /** What its scores do not show by themselves. */
   scoreNotes: readonly string[];
+  /**
+   * true: a challenger (its stage's `shadow: true`: its records go to the side output `shadow`); false: the live model.
+   * A backtest's report sets the two of a task side by side. Absent from a plugin's record that does not say (taken as live).
+   */
+  shadow?: boolean;
 };
 
 /**

@@ -690,11 +690,16 @@ interface DrawnPlot {
   box: FakeElement;
 }
 
-/** Runs report.html's own script (the last one) against a fake DOM and a uPlot that records each plot: what a browser would draw. */
-function renderReport(html: string): { plots: DrawnPlot[]; models: FakeElement } {
+/**
+ * Runs report.html's own script (the last one) against a fake DOM and a uPlot that records each plot: what a browser would draw.
+ * `plots` are the models' own, `compared` those of the champion-and-challenger sections, each by its section's index.
+ */
+function renderReport(html: string): { plots: DrawnPlot[]; models: FakeElement; compared: DrawnPlot[][]; elements: Record<string, FakeElement> } {
   const scripts = [...html.matchAll(/<script>([^]*?)<\/script>/g)].map((match) => match[1]!);
   const models = new FakeElement('div');
   const elements: Record<string, FakeElement> = { summary: new FakeElement('table'), models };
+  // The page's other elements by id, each made at its first look-up, where the page has one of that id.
+  const byId = (id: string): FakeElement | undefined => (elements[id] ??= html.includes(` id="${id}"`) ? new FakeElement('div') : undefined!);
   const plots: DrawnPlot[] = [];
   const uPlot = Object.assign(
     function (this: unknown, opts: DrawnPlot['opts'], data: unknown[][], box: FakeElement) {
@@ -702,8 +707,12 @@ function renderReport(html: string): { plots: DrawnPlot[]; models: FakeElement }
     },
     { tzDate: (date: Date, zone: string) => ({ date, zone }) },
   );
-  runInNewContext(scripts.at(-1)!, { document: { getElementById: (id: string) => elements[id], createElement: (tag: string) => new FakeElement(tag) }, uPlot });
-  return { plots, models };
+  runInNewContext(scripts.at(-1)!, { document: { getElementById: byId, createElement: (tag: string) => new FakeElement(tag) }, uPlot });
+  const compared = Object.entries(elements)
+    .filter(([id]) => id.startsWith('comparison-plots-'))
+    .sort(([a], [b]) => Number(a.split('-').at(-1)) - Number(b.split('-').at(-1)))
+    .map(([, section]) => plots.filter((drawn) => section.children.includes(drawn.box)));
+  return { plots: plots.filter((drawn) => !compared.flat().includes(drawn)), models, compared, elements };
 }
 
 test('report.html: each plot has a title, labelled axes (event time in UTC, log loss in nats) and an aria-label; a model with no label or one class shows why in a plot\'s place, not an empty frame or a chance line as its ROC (was both); the page says where it came from', () => {
@@ -919,6 +928,94 @@ test("report.html names no model plugin's config field: what a timeline's window
     plots.filter((drawn) => drawn.opts.title.endsWith('over event time')).map((drawn) => Array.from(drawn.opts.series.slice(1), (series) => series.label)),
     [['window', 'cumulative'], ['window']],
   );
+});
+
+test("report.html sets each task's champion and challenger side by side: their figures in one table with the challenger's difference (better or worse), their ROC curves, calibration, and AUC and log loss over event time overlaid in one plot each; a task of one model has none, and metrics.json keeps its shape", () => {
+  const time = Date.parse('2019-10-01T00:00:00Z');
+  const record = (model: string, task: string, shadow: boolean | undefined, n: number, scores: { auc: number; logloss: number; fpr: number[]; tpr: number[]; at: number[] }) => ({
+    kind: 'model_metrics',
+    model,
+    task,
+    kind_of_model: 'logistic',
+    backend: 'cpu',
+    features: [],
+    summary: { n, positives: n / 4, baseRate: 0.25, auc: n > 0 ? scores.auc : null, logloss: scores.logloss, brier: 0.1, window: { n, auc: n > 0 ? scores.auc : null, logloss: scores.logloss, brier: 0.1, baseRate: 0.25 } },
+    calibration: [{ lower: 0, upper: 0.5, count: n / 2, meanScore: 0.2, positiveRate: 0.15 }, { lower: 0.5, upper: 1, count: n / 2, meanScore: 0.7, positiveRate: 0.6 }],
+    calibrationError: { ece: scores.logloss / 10, maxGap: 0.1 },
+    roc: { fpr: scores.fpr, tpr: scores.tpr },
+    timeline: n > 0 ? scores.at.map((minutes) => ({ time: time + minutes * 60_000, n, auc: scores.auc, logloss: scores.logloss, cumulativeAuc: scores.auc })) : [],
+    timelineWindow: { labels: 1000, firstPointAt: 250, setting: 'metrics.window' },
+    counts: { predictions: n, labels: n },
+    warmStart: null,
+    scoreReason: null,
+    scoreNotes: [],
+    ...(shadow === undefined ? {} : { shadow }),
+  });
+  const reports = [
+    // The challenger's stage first in the pipeline: the live model is still the one the others are measured against.
+    record('intent-mlp', 'intent', true, 400, { auc: 0.85, logloss: 0.3, fpr: [0, 0.1, 0.1, 1], tpr: [0, 0.5, 0.8, 1], at: [10, 20] }),
+    record('intent', 'intent', false, 400, { auc: 0.8, logloss: 0.35, fpr: [0, 0.2, 1], tpr: [0, 0.7, 1], at: [10, 20] }),
+    record('churn', 'churn', undefined, 200, { auc: 0.7, logloss: 0.5, fpr: [0, 0.3, 1], tpr: [0, 0.6, 1], at: [15] }),
+    record('churn-gru', 'churn', true, 0, { auc: 0, logloss: 0.6, fpr: [], tpr: [], at: [] }),
+    record('alone', 'basket', undefined, 100, { auc: 0.6, logloss: 0.6, fpr: [0, 1], tpr: [0, 1], at: [] }),
+  ];
+  const metrics = backtestMetrics({ eventsIn: 900, deadLettered: 0 } as RunStats, reports as unknown as Parameters<typeof backtestMetrics>[1]);
+  assert.deepEqual(Object.keys(metrics), ['events', 'deadLetters', 'models']);
+  assert.deepEqual(Object.keys(metrics.models.intent!), ['auc', 'logloss', 'brier', 'n', 'positives', 'lastWindow', 'calibrationError']);
+  const html = reportHtml('bt', '/data/in.csv', metrics, reports);
+  const tables = [...html.matchAll(/<h3>([^<]*)<\/h3>\n<table class="comparison" id="comparison-(\d)">([^]*?)<\/table>/g)].map(([, title, , table]) => ({
+    title,
+    rows: [...table!.matchAll(/<tr>([^]*?)<\/tr>/g)].map(([, row]) => [...row!.matchAll(/<t[hd]>([^]*?)<\/t[hd]>/g)].map(([, cell]) => cell!.replace(/<\/?code>/g, ''))),
+  }));
+  assert.deepEqual(tables.map((t) => t.title), ['intent: intent (live) against intent-mlp (challenger)', 'churn: churn (live) against churn-gru (challenger)'], 'one per task of two models or more, the live model first');
+  assert.deepEqual(tables[0]!.rows, [
+    ['figure', 'intent (live)', 'intent-mlp (challenger)', 'intent-mlp &minus; intent'],
+    ['labels scored', '400', '400', 'same'],
+    ['positives', '100', '100', 'same'],
+    ['AUC', '0.8000', '0.8500', '+0.0500 (better)'],
+    ['log loss', '0.3500', '0.3000', '-0.0500 (better)'],
+    ['Brier', '0.1000', '0.1000', '0.0000 (same)'],
+    ['AUC, last window', '0.8000', '0.8500', '+0.0500 (better)'],
+    ['log loss, last window', '0.3500', '0.3000', '-0.0500 (better)'],
+    ['ECE', '0.0350', '0.0300', '-0.0050 (better)'],
+  ]);
+  assert.deepEqual(tables[1]!.rows[3], ['AUC', '0.7000', '-', '-']);
+  assert.match(html, /Not scored on the same labels: <code>churn-gru<\/code> 0 against <code>churn<\/code>'s 200/);
+
+  const { compared, elements } = renderReport(html);
+  assert.equal(compared.length, 2);
+  const [intent, churn] = compared as [DrawnPlot[], DrawnPlot[]];
+  assert.deepEqual(
+    intent.map((drawn) => [drawn.opts.title, Array.from(drawn.opts.series.slice(1), (series) => series.label)]),
+    [
+      ['ROC curves', ['intent (live)', 'intent-mlp (challenger)', 'chance']],
+      ['Calibration', ['intent (live)', 'intent-mlp (challenger)', 'perfect']],
+      ['AUC over event time', ['intent (live)', 'intent-mlp (challenger)']],
+      ['Log loss over event time', ['intent (live)', 'intent-mlp (challenger)']],
+    ],
+  );
+  // One x column for all the curves: each curve's own points, in its own order (a ROC curve's vertical step too), null at the others'.
+  // The page's arrays are the vm's: compared by value.
+  const [x, live, challenger, chance] = JSON.parse(JSON.stringify(intent[0]!.data)) as [number[], (number | null)[], (number | null)[], (number | null)[]];
+  const own = (ys: (number | null)[]) => x.flatMap((at, i) => (ys[i] === null ? [] : [[at, ys[i]]]));
+  assert.deepEqual(own(live), [[0, 0], [0.2, 0.7], [1, 1]]);
+  assert.deepEqual(own(challenger), [[0, 0], [0.1, 0.5], [0.1, 0.8], [1, 1]]);
+  assert.deepEqual(own(chance), [[0, 0], [1, 1]]);
+  assert.deepEqual(x, [...x].sort((a, b) => a - b), 'x in order');
+  const [at, liveAuc] = JSON.parse(JSON.stringify(intent[2]!.data)) as [number[], (number | null)[]];
+  assert.deepEqual(at.flatMap((t, i) => (liveAuc[i] === null ? [] : [[t, liveAuc[i]]])), [[time / 1000 + 600, 0.8], [time / 1000 + 1200, 0.8]]);
+  // A challenger with no label is left out of each plot, and said so below them.
+  assert.deepEqual(churn.map((drawn) => Array.from(drawn.opts.series.slice(1), (series) => series.label)), [['churn (live)', 'chance'], ['churn (live)', 'perfect'], ['churn (live)'], ['churn (live)']]);
+  assert.deepEqual(elements['comparison-left-1']!.children.map((p) => p.textContent), [
+    'ROC curves: churn-gru (challenger) left out (no label scored)',
+    'Calibration: churn-gru (challenger) left out (no label scored)',
+    'AUC over event time: churn-gru (challenger) left out (no label scored)',
+    'Log loss over event time: churn-gru (challenger) left out (no label scored)',
+  ]);
+  // A pipeline of one model per task has no such section.
+  const single = reportHtml('bt', '/data/in.csv', metrics, [reports[1]!, reports[2]!]);
+  assert.doesNotMatch(single, /<h2 id="champion-challenger"|<table class="comparison"/);
+  assert.deepEqual(renderReport(single).compared, []);
 });
 
 test("backtest of a file source that writes no format (its file's name says csv, or tsv): the input is read so whatever it is named, as the pipeline reads its data (was: read as JSON lines for an input not named .csv, every line rejected)", (t) => {

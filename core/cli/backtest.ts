@@ -117,6 +117,8 @@ interface ModelReport extends StreamRecord {
   warmStartSetting?: string;
   /** The file the model is saved to at close (in a backtest, under the report folder); null or absent: none. */
   modelFile?: string | null;
+  /** true: a challenger (`shadow: true`); false or absent (a plugin that does not say): a live model. */
+  shadow?: boolean;
 }
 
 /** What a model's report says its scores do not show by themselves (its `scoreReason` and `scoreNotes`, as the model stage says them). */
@@ -474,6 +476,104 @@ function nowAndCalibrationHtml(metrics: BacktestMetrics, reports: readonly Strea
 `;
 }
 
+/** Models of one task (the same target) set side by side in the report: the champion first, then its challengers. */
+interface Comparison {
+  task: string;
+  /** The live model the others are measured against: the first of the task not in the shadow (else the first of the task). */
+  champion: string;
+  /** The task's other models, in the pipeline's order. */
+  challengers: string[];
+  /** By model: true where it is a challenger (`shadow: true`). */
+  shadow: Record<string, boolean>;
+}
+
+/** Each task two or more models predict, in the order of its first model: the champion and its challengers. */
+function comparisonsOf(reports: readonly StreamRecord[]): Comparison[] {
+  const byTask = new Map<string, { model: string; shadow: boolean }[]>();
+  for (const report of reports) {
+    const { model, task, shadow } = report as Partial<ModelReport> & { task?: unknown };
+    if (typeof model !== 'string' || typeof task !== 'string') continue;
+    const models = byTask.get(task) ?? [];
+    models.push({ model, shadow: shadow === true });
+    byTask.set(task, models);
+  }
+  return [...byTask]
+    .filter(([, models]) => models.length > 1)
+    .map(([task, models]) => {
+      const champion = (models.find((m) => !m.shadow) ?? models[0]!).model;
+      return { task, champion, challengers: models.map((m) => m.model).filter((model) => model !== champion), shadow: Object.fromEntries(models.map((m) => [m.model, m.shadow])) };
+    });
+}
+
+/** A model's name with its place, as the comparison says it: `intent-mlp (challenger)`. */
+const placeText = (c: Comparison, model: string): string => `${model} (${c.shadow[model] ? 'challenger' : 'live'})`;
+
+/** A difference of two scores, signed, 4 decimals, with which way is better; `-` where either is missing. */
+function differenceText(challenger: number | null | undefined, champion: number | null | undefined, better: 'higher' | 'lower'): string {
+  if (typeof challenger !== 'number' || typeof champion !== 'number') return '-';
+  const difference = challenger - champion;
+  const size = Math.abs(difference).toFixed(4);
+  // Within the 4 decimals shown, no sign: a -0.0000 would read as worse.
+  if (size === '0.0000') return `${size} (same)`;
+  return `${difference > 0 ? '+' : '-'}${size} (${(difference > 0) === (better === 'higher') ? 'better' : 'worse'})`;
+}
+
+/**
+ * Champion against challenger, per task with two or more models: a table of their figures side by side, each
+ * challenger's difference from the champion, in the page itself; the overlaid plots below each are drawn by its script.
+ */
+function comparisonsHtml(metrics: BacktestMetrics, comparisons: readonly Comparison[]): string {
+  if (comparisons.length === 0) return '';
+  const sections = comparisons.map((c, index) => {
+    const models = [c.champion, ...c.challengers];
+    const figures = models.map((model) => metrics.models[model]);
+    type Figure = [name: string, read: (m: BacktestModelMetrics) => number | null | undefined, better: 'higher' | 'lower' | undefined];
+    const rows: Figure[] = [
+      ['labels scored', (m) => m.n, undefined],
+      ['positives', (m) => m.positives, undefined],
+      ['AUC', (m) => m.auc, 'higher'],
+      ['log loss', (m) => m.logloss, 'lower'],
+      ['Brier', (m) => m.brier, 'lower'],
+      ...(figures.some((m) => m?.lastWindow !== undefined)
+        ? ([
+            ['AUC, last window', (m) => m.lastWindow?.auc, 'higher'],
+            ['log loss, last window', (m) => m.lastWindow?.logloss, 'lower'],
+          ] satisfies Figure[])
+        : []),
+      ...(figures.some((m) => m?.calibrationError !== undefined) ? ([['ECE', (m) => m.calibrationError?.ece, 'lower']] satisfies Figure[]) : []),
+    ];
+    const champion = metrics.models[c.champion]!;
+    const head = `<tr><th>figure</th>${models.map((model) => `<th><code>${escapeHtml(model)}</code> (${c.shadow[model] ? 'challenger' : 'live'})</th>`).join('')}${c.challengers.map((model) => `<th><code>${escapeHtml(model)}</code> &minus; <code>${escapeHtml(c.champion)}</code></th>`).join('')}</tr>`;
+    const body = rows.map(([name, read, better]) => {
+      const values = models.map((model) => {
+        const value = read(metrics.models[model]!);
+        return better === undefined ? String(value ?? '-') : scoreText(value);
+      });
+      const differences = c.challengers.map((model) => {
+        const [mine, theirs] = [read(metrics.models[model]!), read(champion)];
+        if (better !== undefined) return differenceText(mine, theirs, better);
+        if (typeof mine !== 'number' || typeof theirs !== 'number') return '-';
+        return mine === theirs ? 'same' : `${mine > theirs ? '+' : '-'}${Math.abs(mine - theirs)}`;
+      });
+      return `<tr><th>${name}</th>${[...values, ...differences].map((cell) => `<td>${cell}</td>`).join('')}</tr>`;
+    });
+    // Scored on different labels (another label buffer, a prediction one model did not make), the figures are not like for like.
+    const unlike = c.challengers.filter((model) => metrics.models[model]!.n !== champion.n);
+    const unlikeNote =
+      unlike.length === 0
+        ? ''
+        : `<p class="warning">Not scored on the same labels: ${unlike.map((model) => `<code>${escapeHtml(model)}</code> ${metrics.models[model]!.n}`).join(', ')} against <code>${escapeHtml(c.champion)}</code>'s ${champion.n} (a full label buffer or an expired label in one model and not the other): the differences compare different samples.</p>`;
+    const title = `${escapeHtml(c.task)}: ${[c.champion, ...c.challengers].map((model) => escapeHtml(placeText(c, model))).join(' against ')}`;
+    return `<h3>${title}</h3>
+<table class="comparison" id="comparison-${index}">${head}${body.join('')}</table>
+${unlikeNote}<div class="plots" id="comparison-plots-${index}"></div><div id="comparison-left-${index}"></div>`;
+  });
+  return `<h2 id="champion-challenger">Champion and challenger</h2>
+<p>The models predicting the same target, scored on the same labels, side by side: the live model (the champion) and each one in its shadow (<code>shadow: true</code>, a challenger); each difference is the challenger's figure less the champion's, <em>better</em> where it is: a higher AUC, a lower log loss, Brier score or ECE. The plots overlay the models' ROC curves, calibration, and AUC and log loss over event time (each over its last window of labels); each model's own plots follow below.</p>
+${sections.join('\n')}
+`;
+}
+
 /** The model files the backtest saved, which a run warm-starts from (nothing where none was saved). */
 function savedHtml(metrics: BacktestMetrics): string {
   const files = Object.entries(metrics.modelFiles ?? {});
@@ -492,7 +592,8 @@ export function reportHtml(name: string, inputs: string | readonly string[], met
   // Why a score is null, or says less than it seems to: at the top of the page (without its script too) and at each model.
   const noted = reports.map((report) => [String((report as Partial<ModelReport>).model), scoreNotesOf(report).notes] as const).filter(([, notes]) => notes.length > 0);
   const notes = Object.fromEntries(noted);
-  const data = JSON.stringify({ metrics, reports, notes }).replace(/</g, '\\u003c');
+  const comparisons = comparisonsOf(reports);
+  const data = JSON.stringify({ metrics, reports, notes, comparisons }).replace(/</g, '\\u003c');
   // Said in the page itself (not drawn by its script): a warm-started model's scores may not be out of sample. How
   // to start it cold is its plugin's config, said as its record says it (warmStartSetting), never named here.
   const settingOf = new Map(reports.map((report) => [String((report as Partial<ModelReport>).model), (report as Partial<ModelReport>).warmStartSetting]));
@@ -522,7 +623,7 @@ ${savedHtml(metrics)}
 ${warmNote}
 ${notesNote}
 <table id="summary"><tr><th>model</th><th>start</th><th>task</th><th>kind</th><th>AUC</th><th>log loss</th><th>Brier</th><th>labels</th><th>positives</th><th>base rate</th></tr></table>
-${nowAndCalibrationHtml(metrics, reports)}<div id="models"></div>
+${nowAndCalibrationHtml(metrics, reports)}${comparisonsHtml(metrics, comparisons)}<div id="models"></div>
 <script>${script}</script>
 <script>
 const DATA = ${data};
@@ -555,9 +656,18 @@ function plot(title, xlabel, ylabel, data, series, opts = {}) {
   const box = document.createElement('div');
   box.setAttribute('role', 'img');
   box.setAttribute('aria-label', title + ': ' + ylabel + ' by ' + xlabel);
+  const strokes = opts.strokes || ['#1f77b4', '#d62728', '#2ca02c', '#999'];
   new uPlot({ title, width: 420, height: 300, scales: { x: { time: !!opts.time } }, ...(opts.time ? { tzDate: utc } : {}), axes: [{ label: xlabel }, { label: ylabel }],
-    series: [{}, ...series.map((s, i) => ({ label: s, stroke: ['#1f77b4', '#d62728', '#2ca02c', '#999'][i], points: { show: !!opts.points } }))] }, data, box);
+    series: [{}, ...series.map((s, i) => ({ label: s, stroke: strokes[i], points: { show: !!opts.points }, spanGaps: !!opts.overlay }))] }, data, box);
   return box;
+}
+// Curves of their own x values in one plot: every point of every curve in one x column (in order; a curve's own
+// points keep theirs, a ROC curve's vertical steps too), each curve null at the others' points, its line spanning them.
+function overlay(curves) {
+  const points = [];
+  curves.forEach((c, i) => c.xs.forEach((x, j) => points.push([x, i, j])));
+  points.sort((a, b) => a[0] - b[0] || a[1] - b[1] || a[2] - b[2]);
+  return [points.map((p) => p[0]), ...curves.map((c, i) => points.map((p) => (p[1] === i ? c.ys[p[2]] : null)))];
 }
 // In a plot's place, why it has nothing to show (an empty frame, or a ROC drawn as the chance line, would read as a result).
 function none(title, why) {
@@ -566,6 +676,38 @@ function none(title, why) {
   const p = document.createElement('p'); p.textContent = why; box.appendChild(p);
   return box;
 }
+// Champion and challenger of a task: their curves in one plot each (the models left out of one, and why, said below it).
+const MODEL_STROKES = ['#1f77b4', '#d62728', '#2ca02c', '#9467bd', '#ff7f0e', '#8c564b'];
+DATA.comparisons.forEach((c, index) => {
+  const box = document.getElementById('comparison-plots-' + index);
+  const models = [c.champion, ...c.challengers].map((name) => DATA.reports.find((r) => r.model === name));
+  const named = (r) => r.model + ' (' + (c.shadow[r.model] ? 'challenger' : 'live') + ')';
+  const left = [];
+  const chart = (title, xlabel, ylabel, why, curveOf, reference, opts = {}) => {
+    const drawn = [], curves = [], strokes = [];
+    models.forEach((r, i) => {
+      const reason = why(r);
+      if (reason) { left.push(title + ': ' + named(r) + ' left out (' + reason + ')'); return; }
+      drawn.push(named(r)); curves.push(curveOf(r)); strokes.push(MODEL_STROKES[i % MODEL_STROKES.length]);
+    });
+    if (curves.length === 0) return box.appendChild(none(title, 'None: no model of the task has one (' + why(models[0]) + ').'));
+    if (reference) { drawn.push(reference.label); curves.push(reference); strokes.push('#999'); }
+    box.appendChild(plot(title, xlabel, ylabel, overlay(curves), drawn, { ...opts, strokes, overlay: true }));
+  };
+  const noLabel = (r) => (r.summary.n > 0 ? '' : 'no label scored');
+  const oneClass = (r) => noLabel(r) || (r.summary.positives > 0 && r.summary.positives < r.summary.n ? '' : 'one outcome only');
+  const noPoint = (r) => oneClass(r) || (r.timeline.length > 0 ? '' : 'no point yet: ' + r.summary.n + ' labels');
+  const diagonal = (label) => ({ label, xs: [0, 1], ys: [0, 1] });
+  chart('ROC curves', 'false positive rate', 'true positive rate', oneClass, (r) => ({ xs: r.roc.fpr, ys: r.roc.tpr }), diagonal('chance'));
+  chart('Calibration', 'mean predicted probability', 'observed positive rate', noLabel, (r) => {
+    const bins = r.calibration.filter((b) => b.count > 0);
+    return { xs: bins.map((b) => b.meanScore), ys: bins.map((b) => b.positiveRate) };
+  }, diagonal('perfect'), { points: true });
+  chart('AUC over event time', 'event time (UTC)', 'AUC (last window)', noPoint, (r) => ({ xs: r.timeline.map((p) => p.time / 1000), ys: r.timeline.map((p) => p.auc) }), undefined, { time: true });
+  chart('Log loss over event time', 'event time (UTC)', 'log loss (nats, last window)', (r) => noLabel(r) || (r.timeline.length > 0 ? '' : 'no point yet: ' + r.summary.n + ' labels'), (r) => ({ xs: r.timeline.map((p) => p.time / 1000), ys: r.timeline.map((p) => p.logloss) }), undefined, { time: true });
+  const notes = document.getElementById('comparison-left-' + index);
+  for (const line of left) { const p = document.createElement('p'); p.textContent = line; notes.appendChild(p); }
+});
 for (const r of DATA.reports) {
   const h = document.createElement('h2'); h.textContent = r.model + ' (' + r.task + ', ' + r.kind_of_model + ', backend ' + r.backend + (r.warmStart ? ', warm start from ' + r.warmStart.file : '') + ')'; root.appendChild(h);
   for (const note of DATA.notes[r.model] || []) { const p = document.createElement('p'); p.className = 'warning'; p.textContent = note; root.appendChild(p); }

@@ -87,7 +87,7 @@ test('a challenger with shadow: true: the main stream gets the live model\'s pre
   assert.doesNotMatch(second.stderr, /"level":50/);
 });
 
-test('backtest: a shadow model is scored beside the live one in metrics.json, report.html and the result; without a sink for its side output, that is said', (t) => {
+test('backtest: a shadow model is scored beside the live one in metrics.json, report.html (champion and challenger side by side) and the result; without a sink for its side output, that is said', (t) => {
   const dir = tempFolder(t, 'challenger-backtest');
   // The events the live pipeline's synthetic source makes, as a file to replay.
   writeFileSync(join(dir, 'gen.yaml'), 'name: gen\nsources: [{ type: synthetic, users: 150, events: 3000, seed: 5 }]\nsinks: [{ type: file, path: events.jsonl, kinds: [event] }]\n');
@@ -103,6 +103,8 @@ test('backtest: a shadow model is scored beside the live one in metrics.json, re
   assert.deepEqual(Object.keys(metrics.modelFiles).sort(), ['intent', 'intent-mlp']);
   const html = readFileSync(join(dir, 'bt', 'report.html'), 'utf8');
   assert.match(html, /<code>intent-mlp<\/code>/);
+  // The two side by side, the live model first, as their records say which is in the shadow.
+  assert.match(html, /<h3>intent: intent \(live\) against intent-mlp \(challenger\)<\/h3>\n<table class="comparison" id="comparison-0"><tr><th>figure<\/th><th><code>intent<\/code> \(live\)<\/th><th><code>intent-mlp<\/code> \(challenger\)<\/th>/);
   const [summary] = runSummaries(result.stderr);
   assert.equal(summary!.collected, 2, 'both models\' reports collected');
   // The live model's predictions alone on the main stream.

@@ -30,7 +30,7 @@ const typed = {
   model_metrics: {
     kind: 'always', model: 'always', task: 'always', kind_of_model: 'always', backend: 'always', features: 'always', summary: 'always', calibration: 'always',
     calibrationError: 'always', roc: 'always', timeline: 'always', timelineWindow: 'always', counts: 'always', warmStart: 'always', warmStartSetting: 'optional', modelFile: 'always',
-    skippedFeatureValues: 'always', scoreReason: 'always', scoreNotes: 'always',
+    skippedFeatureValues: 'always', scoreReason: 'always', scoreNotes: 'always', shadow: 'optional',
   } satisfies FieldPresence<ModelMetrics>,
   dead_letter: {
     kind: 'always', reason: 'always', pipeline: 'always', stage: 'always', source: 'optional', file: 'optional', line: 'optional', offset: 'optional',

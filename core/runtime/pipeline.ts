@@ -2832,6 +2832,10 @@ export class PipelineRunner {
             throw failure;
           } finally {
             slot.done = true;
+            // Its events are all in: it holds the others back no more. Left for the next batch, a source that
+            // ended before another (orders before clicks) held the combined watermark where its last batch
+            // put it until the end, and the time the other's last events reached came in one step with it.
+            if (!this.barrier && !this.failure) this.advanceWatermark();
           }
         }),
       );
@@ -2845,6 +2849,11 @@ export class PipelineRunner {
         // Not into a checkpoint under way: what the end of input closes (sessions, the models' last
         // batches) is written after its state was taken, and it would flush and commit them with it.
         while (this.barrier) await this.barrier;
+        // First the time the drained sources reached, as a single source's last batch moves it: the stages do
+        // what it passes (a churn prediction whose horizon it passes is labelled) before the end of input
+        // censors what is still open. Without it, sources that ended between two of these calls went
+        // straight to the end, and every prediction still pending was censored.
+        this.advanceWatermark();
         this.emitWatermark(Infinity);
         this.stats.watermark = Infinity;
       }

@@ -1867,6 +1867,8 @@ export class OnlineLearner {
       // and the config fields that change them are known. null and []: nothing to say.
       scoreReason: notes.reason ?? null,
       scoreNotes: notes.notes,
+      // A challenger or the live model, for a backtest's report to set the champion and the challenger side by side.
+      shadow: this.config.shadow,
     };
   }
 

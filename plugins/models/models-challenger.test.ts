@@ -29,8 +29,12 @@ test('shadow: true sends every record the model makes to the side output shadow;
   assert.deepEqual([...new Set(context.sideOutputs.map(({ name }) => name))], ['shadow']);
   const made = plain.filter((record) => !input.includes(record));
   assert.deepEqual(new Set(made.map((record) => record.kind)), new Set(['prediction', 'label', 'model_metrics']));
+  // The same records, but for the report saying which it is (a backtest's report tells the challenger by it).
+  const report = (records: readonly unknown[]) => records.filter((record) => (record as { kind: string }).kind === 'model_metrics') as { shadow?: boolean }[];
+  assert.deepEqual([report(context.sideOutputs.map(({ record }) => record))[0]?.shadow, report(made)[0]?.shadow], [true, false]);
+  const unmarked = (record: unknown): string => JSON.stringify({ ...(record as object), shadow: undefined });
   assert.deepEqual(
-    context.sideOutputs.map(({ record }) => JSON.stringify(record)),
-    made.map((record) => JSON.stringify(record)),
+    context.sideOutputs.map(({ record }) => unmarked(record)),
+    made.map((record) => unmarked(record)),
   );
 });
