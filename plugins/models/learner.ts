@@ -84,6 +84,8 @@ interface Sample extends SampleHandle {
   unit: string | undefined;
   /** Why it was given up unlabelled before its batch ran: its `unlabelled` record follows its prediction's (emitPrediction). */
   givenUp: DropReason | undefined;
+  /** Whether the label buffer's snapshot gather in progress (AwaitingCopy) has it: its generation where kept, the generation + 1 where read or new since its call. */
+  copied: number;
 }
 
 /** Why a prediction left the label buffer unlabelled before it was scored (saved in a snapshot's flags: SAMPLE_GIVEN_UP_SHIFT). */
@@ -125,15 +127,8 @@ function releasedStandIn(sample: Sample): SampleHandle {
   return { id: sample.id, sessionId: sample.sessionId, time: sample.time, released: true };
 }
 
-/** A sample nothing will learn from lets go of what only learning needs: its row (a slab goes with its last one), sequence and raw features. */
-function letGoOfRow(sample: Sample): void {
-  sample.rows = undefined;
-  sample.seq = undefined;
-  sample.raw = undefined;
-}
-
-function newSample(id: string, userId: string, sessionId: string | undefined, time: number, rows: Float32Array | undefined, row: number, seq: SequenceSample | undefined, idKey = -1): Sample {
-  return { id, userId, sessionId, time, raw: undefined, rows, row, seq, score: undefined, label: undefined, released: false, idKey, expiresFrom: time, unit: undefined, givenUp: undefined };
+function newSample(id: string, userId: string, sessionId: string | undefined, time: number, rows: Float32Array | undefined, row: number, seq: SequenceSample | undefined, idKey = -1, copied = 0): Sample {
+  return { id, userId, sessionId, time, raw: undefined, rows, row, seq, score: undefined, label: undefined, released: false, idKey, expiresFrom: time, unit: undefined, givenUp: undefined, copied };
 }
 
 interface EncodedSample {
@@ -383,12 +378,12 @@ export function predictionIdAfter(prefix: IdPrefix, part1: string | number | und
 }
 
 /**
- * Samples as a snapshot copied them (OnlineLearner.copySamples), for its encode parts: the samples, and
+ * Samples as a snapshot copied them (OnlineLearner.copySamples, AwaitingCopy), for its encode parts: the samples, and
  * by row what changes on them (flags as saved, SAMPLE_ROW, SAMPLE_SEQ and SAMPLE_RAW for the rows,
  * sequences and raw features listed, in order).
  */
 interface CopiedSamples {
-  samples: readonly Sample[];
+  samples: Sample[];
   /** The features a row holds (the model's, which a later record may build or change). */
   width: number;
   flags: Float64Array;
@@ -401,6 +396,122 @@ interface CopiedSamples {
   seqs: SequenceSample[];
   raws: Float32Array[];
   units: [number, string][];
+}
+
+/** Room for `capacity` samples of `width` features, none copied yet (copySampleInto). */
+function newCopiedSamples(capacity: number, width: number): CopiedSamples {
+  const [flags, score, label, expiresFrom] = Array.from({ length: 4 }, () => new Float64Array(capacity));
+  return { samples: [], width, flags: flags!, score: score!, label: label!, expiresFrom: expiresFrom!, rows: [], rowAt: [], seqs: [], raws: [], units: [] };
+}
+
+/**
+ * Copies `s` into `copied`, its next row: the sample itself for what no path changes (id, user, session, time, key;
+ * the feature row, whose slab is written once, before the sample exists; the sequence and raw features, made for it
+ * alone), and the fields that change (score, label, release, units, the row and sequence let go once learnt).
+ */
+function copySampleInto(copied: CopiedSamples, s: Sample): void {
+  const i = copied.samples.length;
+  copied.samples.push(s);
+  copied.expiresFrom[i] = s.expiresFrom;
+  let f = s.released && s.label === undefined ? SAMPLE_DROPPED : 0;
+  if (s.givenUp !== undefined) f |= (dropReasons.indexOf(s.givenUp) + 1) << SAMPLE_GIVEN_UP_SHIFT;
+  if (s.score !== undefined) {
+    f |= SAMPLE_SCORED;
+    copied.score[i] = s.score;
+  }
+  if (s.label !== undefined) {
+    f |= SAMPLE_LABELLED;
+    copied.label[i] = s.label;
+  }
+  // Those it has, in order (encodeSamples reads them by these flags).
+  if (s.rows) {
+    f |= SAMPLE_ROW;
+    copied.rows.push(s.rows);
+    copied.rowAt.push(s.row);
+  }
+  if (s.seq) {
+    f |= SAMPLE_SEQ;
+    copied.seqs.push(s.seq);
+  }
+  if (s.raw) {
+    f |= SAMPLE_RAW;
+    copied.raws.push(s.raw);
+  }
+  if (s.unit !== undefined) copied.units.push([i, s.unit]);
+  copied.flags[i] = f;
+}
+
+/**
+ * The predictions awaiting their label as a snapshot's call saw them, copied on write (as churn's users are,
+ * UsersCopy): the call takes only the queue, its head and its length (the sources held O(1); was a walk of every
+ * prediction held); the samples are read while records flow (readUpTo, in the encode parts). Until all are read, a
+ * path about to change a sample not read yet keeps a copy of it first (keep: OnlineLearner.changing), and the queue's
+ * slots up to that length stay where they are (its compactions wait; an emptied queue is replaced, not truncated):
+ * new predictions go past them. What is read is then what the call saw, in its order: the same bytes.
+ */
+class AwaitingCopy {
+  private next: number;
+  /** Samples changed since the call before they were read, as they were at it (frozen: their rows' slabs with them). */
+  private readonly kept = new Map<Sample, Sample>();
+  private copied: CopiedSamples | undefined;
+
+  constructor(
+    /** The live queue (or the one it was, where emptied since). */
+    private readonly queue: readonly Sample[],
+    head: number,
+    private readonly end: number,
+    /** This gather's number (even, above any before): a sample's `copied` is it where kept, it + 1 where read (or new since the call). */
+    readonly generation: number,
+    /** The features a row held at the call. */
+    private readonly width: number,
+    /** Called once every sample is read: paths need keep nothing more. */
+    private readonly onRead: () => void,
+  ) {
+    this.next = head;
+  }
+
+  get done(): boolean {
+    return this.next === this.end;
+  }
+
+  /** Slots still to read. */
+  get left(): number {
+    return this.end - this.next;
+  }
+
+  /** Before a path changes `sample`: kept as at the call where not read yet. */
+  keep(sample: Sample): void {
+    if (sample.copied >= this.generation) return;
+    sample.copied = this.generation;
+    this.kept.set(sample, { ...sample });
+  }
+
+  /** Reads up to `count` more of the queue's slots at the call: its predictions scored and awaiting their label then. */
+  readUpTo(count: number): void {
+    if (this.done) return;
+    const copied = (this.copied ??= newCopiedSamples(this.end - this.next, this.width));
+    const { queue, generation, kept } = this;
+    const to = Math.min(this.end, this.next + count);
+    for (let i = this.next; i < to; i++) {
+      const live = queue[i]!;
+      const s = live.copied === generation ? kept.get(live)! : live;
+      live.copied = generation + 1;
+      // Only predicted ones: the others are in toPredict (restore holds those again).
+      if (!s.released && s.score !== undefined) copySampleInto(copied, s);
+    }
+    this.next = to;
+    if (to === this.end) {
+      kept.clear();
+      this.onRead();
+    }
+  }
+
+  /** What was read, once done: the columns cut to the samples copied. */
+  result(): CopiedSamples {
+    const copied = this.copied ?? newCopiedSamples(0, this.width);
+    const n = copied.samples.length;
+    return { ...copied, flags: copied.flags.subarray(0, n), score: copied.score.subarray(0, n), label: copied.label.subarray(0, n), expiresFrom: copied.expiresFrom.subarray(0, n) };
+  }
 }
 
 export class OnlineLearner {
@@ -423,6 +534,10 @@ export class OnlineLearner {
   private awaitingHead = 0;
   /** Samples in the queue still awaiting their label. */
   private awaitingCount = 0;
+  /** The label buffer a snapshot still reads while records flow (see AwaitingCopy), until it has read it all. */
+  private awaitingCopy: AwaitingCopy | undefined;
+  /** The number of the last such gather (even; see Sample.copied). */
+  private copyGeneration = 0;
   private toLearn: Sample[] = [];
   /**
    * Reused for learning batches: every tensor made from it is disposed within the step, before the
@@ -981,6 +1096,8 @@ export class OnlineLearner {
    * running mean, as a value a sample lacks is read). In new slabs: the old ones are in the old row format.
    */
   private remapRows(map: readonly number[]): void {
+    // A snapshot's gather reads rows of the width at its call.
+    this.finishAwaitingCopy();
     const slabs = this.restoredSlabs();
     const d = map.length;
     const remapped = new Set<Sample>();
@@ -1119,7 +1236,8 @@ export class OnlineLearner {
     }
     this.normaliser!.updateAndTransform(values, rows, offset, missing);
     if (this.normaliser!.skipped.firstNonFinite.length > 0) this.warnNonFinite(values);
-    const sample = newSample(input.id, input.userId, input.sessionId, input.time, rows, offset, input.seq, input.idKey);
+    // New since a snapshot's call: a gather in progress neither reads nor keeps it.
+    const sample = newSample(input.id, input.userId, input.sessionId, input.time, rows, offset, input.seq, input.idKey, this.copyGeneration + 1);
     const model = this.model!;
     if (model.predictRow !== undefined) {
       // Scored at once on the host: the prediction waits for no micro-batch.
@@ -1176,7 +1294,7 @@ export class OnlineLearner {
     this.unCountedPredictions++;
     // Out of the label buffer unlabelled (not held, expired or withdrawn while it waited for its batch): nothing will
     // learn from it, so its row (and its slab, with its last sample) need not outlive its prediction.
-    if (s.released && s.label === undefined) letGoOfRow(s);
+    if (s.released && s.label === undefined) this.letGoOfRow(s);
     // Given up while it waited for its batch (scored now, so unlabelled() emits it).
     if (s.givenUp !== undefined) {
       const reason = s.givenUp;
@@ -1227,6 +1345,8 @@ export class OnlineLearner {
     const samples = this.toPredict;
     if (samples.length === 0) return;
     this.toPredict = [];
+    // Scored below (and given up ones said: emitPrediction): a snapshot's gather keeps them as they were first.
+    if (this.awaitingCopy !== undefined) for (const s of samples) this.changing(s);
     for (const s of samples) {
       if (!s.rows) this.normaliseRaw(s);
       s.raw = undefined;
@@ -1287,7 +1407,9 @@ export class OnlineLearner {
     const queue = this.awaitingQueue;
     while (this.awaitingHead < queue.length && queue[this.awaitingHead]!.released) this.awaitingHead++;
     if (this.awaitingHead === queue.length) {
-      queue.length = 0;
+      // A snapshot's gather reads the slots as they were at its call: it keeps this array, the buffer takes a new one.
+      if (this.awaitingCopy === undefined) queue.length = 0;
+      else this.awaitingQueue = [];
       this.awaitingHead = 0;
       return undefined;
     }
@@ -1295,7 +1417,7 @@ export class OnlineLearner {
     // about in order and expire() runs at every watermark, so the head moves on while an awaited sample
     // is always behind it and the queue never empties: without this it kept every prediction since the
     // start. Once they are half the queue they go, order kept (amortised: each slot is moved at most once per passing).
-    if (this.awaitingHead >= 1024 && this.awaitingHead * 2 >= queue.length) {
+    if (this.awaitingHead >= 1024 && this.awaitingHead * 2 >= queue.length && this.awaitingCopy === undefined) {
       queue.copyWithin(0, this.awaitingHead);
       queue.length -= this.awaitingHead;
       this.awaitingHead = 0;
@@ -1310,7 +1432,7 @@ export class OnlineLearner {
   private drop(sample: Sample): boolean {
     this.release(sample);
     // Predicted already: its row is for learning only (one still waiting for its batch keeps it to be scored: emitPrediction lets go).
-    if (sample.score !== undefined) letGoOfRow(sample);
+    if (sample.score !== undefined) this.letGoOfRow(sample);
     return !countedInvalid(sample);
   }
 
@@ -1353,6 +1475,7 @@ export class OnlineLearner {
     if (!this.config.emitLabels) return;
     // Not predicted yet (it waits for its batch): its record comes after its prediction, as a consumer joining them expects.
     if (sample.score === undefined && reason !== 'unlabelled_at_end' && reason !== 'invalid_score') {
+      this.changing(sample);
       sample.givenUp = reason;
       return;
     }
@@ -1383,13 +1506,36 @@ export class OnlineLearner {
     for (const record of records) emit(record);
   }
 
-  /** Takes a sample out of the label buffer (its slot leaves the queue lazily). */
+  /**
+   * Before a path changes a sample (any field but its id, user, session, time and key): a snapshot's gather in
+   * progress that has not read it yet keeps it as it was (AwaitingCopy). One comparison where none is in progress.
+   */
+  private changing(sample: Sample): void {
+    if (this.awaitingCopy !== undefined) this.awaitingCopy.keep(sample);
+  }
+
+  /** Has a snapshot's gather still in progress read the rest now: before what it cannot keep aside (rows remapped, a restore, the next snapshot). */
+  private finishAwaitingCopy(): void {
+    this.awaitingCopy?.readUpTo(Infinity);
+  }
+
+  /** A sample nothing will learn from lets go of what only learning needs: its row (a slab goes with its last one), sequence and raw features. */
+  private letGoOfRow(sample: Sample): void {
+    this.changing(sample);
+    sample.rows = undefined;
+    sample.seq = undefined;
+    sample.raw = undefined;
+  }
+
+  /** Takes a sample out of the label buffer (its slot leaves the queue lazily); a snapshot's gather keeps it first. */
   private release(sample: Sample): void {
+    this.changing(sample);
     sample.released = true;
     this.awaitingCount--;
-    // Released samples still queued behind an awaiting one: drop them once they are most of it.
+    // Released samples still queued behind an awaiting one: drop them once they are most of it (not while a
+    // snapshot's gather reads the queue's slots: the next release after it does).
     const queued = this.awaitingQueue.length - this.awaitingHead;
-    if (queued > 1024 && queued > 2 * this.awaitingCount) {
+    if (queued > 1024 && queued > 2 * this.awaitingCount && this.awaitingCopy === undefined) {
       // In place, order kept: no new array (and no closure) per compaction.
       const queue = this.awaitingQueue;
       let kept = 0;
@@ -1488,7 +1634,7 @@ export class OnlineLearner {
     }
     if (!this.learns) {
       // Nothing to learn: no step (its version stays `<version>.0`), and the row goes now.
-      letGoOfRow(sample);
+      this.letGoOfRow(sample);
       return;
     }
     this.toLearn.push(sample);
@@ -1503,7 +1649,7 @@ export class OnlineLearner {
    * label, overflow, expiry or withdrawal then counts nothing more (see countedInvalid).
    */
   private invalidScore(sample: Sample): void {
-    letGoOfRow(sample);
+    this.letGoOfRow(sample);
     // Dropped unlabelled (full buffer, expired, withdrawn) while it waited for its batch: counted as that already.
     if (sample.released && sample.label === undefined) return;
     this.unlabelled(sample, 'invalid_score');
@@ -1549,7 +1695,7 @@ export class OnlineLearner {
     for (let i = 0; i < samples.length; i++) labels[i] = samples[i]!.label!;
     this.model.learnMany(this.batchOf(samples), labels);
     // Learnt: the rows go (a slab is freed with its last sample), whoever still holds the handle.
-    for (let i = 0; i < samples.length; i++) letGoOfRow(samples[i]!);
+    for (let i = 0; i < samples.length; i++) this.letGoOfRow(samples[i]!);
     this.counts.learnSteps++;
     const optimizer = this.model.optimizer;
     // A raised learning rate decays back to the configured one.
@@ -1659,6 +1805,7 @@ export class OnlineLearner {
   joinUnit(handle: SampleHandle, unit: string): void {
     // One out of the label buffer unlabelled is never scored, so it has no loss to count (and a stand-in has no unit).
     if (handle.released && (handle as Partial<Sample>).label === undefined) return;
+    this.changing(handle as Sample);
     (handle as Sample).unit = unit;
   }
 
@@ -1669,7 +1816,10 @@ export class OnlineLearner {
    */
   mergeUnits(from: string, into: string): void {
     if (this.config.drift.detector === 'none' || !this.lossBlocks.merge(from, into)) return;
-    for (const s of this.toBeScored(from)) s.unit = into;
+    for (const s of this.toBeScored(from)) {
+      this.changing(s);
+      s.unit = into;
+    }
   }
 
   /**
@@ -1684,7 +1834,10 @@ export class OnlineLearner {
       const waiting = this.toBeScored(unit);
       if (waiting.length > 0) {
         const retired = `retired:${waiting[0]!.id}`;
-        for (const s of waiting) s.unit = retired;
+        for (const s of waiting) {
+          this.changing(s);
+          s.unit = retired;
+        }
         this.lossBlocks.retire(unit, retired);
       }
     }
@@ -1734,7 +1887,10 @@ export class OnlineLearner {
     this.snapshots.settle();
     if (handle.released) return;
     const sample = handle as Sample;
-    if (time > sample.expiresFrom) sample.expiresFrom = time;
+    if (time > sample.expiresFrom) {
+      this.changing(sample);
+      sample.expiresFrom = time;
+    }
   }
 
   /**
@@ -1766,7 +1922,10 @@ export class OnlineLearner {
     const toPredict = this.toPredict.filter(others);
     const toLearn = this.toLearn.filter(others);
     const dropped = new Set([...awaiting, ...this.toPredict.filter((sample) => !others(sample)), ...this.toLearn.filter((sample) => !others(sample))]);
-    for (const sample of dropped) sample.released = true;
+    for (const sample of dropped) {
+      this.changing(sample);
+      sample.released = true;
+    }
     this.toPredict = toPredict;
     this.toLearn = toLearn;
     this.unlabelledRecords = this.unlabelledRecords.filter((record) => record.userId !== userId);
@@ -1886,28 +2045,34 @@ export class OnlineLearner {
    * labels took 0.5-1.5 s in one go), in two phases (PartedSnapshots.takeCopying): the copy parts read
    * the live state, which every path that changes it leaves alone until the snapshot is settled, and
    * return the encode parts, which read only what they copied and what no path changes (a sample's id,
-   * user, session and time, its feature row and sequence: see {@link copySamples}). The value shares
+   * user, session and time, its feature row and sequence: see {@link copySamples}). The label buffer is
+   * copied on write (AwaitingCopy): the call takes the queue's bounds, and the encode parts read it while
+   * records flow, every path keeping a sample not read yet before it changes it. The value shares
    * nothing the learner changes later.
    */
   *snapshotParts(): CopyThenEncode<LearnerState> {
+    // An earlier snapshot's gather, if still running, reads the state it was called at.
+    this.finishAwaitingCopy();
     // Copies: the queue is pushed to, and its records handed downstream, after this instant.
     const unlabelled = this.unlabelledRecords.map((record) => ({ ...record }));
     const saved = this.savedModel();
     const prequential = this.prequential.state();
     const drift = this.drift.state();
+    // A batch each at most: copied now.
     const toPredict = yield* this.copySamples(this.toPredict);
-    // Only predicted ones: the others are in toPredict (restore holds those again).
-    const predicted: Sample[] = [];
-    yield* eachOf(this.awaitingSamples(), (s) => {
-      if (s.score !== undefined) predicted.push(s);
-    });
-    const awaiting = yield* this.copySamples(predicted);
     const toLearn = yield* this.copySamples(this.toLearn);
+    this.copyGeneration += 2;
+    const gather: AwaitingCopy = (this.awaitingCopy = new AwaitingCopy(this.awaitingQueue, this.awaitingHead, this.awaitingQueue.length, this.copyGeneration, this.features?.length ?? 0, () => {
+      if (this.awaitingCopy === gather) this.awaitingCopy = undefined;
+    }));
     const block = this.lossBlocks.state();
     const counts = { ...this.counts };
     const versionBase = this.versionBase;
     const learner = this;
     return (function* () {
+      // The label buffer first: until it is read, paths keep what they change (AwaitingCopy).
+      yield* partsOf(gather.left, (from, to) => gather.readUpTo(to - from));
+      const awaiting = gather.result();
       const state: LearnerState = {
         format: 4,
         saved,
@@ -1931,6 +2096,7 @@ export class OnlineLearner {
    */
   *restoreParts(state: LearnerState): Generator<void, void, void> {
     this.snapshots.settle();
+    this.finishAwaitingCopy();
     // A later release's state (a rollback after an upgrade) is not read as this one's: the restore fails for a person
     // (restoreStage: TRIB_ERR_CHECKPOINT, naming the checkpoint file), before anything is swapped in.
     const format: unknown = state.format;
@@ -2044,6 +2210,7 @@ export class OnlineLearner {
   /** Saves the model (after any save in flight, so the last one renamed is this one) and frees it. */
   async close(): Promise<void> {
     this.snapshots.settle();
+    this.finishAwaitingCopy();
     this.closedModel = this.savedModel() ?? undefined;
     this.model?.dispose();
     this.model = undefined;
@@ -2063,59 +2230,11 @@ export class OnlineLearner {
     return row;
   }
 
-  /**
-   * What a snapshot needs of `samples` that a later record may change (see snapshotParts), in parts:
-   * the samples themselves for what no path changes (id, user, session, time; the feature row, whose
-   * slab is written once, before the sample exists; the sequence and raw features, made for it alone),
-   * and the fields that change (score, label, release, units, the row and sequence let go once learnt).
-   */
+  /** What a snapshot needs of `samples` that a later record may change (see snapshotParts, copySampleInto), in parts. */
   private *copySamples(samples: readonly Sample[]): Generator<void, CopiedSamples, void> {
-    const n = samples.length;
-    const copied: CopiedSamples = {
-      samples: samples.slice(),
-      width: this.features?.length ?? 0,
-      flags: new Float64Array(n),
-      score: new Float64Array(n),
-      label: new Float64Array(n),
-      expiresFrom: new Float64Array(n),
-      rows: [],
-      rowAt: [],
-      seqs: [],
-      raws: [],
-      units: [],
-    };
-    const { flags, score, label, expiresFrom, rows, rowAt, seqs, raws, units } = copied;
-    yield* partsOf(n, (from, to) => {
-      for (let i = from; i < to; i++) {
-        const s = samples[i]!;
-        expiresFrom[i] = s.expiresFrom;
-        let f = s.released && s.label === undefined ? SAMPLE_DROPPED : 0;
-        if (s.givenUp !== undefined) f |= (dropReasons.indexOf(s.givenUp) + 1) << SAMPLE_GIVEN_UP_SHIFT;
-        if (s.score !== undefined) {
-          f |= SAMPLE_SCORED;
-          score[i] = s.score;
-        }
-        if (s.label !== undefined) {
-          f |= SAMPLE_LABELLED;
-          label[i] = s.label;
-        }
-        // Those it has, in order (encodeSamples reads them by these flags).
-        if (s.rows) {
-          f |= SAMPLE_ROW;
-          rows.push(s.rows);
-          rowAt.push(s.row);
-        }
-        if (s.seq) {
-          f |= SAMPLE_SEQ;
-          seqs.push(s.seq);
-        }
-        if (s.raw) {
-          f |= SAMPLE_RAW;
-          raws.push(s.raw);
-        }
-        if (s.unit !== undefined) units.push([i, s.unit]);
-        flags[i] = f;
-      }
+    const copied = newCopiedSamples(samples.length, this.features?.length ?? 0);
+    yield* partsOf(samples.length, (from, to) => {
+      for (let i = from; i < to; i++) copySampleInto(copied, samples[i]!);
     });
     return copied;
   }

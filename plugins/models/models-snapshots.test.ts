@@ -550,3 +550,73 @@ test("churn copies its users on write: users seen, updated, labelled and forgott
     await operator.close?.();
   }
 });
+
+test("a model's label buffer is copied on write: with 70,000 predictions awaiting their labels the sources go on at the call, before the event loop turns; labels, evictions, expiries, overflow and new predictions while its snapshot is read do not show in it; it is byte for byte the call's state and restores to it, and the stage goes on as one that took none", async () => {
+  const t = Date.UTC(2024, 0, 1);
+  const sessionCount = 70;
+  const eventsPerSession = 1000;
+  // Full at the call: the first predictions after it overflow, until labels make room.
+  const config: IntentModelConfig = { ...base, emit_labels: true, batch: { max_size: 256, max_delay: 0 }, label_buffer: { max_size: sessionCount * eventsPerSession, timeout: '2h' } };
+  const sid = (s: number): string => `s${s}`;
+  const view = (s: number, k: number, time: number, start: number): Element => event(`u${s}`, sid(s), time, k, start, 'view', [(s % 7) / 7, k % 2, 0, 1]);
+  // The sessions' events interleaved, so each session's predictions lie all along the queue (past one part of the read, 65,536 rows).
+  const before = (): Element[] => {
+    const out: Element[] = [];
+    for (let k = 0; k < eventsPerSession; k++) for (let s = 0; s < sessionCount; s++) out.push(view(s, k, t + (k * sessionCount + s) * 100, t + s * 100));
+    return out;
+  };
+  const later = t + 3 * hour;
+  const closed = (s: number): Element => summary(`u${s}`, sid(s), t + s * 100, later, eventsPerSession, s % 3 === 0, { view: eventsPerSession });
+  const evicted = (s: number): Element => ({ ...closed(s), closedBy: 'evicted' }) as Element;
+  const fresh = (round: number, from: number, count: number): Element[] => Array.from({ length: count }, (_, k) => view(1000 + round * 10 + (k % 5), from + k, later + k * 100, later));
+  /** After the call: new predictions (the first overflow), labels (a session's all along the queue), an eviction, expiries at a watermark. */
+  const after = (round: number): Element[] =>
+    round === 0
+      ? [...fresh(0, 0, 200), ...[0, 1, 2, 3, 4].map(closed), ...fresh(0, 200, 200), evicted(5)]
+      : round === 1
+        ? [...[10, 11, 12, 13, 14].map(closed), evicted(15), ...fresh(1, 0, 300), watermark(t + 2.5 * hour)]
+        : [...Array.from({ length: 20 }, (_, k) => closed(30 + k)), ...fresh(2, 0, 100), watermark(t + 3.5 * hour)];
+
+  const still = await fedOperator(intentModel, config);
+  for (const element of before()) still.input.next(element);
+  const atCall = JSON.stringify(await still.operator.snapshot!());
+  // The same records, no snapshot among them.
+  const plain = await fedOperator(intentModel, config);
+  for (const element of [...before(), ...after(0), ...after(1), ...after(2)]) plain.input.next(element);
+
+  const fed = await fedOperator(intentModel, config);
+  for (const element of before()) fed.input.next(element);
+  let turned = false;
+  setImmediate(() => (turned = true));
+  const taken = fed.operator.snapshot!();
+  assert.ok(isCopyingSnapshot(taken));
+  await taken.copied;
+  assert.equal(turned, false, 'copied at the call: the sources held without a turn of the event loop (was: a walk of the label buffer in parts)');
+  let encoded = false;
+  void taken.then(() => (encoded = true));
+  // Before the encode parts' first turn: no prediction read yet.
+  for (const element of after(0)) fed.input.next(element);
+  await new Promise((resolve) => setImmediate(resolve));
+  // After one part: the queue's first predictions read, its last not yet.
+  for (const element of after(1)) fed.input.next(element);
+  assert.equal(encoded, false, 'the records came while the snapshot was being read and encoded');
+  const saved = await taken;
+  for (const element of after(2)) fed.input.next(element);
+  assert.equal(JSON.stringify(saved), atCall, "the snapshot is its call's state");
+  assert.equal(JSON.stringify(await fed.operator.snapshot!()), JSON.stringify(await plain.operator.snapshot!()), 'the stage went on as one that took no snapshot');
+  const outcomes = (output: Element[]): Record<string, number> => {
+    const count: Record<string, number> = { label: of(output, 'label').length };
+    for (const record of of(output, 'unlabelled')) count[String(record.reason)] = (count[String(record.reason)] ?? 0) + 1;
+    return count;
+  };
+  assert.deepEqual(outcomes(fed.output), outcomes(plain.output));
+  const seen = outcomes(plain.output);
+  assert.ok(seen.label! > 0 && seen.overflow! > 0 && seen.expired! > eventsPerSession, `labels, overflow, an eviction and expiries came after the call: ${JSON.stringify(seen)}`);
+  const restored = await fedOperator(intentModel, config, JSON.parse(atCall));
+  assert.equal(JSON.stringify(await restored.operator.snapshot!()), atCall, 'restored whole');
+  for (const { input, done, operator } of [still, plain, fed, restored]) {
+    input.complete();
+    await done;
+    await operator.close?.();
+  }
+});
