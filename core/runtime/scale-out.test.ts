@@ -58,6 +58,7 @@ function drivenSource(name = 'driven', sourceLabel = label) {
   const marks = new Map<string, number>();
   const idle = new Set<string>();
   let marksAsked = 0;
+  let assignsAsked = 0;
   /** As the Kafka source's partitionsLost: the group gave the partitions away, the revocation not come yet. */
   const lost = { now: false };
   const answered: ReadonlyMap<string, number>[] = [];
@@ -85,6 +86,7 @@ function drivenSource(name = 'driven', sourceLabel = label) {
           const step = steps.shift()!;
           if (step === 'end') return void drained?.();
           if ('assign' in step) {
+            assignsAsked++;
             const starts = await listener!.assigned(step.assign);
             answered.push(new Map(starts));
             for (const { id, committed: at } of step.assign) {
@@ -116,6 +118,10 @@ function drivenSource(name = 'driven', sourceLabel = label) {
     marks,
     idle,
     marksAsked: () => marksAsked,
+    /** How many assignments it handed the runtime (each waits in `assigned` until answered). */
+    assignsAsked: () => assignsAsked,
+    /** As the Kafka source at a rebalance that comes while an assignment waits: PartitionListener.abandoned. */
+    abandon: (ids: string[]) => listener!.abandoned?.(ids),
     lost,
     next,
     /** Where each partition's last assignment started reading (the runtime's start, else its committed offset). */
@@ -817,4 +823,31 @@ test('several sources: the sources of a scale_out pipeline must all be partition
   assert.match(problems[1]!, /^P:2:70: \$\.sources\[0\]\.group: .*every source must be in one consumer group.*this one's is 'g', source-kafka-1's 'h'/);
   assert.match(problems[2]!, /^P:3:63: \$\.sources\[1\]\.group: .*this one's is 'h', source-kafka-0's 'g'/);
   assert.match(problems[3]!, /^P:3:107: \$\.sources\[1\]\.options\["partition\.assignment\.strategy"\]: .*only the range assignor.*'cooperative-sticky' does not/);
+});
+
+test('several sources: an assignment waiting for the other source\'s partitions is given up when a rebalance comes first (PartitionListener.abandoned), its revocation waits for nothing, and the next assignment of both starts the task', async (t) => {
+  const dir = tempFolder(t, 'scale-co-abandon');
+  const clicks = drivenSource();
+  const orders = drivenSource('orders', ordersLabel);
+  const one = await coMember(dir, clicks, orders);
+  // The clicks consumer's generation, which the orders consumer had not joined yet: its task waits for orders' partition 0.
+  const first = clicks.run({ assign: [{ id: 'c-0', partition: 0, committed: undefined }] }, { revoke: [{ id: 'c-0', partition: 0, offset: undefined }] });
+  await until(() => clicks.assignsAsked() === 1, 'the clicks assignment to wait in the runtime');
+  // The next rebalance (the orders consumer joining) needs the clicks consumer: before, its wait held it for 60 s, and the run failed.
+  clicks.abandon(['c-0']);
+  await first;
+  assert.deepEqual(Object.fromEntries(clicks.answered[0]!), {}, 'given up: no start, nothing read');
+  assert.equal(one.log.filter((line) => /^partition (state restored|starts with empty state)/.test(line.msg)).length, 0, 'no task started');
+  // The rebalance that gives this member partition 0 of both topics.
+  const both = clicks.run({ assign: [{ id: 'c-0', partition: 0, committed: undefined }] });
+  await orders.run({ assign: [{ id: 'o-0', partition: 0, committed: undefined }] });
+  await both;
+  await clicks.run({ records: [{ partition: 'c-0', userId: 'u0', time: T0 }] });
+  await orders.run({ records: [{ partition: 'o-0', userId: 'u0', time: T0 + 60_000, type: 'purchase' }] });
+  const ended = clicks.run('end');
+  await orders.run('end');
+  await ended;
+  await one.running;
+  const u0 = one.sessions.find((session) => session.userId === 'u0') as (StreamRecord & { eventCount: number }) | undefined;
+  assert.equal(u0?.eventCount, 2, 'the task of partition 0 took both');
 });
