@@ -142,6 +142,14 @@ export interface PluginContext {
   readonly pipelineFile?: string;
   /** This instance's label: the entry's `label`, else `<kind>-<type>-<index>`. */
   readonly label: string;
+  /**
+   * Sources of a scale_out pipeline with several sources (co-partitioned topics): a name of this run, the same for
+   * each of its sources and another in every other member of the group. A source whose group ranks its members by a
+   * name they give (Kafka: the range assignor sorts the consumers by member id, which begins with the client.id) puts
+   * it first in that name, so that a member's consumers rank alike on every topic, and partition p of each topic
+   * goes to one member. Absent otherwise.
+   */
+  readonly scaleOutMember?: string;
   /** Folder of the pipeline file: relative paths in config resolve against it. */
   readonly baseDir: string;
   readonly logger: Logger;
@@ -405,6 +413,12 @@ export interface Source {
 export interface PartitionAssignment {
   /** Stable, file-name-safe id, e.g. `clicks-3` (topic and partition). */
   id: string;
+  /**
+   * The partition's number in its topic (3 of `clicks-3`). Needed where a scale_out pipeline has several
+   * sources: partition p of each is one task p's input (co-partitioned topics: one partition count, one key
+   * -> partition rule), restored and handed over together.
+   */
+  partition?: number;
   committed: number | undefined;
   /**
    * How many partitions the partition's topic has now, where the source knows (Kafka: the topic's metadata at the
@@ -424,6 +438,8 @@ export interface PartitionAssignment {
 /** A partition taken from this instance, and the next offset after the records it yielded. */
 export interface PartitionRevocation {
   id: string;
+  /** Its number in its topic, as PartitionAssignment.partition. */
+  partition?: number;
   offset: number | undefined;
   /**
    * The group gave it to another member before this one could hand it over (Kafka: its session or
@@ -447,6 +463,13 @@ export interface PartitionListener {
    * one just saved, or the one before where its state did not change), by id, to store with the offsets.
    */
   revoked(partitions: readonly PartitionRevocation[], whileHeld?: (marks: ReadonlyMap<string, string>) => void): Promise<void>;
+  /**
+   * Optional for a source: a rebalance began while `assigned` of these partitions has not resolved (several sources,
+   * co-partitioned: a task waits for every source's partition p, and another source's consumer may hear of its part
+   * only a rebalance later, which needs this source's consumer). `assigned` then resolves at once with no starts; the
+   * source reads none of them, and its revocation of them follows as usual.
+   */
+  abandoned?(partitions: readonly string[]): void;
 }
 
 /**
@@ -602,6 +625,12 @@ export interface PipelineOutline {
    * factory sees the interval of the run.)
    */
   readonly commits?: { readonly intervalMs: number; readonly setting: 'checkpoint.interval' | 'settings.commit_interval' };
+  /**
+   * Whether the pipeline has `scale_out`: its partitioned sources' partitions go to tasks, and with several
+   * sources partition p of each goes to one task p (co-partitioned topics), which a source's plugin may need to check
+   * (Kafka: one topic per source, one consumer group, an assignor that gives p of each topic to one member).
+   */
+  readonly scaleOut?: boolean;
   /** The folder the entries' relative paths are relative to (the pipeline file's; PluginContext.baseDir). */
   readonly baseDir: string;
 }

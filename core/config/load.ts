@@ -554,10 +554,13 @@ function crossEntryChecks(entries: PipelineEntries, locate: ProblemLocator, warn
   let scaleOutProblems = 0;
   if (entries.scaleOut && sources && stages) {
     const before = problems.length;
-    if (sources.length !== 1) problems.push(locate.section(['scale_out'], `scale-out needs exactly one (partitioned) source; this pipeline has ${sources.length}`));
-    else if (!sources[0]!.plugin.partitioned) {
-      problems.push(locate.entry(sources[0]!, ['sources', 0], [], `scale_out needs a partitioned source (kafka); '${sources[0]!.entry.type}' is not`));
-    }
+    // Several sources are tasks' inputs together, partition p of each in task p (co-partitioned topics, as Kafka
+    // Streams joins them): every one must be partitioned; the plugin checks the rest (one group, one topic each).
+    sources.forEach((source, index) => {
+      if (source.plugin.partitioned) return;
+      const why = sources.length === 1 ? '' : ': with several sources, partition p of each goes to one task p, so every source must be one (co-partitioned topics)';
+      problems.push(locate.entry(source, ['sources', index], [], `scale_out needs a partitioned source (kafka); '${source.entry.type}' is not${why}`));
+    });
     let global: ResolvedEntry | undefined;
     stages.forEach((stage, index) => {
       const scope = stage.plugin.state ?? 'global';
@@ -607,6 +610,7 @@ function crossEntryChecks(entries: PipelineEntries, locate: ProblemLocator, warn
     sinks: whole.sinks.map(outlineOf('sink')),
     ...(whole.deadLetter ? { deadLetter: outlineOf('dead-letter')(whole.deadLetter, 0) } : {}),
     ...(whole.commits ? { commits: whole.commits } : {}),
+    ...(whole.scaleOut ? { scaleOut: true } : {}),
     baseDir: whole.baseDir,
   };
   const located: { resolved: ResolvedEntry; self: OutlineEntry; base: PathSegment[]; stage?: number }[] = [

@@ -10,7 +10,7 @@
  * minimum, and sent in-band. End of input is a watermark at +Infinity followed by completion; a stop
  * (signal) completes without it, so stateful operators keep their state for a checkpoint.
  */
-import { createHash } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { join, resolve } from 'node:path';
 import { getHeapStatistics } from 'node:v8';
 import { isDeepStrictEqual } from 'node:util';
@@ -21,7 +21,7 @@ import { originOf, watermark, type ClickEvent, type DeadLetter, type Element, ty
 import { ConfigError, formatWarning, inputHandedOver, lastsForProcess, needsPerson, pluginFailure, sharedFailure, TributaryError, type ConfigProblem, type ErrorCode } from '../errors.js';
 import { durationText, formatDuration, parseDuration } from '../duration.js';
 import { composeOperators, type Emit, type StageTimer } from '../operators.js';
-import type { Clock, CommitMarks, FeatureStageChange, Gauge, Metrics, Operator, PartitionListener, PluginContext, PluginKind, Rejection, Sink, Source, SourcePosition, StageRecord } from '../plugin.js';
+import type { Clock, CommitMarks, FeatureStageChange, Gauge, Metrics, Operator, PartitionAssignment, PartitionListener, PartitionRevocation, PluginContext, PluginKind, Rejection, Sink, Source, SourcePosition, StageRecord } from '../plugin.js';
 import { featureNamesOf, keepsFeatureValuesOf } from '../plugin-hooks.js';
 import { entryFieldProblem, entryLabel, loadedPipelineProblems, placeText, pluginConfig, problemPlace, sinkKinds, sinksLatencyStage, type ErasureSettings, type LoadedPipeline, type PipelineEntry, type ResolvedEntry } from '../config/load.js';
 import { MetricsHub, redactSecrets } from './telemetry.js';
@@ -211,15 +211,19 @@ interface SinkSlot {
 
 /**
  * Scale-out: the per-user stages of one source partition, as Kafka Streams runs a task per partition.
- * Its state moves with the partition: saved when the partition is revoked, restored when assigned.
+ * Its state moves with the partition: saved when the partition is revoked, restored when assigned. With
+ * several sources (co-partitioned topics), task p takes partition p of each: its members.
  */
 interface PartitionTask {
+  /** Its partition's id; with several sources, its members' ids joined by `+` (`clicks-3+orders-3`): its state folder. */
   id: string;
+  /** The source partitions it reads, one per source, in the sources' order. */
+  members: TaskMember[];
   input: Subject<Element>;
   operators: { label: string; operator: Operator }[];
   subscription: Subscription;
   gauges: GaugeShares;
-  /** The last watermark sent to this task: its partition's own. */
+  /** The last watermark sent to this task: its partitions' own (the least of its members' that are not idle). */
   watermark: number;
   /**
    * The last watermark its stages passed on: below `watermark`, they hold theirs back (RecordHandlers.watermark), and the global stages' with it.
@@ -227,12 +231,6 @@ interface PartitionTask {
    * nothing until their own time moves, and the global stages would be held at none.
    */
   passed: number;
-  /**
-   * The offset its state covers while no record of its partition reached it: its restored file's, else
-   * the committed offset reading starts at (undefined: none, reading starts at `start_from`). Cleared by
-   * its first record: from then on the source says what offset its state covers.
-   */
-  start: number | undefined;
   /**
    * Counts what reached its stages or came out of them (records, watermarks): its state may have changed
    * since it was `saved` (a partition that reads nothing still closes sessions as its watermark moves).
@@ -246,8 +244,51 @@ interface PartitionTask {
    * restored (ownersOf), whichever was written last (a member that had not noticed it lost the partition).
    */
   owners: number;
-  /** How many partitions its topic had at its assignment (PartitionAssignment.partitions), written in its files; undefined where the source did not say. */
+}
+
+/** One source partition a task reads. */
+interface TaskMember {
+  slot: SourceSlot;
+  /** The source's id of the partition (PartitionAssignment.id). */
+  id: string;
+  /**
+   * The offset the task's state covers of it while no record of it reached the task: its restored file's, else
+   * the committed offset reading starts at (undefined: none, reading starts at `start_from`). Cleared by
+   * its first record: from then on the source says what offset the state covers.
+   */
+  start: number | undefined;
+  /** How many partitions its topic had at its assignment (PartitionAssignment.partitions), written in the task's files; undefined where the source did not say. */
   partitions: number | undefined;
+  /** Its revocation's offset, once the source revoked it while the task waits for its other members' (several sources). */
+  handedOver?: number;
+}
+
+/** A task's offsets, by source label: undefined for a member of which none is known (nothing read, nothing committed). */
+type TaskOffsets = ReadonlyMap<string, number | undefined>;
+
+/** A partition listener's call (PartitionListener) waiting for the other sources' parts of its tasks (Pipeline.gather). */
+interface GatheredCall<Part, Result> {
+  slot: SourceSlot;
+  parts: readonly Part[];
+  /** Each part's task key (its partition number; its id with one source). */
+  keys: readonly string[];
+  whileHeld: ((marks: ReadonlyMap<string, string>) => void) | undefined;
+  resolve: (result: Result) => void;
+  reject: (error: unknown) => void;
+  timer: ReturnType<typeof setTimeout> | undefined;
+}
+
+/** The strings every list has. */
+function intersection(lists: readonly (readonly string[])[]): string[] {
+  const [first = [], ...rest] = lists;
+  return [...new Set(first)].filter((item) => rest.every((list) => list.includes(item)));
+}
+
+/** The greater of two files' positions in one task: more read in all (offsets only grow, in every member). */
+function offsetsRank(offsets: TaskOffsets): number {
+  let sum = 0;
+  for (const offset of offsets.values()) sum += offset ?? 0;
+  return sum;
 }
 
 /**
@@ -652,7 +693,7 @@ export class PipelineRunner {
   private readonly batchesInWaiters: (() => void)[] = [];
   private resuming = false;
   /** Scale-out (`scale_out`): where partition state lives, and the partitioned source. */
-  private scaleOut: { dir: string; keep: number; slot: SourceSlot } | undefined;
+  private scaleOut: { dir: string; keep: number; slots: SourceSlot[] } | undefined;
   /** Scale-out: the leading `none`/`keyed` stages, instantiated once per partition task. */
   private readonly keyedStages: { index: number; resolved: ResolvedEntry }[] = [];
   private readonly tasks = new Map<string, PartitionTask>();
@@ -755,6 +796,7 @@ export class PipelineRunner {
       runShared: this.options.runShared ?? this.shared,
       held: () => this.barrier,
       ...(kind === 'source' ? { commitNow: () => this.commitNow() } : {}),
+      ...(kind === 'source' && this.loaded.document.scale_out && this.loaded.sources.length > 1 ? { scaleOutMember: this.scaleOutMember } : {}),
       ...(kind === 'stage'
         ? { stagesBefore: this.checkpointStages.slice(0, index), featureStagesChangedSince: (saved: unknown) => this.featureStagesChangedBefore(index, saved) }
         : {}),
@@ -1077,10 +1119,9 @@ export class PipelineRunner {
       });
     }
     if (scaleOut) {
-      // Its source is partitioned (loadedPipelineProblems; missingMembers), and checkpoints are on (runWithCheckpointsClaimed).
-      const slot = this.sources[0]!;
+      // Its sources are partitioned (loadedPipelineProblems; missingMembers), and checkpoints are on (runWithCheckpointsClaimed).
       if (this.keyedStages.length === 0) this.logger.warn('scale_out: no per-user stage leads the pipeline, so there is no partition state to hand over');
-      this.scaleOut = { dir: resolve(this.loaded.baseDir, scaleOut.state_dir), keep: scaleOut.keep ?? 3, slot };
+      this.scaleOut = { dir: resolve(this.loaded.baseDir, scaleOut.state_dir), keep: scaleOut.keep ?? 3, slots: [...this.sources] };
     }
     if (this.erasure) {
       this.erasures = this.metrics.scoped({ pipeline: this.name }).counter('erasures_total', "Erasure requests done (the pipeline's erasure section): every stage dropped the user's state.");
@@ -1106,7 +1147,7 @@ export class PipelineRunner {
     }
   }
 
-  // ---- scale-out: one task per source partition ----
+  // ---- scale-out: one task per source partition (per partition number, with several sources) ----
 
   private partitionStore(id: string): CheckpointStore {
     let store = this.partitionStores.get(id);
@@ -1117,12 +1158,17 @@ export class PipelineRunner {
     return store;
   }
 
+  /** PluginContext.scaleOutMember: this run's name in the group, one for all its sources. */
+  private readonly scaleOutMember = randomUUID().slice(0, 8);
+
+  /** Scale-out: the task that reads a source partition, and its member for it, by the partition's id. */
+  private readonly taskOfPartition = new Map<string, { task: PartitionTask; member: TaskMember }>();
+
   /** Builds a partition's stages, restores their state, and connects them to the global stages. */
   private async startTask(
     id: string,
+    members: TaskMember[],
     saved: { operators: Record<string, unknown>; file: string; stages: unknown; held: number | undefined; owners: number } | undefined,
-    start: number | undefined,
-    partitions: number | undefined,
   ): Promise<void> {
     const operators: PartitionTask['operators'] = [];
     const gauges = new GaugeShares();
@@ -1139,7 +1185,7 @@ export class PipelineRunner {
     const input = new Subject<Element>();
     const stream = composeOperators(operators.map((o) => o.operator), input.asObservable(), this.latency.task());
     // Its watermark starts over: it rises with the partition's own records (see partitionWatermarks).
-    const task: PartitionTask = { id, input, operators, subscription: Subscription.EMPTY, gauges, watermark: -Infinity, passed: saved?.held ?? -Infinity, start, changes: 0, saved: 0, owners: (saved?.owners ?? 0) + 1, partitions };
+    const task: PartitionTask = { id, members, input, operators, subscription: Subscription.EMPTY, gauges, watermark: -Infinity, passed: saved?.held ?? -Infinity, changes: 0, saved: 0, owners: (saved?.owners ?? 0) + 1 };
     task.subscription = stream.subscribe({
       // The runtime sends each watermark to every task, then once to the global stages.
       next: (record) => {
@@ -1162,6 +1208,7 @@ export class PipelineRunner {
       error: (error: unknown) => this.failRun(error),
     });
     this.tasks.set(id, task);
+    for (const member of members) this.taskOfPartition.set(member.id, { task, member });
   }
 
   /** Disconnects a partition's stages (nothing more comes out of them) and closes them. */
@@ -1169,29 +1216,35 @@ export class PipelineRunner {
     const task = this.tasks.get(id);
     if (!task) return;
     this.tasks.delete(id);
+    for (const member of task.members) if (this.taskOfPartition.get(member.id)?.task === task) this.taskOfPartition.delete(member.id);
     task.subscription.unsubscribe();
     task.gauges.release();
     for (const { operator } of task.operators) await operator.close?.();
   }
 
   /**
-   * The offset to save a task's state at: the source's `offset` (the next record after those it handed
-   * over), else its start while no record of its partition reached it. Undefined where there is nothing
-   * to save: its state unchanged since saved or restored (its newest file holds it), or no offset known
+   * The offsets to save a task's state at, by source label: each member's `offsetOf` (the next record after those
+   * its source handed over), else its start while no record of it reached the task. Undefined where there is nothing
+   * to save: its state unchanged since saved or restored (its newest file holds it), or no offset known of any member
    * (a partition being revoked, saved by the revocation; an empty state with no committed offset).
    */
-  private offsetToSave(task: PartitionTask, offset: number | undefined): number | undefined {
+  private offsetsToSave(task: PartitionTask, offsetOf: (member: TaskMember) => number | undefined): TaskOffsets | undefined {
     if (task.changes === task.saved) return undefined;
-    return offset ?? task.start;
+    const offsets = new Map(task.members.map((member) => [member.slot.label, offsetOf(member) ?? member.handedOver ?? member.start]));
+    return [...offsets.values()].every((offset) => offset === undefined) ? undefined : offsets;
   }
 
   /**
-   * A partition's state as a checkpoint body, of its stages' snapshots taken (takeSnapshots); `offset` is the next record it has not seen,
-   * `held` the watermark its stages passed on where they hold theirs back (heldOf), read with the snapshots.
+   * A partition's state as a checkpoint body, of its stages' snapshots taken (takeSnapshots); `offsets` the next record of each member
+   * it has not seen, `held` the watermark its stages passed on where they hold theirs back (heldOf), read with the snapshots.
    */
-  private partitionBody(task: PartitionTask, offset: number, held: number | undefined, operators: TakenSnapshots): Promise<Buffer[]> {
-    const { id, owners, partitions } = task;
-    const sources = { [this.scaleOut!.slot.label]: { partition: id, offset, owners, ...(held === undefined ? {} : { held }), ...(partitions === undefined ? {} : { partitions }) } };
+  private partitionBody(task: PartitionTask, offsets: TaskOffsets, held: number | undefined, operators: TakenSnapshots): Promise<Buffer[]> {
+    const { owners } = task;
+    const sources: Record<string, SourcePosition> = {};
+    for (const { slot, id, partitions } of task.members) {
+      const offset = offsets.get(slot.label);
+      sources[slot.label] = { partition: id, ...(offset === undefined ? {} : { offset }), owners, ...(held === undefined ? {} : { held }), ...(partitions === undefined ? {} : { partitions }) };
+    }
     // Its stages recorded as the pipeline's checkpoint records them: a restore of it checks the edits since alike.
     return serialiseBody({ pipeline: this.name, pipelineFile: this.pipelineFile, createdAt: new Date(this.clock.now()).toISOString(), sources, counters: {}, stages: this.checkpointStages }, operators);
   }
@@ -1217,111 +1270,273 @@ export class PipelineRunner {
     );
   }
 
-  private partitionListener(): PartitionListener {
-    const sourceLabel = this.scaleOut!.slot.label;
-    const offsetOf = (checkpoint: Checkpoint): number | undefined => (checkpoint.sources[sourceLabel] as { offset?: number } | undefined)?.offset;
-    const heldIn = (checkpoint: Checkpoint): number | undefined => {
-      const held = (checkpoint.sources[sourceLabel] as { held?: unknown } | undefined)?.held;
-      return typeof held === 'number' && Number.isFinite(held) ? held : undefined;
-    };
-    // Files before the count was recorded (2026-12-07) say none: not checked.
-    const partitionCountOf = (checkpoint: Checkpoint): number | undefined => {
-      const count = (checkpoint.sources[sourceLabel] as { partitions?: unknown } | undefined)?.partitions;
-      return typeof count === 'number' && Number.isSafeInteger(count) && count > 0 ? count : undefined;
-    };
-    // Files before owners were recorded (2026-12-07) count as the first owner's.
-    const ownersOf = (checkpoint: Checkpoint): number => {
-      const owners = (checkpoint.sources[sourceLabel] as { owners?: unknown } | undefined)?.owners;
-      return typeof owners === 'number' && Number.isSafeInteger(owners) && owners > 0 ? owners : 1;
-    };
+  /**
+   * Several sources: co-partitioned topics have one partition count (and the producers one key -> partition rule),
+   * or partition p of one holds other users than p of another, and a task's per-user state would be split. The
+   * brokers say the counts at the assignment; a difference is a config error, said at each source's entry.
+   */
+  private refuseUnequalPartitionCounts(members: readonly TaskMember[]): void {
+    const counts = members.filter((member) => member.partitions !== undefined);
+    if (counts.length < 2 || counts.every((member) => member.partitions === counts[0]!.partitions)) return;
+    const said = counts.map((member) => `${member.slot.label} ${member.partitions}`).join(', ');
+    const problems = counts.map((member) => {
+      const resolved = this.loaded.sources[this.sources.indexOf(member.slot)]!;
+      return entryFieldProblem(
+        this.loaded.file,
+        resolved,
+        undefined,
+        `scale_out with several sources needs co-partitioned topics, one partition count for all (partition p of each is one task's input), but their topics have ${said} partitions (${member.id} assigned here). ` +
+          'Give the topics one count (and the producers one key -> partition rule), or run the pipeline without scale_out',
+      );
+    });
+    throw new ConfigError(problems);
+  }
+
+  /** Several sources: how long a member waits for partition p of the other sources once one assigned (or revoked) it here. */
+  private readonly coPartitionWaitMs = 60_000;
+
+  /**
+   * Scale-out: the listener calls of one kind (assignments, or revocations) of the sources, waiting until every source's
+   * part of the tasks they name has come (with one source, at once). Each call resolves once all of them are handled.
+   */
+  private readonly gathered = {
+    assigned: [] as GatheredCall<PartitionAssignment, ReadonlyMap<string, number>>[],
+    revoked: [] as GatheredCall<PartitionRevocation, void>[],
+  };
+
+  /** Partition numbers by task: the number of `part` (a partition's own id, with one source). */
+  private taskKey(part: { id: string; partition?: number }): string {
+    if (this.scaleOut!.slots.length === 1) return part.id;
+    if (part.partition === undefined || !Number.isSafeInteger(part.partition)) {
+      throw new TributaryError('TRIB_ERR_SOURCE', `scale_out with several sources: the source gave partition ${part.id} without its number (PartitionAssignment.partition), which puts partition p of each source in one task`);
+    }
+    return String(part.partition);
+  }
+
+  /**
+   * Adds a listener call to those gathered, and handles all of them once every task they name has each source's part
+   * (several sources: the group's assignor gives p of every topic to one member, but each source's consumer hears
+   * of it in its own time). A part that waits longer than coPartitionWaitMs fails the run: the assignor did not keep
+   * the topics' partitions together (another strategy on some member), or one topic has more partitions.
+   */
+  private gather<Part extends { id: string; partition?: number }, Result>(
+    calls: GatheredCall<Part, Result>[],
+    slot: SourceSlot,
+    parts: readonly Part[],
+    whileHeld: ((marks: ReadonlyMap<string, string>) => void) | undefined,
+    handle: (calls: readonly GatheredCall<Part, Result>[]) => Promise<void>,
+    what: 'assigned' | 'revoked',
+  ): Promise<Result> {
+    const keys = parts.map((part) => this.taskKey(part));
+    return new Promise<Result>((resolve, reject) => {
+      const call: GatheredCall<Part, Result> = { slot, parts, keys, whileHeld, resolve, reject, timer: undefined };
+      calls.push(call);
+      const complete = (): boolean => {
+        const slots = this.scaleOut!.slots;
+        const have = new Map<string, { from: Set<SourceSlot>; ids: string[] }>();
+        for (const { slot: from, keys: named, parts: given } of calls) {
+          named.forEach((key, index) => {
+            const entry = have.get(key) ?? { from: new Set<SourceSlot>(), ids: [] };
+            entry.from.add(from);
+            entry.ids.push(given[index]!.id);
+            have.set(key, entry);
+          });
+        }
+        // A revocation of partitions no task reads here (assigned, then abandoned before their task started) waits for nothing.
+        return [...have.values()].every(({ from, ids }) => slots.every((each) => from.has(each)) || (what === 'revoked' && !ids.some((id) => this.taskOfPartition.has(id))));
+      };
+      if (!complete()) {
+        call.timer = setTimeout(() => {
+          if (!calls.includes(call)) return;
+          const others = this.scaleOut!.slots.filter((other) => other !== slot).map((other) => other.label).join(', ');
+          const error = new TributaryError(
+            'TRIB_ERR_SOURCE',
+            `scale_out: ${slot.label} ${what} partitions ${parts.map((part) => part.id).join(', ')} here, and ${others} did not ${what === 'assigned' ? 'assign' : 'revoke'} the same partition numbers within ${this.coPartitionWaitMs / 1000} s: ` +
+              "the group's assignment does not keep the topics' partitions together (co-partitioned topics need one partition count, one consumer group, and partition.assignment.strategy range on every member: cooperative-sticky and roundrobin spread each topic on its own). Nothing of them is read or handed over; the run stops",
+          );
+          for (const waiting of calls.splice(0)) {
+            clearTimeout(waiting.timer);
+            waiting.reject(error);
+          }
+          // Stopping, the sources close one after another, each consumer's revocation in its turn: nothing to fail.
+          if (!this.ended && this.options.signal?.aborted !== true) this.failRun(error);
+        }, this.coPartitionWaitMs);
+        call.timer.unref?.();
+        return;
+      }
+      const ready = calls.splice(0);
+      for (const each of ready) clearTimeout(each.timer);
+      handle(ready).catch((error: unknown) => {
+        for (const each of ready) each.reject(error);
+      });
+    });
+  }
+
+  private partitionListener(slot: SourceSlot): PartitionListener {
     return {
-      assigned: (partitions) =>
-        this.exclusive(async () => {
-          const starts = new Map<string, number>();
-          for (const { id, committed, marks, partitions: count } of partitions) {
-            if (this.tasks.has(id)) continue;
-            // Only state the group's committed offset covers: a newer file belongs to outputs that were
-            // never committed (a crash between the file and the commit, or an aborted transaction). Of
-            // those, the greatest offset, not the newest file: a member that had not yet noticed it lost
-            // the partition may have written one after the new owner's, at an offset behind it, or at the
-            // same offset (its partition idle, its state changed by time): on such a tie the later owner's
-            // file (the greater owners count), whichever was written last; the newest of one owner's.
-            const store = this.partitionStore(id);
-            const unusable = (file: string, reason: string): void => this.logger.warn({ file, reason }, `partition checkpoint ${file} is unusable (${reason}); trying the one before`);
-            // The file the committed offset's marks name, where the source stores them: a file written
-            // later at the same offset (the partition idle, its state changed by time) is covered too,
-            // but its outputs committed only if its own commit went through, which only the marks say.
-            const marked = committed === undefined ? undefined : await this.markedPartitionFile(store, marks ?? [], committed, offsetOf, unusable);
-            const saved =
-              committed === undefined
-                ? undefined
-                : marked ??
-                  (await store.highest(unusable, (checkpoint) => {
-                    const offset = offsetOf(checkpoint);
-                    return offset !== undefined && offset <= committed ? [offset, ownersOf(checkpoint)] : undefined;
-                  }));
-            // Where reading starts: what its state covers until a record of it is read. The file the
-            // committed offset's marks name is the state at that offset, wherever the file says it was
-            // written: a commit names the partition's newest file, and records read after it that changed
-            // no state (dead-lettered) left no file of their own. Read again from the file's offset, they
-            // were dead-lettered twice, and the partition, its start behind the committed offset, was left
-            // out of the transactions (so of their marks) until a record of it came.
-            if (saved) this.refuseOtherPartitionCount(id, saved, partitionCountOf(saved), count);
-            const start = marked ? committed : saved ? offsetOf(saved)! : committed;
-            await this.startTask(id, saved ? { operators: saved.operators, file: saved.file, stages: saved.stages, held: heldIn(saved), owners: ownersOf(saved) } : undefined, start, count);
-            // Where none was saved too: a source that names a partition in its position from its start
-            // on (Kafka, exactly-once) commits it with each transaction's marks before a record of it comes.
-            if (start !== undefined) starts.set(id, start);
-            // The files before the one restored (all, where none was) are of use to no one from here on:
-            // the group's committed offset only moves on with files this member writes (writePartitionFile).
-            const floor = saved ? saved.sequence : (await store.newestSequence()) + 1;
-            this.partitionFiles.set(id, { floor, files: saved ? [{ sequence: saved.sequence, offset: start!, mark: checkpointMark(saved) }] : [] });
-            this.logger.info(
-              { partition: id, committed, restored: saved ? { file: saved.file, offset: offsetOf(saved), ...(marked ? { marked: true } : {}) } : null },
-              saved ? 'partition state restored' : 'partition starts with empty state',
-            );
-          }
-          return starts;
-        }),
-      revoked: (partitions, whileHeld) =>
-        this.exclusive(async () => {
-          const saves: [string, number, Buffer[]][] = [];
-          const lost: string[] = [];
-          for (const { id, offset, lost: wasLost } of partitions) {
-            const task = this.tasks.get(id);
-            if (!task) continue;
-            // Lost, the partition is another member's already, which may be writing its files: a file
-            // of this state now would be stale there (and its pruning might remove the new owner's).
-            if (wasLost) lost.push(id);
-            else {
-              const at = this.offsetToSave(task, offset);
-              if (at !== undefined) saves.push([id, at, await this.partitionBody(task, at, heldOf(task), takeSnapshots(task.operators))]);
-            }
-            await this.stopTask(id);
-          }
-          if (lost.length > 0) {
-            this.logger.warn(
-              { partitions: lost },
-              'partitions lost (the group gave them to another member before this one handed them over: its session or max.poll.interval expired): their state is not saved; the next owner restores the file their committed offset covers and reads on from there',
-            );
-          }
-          const revoked = partitions.map((p) => p.id);
-          for (const { operator } of this.operators) operator.partitionsRevoked?.(revoked);
-          // Outputs of the partitions' records are durable before their state and offsets move on.
-          await this.flushSinks();
-          for (const [id, offset, body] of saves) await this.writePartitionFile(id, offset, body);
-          // Each one's newest file, for the source to commit its offset with.
-          const marks = new Map<string, string>();
-          for (const { id } of partitions) {
-            const mark = this.partitionFiles.get(id)?.files.at(-1)?.mark;
-            if (mark !== undefined) marks.set(id, mark);
-          }
-          // Their next owner's from here on.
-          for (const { id } of partitions) this.partitionFiles.delete(id);
-          this.logger.info({ partitions: partitions.map((p) => p.id), saved: saves.length }, 'partition state saved for hand-over');
-          whileHeld?.(marks);
-        }),
+      // A rebalance came first: the source's assignment waiting for the other sources' parts is given up.
+      abandoned: (ids) => {
+        const calls = this.gathered.assigned;
+        for (const call of [...calls]) {
+          if (call.slot !== slot || !call.parts.some((part) => ids.includes(part.id))) continue;
+          calls.splice(calls.indexOf(call), 1);
+          clearTimeout(call.timer);
+          call.resolve(new Map());
+        }
+      },
+      assigned: (partitions) => this.gather(this.gathered.assigned, slot, partitions, undefined, (calls) => this.assignTasks(calls), 'assigned'),
+      revoked: (partitions, whileHeld) => this.gather(this.gathered.revoked, slot, partitions, whileHeld, (calls) => this.revokeTasks(calls), 'revoked'),
     };
+  }
+
+  /** A partition file's entry of a source (its label): its offset, and what else the file says of it. */
+  private fileEntry(checkpoint: Checkpoint, label: string): { offset?: unknown; held?: unknown; partitions?: unknown; owners?: unknown } | undefined {
+    return checkpoint.sources[label] as { offset?: unknown; held?: unknown; partitions?: unknown; owners?: unknown } | undefined;
+  }
+
+  /** Restores the tasks of the gathered assignments (each source's part of each), then resolves each call with its partitions' starts. */
+  private async assignTasks(calls: readonly GatheredCall<PartitionAssignment, ReadonlyMap<string, number>>[]): Promise<void> {
+    const starts = await this.exclusive(async () => {
+      const starts = new Map<string, number>();
+      const byTask = new Map<string, Map<SourceSlot, PartitionAssignment>>();
+      for (const call of calls) call.parts.forEach((part, index) => byTask.set(call.keys[index]!, (byTask.get(call.keys[index]!) ?? new Map()).set(call.slot, part)));
+      for (const parts of byTask.values()) {
+        const assignments = this.scaleOut!.slots.map((slot) => ({ slot, assignment: parts.get(slot)! }));
+        const id = assignments.map(({ assignment }) => assignment.id).join('+');
+        if (this.tasks.has(id)) continue;
+        const members: TaskMember[] = assignments.map(({ slot, assignment }) => ({ slot, id: assignment.id, start: undefined, partitions: assignment.partitions }));
+        this.refuseUnequalPartitionCounts(members);
+        const committedOf = new Map(assignments.map(({ slot, assignment }) => [slot.label, assignment.committed]));
+        const offsetOf = (checkpoint: Checkpoint, label: string): number | undefined => {
+          const offset = this.fileEntry(checkpoint, label)?.offset;
+          return typeof offset === 'number' && Number.isSafeInteger(offset) ? offset : undefined;
+        };
+        const first = members[0]!.slot.label;
+        const heldIn = (checkpoint: Checkpoint): number | undefined => {
+          const held = this.fileEntry(checkpoint, first)?.held;
+          return typeof held === 'number' && Number.isFinite(held) ? held : undefined;
+        };
+        // Files before the count was recorded (2026-12-07) say none: not checked.
+        const partitionCountOf = (checkpoint: Checkpoint, label: string): number | undefined => {
+          const count = this.fileEntry(checkpoint, label)?.partitions;
+          return typeof count === 'number' && Number.isSafeInteger(count) && count > 0 ? count : undefined;
+        };
+        // Files before owners were recorded (2026-12-07) count as the first owner's.
+        const ownersOf = (checkpoint: Checkpoint): number => {
+          const owners = this.fileEntry(checkpoint, first)?.owners;
+          return typeof owners === 'number' && Number.isSafeInteger(owners) && owners > 0 ? owners : 1;
+        };
+        // Only state the group's committed offsets cover, of every member: a newer file belongs to outputs that were
+        // never committed (a crash between the file and the commit, or an aborted transaction). A member the file
+        // names no offset of (nothing of it read or committed then) is covered while the group committed none of it.
+        const covered = (checkpoint: Checkpoint): boolean =>
+          members.every(({ slot }) => {
+            const offset = offsetOf(checkpoint, slot.label);
+            const committed = committedOf.get(slot.label);
+            return offset === undefined ? committed === undefined : committed !== undefined && offset <= committed;
+          });
+        const anyCommitted = [...committedOf.values()].some((committed) => committed !== undefined);
+        // Of those, the greatest offsets, not the newest file: a member that had not yet noticed it lost
+        // the partition may have written one after the new owner's, at offsets behind it, or at the
+        // same offsets (its partition idle, its state changed by time): on such a tie the later owner's
+        // file (the greater owners count), whichever was written last; the newest of one owner's.
+        const store = this.partitionStore(id);
+        const unusable = (file: string, reason: string): void => this.logger.warn({ file, reason }, `partition checkpoint ${file} is unusable (${reason}); trying the one before`);
+        // The file the committed offsets' marks name, where the source stores them: a file written
+        // later at the same offsets (the partition idle, its state changed by time) is covered too,
+        // but its outputs committed only if its own commit went through, which only the marks say.
+        const marks = assignments.every(({ assignment }) => assignment.committed !== undefined) ? intersection(assignments.map(({ assignment }) => assignment.marks ?? [])) : [];
+        const marked = marks.length === 0 ? undefined : await this.markedPartitionFile(store, marks, covered, unusable);
+        const saved = !anyCommitted
+          ? undefined
+          : marked ??
+            (await store.highest(unusable, (checkpoint) => (covered(checkpoint) ? [offsetsRank(new Map(members.map(({ slot }) => [slot.label, offsetOf(checkpoint, slot.label)]))), ownersOf(checkpoint)] : undefined)));
+        // Where reading starts: what its state covers until a record of it is read. The file the
+        // committed offset's marks name is the state at that offset, wherever the file says it was
+        // written: a commit names the partition's newest file, and records read after it that changed
+        // no state (dead-lettered) left no file of their own. Read again from the file's offset, they
+        // were dead-lettered twice, and the partition, its start behind the committed offset, was left
+        // out of the transactions (so of their marks) until a record of it came.
+        for (const member of members) {
+          if (saved) this.refuseOtherPartitionCount(member.id, saved, partitionCountOf(saved, member.slot.label), member.partitions);
+          const committed = committedOf.get(member.slot.label);
+          member.start = marked ? committed : saved ? offsetOf(saved, member.slot.label) ?? committed : committed;
+          // Where none was saved too: a source that names a partition in its position from its start
+          // on (Kafka, exactly-once) commits it with each transaction's marks before a record of it comes.
+          if (member.start !== undefined) starts.set(member.id, member.start);
+        }
+        await this.startTask(id, members, saved ? { operators: saved.operators, file: saved.file, stages: saved.stages, held: heldIn(saved), owners: ownersOf(saved) } : undefined);
+        // The files before the one restored (all, where none was) are of use to no one from here on:
+        // the group's committed offsets only move on with files this member writes (writePartitionFile).
+        const floor = saved ? saved.sequence : (await store.newestSequence()) + 1;
+        const restoredAt: TaskOffsets = new Map(members.map((member) => [member.slot.label, member.start]));
+        this.partitionFiles.set(id, { floor, files: saved ? [{ sequence: saved.sequence, offsets: restoredAt, mark: checkpointMark(saved) }] : [] });
+        this.logger.info(
+          {
+            partition: id,
+            committed: members.length === 1 ? committedOf.get(first) : Object.fromEntries(committedOf),
+            restored: saved ? { file: saved.file, offset: members.length === 1 ? offsetOf(saved, first) : Object.fromEntries(members.map(({ slot }) => [slot.label, offsetOf(saved, slot.label)])), ...(marked ? { marked: true } : {}) } : null,
+          },
+          saved ? 'partition state restored' : 'partition starts with empty state',
+        );
+      }
+      return starts;
+    });
+    for (const call of calls) call.resolve(new Map(call.parts.flatMap((part) => (starts.has(part.id) ? [[part.id, starts.get(part.id)!] as const] : []))));
+  }
+
+  /** Saves and stops the tasks of the gathered revocations (every source's part of each, or lost), then resolves each call. */
+  private async revokeTasks(calls: readonly GatheredCall<PartitionRevocation, void>[]): Promise<void> {
+    await this.exclusive(async () => {
+      const saves: [PartitionTask, TaskOffsets, Buffer[]][] = [];
+      const lost: string[] = [];
+      const revoked = calls.flatMap((call) => call.parts);
+      const stopped = new Set<PartitionTask>();
+      for (const part of revoked) {
+        const found = this.taskOfPartition.get(part.id);
+        if (found) found.member.handedOver = part.offset;
+      }
+      for (const part of revoked) {
+        const task = this.taskOfPartition.get(part.id)?.task;
+        if (!task || stopped.has(task)) continue;
+        stopped.add(task);
+        // Lost, the partition is another member's already, which may be writing its files: a file
+        // of this state now would be stale there (and its pruning might remove the new owner's).
+        // One member lost, the task is: its state covers the others' records too.
+        const taskParts = revoked.filter((each) => task.members.some((member) => member.id === each.id));
+        if (taskParts.some((each) => each.lost === true)) lost.push(task.id);
+        else {
+          const offsets = this.offsetsToSave(task, (member) => taskParts.find((each) => each.id === member.id)?.offset);
+          if (offsets !== undefined) saves.push([task, offsets, await this.partitionBody(task, offsets, heldOf(task), takeSnapshots(task.operators))]);
+        }
+        await this.stopTask(task.id);
+      }
+      if (lost.length > 0) {
+        this.logger.warn(
+          { partitions: lost },
+          'partitions lost (the group gave them to another member before this one handed them over: its session or max.poll.interval expired): their state is not saved; the next owner restores the file their committed offset covers and reads on from there',
+        );
+      }
+      const tasks = [...stopped].map((task) => task.id);
+      for (const { operator } of this.operators) operator.partitionsRevoked?.(tasks);
+      // Outputs of the partitions' records are durable before their state and offsets move on.
+      await this.flushSinks();
+      for (const [task, offsets, body] of saves) await this.writePartitionFile(task, offsets, body);
+      // Each source's partitions' newest file (their task's), for the source to commit their offsets with.
+      for (const call of calls) {
+        const marks = new Map<string, string>();
+        for (const task of stopped) {
+          const mark = this.partitionFiles.get(task.id)?.files.at(-1)?.mark;
+          if (mark === undefined) continue;
+          for (const member of task.members) if (call.parts.some((part) => part.id === member.id)) marks.set(member.id, mark);
+        }
+        call.whileHeld?.(marks);
+      }
+      // Their next owner's from here on.
+      for (const task of stopped) this.partitionFiles.delete(task.id);
+      this.logger.info({ partitions: tasks, saved: saves.length }, 'partition state saved for hand-over');
+    });
+    for (const call of calls) call.resolve();
   }
 
   /** Runs `work` with the sources held at the barrier: no record moves while it runs. */
@@ -1425,13 +1640,13 @@ export class PipelineRunner {
     let anyHeld = false;
     for (const task of this.tasks.values()) if (task.passed < task.watermark && task.passed < time) anyHeld = true;
     if (anyHeld) {
-      const idle = this.scaleOut!.slot.source.idlePartitions?.();
+      const idle = this.idleTasks();
       let anyActive = false;
       let mostAdvancedHeld = -Infinity;
       for (const task of this.tasks.values()) {
         const held = task.passed < task.watermark && task.passed < this.emittedWatermark;
         if (held && task.passed > mostAdvancedHeld) mostAdvancedHeld = task.passed;
-        if (idle?.has(task.id)) continue;
+        if (idle.has(task)) continue;
         anyActive = true;
         if (held && task.passed < time) time = task.passed;
       }
@@ -1442,11 +1657,40 @@ export class PipelineRunner {
     this.input.next(watermark(time));
   }
 
-  /** Scale-out: each partition task gets its own partition's watermark as it advances. */
+  /**
+   * Scale-out: the tasks whose every partition its source says is idle (Source.idlePartitions, by each source's
+   * own `idle_timeout`); without that method, none.
+   */
+  private idleTasks(): ReadonlySet<PartitionTask> {
+    const idle = new Map(this.scaleOut!.slots.map((slot) => [slot, slot.source.idlePartitions?.()]));
+    const tasks = new Set<PartitionTask>();
+    for (const task of this.tasks.values()) if (task.members.every((member) => idle.get(member.slot)?.has(member.id) === true)) tasks.add(task);
+    return tasks;
+  }
+
+  /**
+   * Scale-out: each partition task gets its own partition's watermark as it advances; a task of several
+   * sources the least of its partitions', as a Kafka Streams task's stream time: a partition idle by its
+   * source's `idle_timeout` holds it no longer (the greatest of them, every one idle).
+   */
   private advanceTaskWatermarks(): void {
-    const marks = this.scaleOut!.slot.source.partitionWatermarks!();
+    const marks = new Map(this.scaleOut!.slots.map((slot) => [slot, slot.source.partitionWatermarks!()]));
+    const idle = this.scaleOut!.slots.length > 1 ? new Map(this.scaleOut!.slots.map((slot) => [slot, slot.source.idlePartitions?.()])) : undefined;
     for (const task of this.tasks.values()) {
-      const mark = marks.get(task.id);
+      let mark: number | undefined;
+      if (task.members.length === 1) mark = marks.get(task.members[0]!.slot)!.get(task.members[0]!.id);
+      else {
+        let active: number | undefined;
+        let all: number | undefined;
+        for (const member of task.members) {
+          const own = marks.get(member.slot)!.get(member.id);
+          if (own === undefined) continue;
+          all = all === undefined ? own : Math.max(all, own);
+          if (idle!.get(member.slot)?.has(member.id) !== true) active = active === undefined ? own : Math.min(active, own);
+        }
+        // A member none is known of yet (not read: its source's watermark of it not kept) holds nothing either.
+        mark = active ?? all;
+      }
       if (mark === undefined || !Number.isFinite(mark) || mark <= task.watermark) continue;
       task.watermark = mark;
       task.changes++;
@@ -1760,10 +2004,11 @@ export class PipelineRunner {
     }
     let operators = this.operators;
     if (this.scaleOut) {
-      const task = origin?.partitionId === undefined ? undefined : this.tasks.get(origin.partitionId);
-      if (!task) return this.deadLetterNoTask(event, source);
+      const found = origin?.partitionId === undefined ? undefined : this.taskOfPartition.get(origin.partitionId);
+      if (!found) return this.deadLetterNoTask(event, source);
+      const { task, member } = found;
       // Its state changed, and the source's offset moved past the request: its next file is written (see PartitionTask).
-      task.start = undefined;
+      member.start = undefined;
       task.changes++;
       operators = [...task.operators, ...this.operators];
     }
@@ -1893,18 +2138,18 @@ export class PipelineRunner {
       const createdAt = new Date(this.clock.now()).toISOString();
       // The state of this instant, the partition tasks' too, whatever happens while it is serialised.
       const operators = takeSnapshots(this.operators);
-      const partitions: { task: PartitionTask; offset: number; changes: number; held: number | undefined; operators: TakenSnapshots }[] = [];
+      const partitions: { task: PartitionTask; offsets: TaskOffsets; changes: number; held: number | undefined; operators: TakenSnapshots }[] = [];
       // Lost (the group gave them to another member), the partitions' state is not saved: see Source.partitionsLost.
-      const lost = this.scaleOut?.slot.source.partitionsLost?.() === true;
+      const lost = this.scaleOut?.slots.some((slot) => slot.source.partitionsLost?.() === true) === true;
       if (lost) this.logger.warn({ partitions: [...this.tasks.keys()] }, 'checkpoint: this member lost its partitions (the group gave them to another member: its session or max.poll.interval expired) before it was told; their state is not saved, as their next owner may be saving its own');
       if (this.scaleOut && !lost) {
-        const offsets = this.scaleOut.slot.source.partitionOffsets!();
-        for (const [id, task] of this.tasks) {
+        const read = new Map(this.scaleOut.slots.map((slot) => [slot, slot.source.partitionOffsets!()]));
+        for (const task of this.tasks.values()) {
           // Every partition whose state changed since its last file, read from or not: one that read
           // nothing still closes sessions as its watermark follows the others (idle_timeout), and
           // restored from its older file, a restart would close and write them again.
-          const offset = this.offsetToSave(task, offsets.get(id));
-          if (offset !== undefined) partitions.push({ task, offset, changes: task.changes, held: heldOf(task), operators: takeSnapshots(task.operators) });
+          const offsets = this.offsetsToSave(task, (member) => read.get(member.slot)!.get(member.id));
+          if (offsets !== undefined) partitions.push({ task, offsets, changes: task.changes, held: heldOf(task), operators: takeSnapshots(task.operators) });
         }
       }
       // Copied at the barrier: a snapshot in parts settles its copy at once when a record reaches its
@@ -1916,9 +2161,9 @@ export class PipelineRunner {
       if (!this.holdsSourcesUntilCommitted()) letGo();
       const body = await serialiseBody({ pipeline: this.name, pipelineFile: this.pipelineFile, createdAt, sources, counters, stages: this.checkpointStages }, operators);
       const bodies: Buffer[][] = [];
-      for (const { task, offset, held, operators: taken } of partitions) bodies.push(await this.partitionBody(task, offset, held, taken));
-      for (const [i, { task, offset, changes }] of partitions.entries()) {
-        await this.writePartitionFile(task.id, offset, bodies[i]!);
+      for (const { task, offsets, held, operators: taken } of partitions) bodies.push(await this.partitionBody(task, offsets, held, taken));
+      for (const [i, { task, offsets, changes }] of partitions.entries()) {
+        await this.writePartitionFile(task, offsets, bodies[i]!);
         task.saved = changes;
       }
       const written = await this.writing(config.store.write(body, this.retainedCheckpoints()));
@@ -1954,7 +2199,8 @@ export class PipelineRunner {
     const partitions = new Map<string, string>();
     for (const [id, { files }] of this.partitionFiles) {
       const mark = files.at(-1)?.mark;
-      if (mark !== undefined) partitions.set(id, mark);
+      // By the sources' partition ids: each of a task's partitions commits with its file.
+      if (mark !== undefined) for (const member of this.tasks.get(id)?.members ?? []) partitions.set(member.id, mark);
     }
     return { checkpoint: checkpointMark(written), ...(this.scaleOut ? { partitions } : {}) };
   }
@@ -2012,7 +2258,7 @@ export class PipelineRunner {
    * it wrote since), oldest first, with the offset each covers; and `floor`, the sequence below which
    * the files are those the group had before this member got the partition.
    */
-  private readonly partitionFiles = new Map<string, { floor: number; files: { sequence: number; offset: number; mark: string }[] }>();
+  private readonly partitionFiles = new Map<string, { floor: number; files: { sequence: number; offsets: TaskOffsets; mark: string }[] }>();
 
   /**
    * Writes a partition's state file. Beyond scale_out.keep it removes only files no member needs: the
@@ -2023,16 +2269,20 @@ export class PipelineRunner {
    * its last file before this one, whose commit may still be under way; and every file of another
    * member written since this one got the partition (a member that had not yet noticed it lost it).
    */
-  private async writePartitionFile(id: string, offset: number, body: Buffer[]): Promise<void> {
+  private async writePartitionFile(task: PartitionTask, offsets: TaskOffsets, body: Buffer[]): Promise<void> {
+    const { id } = task;
     const held = this.partitionFiles.get(id) ?? { floor: 0, files: [] };
-    const committed = this.scaleOut!.slot.source.committedOffsets?.().get(id);
-    let covered: { sequence: number; offset: number } | undefined;
-    for (const file of held.files) if (committed !== undefined && file.offset <= committed && (!covered || file.offset >= covered.offset)) covered = file;
+    const committed = new Map(task.members.map((member) => [member.slot.label, member.slot.source.committedOffsets?.().get(member.id)]));
+    // Covered: every member's offset, as the restore judges it (a member the file names none of, while none is committed).
+    const covers = (file: { offsets: TaskOffsets }): boolean =>
+      [...file.offsets].every(([label, offset]) => (offset === undefined ? committed.get(label) === undefined : committed.get(label) !== undefined && offset <= committed.get(label)!));
+    let covered: { sequence: number; offsets: TaskOffsets } | undefined;
+    for (const file of held.files) if (covers(file) && (!covered || offsetsRank(file.offsets) >= offsetsRank(covered.offsets))) covered = file;
     const retain = new Set([covered?.sequence, held.files.at(-1)?.sequence].filter((sequence) => sequence !== undefined));
     const known = new Set(held.files.map((file) => file.sequence));
     const written = await this.writing(this.partitionStore(id).write(body, retain, (sequence) => sequence < held.floor || known.has(sequence)));
     const removed = new Set(written.removed);
-    this.partitionFiles.set(id, { floor: held.floor, files: [...held.files.filter((file) => !removed.has(file.sequence)), { sequence: written.sequence, offset, mark: checkpointMark(written) }] });
+    this.partitionFiles.set(id, { floor: held.floor, files: [...held.files.filter((file) => !removed.has(file.sequence)), { sequence: written.sequence, offsets, mark: checkpointMark(written) }] });
   }
 
   /** Checkpoint files being written (the pipeline's, the partitions'): see {@link writing}. */
@@ -2548,15 +2798,13 @@ export class PipelineRunner {
   private async markedPartitionFile(
     store: CheckpointStore,
     marks: readonly string[],
-    committed: number,
-    offsetOf: (checkpoint: Checkpoint) => number | undefined,
+    covered: (checkpoint: Checkpoint) => boolean,
     unusable: (file: string, reason: string) => void,
   ): Promise<Checkpoint | undefined> {
     let found: Checkpoint | undefined;
     for (const mark of new Set(marks)) {
       const checkpoint = await store.marked(mark, unusable);
-      const offset = checkpoint && offsetOf(checkpoint);
-      if (checkpoint && offset !== undefined && offset <= committed && (!found || checkpoint.sequence > found.sequence)) found = checkpoint;
+      if (checkpoint && covered(checkpoint) && (!found || checkpoint.sequence > found.sequence)) found = checkpoint;
     }
     return found;
   }
@@ -2723,14 +2971,14 @@ export class PipelineRunner {
       const keyedLabels = this.keyedStages.map(({ index, resolved }) => entryLabel('stage', resolved.entry, index));
       this.latency = new StageLatency([...keyedLabels, ...this.operators.map((o) => o.label)], this.metrics, this.name, keyedLabels.length);
       if (this.scaleOut) {
-        this.scaleOut.slot.source.onPartitions!(this.partitionListener());
+        for (const slot of this.scaleOut.slots) slot.source.onPartitions!(this.partitionListener(slot));
         this.push = (event, source) => {
           const origin = originOf(event);
-          const task = origin?.partitionId === undefined ? undefined : this.tasks.get(origin.partitionId);
-          if (task) {
-            task.start = undefined;
-            task.changes++;
-            task.input.next(event);
+          const found = origin?.partitionId === undefined ? undefined : this.taskOfPartition.get(origin.partitionId);
+          if (found) {
+            found.member.start = undefined;
+            found.task.changes++;
+            found.task.input.next(event);
           } else this.deadLetterNoTask(event, source);
         };
       }

@@ -48,7 +48,7 @@ type Step =
  * test (`marks`), as the Kafka source's follow the others' once idle, and so is which are idle (`idle`).
  * `marksAsked` counts the runtime's calls of partitionWatermarks: one per pass of the watermark.
  */
-function drivenSource() {
+function drivenSource(name = 'driven', sourceLabel = label) {
   const steps: Step[] = [];
   let wake: (() => void) | undefined;
   /** Resolves run(): the runtime pulled again with nothing queued, so it is done with every step. */
@@ -58,13 +58,14 @@ function drivenSource() {
   const marks = new Map<string, number>();
   const idle = new Set<string>();
   let marksAsked = 0;
+  let assignsAsked = 0;
   /** As the Kafka source's partitionsLost: the group gave the partitions away, the revocation not come yet. */
   const lost = { now: false };
   const answered: ReadonlyMap<string, number>[] = [];
   const committed = new Map<string, number>();
   let listener: PartitionListener | undefined;
   const plugin = defineSource<Record<string, never>>({
-    name: 'driven',
+    name,
     summary: 'test',
     config: { type: 'object' },
     partitioned: true,
@@ -85,6 +86,7 @@ function drivenSource() {
           const step = steps.shift()!;
           if (step === 'end') return void drained?.();
           if ('assign' in step) {
+            assignsAsked++;
             const starts = await listener!.assigned(step.assign);
             answered.push(new Map(starts));
             for (const { id, committed: at } of step.assign) {
@@ -104,7 +106,7 @@ function drivenSource() {
           } else {
             yield step.records.map(({ partition, userId, time, type = 'view' }): ClickEvent => {
               next.set(partition, (next.get(partition) ?? from.get(partition)!) + 1);
-              return { kind: 'event', userId, time, type, [ORIGIN]: { source: label, partitionId: partition } };
+              return { kind: 'event', userId, time, type, [ORIGIN]: { source: sourceLabel, partitionId: partition } };
             });
           }
         }
@@ -116,6 +118,10 @@ function drivenSource() {
     marks,
     idle,
     marksAsked: () => marksAsked,
+    /** How many assignments it handed the runtime (each waits in `assigned` until answered). */
+    assignsAsked: () => assignsAsked,
+    /** As the Kafka source at a rebalance that comes while an assignment waits: PartitionListener.abandoned. */
+    abandon: (ids: string[]) => listener!.abandoned?.(ids),
     lost,
     next,
     /** Where each partition's last assignment started reading (the runtime's start, else its committed offset). */
@@ -711,4 +717,137 @@ test("an erasure request reaches the task of its partition: that partition's nex
   assert.equal(first.log.filter((line) => line.msg.startsWith('erasure request done')).length, 1);
   await first.source.run('end');
   await first.running;
+});
+
+/**
+ * Two partitioned sources (clicks, orders: co-partitioned topics) in one scale_out pipeline, each with its own
+ * checkpoint folder under `dir` (`cp`) and the shared partition folders.
+ */
+async function coMember(dir: string, clicks: ReturnType<typeof drivenSource>, orders: ReturnType<typeof drivenSource>, cp = 'cp'): Promise<Member> {
+  const { builtinRegistry } = await import('../cli/registry.js');
+  const sessions: StreamRecord[] = [];
+  const collect = defineSink<Record<string, never>>({
+    name: 'collect',
+    summary: 'test',
+    config: { type: 'object' },
+    create: () => ({ write: (record) => void sessions.push(record), close: async () => undefined }),
+  });
+  const registry = await builtinRegistry();
+  registry.register(clicks.plugin, 'test');
+  registry.register(orders.plugin, 'test');
+  registry.register(collect, 'test');
+  const yaml = `name: scaled\nsources: [{type: driven}, {type: orders}]\nstages: [{type: sessionizer, gap: 30m}]\nsinks: [{type: collect, kinds: [session]}]\ndead_letter: {type: file, path: dead.jsonl, lazy: true}\ncheckpoint: {dir: ${cp}}\nscale_out: {state_dir: ps}\n`;
+  const loaded = await loadPipeline(join(dir, 'scaled.yaml'), { registry, text: yaml, env: {} });
+  const log: Member['log'] = [];
+  const logger = pino({ level: 'info' }, { write: (line: string) => void log.push(JSON.parse(line) as Member['log'][number]) });
+  const runner = new PipelineRunner(loaded, { logger, checkpoints: { store: new CheckpointStore(join(dir, cp)), intervalMs: 3_600_000 } });
+  const running = runner.run();
+  running.catch(() => undefined);
+  return { runner, running, source: clicks, sessions, log };
+}
+
+const ordersLabel = 'source-orders-1';
+
+test("several sources (co-partitioned topics): partition p of each is one task p, restored and handed over together; its file holds both offsets, and an order after the hand-over still lands in its user's session", async (t) => {
+  const dir = tempFolder(t, 'scale-co');
+  const clicks = drivenSource();
+  const orders = drivenSource('orders', ordersLabel);
+  const first = await coMember(dir, clicks, orders);
+  // Each source's consumer hears of the assignment on its own: the task waits for both.
+  const assigned = clicks.run({ assign: [{ id: 'c-0', partition: 0, committed: undefined }, { id: 'c-1', partition: 1, committed: undefined }] });
+  await orders.run({ assign: [{ id: 'o-0', partition: 0, committed: undefined }, { id: 'o-1', partition: 1, committed: undefined }] });
+  await assigned;
+  await clicks.run({ records: [{ partition: 'c-0', userId: 'u0', time: T0 }, { partition: 'c-0', userId: 'u0', time: T0 + 60_000 }, { partition: 'c-1', userId: 'u1', time: T0 }] });
+  await orders.run({ records: [{ partition: 'o-0', userId: 'u0', time: T0 + 120_000, type: 'purchase' }] });
+  // Revoked by one source first: the task waits for the other's revocation, then saves both offsets in one file.
+  const revoked = clicks.run({ revoke: [{ id: 'c-0', partition: 0, offset: 2 }, { id: 'c-1', partition: 1, offset: 1 }] }, 'end');
+  await orders.run({ revoke: [{ id: 'o-0', partition: 0, offset: 1 }, { id: 'o-1', partition: 1, offset: undefined }] }, 'end');
+  await revoked;
+  await first.running;
+  assert.deepEqual(summaries(first.sessions), [], 'nothing closed: the sessions moved with their tasks');
+  assert.deepEqual([files(dir, 'c-0+o-0').length, files(dir, 'c-1+o-1').length, files(dir, 'c-0').length], [1, 1, 0], 'one folder per task, named by its partitions');
+  const saved = await readCheckpoint(join(dir, 'ps', 'c-0+o-0', files(dir, 'c-0+o-0')[0]!));
+  assert.deepEqual(
+    Object.fromEntries(Object.entries(saved.sources).map(([source, position]) => [source, (position as { partition: string; offset?: number }).offset])),
+    { [label]: 2, [ordersLabel]: 1 },
+    "the file covers both topics' partition 0",
+  );
+  const other = await readCheckpoint(join(dir, 'ps', 'c-1+o-1', files(dir, 'c-1+o-1')[0]!));
+  assert.equal((other.sources[ordersLabel] as { offset?: number }).offset, undefined, 'of a partition nothing was read or committed of, no offset');
+
+  // The next owner: both committed where the file says; one more order of u0 and a click later close the session.
+  const clicks2 = drivenSource();
+  const orders2 = drivenSource('orders', ordersLabel);
+  const second = await coMember(dir, clicks2, orders2, 'cp2');
+  const assigned2 = orders2.run({ assign: [{ id: 'o-0', partition: 0, committed: 1 }, { id: 'o-1', partition: 1, committed: undefined }] });
+  await clicks2.run({ assign: [{ id: 'c-0', partition: 0, committed: 2 }, { id: 'c-1', partition: 1, committed: 1 }] });
+  await assigned2;
+  assert.deepEqual([Object.fromEntries(clicks2.answered[0]!), Object.fromEntries(orders2.answered[0]!)], [{ 'c-0': 2, 'c-1': 1 }, { 'o-0': 1 }], "each source starts where the task's file says");
+  await orders2.run({ records: [{ partition: 'o-0', userId: 'u0', time: T0 + 180_000, type: 'purchase' }] });
+  // The task's watermark is the least of its partitions': the clicks partition moved on, the orders one holds it.
+  clicks2.marks.set('c-0', T0 + 3 * HOUR).set('c-1', T0 + 3 * HOUR);
+  orders2.marks.set('o-0', T0 + 180_000).set('o-1', T0 + 3 * HOUR);
+  await clicks2.run({ records: [{ partition: 'c-0', userId: 'u9', time: T0 + 3 * HOUR }] });
+  assert.deepEqual(summaries(second.sessions), ['u1'], "partition 0's session waits for its orders partition's watermark");
+  // Idle by its source's idle_timeout, the orders partition holds the task no longer.
+  orders2.idle.add('o-0');
+  await clicks2.run({ records: [{ partition: 'c-1', userId: 'u8', time: T0 + 3 * HOUR }] });
+  const u0 = second.sessions.find((session) => session.userId === 'u0') as (StreamRecord & { eventCount: number; purchased: boolean }) | undefined;
+  assert.deepEqual([u0?.eventCount, u0?.purchased], [4, true], "u0's session holds its clicks and both orders, across the hand-over");
+  await clicks2.run('end');
+  await orders2.run('end');
+  await second.running;
+});
+
+test('several sources: the sources of a scale_out pipeline must all be partitioned; with scale_out, Kafka sources must share one group, read one topic each, and keep the range assignor (said at each field)', async (t) => {
+  const dir = tempFolder(t, 'scale-co-config');
+  const { builtinRegistry } = await import('../cli/registry.js');
+  const registry = await builtinRegistry();
+  const problemsOf = async (sources: string[]): Promise<string[]> => {
+    const text = ['sources:', ...sources, 'stages: [{type: sessionizer}]', 'sinks: [{type: stdout}]', 'checkpoint: {dir: cp}', 'scale_out: {state_dir: ps}', ''].join('\n');
+    try {
+      await loadPipeline(join(dir, 'p.yaml'), { registry, text, env: {} });
+      return [];
+    } catch (error) {
+      return String((error as Error).message).split('\n').map((line) => line.replace(/^.*p\.yaml:/, 'P:'));
+    }
+  };
+  const kafka = (rest: string): string => `  - {type: kafka, brokers: 'b:9092', ${rest}}`;
+  assert.deepEqual(await problemsOf([kafka('topics: [clicks], group: g'), kafka('topics: [orders], group: g')]), []);
+  assert.deepEqual(await problemsOf([kafka('topics: [clicks], group: g'), '  - {type: synthetic}']), [
+    "P:3:5: $.sources[1]: scale_out needs a partitioned source (kafka); 'synthetic' is not: with several sources, partition p of each goes to one task p, so every source must be one (co-partitioned topics)",
+  ]);
+  const problems = await problemsOf([kafka('topics: [clicks, views], group: g'), kafka("topics: [orders], group: h, options: {partition.assignment.strategy: cooperative-sticky}")]);
+  assert.equal(problems.length, 4, problems.join('\n'));
+  assert.match(problems[0]!, /^P:2:46: \$\.sources\[0\]\.topics: with scale_out, partition p of every source's topic goes to one task p \(co-partitioned topics\): each source reads one topic; this one names 2/);
+  assert.match(problems[1]!, /^P:2:70: \$\.sources\[0\]\.group: .*every source must be in one consumer group.*this one's is 'g', source-kafka-1's 'h'/);
+  assert.match(problems[2]!, /^P:3:63: \$\.sources\[1\]\.group: .*this one's is 'h', source-kafka-0's 'g'/);
+  assert.match(problems[3]!, /^P:3:107: \$\.sources\[1\]\.options\["partition\.assignment\.strategy"\]: .*only the range assignor.*'cooperative-sticky' does not/);
+});
+
+test('several sources: an assignment waiting for the other source\'s partitions is given up when a rebalance comes first (PartitionListener.abandoned), its revocation waits for nothing, and the next assignment of both starts the task', async (t) => {
+  const dir = tempFolder(t, 'scale-co-abandon');
+  const clicks = drivenSource();
+  const orders = drivenSource('orders', ordersLabel);
+  const one = await coMember(dir, clicks, orders);
+  // The clicks consumer's generation, which the orders consumer had not joined yet: its task waits for orders' partition 0.
+  const first = clicks.run({ assign: [{ id: 'c-0', partition: 0, committed: undefined }] }, { revoke: [{ id: 'c-0', partition: 0, offset: undefined }] });
+  await until(() => clicks.assignsAsked() === 1, 'the clicks assignment to wait in the runtime');
+  // The next rebalance (the orders consumer joining) needs the clicks consumer: before, its wait held it for 60 s, and the run failed.
+  clicks.abandon(['c-0']);
+  await first;
+  assert.deepEqual(Object.fromEntries(clicks.answered[0]!), {}, 'given up: no start, nothing read');
+  assert.equal(one.log.filter((line) => /^partition (state restored|starts with empty state)/.test(line.msg)).length, 0, 'no task started');
+  // The rebalance that gives this member partition 0 of both topics.
+  const both = clicks.run({ assign: [{ id: 'c-0', partition: 0, committed: undefined }] });
+  await orders.run({ assign: [{ id: 'o-0', partition: 0, committed: undefined }] });
+  await both;
+  await clicks.run({ records: [{ partition: 'c-0', userId: 'u0', time: T0 }] });
+  await orders.run({ records: [{ partition: 'o-0', userId: 'u0', time: T0 + 60_000, type: 'purchase' }] });
+  const ended = clicks.run('end');
+  await orders.run('end');
+  await ended;
+  await one.running;
+  const u0 = one.sessions.find((session) => session.userId === 'u0') as (StreamRecord & { eventCount: number }) | undefined;
+  assert.equal(u0?.eventCount, 2, 'the task of partition 0 took both');
 });

@@ -686,7 +686,7 @@ test('scale-out: a revocation whose offset commit fails (the group coordinator g
   await readOneThenRevoke(instance, script);
   await until(() => revoked.length === 1, 'the partition handed over');
   await until(() => warnings.some((w) => w.message.startsWith('kafka offset commit at revocation failed')), 'the failed commit logged');
-  assert.deepEqual(revoked[0], [{ id: 't-0', offset: 8 }], 'its state saved at the offset after its last record');
+  assert.deepEqual(revoked[0], [{ id: 't-0', partition: 0, offset: 8 }], 'its state saved at the offset after its last record');
   // Before: the source failed the pipeline (TRIB_ERR_SOURCE "Local: Waiting for coordinator"), and the
   // daemon exited 1 in a broker outage, which the source otherwise runs through (not ready meanwhile).
   assert.deepEqual(context.failures, []);
@@ -714,7 +714,7 @@ test(`scale-out: a revocation of partitions ${lost ? 'librdkafka takes as lost (
   await readOneThenRevoke(instance, script);
   await until(() => revoked.length === 1, 'the partition revoked');
   // Lost, the runtime saves no state of it (another member may write its files by now), and no offset is committed.
-  assert.deepEqual(revoked[0], [{ id: 't-0', offset: 8, ...(lost ? { lost: true } : {}) }]);
+  assert.deepEqual(revoked[0], [{ id: 't-0', partition: 0, offset: 8, ...(lost ? { lost: true } : {}) }]);
   assert.deepEqual(commits, lost ? [] : [[{ topic: 't', partition: 0, offset: 8 }]]);
 });
 }
@@ -1034,7 +1034,7 @@ for (const lost of [true, false]) {
     instance.onPartitions!({ assigned: async () => new Map(), revoked: async (partitions, whileHeld) => void (revoked.push([...partitions]), whileHeld?.(new Map([['t-0', '3-abcdef']]))) });
     await readOneThenRevoke(instance, script);
     await until(() => revoked.length === 1, 'the partition revoked');
-    assert.deepEqual(revoked[0], [{ id: 't-0', offset: 8, ...(lost ? { lost: true } : {}) }]);
+    assert.deepEqual(revoked[0], [{ id: 't-0', partition: 0, offset: 8, ...(lost ? { lost: true } : {}) }]);
     if (lost) {
       // Before: sealed with t/0's offset 8, sent with the group identity librdkafka had after the expulsion
       // (reset, a transactional commit of it is one the brokers take: KIP-447 fences by that identity), while

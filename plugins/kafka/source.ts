@@ -51,6 +51,7 @@ import {
   type MappingConfig,
   type MappingSetting,
   type PartitionListener,
+  type OutlineEntry,
   type PipelineOutline,
   type PluginContext,
   type Rejection,
@@ -357,12 +358,13 @@ export default defineSource<KafkaSourceConfig>({
       security: { sasl: { mechanism: 'SCRAM-SHA-512', username: '${KAFKA_USER}', password: '${KAFKA_PASSWORD}' } },
     },
   ],
-  checkPipeline(config, pipeline) {
+  checkPipeline(config, pipeline, self) {
     const problems = ownOutputsRead(config, pipeline);
     for (const { name, why } of refusedOptions(config.options, 'consumer')) problems.push({ field: fieldText(['options', name]), message: why });
     const sink = hasExactlyOnceKafkaSink(pipeline);
     if (config.guarantee === 'exactly-once' && !sink) problems.push({ field: 'guarantee', message: exactlyOnceMismatch.sourceWithoutSink });
     if (config.guarantee !== 'exactly-once' && sink) problems.push({ field: 'guarantee', message: exactlyOnceMismatch.sourceNotExactlyOnce });
+    problems.push(...coPartitionProblems(config, pipeline, self));
     return problems;
   },
   replayNotes(config) {
@@ -512,6 +514,12 @@ class KafkaSource {
    */
   private readonly restoring = new Set<{ ids: readonly string[]; since: number }>();
   /**
+   * scale_out with several sources: the assignment whose partitions wait for the runtime's `assigned` (its tasks wait
+   * for the other sources' partitions), assigned in librdkafka already (paused) so that a rebalance can come meanwhile;
+   * `abandoned` once one did (PartitionListener.abandoned).
+   */
+  private awaitingAssigned: { ids: readonly string[]; abandoned: boolean } | undefined;
+  /**
    * The brokers' last refusal of the group to this client (GROUP_AUTHORIZATION_FAILED: no Read ACL on the
    * group), in librdkafka's words, and when: it cannot join, so no assignment ever comes. Counts while
    * it came since the source was last without an assignment; the next assignment ends it.
@@ -645,7 +653,10 @@ class KafkaSource {
     );
     this.absentFields = absentFieldCheck(mapping, context.logger, `topics ${config.topics?.join(', ') ?? config.pattern ?? ''}`);
     const properties: Record<string, unknown> = {
-      ...librdkafkaConnection(config, `tributary-${context.pipeline}-${context.label}`, Kafka.features),
+      // scale_out with several sources: this member's name first, so the range assignor (which sorts the consumers by
+      // member id, the client.id and a broker's UUID) ranks this member's consumers alike on every topic: partition p
+      // of each comes here together. Without it the UUIDs ranked them at random, and half the rebalances split a task.
+      ...librdkafkaConnection(config, context.scaleOutMember === undefined ? `tributary-${context.pipeline}-${context.label}` : `tributary-${context.pipeline}-${context.scaleOutMember}-${context.label}`, Kafka.features),
       'group.id': config.group,
       'enable.auto.commit': false,
       'enable.auto.offset.store': false,
@@ -2125,6 +2136,13 @@ class KafkaSource {
     this.noteAssignment(error.code, assignment);
     if (this.listener && (error.code === ErrorCode.ASSIGN_PARTITIONS || error.code === ErrorCode.REVOKE_PARTITIONS)) {
       const listener = this.listener;
+      // A rebalance while the runtime waits for the other sources' partitions of this assignment: it needs this
+      // consumer, so the wait is given up (at once, not in turn: the turn is that wait's).
+      const awaiting = this.awaitingAssigned;
+      if (error.code === ErrorCode.REVOKE_PARTITIONS && awaiting && !awaiting.abandoned) {
+        awaiting.abandoned = true;
+        listener.abandoned?.(awaiting.ids);
+      }
       if (error.code === ErrorCode.REVOKE_PARTITIONS) return this.inTurn(() => this.revokeWithState(listener, assignment));
       // Not ready from the assignment's arrival until its partitions' state is restored and they are read (health).
       const step = { ids: assignment.map(partitionId), since: this.context.clock.now() };
@@ -2616,12 +2634,31 @@ class KafkaSource {
       const marks = committedMarksOf.get(key);
       return { state, committed: committedOf.get(key), ...(marks && marks.length > 0 ? { marks } : {}) };
     });
-    const starts = await listener.assigned(
-      states.map(({ state, committed, marks }) => {
-        const partitions = counts.get(state.topic);
-        return { id: state.id, committed, ...(marks ? { marks } : {}), ...(partitions === undefined ? {} : { partitions }) };
-      }),
-    );
+    // Several sources (co-partitioned): their tasks wait for each source's consumer to hear of its part, and one may
+    // hear of it a rebalance later (its consumer joined the group after this one). Assigned now, paused, this
+    // consumer can take part in that rebalance while the runtime waits (librdkafka holds a rebalance back until the
+    // assignment it delivered is assigned), and is told to give the wait up (abandoned).
+    const coPartitioned = this.context.scaleOutMember !== undefined;
+    if (coPartitioned) {
+      this.assign(assignment);
+      this.pauseInClient(assignment);
+      this.awaitingAssigned = { ids: states.map(({ state }) => state.id), abandoned: false };
+    }
+    let starts: ReadonlyMap<string, number>;
+    try {
+      starts = await listener.assigned(
+        states.map(({ state, committed, marks }) => {
+          const partitions = counts.get(state.topic);
+          return { id: state.id, partition: state.partition, committed, ...(marks ? { marks } : {}), ...(partitions === undefined ? {} : { partitions }) };
+        }),
+      );
+    } finally {
+      if (coPartitioned && this.awaitingAssigned?.abandoned === true) this.context.logger.info({ partitions: states.map(({ state }) => state.id) }, 'kafka partitions assigned, then taken back by the next rebalance before the other sources\' partitions of their tasks came: none read');
+    }
+    const abandoned = this.awaitingAssigned?.abandoned === true;
+    this.awaitingAssigned = undefined;
+    // Left assigned and paused: the revocation that follows takes them back.
+    if (abandoned) return;
     // Partitions added to their topic since, with no state and no committed offset: at their start, whatever start_from says.
     const added = (await this.addedPartitions(assignment)).filter((tp) => starts.get(partitionId(tp)) === undefined && committedOf.get(partitionKey(tp.topic, tp.partition)) === undefined);
     const addedKeys = new Set(added.map((tp) => partitionKey(tp.topic, tp.partition)));
@@ -2635,7 +2672,7 @@ class KafkaSource {
       // what this instance saw of the partition before it left).
       state.maxTime = -Infinity;
     }
-    this.assign(assignment.map((tp, index) => {
+    const assigned = assignment.map((tp, index) => {
       const { state, committed } = states[index]!;
       const start = starts.get(state.id);
       state.startOffset = start;
@@ -2654,7 +2691,15 @@ class KafkaSource {
         return { ...tp, offset: OFFSET_BEGINNING };
       }
       return start === undefined ? tp : { ...tp, offset: start };
-    }));
+    });
+    if (!coPartitioned) this.assign(assigned);
+    else {
+      // Assigned already, at the group's committed offsets: to where the task's state file says, where that differs.
+      for (const [index, tp] of assigned.entries()) {
+        const { state, committed } = states[index]!;
+        if ('offset' in tp && typeof tp.offset === 'number' && tp.offset !== committed) this.seekPartition(state, tp.offset);
+      }
+    }
     this.setPaused(assignment);
     this.context.logger.info({ partitions: states.map(({ state }) => state.id), starts: Object.fromEntries(starts) }, 'kafka partitions assigned');
     this.forgetRevoked();
@@ -2809,7 +2854,7 @@ class KafkaSource {
     const lost = this.assignmentLost();
     const checkpointFirst = !lost && this.transactions !== undefined && this.context.commitNow !== undefined && !this.closing && this.keepsOthers(assignment);
     const { revoked, offsets } = this.takeAway(assignment);
-    const positions = revoked.map((state) => ({ id: state.id, offset: state.next, ...(lost ? { lost } : {}) }));
+    const positions = revoked.map((state) => ({ id: state.id, partition: state.partition, offset: state.next, ...(lost ? { lost } : {}) }));
     // Exactly-once, lost: as loseCommitted, the open transaction, which holds outputs of their records,
     // never commits (abandoned before the runtime's hand-over, so no checkpoint waiting on it commits it),
     // and the run restarts, handed over. Their offsets are not sent: they would go with the group
@@ -3278,6 +3323,43 @@ function missingDetail(config: KafkaSourceConfig, missing: readonly string[]): s
   if (config.pattern !== undefined) return `no topic matches the pattern '${config.pattern}'`;
   const names = missing.map((topic) => `'${topic}'`).join(', ');
   return `${missing.length === 1 ? `topic ${names} does not exist` : `topics ${names} do not exist`} (or this client may not see it); read once it does`;
+}
+
+/**
+ * scale_out with several sources: partition p of each source's topic is one task p's input, restored and
+ * handed over together, so each topic's p must come to one member. The group's `range` assignor does that
+ * for topics of one partition count whose members subscribe alike: one group for all the sources, one topic
+ * each (a pattern may match more later), and no other strategy (cooperative-sticky, roundrobin: they spread
+ * each topic's partitions on their own). The partition counts are the brokers' and checked at the assignment.
+ */
+function coPartitionProblems(config: KafkaSourceConfig, pipeline: PipelineOutline, self: OutlineEntry): EntryProblem[] {
+  if (pipeline.scaleOut !== true || pipeline.sources.length < 2) return [];
+  const others = pipeline.sources.filter((entry) => entry !== self);
+  const problems: EntryProblem[] = [];
+  const why = 'with scale_out, partition p of every source\'s topic goes to one task p (co-partitioned topics)';
+  if (config.pattern !== undefined) problems.push({ field: 'pattern', message: `${why}: each source names its one topic in \`topics\`, not a pattern` });
+  else if (config.topics !== undefined && config.topics.length !== 1) problems.push({ field: 'topics', message: `${why}: each source reads one topic; this one names ${config.topics.length} (give each its own source)` });
+  const otherGroup = others.find((entry) => entry.type === 'kafka' && entry.config.group !== config.group);
+  if (otherGroup) {
+    problems.push({
+      field: 'group',
+      message: `${why}: every source must be in one consumer group, whose assignor gives p of each topic to one member; this one's is '${config.group}', ${otherGroup.label}'s '${String(otherGroup.config.group)}'`,
+    });
+  }
+  if (config.client_id !== undefined) {
+    problems.push({
+      field: 'client_id',
+      message: `${why}: the range assignor ranks a group's consumers by member id, which begins with the client id; leave it out, so that each member's sources get one name of the member (tributary-<pipeline>-<member>-<label>) and rank alike on every topic`,
+    });
+  }
+  const strategy = config.options?.['partition.assignment.strategy'];
+  if (strategy !== undefined && String(strategy).split(',')[0]!.trim() !== 'range') {
+    problems.push({
+      field: fieldText(['options', 'partition.assignment.strategy']),
+      message: `${why}: only the range assignor gives partition p of topics with one partition count to one member; '${String(strategy)}' does not (cooperative-sticky and roundrobin spread each topic on its own). Leave it out (librdkafka's default, range) or set range on every member`,
+    });
+  }
+  return problems;
 }
 
 function partitionKey(topic: string, partition: number): string {

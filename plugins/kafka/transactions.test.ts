@@ -59,7 +59,10 @@ function standInProducer(failures: { offsetsError?: Error; commitError?: Error; 
         setImmediate(() => listeners.get('delivery-report')?.(failed, { topic: 'out' }));
       });
     },
-    sendOffsetsToTransaction: (_offsets: unknown, _consumer: unknown, _timeout: number, cb: Callback) => done(cb, failures.offsetsError),
+    sendOffsetsToTransaction: (offsets: RdKafka.TopicPartitionOffset[], consumer: { name?: string } | undefined, _timeout: number, cb: Callback) => {
+      if (consumer?.name !== undefined) calls.push(`offsets of ${consumer.name}: ${offsets.map((tp) => `${tp.topic}/${tp.partition}@${tp.offset}`).join(' ')}`);
+      done(cb, failures.offsetsError);
+    },
     commitTransaction: (_timeout: number, cb: Callback) => (calls.push('commit'), done(cb, failures.commitError)),
     /** abortTransaction's calls. */
     aborts: 0,
@@ -359,5 +362,29 @@ test('the brokers going away: the transactional producer\'s "broker transport fa
   assert.equal(warnings.length, 1, warnings.map((line) => line.msg).join('\n'));
   assert.match(warnings[0]!.msg, /^kafka transactional producer error: 8 broker connections failed \(broker transport failure\); \/readyz says not ready while no broker is reachable/);
   t.mock.timers.reset();
+  await transactions.close();
+});
+
+test('several exactly-once sources (co-partitioned topics): their commits at one barrier go in one transaction, each source\'s offsets with its own consumer; one asked after a write goes in the next', async () => {
+  const producer = standInProducer({});
+  const transactions = new Transactions('tx-1', producer, pino({ enabled: false }), undefined, []);
+  await transactions.open();
+  const clicks = { name: 'clicks' } as unknown as RdKafka.KafkaConsumer;
+  const orders = { name: 'orders' } as unknown as RdKafka.KafkaConsumer;
+  transactions.produce('out', Buffer.from('a'), 'k');
+  // The runtime commits each source in turn at one checkpoint's barrier: no write between them.
+  const first = transactions.commit([{ topic: 'clicks', partition: 0, offset: 10 }], clicks);
+  const second = transactions.commit([{ topic: 'orders', partition: 0, offset: 3 }], orders);
+  await Promise.all([first.committed, second.committed]);
+  // Before: 'offsets of clicks', 'commit', then a transaction of its own for the orders' offsets.
+  assert.deepEqual(producer.calls, ['produce a', 'offsets of clicks: clicks/0@10', 'offsets of orders: orders/0@3', 'commit']);
+  producer.calls.length = 0;
+  // A write after the first seal: the second source's offsets are not those of that transaction's outputs.
+  transactions.produce('out', Buffer.from('b'), 'k');
+  const third = transactions.commit([{ topic: 'clicks', partition: 0, offset: 11 }], clicks);
+  transactions.produce('out', Buffer.from('c'), 'k');
+  const fourth = transactions.commit([{ topic: 'orders', partition: 0, offset: 4 }], orders);
+  await Promise.all([third.committed, fourth.committed]);
+  assert.deepEqual(producer.calls, ['produce b', 'offsets of clicks: clicks/0@11', 'commit', 'produce c', 'offsets of orders: orders/0@4', 'commit']);
   await transactions.close();
 });

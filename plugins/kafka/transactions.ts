@@ -81,10 +81,28 @@ export interface TransactionalProduce {
   timestamp: number;
 }
 
-interface QueuedCommit {
-  /** Next offset to read per partition (merged over the asks: the newest of each). */
-  offsets: Map<string, RdKafka.TopicPartitionOffset>;
+/** One source's offsets for a commit, sent with its own consumer's group metadata (KIP-447). */
+interface OffsetsAsk {
+  offsets: readonly RdKafka.TopicPartitionOffset[];
   consumer: RdKafka.KafkaConsumer | undefined;
+}
+
+/**
+ * The commit sealed last, while its offsets are not sent yet: another source's ask with no write since
+ * (several exactly-once sources, each asked at one barrier) joins it, so one transaction holds the
+ * outputs and every source's offsets (else the second source's offsets went in a transaction of their
+ * own, and a crash between the two replayed its input, whose outputs the first had committed).
+ */
+interface SealedCommit {
+  asks: OffsetsAsk[];
+  /** PipelineTransactions.writes as sealed: an ask joins only while no write came since. */
+  writes: number;
+  sending: boolean;
+}
+
+interface QueuedCommit {
+  /** Next offset to read per partition (merged over the asks: the newest of each), with the consumer of its source. */
+  offsets: Map<string, { tp: RdKafka.TopicPartitionOffset; consumer: RdKafka.KafkaConsumer | undefined }>;
   covers: number;
   committed: Promise<void>;
   resolve: () => void;
@@ -133,6 +151,8 @@ export class PipelineTransactions {
   private reportFailure: ((error: Error) => void) | undefined;
   /** The commit asked for while one was under way: it covers the first `covers` waiting writes. */
   private next: QueuedCommit | undefined;
+  /** See SealedCommit. */
+  private sealedCommit: SealedCommit | undefined;
   /** Resolved when `waiting` has room again (while it is full); rejected once nothing more commits. */
   private room: { promise: Promise<void>; resolve: () => void; reject: (error: Error) => void } | undefined;
   /** The last commit asked for (whatever its outcome, close() waits for it). */
@@ -323,7 +343,7 @@ export class PipelineTransactions {
       for (const record of covered) this.send(record);
       this.next = undefined;
       this.wake();
-      this.run([...next.offsets.values()], next.consumer).then(next.resolve, next.reject);
+      this.run(this.seal([...next.offsets.values()].map(({ tp, consumer }) => ({ offsets: [tp], consumer })))).then(next.resolve, next.reject);
       return;
     }
     this.transactionOpen = true;
@@ -486,9 +506,15 @@ export class PipelineTransactions {
       failed.catch(() => undefined);
       return { sealed, committed: failed };
     }
+    // Another source's ask at the same barrier: into the transaction just sealed, whose offsets are not sent yet.
+    const joined = this.sealedCommit;
+    if (joined && !joined.sending && joined.writes === this.writes && !this.next) {
+      joined.asks.push({ offsets, consumer });
+      return { sealed, committed: this.committing };
+    }
     if (this.transactionOpen) {
       this.transactionOpen = false;
-      this.committing = this.run(offsets, consumer);
+      this.committing = this.run(this.seal([{ offsets, consumer }]));
       return { sealed, committed: this.committing };
     }
     // Not started yet (a commit before any record, or the source's pre-start still under way): the
@@ -501,17 +527,16 @@ export class PipelineTransactions {
         resolve = done;
         reject = fail;
       });
-      this.next = { offsets: new Map(), consumer, covers: 0, committed, resolve, reject };
+      this.next = { offsets: new Map(), covers: 0, committed, resolve, reject };
       this.committing = committed;
     }
     const next = this.next;
     next.covers = this.waiting.length;
-    if (consumer) next.consumer = consumer;
     for (const tp of offsets) {
       const id = `${tp.topic}\u0000${tp.partition}`;
       const known = next.offsets.get(id);
       // At an equal offset the later ask's: its metadata names the later checkpoint, whose outputs this commit holds too.
-      if (known === undefined || tp.offset >= known.offset) next.offsets.set(id, tp);
+      if (known === undefined || tp.offset >= known.tp.offset) next.offsets.set(id, { tp, consumer: consumer ?? known?.consumer });
     }
     return { sealed, committed: next.committed };
   }
@@ -524,8 +549,14 @@ export class PipelineTransactions {
     return this.writes - this.writesCommitted;
   }
 
+  /** A commit sealed now, with these asks (more may join it: SealedCommit). */
+  private seal(asks: OffsetsAsk[]): SealedCommit {
+    this.sealedCommit = { asks, writes: this.writes, sending: false };
+    return this.sealedCommit;
+  }
+
   /** Commits the sealed transaction, then begins the next (which may be a queued commit's, sealed at once). */
-  private async run(offsets: RdKafka.TopicPartitionOffset[], consumer: RdKafka.KafkaConsumer | undefined): Promise<void> {
+  private async run(commit: SealedCommit): Promise<void> {
     try {
       // The records first. Sending the offsets while they were still in flight (commitTransaction
       // flushes them itself) made the p99 bimodal, ~95 or ~250 ms at 5k/s, likely AddOffsetsToTxn
@@ -542,11 +573,28 @@ export class PipelineTransactions {
       const outage = leaveOpen();
       if (outage) throw outage;
       if (this.abandoned) throw this.abandoned;
-      if (offsets.length > 0 && consumer) await promisify((cb) => this.producer.sendOffsetsToTransaction(offsets, consumer, 30_000, cb));
+      commit.sending = true;
+      if (this.sealedCommit === commit) this.sealedCommit = undefined;
+      // Each consumer's offsets with its own group metadata; of one partition asked twice, the later (greater) offset.
+      const byConsumer = new Map<RdKafka.KafkaConsumer, Map<string, RdKafka.TopicPartitionOffset>>();
+      for (const { offsets, consumer } of commit.asks) {
+        if (!consumer) continue;
+        const merged = byConsumer.get(consumer) ?? new Map<string, RdKafka.TopicPartitionOffset>();
+        byConsumer.set(consumer, merged);
+        for (const tp of offsets) {
+          const id = `${tp.topic}\u0000${tp.partition}`;
+          const known = merged.get(id);
+          if (known === undefined || tp.offset >= known.offset) merged.set(id, tp);
+        }
+      }
+      for (const [consumer, merged] of byConsumer) {
+        if (merged.size > 0) await promisify((cb) => this.producer.sendOffsetsToTransaction([...merged.values()], consumer, 30_000, cb));
+      }
       await promisify((cb) => this.producer.commitTransaction(30_000, cb));
       this.transactions++;
       this.brokers.reachable();
     } catch (error) {
+      if (this.sealedCommit === commit) this.sealedCommit = undefined;
       if (error !== undefined && error === this.leftOpen) {
         // A stop in an outage: not aborted (it cannot reach the coordinator); the process ends, and its next start aborts it.
         this.logger.warn({ ...this.logged, err: this.leftOpen.message }, 'kafka transaction left open: the pipeline stops while the brokers are unreachable');

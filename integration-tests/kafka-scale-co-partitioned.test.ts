@@ -1,0 +1,177 @@
+/**
+ * Scale-out with two sources on co-partitioned topics (clicks and orders, one partition count, both keyed by
+ * user): two daemon processes in one group, partition p of both topics in one task p on one member; member
+ * A stops (SIGTERM) and B takes its tasks over with their state, both topics' offsets in each task's file.
+ * Every user's orders still land in the session of their clicks, across both hand-overs, and (exactly-once)
+ * every session is committed once.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import type { ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { CheckpointStore } from 'tributary';
+import { daemonStarted, exited, kafkaBrokers, keptLog, startDaemon, uniqueTopic, waitFor } from './kafka/env.js';
+import { createTopic, produce, readTopic, values, type RawRecord } from './kafka/client.js';
+
+const base = Date.parse('2024-05-01T00:00:00Z');
+const users = 24;
+const partitions = 4;
+
+function pipelineYaml(clicks: string, orders: string, output: string, guarantee: string, member: string, dir: string): string {
+  const source = (topic: string, mapping: string): string => `
+  - type: kafka
+    brokers: \${KAFKA_BROKERS}
+    topics: [${topic}]
+    group: g-${clicks}
+    guarantee: ${guarantee}
+    start_from: earliest
+    key_field: user_id
+    mapping: ${mapping}
+    watermark: { max_out_of_orderness: 0s, idle_timeout: 2s }
+    # A stopped member's partitions move at once (it leaves the group); a lost one's after 6 s.
+    options: { session.timeout.ms: 6000, heartbeat.interval.ms: 500 }`;
+  return `
+name: scale-co
+sources:${source(clicks, '{ fields: { user_id: user_id, time: time, type: type } }')}${source(orders, '{ fields: { user_id: customer_id, time: created_at, price: total }, default_type: purchase }')}
+stages:
+  - { type: sessionizer, gap: 30m }
+sinks:
+  - type: kafka
+    brokers: \${KAFKA_BROKERS}
+    topic: ${output}
+    kinds: [session]
+    guarantee: ${guarantee}
+    transactional_id: tx-${output}-${member}
+dead_letter: { type: file, path: ${join(dir, `dead-letters-${member}.jsonl`)} }
+checkpoint: { dir: ${join(dir, `checkpoints-${member}`)}, interval: 300ms }
+scale_out: { state_dir: ${join(dir, 'partition-state')} }
+`;
+}
+
+interface Daemon {
+  process: ChildProcess;
+  log: string[];
+  /** The partitions (of both topics) it holds, from its log. */
+  held: Set<string>;
+}
+
+function startMember(file: string, brokers: string): Daemon {
+  const log: string[] = [];
+  const child = startDaemon(file, brokers, log, ['--log-level', 'info']);
+  const daemon: Daemon = { process: child, log, held: new Set() };
+  let pending = '';
+  child.stderr!.on('data', (chunk: Buffer) => {
+    pending += chunk.toString();
+    const lines = pending.split('\n');
+    pending = lines.pop()!;
+    for (const line of lines) {
+      if (!line.includes('kafka partitions')) continue;
+      const entry = JSON.parse(line) as { msg: string; partitions: (string | { id: string })[] };
+      const ids = entry.partitions.map((p) => (typeof p === 'string' ? p : p.id));
+      if (entry.msg === 'kafka partitions assigned') for (const id of ids) daemon.held.add(id);
+      else if (entry.msg.startsWith('kafka partitions revoked') || entry.msg.startsWith('kafka partitions lost')) for (const id of ids) daemon.held.delete(id);
+    }
+  });
+  return daemon;
+}
+
+/** Two clicks of every user `minute` minutes into their sessions (user u lives in partition u % 4 of both topics). */
+const clicksAt = (minute: number): RawRecord[] =>
+  Array.from({ length: users * 2 }, (_, i) => {
+    const user = i % users;
+    const time = base + (minute + Math.floor(i / users)) * 60_000 + user * 1_000;
+    return { partition: user % partitions, key: `u${user}`, value: JSON.stringify({ user_id: `u${user}`, time: new Date(time).toISOString(), type: 'view' }) };
+  });
+
+/** One order of every user, from the order service's schema. */
+const ordersAt = (minute: number, phase: number): RawRecord[] =>
+  Array.from({ length: users }, (_, user) => ({
+    partition: user % partitions,
+    key: `u${user}`,
+    value: JSON.stringify({ order_id: `o${phase}-${user}`, customer_id: `u${user}`, created_at: new Date(base + minute * 60_000 + user * 1_000).toISOString(), total: 10 + user }),
+  }));
+
+/** Each task's newest state file's offsets of both topics (undefined: no file yet). */
+async function savedOffsets(stateDir: string, clicks: string, orders: string): Promise<({ clicks?: number; orders?: number } | undefined)[]> {
+  return Promise.all(
+    Array.from({ length: partitions }, async (_, p) => {
+      const saved = await new CheckpointStore(join(stateDir, `${clicks}-${p}+${orders}-${p}`)).latest();
+      if (!saved) return undefined;
+      const [ofClicks, ofOrders] = Object.values(saved.sources) as { offset?: number }[];
+      return { clicks: ofClicks?.offset, orders: ofOrders?.offset };
+    }),
+  );
+}
+
+for (const guarantee of ['exactly-once', 'at-least-once'] as const) {
+  test(`scale-out with two co-partitioned topics (clicks, orders): two members split the tasks, one stops, the other takes its tasks over; every order lands in its user's session (${guarantee})`, async (t) => {
+    const brokers = kafkaBrokers(t);
+    if (!brokers) return;
+    const clicks = uniqueTopic(`co-clicks-${guarantee}`);
+    const orders = uniqueTopic(`co-orders-${guarantee}`);
+    const output = uniqueTopic(`co-out-${guarantee}`);
+    for (const topic of [clicks, orders, output]) await createTopic(brokers, topic, partitions);
+    const dir = mkdtempSync(join(tmpdir(), 'tributary-scale-co-'));
+    const files = ['a', 'b'].map((member) => {
+      const file = join(dir, `${member}.yaml`);
+      writeFileSync(file, pipelineYaml(clicks, orders, output, guarantee, member, dir));
+      return file;
+    });
+    const stateDir = join(dir, 'partition-state');
+    const perPartition = users / partitions;
+    const checkpointed = (phases: number) => async () =>
+      (await savedOffsets(stateDir, clicks, orders)).every((saved) => saved !== undefined && (saved.clicks ?? 0) >= phases * 2 * perPartition && (saved.orders ?? 0) >= phases * perPartition);
+    const daemons: Daemon[] = [];
+    let passed = false;
+    try {
+      // Phase 1: member A alone holds every task; its checkpoints save each with both topics' offsets.
+      daemons.push(startMember(files[0]!, brokers));
+      await produce(brokers, clicks, clicksAt(0));
+      await produce(brokers, orders, ordersAt(2, 1));
+      await daemonStarted(daemons[0]!.process, undefined, 'member A to checkpoint phase 1 of every task', checkpointed(1), 200);
+      // Phase 2: member B joins; the range assignor gives it partition p of both topics together.
+      daemons.push(startMember(files[1]!, brokers));
+      await daemonStarted(daemons[1]!.process, undefined, 'the group to split the tasks', () => daemons.every((d) => d.held.size > 0) && daemons[0]!.held.size + daemons[1]!.held.size === 2 * partitions, 100);
+      for (const daemon of daemons) {
+        const numbers = (topic: string): string[] => [...daemon.held].filter((id) => id.startsWith(`${topic}-`)).map((id) => id.slice(topic.length + 1)).sort();
+        assert.deepEqual(numbers(clicks), numbers(orders), 'a member holds partition p of both topics');
+      }
+      const movedToB = daemons[1]!.held.size / 2;
+      await produce(brokers, clicks, clicksAt(5));
+      await produce(brokers, orders, ordersAt(7, 2));
+      await waitFor('both members to checkpoint phase 2', checkpointed(2), 90_000, 200);
+      // A stops: B takes its tasks over from A's files. Phase 3, then a jump in event time, close every session on B.
+      daemons[0]!.process.kill('SIGTERM');
+      assert.equal(await exited(daemons[0]!.process), 0, 'a SIGTERM stop exits 0');
+      await waitFor('member B to hold every task', () => daemons[1]!.held.size === 2 * partitions, 60_000, 100);
+      await produce(brokers, clicks, clicksAt(10));
+      await produce(brokers, orders, ordersAt(12, 3));
+      await produce(
+        brokers,
+        clicks,
+        Array.from({ length: partitions }, (_, p) => ({ partition: p, key: `close-${p}`, value: JSON.stringify({ user_id: `close-${p}`, time: new Date(base + 3 * 3_600_000).toISOString(), type: 'view' }) })),
+      );
+      const shopperSessions = async () =>
+        values<{ userId: string; eventCount: number; purchased: boolean; counts?: Record<string, number> }>(await readTopic(brokers, output, { committed: true, timeoutMs: 10_000 })).filter((s) => /^u\d+$/.test(String(s.userId)));
+      await waitFor('every shopper session in the committed output', async () => new Set((await shopperSessions()).map((s) => s.userId)).size >= users, 120_000, 500);
+      daemons[1]!.process.kill('SIGTERM');
+      assert.equal(await exited(daemons[1]!.process), 0, 'a SIGTERM stop exits 0');
+      const sessions = await shopperSessions();
+      // Whole: 6 clicks and 3 orders each. Without the tasks keeping both topics' partition together, a user's
+      // orders would open sessions of their own where their clicks were not (or be dead-lettered, no task here).
+      assert.deepEqual(sessions.filter((s) => s.eventCount !== 9 || !s.purchased).map((s) => `${s.userId}: ${s.eventCount} events, purchased ${s.purchased}`), [], 'every session has its 6 clicks and 3 orders');
+      assert.equal(new Set(sessions.map((s) => s.userId)).size, users);
+      t.diagnostic(`member B held ${movedToB} of ${partitions} tasks before A stopped`);
+      if (guarantee === 'exactly-once') assert.equal(sessions.length, users, 'one committed summary per user');
+      else t.diagnostic(`at-least-once: ${sessions.length - users} duplicate summaries`);
+      passed = true;
+    } finally {
+      // Failed: the members' logs, kept for the diagnosis.
+      if (!passed) for (const [i, { log }] of daemons.entries()) t.diagnostic(`member ${'ab'[i]}'s log: ${keptLog(log, `scale-co-${'ab'[i]}`)}`);
+      for (const { process: child } of daemons) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+}
