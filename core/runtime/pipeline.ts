@@ -754,7 +754,7 @@ export class PipelineRunner {
       sharedLogger: (name) => this.logger.child({ shared: name }),
       runShared: this.options.runShared ?? this.shared,
       held: () => this.barrier,
-      ...(kind === 'source' ? { commitNow: () => this.commitNow() } : {}),
+      ...(kind === 'source' ? { commitNow: () => this.commitNow(), ...(this.erasure ? { erasureEventType: this.erasure.event_type } : {}) } : {}),
       ...(kind === 'stage'
         ? { stagesBefore: this.checkpointStages.slice(0, index), featureStagesChangedSince: (saved: unknown) => this.featureStagesChangedBefore(index, saved) }
         : {}),
