@@ -364,6 +364,11 @@ export interface ModelCounts {
   /** Predictions a late event showed are not to be scored. */
   withdrawn: number;
   /**
+   * Predictions of a user an erasure request (the pipeline's `erasure` section) erased while they awaited their
+   * label: emitted, never scored, and said in no `unlabelled` record (it would name the user).
+   */
+  erased: number;
+  /**
    * Labels scored before the model's first learning step (cold: no saved model learnt before either), so against
    * predictions of the untrained model; one predicted before that step but labelled after it is not counted.
    */

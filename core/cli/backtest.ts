@@ -538,6 +538,7 @@ const COUNT_WORDS = {
   lateLabels: 'labels that came after their prediction had been dropped or was not held (not scored)',
   invalidScores: 'predictions that were not a number (not scored)',
   withdrawn: 'predictions withdrawn unscored (a late event showed they were not to be scored)',
+  erased: "predictions of a user erased (an erasure request) before their label came (not scored)",
   scoredBeforeLearning: "labels scored before the model's first learning step (the untrained model)",
 };
 const fmt = (x) => x === null || x === undefined ? '-' : (typeof x === 'number' ? x.toFixed(4) : String(x));
