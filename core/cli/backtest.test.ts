@@ -1090,3 +1090,56 @@ sinks: [{ type: file, path: predictions.jsonl, kinds: [prediction] }]
   assert.match(over.stderr, /model intent-lr: a backtest saves its model to \S+intent-lr\.model\.json, which is this model's own file \(checkpoint\.dir\), the one a run saves and warm-starts from: the backtest would replace it\. Give --report another folder/);
   assert.equal(readFileSync(join(dir, 'models', 'intent-lr.model.json'), 'utf8'), before);
 });
+
+test("backtest with an erasure request mid-file (an erasure tool's, without a time): counted in metrics.json and the summary; the user's predictions written before it stay in the outputs, those awaiting their label are counted as erased, and the user's later events are a new shopper's", (t) => {
+  const dir = tempFolder(t, 'backtest-erasure');
+  const erased = 'shopper-erase-7f3a';
+  const start = Date.parse('2026-12-01T10:00:00Z');
+  const lines: object[] = [];
+  // Three sessions of each of three shoppers, three hours apart; the request comes in the erased one's second session.
+  for (let s = 0; s < 3; s++) {
+    for (let k = 0; k < 4; k++) {
+      for (const [u, user] of ['alice', erased, 'carol'].entries()) {
+        if (s === 1 && k === 2 && user === erased) lines.push({ user_id: user, type: 'erase' });
+        lines.push({ user_id: user, time: start + s * 3 * 3_600_000 + k * 60_000 + u * 1_000, type: k === 3 && user === 'carol' ? 'purchase' : 'view' });
+      }
+    }
+  }
+  writeFileSync(join(dir, 'clicks.jsonl'), lines.map((line) => JSON.stringify(line)).join('\n') + '\n');
+  writeFileSync(
+    join(dir, 'pipeline.yaml'),
+    `name: bt
+sources: [{ type: file, path: clicks.jsonl, mapping: { time_format: epoch_ms } }]
+stages:
+  - { type: sessionizer, gap: 30m }
+  - { type: session-features }
+  - { type: intent-model, name: intent, backend: cpu, batch: { max_size: 1 }, emit_labels: true }
+sinks:
+  - { type: file, path: out.jsonl, kinds: [prediction, label, unlabelled] }
+erasure: {}
+# The watermark moves after each batch read: events read in the request's batch are still held by the sessionizer
+# when it comes, and go with it, unpredicted (the default 4096 lines: every one of the user's here).
+settings: { max_in_flight: 1 }
+`,
+  );
+  const run = spawnSync(process.execPath, [main, 'backtest', join(dir, 'pipeline.yaml'), '--input', join(dir, 'clicks.jsonl'), '--report', join(dir, 'report'), '--log-level', 'info'], { encoding: 'utf8', cwd: dir });
+  assert.equal(run.status, 0, run.stderr);
+  const metrics = JSON.parse(readFileSync(join(dir, 'report', 'metrics.json'), 'utf8')) as { events: number; deadLetters: number; erasures?: number };
+  assert.deepEqual([metrics.events, metrics.deadLetters, metrics.erasures], [lines.length, 0, 1]);
+  const [summary] = runSummaries(run.stderr);
+  assert.equal(summary!.filteredByReason['source-file-0: erasure request'], 1);
+  // The request's type is the erasure section's: no warning of an unknown event type.
+  assert.doesNotMatch(run.stderr, /event type \\"erase\\" is none of the known types/);
+  const outputs = readFileSync(join(dir, 'out.jsonl'), 'utf8').trim().split('\n').map((line) => JSON.parse(line) as Record<string, unknown>);
+  const requestAt = start + 3 * 3_600_000 + 2 * 60_000;
+  const predictions = outputs.filter((record) => record.kind === 'prediction' && record.userId === erased);
+  // Before the request: 4 of the first session (labelled when it closed) and 2 of the second (awaiting their label): written, so kept.
+  const before = predictions.filter((record) => (record.time as number) < requestAt);
+  assert.equal(before.length, 6);
+  const outcomes = new Map(outputs.filter((record) => record.kind === 'label' || record.kind === 'unlabelled').map((record) => [record.predictionId, record.kind]));
+  assert.deepEqual(before.map((record) => outcomes.get(record.id)), ['label', 'label', 'label', 'label', undefined, undefined], 'the two awaiting their label get none, nor an unlabelled record');
+  // After it: the rest of the second session and the third, as a new shopper's.
+  assert.equal(predictions.length - before.length, 6);
+  const model = records(run.stderr).find((entry) => entry.msg.startsWith('model intent')) as unknown as Record<string, number>;
+  assert.equal(model.erased, 2, run.stderr);
+});
