@@ -1764,7 +1764,13 @@ export class OnlineLearner {
   forgetUser(userId: string): number {
     this.snapshots.settle();
     const awaiting: Sample[] = [];
-    for (const sample of this.awaitingSamples()) if (sample.userId === userId) awaiting.push(sample);
+    // A plain loop, not awaitingSamples(): the queue holds a horizon's predictions (churn: about every user's), and the
+    // generator's protocol made most of a request's time (bench/erasure-cost.ts; an index by user would cost every prediction).
+    const queue = this.awaitingQueue;
+    for (let i = this.awaitingHead; i < queue.length; i++) {
+      const sample = queue[i]!;
+      if (sample.userId === userId && !sample.released) awaiting.push(sample);
+    }
     // Collected first: release() may compact the queue being walked.
     for (const sample of awaiting) this.release(sample);
     // Emitted (a score that is a probability: one that is not was counted as invalidScores), never to be labelled now.
