@@ -47,7 +47,10 @@ export type ClickEvent = {
   kind: 'event';
   userId: string;
   sessionId?: string;
-  /** Event time, milliseconds since the Unix epoch. */
+  /**
+   * Event time, milliseconds since the Unix epoch. NaN for an erasure request read without one (the pipeline's
+   * `erasure` section's type, PluginContext.erasureEventType), which the runtime takes out before any stage.
+   */
   time: number;
   /** `view`, `cart`, `remove_from_cart`, `purchase` or any other string. */
   type: KnownEventType | (string & {});
