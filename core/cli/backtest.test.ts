@@ -627,7 +627,7 @@ test('backtest: an --input or --report below a file (ENOTDIR) is a usage error, 
 test('metrics.json keeps a model named __proto__ (was dropped: an assignment set the prototype)', () => {
   const summary = { n: 3, positives: 1, auc: 0.5, logloss: 0.6, brier: 0.2 };
   const report = (model: string) => ({ kind: 'model_metrics', time: 0, model, summary }) as unknown as Parameters<typeof backtestMetrics>[1][number];
-  const metrics = backtestMetrics({ eventsIn: 10, deadLettered: 0 } as RunStats, [report('__proto__'), report('churn')]);
+  const metrics = backtestMetrics({ eventsIn: 10, deadLettered: 0, filteredByReason: {} } as RunStats, [report('__proto__'), report('churn')]);
   assert.deepEqual(Object.keys(metrics.models), ['__proto__', 'churn']);
   assert.deepEqual(JSON.parse(JSON.stringify(metrics)).models.__proto__, { auc: 0.5, logloss: 0.6, brier: 0.2, n: 3, positives: 1 });
 });
@@ -730,7 +730,7 @@ test('report.html: each plot has a title, labelled axes (event time in UTC, log 
   const unlabelled = 'no label: all 10 predictions still awaited their outcome when the input ended (a session still open, a churn horizon not yet passed): a longer input gives labels';
   const negatives = 'no AUC: all 40 labels were negative, and an AUC needs both outcomes';
   const reports = [report('learnt', 500, 50, true), report('unlabelled', 0, 0, false, [unlabelled]), report('negatives', 40, 0, false, [negatives])];
-  const metrics = backtestMetrics({ eventsIn: 900, deadLettered: 0 } as RunStats, reports);
+  const metrics = backtestMetrics({ eventsIn: 900, deadLettered: 0, filteredByReason: {} } as RunStats, reports);
   const source = { pipelineFile: '/p/pipeline.yaml', sets: ['stages[0].gap=5m'], inputs: [{ path: '/data/in.csv', bytes: 1234, modified: '2024-01-01T00:00:00.000Z' }], generatedAt: '2024-01-02T03:04:05.000Z', version: '9.9.9', commit: 'abc123' };
   const html = reportHtml('bt', '/data/in.csv', metrics, reports, source);
   assert.match(html, /Pipeline: <code>\/p\/pipeline\.yaml<\/code>, overrides: <code>--set stages\[0\]\.gap=5m<\/code>\. Made 2024-01-02T03:04:05\.000Z by tributary 9\.9\.9, commit <code>abc123<\/code>/);
@@ -800,7 +800,7 @@ test("metrics.json and report.html say each model's last-window AUC and log loss
     ...(figures ? { timelineWindow: { labels: 1000, firstPointAt: 250, setting: 'metrics.window' }, calibrationError: { ece: 0.171, maxGap: 0.32 } } : {}),
   });
   const reports = [record('builtin', true), record('theirs', false)];
-  const metrics = backtestMetrics({ eventsIn: 10, deadLettered: 0 } as RunStats, reports as unknown as Parameters<typeof backtestMetrics>[1]);
+  const metrics = backtestMetrics({ eventsIn: 10, deadLettered: 0, filteredByReason: {} } as RunStats, reports as unknown as Parameters<typeof backtestMetrics>[1]);
   assert.deepEqual(metrics.models.builtin, {
     auc: 0.8,
     logloss: 0.4,
@@ -813,7 +813,7 @@ test("metrics.json and report.html say each model's last-window AUC and log loss
   assert.deepEqual(metrics.models.theirs, { auc: 0.8, logloss: 0.4, brier: 0.12, n: 1500, positives: 300 });
   // Before its first label: no mean to take, as the cumulative scores.
   const [unlabelled] = [{ ...record('new', true, 0), summary: { n: 0, positives: 0, baseRate: 0, auc: null, logloss: 0, brier: 0, window: { n: 0, auc: null, logloss: 0 } }, calibrationError: null }];
-  assert.deepEqual(backtestMetrics({ eventsIn: 10, deadLettered: 0 } as RunStats, [unlabelled] as unknown as Parameters<typeof backtestMetrics>[1]).models.new, {
+  assert.deepEqual(backtestMetrics({ eventsIn: 10, deadLettered: 0, filteredByReason: {} } as RunStats, [unlabelled] as unknown as Parameters<typeof backtestMetrics>[1]).models.new, {
     auc: null,
     logloss: null,
     brier: null,
@@ -831,7 +831,7 @@ test("metrics.json and report.html say each model's last-window AUC and log loss
   const explained = [.../<ul id="figure-notes">(.*?)<\/ul>/s.exec(html)![1]!.matchAll(/<li><strong>(.*?)<\/strong>/g)].map((item) => item[1]);
   assert.deepEqual(explained, ['Last window', 'ECE', 'Max bin gap']);
   // No model that says them: no table, and no field named.
-  const none = reportHtml('bt', '/data/in.csv', backtestMetrics({ eventsIn: 10, deadLettered: 0 } as RunStats, [reports[1]!] as unknown as Parameters<typeof backtestMetrics>[1]), [reports[1]!]);
+  const none = reportHtml('bt', '/data/in.csv', backtestMetrics({ eventsIn: 10, deadLettered: 0, filteredByReason: {} } as RunStats, [reports[1]!] as unknown as Parameters<typeof backtestMetrics>[1]), [reports[1]!]);
   assert.doesNotMatch(none, /now-and-calibration|figure-notes/);
 });
 
@@ -855,7 +855,7 @@ test("a model_metrics record of a plugin that says nothing of its scores (no sco
   assert.deepEqual(scoreNotesOf({ ...record, scoreReason: 'no label', scoreNotes: ['no label: none came', 3] }), { reason: 'no label', notes: ['no label: none came'] });
   assert.deepEqual(scoreNotesOf({ ...record, scoreReason: null, scoreNotes: 'not a list' }), { notes: [] });
   const reports = [record];
-  const html = reportHtml('bt', '/data/in.csv', backtestMetrics({ eventsIn: 10, deadLettered: 0 } as RunStats, reports as unknown as Parameters<typeof backtestMetrics>[1]), reports);
+  const html = reportHtml('bt', '/data/in.csv', backtestMetrics({ eventsIn: 10, deadLettered: 0, filteredByReason: {} } as RunStats, reports as unknown as Parameters<typeof backtestMetrics>[1]), reports);
   assert.doesNotMatch(html, /score-notes/);
   const { models } = renderReport(html);
   assert.deepEqual(models.children.filter((child) => child.className === 'warning'), []);
@@ -879,7 +879,7 @@ test("report.html's warm-start note says how to start a model cold as its model_
     ...(setting === undefined ? {} : { warmStartSetting: setting }),
   });
   const reports = [record('builtin', 'checkpoint.warm_start'), record('theirs')];
-  const html = reportHtml('bt', '/data/in.csv', backtestMetrics({ eventsIn: 10, deadLettered: 0 } as RunStats, reports as unknown as Parameters<typeof backtestMetrics>[1]), reports);
+  const html = reportHtml('bt', '/data/in.csv', backtestMetrics({ eventsIn: 10, deadLettered: 0, filteredByReason: {} } as RunStats, reports as unknown as Parameters<typeof backtestMetrics>[1]), reports);
   const note = /<div id="warm-start" class="warning">(.*?)<\/div>/.exec(html)?.[1] ?? '';
   assert.deepEqual([...note.matchAll(/<li>(.*?)<\/li>/g)].map((item) => item[1]), [
     'model <code>builtin</code> started from the saved model <code>/models/builtin.json</code> (7 learning steps); set <code>checkpoint.warm_start: false</code> on its stage (or <code>--set stages[N].checkpoint.warm_start=false</code>) for a cold score',
@@ -905,7 +905,7 @@ test("report.html names no model plugin's config field: what a timeline's window
     counts: { predictions: 40, labels: 40 },
   });
   const reports = [record('few', false), record('plotted', true)];
-  const html = reportHtml('bt', '/data/in.csv', backtestMetrics({ eventsIn: 80, deadLettered: 0 } as RunStats, reports as unknown as Parameters<typeof backtestMetrics>[1]), reports);
+  const html = reportHtml('bt', '/data/in.csv', backtestMetrics({ eventsIn: 80, deadLettered: 0, filteredByReason: {} } as RunStats, reports as unknown as Parameters<typeof backtestMetrics>[1]), reports);
   assert.doesNotMatch(html, /metrics\.window/);
   const { plots, models } = renderReport(html);
   const nones = models.children
