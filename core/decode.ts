@@ -219,7 +219,7 @@ export function decodeRecords(stream: Readable, config: DecodeConfig, context: P
   const start = options.start ?? { line: 1 };
   const readBefore = new ReadBefore(options.skipThrough ?? 0, options.unterminated, target, context);
   // Each file's mapper tells its first offset; the pipeline's stages hear one, once (timeOffsetReporter).
-  const map = createEventMapper(config.mapping, options.onUnknownType ?? unknownEventTypeWarning(context.logger), timeOffsetReporter(context.shared, target.source));
+  const map = createEventMapper(config.mapping, options.onUnknownType ?? unknownEventTypeWarning(context.logger), timeOffsetReporter(context.shared, target.source), context.erasureEventType);
   if (start.line === 1) stream = Readable.from(refusingWideText(stream, target.file, options.piped ?? false), { objectMode: false, highWaterMark: 1 });
   return (options.format ?? config.format ?? 'jsonl') === 'csv'
     ? decodeCsv(stream, config, map, target, context, maxBatch, readBefore, start, options.plainCsvRows ?? true)

@@ -47,7 +47,10 @@ export type ClickEvent = {
   kind: 'event';
   userId: string;
   sessionId?: string;
-  /** Event time, milliseconds since the Unix epoch. */
+  /**
+   * Event time, milliseconds since the Unix epoch. NaN for an erasure request read without one (the pipeline's
+   * `erasure` section's type, PluginContext.erasureEventType), which the runtime takes out before any stage.
+   */
   time: number;
   /** `view`, `cart`, `remove_from_cart`, `purchase` or any other string. */
   type: KnownEventType | (string & {});
@@ -363,6 +366,11 @@ export interface ModelCounts {
   invalidScores: number;
   /** Predictions a late event showed are not to be scored. */
   withdrawn: number;
+  /**
+   * Predictions of a user an erasure request (the pipeline's `erasure` section) erased while they awaited their
+   * label: emitted, never scored, and said in no `unlabelled` record (it would name the user).
+   */
+  erased: number;
   /**
    * Labels scored before the model's first learning step (cold: no saved model learnt before either), so against
    * predictions of the untrained model; one predicted before that step but labelled after it is not counted.

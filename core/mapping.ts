@@ -753,11 +753,16 @@ export function absentFieldCheck(setting: MappingSetting = {}, logger: Pick<Logg
  * `onTimeOffset` is called once, with the first UTC offset other than zero (in minutes east) that a time
  * carries in its text (`+01:00`; iso8601, or a pattern's offset letter): such a time is the right instant,
  * but its clock's hours are not UTC's (timeOffsetReporter).
+ * `erasureType` (the pipeline's erasure section's event type, PluginContext.erasureEventType): a record of
+ * that type without a time is taken, its time NaN: an erasure request has no event-time meaning (the
+ * runtime does it where it is in the stream, and its time moves no watermark), and the erasure tool
+ * that sends it has no event time to give. One with a time that cannot be read is rejected as any record.
  */
 export function createEventMapper(
   setting: MappingSetting = {},
   onUnknownType?: (type: string, near?: string) => void,
   onTimeOffset?: (offsetMinutes: number) => void,
+  erasureType?: string,
 ): EventMapper {
   const config = mappingOf(setting)!;
   const fields = config.fields ?? {};
@@ -823,7 +828,8 @@ export function createEventMapper(
     // Checked again here for a mapping that reaches the mapper without validation (a user's source).
     throw new RangeError(`price_divisor ${String(priceDivisor)}: expected one of ${PRICE_DIVISORS.join(', ')} (100: prices in cents)`);
   }
-  const namedTypes = new Set<string>([...KNOWN_EVENT_TYPES, ...eventTypes.values(), ...(defaultType === undefined ? [] : [eventTypes.get(defaultType) ?? defaultType])]);
+  // The erasure section's type is meant (not warned of as unknown): the runtime takes such a request out of the stream.
+  const namedTypes = new Set<string>([...KNOWN_EVENT_TYPES, ...eventTypes.values(), ...(defaultType === undefined ? [] : [eventTypes.get(defaultType) ?? defaultType]), ...(erasureType === undefined ? [] : [erasureType])]);
   // A type named as event_types names one, or as a known type, but for case, spaces or punctuation
   // (`Product Viewed` where `product_viewed: view`, `Purchase`), told with that name: compared exactly,
   // it would be mapped by neither. Each type's answer is kept: an unknown type usually comes in every record.
@@ -873,9 +879,10 @@ export function createEventMapper(
     if (typeof user !== 'string') return user;
     let rawTime = timeInherited ? ownValue(raw, timeField) : raw[timeField];
     if (rawTime === undefined && timePath !== undefined) rawTime = valueAtPath(raw, timePath);
-    if (rawTime === undefined || rawTime === null || rawTime === '') return { rejected: `${timeField}: missing timestamp${missingHint(raw, timeField, timePath)}` };
-    const time = parseTime(rawTime);
-    if (!Number.isFinite(time)) return { rejected: `${timeField}: cannot parse ${describe(rawTime)} as ${timeFormat}${epochFormat ? exponentHint(rawTime) : ''}` };
+    const timeless = rawTime === undefined || rawTime === null || rawTime === '';
+    if (timeless && (erasureType === undefined || typeOf(raw) !== erasureType)) return { rejected: `${timeField}: missing timestamp${missingHint(raw, timeField, timePath)}` };
+    const time = timeless ? NaN : parseTime(rawTime);
+    if (!timeless && !Number.isFinite(time)) return { rejected: `${timeField}: cannot parse ${describe(rawTime)} as ${timeFormat}${epochFormat ? exponentHint(rawTime) : ''}` };
     const rawType = rawTypeOf(raw);
     let type: string;
     if (rawType === undefined || rawType === null || rawType === '') {

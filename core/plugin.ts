@@ -182,6 +182,12 @@ export interface PluginContext {
    * (an exactly-once transaction). Undefined where no runtime set it (tests): take `settings.commit_interval`'s default, 1 s.
    */
   readonly commitIntervalMs?: number;
+  /**
+   * Sources only: the pipeline's `erasure` section's event type, where it has one. A record of this type is an
+   * erasure request, which the runtime takes out of the stream where it is read: it needs no event time, so a
+   * source's mapping takes one without a time (createEventMapper's `erasureType`; its event's time is NaN).
+   */
+  readonly erasureEventType?: string;
   /** Sends a rejected input to the dead-letter sink, with its reason; counted. */
   deadLetter(rejection: Rejection): void;
   /**

@@ -627,7 +627,7 @@ test('backtest: an --input or --report below a file (ENOTDIR) is a usage error, 
 test('metrics.json keeps a model named __proto__ (was dropped: an assignment set the prototype)', () => {
   const summary = { n: 3, positives: 1, auc: 0.5, logloss: 0.6, brier: 0.2 };
   const report = (model: string) => ({ kind: 'model_metrics', time: 0, model, summary }) as unknown as Parameters<typeof backtestMetrics>[1][number];
-  const metrics = backtestMetrics({ eventsIn: 10, deadLettered: 0 } as RunStats, [report('__proto__'), report('churn')]);
+  const metrics = backtestMetrics({ eventsIn: 10, deadLettered: 0, filteredByReason: {} } as RunStats, [report('__proto__'), report('churn')]);
   assert.deepEqual(Object.keys(metrics.models), ['__proto__', 'churn']);
   assert.deepEqual(JSON.parse(JSON.stringify(metrics)).models.__proto__, { auc: 0.5, logloss: 0.6, brier: 0.2, n: 3, positives: 1 });
 });
@@ -739,7 +739,7 @@ test('report.html: each plot has a title, labelled axes (event time in UTC, log 
   const unlabelled = 'no label: all 10 predictions still awaited their outcome when the input ended (a session still open, a churn horizon not yet passed): a longer input gives labels';
   const negatives = 'no AUC: all 40 labels were negative, and an AUC needs both outcomes';
   const reports = [report('learnt', 500, 50, true), report('unlabelled', 0, 0, false, [unlabelled]), report('negatives', 40, 0, false, [negatives])];
-  const metrics = backtestMetrics({ eventsIn: 900, deadLettered: 0 } as RunStats, reports);
+  const metrics = backtestMetrics({ eventsIn: 900, deadLettered: 0, filteredByReason: {} } as RunStats, reports);
   const source = { pipelineFile: '/p/pipeline.yaml', sets: ['stages[0].gap=5m'], inputs: [{ path: '/data/in.csv', bytes: 1234, modified: '2024-01-01T00:00:00.000Z' }], generatedAt: '2024-01-02T03:04:05.000Z', version: '9.9.9', commit: 'abc123' };
   const html = reportHtml('bt', '/data/in.csv', metrics, reports, source);
   assert.match(html, /Pipeline: <code>\/p\/pipeline\.yaml<\/code>, overrides: <code>--set stages\[0\]\.gap=5m<\/code>\. Made 2024-01-02T03:04:05\.000Z by tributary 9\.9\.9, commit <code>abc123<\/code>/);
@@ -809,7 +809,7 @@ test("metrics.json and report.html say each model's last-window AUC and log loss
     ...(figures ? { timelineWindow: { labels: 1000, firstPointAt: 250, setting: 'metrics.window' }, calibrationError: { ece: 0.171, maxGap: 0.32 } } : {}),
   });
   const reports = [record('builtin', true), record('theirs', false)];
-  const metrics = backtestMetrics({ eventsIn: 10, deadLettered: 0 } as RunStats, reports as unknown as Parameters<typeof backtestMetrics>[1]);
+  const metrics = backtestMetrics({ eventsIn: 10, deadLettered: 0, filteredByReason: {} } as RunStats, reports as unknown as Parameters<typeof backtestMetrics>[1]);
   assert.deepEqual(metrics.models.builtin, {
     auc: 0.8,
     logloss: 0.4,
@@ -822,7 +822,7 @@ test("metrics.json and report.html say each model's last-window AUC and log loss
   assert.deepEqual(metrics.models.theirs, { auc: 0.8, logloss: 0.4, brier: 0.12, n: 1500, positives: 300 });
   // Before its first label: no mean to take, as the cumulative scores.
   const [unlabelled] = [{ ...record('new', true, 0), summary: { n: 0, positives: 0, baseRate: 0, auc: null, logloss: 0, brier: 0, window: { n: 0, auc: null, logloss: 0 } }, calibrationError: null }];
-  assert.deepEqual(backtestMetrics({ eventsIn: 10, deadLettered: 0 } as RunStats, [unlabelled] as unknown as Parameters<typeof backtestMetrics>[1]).models.new, {
+  assert.deepEqual(backtestMetrics({ eventsIn: 10, deadLettered: 0, filteredByReason: {} } as RunStats, [unlabelled] as unknown as Parameters<typeof backtestMetrics>[1]).models.new, {
     auc: null,
     logloss: null,
     brier: null,
@@ -840,7 +840,7 @@ test("metrics.json and report.html say each model's last-window AUC and log loss
   const explained = [.../<ul id="figure-notes">(.*?)<\/ul>/s.exec(html)![1]!.matchAll(/<li><strong>(.*?)<\/strong>/g)].map((item) => item[1]);
   assert.deepEqual(explained, ['Last window', 'ECE', 'Max bin gap']);
   // No model that says them: no table, and no field named.
-  const none = reportHtml('bt', '/data/in.csv', backtestMetrics({ eventsIn: 10, deadLettered: 0 } as RunStats, [reports[1]!] as unknown as Parameters<typeof backtestMetrics>[1]), [reports[1]!]);
+  const none = reportHtml('bt', '/data/in.csv', backtestMetrics({ eventsIn: 10, deadLettered: 0, filteredByReason: {} } as RunStats, [reports[1]!] as unknown as Parameters<typeof backtestMetrics>[1]), [reports[1]!]);
   assert.doesNotMatch(none, /now-and-calibration|figure-notes/);
 });
 
@@ -864,7 +864,7 @@ test("a model_metrics record of a plugin that says nothing of its scores (no sco
   assert.deepEqual(scoreNotesOf({ ...record, scoreReason: 'no label', scoreNotes: ['no label: none came', 3] }), { reason: 'no label', notes: ['no label: none came'] });
   assert.deepEqual(scoreNotesOf({ ...record, scoreReason: null, scoreNotes: 'not a list' }), { notes: [] });
   const reports = [record];
-  const html = reportHtml('bt', '/data/in.csv', backtestMetrics({ eventsIn: 10, deadLettered: 0 } as RunStats, reports as unknown as Parameters<typeof backtestMetrics>[1]), reports);
+  const html = reportHtml('bt', '/data/in.csv', backtestMetrics({ eventsIn: 10, deadLettered: 0, filteredByReason: {} } as RunStats, reports as unknown as Parameters<typeof backtestMetrics>[1]), reports);
   assert.doesNotMatch(html, /score-notes/);
   const { models } = renderReport(html);
   assert.deepEqual(models.children.filter((child) => child.className === 'warning'), []);
@@ -888,7 +888,7 @@ test("report.html's warm-start note says how to start a model cold as its model_
     ...(setting === undefined ? {} : { warmStartSetting: setting }),
   });
   const reports = [record('builtin', 'checkpoint.warm_start'), record('theirs')];
-  const html = reportHtml('bt', '/data/in.csv', backtestMetrics({ eventsIn: 10, deadLettered: 0 } as RunStats, reports as unknown as Parameters<typeof backtestMetrics>[1]), reports);
+  const html = reportHtml('bt', '/data/in.csv', backtestMetrics({ eventsIn: 10, deadLettered: 0, filteredByReason: {} } as RunStats, reports as unknown as Parameters<typeof backtestMetrics>[1]), reports);
   const note = /<div id="warm-start" class="warning">(.*?)<\/div>/.exec(html)?.[1] ?? '';
   assert.deepEqual([...note.matchAll(/<li>(.*?)<\/li>/g)].map((item) => item[1]), [
     'model <code>builtin</code> started from the saved model <code>/models/builtin.json</code> (7 learning steps); set <code>checkpoint.warm_start: false</code> on its stage (or <code>--set stages[N].checkpoint.warm_start=false</code>) for a cold score',
@@ -914,7 +914,7 @@ test("report.html names no model plugin's config field: what a timeline's window
     counts: { predictions: 40, labels: 40 },
   });
   const reports = [record('few', false), record('plotted', true)];
-  const html = reportHtml('bt', '/data/in.csv', backtestMetrics({ eventsIn: 80, deadLettered: 0 } as RunStats, reports as unknown as Parameters<typeof backtestMetrics>[1]), reports);
+  const html = reportHtml('bt', '/data/in.csv', backtestMetrics({ eventsIn: 80, deadLettered: 0, filteredByReason: {} } as RunStats, reports as unknown as Parameters<typeof backtestMetrics>[1]), reports);
   assert.doesNotMatch(html, /metrics\.window/);
   const { plots, models } = renderReport(html);
   const nones = models.children
@@ -1186,4 +1186,57 @@ sinks: [{ type: file, path: predictions.jsonl, kinds: [prediction] }]
   assert.equal(over.status, 2, over.stderr);
   assert.match(over.stderr, /model intent-lr: a backtest saves its model to \S+intent-lr\.model\.json, which is this model's own file \(checkpoint\.dir\), the one a run saves and warm-starts from: the backtest would replace it\. Give --report another folder/);
   assert.equal(readFileSync(join(dir, 'models', 'intent-lr.model.json'), 'utf8'), before);
+});
+
+test("backtest with an erasure request mid-file (an erasure tool's, without a time): counted in metrics.json and the summary; the user's predictions written before it stay in the outputs, those awaiting their label are counted as erased, and the user's later events are a new shopper's", (t) => {
+  const dir = tempFolder(t, 'backtest-erasure');
+  const erased = 'shopper-erase-7f3a';
+  const start = Date.parse('2026-12-01T10:00:00Z');
+  const lines: object[] = [];
+  // Three sessions of each of three shoppers, three hours apart; the request comes in the erased one's second session.
+  for (let s = 0; s < 3; s++) {
+    for (let k = 0; k < 4; k++) {
+      for (const [u, user] of ['alice', erased, 'carol'].entries()) {
+        if (s === 1 && k === 2 && user === erased) lines.push({ user_id: user, type: 'erase' });
+        lines.push({ user_id: user, time: start + s * 3 * 3_600_000 + k * 60_000 + u * 1_000, type: k === 3 && user === 'carol' ? 'purchase' : 'view' });
+      }
+    }
+  }
+  writeFileSync(join(dir, 'clicks.jsonl'), lines.map((line) => JSON.stringify(line)).join('\n') + '\n');
+  writeFileSync(
+    join(dir, 'pipeline.yaml'),
+    `name: bt
+sources: [{ type: file, path: clicks.jsonl, mapping: { time_format: epoch_ms } }]
+stages:
+  - { type: sessionizer, gap: 30m }
+  - { type: session-features }
+  - { type: intent-model, name: intent, backend: cpu, batch: { max_size: 1 }, emit_labels: true }
+sinks:
+  - { type: file, path: out.jsonl, kinds: [prediction, label, unlabelled] }
+erasure: {}
+# The watermark moves after each batch read: events read in the request's batch are still held by the sessionizer
+# when it comes, and go with it, unpredicted (the default 4096 lines: every one of the user's here).
+settings: { max_in_flight: 1 }
+`,
+  );
+  const run = spawnSync(process.execPath, [main, 'backtest', join(dir, 'pipeline.yaml'), '--input', join(dir, 'clicks.jsonl'), '--report', join(dir, 'report'), '--log-level', 'info'], { encoding: 'utf8', cwd: dir });
+  assert.equal(run.status, 0, run.stderr);
+  const metrics = JSON.parse(readFileSync(join(dir, 'report', 'metrics.json'), 'utf8')) as { events: number; deadLetters: number; erasures?: number };
+  assert.deepEqual([metrics.events, metrics.deadLetters, metrics.erasures], [lines.length, 0, 1]);
+  const [summary] = runSummaries(run.stderr);
+  assert.equal(summary!.filteredByReason['source-file-0: erasure request'], 1);
+  // The request's type is the erasure section's: no warning of an unknown event type.
+  assert.doesNotMatch(run.stderr, /event type \\"erase\\" is none of the known types/);
+  const outputs = readFileSync(join(dir, 'out.jsonl'), 'utf8').trim().split('\n').map((line) => JSON.parse(line) as Record<string, unknown>);
+  const requestAt = start + 3 * 3_600_000 + 2 * 60_000;
+  const predictions = outputs.filter((record) => record.kind === 'prediction' && record.userId === erased);
+  // Before the request: 4 of the first session (labelled when it closed) and 2 of the second (awaiting their label): written, so kept.
+  const before = predictions.filter((record) => (record.time as number) < requestAt);
+  assert.equal(before.length, 6);
+  const outcomes = new Map(outputs.filter((record) => record.kind === 'label' || record.kind === 'unlabelled').map((record) => [record.predictionId, record.kind]));
+  assert.deepEqual(before.map((record) => outcomes.get(record.id)), ['label', 'label', 'label', 'label', undefined, undefined], 'the two awaiting their label get none, nor an unlabelled record');
+  // After it: the rest of the second session and the third, as a new shopper's.
+  assert.equal(predictions.length - before.length, 6);
+  const model = records(run.stderr).find((entry) => entry.msg.startsWith('model intent')) as unknown as Record<string, number>;
+  assert.equal(model.erased, 2, run.stderr);
 });

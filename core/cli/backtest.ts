@@ -23,7 +23,7 @@ import { defineSink, emittedWith, type AnyPlugin, type ConfigFile } from '../plu
 import { outputFilesOf, recordCountOf, replayNotesOf } from '../plugin-hooks.js';
 import { recentScoresText } from '../model-scores.js';
 import { sameFile, statIfAny } from '../paths.js';
-import { PipelineRunner, type RunStats } from '../runtime/pipeline.js';
+import { ERASURE_FILTERED, PipelineRunner, type RunStats } from '../runtime/pipeline.js';
 import { createLogger } from '../runtime/telemetry.js';
 import { tributaryBuild } from './build.js';
 import { builtinRegistry } from './registry.js';
@@ -67,6 +67,11 @@ export interface BacktestModelMetrics {
 export interface BacktestMetrics {
   events: number;
   deadLetters: number;
+  /**
+   * Erasure requests done (the pipeline's `erasure` section; counted in `events` too); absent: none. One dead-lettered
+   * (no user id, a stage's forget() failed) is in `deadLetters`.
+   */
+  erasures?: number;
   /** Scores are null for a model that got no label (no mean to take). */
   models: Record<string, BacktestModelMetrics>;
   /** The models that started from a saved model (their scores may count data they learnt), by name; absent: none did. */
@@ -157,9 +162,12 @@ export function backtestMetrics(stats: RunStats, reports: readonly ModelReport[]
   );
   const warmStarts = warmStartsOf(reports);
   const modelFiles = reports.flatMap((report) => (typeof report.modelFile === 'string' ? [[report.model, dir === undefined ? report.modelFile : relative(dir, report.modelFile)] as [string, string]] : []));
+  let erasures = 0;
+  for (const [reason, count] of Object.entries(stats.filteredByReason)) if (reason.endsWith(`: ${ERASURE_FILTERED}`)) erasures += count;
   return {
     events: stats.eventsIn,
     deadLetters: stats.deadLettered,
+    ...(erasures > 0 ? { erasures } : {}),
     models,
     ...(warmStarts.length > 0 ? { warmStarts: Object.fromEntries(warmStarts) } : {}),
     ...(modelFiles.length > 0 ? { modelFiles: Object.fromEntries(modelFiles) } : {}),
@@ -639,6 +647,7 @@ const COUNT_WORDS = {
   lateLabels: 'labels that came after their prediction had been dropped or was not held (not scored)',
   invalidScores: 'predictions that were not a number (not scored)',
   withdrawn: 'predictions withdrawn unscored (a late event showed they were not to be scored)',
+  erased: "predictions of a user erased (an erasure request) before their label came (not scored)",
   scoredBeforeLearning: "labels scored before the model's first learning step (the untrained model)",
 };
 const fmt = (x) => x === null || x === undefined ? '-' : (typeof x === 'number' ? x.toFixed(4) : String(x));

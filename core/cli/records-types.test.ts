@@ -79,7 +79,7 @@ test("ClickEvent's session context (SessionContext) has the fields docs/records.
 test("ModelMetrics' counts (ModelCounts) have the fields docs/records.md lists in the model_metrics `counts` row", () => {
   const counts = {
     predictions: true, labels: true, learnSteps: true, overflow: true, expired: true, unlabelledAtEnd: true, drifts: true, lateLabels: true, invalidScores: true,
-    withdrawn: true, scoredBeforeLearning: true,
+    withdrawn: true, erased: true, scoredBeforeLearning: true,
   } as const satisfies Record<keyof ModelCounts, true>;
   const meaning = documentedFields().get('model_metrics')?.get('counts')?.meaning ?? '';
   const documented = [...meaning.matchAll(/`([A-Za-z]+)`/g)].map((match) => match[1]!);

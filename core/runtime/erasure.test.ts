@@ -215,3 +215,42 @@ test("with GRU models, the user's event sequences go from the checkpoint too", a
     assert.ok(!JSON.stringify(state).includes(ERASED), `${label} still holds the erased user`);
   }
 });
+
+test("an erasure request without a time (an erasure tool's, not the browser's) is taken through a source's mapping and erases its user; one whose time cannot be read is dead-lettered as an erasure request, with why; without an erasure section, a record without a time is rejected as before", async (t) => {
+  // Was: `ts: missing timestamp`, dead-lettered: the tool that sends the request has no event time to give, and it needs none.
+  const lines = [
+    ...clicks().map((event) => ({ user_id: event.userId, ts: event.time, event_type: event.type, item_id: event.itemId })),
+    { user_id: ERASED, event_type: 'forget_me' },
+    { user_id: KEPT, ts: 'yesterday', event_type: 'forget_me' },
+    { user_id: KEPT, event_type: 'view' },
+  ];
+  const run = async (erasure: string) => {
+    const baseDir = tempFolder(t, 'timeless');
+    writeFileSync(join(baseDir, 'clicks.jsonl'), lines.map((line) => JSON.stringify(line)).join('\n') + '\n');
+    return runYaml(
+      'name: shop\nsources: [{type: file, path: clicks.jsonl, mapping: {fields: {user_id: user_id, time: ts, type: event_type, item_id: item_id}, time_format: epoch_ms, event_types: {forget_me: erase}}}]\n' +
+        `stages:\n  - {type: sessionizer, gap: 30m}\n  - {type: user-features, horizons: [1d]}\nsinks: [{type: memory}]\ncheckpoint: {dir: cp}\n${erasure}`,
+      { baseDir },
+    ).then(async (result) => ({ ...result, checkpoint: (await new CheckpointStore(join(baseDir, 'cp')).latest())! }));
+  };
+  const erased = await run('erasure: {event_type: erase}\n');
+  assert.equal(erased.stats.filteredByReason['source-file-0: erasure request'], 1);
+  assert.deepEqual(
+    erased.deadLetters.map((letter) => [letter.reason, letter.line]),
+    [
+      ["erasure request (event type 'erase') rejected by the source's mapping: nothing erased: ts: cannot parse \"yesterday\" as epoch_ms", lines.length - 1],
+      ['ts: missing timestamp', lines.length],
+    ],
+  );
+  const state = JSON.stringify(erased.checkpoint.operators);
+  assert.ok(!state.includes(ERASED) && state.includes(KEPT), 'the erased user is gone, the other kept');
+  // Its event time moved no watermark: the other user's sessions closed at the end of input as without the request.
+  const sessions = (result: typeof erased) => result.outputs[0]!.filter((record) => record.kind === 'session' && record.userId === KEPT).map((record) => JSON.stringify(record));
+  const without = await run('');
+  assert.deepEqual(sessions(erased), sessions(without));
+  assert.deepEqual(
+    without.deadLetters.map((letter) => letter.reason),
+    ['ts: missing timestamp', 'ts: cannot parse "yesterday" as epoch_ms', 'ts: missing timestamp'],
+  );
+  assert.ok(JSON.stringify(without.checkpoint.operators).includes(ERASED), 'no erasure section: no one erased');
+});

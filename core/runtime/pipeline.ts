@@ -144,6 +144,9 @@ export interface RunStats {
 }
 
 /** RunStats.atResume of a run that did not resume. */
+/** The reason an erasure request done is counted under as filtered (RunStats.filteredByReason: `<source>: erasure request`). */
+export const ERASURE_FILTERED = 'erasure request';
+
 const noBooks = { eventsIn: 0, recordsOut: 0, deadLettered: 0, filtered: 0, late: 0 };
 
 /** Counters carried in checkpoints, so totals survive a restart. */
@@ -795,7 +798,7 @@ export class PipelineRunner {
       sharedLogger: (name) => this.logger.child({ shared: name }),
       runShared: this.options.runShared ?? this.shared,
       held: () => this.barrier,
-      ...(kind === 'source' ? { commitNow: () => this.commitNow() } : {}),
+      ...(kind === 'source' ? { commitNow: () => this.commitNow(), ...(this.erasure ? { erasureEventType: this.erasure.event_type } : {}) } : {}),
       ...(kind === 'source' && this.loaded.document.scale_out && this.loaded.sources.length > 1 ? { scaleOutMember: this.scaleOutMember } : {}),
       ...(kind === 'stage'
         ? { stagesBefore: this.checkpointStages.slice(0, index), featureStagesChangedSince: (saved: unknown) => this.featureStagesChangedBefore(index, saved) }
@@ -2032,7 +2035,7 @@ export class PipelineRunner {
       return;
     }
     this.stats.filtered++;
-    countByReason(this.stats.filteredByReason, `${source}: erasure request`, 1);
+    countByReason(this.stats.filteredByReason, `${source}: ${ERASURE_FILTERED}`, 1);
     this.erasures?.inc();
     this.logger.info({ ...user, source, dropped }, 'erasure request done: every stage dropped the user\'s state; the next checkpoint holds none of it');
   }

@@ -650,6 +650,8 @@ class KafkaSource {
       unknownEventTypeWarning(context.logger),
       // Its first time read with an offset of its own (+01:00) is told to the stages, once (session-features' hours).
       timeOffsetReporter(context.shared, context.label),
+      // An erasure request without a time is taken (no event-time meaning); its NaN time moves no partition's watermark.
+      context.erasureEventType,
     );
     this.absentFields = absentFieldCheck(mapping, context.logger, `topics ${config.topics?.join(', ') ?? config.pattern ?? ''}`);
     const properties: Record<string, unknown> = {

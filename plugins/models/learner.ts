@@ -82,7 +82,7 @@ interface Sample extends SampleHandle {
   expiresFrom: number;
   /** Its unit of the loss blocks where not its own session's (see joinUnit). */
   unit: string | undefined;
-  /** Why it was given up unlabelled before its batch ran: its `unlabelled` record follows its prediction's (emitPrediction). */
+  /** Why it was given up unlabelled before its batch ran (what it is counted as): its `unlabelled` record follows its prediction's (emitPrediction). */
   givenUp: DropReason | undefined;
   /** Whether the label buffer's snapshot gather in progress (AwaitingCopy) has it: its generation where kept, the generation + 1 where read or new since its call. */
   copied: number;
@@ -281,7 +281,7 @@ export interface LearnerState {
   drift: DriftState;
   /** LossBlocks' state (a 2-tuple in snapshots from before it counted labels, not predictions). */
   block: LossBlocksState | [number, number];
-  /** `withdrawn` and `scoredBeforeLearning` are absent from snapshots written before them (read as 0). */
+  /** `withdrawn`, `erased` and `scoredBeforeLearning` are absent from snapshots written before them (read as 0). */
   counts: ModelCounts;
   /**
    * The `unlabelled` records given up and not yet emitted (see OnlineLearner.emitUnlabelled): a restore emits them.
@@ -598,7 +598,7 @@ export class OnlineLearner {
   /** Labels were scored (or learnt from) since the gauges were last set: the timer's next tick sets them, so a stream gone quiet does not leave them stale. */
   private gaugesBehind = false;
   private static readonly exportEveryMs = 1000;
-  readonly counts: ModelCounts = { predictions: 0, labels: 0, learnSteps: 0, overflow: 0, expired: 0, unlabelledAtEnd: 0, drifts: 0, lateLabels: 0, invalidScores: 0, withdrawn: 0, scoredBeforeLearning: 0 };
+  readonly counts: ModelCounts = { predictions: 0, labels: 0, learnSteps: 0, overflow: 0, expired: 0, unlabelledAtEnd: 0, drifts: 0, lateLabels: 0, invalidScores: 0, withdrawn: 0, erased: 0, scoredBeforeLearning: 0 };
   private readonly gauges: Record<'auc' | 'aucCumulative' | 'logloss' | 'loglossWindow' | 'brier' | 'baseRate' | 'calibration' | 'buffer' | 'learningRate' | 'backendMemory', Gauge>;
   /**
    * The backend as an info metric: 1 on the series of the backend in use (`backend="wasm"`), as Prometheus
@@ -1472,13 +1472,14 @@ export class OnlineLearner {
 
   /** With emit_labels, queues the record of a prediction that will never be labelled (see emitUnlabelled). */
   private unlabelled(sample: Sample, reason: UnlabelledReason): void {
-    if (!this.config.emitLabels) return;
     // Not predicted yet (it waits for its batch): its record comes after its prediction, as a consumer joining them expects.
+    // Its reason is kept with emit_labels off too: what it was counted as, which an erasure before its batch runs takes back (forgetUser).
     if (sample.score === undefined && reason !== 'unlabelled_at_end' && reason !== 'invalid_score') {
       this.changing(sample);
       sample.givenUp = reason;
       return;
     }
+    if (!this.config.emitLabels) return;
     this.unlabelledRecords.push({ kind: 'unlabelled', ...this.outcomeOf(sample), reason });
   }
 
@@ -1907,18 +1908,36 @@ export class OnlineLearner {
   /**
    * An erasure request (Operator.forget): the user's samples go, whatever they wait for: a label (the label
    * buffer), their micro-batch's prediction, or their learning step; and `unlabelled` records of theirs not yet
-   * emitted. Neither counted as dropped nor said in an `unlabelled` record (that would write the user out
-   * again): their handles read as released, so the task operator's own state of them finds nothing to label.
+   * emitted. None is said in an `unlabelled` record (that would write the user out again): their handles read
+   * as released, so the task operator's own state of them finds nothing to label. Each prediction is counted
+   * once all the same (predictions = labels + overflow + expired + withdrawn + invalidScores + unlabelledAtEnd +
+   * erased): one emitted and awaiting its label is counted `erased`; one still waiting for its batch was no
+   * prediction yet, so one counted as dropped meanwhile (not held by a full buffer, expired, withdrawn:
+   * givenUp) has that count taken back (the metric's counter, which counts drops as they come, keeps it).
    * What the model learnt from the user before stays in its weights. A scan: erasures are rare. Returns how
    * many samples went.
    */
   forgetUser(userId: string): number {
     this.snapshots.settle();
     const awaiting: Sample[] = [];
-    for (const sample of this.awaitingSamples()) if (sample.userId === userId) awaiting.push(sample);
+    // A plain loop, not awaitingSamples(): the queue holds a horizon's predictions (churn: about every user's), and the
+    // generator's protocol made most of a request's time (bench/erasure-cost.ts; an index by user would cost every prediction).
+    const queue = this.awaitingQueue;
+    for (let i = this.awaitingHead; i < queue.length; i++) {
+      const sample = queue[i]!;
+      if (sample.userId === userId && !sample.released) awaiting.push(sample);
+    }
     // Collected first: release() may compact the queue being walked.
     for (const sample of awaiting) this.release(sample);
+    // Emitted (a score that is a probability: one that is not was counted as invalidScores), never to be labelled now.
+    for (const sample of awaiting) if (sample.score !== undefined && !countedInvalid(sample)) this.counts.erased++;
     const others = (sample: Sample): boolean => sample.userId !== userId;
+    for (const sample of this.toPredict) {
+      if (others(sample) || sample.givenUp === undefined) continue;
+      // Counted when given up, before its batch ran; never emitted now. (handed_over is counted as expired.)
+      this.counts[sample.givenUp === 'handed_over' ? 'expired' : sample.givenUp]--;
+      sample.givenUp = undefined;
+    }
     const toPredict = this.toPredict.filter(others);
     const toLearn = this.toLearn.filter(others);
     const dropped = new Set([...awaiting, ...this.toPredict.filter((sample) => !others(sample)), ...this.toLearn.filter((sample) => !others(sample))]);
@@ -1970,13 +1989,14 @@ export class OnlineLearner {
     const recentScores = recentScoresText(recent, summary.n, 3);
     const recentText = recentScores === undefined ? '' : `; ${recentScores}`;
     // Predictions the scores leave out: a full label buffer is a sizing mistake (warned), expiry is the timeout's doing.
-    const { overflow, expired, invalidScores, withdrawn } = this.counts;
+    const { overflow, expired, invalidScores, withdrawn, erased } = this.counts;
     const invalidText = invalidScores === 0 ? '' : `, ${invalidScores} not a number (the model diverged)`;
     const withdrawnText = withdrawn === 0 ? '' : `, ${withdrawn} withdrawn (a late event showed they were not to be scored)`;
+    const erasedText = erased === 0 ? '' : `, ${erased} erased (their user's erasure request came before their label)`;
     const droppedText =
-      overflow + expired + invalidScores + withdrawn === 0
+      overflow + expired + invalidScores + withdrawn + erased === 0
         ? ''
-        : `; ${overflow + expired + invalidScores + withdrawn} of ${this.counts.predictions} predictions were never scored: ${overflow} not held by a full label buffer (label_buffer.max_size), ${expired} expired unlabelled (label_buffer.timeout)${invalidText}${withdrawnText}`;
+        : `; ${overflow + expired + invalidScores + withdrawn + erased} of ${this.counts.predictions} predictions were never scored: ${overflow} not held by a full label buffer (label_buffer.max_size), ${expired} expired unlabelled (label_buffer.timeout)${invalidText}${withdrawnText}${erasedText}`;
     // Without a label there is no mean to take: the means are null (as in a backtest's metrics.json), not a perfect 0.
     const scored = summary.n > 0;
     const logloss = scored ? summary.logloss : null;
@@ -1986,7 +2006,7 @@ export class OnlineLearner {
     const { reason } = this.notesOn(summary);
     const reasonText = reason ? ` (${reason})` : '';
     this.context.logger[overflow + invalidScores > 0 ? 'warn' : 'info'](
-      { model: this.name, task: this.task, ...summary, logloss, brier, window: undefined, recentAuc: recent.auc, recentLogloss: recent.n > 0 ? recent.logloss : null, recentLabels: recent.n, unlabelledAtEnd: this.counts.unlabelledAtEnd, overflow, expired, invalidScores, withdrawn, scoreReason: reason },
+      { model: this.name, task: this.task, ...summary, logloss, brier, window: undefined, recentAuc: recent.auc, recentLogloss: recent.n > 0 ? recent.logloss : null, recentLabels: recent.n, unlabelledAtEnd: this.counts.unlabelledAtEnd, overflow, expired, invalidScores, withdrawn, erased, scoreReason: reason },
       `model ${this.name} (${this.task}): ${summary.n} labels (${(summary.baseRate * 100).toFixed(1)}% positive), prequential AUC ${shown(summary.auc)}${reasonText}${this.prequential.aucNote()}, log loss ${shown(logloss)}, Brier ${shown(brier)}${recentText}${droppedText}`,
     );
     if (this.config.report) emit(this.report());
