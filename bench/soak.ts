@@ -188,7 +188,7 @@ const labelBuffer = Math.max(100_000, Math.ceil(rate * 24 * 2));
 
 const pipeline = join(root, months ? 'bench/pipelines/soak-months.yaml' : 'bench/pipelines/soak.yaml');
 // As the `tributary` command runs (its node flags: the young generation), and --trace-gc for the heap samples.
-const child = spawn(process.execPath, [...commandNodeFlags(), '--trace-gc', join(root, 'dist/core/cli/main.js'), 'run', pipeline, '--http-port', '0', '--log-level', 'info'], {
+const child = spawn(process.execPath, [...commandNodeFlags(), '--trace-gc', join(root, 'dist/core/cli/tributary.cjs'), 'run', pipeline, '--http-port', '0', '--log-level', 'info'], {
   cwd: work,
   env: { ...process.env, SOAK_RATE: String(rate), SOAK_LABEL_BUFFER: String(labelBuffer), SOAK_OUT: join(work, 'predictions.jsonl'), SOAK_CHECKPOINTS: join(work, 'checkpoints') },
   stdio: [months ? 'pipe' : 'ignore', 'pipe', 'pipe'],
