@@ -1,5 +1,5 @@
 /**
- * Backend bench: `node --expose-gc dist/bench/backends.js [EVENTS]`.
+ * Backend bench: `node --expose-gc dist/bench/backends.js [EVENTS] [--write]`.
  * Learn + predict throughput of the three model kinds on each TensorFlow.js backend this machine
  * offers, at micro-batches of 256 to 16,384: `webgpu` (a GPU through Dawn: the `webgpu` and
  * `@tensorflow/tfjs-backend-webgpu` packages, not dependencies of Tributary, where installed and an
@@ -7,7 +7,7 @@
  * Scores are read back asynchronously (predictProbaManyAsync), the only way the webgpu backend reads
  * in Node. Also: whether every backend's model computes what wasm's does (the largest score
  * difference after the same steps), and that no step leaves tensors behind.
- * Writes the `backends` section of BENCHMARKS.md.
+ * Prints the `backends` section of BENCHMARKS.md; `--write` records it there.
  */
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
@@ -20,11 +20,10 @@ import type { Batch, ModelKind, OnlineModel } from '../plugins/models/model.js';
 import { createModel } from '../plugins/models/models.js';
 import { rng } from '../plugins/models/testdata.js';
 import { useWebgpu } from '../plugins/models/webgpu.js';
-import { packageRoot as root } from '../core/paths.js';
 import { demoFeatureVectors, writeSyntheticEvents } from './data.js';
-import { commandLine, machine, median, writeSection } from './machine.js';
+import { commandLine, machine, median, positionalArgs, publishSection } from './machine.js';
 
-const events = Number(process.argv[2] ?? 100_000);
+const events = Number(positionalArgs()[0] ?? 100_000);
 const loadAtStart = loadavg()[0]!;
 const dir = mkdtempSync(join(tmpdir(), 'tributary-bench-backends-'));
 const n = (x: number): string => Math.round(x).toLocaleString('en-US');
@@ -202,5 +201,4 @@ ${table.join('\n')}
 Same model, same 20 steps, then one batch scored: largest score difference from wasm: ${agreement.join('; ') || '(only one backend)'}. Tensors left behind by a model's passes: ${leaks.length === 0 ? 'none on any backend' : leaks.join(', ')}.
 
 Machine: ${machine()}; load average ${loadAtStart.toFixed(1)} at the start of the run, ${loadavg()[0]!.toFixed(1)} at the end. Measured ${new Date().toISOString().slice(0, 10)}.`;
-writeSection(join(root, 'BENCHMARKS.md'), 'backends', markdown);
-process.stdout.write(`${markdown}\n`);
+publishSection('backends', markdown);

@@ -12,9 +12,9 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CheckpointStore, readCheckpoint, type CheckpointCompression } from 'tributary';
-import { commandLine, machine, median, watchLoop, writeSection } from './machine.js';
+import { commandLine, machine, median, positionalArgs, publishSection, watchLoop } from './machine.js';
 
-const args = process.argv.slice(2).filter((arg) => !arg.startsWith('--'));
+const args = positionalArgs();
 const file = args[0];
 if (!file) throw new Error('usage: checkpoint-compression CHECKPOINT_FILE [rounds] [--write]');
 const rounds = Number(args[1] ?? 5);
@@ -93,5 +93,4 @@ ${rows.map(([label, key]) => `| ${label} | ${cell('none', key)} | ${cell('gzip',
 
 Machine: ${machine()}; load average ${loadAtStart.toFixed(1)} at the start and ${loadavg()[0]!.toFixed(1)} at the end. Measured ${new Date().toISOString().slice(0, 10)}.
 `;
-console.log(markdown);
-if (process.argv.includes('--write')) writeSection(join(process.cwd(), 'BENCHMARKS.md'), 'checkpoint-compression', markdown);
+publishSection('checkpoint-compression', markdown);

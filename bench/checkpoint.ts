@@ -2,7 +2,7 @@
  * Checkpoint and restore time and size with 1M known users and 100k open sessions, and how long
  * each holds the event loop (the daemon answers /healthz and /metrics only between turns).
  *
- *   node --expose-gc --max-old-space-size=8192 dist/bench/checkpoint.js [users=1000000] [open=100000]
+ *   node --expose-gc --max-old-space-size=8192 dist/bench/checkpoint.js [users=1000000] [open=100000] [--write]
  *
  * A generated source gives `users` distinct users one event each: the first (users - open) in the
  * first ten minutes, the last `open` an hour later, then waits for input as a live source does, so
@@ -15,11 +15,12 @@ import { mkdtempSync, rmSync, statSync, readdirSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { checkpointStatePipeline } from './checkpoint-state.js';
-import { commandLine, machine, watchLoop, writeSection } from './machine.js';
+import { commandLine, machine, positionalArgs, publishSection, watchLoop } from './machine.js';
 
 const loadAtStart = loadavg()[0]!;
-const users = Number(process.argv[2] ?? 1_000_000);
-const open = Number(process.argv[3] ?? 100_000);
+const [usersArg, openArg] = positionalArgs();
+const users = Number(usersArg ?? 1_000_000);
+const open = Number(openArg ?? 100_000);
 const dir = mkdtempSync(join(tmpdir(), 'tributary-bench-checkpoint-'));
 const pipeline = () => checkpointStatePipeline('checkpoint-bench', dir, users, open);
 
@@ -87,8 +88,7 @@ Earlier runs of the same design at load 0.3-3.6 (before the last serialiser refi
 const mib = (bytes: number): string => `${(bytes / 2 ** 20).toFixed(0)} MiB`;
 const seconds = (ms: number): string => `${(ms / 1000).toFixed(2)} s`;
 const block = (watched: { longestMs: number; longestCpuMs: number }): string => `${Math.round(watched.longestMs)} ms (${Math.round(watched.longestCpuMs)} ms CPU in it)`;
-writeSection(
-  new URL('../../BENCHMARKS.md', import.meta.url).pathname,
+publishSection(
   'checkpoint',
   `## Checkpoint and restore (daemon)
 

@@ -5,7 +5,7 @@
  * a one-feature rule (fewer sessions so far, more likely gone). The demo pipeline as declared
  * (pipelines/demo.yaml: synthetic source, seed 7), with a sink that keeps the churn predictions.
  *
- *   node dist/bench/churn-ceiling.js [events=200000]
+ *   node dist/bench/churn-ceiling.js [events=200000] [--write]
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -16,9 +16,9 @@ import { exactAuc } from '../plugins/models/prequential.js';
 import { ShopperWorld, trueChurnProbability } from '../plugins/sources/shoppers.js';
 import type { SyntheticSourceConfig } from '../plugins/sources/synthetic.js';
 import { demoStages, runPipeline } from './data.js';
-import { commandLine, machine, writeSection } from './machine.js';
+import { commandLine, machine, positionalArgs, publishSection } from './machine.js';
 
-const events = Number(process.argv[2] ?? 200_000);
+const events = Number(positionalArgs()[0] ?? 200_000);
 // The demo as the loader resolves it (variables and defaults filled in), so the replayed world is the demo's.
 const demo = await loadPipeline(new URL('../../pipelines/demo.yaml', import.meta.url).pathname, { registry: await builtinRegistry(), env: {} });
 const sourceEntry = demo.sources[0]!.entry as unknown as SyntheticSourceConfig & { type: string };
@@ -129,8 +129,7 @@ const verdict =
     ? `Over sessions ending after two horizons (a horizon of labels learnt) the model ${trained.model > trained.rule ? 'is ahead of' : 'is still behind'} the one-feature rule (${fmt(trained.model)} against ${fmt(trained.rule)}).`
     : '';
 
-writeSection(
-  new URL('../../BENCHMARKS.md', import.meta.url).pathname,
+publishSection(
   'churn-ceiling',
   `## Churn: the demo's model against the generator's truth
 

@@ -8,7 +8,7 @@
  * does), time to the first batch; then the same rows after a row whose quoted field is never closed
  * (events, dead letters, peak memory).
  *
- *   node dist/bench/csv.js [events=1000000] [rounds=3]
+ *   node dist/bench/csv.js [events=1000000] [rounds=3] [--write]
  */
 import { createReadStream, createWriteStream, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { once } from 'node:events';
@@ -18,10 +18,11 @@ import { decodeRecords, type DecodeConfig, type SourcePosition } from 'tributary
 import { testContext } from 'tributary/testing';
 import fileSource from '../plugins/sources/file.js';
 import { ShopperWorld } from '../plugins/sources/shoppers.js';
-import { commandLine, machine, median, writeSection } from './machine.js';
+import { commandLine, machine, median, positionalArgs, publishSection } from './machine.js';
 
-const events = Number(process.argv[2] ?? 1_000_000);
-const rounds = Number(process.argv[3] ?? 3);
+const [eventsArg, roundsArg] = positionalArgs();
+const events = Number(eventsArg ?? 1_000_000);
+const rounds = Number(roundsArg ?? 3);
 const loadAtStart = loadavg()[0]!;
 const dir = mkdtempSync(join(tmpdir(), 'tributary-bench-csv-'));
 const path = join(dir, 'events.csv');
@@ -154,8 +155,7 @@ const summary = {
   brokenPeakRssMiB: Math.round(Math.max(...brokenRuns.map((r) => r.peakRssMiB))),
 };
 console.log(JSON.stringify(summary));
-writeSection(
-  new URL('../../BENCHMARKS.md', import.meta.url).pathname,
+publishSection(
   'csv',
   `## CSV decoding
 

@@ -33,7 +33,8 @@
  *    has run for a while does not. Each warm-up run's broker CPU per event is printed, so its decline
  *    shows.
  *
- * `--write` puts the figures into the `## Kafka` section of BENCHMARKS.md (needs every pipeline and mode).
+ * A run of every pipeline and mode prints the `## Kafka` section of BENCHMARKS.md; `--write` also records it there (and
+ * is refused for a run of fewer).
  * Uses KAFKA_BROKERS when set, else starts a native broker (integration-tests/kafka/broker.ts).
  * Each row's pipelines (its settling run, throughput runs and latency runs) run in a process of their
  * own with the flags `tributary run` uses, as a daemon runs one pipeline (see PipelineProcess); this
@@ -50,7 +51,7 @@ import type { Message } from 'node-rdkafka';
 import { runYaml } from 'tributary/testing';
 import { ShopperWorld } from '../plugins/sources/shoppers.js';
 import { cpus, loadavg } from 'node:os';
-import { commandLine, hostProbe, machine, median, percentile, writeSection } from './machine.js';
+import { commandLine, hostProbe, machine, median, percentile, positionalArgs, publishSection, recording } from './machine.js';
 import { defaultLibsDir, startNativeBroker, type NativeBroker } from '../integration-tests/kafka/broker.js';
 import { createTopic, produce } from '../integration-tests/kafka/client.js';
 import { CONSUMER_TUNING } from '../plugins/kafka/source.js';
@@ -61,14 +62,15 @@ type PipelineKind = 'passthrough' | 'intent';
 
 const args = process.argv.slice(2);
 const flag = (name: string): string | undefined => args.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3);
-const events = Number(args.find((a) => !a.startsWith('--')) ?? 300_000);
+const events = Number(positionalArgs()[0] ?? 300_000);
 const modes = (flag('mode')?.split(',') ?? ['at-least-once', 'exactly-once']) as Mode[];
 const pipelines = (flag('pipeline')?.split(',') ?? ['passthrough', 'intent']) as PipelineKind[];
 const runs = Number(flag('runs') ?? 3);
 const warmupSeconds = Number(flag('warmup') ?? 90);
 const doThroughput = !args.includes('--no-throughput');
 const doLatency = !args.includes('--no-latency');
-const write = args.includes('--write');
+/** Whether this run makes the whole `## Kafka` table: only such a run prints it or, with `--write`, records it. */
+const wholeTable = pipelines.length >= 2 && modes.length >= 2 && doThroughput && doLatency;
 const clientFloor = args.includes('--client-floor');
 const users = 20_000;
 /** How often exactly-once commits its transaction: the floor of its latency (read_committed readers see a record at the commit). */
@@ -511,6 +513,8 @@ function kafkaVersion(): string | undefined {
 const childMode = args.includes('--pipeline-process');
 
 async function main(): Promise<void> {
+  // Before the broker starts and the runs take their minutes, not after.
+  if (recording() && !wholeTable) throw new Error('--write needs every pipeline, every mode, throughput and latency');
   if (!brokers) {
     broker = await startNativeBroker({ heap: '1g', gc: 'g1' });
     brokers = broker.brokers;
@@ -583,16 +587,14 @@ async function main(): Promise<void> {
         rows.push(row);
       }
     }
-    if (write) {
-      if (pipelines.length < 2 || modes.length < 2 || !doThroughput || !doLatency) throw new Error('--write needs every pipeline, every mode, throughput and latency');
+    if (wholeTable) {
       const externalJvm = broker ? undefined : brokerJvm(brokerPid(process.env.BENCH_BROKER_DIR));
       const version = kafkaVersion() ?? '(version unknown)';
       const table = rows.map(
         (r) =>
           `| ${r.kind} | ${r.mode} | ${Math.round(median(r.rates)).toLocaleString('en-US')} events/s (${r.rates.map((x) => `${Math.round(x / 1000)}k`).join(', ')}) | ${median(r.nodeCpuUs).toFixed(1)} µs / ${r.brokerCpuUs.length > 0 ? `${median(r.brokerCpuUs).toFixed(1)} µs` : '?'} | ${median(r.probesUs).toFixed(2)} µs | ${r.p50} ms | ${r.p99} ms |`,
       );
-      writeSection(
-        new URL('../../BENCHMARKS.md', import.meta.url).pathname,
+      publishSection(
         'kafka',
         `## Kafka
 

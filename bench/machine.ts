@@ -1,6 +1,7 @@
 /** The machine a benchmark ran on, for BENCHMARKS.md: figures mean nothing without it. */
 import { readFileSync, writeFileSync, existsSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
+import { fileURLToPath } from 'node:url';
 
 export function machine(): string {
   const cpu = cpus()[0]?.model ?? 'unknown CPU';
@@ -13,12 +14,42 @@ export function commandLine(): string {
   return ['node', ...process.execArgv, script, ...process.argv.slice(2)].join(' ');
 }
 
+/**
+ * Whether this run records its figures: `--write` among the bench's arguments. Only a recorded run
+ * replaces its section of BENCHMARKS.md; an ad-hoc one (an A/B pair, other arguments, a loaded host)
+ * must not overwrite the quiet-host figures.
+ */
+export function recording(argv: readonly string[] = process.argv): boolean {
+  return argv.slice(2).includes('--write');
+}
+
+/** The bench's positional arguments: its arguments less the flags (`--write`, `--rounds=5`), so a flag anywhere shifts none of them. */
+export function positionalArgs(argv: readonly string[] = process.argv): string[] {
+  return argv.slice(2).filter((arg) => !arg.startsWith('--'));
+}
+
+/**
+ * A bench's section of BENCHMARKS.md: printed, and written between its `<!-- bench:NAME -->` markers
+ * (replacing the recorded one) only when the run was given `--write` (see `recording`).
+ */
+export function publishSection(name: string, markdown: string, options: { argv?: readonly string[]; path?: string } = {}): void {
+  // Relative to this file (dist/bench/machine.js), not core's packageRoot: a bench copied into an older build's dist/bench still finds it.
+  const path = options.path ?? fileURLToPath(new URL('../../BENCHMARKS.md', import.meta.url));
+  process.stdout.write(`${markdown.trim()}\n`);
+  if (recording(options.argv)) {
+    writeSection(path, name, markdown);
+    process.stderr.write(`wrote the ${name} section of ${path}\n`);
+  } else {
+    process.stderr.write(`${path} left as it is: run with --write to record this as the ${name} section\n`);
+  }
+}
+
 /** Replaces (or appends) the section between `<!-- bench:NAME -->` markers in BENCHMARKS.md. */
-export function writeSection(path: string, name: string, markdown: string): void {
+function writeSection(path: string, name: string, markdown: string): void {
   const start = `<!-- bench:${name}:start -->`;
   const end = `<!-- bench:${name}:end -->`;
   const block = `${start}\n${markdown.trim()}\n${end}`;
-  let text = existsSync(path) ? readFileSync(path, 'utf8') : '# Benchmarks\n\nFigures from `bench/` (run with `npm run bench -- NAME`), with the machine they ran on.\n';
+  let text = existsSync(path) ? readFileSync(path, 'utf8') : '# Benchmarks\n\nFigures from `bench/` (recorded with `npm run bench -- NAME [args...] --write`), with the machine they ran on.\n';
   const from = text.indexOf(start);
   const to = text.indexOf(end);
   text = from >= 0 && to > from ? text.slice(0, from) + block + text.slice(to + end.length) : `${text.trimEnd()}\n\n${block}\n`;

@@ -1,5 +1,5 @@
 /**
- * Model bench: `node dist/bench/models.js [EVENTS]`.
+ * Model bench: `node dist/bench/models.js [EVENTS] [--write]` (`--write` records its section of BENCHMARKS.md).
  * 1. Learn+predict throughput (samples/s) of `logistic` and `mlp` on the demo pipeline's real feature
  *    vectors, micro-batches of 256, against River's LogisticRegression (Python, one sample at a time)
  *    on the same vectors, in the same run.
@@ -19,12 +19,12 @@ import { useBackend } from '../plugins/models/backend.js';
 import { createModel } from '../plugins/models/models.js';
 import { resolveConfig } from '../plugins/models/config.js';
 import { exactAuc } from '../plugins/models/prequential.js';
-import { commandLine, machine, median, writeSection } from './machine.js';
+import { commandLine, machine, median, positionalArgs, publishSection } from './machine.js';
 import { installedRiverVersion, runRiverScript } from './river.js';
 import { writeDigineticaEvents } from './diginetica.js';
 import { packageRoot as root } from '../core/paths.js';
 
-const events = Number(process.argv[2] ?? 200_000);
+const events = Number(positionalArgs()[0] ?? 200_000);
 // A shared machine: the load average goes into BENCHMARKS.md with the figures.
 const loadAtStart = loadavg()[0]!;
 const dir = mkdtempSync(join(tmpdir(), 'tributary-bench-models-'));
@@ -316,5 +316,4 @@ Demo models (prequential): ${demoModels}.
 Machine: ${machine()}; load average ${loadAtStart.toFixed(1)} at the start of the run, ${loadavg()[0]!.toFixed(1)} at the end (on a shared host other work runs at the same time: the rates are then low bounds). Measured ${new Date().toISOString().slice(0, 10)}.
 
 ${history}`;
-writeSection(join(root, 'BENCHMARKS.md'), 'models', markdown);
-process.stdout.write(`${markdown}\n`);
+publishSection('models', markdown);

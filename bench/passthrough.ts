@@ -14,13 +14,12 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { rawParseMs, writeSyntheticEvents } from './data.js';
-import { commandLine, machine, median, writeSection } from './machine.js';
+import { commandLine, machine, median, positionalArgs, publishSection } from './machine.js';
 import { runPassthrough, type PassthroughResult } from './passthrough-memory.js';
 
 const args = process.argv.slice(2);
-const events = Number(args.find((arg) => !arg.startsWith('--')) ?? 1_000_000);
+const events = Number(positionalArgs()[0] ?? 1_000_000);
 const rounds = Number(args.find((arg) => arg.startsWith('--rounds='))?.slice('--rounds='.length) ?? 5);
-const write = args.includes('--write');
 const dir = mkdtempSync(join(tmpdir(), 'tributary-bench-'));
 
 /**
@@ -99,8 +98,7 @@ const summary = {
   peakLiveHeap: { [smallEvents]: smallLive.peakLiveHeap, [events]: live.peakLiveHeap },
 };
 console.log(JSON.stringify(summary, null, 2));
-if (write) writeSection(
-  new URL('../../BENCHMARKS.md', import.meta.url).pathname,
+publishSection(
   'passthrough',
   `## File passthrough (core)
 

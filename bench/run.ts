@@ -1,6 +1,7 @@
 /**
  * `npm run bench -- NAME [args...]`: runs one benchmark (dist/bench/NAME.js) with the flags it needs.
- * Each writes its own section of BENCHMARKS.md, with the machine it ran on.
+ * Each prints its section of BENCHMARKS.md, with the machine it ran on, and records it there only with `--write`
+ * (bench/machine.ts publishSection): an ad-hoc run leaves the recorded figures alone.
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';

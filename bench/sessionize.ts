@@ -5,7 +5,7 @@
  * published. Then bytes of state per open session and per known user, measured on the heap (run with
  * --expose-gc).
  *
- *   node --expose-gc dist/bench/sessionize.js [events=1000000] [users=100000] [knownUsers=1000000] [rounds=3]
+ *   node --expose-gc dist/bench/sessionize.js [events=1000000] [users=100000] [knownUsers=1000000] [rounds=3] [--write]
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
@@ -18,13 +18,14 @@ import { Chain, stage, type Stage } from '../plugins/operators/harness.js';
 import sessionizer from '../plugins/operators/sessionizer.js';
 import sessionFeatures from '../plugins/operators/session-features.js';
 import userFeatures from '../plugins/operators/user-features.js';
-import { commandLine, machine, median, writeSection } from './machine.js';
+import { commandLine, machine, median, positionalArgs, publishSection } from './machine.js';
 import { rawParseMs, writeSyntheticEvents, sessionizeStagesYaml } from './data.js';
 
-const events = Number(process.argv[2] ?? 1_000_000);
-const users = Number(process.argv[3] ?? 100_000);
-const knownUsers = Number(process.argv[4] ?? 1_000_000);
-const rounds = Number(process.argv[5] ?? 3);
+const [eventsArg, usersArg, knownUsersArg, roundsArg] = positionalArgs();
+const events = Number(eventsArg ?? 1_000_000);
+const users = Number(usersArg ?? 100_000);
+const knownUsers = Number(knownUsersArg ?? 1_000_000);
+const rounds = Number(roundsArg ?? 3);
 const dir = mkdtempSync(join(tmpdir(), 'tributary-bench-sessionize-'));
 const loadAtStart = loadavg()[0]!;
 /**
@@ -185,8 +186,7 @@ const whatIsLeft = `**What is left**, from this run's medians (load ${loadAtStar
       ? `0.5 needs the whole at ${us(goalUs)} µs, so the stages near ${us(stagesGoalUs)} µs (${(stagesUs / stagesGoalUs).toFixed(1)}x less).`
       : `0.5 needs the whole at ${us(goalUs)} µs, which the source alone (${us(sourceUs)} µs) already exceeds in this run.`
 }`;
-writeSection(
-  new URL('../../BENCHMARKS.md', import.meta.url).pathname,
+publishSection(
   'sessionize',
   `## Sessionizer and features
 

@@ -22,7 +22,7 @@ import { isMainThread, parentPort, Worker, workerData } from 'node:worker_thread
 import { createEventMapper, defineSink, defineSource, isRejected, loadPipeline, MetricsHub, PipelineRunner, readLineBatches, type ClickEvent } from 'tributary';
 import { silentLogger } from 'tributary/testing';
 import { builtinRegistry } from '../core/cli/registry.js';
-import { commandLine, machine, median, writeSection } from './machine.js';
+import { commandLine, machine, median, positionalArgs, publishSection } from './machine.js';
 import { rawParseMs, sessionizeStagesYaml, writeSyntheticEvents } from './data.js';
 
 /** What the first run found (2026-12-03), kept with the bench that writes this section. */
@@ -117,7 +117,7 @@ async function parallel(path: string, shards: number): Promise<{ ms: number; res
 if (!isMainThread) {
   parentPort!.postMessage(await runShard(workerData as ShardJob));
 } else {
-  const args = process.argv.slice(2).filter((a) => !a.startsWith('--'));
+  const args = positionalArgs();
   const events = Number(args[0] ?? 1_000_000);
   const users = Number(args[1] ?? 100_000);
   const rounds = Number(args[2] ?? 3);
@@ -157,7 +157,6 @@ ${rows.join('\n')}
 Raw parse limit ${Math.round((events / rawMs) * 1000).toLocaleString('en-US')} events/s (median). Equal session counts mean no lateness decision changed with the shards' own watermarks.\n\n${FINDING}\n\nWhat it would take to make this a feature: sources that can read a key shard (files as here; Kafka partitions already are shards), per-worker state in checkpoints, sinks fed from every worker (or one per worker), merged counters and metrics, and models, which learn from every user: one per worker, or their updates merged.
 
 Machine: ${machine()}; load average ${loadAtStart.toFixed(1)} at the start and ${loadavg()[0]!.toFixed(1)} at the end. Measured ${new Date().toISOString().slice(0, 10)}.`;
-  console.log(markdown);
-  if (process.argv.includes('--write')) writeSection(new URL('../../BENCHMARKS.md', import.meta.url).pathname, 'sharding', markdown);
+  publishSection('sharding', markdown);
   rmSync(dir, { recursive: true, force: true });
 }

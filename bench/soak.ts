@@ -4,7 +4,7 @@
  * (wall clock - watermark) and p99 stage latency must stay flat. Writes a CSV and an SVG plot next to
  * BENCHMARKS.md (bench/results/) and a summary section.
  *
- *   node dist/bench/soak.js [minutes=30] [rate=2000] [sampleSeconds=10]
+ *   node dist/bench/soak.js [minutes=30] [rate=2000] [sampleSeconds=10] [--write]
  *
  * `months` mode, the long run: months of event time in minutes of wall time. The daemon runs
  * bench/pipelines/soak-months.yaml, reading bench/soak-visitors.ts's visitors (1M+ distinct users over
@@ -14,19 +14,23 @@
  * handles, the models' buffers and the per-user bounds. Writes bench/results/soak-months.csv and the
  * BENCHMARKS.md section "Long run".
  *
- *   node dist/bench/soak.js months [users=1050000] [days=180] [sampleSeconds=10] [maxMinutes=25]
+ *   node dist/bench/soak.js months [users=1050000] [days=180] [sampleSeconds=10] [maxMinutes=25] [--write]
+ *
+ * Only a run given `--write` replaces its section of BENCHMARKS.md and the files in bench/results; another prints
+ * the section and keeps its samples in a temporary folder.
  */
 import { spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { machine, writeSection } from './machine.js';
+import { machine, positionalArgs, publishSection, recording } from './machine.js';
 import { packageRoot as root } from '../core/paths.js';
 import { commandNodeFlags } from '../core/cli/build.js';
 import { visitorLines } from './soak-visitors.js';
 
-const months = process.argv[2] === 'months';
-const args = months ? process.argv.slice(3) : process.argv.slice(2);
+const positional = positionalArgs();
+const months = positional[0] === 'months';
+const args = months ? positional.slice(1) : positional;
 const minutes = months ? Number(args[3] ?? 25) : Number(args[0] ?? 30);
 const rate = months ? 0 : Number(args[1] ?? 2000);
 const sampleSeconds = Number(args[2] ?? 10);
@@ -184,7 +188,7 @@ const labelBuffer = Math.max(100_000, Math.ceil(rate * 24 * 2));
 
 const pipeline = join(root, months ? 'bench/pipelines/soak-months.yaml' : 'bench/pipelines/soak.yaml');
 // As the `tributary` command runs (its node flags: the young generation), and --trace-gc for the heap samples.
-const child = spawn(process.execPath, [...commandNodeFlags(), '--trace-gc', join(root, 'dist/core/cli/main.js'), 'run', pipeline, '--http-port', '0', '--log-level', 'info'], {
+const child = spawn(process.execPath, [...commandNodeFlags(), '--trace-gc', join(root, 'dist/core/cli/tributary.cjs'), 'run', pipeline, '--http-port', '0', '--log-level', 'info'], {
   cwd: work,
   env: { ...process.env, SOAK_RATE: String(rate), SOAK_LABEL_BUFFER: String(labelBuffer), SOAK_OUT: join(work, 'predictions.jsonl'), SOAK_CHECKPOINTS: join(work, 'checkpoints') },
   stdio: [months ? 'pipe' : 'ignore', 'pipe', 'pipe'],
@@ -319,8 +323,10 @@ if (months) {
   process.stderr.write(`warnings by message: ${JSON.stringify([...warningCounts])}\n`);
 }
 
-const results = join(root, 'bench', 'results');
+// bench/results holds the recorded run's samples and plot, which the sections link to: an ad-hoc run keeps its own apart.
+const results = recording() ? join(root, 'bench', 'results') : mkdtempSync(join(tmpdir(), 'tributary-soak-results-'));
 mkdirSync(results, { recursive: true });
+if (!recording()) process.stderr.write(`samples and plot in ${results} (--write puts them in bench/results)\n`);
 if (months) writeLongRun(results, exitCode);
 else {
   writeFileSync(
@@ -351,12 +357,11 @@ else {
     ['events/s', (list) => mean(list, 'eventsPerSecond'), 1],
   ];
   const rows = measures.map(([label, of, digits]) => `| ${label} | ${[third(0, 1), third(1, 2), third(2, 3)].map((list) => of(list).toFixed(digits)).join(' | ')} |`);
-  writeSection(
-    join(root, 'BENCHMARKS.md'),
+  publishSection(
     'soak',
     `## Soak (daemon)
 
-\`node dist/bench/soak.js ${minutes} ${rate} ${sampleSeconds}\` — [bench/pipelines/soak.yaml](bench/pipelines/soak.yaml) (synthetic shoppers at ${rate} events/s on wall-clock event time -> sessionizer -> features -> intent and churn models -> file sink, checkpoints every 30 s) run as a daemon for ${minutes} minutes, sampled through its own \`/metrics\` every ${sampleSeconds} s. Means per third of the run, and the lowest heap sample of each third (flat = no leak, no drift):
+\`node dist/bench/soak.js ${minutes} ${rate} ${sampleSeconds} --write\` — [bench/pipelines/soak.yaml](bench/pipelines/soak.yaml) (synthetic shoppers at ${rate} events/s on wall-clock event time -> sessionizer -> features -> intent and churn models -> file sink, checkpoints every 30 s) run as a daemon for ${minutes} minutes, sampled through its own \`/metrics\` every ${sampleSeconds} s. Means per third of the run, and the lowest heap sample of each third (flat = no leak, no drift):
 
 | measure | first third | second third | last third |
 |---|---|---|---|
@@ -410,12 +415,11 @@ function writeLongRun(results: string, exitCode: number | null): void {
   const shown = samples.filter((_, i) => i % step === 0 || i === samples.length - 1);
   // Transposed: one row per measure, one column per sample shown (time runs left to right).
   const table = [`| ${columns[0]![0]} | ${shown.map((s) => columns[0]![1](s)).join(' | ')} |`, `|---|${shown.map(() => '---').join('|')}|`, ...columns.slice(1).map(([h, of]) => `| ${h} | ${shown.map(of).join(' | ')} |`)];
-  writeSection(
-    join(root, 'BENCHMARKS.md'),
+  publishSection(
     'soak-months',
     `## Long run (months of event time)
 
-\`node dist/bench/soak.js months ${visitors.users} ${visitors.days} ${sampleSeconds} ${minutes}\` — [bench/pipelines/soak-months.yaml](bench/pipelines/soak-months.yaml) as a daemon (\`tributary run\`, HTTP metrics on, checkpoints every 5 s, \`max_users\` 200,000 in user-features and churn, \`max_open_sessions\` 100,000) reading [bench/soak-visitors.ts](bench/soak-visitors.ts)'s visitors from its standard input as fast as it takes them: ${visitors.users.toLocaleString('en-US')} distinct users arriving over ${visitors.days} days of event time (4 in 5 come once, the others a few times days apart; one line in ${visitors.badEvery.toLocaleString('en-US')} not JSON), ${linesWritten.toLocaleString('en-US')} lines written${inputDone ? ', all read' : ' when the time limit stopped it'}. Sampled every ${sampleSeconds} s (heap after full GC from the daemon's \`--trace-gc\`; the others from its \`/metrics\` and the folder); ${shown.length} of ${samples.length} samples shown, all in [bench/results/soak-months.csv](bench/results/soak-months.csv):
+\`node dist/bench/soak.js months ${visitors.users} ${visitors.days} ${sampleSeconds} ${minutes} --write\` — [bench/pipelines/soak-months.yaml](bench/pipelines/soak-months.yaml) as a daemon (\`tributary run\`, HTTP metrics on, checkpoints every 5 s, \`max_users\` 200,000 in user-features and churn, \`max_open_sessions\` 100,000) reading [bench/soak-visitors.ts](bench/soak-visitors.ts)'s visitors from its standard input as fast as it takes them: ${visitors.users.toLocaleString('en-US')} distinct users arriving over ${visitors.days} days of event time (4 in 5 come once, the others a few times days apart; one line in ${visitors.badEvery.toLocaleString('en-US')} not JSON), ${linesWritten.toLocaleString('en-US')} lines written${inputDone ? ', all read' : ' when the time limit stopped it'}. Sampled every ${sampleSeconds} s (heap after full GC from the daemon's \`--trace-gc\`; the others from its \`/metrics\` and the folder); ${shown.length} of ${samples.length} samples shown, all in [bench/results/soak-months.csv](bench/results/soak-months.csv):
 
 ${table.join('\n')}
 

@@ -6,18 +6,19 @@
  * time by function; this says what removing or speeding up a stage would save end to end, cache
  * misses and garbage included.
  *
- *   node --expose-gc dist/bench/stage-costs.js [events=1000000] [users=100000] [rounds=5]
+ *   node --expose-gc dist/bench/stage-costs.js [events=1000000] [users=100000] [rounds=5] [--write]
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parse } from 'yaml';
-import { commandLine, machine, median, writeSection } from './machine.js';
+import { commandLine, machine, median, positionalArgs, publishSection } from './machine.js';
 import { rawParseMs, runPipeline, sessionizeStagesYaml, writeSyntheticEvents } from './data.js';
 
-const events = Number(process.argv[2] ?? 1_000_000);
-const users = Number(process.argv[3] ?? 100_000);
-const rounds = Number(process.argv[4] ?? 5);
+const [eventsArg, usersArg, roundsArg] = positionalArgs();
+const events = Number(eventsArg ?? 1_000_000);
+const users = Number(usersArg ?? 100_000);
+const rounds = Number(roundsArg ?? 5);
 const loadAtStart = loadavg()[0]!;
 const dir = mkdtempSync(join(tmpdir(), 'tributary-bench-stages-'));
 const input = join(dir, 'events.jsonl');
@@ -58,8 +59,7 @@ const whole = median(byK[stages.length]!.map((r) => r.wall));
 const rawUs = median(raw);
 rows.push(`| **whole pipeline** | **${f(whole)}** | **${f(median(byK[stages.length]!.map((r) => r.cpu)))}** |`);
 console.log(rows.join('\n'));
-writeSection(
-  new URL('../../BENCHMARKS.md', import.meta.url).pathname,
+publishSection(
   'stage-costs',
   `## What each stage costs
 

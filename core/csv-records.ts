@@ -11,7 +11,7 @@
  * line ends change partway (appended to on two systems, exports concatenated) is read row by row.
  */
 import type { Readable } from 'node:stream';
-import { OVERLONG_HEAD_BYTES } from './io.js';
+import { countNewlines, OVERLONG_HEAD_BYTES } from './io.js';
 
 /** A stretch of the stream, in order: whole records, or one line taken out of the stream. */
 export type CsvPiece =
@@ -307,8 +307,7 @@ function lineEndLength(line: Buffer): number {
 
 /** Line ends: `\n`, and `\r` but for the `\r` of a `\r\n` (as csv-parse counts lines outside quotes). */
 export function countLineEnds(bytes: Buffer): number {
-  let count = 0;
-  for (let at = bytes.indexOf(LF); at !== -1; at = bytes.indexOf(LF, at + 1)) count++;
+  let count = countNewlines(bytes);
   for (let at = bytes.indexOf(CR); at !== -1; at = bytes.indexOf(CR, at + 1)) if (bytes[at + 1] !== LF) count++;
   return count;
 }

@@ -5,6 +5,7 @@
 // A namespace import: zlib.crc32 is there only from Node 20.15 (a named import of it would fail to load before).
 import * as zlib from 'node:zlib';
 import { performance } from 'node:perf_hooks';
+import { countNewlines } from './io.js';
 
 /**
  * Where gzip data is damaged: the compressed byte the damage is at, what it is (zlib's words), and the
@@ -217,7 +218,7 @@ export async function* gunzipUpToDamage(compressed: AsyncIterable<Buffer>, optio
     if (pieces.length === 0) return pieces;
     tell();
     if (!lineEnded) pieces.unshift(Buffer.from('\n'));
-    for (const piece of pieces) lineEnds += countLineEnds(piece);
+    for (const piece of pieces) lineEnds += countNewlines(piece);
     const last = pieces[pieces.length - 1]!;
     if (last.length > 0) lineEnded = last[last.length - 1] === 10;
     return pieces;
@@ -299,7 +300,7 @@ export async function* gunzipUpToDamage(compressed: AsyncIterable<Buffer>, optio
     const pieces = release();
     for (const piece of pieces) {
       unchecked.bytes += piece.length;
-      unchecked.lineEnds += countLineEnds(piece);
+      unchecked.lineEnds += countNewlines(piece);
     }
     return pieces;
   };
@@ -552,13 +553,6 @@ async function outwaits(next: Promise<unknown>, ms: number): Promise<boolean> {
   } finally {
     clearTimeout(timer);
   }
-}
-
-/** How many line ends (`\n`) `text` holds. */
-function countLineEnds(text: Buffer): number {
-  let count = 0;
-  for (let at = text.indexOf(10); at >= 0; at = text.indexOf(10, at + 1)) count++;
-  return count;
 }
 
 /** zlib's CRC-32, in Node from 20.15 (engines: >=20). */

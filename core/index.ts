@@ -10,6 +10,8 @@ export { canonicalTimeZone, isUtcZone, offsetText, onTimeOffset, timeOffsetRepor
 export { parseDuration, formatDuration, durationText, bareMillisecondsWarning, timerDurationMax, type Duration } from './duration.js';
 export { recordToJson, recordToJsonBytes } from './json.js';
 export {
+  // Internal (for the built-in file sink, which imports only from here): not in docs/plugin-authoring.md.
+  countNewlines,
   notUtf8Rejection,
   readLineBatches,
   JsonLinesWriter,

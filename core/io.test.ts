@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { PassThrough, Readable, Writable } from 'node:stream';
 import { createWriteStream } from 'node:fs';
-import { JsonLinesWriter, OVERLONG_HEAD_BYTES, readLineBatches, recordToJson } from 'tributary';
+import { countNewlines, JsonLinesWriter, OVERLONG_HEAD_BYTES, readLineBatches, recordToJson } from 'tributary';
 import { tempFolder, until } from 'tributary/testing';
 
 /** A Writable that keeps what it got and completes each write only when told to. */
@@ -345,4 +345,10 @@ test('JsonLinesWriter.close rejects when the output could not be opened (the rec
   const writer = new JsonLinesWriter(createWriteStream(folder)); // a folder: opening it fails with EISDIR
   writer.write({ kind: 'event', userId: 'u', time: 0, type: 'view' });
   await assert.rejects(writer.close(), /EISDIR/);
+});
+
+test('countNewlines counts the records of JSON lines: one per \\n, a \\r\\n once, a lone \\r and a last line without its end not at all', () => {
+  assert.equal(countNewlines(Buffer.alloc(0)), 0);
+  assert.equal(countNewlines(Buffer.from('{"a":1}\n{"a":2}\r\n{"a":3}\r{"a":4}')), 2);
+  assert.equal(countNewlines(Buffer.from('\n\n\n')), 3);
 });

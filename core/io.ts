@@ -80,6 +80,17 @@ export const DEFAULT_MAX_RECORD_BYTES = 1 << 20;
 /** Bytes of an overlong record kept for its dead letter. */
 export const OVERLONG_HEAD_BYTES = 1024;
 
+/**
+ * How many `\n` bytes `bytes` holds: the records of JSON lines (a `\r\n` counts once, a lone `\r` not;
+ * CSV's line count, which counts a lone `\r`, is csv-records' countLineEnds).
+ * @internal For the built-in plugins (the file sink); not documented API, may change.
+ */
+export function countNewlines(bytes: Buffer): number {
+  let count = 0;
+  for (let at = bytes.indexOf(10); at !== -1; at = bytes.indexOf(10, at + 1)) count++;
+  return count;
+}
+
 /** What is left of a stream where {@link readLineBatches} stopped: to be read by someone else. */
 export interface LineRest {
   /** Line number and stream offset of the stopping line. */

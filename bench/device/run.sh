@@ -31,7 +31,7 @@ if [ $rc -ne 0 ]; then
 fi
 for run in $(seq 1 ${BENCH_RUNS:-1}); do
   echo "== bench run $run"
-  timeout ${BENCH_TIMEOUT:-300} node --expose-gc dist/bench/backends.js ${BENCH_EVENTS:-100000}; echo "bench rc $?"
+  timeout ${BENCH_TIMEOUT:-300} node --expose-gc dist/bench/backends.js ${BENCH_EVENTS:-100000} --write; echo "bench rc $?"
   cp BENCHMARKS.md "$OUT/BENCHMARKS-run$run.md" 2>/dev/null
 done
 if [ "${DEMO:-0}" = 1 ]; then

@@ -27,7 +27,7 @@ export function tributaryBuild(): { version: string; commit?: string } {
 
 /**
  * The node flags the `tributary` command runs with (`--max-semi-space-size=32 --expose-gc`): those its bin,
- * dist/core/cli/main.js (package.json `bin`), names on its `#!/usr/bin/env -S node ...` line, which is where
+ * dist/core/cli/tributary.cjs (package.json `bin`), names on its `#!/usr/bin/env -S node ...` line, which is where
  * they are set (a shebang can import nothing, so it is the one place). For whatever starts the daemon's code
  * with `node` itself and must run it as the command does (bench/soak.ts): a young generation of node's
  * default size made every soak figure before 2026-12-07 another daemon's than the one users run.

@@ -94,5 +94,5 @@ test("the node flags the tributary command runs with are read from its bin's #! 
   const { readFileSync } = await import('node:fs');
   assert.deepEqual(commandNodeFlags(), ['--max-semi-space-size=32', '--expose-gc']);
   const start = (JSON.parse(readFileSync(join(packageRoot, 'package.json'), 'utf8')) as { scripts: { start: string } }).scripts.start;
-  assert.equal(start.split(' dist/core/cli/main.js ')[0], ['node', ...commandNodeFlags()].join(' '), 'npm start runs the daemon as the command does');
+  assert.equal(start.split(' dist/core/cli/tributary.cjs ')[0], ['node', ...commandNodeFlags()].join(' '), 'npm start runs the daemon as the command does');
 });

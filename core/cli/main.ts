@@ -1,6 +1,5 @@
-#!/usr/bin/env -S node --max-semi-space-size=32 --expose-gc
 /**
- * The `tributary` command. It catches SIGINT, SIGTERM and SIGHUP before it loads anything else (signals.ts):
+ * The `tributary` command, loaded by its bin (tributary.cts, which sizes libuv's thread pool first). It catches SIGINT, SIGTERM and SIGHUP before it loads anything else (signals.ts):
  * the commands are imported only then, since an ES module's static imports are all loaded and parsed
  * before its first line runs (half a second of them), and a signal meanwhile would end the process
  * with 143 and no word (a SIGHUP, 129).

@@ -13,7 +13,7 @@ import { constants as zlib, createGzip, gzipSync, type Gzip, type ZlibReset } fr
 import { Writable } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import { Socket } from 'node:net';
-import { createFileDurably, defineSink, fileSystemErrorAt, gunzipUpToDamage, JsonLinesWriter, LockRefusedError, makeFolderDurablySync, parseDuration, PluginConfigError, releaseLock, takeLock, takeLockWaiting, timerDurationMax, TributaryError, unwritableOutput, type GzipDamage, type PluginContext, type StreamRecord } from 'tributary';
+import { countNewlines, createFileDurably, defineSink, fileSystemErrorAt, gunzipUpToDamage, JsonLinesWriter, LockRefusedError, makeFolderDurablySync, parseDuration, PluginConfigError, releaseLock, takeLock, takeLockWaiting, timerDurationMax, TributaryError, unwritableOutput, type GzipDamage, type PluginContext, type StreamRecord } from 'tributary';
 
 export interface FileSinkConfig {
   path: string;
@@ -908,7 +908,7 @@ async function completeGzipTail(path: string): Promise<GzipTail> {
     // The text not kept: a record cut short (written again from the checkpoint), or, held back with its
     // member (damage.text), records that may be wrong: those are set aside before the member is replaced.
     const dropped = Buffer.concat([read.text.subarray(whole.length), damage.text]);
-    const failedRecords = lineEnds(damage.text);
+    const failedRecords = countNewlines(damage.text);
     const movedTo = dropped.includes(10) ? await setAside(path, dropped) : undefined;
     const member = whole.length > 0 ? gzipSync(whole) : Buffer.alloc(0);
     writeSync(fd, member, 0, member.length, start);
@@ -916,7 +916,7 @@ async function completeGzipTail(path: string): Promise<GzipTail> {
     fsyncSync(fd);
     return {
       kind: 'completed',
-      records: lineEnds(whole),
+      records: countNewlines(whole),
       // A wrong CRC, corrupt data: the member's text, held back (damage.text), may be wrong; kept, it would get a right CRC.
       failedRecords,
       dropped: dropped.length,
@@ -926,13 +926,6 @@ async function completeGzipTail(path: string): Promise<GzipTail> {
   } finally {
     closeSync(fd);
   }
-}
-
-/** How many line ends (records) `text` holds. */
-function lineEnds(text: Buffer): number {
-  let count = 0;
-  for (let i = text.indexOf(10); i >= 0; i = text.indexOf(10, i + 1)) count++;
-  return count;
 }
 
 /**
