@@ -1679,6 +1679,24 @@ function setOrigin(at: string, setValues: ReadonlyMap<string, string>, createdBy
  * valueText would hide the value (isHiddenValue) (these messages go to logs and terminals as schema errors do).
  */
 function assignmentText(assignment: string): string {
+  if (!isHiddenAssignment(assignment)) return `'${assignment}'`;
+  const parts = assignmentParts(assignment);
+  return parts === undefined ? SECRET_NOT_SHOWN : `'${parts.path}=…' (value not shown: a secret)`;
+}
+
+/**
+ * A `--set` as a record of the run shows it (a backtest's report.html, which is passed around): as given, or
+ * `path=…` where its value is a secret's, as assignmentText judges. Before, the report showed
+ * `--set stages[3].api_token=...` whole.
+ */
+export function assignmentShown(assignment: string): string {
+  if (!isHiddenAssignment(assignment)) return assignment;
+  const parts = assignmentParts(assignment);
+  return parts === undefined ? '… (not shown: a secret)' : `${parts.path}=… (value not shown: a secret)`;
+}
+
+/** Whether a `--set`'s value is a secret's, or under a `security` section (isHiddenValue): nothing said of it may quote it. */
+function isHiddenAssignment(assignment: string): boolean {
   const parts = assignmentParts(assignment);
   const path = parts?.path ?? '';
   const raw = parts?.value ?? assignment;
@@ -1691,9 +1709,7 @@ function assignmentText(assignment: string): string {
   }
   // Without `=` the text may be a path with a secret's value run into it (`...password:hunter2`).
   const segments = pathSegments(parts === undefined ? assignment : path);
-  const hidden = isHiddenValue(value, segments) || isHiddenValue(raw, segments);
-  if (!hidden) return `'${assignment}'`;
-  return parts === undefined ? SECRET_NOT_SHOWN : `'${path}=…' (value not shown: a secret)`;
+  return isHiddenValue(value, segments) || isHiddenValue(raw, segments);
 }
 
 /**
