@@ -1,7 +1,7 @@
 import { mock, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync, type PathLike } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync, type PathLike } from 'node:fs';
 import fsPromises from 'node:fs/promises';
 import { syncBuiltinESMExports } from 'node:module';
 import { join } from 'node:path';
@@ -23,6 +23,35 @@ test('writeFileDurably and writeFileDurablySync replace a file with all its part
   writeFileDurablySync(file, ['x', Buffer.from('y')], join(dir, 'fixed.tmp'));
   assert.equal(readFileSync(file, 'utf8'), 'xy');
   assert.deepEqual(readdirSync(dir), ['state.json']);
+});
+
+test('a file replaced durably keeps its permissions (an operator\'s chmod 600 of a model file holding what users did), whatever the umask and a temp file left there before', async (t) => {
+  const dir = tempFolder(t, 'durable-mode');
+  const file = join(dir, 'intent.model.json');
+  writeFileSync(file, 'old');
+  chmodSync(file, 0o600);
+  await writeFileDurably(file, 'new');
+  assert.equal(statSync(file).mode & 0o777, 0o600);
+  chmodSync(file, 0o640);
+  writeFileDurablySync(file, 'newer');
+  assert.equal(statSync(file).mode & 0o777, 0o640);
+  // A fixed temp name (a model's `<file>.tmp`) that a killed save left, readable by all: open() keeps its mode.
+  const temp = `${file}.tmp`;
+  writeFileSync(temp, 'left by a kill');
+  chmodSync(temp, 0o644);
+  chmodSync(file, 0o600);
+  await writeFileDurably(file, 'newest', temp);
+  assert.equal(statSync(file).mode & 0o777, 0o600);
+  // Bits the umask takes (group write, under 022) are kept too: they are the operator's.
+  chmodSync(file, 0o660);
+  await writeFileDurably(file, 'last');
+  assert.equal(statSync(file).mode & 0o777, 0o660);
+  assert.equal(readFileSync(file, 'utf8'), 'last');
+  // A new file takes the process's umask, as every file it makes.
+  const made = join(dir, 'churn.model.json');
+  await writeFileDurably(made, 'first');
+  const umask = process.umask();
+  assert.equal(statSync(made).mode & 0o777, 0o666 & ~umask);
 });
 
 /** strace, where it runs here (installed, and ptrace allowed): it shows which folders a process fsyncs. */

@@ -6,8 +6,8 @@
  * file in place.
  */
 import { randomBytes } from 'node:crypto';
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
-import { link, mkdir, open, rename, rm, type FileHandle } from 'node:fs/promises';
+import { closeSync, existsSync, fchmodSync, fsyncSync, mkdirSync, openSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
+import { link, mkdir, open, rename, rm, stat, type FileHandle } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { sameFile, statIfAny } from './paths.js';
 
@@ -37,15 +37,30 @@ const ownTempSuffix = new RegExp(`\\.tmp-${process.pid}-${processTag}[0-9a-f]{8}
  */
 export const isOwnTempName = (name: string): boolean => ownTempSuffix.test(name);
 
+/** The permission bits of the regular file at `file`, undefined where there is none (see {@link writeFileDurably}). */
+async function modeOf(file: string): Promise<number | undefined> {
+  const found = await stat(file).catch(() => undefined);
+  return found?.isFile() ? found.mode & 0o7777 : undefined;
+}
+
+function modeOfSync(file: string): number | undefined {
+  const found = statSync(file, { throwIfNoEntry: false });
+  return found?.isFile() ? found.mode & 0o7777 : undefined;
+}
+
 /**
  * Replaces `file` with `data` durably (see the module comment), without blocking the event loop. A write
  * that fails removes its temp file: half a checkpoint left on a full disk held the room a retry (or a
- * sink) needed until the next run swept it.
+ * sink) needed until the next run swept it. The new file keeps the permissions of the one it replaces,
+ * and its temp file is made with no more than them: before, the temp file took the process's umask, so
+ * an operator's `chmod 600` of a model file (it holds what the shop's users did) was undone, 0644 again,
+ * at its next save. A new file takes the umask's, as every file the process makes.
  */
 export async function writeFileDurably(file: string, data: DurableData, temp = durableTempName(file)): Promise<void> {
-  const handle = await open(temp, 'w');
+  const mode = await modeOf(file);
+  const handle = await open(temp, 'w', mode ?? 0o666);
   try {
-    await writeAndSync(handle, data);
+    await writeAndSync(handle, data, mode);
     await rename(temp, file);
   } catch (error) {
     await rm(temp, { force: true }).catch(() => undefined); // the write's own error is the one to report
@@ -108,9 +123,22 @@ async function linkNew(temp: string, file: string): Promise<boolean> {
   return true;
 }
 
-/** Writes `data` to a temp file just opened, fsyncs it and closes it (closed whatever fails). */
-async function writeAndSync(handle: FileHandle, data: DurableData): Promise<void> {
+/**
+ * Whether chmod's error says the filesystem keeps no Unix permissions (FAT, some SMB mounts: its files have none
+ * to keep). The temp file is this process's own, so EPERM is no other owner's file.
+ */
+const keepsNoPermissions = (error: unknown): boolean => ['EPERM', 'ENOTSUP', 'EOPNOTSUPP', 'ENOSYS'].includes(String((error as NodeJS.ErrnoException).code));
+
+/** Writes `data` to a temp file just opened (giving it `mode` first, where given), fsyncs it and closes it (closed whatever fails). */
+async function writeAndSync(handle: FileHandle, data: DurableData, mode?: number): Promise<void> {
   try {
+    // open's mode passes through the umask, which may take bits the replaced file had (0664 under 022), and a
+    // temp file there before (a fixed temp name) keeps its own.
+    if (mode !== undefined) {
+      await handle.chmod(mode).catch((error: unknown) => {
+        if (!keepsNoPermissions(error)) throw error;
+      });
+    }
     for (const part of partsOf(data)) await handle.writeFile(part);
     await handle.sync();
   } finally {
@@ -120,9 +148,18 @@ async function writeAndSync(handle: FileHandle, data: DurableData): Promise<void
 
 /** {@link writeFileDurably} for callers that cannot wait (a stage's synchronous close). */
 export function writeFileDurablySync(file: string, data: DurableData, temp = durableTempName(file)): void {
-  const fd = openSync(temp, 'w');
+  const mode = modeOfSync(file);
+  const fd = openSync(temp, 'w', mode ?? 0o666);
   try {
     try {
+      // As writeFileDurably: the replaced file's permissions, whatever the umask.
+      if (mode !== undefined) {
+        try {
+          fchmodSync(fd, mode);
+        } catch (error) {
+          if (!keepsNoPermissions(error)) throw error;
+        }
+      }
       for (const part of partsOf(data)) {
         const bytes = typeof part === 'string' ? Buffer.from(part) : part;
         for (let written = 0; written < bytes.byteLength; ) written += writeSync(fd, bytes, written);

@@ -744,6 +744,11 @@ test('report.html: each plot has a title, labelled axes (event time in UTC, log 
   const html = reportHtml('bt', '/data/in.csv', metrics, reports, source);
   assert.match(html, /Pipeline: <code>\/p\/pipeline\.yaml<\/code>, overrides: <code>--set stages\[0\]\.gap=5m<\/code>\. Made 2024-01-02T03:04:05\.000Z by tributary 9\.9\.9, commit <code>abc123<\/code>/);
   assert.match(html, /<code>\/data\/in\.csv<\/code> \(1234 bytes, modified 2024-01-01T00:00:00\.000Z\)/);
+  // A secret given by --set (a stage's API token, a Kafka sink's password) is not in the page, which is passed around.
+  const secrets = ['stages[2].api_token=tok-123', 'sinks[0].security.sasl.password=hunter2', 'sinks[0].options["ssl.key.pem"]=-----BEGIN PRIVATE KEY-----x'];
+  const withSecrets = reportHtml('bt', '/data/in.csv', metrics, reports, { ...source, sets: ['stages[0].gap=5m', ...secrets] });
+  for (const secret of ['tok-123', 'hunter2', 'BEGIN PRIVATE']) assert.ok(!withSecrets.includes(secret), secret);
+  assert.match(withSecrets, /overrides: <code>--set stages\[0\]\.gap=5m<\/code>, <code>--set stages\[2\]\.api_token=… \(value not shown: a secret\)<\/code>, <code>--set sinks\[0\]\.security\.sasl\.password=… \(value not shown: a secret\)<\/code>/);
   assert.doesNotMatch(html, /\s(src|href)=/, 'nothing loaded from elsewhere');
   const { plots, models } = renderReport(html);
   const sections = models.children.filter((child) => child.className === 'plots');

@@ -15,7 +15,7 @@ import { dirname, join, relative, resolve } from 'node:path';
 import { createRequire } from 'node:module';
 import cliProgress from 'cli-progress';
 import type { LevelWithSilent } from 'pino';
-import { entryLabel, entrySchemaProblems, loadPipeline, pluginConfig, type PipelineEntry, type ResolvedEntry } from '../config/load.js';
+import { assignmentShown, entryLabel, entrySchemaProblems, loadPipeline, pluginConfig, type PipelineEntry, type ResolvedEntry } from '../config/load.js';
 import { formatOfFile, isTabSeparatedFile } from '../decode.js';
 import { ConfigError, positionOf, type ErrorCode } from '../errors.js';
 import type { StreamRecord, WarmStart } from '../events.js';
@@ -451,7 +451,7 @@ function inputsHtml(inputs: string | readonly string[], source?: ReportSource): 
 const escapeHtml = (text: string): string => text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 
 function sourceHtml(source: ReportSource): string {
-  const sets = source.sets.length === 0 ? 'none' : source.sets.map((set) => `<code>--set ${escapeHtml(set)}</code>`).join(', ');
+  const sets = source.sets.length === 0 ? 'none' : source.sets.map((set) => `<code>--set ${escapeHtml(assignmentShown(set))}</code>`).join(', ');
   const build = [source.version ? `tributary ${escapeHtml(source.version)}` : 'tributary', source.commit ? `commit <code>${escapeHtml(source.commit)}</code>` : ''].filter(Boolean).join(', ');
   return `<p id="source">Pipeline: <code>${escapeHtml(source.pipelineFile)}</code>, overrides: ${sets}. Made ${escapeHtml(source.generatedAt)} by ${build}.</p>`;
 }

@@ -1668,6 +1668,21 @@ test('YAML forms this loader does not take are said as such: a second document; 
   ]);
 });
 
+test('a YAML tag outside the standard ones (`!!js/function`, `!!python/object`, `!custom`) is refused at its place, not read as the text it tags; an alias bomb ("billion laughs") is refused at the alias that nests, not "Excessive alias count" with no place', async () => {
+  const tagged = (value: string): string => `sources:\n  - type: synthetic\n    label: ${value}\nsinks: [{type: stdout}]\n`;
+  const taken = "YAML's standard tags only (!!str, !!int, !!float, !!bool, !!null, !!map, !!seq), and none runs code; remove it";
+  assert.deepEqual(await problemsOf(tagged('!!js/function "function () { return process.exit(1) }"')), [`P:3:12: $.sources[0].label: YAML tag !!js/function is not taken: a pipeline file takes ${taken}`]);
+  assert.deepEqual(await problemsOf(tagged('!!python/object/apply:os.system ["id"]')), [`P:3:12: $.sources[0].label: YAML tag !!python/object/apply:os.system is not taken: a pipeline file takes ${taken}`]);
+  assert.deepEqual(await problemsOf(`name: !env SHOP\n${tagged('x')}`), [`P:1:7: $.name: YAML tag !env is not taken: a pipeline file takes ${taken}`]);
+  // The standard ones are still taken.
+  assert.deepEqual(await problemsOf('sources: [{type: synthetic, events: !!int "5", label: !!str 12}]\nsinks: [{type: stdout}]\n'), []);
+  const levels = ['a', 'b', 'c', 'd', 'e', 'f', 'g', 'h', 'i'];
+  const bomb = levels.map((name, i) => `x-${name}: &${name} [${i === 0 ? Array(9).fill('"lol"').join(', ') : Array(9).fill(`*${levels[i - 1]}`).join(', ')}]`).join('\n');
+  assert.deepEqual(await problemsOf(`${bomb}\nsources: [{type: synthetic}]\nsinks: [{type: stdout}]\n`), [
+    'P:3:10: $.x-c[0]: this alias *b repeats a block that itself repeats others: together they expand past what a pipeline file may (yaml\'s limit against alias bombs, "billion laughs"); write the values out, or share blocks one level deep',
+  ]);
+});
+
 test("--set's messages quote the path but not a secret's value (the messages go to logs and terminals)", async () => {
   const file = join(dir, 'set-secret.yaml');
   writeFileSync(file, 'sources: [{type: synthetic}]\nsinks: [{type: stdout}]\n');

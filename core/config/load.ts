@@ -5,7 +5,7 @@
 import { readFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { dirname, resolve } from 'node:path';
-import { isAlias, isMap, isPair, isScalar, isSeq, LineCounter, parseDocument, Scalar, Schema, visit, type Document, type Node, type Pair, type ScalarTag, type YAMLMap } from 'yaml';
+import { isAlias, isMap, isPair, isScalar, isSeq, LineCounter, parseDocument, Scalar, Schema, visit, type Alias, type Document, type Node, type Pair, type ScalarTag, type YAMLMap } from 'yaml';
 import type { ErrorObject } from 'ajv';
 import { closest, distance } from 'fastest-levenshtein';
 import { ConfigError, positionOf, TributaryError, type ConfigProblem } from '../errors.js';
@@ -204,6 +204,22 @@ export async function loadPipeline(file: string, options: LoadOptions): Promise<
     const { line, col } = lineCounter.linePos(offset);
     return { file, line, column: col, path, message };
   };
+  // A tag YAML's core schema does not know (`!!js/function`, `!!python/object`, a custom `!env`) was read as if
+  // absent: a `!!js/function "..."` loaded as the text of the function. Nothing here runs one; it is refused, so that
+  // no one thinks it does, or that a tag meant something.
+  const unknownTag = doc.warnings.find((warning) => warning.code === 'TAG_RESOLVE_FAILED');
+  if (doc.errors.length === 0 && unknownTag !== undefined) {
+    const tag = unknownTag.message.split('\n')[0]!.replace(/^Unresolved tag: /, '');
+    let path: PathSegment[] = [];
+    visit(doc, (_key, node, ancestors) => {
+      if (!isScalar(node) && !isMap(node) && !isSeq(node)) return undefined;
+      if (node.tag !== tag) return undefined;
+      path = segmentsOf(ancestors, node);
+      return visit.BREAK;
+    });
+    const written = tag.replace(/^tag:yaml\.org,2002:/, '!!');
+    throw new ConfigError([at(unknownTag.pos[0], jsonPath(path), `YAML tag ${written} is not taken: a pipeline file takes YAML's standard tags only (!!str, !!int, !!float, !!bool, !!null, !!map, !!seq), and none runs code; remove it`)], 'TRIB_ERR_CONFIG_YAML');
+  }
   if (doc.errors.length > 0) {
     // The first syntax error is the one to fix: the parser's later ones mostly follow from it (one
     // stray brace gave sixty), so they are counted, not listed.
@@ -246,7 +262,16 @@ export async function loadPipeline(file: string, options: LoadOptions): Promise<
   // An alias of no anchor, or a merge key of no map: yaml throws at toJS, with neither place nor path.
   const aliasProblems = mergeProblems(doc);
   if (aliasProblems.length > 0) throw new ConfigError(aliasProblems.map(({ node, path, message }) => at(node.range?.[0] ?? 0, jsonPath(path), message)), 'TRIB_ERR_CONFIG_YAML');
-  const data: unknown = unshared(doc.toJS() ?? {});
+  let js: unknown;
+  try {
+    js = doc.toJS();
+  } catch (error) {
+    // yaml's limit on aliases (an alias bomb, "billion laughs": each level repeats the one above nine times) throws with neither place nor path.
+    if (!(error instanceof ReferenceError && /alias count/i.test(error.message))) throw error;
+    const bomb = aliasBomb(doc);
+    throw new ConfigError([at(bomb?.node.range?.[0] ?? 0, jsonPath(bomb?.path ?? []), `this alias *${bomb?.node.source ?? ''} repeats a block that itself repeats others: together they expand past what a pipeline file may (yaml's limit against alias bombs, "billion laughs"); write the values out, or share blocks one level deep`)], 'TRIB_ERR_CONFIG_YAML');
+  }
+  const data: unknown = unshared(js ?? {});
   /** Whether `dead_letter` is the default sink a `--set` changes (the file names none): seedDefaultDeadLetter. */
   const seeded = seedDefaultDeadLetter(data, options.sets ?? [], file);
   /** Sections and entries a `--set` created (the file lacks them), by JSONPath: said with their problems. */
@@ -1268,6 +1293,34 @@ function mergeProblems(doc: Document): { node: Node; path: PathSegment[]; messag
   return found;
 }
 
+/**
+ * The alias to name where yaml's limit on aliases refused the file (toJS says neither where nor which): the first,
+ * in the file's order, of a block that holds aliases itself (an alias bomb's second level and on), else the first.
+ */
+function aliasBomb(doc: Document): { node: Alias; path: PathSegment[] } | undefined {
+  let first: { node: Alias; path: PathSegment[] } | undefined;
+  let nested: { node: Alias; path: PathSegment[] } | undefined;
+  visit(doc, {
+    Alias(_key, node, ancestors) {
+      first ??= { node, path: segmentsOf(ancestors, node) };
+      const block = node.resolve(doc);
+      let holdsAliases = false;
+      if (block !== undefined) {
+        visit(block, {
+          Alias() {
+            holdsAliases = true;
+            return visit.BREAK;
+          },
+        });
+      }
+      if (!holdsAliases) return undefined;
+      nested = { node, path: segmentsOf(ancestors, node) };
+      return visit.BREAK;
+    },
+  });
+  return nested ?? first;
+}
+
 /** Whether `pair` is a merge key: parsed with `merge: true`, its key's value is the symbol `<<`. */
 function isMergeKey(pair: Pair): boolean {
   if (!isScalar(pair.key)) return false;
@@ -1520,7 +1573,8 @@ function segmentsOf(ancestors: readonly unknown[], node: unknown): PathSegment[]
   chain.forEach((item, i) => {
     // A merge key's value is the symbol `<<` (parsed with `merge: true`).
     if (isPair(item) && isScalar(item.key)) segments.push(isMergeKey(item) ? '<<' : String(item.key.value));
-    else if (isSeq(item)) segments.push(item.items.indexOf(chain[i + 1] as never));
+    // A sequence last in the chain is the node itself (a tagged list), no index into it.
+    else if (isSeq(item) && i + 1 < chain.length) segments.push(item.items.indexOf(chain[i + 1] as never));
   });
   return segments;
 }
@@ -1629,6 +1683,24 @@ function setOrigin(at: string, setValues: ReadonlyMap<string, string>, createdBy
  * valueText would hide the value (isHiddenValue) (these messages go to logs and terminals as schema errors do).
  */
 function assignmentText(assignment: string): string {
+  if (!isHiddenAssignment(assignment)) return `'${assignment}'`;
+  const parts = assignmentParts(assignment);
+  return parts === undefined ? SECRET_NOT_SHOWN : `'${parts.path}=…' (value not shown: a secret)`;
+}
+
+/**
+ * A `--set` as a record of the run shows it (a backtest's report.html, which is passed around): as given, or
+ * `path=…` where its value is a secret's, as assignmentText judges. Before, the report showed
+ * `--set stages[3].api_token=...` whole.
+ */
+export function assignmentShown(assignment: string): string {
+  if (!isHiddenAssignment(assignment)) return assignment;
+  const parts = assignmentParts(assignment);
+  return parts === undefined ? '… (not shown: a secret)' : `${parts.path}=… (value not shown: a secret)`;
+}
+
+/** Whether a `--set`'s value is a secret's, or under a `security` section (isHiddenValue): nothing said of it may quote it. */
+function isHiddenAssignment(assignment: string): boolean {
   const parts = assignmentParts(assignment);
   const path = parts?.path ?? '';
   const raw = parts?.value ?? assignment;
@@ -1641,9 +1713,7 @@ function assignmentText(assignment: string): string {
   }
   // Without `=` the text may be a path with a secret's value run into it (`...password:hunter2`).
   const segments = pathSegments(parts === undefined ? assignment : path);
-  const hidden = isHiddenValue(value, segments) || isHiddenValue(raw, segments);
-  if (!hidden) return `'${assignment}'`;
-  return parts === undefined ? SECRET_NOT_SHOWN : `'${path}=…' (value not shown: a secret)`;
+  return isHiddenValue(value, segments) || isHiddenValue(raw, segments);
 }
 
 /**

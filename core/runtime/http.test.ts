@@ -2,9 +2,14 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { connect, createServer } from 'node:net';
 import type { AddressInfo } from 'node:net';
+import type { Server } from 'node:http';
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import { needsPerson, TributaryError } from '../errors.js';
-import { OpsServerStopped, startOpsServer } from './http.js';
+import { OPS_MAX_CONNECTIONS, OpsServerStopped, startOpsServer } from './http.js';
 import { MetricsHub } from './telemetry.js';
+
+const connectionCount = (server: Server): Promise<number> =>
+  new Promise((resolve, reject) => server.getConnections((error, count) => (error ? reject(error) : resolve(count))));
 
 /** A port another process holds (a plain server of the test), and its release. */
 async function heldPort(): Promise<{ port: number; release: () => Promise<void> }> {
@@ -133,6 +138,46 @@ test('close() ends at once though clients hold connections open that sent nothin
   // Before, close() waited for both until the test's timeout (node closes only idle keep-alive connections).
   await ops.close();
   await Promise.all(closed);
+});
+
+test('a client that sends nothing, or trickles a request\'s headers (slow-loris), is disconnected after OPS_REQUEST_TIMEOUT_MS, and the endpoint serves on (node kept a silent one for ever, and a trickling one 60-90 s)', { timeout: 20_000 }, async (t) => {
+  const ops = await startOpsServer({ port: 0, registry: new MetricsHub().registry, pipelines: () => [] });
+  t.after(() => ops.close());
+  const silent = connect(ops.port, '127.0.0.1');
+  const loris = connect(ops.port, '127.0.0.1', () => loris.write('GET /metrics HTTP/1.1\r\nHost: x\r\n'));
+  const trickle = setInterval(() => loris.writable && loris.write('X-Slow: y\r\n'), 200);
+  t.after(() => {
+    clearInterval(trickle);
+    for (const socket of [silent, loris]) socket.destroy();
+  });
+  let lorisAnswer = '';
+  loris.on('data', (data: Buffer) => (lorisAnswer += data.toString()));
+  for (const socket of [silent, loris]) socket.on('error', () => undefined);
+  const closed = [silent, loris].map((socket) => new Promise<void>((resolve) => socket.on('close', () => resolve())));
+  await Promise.all(closed);
+  assert.match(lorisAnswer, /^HTTP\/1\.1 408/);
+  const health = await fetch(`http://127.0.0.1:${ops.port}/healthz`);
+  assert.equal(health.status, 200);
+});
+
+test('past OPS_MAX_CONNECTIONS connections at once a new one is closed unanswered, so clients holding many cannot take the file descriptors the daemon needs; served again once they go', { timeout: 20_000 }, async (t) => {
+  const ops = await startOpsServer({ port: 0, registry: new MetricsHub().registry, pipelines: () => [] });
+  t.after(() => ops.close());
+  const held = Array.from({ length: OPS_MAX_CONNECTIONS }, () => connect(ops.port, '127.0.0.1'));
+  t.after(() => {
+    for (const socket of held) socket.destroy();
+  });
+  await Promise.all(held.map((socket) => new Promise<void>((resolve) => socket.on('connect', () => resolve()))));
+  // Accepted by the kernel, then closed by the server: its request gets no answer.
+  const refused = await fetch(`http://127.0.0.1:${ops.port}/healthz`).then(
+    () => 'answered',
+    (error: Error) => (error.cause as NodeJS.ErrnoException | undefined)?.code ?? error.message,
+  );
+  assert.notEqual(refused, 'answered');
+  for (const socket of held) socket.destroy();
+  // The server counts them gone as it sees each close.
+  while ((await connectionCount(ops.server)) > 0) await nextTurn();
+  assert.equal((await fetch(`http://127.0.0.1:${ops.port}/healthz`)).status, 200);
 });
 
 test("a pipeline's readiness that throws answers /readyz with 500 and the error; the endpoint serves on (it was an uncaught exception ending the daemon)", async () => {

@@ -36,6 +36,17 @@ export const PORT_IN_USE_WAIT_MS = 5_000;
 export const ADDRESS_MISSING_WAIT_MS = 30_000;
 const retryMs = 250;
 
+/**
+ * How long a client may take to send its whole request, and how long a connection may stay silent (one that
+ * never sends a byte): then it is closed (408 for a request begun). Probes and Prometheus send a GET at once.
+ * Node's own limits were 60 s for a request's headers (checked every 30 s) and none for a silent connection,
+ * so a client holding connections open (slow-loris) kept a file descriptor each, which the daemon's Kafka
+ * clients and files need, for ever.
+ */
+export const OPS_REQUEST_TIMEOUT_MS = 5_000;
+/** Connections served at once: the probes and a few scrapers need a handful; past it a new one is closed at once, so clients holding many cannot take the daemon's file descriptors. */
+export const OPS_MAX_CONNECTIONS = 64;
+
 export interface OpsServerOptions {
   port: number;
   host?: string;
@@ -82,7 +93,7 @@ export async function startOpsServer(options: OpsServerOptions): Promise<OpsServ
     }
     response.writeHead(404, { 'content-type': 'text/plain' }).end('not found: try /healthz, /readyz or /metrics\n');
   };
-  const server = createServer((request, response) => {
+  const server = createServer({ headersTimeout: OPS_REQUEST_TIMEOUT_MS, requestTimeout: OPS_REQUEST_TIMEOUT_MS, connectionsCheckingInterval: 1_000 }, (request, response) => {
     try {
       route(request, response);
     } catch (error) {
@@ -92,6 +103,8 @@ export async function startOpsServer(options: OpsServerOptions): Promise<OpsServ
       else response.writeHead(500, { 'content-type': 'text/plain' }).end(`${message}\n`);
     }
   });
+  server.setTimeout(OPS_REQUEST_TIMEOUT_MS); // a silent connection (no request begun) is closed: no 'timeout' listener, so node destroys it
+  server.maxConnections = OPS_MAX_CONNECTIONS;
   // Loopback unless told otherwise: metrics can reveal business figures.
   const host = options.host ?? '127.0.0.1';
   // The refusals a wait may mend, each with its own wait from the start, told once at its first refusal.

@@ -76,6 +76,8 @@ test('the systemd unit stops, restarts, reloads and writes as docs/operations.md
   assert.equal(unit.get('RestartPreventExitStatus'), '2', 'exit 2 (a person must act) is not');
   assert.match(unit.get('ExecReload') ?? '', /kill -HUP \$MAINPID/, 'systemctl reload reopens the file outputs (logrotate)');
   assert.match(unit.get('ExecStart') ?? '', /tributary run /, 'the binary itself, not npx or npm run, which do not pass SIGTERM on');
+  // Checkpoints, models, outputs and dead letters hold user ids and raw events: not for every user of the host.
+  assert.ok((Number.parseInt(unit.get('UMask') ?? '0', 8) & 0o007) === 0o007, `UMask=${unit.get('UMask')} takes every right of others (docs/operations.md, Security)`);
   const writable = (unit.get('ReadWritePaths') ?? '').split(/\s+/);
   assert.ok(writable.includes(unit.get('WorkingDirectory')!), 'the default dead-letter files are written in WorkingDirectory');
   const stateDir = /\$\{STATE_DIR:-([^}]+)\}/.exec(readFileSync(join(root, 'examples/pipelines/kafka-intent-scale-out.yaml'), 'utf8'))?.[1];
