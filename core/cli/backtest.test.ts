@@ -964,7 +964,7 @@ test("report.html sets each task's champion and challenger side by side: their f
     record('churn-gru', 'churn', true, 0, { auc: 0, logloss: 0.6, fpr: [], tpr: [], at: [] }),
     record('alone', 'basket', undefined, 100, { auc: 0.6, logloss: 0.6, fpr: [0, 1], tpr: [0, 1], at: [] }),
   ];
-  const metrics = backtestMetrics({ eventsIn: 900, deadLettered: 0 } as RunStats, reports as unknown as Parameters<typeof backtestMetrics>[1]);
+  const metrics = backtestMetrics({ eventsIn: 900, deadLettered: 0, filteredByReason: {} } as RunStats, reports as unknown as Parameters<typeof backtestMetrics>[1]);
   assert.deepEqual(Object.keys(metrics), ['events', 'deadLetters', 'models']);
   assert.deepEqual(Object.keys(metrics.models.intent!), ['auc', 'logloss', 'brier', 'n', 'positives', 'lastWindow', 'calibrationError']);
   const html = reportHtml('bt', '/data/in.csv', metrics, reports);
