@@ -1291,8 +1291,10 @@ test("a startup longer than idle_timeout (a slow restore) leaves no source idle 
     });
   const fast = scripted('fast', T0 + 10_000, undefined, () => fastDelivered());
   const slow = scripted('slow', T0 + 1_000, fastIn, () => slowDelivered());
+  // fast unaligned (max_drift): slow yields only once fast is asked for its next batch, and on this clock,
+  // which nothing moves after the start, slow never turns idle: held for being ahead of it, fast would wait for good.
   await runYaml(
-    'sources:\n  - {type: fast, watermark: {max_out_of_orderness: 5s, idle_timeout: 1s}}\n  - {type: slow, watermark: {max_out_of_orderness: 5s, idle_timeout: 1s}}\nstages: [{type: slow-start}]\nsinks: [{type: memory}]\n',
+    'sources:\n  - {type: fast, watermark: {max_out_of_orderness: 5s, idle_timeout: 1s, max_drift: unlimited}}\n  - {type: slow, watermark: {max_out_of_orderness: 5s, idle_timeout: 1s}}\nstages: [{type: slow-start}]\nsinks: [{type: memory}]\n',
     { plugins: [fast, slow, slowStart], clock: { now: () => now } },
   );
   assert.deepEqual(behind, [], 'no event reached the stage behind the watermark');
@@ -2286,6 +2288,65 @@ test('a source polling an upstream that has nothing (it yields empty batches) go
   );
   // Before the end of input (Infinity) the watermark reached the steady source's last event.
   assert.equal(watcher.finiteHighest(), T0 + 60_000, 'the watermark moved with the steady source while the poller found nothing');
+});
+
+test("watermark alignment (watermark.max_drift): a source is read no further than its max_drift ahead of the slowest other source, and on once it catches up; one slow to start is not read past (was: the clicks read days ahead of the orders' first batch, and the watermark then jumped over them at once)", { timeout: 30_000 }, async () => {
+  const T0 = Date.UTC(2024, 0, 1);
+  const hour = 3_600_000;
+  // What the stages got, in order: the source and the event time.
+  const reached: string[] = [];
+  const recorder = defineOperator<Record<string, never>>({
+    name: 'recording',
+    summary: 'test',
+    config: { type: 'object' },
+    create: (_config, context) => ({
+      apply: recordOperator(context, () => ({
+        record: (record, emit) => {
+          if (record.kind === 'event') reached.push(`${(record as ClickEvent).userId}+${((record as ClickEvent).time - T0) / hour}h`);
+          emit(record);
+        },
+      })),
+    }),
+  });
+  // Two days of clicks, an hour a batch, all to hand at once (a file).
+  const clicks = defineSource<Record<string, never>>({
+    name: 'clicks',
+    summary: 'test',
+    config: { type: 'object' },
+    create: () => ({
+      async *read() {
+        for (let h = 0; h < 48; h++) yield [event('click', T0 + h * hour)];
+      },
+    }),
+  });
+  // The orders come a few turns of the event loop later (a file opened and decoded), then two batches.
+  const orders = defineSource<Record<string, never>>({
+    name: 'orders',
+    summary: 'test',
+    config: { type: 'object' },
+    create: () => ({
+      async *read() {
+        for (let i = 0; i < 5; i++) await turn();
+        yield [event('order', T0 + hour / 2)];
+        yield [event('order', T0 + 30 * hour)];
+      },
+    }),
+  });
+  const settings = 'watermark: {max_out_of_orderness: 0s, max_drift: 1h}';
+  const { stats } = await runYaml(`sources: [{type: clicks, ${settings}}, {type: orders, ${settings}}]\nstages: [{type: recording}]\nsinks: [{type: memory}]\n`, {
+    plugins: [clicks, orders, recorder],
+    builtins: false,
+  });
+  assert.equal(stats.eventsIn, 50);
+  // The clicks' first batch is read before the orders have one; then none until the orders' first.
+  assert.deepEqual(reached.slice(0, reached.indexOf('order+0.5h') + 1), ['click+0h', 'order+0.5h']);
+  // Then up to the batch that takes them past the orders' watermark (+0.5h) by more than an hour, until the
+  // orders' next batch (which of the two pumps is first after click+1h is the event loop's choice).
+  const clicksBefore = reached.slice(0, reached.indexOf('order+30h')).filter((what) => what.startsWith('click'));
+  assert.ok(['click+0h,click+1h', 'click+0h,click+1h,click+2h'].includes(clicksBefore.join()), clicksBefore.join());
+  // The orders read on too, as the clicks caught up with them.
+  const last = reached.length - 1;
+  assert.equal(reached[last], 'click+47h', 'the orders, drained, held the clicks no more');
 });
 
 test("/readyz (readiness) counts the dead-letter sink's health: one that cannot reach its downstream makes the pipeline not ready, named", async (t) => {

@@ -21,7 +21,7 @@ import { originOf, watermark, type ClickEvent, type DeadLetter, type Element, ty
 import { ConfigError, formatWarning, inputHandedOver, lastsForProcess, needsPerson, pluginFailure, sharedFailure, TributaryError, type ConfigProblem, type ErrorCode } from '../errors.js';
 import { durationText, formatDuration, parseDuration } from '../duration.js';
 import { composeOperators, type Emit, type StageTimer } from '../operators.js';
-import type { Clock, CommitMarks, FeatureStageChange, Gauge, Metrics, Operator, PartitionAssignment, PartitionListener, PartitionRevocation, PluginContext, PluginKind, Rejection, Sink, Source, SourcePosition, StageRecord } from '../plugin.js';
+import type { Clock, CommitMarks, Counter, FeatureStageChange, Gauge, Metrics, Operator, PartitionAssignment, PartitionListener, PartitionRevocation, PluginContext, PluginKind, Rejection, Sink, Source, SourcePosition, StageRecord } from '../plugin.js';
 import { featureNamesOf, keepsFeatureValuesOf } from '../plugin-hooks.js';
 import { entryFieldProblem, entryLabel, loadedPipelineProblems, placeText, pluginConfig, problemPlace, sinkKinds, sinksLatencyStage, type ErasureSettings, type LoadedPipeline, type PipelineEntry, type ResolvedEntry } from '../config/load.js';
 import { MetricsHub, redactSecrets } from './telemetry.js';
@@ -346,6 +346,8 @@ interface SourceSlot {
   idleTimeout: number;
   maxTime: number;
   maxAheadOfClock: number;
+  /** watermark.max_drift: how far its watermark may run ahead of the slowest other live source's before it is read no further (Infinity: unaligned). */
+  maxDrift: number;
   /** When the source last gave a batch, or was last asked for one (waiting), whichever came later. */
   lastActivity: number;
   /**
@@ -376,14 +378,19 @@ function missingMembers(kind: PluginKind, instance: unknown, partitioned = false
  * A source entry's `watermark` settings in milliseconds, defaults filled in: one place, so the runtime's
  * own watermark of a source and the settings a source that keeps its own gets (PluginContext.watermark) agree.
  */
-function sourceWatermark(settings: unknown): { maxOutOfOrderness: number; idleTimeout: number; maxAheadOfClock: number } {
-  const wm = (settings ?? {}) as { max_out_of_orderness?: string | number; idle_timeout?: string | number; max_ahead_of_clock?: string | number };
+function sourceWatermark(settings: unknown): { maxOutOfOrderness: number; idleTimeout: number; maxAheadOfClock: number; maxDrift: number } {
+  const wm = (settings ?? {}) as { max_out_of_orderness?: string | number; idle_timeout?: string | number; max_ahead_of_clock?: string | number; max_drift?: string | number };
+  const drift = wm.max_drift ?? DEFAULT_MAX_DRIFT;
   return {
     maxOutOfOrderness: parseDuration(wm.max_out_of_orderness ?? '5s'),
     idleTimeout: parseDuration(wm.idle_timeout ?? '1m'),
     maxAheadOfClock: parseDuration(wm.max_ahead_of_clock ?? '1d'),
+    maxDrift: drift === 'unlimited' ? Infinity : parseDuration(drift),
   };
 }
+
+/** watermark.max_drift's default (the schema's): see alignmentWait. */
+const DEFAULT_MAX_DRIFT = '1h';
 
 /**
  * A source's batches, ending without error where the source fails with an AbortError once the
@@ -1115,6 +1122,7 @@ export class PipelineRunner {
         idleTimeout: wm.idleTimeout,
         maxTime: -Infinity,
         maxAheadOfClock: wm.maxAheadOfClock,
+        maxDrift: wm.maxDrift,
         lastActivity: this.clock.now(), // set again when its reading starts (pump)
         waiting: false,
         lastCommit: this.clock.now(),
@@ -1701,17 +1709,29 @@ export class PipelineRunner {
     }
   }
 
+  /** A source's own watermark: the source's where it keeps one (per partition), else its latest event time less max_out_of_orderness. */
+  private sourceWatermarkOf(slot: SourceSlot): number {
+    return slot.source.watermark ? slot.source.watermark() : slot.maxTime - slot.maxOutOfOrderness;
+  }
+
+  /** Idle: the pipeline waits on it for its next batch, and none came for its idle_timeout. It holds no watermark back. */
+  private isIdle(slot: SourceSlot, now: number): boolean {
+    return slot.waiting && now - slot.lastActivity >= slot.idleTimeout;
+  }
+
   /** The combined watermark: minimum over sources that are neither drained nor idle. */
   private advanceWatermark(): void {
+    // Whatever moved it (a batch, a source idle or drained) may let a source held for alignment read on.
+    for (const resolve of this.alignmentWaiters.splice(0)) resolve();
     if (this.scaleOut) this.advanceTaskWatermarks();
     const now = this.clock.now();
     let combined = Infinity;
     let anyActive = false;
     for (const slot of this.sources) {
       if (slot.done) continue;
-      if (slot.waiting && now - slot.lastActivity >= slot.idleTimeout) continue;
+      if (this.isIdle(slot, now)) continue;
       anyActive = true;
-      const own = slot.source.watermark ? slot.source.watermark() : slot.maxTime - slot.maxOutOfOrderness;
+      const own = this.sourceWatermarkOf(slot);
       if (own < combined) combined = own;
     }
     if (!anyActive) {
@@ -1728,6 +1748,54 @@ export class PipelineRunner {
       this.stats.watermark = combined;
       this.emitWatermark(combined);
     } else if (this.scaleOut) this.passGlobalWatermark();
+  }
+
+  /** Pumps held for watermark alignment, woken at each advanceWatermark (a batch, the idle timer, a source drained). */
+  private alignmentWaiters: Array<() => void> = [];
+
+  /**
+   * Watermark alignment (watermark.max_drift), as Flink's withWatermarkAlignment: a source whose watermark is
+   * further than its max_drift ahead of the slowest other source is not read on until that one catches up.
+   * The combined watermark is their minimum: what the source read ahead waits in the stages (a sessionizer's
+   * buffers), and once the slow one's first batch came the watermark jumped over all of it at once: two files
+   * (clicks, orders) made every churn prediction of 13 days before the model learnt one label.
+   * Only live sources hold it: a drained or idle one (idle_timeout) does not, as it holds no watermark
+   * back; one held here is not idle (the pipeline does not wait on it). The slowest source is never held
+   * (nothing is below it), so the sources cannot all wait on one another. Resolves at once when not ahead.
+   */
+  private async alignmentWait(slot: SourceSlot, signal: AbortSignal, held: { pauses: Counter; seconds: Counter }): Promise<void> {
+    if (!Number.isFinite(slot.maxDrift) || this.sources.length < 2) return;
+    let pausedAt: number | undefined;
+    for (;;) {
+      if (signal.aborted || this.failure) return;
+      const now = this.clock.now();
+      let slowest = Infinity;
+      let slowestLabel = '';
+      for (const other of this.sources) {
+        if (other === slot || other.done || this.isIdle(other, now)) continue;
+        const mark = this.sourceWatermarkOf(other);
+        if (mark < slowest) {
+          slowest = mark;
+          slowestLabel = other.label;
+        }
+      }
+      const own = this.sourceWatermarkOf(slot);
+      if (!(own > slowest + slot.maxDrift)) break;
+      if (pausedAt === undefined) {
+        pausedAt = performance.now();
+        held.pauses.inc();
+        this.logger.debug({ stage: slot.label, watermark: own, slowest: slowestLabel, slowestWatermark: slowest, maxDrift: slot.maxDrift }, 'source ahead of the others by more than watermark.max_drift: held until they catch up');
+      }
+      let onAbort!: () => void;
+      await new Promise<void>((resolve) => {
+        onAbort = resolve;
+        this.alignmentWaiters.push(resolve);
+        signal.addEventListener('abort', onAbort, { once: true });
+      });
+      // One listener per wait would pile up on the run's signal over a long run.
+      signal.removeEventListener('abort', onAbort);
+    }
+    if (pausedAt !== undefined) held.seconds.inc((performance.now() - pausedAt) / 1000);
   }
 
   private readonly heapBudget: number | undefined;
@@ -1923,6 +1991,11 @@ export class PipelineRunner {
     const counter = this.metrics
       .scoped({ pipeline: this.name, stage: slot.label })
       .counter('events_in_total', 'Events read from the source.');
+    const scoped = this.metrics.scoped({ pipeline: this.name, stage: slot.label });
+    const alignment = {
+      pauses: scoped.counter('watermark_alignment_pauses_total', "Times the source was held for being further than its watermark.max_drift ahead of the slowest other source's watermark."),
+      seconds: scoped.counter('watermark_alignment_held_seconds_total', 'Time the source was held for watermark alignment (watermark.max_drift).'),
+    };
     // The idle clock starts at the first poll, not at the source's creation: a startup longer than
     // idle_timeout (a slow restore) would make every source idle at its first batch, and the first
     // source to deliver would move the watermark past the others' in-order events.
@@ -1981,6 +2054,7 @@ export class PipelineRunner {
         if (slot.source.commit && this.clock.now() - slot.lastCommit >= this.commitInterval) await this.commitSource(slot);
         else await this.flushIfDue();
       } else this.checkpointIfDue();
+      await this.alignmentWait(slot, signal, alignment);
       // Asked for the next batch from now on: the time the pipeline held it back is not the source's idleness.
       slot.lastActivity = this.clock.now();
       slot.waiting = true;
