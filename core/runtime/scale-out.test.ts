@@ -153,6 +153,12 @@ interface Member {
 
 /** `cp`: its own checkpoint folder (beside `dir`'s shared partition folders), for members that run at once, each a process of its own. */
 async function member(dir: string, source: ReturnType<typeof drivenSource>, keep = 3, stages = '[{type: sessionizer, gap: 30m}]', plugins: AnyPlugin[] = [], cp = 'cp', sections = ''): Promise<Member> {
+  const yaml = `name: scaled\nsources: [{type: driven}]\nstages: ${stages}\nsinks: [{type: collect, kinds: [session]}]\ndead_letter: {type: file, path: dead.jsonl, lazy: true}\ncheckpoint: {dir: ${cp}}\nscale_out: {state_dir: ps, keep: ${keep}}\n${sections}`;
+  return runMember(dir, source, [source.plugin, ...plugins], yaml, cp);
+}
+
+/** A member running `yaml` (its sink `collect` gathers the records), with `plugins` registered; `source` is the one the test drives. */
+async function runMember(dir: string, source: ReturnType<typeof drivenSource>, plugins: AnyPlugin[], yaml: string, cp: string): Promise<Member> {
   const { builtinRegistry } = await import('../cli/registry.js');
   const sessions: StreamRecord[] = [];
   const collect = defineSink<Record<string, never>>({
@@ -162,10 +168,8 @@ async function member(dir: string, source: ReturnType<typeof drivenSource>, keep
     create: () => ({ write: (record) => void sessions.push(record), close: async () => undefined }),
   });
   const registry = await builtinRegistry();
-  registry.register(source.plugin, 'test');
   registry.register(collect, 'test');
   for (const plugin of plugins) registry.register(plugin, 'test');
-  const yaml = `name: scaled\nsources: [{type: driven}]\nstages: ${stages}\nsinks: [{type: collect, kinds: [session]}]\ndead_letter: {type: file, path: dead.jsonl, lazy: true}\ncheckpoint: {dir: ${cp}}\nscale_out: {state_dir: ps, keep: ${keep}}\n${sections}`;
   const loaded = await loadPipeline(join(dir, 'scaled.yaml'), { registry, text: yaml, env: {} });
   const log: Member['log'] = [];
   const logger = pino({ level: 'info' }, { write: (line: string) => void log.push(JSON.parse(line) as Member['log'][number]) });
@@ -724,27 +728,9 @@ test("an erasure request reaches the task of its partition: that partition's nex
  * checkpoint folder under `dir` (`cp`) and the shared partition folders.
  */
 async function coMember(dir: string, clicks: ReturnType<typeof drivenSource>, orders: ReturnType<typeof drivenSource>, cp = 'cp'): Promise<Member> {
-  const { builtinRegistry } = await import('../cli/registry.js');
-  const sessions: StreamRecord[] = [];
-  const collect = defineSink<Record<string, never>>({
-    name: 'collect',
-    summary: 'test',
-    config: { type: 'object' },
-    create: () => ({ write: (record) => void sessions.push(record), close: async () => undefined }),
-  });
-  const registry = await builtinRegistry();
-  registry.register(clicks.plugin, 'test');
-  registry.register(orders.plugin, 'test');
-  registry.register(collect, 'test');
   // The test drives each source a step at a time, so no source may wait for another to catch up (watermark alignment off).
   const yaml = `name: scaled\nsources: [{type: driven, watermark: {max_drift: unlimited}}, {type: orders, watermark: {max_drift: unlimited}}]\nstages: [{type: sessionizer, gap: 30m}]\nsinks: [{type: collect, kinds: [session]}]\ndead_letter: {type: file, path: dead.jsonl, lazy: true}\ncheckpoint: {dir: ${cp}}\nscale_out: {state_dir: ps}\n`;
-  const loaded = await loadPipeline(join(dir, 'scaled.yaml'), { registry, text: yaml, env: {} });
-  const log: Member['log'] = [];
-  const logger = pino({ level: 'info' }, { write: (line: string) => void log.push(JSON.parse(line) as Member['log'][number]) });
-  const runner = new PipelineRunner(loaded, { logger, checkpoints: { store: new CheckpointStore(join(dir, cp)), intervalMs: 3_600_000 } });
-  const running = runner.run();
-  running.catch(() => undefined);
-  return { runner, running, source: clicks, sessions, log };
+  return runMember(dir, clicks, [clicks.plugin, orders.plugin], yaml, cp);
 }
 
 const ordersLabel = 'source-orders-1';
