@@ -800,7 +800,8 @@ export class PipelineRunner {
       commitIntervalMs: this.options.checkpoints?.intervalMs ?? this.commitInterval,
       resuming: this.resuming,
       ...(this.options.replay ? { replay: true, ...(this.options.replaySaveDir !== undefined ? { replaySaveDir: this.options.replaySaveDir } : {}) } : {}),
-      ...(wm ? { watermark: wm } : {}),
+      // max_drift is the runtime's to apply (it holds the whole source): the source is handed the rest.
+      ...(wm ? { watermark: { maxOutOfOrderness: wm.maxOutOfOrderness, idleTimeout: wm.idleTimeout, maxAheadOfClock: wm.maxAheadOfClock } } : {}),
       shared: this.shared,
       sharedLogger: (name) => this.logger.child({ shared: name }),
       runShared: this.options.runShared ?? this.shared,
