@@ -786,7 +786,7 @@ test("several sources (co-partitioned topics): partition p of each is one task p
   await second.running;
 });
 
-test('several sources: the sources of a scale_out pipeline must all be partitioned; with scale_out, Kafka sources must share one group, read one topic each, and keep the range assignor (said at each field)', async (t) => {
+test('several sources: the sources of a scale_out pipeline must all be partitioned; with scale_out, Kafka sources must share one group, read one topic each (no topic in two), and keep the range assignor (said at each field)', async (t) => {
   const dir = tempFolder(t, 'scale-co-config');
   const { builtinRegistry } = await import('../cli/registry.js');
   const registry = await builtinRegistry();
@@ -810,6 +810,14 @@ test('several sources: the sources of a scale_out pipeline must all be partition
   assert.match(problems[1]!, /^P:2:70: \$\.sources\[0\]\.group: .*every source must be in one consumer group.*this one's is 'g', source-kafka-1's 'h'/);
   assert.match(problems[2]!, /^P:3:63: \$\.sources\[1\]\.group: .*this one's is 'h', source-kafka-0's 'g'/);
   assert.match(problems[3]!, /^P:3:107: \$\.sources\[1\]\.options\["partition\.assignment\.strategy"\]: .*only the range assignor.*'cooperative-sticky' does not/);
+  // One topic in two sources: in one group they would split its partitions, and task p would take p of it twice.
+  assert.deepEqual(
+    await problemsOf([kafka('topics: [clicks], group: g'), kafka('topics: [clicks], group: g')]),
+    [
+      "P:2:46: $.sources[0].topics: with scale_out, partition p of every source's topic goes to one task p (co-partitioned topics): source-kafka-1 reads 'clicks' too; read a topic in one source",
+      "P:3:46: $.sources[1].topics: with scale_out, partition p of every source's topic goes to one task p (co-partitioned topics): source-kafka-0 reads 'clicks' too; read a topic in one source",
+    ],
+  );
 });
 
 test('several sources: an assignment waiting for the other source\'s partitions is given up when a rebalance comes first (PartitionListener.abandoned), its revocation waits for nothing, and the next assignment of both starts the task', async (t) => {

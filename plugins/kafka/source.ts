@@ -3341,6 +3341,12 @@ function coPartitionProblems(config: KafkaSourceConfig, pipeline: PipelineOutlin
   const why = 'with scale_out, partition p of every source\'s topic goes to one task p (co-partitioned topics)';
   if (config.pattern !== undefined) problems.push({ field: 'pattern', message: `${why}: each source names its one topic in \`topics\`, not a pattern` });
   else if (config.topics !== undefined && config.topics.length !== 1) problems.push({ field: 'topics', message: `${why}: each source reads one topic; this one names ${config.topics.length} (give each its own source)` });
+  else if (config.topics?.length === 1) {
+    const topic = config.topics[0]!;
+    const sameTopic = others.find((entry) => entry.type === 'kafka' && Array.isArray(entry.config.topics) && (entry.config.topics as unknown[]).includes(topic));
+    // In one group the two consumers would split the topic's partitions, and task p would take p of it twice.
+    if (sameTopic) problems.push({ field: 'topics', message: `${why}: ${sameTopic.label} reads '${topic}' too; read a topic in one source` });
+  }
   const otherGroup = others.find((entry) => entry.type === 'kafka' && entry.config.group !== config.group);
   if (otherGroup) {
     problems.push({
