@@ -1,7 +1,7 @@
 import { mock, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync, type PathLike } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync, type PathLike } from 'node:fs';
 import fsPromises from 'node:fs/promises';
 import { syncBuiltinESMExports } from 'node:module';
 import { join } from 'node:path';
@@ -52,6 +52,23 @@ test('a file replaced durably keeps its permissions (an operator\'s chmod 600 of
   await writeFileDurably(made, 'first');
   const umask = process.umask();
   assert.equal(statSync(made).mode & 0o777, 0o666 & ~umask);
+});
+
+test('a fixed temp name that holds a symbolic link (put there by another user of the folder) is removed, not written through: the file it names is left as it was, async and sync', async (t) => {
+  const dir = tempFolder(t, 'durable-link');
+  const file = join(dir, 'intent.model.json');
+  const victim = join(dir, 'victim.txt');
+  writeFileSync(victim, 'not the model');
+  const temp = `${file}.tmp`;
+  symlinkSync(victim, temp);
+  await writeFileDurably(file, 'model', temp);
+  assert.equal(readFileSync(victim, 'utf8'), 'not the model', 'was: the model written into the file the link names');
+  assert.equal(readFileSync(file, 'utf8'), 'model');
+  symlinkSync(victim, temp);
+  writeFileDurablySync(file, 'model 2', temp);
+  assert.equal(readFileSync(victim, 'utf8'), 'not the model');
+  assert.equal(readFileSync(file, 'utf8'), 'model 2');
+  assert.deepEqual(readdirSync(dir).sort(), ['intent.model.json', 'victim.txt']);
 });
 
 /** strace, where it runs here (installed, and ptrace allowed): it shows which folders a process fsyncs. */

@@ -58,7 +58,7 @@ function modeOfSync(file: string): number | undefined {
  */
 export async function writeFileDurably(file: string, data: DurableData, temp = durableTempName(file)): Promise<void> {
   const mode = await modeOf(file);
-  const handle = await open(temp, 'w', mode ?? 0o666);
+  const handle = await openTemp(temp, mode ?? 0o666);
   try {
     await writeAndSync(handle, data, mode);
     await rename(temp, file);
@@ -67,6 +67,32 @@ export async function writeFileDurably(file: string, data: DurableData, temp = d
     throw error;
   }
   await syncFolder(dirname(file));
+}
+
+/**
+ * Opens the temp file `temp` new ('wx': O_CREAT | O_EXCL), never through what is at that name: a fixed temp
+ * name (a saved model's `NAME.model.json.tmp`, overwritten by the next save after a crash) opened with 'w'
+ * followed a symbolic link another user put there, in a folder others can write, and wrote the model into
+ * the file it names. What is there is removed first (unlink removes a link, not its target).
+ */
+async function openTemp(temp: string, mode: number): Promise<FileHandle> {
+  try {
+    return await open(temp, 'wx', mode);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+  }
+  await rm(temp, { force: true });
+  return open(temp, 'wx', mode);
+}
+
+function openTempSync(temp: string, mode: number): number {
+  try {
+    return openSync(temp, 'wx', mode);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+  }
+  rmSync(temp, { force: true });
+  return openSync(temp, 'wx', mode);
 }
 
 /**
@@ -149,7 +175,7 @@ async function writeAndSync(handle: FileHandle, data: DurableData, mode?: number
 /** {@link writeFileDurably} for callers that cannot wait (a stage's synchronous close). */
 export function writeFileDurablySync(file: string, data: DurableData, temp = durableTempName(file)): void {
   const mode = modeOfSync(file);
-  const fd = openSync(temp, 'w', mode ?? 0o666);
+  const fd = openTempSync(temp, mode ?? 0o666);
   try {
     try {
       // As writeFileDurably: the replaced file's permissions, whatever the umask.
