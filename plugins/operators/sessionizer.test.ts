@@ -598,7 +598,8 @@ test('idle source: when the other source has drained, the idle one does not hold
       close: async () => undefined,
     }),
   });
-  const wm = 'watermark: {idle_timeout: 1m, max_out_of_orderness: 0ms}';
+  // No alignment (max_drift): the sources wait on each other by design here, and the test clock moves only when they yield.
+  const wm = 'watermark: {idle_timeout: 1m, max_out_of_orderness: 0ms, max_drift: unlimited}';
   await runYaml(
     `sources:\n  - {type: drained, ${wm}}\n  - {type: quiet, ${wm}}\nstages: [{type: sessionizer, gap: 30m}]\nsinks: [{type: recorder}]\n`,
     { plugins: [drained, quiet, recorder], clock: testClock },
@@ -648,7 +649,8 @@ test('idle source: with an idle timeout the watermark advances while another sou
       create: () => ({ write: (r) => void (r.kind === 'session' && seen.push(`${phase}:${String(r.userId)}`)), close: async () => undefined }),
     });
     await runYaml(
-      `sources:\n  - {type: busy, watermark: {idle_timeout: ${idleTimeout}}}\n  - {type: quiet, watermark: {idle_timeout: ${idleTimeout}}}\nstages: [{type: sessionizer, gap: 30m}]\nsinks: [{type: recorder}]\n`,
+      // No alignment (max_drift): the busy source runs ahead of the silent one by design here.
+      `sources:\n  - {type: busy, watermark: {idle_timeout: ${idleTimeout}, max_drift: unlimited}}\n  - {type: quiet, watermark: {idle_timeout: ${idleTimeout}, max_drift: unlimited}}\nstages: [{type: sessionizer, gap: 30m}]\nsinks: [{type: recorder}]\n`,
       { plugins: [busy, quiet, recorder], clock: testClock },
     );
     return seen;
