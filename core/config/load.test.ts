@@ -636,7 +636,8 @@ test("a document field's position: the loaded pipeline locates `name`, `scale_ou
   assert.deepEqual(loaded.locate?.('settings.max_in_flight'), { path: '$.settings.max_in_flight', line: 2, column: 1 }, 'a default: the document');
   // A source added after loading: the runner checks it as loadPipeline does. A second Kafka source of the group
   // (co-partitioned topics) is one scale_out takes (was: 'scale-out needs exactly one (partitioned) source', at 6:1).
-  loaded.sources.push(loaded.sources[0]!);
+  const first = loaded.sources[0]!;
+  loaded.sources.push({ ...first, entry: { ...first.entry, topics: ['u'] }, path: '$.sources[1]' });
   assert.deepEqual(loadedPipelineProblems(loaded).map((p) => formatProblem({ ...p, file: 'P' })), []);
 });
 
