@@ -446,6 +446,7 @@ async function* decodeJsonLines(
       }
     }
     unread?.through(Infinity);
+    absent.flush();
     const decoded = batchThrough(events, lastLineRead(batch), endByte, unterminated, skipThrough);
     if (decoded) yield decoded;
   }

@@ -699,6 +699,8 @@ interface WatchedField {
   absent?: Counter;
   /** The last record that had it (its fields are compared with a record's that lacks it, to name a rename). */
   lastWith?: unknown;
+  /** Events without it not yet added to `absent` (flush): a counter's increment per event cost more than the check. */
+  pending: number;
   /** Events since the last one that had it. */
   run: number;
   /** Events that had it, since the check began. */
@@ -719,7 +721,8 @@ interface WatchedField {
  *   (`price_cents`);
  * - with `metrics`, counts each event that lacks each of them in `tributary_source_field_values_absent_total`
  *   (label `field`), so that a share that rises can be alerted on, null values too (a category no longer sent).
- * `see` takes each mapped event with its raw record: a comparison per named field. Says nothing and counts
+ * `see` takes each mapped event with its raw record: a comparison per named field; the counts reach the
+ * counter at `flush()` (a source calls it after each batch), at `finish()`, and every 1,000. Says nothing and counts
  * nothing for the canonical mapping (CANONICAL_EVENT_MAPPING), whose names are fixed: what lacks a field
  * there is an event that had none.
  */
@@ -728,12 +731,12 @@ export function absentFieldCheck(
   logger: Pick<Logger, 'warn'>,
   where: string,
   metrics?: Metrics,
-): { see(event: ClickEvent, raw: unknown): void; finish(): void } {
+): { see(event: ClickEvent, raw: unknown): void; flush(): void; finish(): void } {
   const config = mappingOf(setting)!;
   // Canonical events (what a file sink wrote; a backtest's input for a source without a mapping) have
   // the canonical names or lack the field: an event that had no session id (synthetic's) is written
   // without one, and there is no other name to point at.
-  if (isCanonicalMapping(config)) return { see() {}, finish() {} };
+  if (isCanonicalMapping(config)) return { see() {}, flush() {}, finish() {} };
   const counter = (field: string): Counter | undefined =>
     // Named here in full: examples/ops's tests find the series the code registers by their literal names.
     metrics?.withLabels({ field }).counter('source_field_values_absent_total', 'Events a source read without an optional field its mapping names (null, empty or absent), per field');
@@ -742,17 +745,25 @@ export function absentFieldCheck(
     .filter(([field]) => config.fields?.[field] !== undefined)
     .map(([field, has, what]) => {
       const [name, ...also] = mappedFieldNames(config.fields![field]!, field);
-      return { label: `fields.${field}`, name: name!, also, has, what, absent: counter(field), run: 0, had: 0 };
+      return { label: `fields.${field}`, name: name!, also, has, what, absent: counter(field), pending: 0, run: 0, had: 0 };
     });
   for (const name of config.attributes ?? []) {
-    named.push({ label: 'attributes', name, also: [], has: (event) => event.attrs?.[name] !== undefined, what: `an attribute ${name}`, absent: counter(`attrs.${name}`), run: 0, had: 0 });
+    named.push({ label: 'attributes', name, also: [], has: (event) => event.attrs?.[name] !== undefined, what: `an attribute ${name}`, absent: counter(`attrs.${name}`), pending: 0, run: 0, had: 0 });
   }
   const namesOf = ({ name, also }: WatchedField): string => [name, ...also].map((each) => `'${each}'`).join(' or ');
   let unseen = named;
   let events = 0;
   let lastRaw: unknown;
   let sampled = named.length === 0;
+  const flush = (): void => {
+    for (const field of named) {
+      if (field.pending === 0) continue;
+      field.absent?.inc(field.pending);
+      field.pending = 0;
+    }
+  };
   const finish = (): void => {
+    flush();
     if (sampled) return;
     sampled = true;
     if (unseen.length === 0 || events === 0) return;
@@ -801,13 +812,14 @@ export function absentFieldCheck(
           field.lastWith = raw;
           continue;
         }
-        field.absent?.inc(1);
+        if (++field.pending === ABSENT_FIELD_SAMPLE) flush();
         // Once a run, again after it came back. Only a field that 100 events and one in ten before the run
         // had at least: a sparse one (a coupon code on a purchase) lacks it for long by nature, and one
         // never seen is the first sample's to say.
         if (++field.run === ABSENT_FIELD_SAMPLE && field.had >= ABSENT_FIELD_SAMPLE / 10 && field.had * 10 >= events - field.run) vanished(field, raw);
       }
     },
+    flush,
     finish,
   };
 }

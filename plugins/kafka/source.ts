@@ -3186,6 +3186,7 @@ class KafkaSource {
       this.absentFields.see(result, record);
       events.push(result);
     }
+    this.absentFields.flush();
     return events;
   }
 }
