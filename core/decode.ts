@@ -412,7 +412,7 @@ async function* decodeJsonLines(
   // A BOM before the file's first line is no part of it (as in CSV): JSON.parse would reject the line.
   let bom = startLine === 1;
   // JSON has no header row to check the mapping's names against (as a CSV's are): its events are.
-  const absent = absentFieldCheck(config.mapping, context.logger, target.file);
+  const absent = absentFieldCheck(config.mapping, context.logger, target.file, context.metrics);
   for await (const batch of readLineBatches(stream, maxBatch, { startLine, maxLineBytes })) {
     const { lines, firstLine, endByte, unterminated } = batch;
     readBefore.checkLine(batch);
@@ -446,6 +446,7 @@ async function* decodeJsonLines(
       }
     }
     unread?.through(Infinity);
+    absent.flush();
     const decoded = batchThrough(events, lastLineRead(batch), endByte, unterminated, skipThrough);
     if (decoded) yield decoded;
   }

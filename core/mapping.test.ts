@@ -6,6 +6,7 @@ import { recordToJson } from './json.js';
 import { ABSENT_FIELD_SAMPLE, absentFieldCheck, CANONICAL_EVENT_MAPPING, createEventMapper, createTimeParser, isRejected, isSkipped, mappingWarnings, MAX_ATTRIBUTE_DEPTH, MAX_ID_LENGTH, MAX_UNKNOWN_TYPES_TOLD, timeFormatProblem, unknownEventTypeWarning, type MappingConfig } from './mapping.js';
 import { zoneNameWarning } from './time-zone.js';
 import { fieldPath, fieldPathProblem, similarFieldPath } from './fields.js';
+import { MetricsHub } from './runtime/telemetry.js';
 
 const iso = createTimeParser('iso8601');
 
@@ -991,4 +992,75 @@ test("typeOf: the event type a record names as its event would have it (event_ty
   const canonical = createEventMapper('canonical');
   assert.equal(canonical.typeOf({ kind: 'prediction', type: 'erase' }), undefined, "a sink's prediction is no event");
   assert.equal(canonical.typeOf({ kind: 'event', type: 'erase' }), 'erase');
+});
+
+test('absentFieldCheck: a field the events had that the next 1,000 in a row lack is said (with the field that came in its place), once per vanishing, again after it came back; a field never seen is the first sample\'s alone, a sparse one (fewer than one event in ten had it) is not said', () => {
+  const config = { fields: { price: 'price', category: 'category' }, attributes: ['brand'] } satisfies MappingConfig;
+  const map = createEventMapper(config);
+  const warned: { fields: Record<string, unknown>; message: string }[] = [];
+  const check = absentFieldCheck(config, { warn: (fields: Record<string, unknown>, message: string) => void warned.push({ fields, message }) } as never, 'topics clicks');
+  const feed = (count: number, record: (i: number) => Record<string, unknown>) => {
+    for (let i = 0; i < count; i++) {
+      const input = { user_id: 'u', time: '2026-03-01T00:00:00Z', type: 'view', ...record(i) };
+      const event = map(input);
+      assert.ok(!isRejected(event));
+      check.see(event, input);
+    }
+  };
+  // Weeks of events with a price and a category, never a brand (said by the first sample).
+  feed(ABSENT_FIELD_SAMPLE + 500, () => ({ price: 9.5, category: 'shoes' }));
+  assert.deepEqual(warned.map(({ message }) => message), [`topics clicks: none of the first ${ABSENT_FIELD_SAMPLE} events had attributes 'brand', so no event gets an attribute brand; name the field the records have (a nested one by its path: user.id, items[0].price)`]);
+  // The price moves into product.price: 999 events in a row without it are not yet a vanishing.
+  feed(ABSENT_FIELD_SAMPLE - 1, () => ({ product: { price: 9.5 }, category: 'shoes' }));
+  assert.equal(warned.length, 1);
+  feed(1, () => ({ product: { price: 9.5 }, category: 'shoes' }));
+  assert.equal(warned.length, 2);
+  assert.equal(
+    warned[1]!.message,
+    `topics clicks: the last ${ABSENT_FIELD_SAMPLE} events had no fields.price 'price', though the events before them had it (fields new since the last record with it: product; the records have product.price): they get no price, and the features made of it are as for events without one (a cart value of 0); if the producer renamed or moved it, name the field the records have now in the mapping and restart (docs/operations.md, When your event schema changes). Said again only after it comes back`,
+  );
+  assert.deepEqual(warned[1]!.fields, { field: 'fields.price', name: 'price', events: ABSENT_FIELD_SAMPLE, added: ['product'], near: 'product.price' });
+  // Still gone: not said again; back, then gone again (category null now): said again, once each.
+  feed(3 * ABSENT_FIELD_SAMPLE, () => ({ product: { price: 9.5 }, category: 'shoes' }));
+  assert.equal(warned.length, 2);
+  feed(1, () => ({ price: 9.5, category: 'shoes' }));
+  feed(ABSENT_FIELD_SAMPLE, () => ({ product: { price: 9.5 }, category: null }));
+  // A brand on one event in 20 (a sparse attribute): 1,000 in a row without one is no vanishing.
+  feed(20 * ABSENT_FIELD_SAMPLE, (i) => ({ price: 9.5, category: 'shoes', ...(i % 20 === 0 ? { brand: 'acme' } : {}) }));
+  feed(ABSENT_FIELD_SAMPLE, () => ({ price: 9.5, category: 'shoes' }));
+  assert.equal(warned.length, 4);
+  assert.deepEqual(warned.slice(2).map(({ fields }) => fields.field), ['fields.category', 'fields.price']);
+  assert.match(warned[2]!.message, /the last 1000 events had no fields\.category 'category', though the events before them had it \(fields new since the last record with it: product\): they get no category, and the features made of it are as for events without one; if/);
+});
+
+test('absentFieldCheck: with metrics, each event without a named optional field is counted under its field (attributes as attrs.NAME), from the first event on, at each flush (a source\'s batch); the canonical mapping counts nothing', async () => {
+  const hub = new MetricsHub();
+  const metrics = hub.scoped({ pipeline: 'shop', stage: 'clicks' });
+  const config = { fields: { price: 'price', category: 'category' }, attributes: ['brand'] } satisfies MappingConfig;
+  const check = absentFieldCheck(config, { warn() {} } as never, 'events.jsonl', metrics);
+  const map = createEventMapper(config);
+  for (const record of [{ price: 3, category: 'shoes', brand: 'x' }, { price: '', category: null }, { category: 'hats' }]) {
+    const input = { user_id: 'u', time: '2026-03-01T00:00:00Z', type: 'view', ...record };
+    check.see(map(input) as ClickEvent, input);
+  }
+  check.flush(); // as a source does after each batch
+  absentFieldCheck(CANONICAL_EVENT_MAPPING, { warn() {} } as never, 'canonical.jsonl', hub.scoped({ pipeline: 'shop', stage: 'copy' })).see({ kind: 'event', userId: 'u', time: 0, type: 'view' }, {});
+  const scraped = await hub.registry.metrics();
+  assert.match(scraped, /^tributary_source_field_values_absent_total\{pipeline="shop",stage="clicks",field="price"\} 2$/m);
+  assert.match(scraped, /^tributary_source_field_values_absent_total\{pipeline="shop",stage="clicks",field="category"\} 1$/m);
+  assert.match(scraped, /^tributary_source_field_values_absent_total\{pipeline="shop",stage="clicks",field="attrs\.brand"\} 2$/m);
+  assert.doesNotMatch(scraped, /stage="copy"/);
+});
+
+test('a time written as a number where time_format reads text (a producer that switched from ISO 8601 to epoch times) is dead-lettered with the epoch format its digits say', () => {
+  const iso = createEventMapper({});
+  const reasonOf = (time: unknown) => (iso({ user_id: 'u', time, type: 'view' }) as { rejected: string }).rejected;
+  const hint = ' (YYYY-MM-DD, then THH:mm, :ss, .sss and Z or ±HH:mm as given; a date that exists)';
+  assert.equal(reasonOf(1569897644), `time: cannot parse 1569897644 as iso8601${hint} (a number: seconds since 1970? mapping.time_format: epoch_s reads them)`);
+  assert.equal(reasonOf('1569897644000'), `time: cannot parse "1569897644000" as iso8601${hint} (a number: milliseconds since 1970? mapping.time_format: epoch_ms reads them)`);
+  assert.equal(reasonOf(1569897644.700123), `time: cannot parse 1569897644.700123 as iso8601${hint} (a number: seconds since 1970? mapping.time_format: epoch_s reads them)`);
+  assert.equal(reasonOf('1569897644000000'), `time: cannot parse "1569897644000000" as iso8601${hint} (a number: microseconds since 1970? mapping.time_format: epoch_us reads them)`);
+  // Digits no epoch unit of these decades has, and text: no such hint.
+  assert.equal(reasonOf(42), `time: cannot parse 42 as iso8601${hint}`);
+  assert.equal(reasonOf('soon'), `time: cannot parse "soon" as iso8601${hint}`);
 });

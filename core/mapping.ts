@@ -4,6 +4,7 @@
  * mapper, so every source accepts and rejects records the same way.
  */
 import type { Logger } from 'pino';
+import type { Counter, Metrics } from './plugin.js';
 import { distance } from 'fastest-levenshtein';
 import { KNOWN_EVENT_TYPES, ORIGIN, type ClickEvent, type Origin } from './events.js';
 import { comparable, fieldPath, fieldPathProblem, fieldPathStop, isInheritedName, ownValue, setOwnField, similarFieldPath, valueAtPath, type FieldPath } from './fields.js';
@@ -673,7 +674,10 @@ export function unknownEventTypeWarning(logger: Pick<Logger, 'warn'>): (type: st
   };
 }
 
-/** Events {@link absentFieldCheck} looks at before it says which named fields none of them had. */
+/**
+ * Events {@link absentFieldCheck} looks at before it says which named fields none of them had; and, later,
+ * how many events in a row must lack a field that earlier ones had before it says that field vanished.
+ */
 export const ABSENT_FIELD_SAMPLE = 1000;
 
 /** What absentFieldCheck watches: the optional fields a mapping names, and how an event shows it had one. */
@@ -684,46 +688,95 @@ const optionalFields = [
   ['price', (event: ClickEvent) => event.price !== undefined, 'a price'],
 ] as const;
 
+/** One optional field a mapping names, as absentFieldCheck follows it through a source's events. */
+interface WatchedField {
+  label: string;
+  name: string;
+  also: readonly string[];
+  has: (event: ClickEvent) => boolean;
+  what: string;
+  /** Its series of tributary_source_field_values_absent_total: `field` is the canonical name (`price`), or `attrs.<name>` for an attribute. */
+  absent?: Counter;
+  /** The last record that had it (its fields are compared with a record's that lacks it, to name a rename). */
+  lastWith?: unknown;
+  /** Events without it not yet added to `absent` (flush): a counter's increment per event cost more than the check. */
+  pending: number;
+  /** Events since the last one that had it. */
+  run: number;
+  /** Events that had it, since the check began. */
+  had: number;
+}
+
 /**
- * Says, once, which optional fields a mapping names (`fields.price`, `fields.category`, ..., `attributes`)
- * that none of a source's first {@link ABSENT_FIELD_SAMPLE} events had (or, for a shorter input, none of
- * them at `finish()`), with the field of the last record that most likely is it (`event.product.price`: a
- * nested one, similarFieldPath). A misnamed optional field is no rejection: each event just lacks it, and
- * JSON has no header row to check the names against as a CSV's columns are. `see` takes each mapped event
- * with its raw record; after the sample it costs one comparison. Says nothing for the canonical mapping
- * (CANONICAL_EVENT_MAPPING), whose names are fixed: what lacks a field there is an event that had none.
+ * Follows the optional fields a mapping names (`fields.price`, `fields.category`, ..., `attributes`) through
+ * a source's events, as a misnamed or vanished optional field is no rejection: each event just lacks it,
+ * and its features read 0 (no price: a cart value of 0) without a dead letter. It
+ * - says, once, which of them none of the first {@link ABSENT_FIELD_SAMPLE} events had (or, for a shorter
+ *   input, none of them at `finish()`), with the field of the last record that most likely is it
+ *   (`event.product.price`: a nested one, similarFieldPath): JSON has no header row to check the names
+ *   against as a CSV's columns are;
+ * - says, once each time, a field that 100 events and one in ten before had at least and the last
+ *   {@link ABSENT_FIELD_SAMPLE} in a row lacked (a producer renamed or moved it under a running pipeline: a Kafka source's first sample was
+ *   weeks ago), with the field most likely meant and the record's fields that the last one with it lacked
+ *   (`price_cents`);
+ * - with `metrics`, counts each event that lacks each of them in `tributary_source_field_values_absent_total`
+ *   (label `field`), so that a share that rises can be alerted on, null values too (a category no longer sent).
+ * `see` takes each mapped event with its raw record: a comparison per named field; the counts reach the
+ * counter at `flush()` (a source calls it after each batch), at `finish()`, and every 1,000. Says nothing and counts
+ * nothing for the canonical mapping (CANONICAL_EVENT_MAPPING), whose names are fixed: what lacks a field
+ * there is an event that had none.
  */
-export function absentFieldCheck(setting: MappingSetting = {}, logger: Pick<Logger, 'warn'>, where: string): { see(event: ClickEvent, raw: unknown): void; finish(): void } {
+export function absentFieldCheck(
+  setting: MappingSetting = {},
+  logger: Pick<Logger, 'warn'>,
+  where: string,
+  metrics?: Metrics,
+): { see(event: ClickEvent, raw: unknown): void; flush(): void; finish(): void } {
   const config = mappingOf(setting)!;
   // Canonical events (what a file sink wrote; a backtest's input for a source without a mapping) have
   // the canonical names or lack the field: an event that had no session id (synthetic's) is written
   // without one, and there is no other name to point at.
-  if (isCanonicalMapping(config)) return { see() {}, finish() {} };
+  if (isCanonicalMapping(config)) return { see() {}, flush() {}, finish() {} };
+  const counter = (field: string): Counter | undefined =>
+    // Named here in full: examples/ops's tests find the series the code registers by their literal names.
+    metrics?.withLabels({ field }).counter('source_field_values_absent_total', 'Events a source read without an optional field its mapping names (null, empty or absent), per field');
   // A session_id that names fields read in turn is said with all of them, and the record's field near the first.
-  const named: { label: string; name: string; also: readonly string[]; has: (event: ClickEvent) => boolean; what: string }[] = optionalFields
+  const named: WatchedField[] = optionalFields
     .filter(([field]) => config.fields?.[field] !== undefined)
     .map(([field, has, what]) => {
       const [name, ...also] = mappedFieldNames(config.fields![field]!, field);
-      return { label: `fields.${field}`, name: name!, also, has, what };
+      return { label: `fields.${field}`, name: name!, also, has, what, absent: counter(field), pending: 0, run: 0, had: 0 };
     });
-  for (const name of config.attributes ?? []) named.push({ label: 'attributes', name, also: [], has: (event) => event.attrs?.[name] !== undefined, what: `an attribute ${name}` });
+  for (const name of config.attributes ?? []) {
+    named.push({ label: 'attributes', name, also: [], has: (event) => event.attrs?.[name] !== undefined, what: `an attribute ${name}`, absent: counter(`attrs.${name}`), pending: 0, run: 0, had: 0 });
+  }
+  const namesOf = ({ name, also }: WatchedField): string => [name, ...also].map((each) => `'${each}'`).join(' or ');
   let unseen = named;
   let events = 0;
   let lastRaw: unknown;
-  let done = named.length === 0;
+  let sampled = named.length === 0;
+  const flush = (): void => {
+    for (const field of named) {
+      if (field.pending === 0) continue;
+      field.absent?.inc(field.pending);
+      field.pending = 0;
+    }
+  };
   const finish = (): void => {
-    if (done) return;
-    done = true;
+    flush();
+    if (sampled) return;
+    sampled = true;
     if (unseen.length === 0 || events === 0) return;
     const record = typeof lastRaw === 'object' && lastRaw !== null ? lastRaw : {};
-    const said = unseen.map(({ label, name, also }) => {
-      const names = [name, ...also].map((each) => `'${each}'`).join(' or ');
+    lastRaw = undefined;
+    const said = unseen.map((field) => {
+      const { label, name } = field;
       // A path that reached into the last record and stopped (a list stepped into by name) says where.
       const path = fieldPathProblem(name) === undefined ? fieldPath(name) : undefined;
       const stop = path === undefined ? undefined : fieldPathStop(record, path);
-      if (stop !== undefined) return `${label} ${names} (in the last record, ${stop})`;
+      if (stop !== undefined) return `${label} ${namesOf(field)} (in the last record, ${stop})`;
       const near = similarFieldPath(record, name);
-      return `${label} ${names}${near === undefined ? '' : ` (the records have ${near})`}`;
+      return `${label} ${namesOf(field)}${near === undefined ? '' : ` (the records have ${near})`}`;
     });
     const first = events === ABSENT_FIELD_SAMPLE ? `the first ${events}` : `the ${events}`;
     logger.warn(
@@ -731,15 +784,42 @@ export function absentFieldCheck(setting: MappingSetting = {}, logger: Pick<Logg
       `${where}: none of ${first} events had ${said.join(', ')}, so no event gets ${unseen.map(({ what }) => what).join(' or ')}; name the field the records have (a nested one by its path: user.id, items[0].price)`,
     );
   };
+  const vanished = (field: WatchedField, raw: unknown): void => {
+    const record = typeof raw === 'object' && raw !== null ? raw : {};
+    const near = similarFieldPath(record, field.name);
+    const before = typeof field.lastWith === 'object' && field.lastWith !== null ? field.lastWith : {};
+    const added = Object.keys(record).filter((key) => !Object.hasOwn(before, key));
+    const hints = [...(added.length === 0 ? [] : [`fields new since the last record with it: ${added.slice(0, 5).join(', ')}${added.length > 5 ? ', ...' : ''}`]), ...(near === undefined ? [] : [`the records have ${near}`])];
+    const made = field.label === 'fields.price' ? ' (a cart value of 0)' : '';
+    logger.warn(
+      { field: field.label, name: field.name, events: field.run, ...(added.length === 0 ? {} : { added }), ...(near === undefined ? {} : { near }) },
+      `${where}: the last ${field.run} events had no ${field.label} ${namesOf(field)}, though the events before them had it${hints.length === 0 ? '' : ` (${hints.join('; ')})`}: they get no ${field.what.replace(/^an? /, '')}, and the features made of it are as for events without one${made}; if the producer renamed or moved it, name the field the records have now in the mapping and restart (docs/operations.md, When your event schema changes). Said again only after it comes back`,
+    );
+  };
   return {
     see(event, raw) {
-      if (done) return;
       events++;
-      lastRaw = raw;
-      unseen = unseen.filter(({ has }) => !has(event));
-      if (unseen.length === 0) done = true;
-      else if (events === ABSENT_FIELD_SAMPLE) finish();
+      if (!sampled) {
+        lastRaw = raw;
+        unseen = unseen.filter(({ has }) => !has(event));
+        if (unseen.length === 0) sampled = true;
+        else if (events === ABSENT_FIELD_SAMPLE) finish();
+      }
+      for (const field of named) {
+        if (field.has(event)) {
+          field.run = 0;
+          field.had++;
+          field.lastWith = raw;
+          continue;
+        }
+        if (++field.pending === ABSENT_FIELD_SAMPLE) flush();
+        // Once a run, again after it came back. Only a field that 100 events and one in ten before the run
+        // had at least: a sparse one (a coupon code on a purchase) lacks it for long by nature, and one
+        // never seen is the first sample's to say.
+        if (++field.run === ABSENT_FIELD_SAMPLE && field.had >= ABSENT_FIELD_SAMPLE / 10 && field.had * 10 >= events - field.run) vanished(field, raw);
+      }
     },
+    flush,
     finish,
   };
 }
@@ -882,7 +962,7 @@ export function createEventMapper(
     const timeless = rawTime === undefined || rawTime === null || rawTime === '';
     if (timeless && (erasureType === undefined || typeOf(raw) !== erasureType)) return { rejected: `${timeField}: missing timestamp${missingHint(raw, timeField, timePath)}` };
     const time = timeless ? NaN : parseTime(rawTime);
-    if (!timeless && !Number.isFinite(time)) return { rejected: `${timeField}: cannot parse ${describe(rawTime)} as ${timeFormat}${epochFormat ? exponentHint(rawTime) : ''}` };
+    if (!timeless && !Number.isFinite(time)) return { rejected: `${timeField}: cannot parse ${describe(rawTime)} as ${timeFormat}${epochFormat ? exponentHint(rawTime) : epochHint(rawTime)}` };
     const rawType = rawTypeOf(raw);
     let type: string;
     if (rawType === undefined || rawType === null || rawType === '') {
@@ -1087,6 +1167,18 @@ function notAnEvent(kind: string): string {
  * spreadsheet's rounding of a long number. Worded without digits: the run's summary counts reasons with
  * those elided.
  */
+/**
+ * For a time format that reads text (iso8601, a pattern), a time written as a number of seconds,
+ * milliseconds or microseconds since 1970 (a producer that switched to epoch times): the `time_format`
+ * that reads it, by its digits (10 seconds, 13 milliseconds, 16 microseconds, as times of these decades are).
+ */
+function epochHint(value: unknown): string {
+  // Whole digits only: a fraction (Python's time.time(), 1710201676.700123) is no part of the count.
+  const digits = typeof value === 'number' && Number.isFinite(value) && value >= 1 ? String(Math.trunc(value)) : typeof value === 'string' ? /^(\d+)(\.\d+)?$/.exec(value)?.[1] : undefined;
+  const format = digits === undefined ? undefined : ({ 10: 'epoch_s', 13: 'epoch_ms', 16: 'epoch_us' } as Record<number, string>)[digits.length];
+  return format === undefined ? '' : ` (a number: ${format === 'epoch_s' ? 'seconds' : format === 'epoch_ms' ? 'milliseconds' : 'microseconds'} since 1970? mapping.time_format: ${format} reads them)`;
+}
+
 function exponentHint(value: unknown): string {
   if (typeof value !== 'string' || !/^\s*[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+\s*$/.test(value)) return '';
   return ' (a number in exponent form keeps only the digits written, most often what a spreadsheet left of a long number: the time may be days or months off; export the times as whole numbers, or as text)';

@@ -653,7 +653,7 @@ class KafkaSource {
       // An erasure request without a time is taken (no event-time meaning); its NaN time moves no partition's watermark.
       context.erasureEventType,
     );
-    this.absentFields = absentFieldCheck(mapping, context.logger, `topics ${config.topics?.join(', ') ?? config.pattern ?? ''}`);
+    this.absentFields = absentFieldCheck(mapping, context.logger, `topics ${config.topics?.join(', ') ?? config.pattern ?? ''}`, context.metrics);
     const properties: Record<string, unknown> = {
       // scale_out with several sources: this member's name first, so the range assignor (which sorts the consumers by
       // member id, the client.id and a broker's UUID) ranks this member's consumers alike on every topic: partition p
@@ -3186,6 +3186,7 @@ class KafkaSource {
       this.absentFields.see(result, record);
       events.push(result);
     }
+    this.absentFields.flush();
     return events;
   }
 }

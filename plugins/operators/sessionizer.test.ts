@@ -820,3 +820,19 @@ test('a gap edited between a snapshot and its restore applies to the sessions op
   assert.equal(summaries(longer.push([wm(40), ev('u1', 40), wm(40)]).output).length, 0, 'past the old gap, open: an event 35 minutes on joins it');
   assert.deepEqual(summaries(longer.push([wm(100)]).output).map((s) => [s.eventCount, (s.end - T0) / MIN]), [[3, 40]]);
 });
+
+test('a time in the wrong epoch unit (a producer that switched from milliseconds to seconds, or back) is dead-lettered with the unit most likely meant and the setting that reads it; a time no unit explains is not given such a hint', async () => {
+  const context = testContext({ clock: { now: () => T0 + 1000 } });
+  const chain = await Chain.build([stage(sessionizer, { gap: '30m' })], context);
+  chain.push([
+    { kind: 'event', userId: 'u', time: T0 / 1000, type: 'view' } as ClickEvent, // seconds, read as epoch_ms
+    { kind: 'event', userId: 'u', time: T0 * 1000, type: 'view' } as ClickEvent, // milliseconds, read as epoch_s
+    { kind: 'event', userId: 'u', time: 5, type: 'view' } as ClickEvent,
+    wm(Infinity),
+  ]);
+  assert.deepEqual(context.deadLetters.map((d) => d.reason), [
+    "under-test: event time 1970-01-20T17:21:07.200Z is before not_before 2000-01-01T00:00:00.000Z (as 2024-01-01T00:00:00.000Z it would be in range: a time in seconds read as milliseconds, as after a producer switched units? check the source's mapping.time_format)",
+    "under-test: event time +055969-09-28T00:00:00.000Z is more than max_ahead_of_clock ahead of the clock (2024-01-01T00:00:01.000Z) (as 2024-01-01T00:00:00.000Z it would be in range: a time in milliseconds read as seconds, or microseconds as milliseconds, as after a producer switched units? check the source's mapping.time_format)",
+    'under-test: event time 1970-01-01T00:00:00.005Z is before not_before 2000-01-01T00:00:00.000Z',
+  ]);
+});

@@ -766,14 +766,14 @@ class SessionState {
     const s = this.settings;
     // Said in the mapping's words (session_id), which the user wrote, not the event's field (sessionId).
     if (s.fromData && event.sessionId === undefined) throw new Error("event has no session id: its source's mapping read no session_id (session_id_from: data needs one)");
-    if (!(time >= s.notBefore)) return this.reject(event, `event time ${iso(time)} is before not_before ${iso(s.notBefore)}`);
+    if (!(time >= s.notBefore)) return this.reject(event, `event time ${iso(time)} is before not_before ${iso(s.notBefore)}${epochUnitHint(time * 1000, s.notBefore, this.context.clock.now() + s.maxAhead, 'seconds read as milliseconds')}`);
     if (time > this.now + s.maxAhead) {
       // The clock is read at each watermark, and the runtime pushes a batch's events before its
       // watermark: after a lull that reading is hours old, so it is read again before rejecting.
       this.now = this.context.clock.now();
       if (time > this.now + s.maxAhead) {
         if (time > this.futureUntil) this.futureUntil = time;
-        return this.reject(event, `event time ${iso(time)} is more than max_ahead_of_clock ahead of the clock (${iso(this.now)})`);
+        return this.reject(event, `event time ${iso(time)} is more than max_ahead_of_clock ahead of the clock (${iso(this.now)})${epochUnitHint(time / 1000, s.notBefore, this.now + s.maxAhead, 'milliseconds read as seconds, or microseconds as milliseconds')}`);
       }
     }
     if (time < this.watermark) {
@@ -1636,6 +1636,16 @@ function setCounts(session: Session, counts: Record<string, number>): void {
 
 function byTime(a: ClickEvent, b: ClickEvent): number {
   return a.time - b.time;
+}
+
+/**
+ * Where an event time read in the wrong unit would fall in the accepted range when scaled by 1,000
+ * (`scaled`): the most likely cause of such a time (a producer switching epoch seconds and milliseconds
+ * under a running pipeline), said in its dead letter's reason with the source's setting that reads it.
+ */
+function epochUnitHint(scaled: number, notBefore: number, notAfter: number, what: string): string {
+  if (!(scaled >= notBefore && scaled <= notAfter)) return '';
+  return ` (as ${iso(scaled)} it would be in range: a time in ${what}, as after a producer switched units? check the source's mapping.time_format)`;
 }
 
 function iso(time: number): string {

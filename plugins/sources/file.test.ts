@@ -4,8 +4,9 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { appendFileSync, closeSync, mkdirSync, constants as fsConstants, createWriteStream, existsSync, mkdtempSync, openSync, readdirSync, readFileSync, readlinkSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
+import { pino } from 'pino';
 import { constants as zlibConstants, crc32, createGzip, deflateRawSync, gunzipSync, gzipSync, inflateRawSync } from 'node:zlib';
-import { ConfigError, defineSink, originOf, type ClickEvent, type Rejection, type SourcePosition, type StreamRecord } from 'tributary';
+import { ConfigError, defineSink, MetricsHub, originOf, type ClickEvent, type Rejection, type SourcePosition, type StreamRecord } from 'tributary';
 import { runYaml, spawnTributary, testContext, tempFolder, until } from 'tributary/testing';
 import fileSource from './file.js';
 import fileSink from '../sinks/file.js';
@@ -1534,4 +1535,29 @@ sinks: [{ type: memory, kinds: [session] }]
   const both = await runYaml(pipeline(''), { baseDir: dir });
   const doubled = (both.outputs[0]!.find((record) => record.kind === 'session' && record.userId === 'u1') as unknown as { counts: Record<string, number> }).counts;
   assert.equal(doubled.purchase, 2, 'without skip_types the browser and the order service each count the purchase');
+});
+
+test('JSONL: a named optional field that vanishes mid-file (a producer renamed price to price_cents under a running pipeline) is warned of with the new field, and every event without it is counted per field in /metrics', async () => {
+  const path = join(dir, 'renamed-price.jsonl');
+  const line = (i: number, price: string) => `{"user_id":"u${i % 7}","time":"2024-01-01T00:${String(Math.floor(i / 60) % 60).padStart(2, '0')}:${String(i % 60).padStart(2, '0')}Z","type":"view","item_id":"i${i}","category":${i % 2 === 0 ? '"shoes"' : 'null'},${price}}`;
+  const before = Array.from({ length: 1500 }, (_, i) => line(i, '"price":12.5'));
+  const after = Array.from({ length: 1200 }, (_, i) => line(1500 + i, '"price_cents":1250'));
+  writeFileSync(path, [...before, ...after].join('\n') + '\n');
+  const lines: { level: number; msg: string; [field: string]: unknown }[] = [];
+  const metrics = new MetricsHub();
+  const run = await runYaml(`name: shop\nsources: [{type: file, label: clicks, path: ${path}, mapping: {fields: {item_id: item_id, category: category, price: price}}}]\nsinks: [{type: memory}]\n`, {
+    logger: pino({ level: 'info' }, { write: (text: string) => void lines.push(JSON.parse(text)) }),
+    metrics,
+  });
+  assert.equal(run.stats.eventsIn, 2700, 'no event is rejected: each just lacks a price');
+  const warned = lines.filter((each) => each.level === 40 && each.field === 'fields.price');
+  assert.equal(warned.length, 1, 'said once');
+  assert.match(warned[0]!.msg, /renamed-price\.jsonl: the last 1000 events had no fields\.price 'price', though the events before them had it \(fields new since the last record with it: price_cents\): they get no price/);
+  assert.deepEqual(warned[0]!.added, ['price_cents']);
+  // Null categories are counted (one event in two) but never 1,000 in a row: not warned of.
+  assert.equal(lines.filter((each) => each.field === 'fields.category').length, 0);
+  const scraped = await metrics.registry.metrics();
+  assert.match(scraped, /^tributary_source_field_values_absent_total\{pipeline="shop",stage="clicks",field="price"\} 1200$/m);
+  assert.match(scraped, /^tributary_source_field_values_absent_total\{pipeline="shop",stage="clicks",field="category"\} 1350$/m);
+  assert.match(scraped, /^tributary_source_field_values_absent_total\{pipeline="shop",stage="clicks",field="item_id"\} 0$/m);
 });
