@@ -86,6 +86,8 @@ interface Sample extends SampleHandle {
   givenUp: DropReason | undefined;
   /** Whether the label buffer's snapshot gather in progress (AwaitingCopy) has it: its generation where kept, the generation + 1 where read or new since its call. */
   copied: number;
+  /** The snapshot generation it was released in (see OnlineLearner.releasedBefore); 0 while held, or restored. */
+  releasedIn: number;
 }
 
 /** Why a prediction left the label buffer unlabelled before it was scored (saved in a snapshot's flags: SAMPLE_GIVEN_UP_SHIFT). */
@@ -128,7 +130,7 @@ function releasedStandIn(sample: Sample): SampleHandle {
 }
 
 function newSample(id: string, userId: string, sessionId: string | undefined, time: number, rows: Float32Array | undefined, row: number, seq: SequenceSample | undefined, idKey = -1, copied = 0): Sample {
-  return { id, userId, sessionId, time, raw: undefined, rows, row, seq, score: undefined, label: undefined, released: false, idKey, expiresFrom: time, unit: undefined, givenUp: undefined, copied };
+  return { id, userId, sessionId, time, raw: undefined, rows, row, seq, score: undefined, label: undefined, released: false, idKey, expiresFrom: time, unit: undefined, givenUp: undefined, copied, releasedIn: 0 };
 }
 
 interface EncodedSample {
@@ -1393,7 +1395,7 @@ export class OnlineLearner {
   private hold(sample: Sample): void {
     if (this.awaitingCount >= this.config.labelBuffer.maxSize) {
       // Released before it is scored: never counted invalid (countedInvalid), its `unlabelled` record follows its prediction.
-      sample.released = true;
+      this.markReleased(sample);
       this.countDropped('overflow', sample);
       if (!this.overflowSaid) this.sayOverflow();
       return;
@@ -1515,6 +1517,29 @@ export class OnlineLearner {
     if (this.awaitingCopy !== undefined) this.awaitingCopy.keep(sample);
   }
 
+  /** Out of the label buffer from now on, stamped with the snapshot generation it happened in (see releasedBefore). */
+  private markReleased(sample: Sample): void {
+    sample.released = true;
+    sample.releasedIn = this.copyGeneration;
+  }
+
+  /**
+   * The mark of the last snapshot taken ({@link snapshotParts}): a task's snapshot that reads its handles after the
+   * call, while records flow, asks {@link releasedBefore} with it whether each was released at the call.
+   */
+  get releaseMark(): number {
+    return this.copyGeneration;
+  }
+
+  /**
+   * Whether `handle` was out of the label buffer when the snapshot of `mark` ({@link releaseMark}) was called: one
+   * released since (expired, overflowed, labelled or forgotten while records flow) reads as held then. A stand-in is
+   * released from its making.
+   */
+  releasedBefore(handle: SampleHandle, mark: number): boolean {
+    return handle.released && ((handle as Partial<Sample>).releasedIn ?? -1) < mark;
+  }
+
   /** Has a snapshot's gather still in progress read the rest now: before what it cannot keep aside (rows remapped, a restore, the next snapshot). */
   private finishAwaitingCopy(): void {
     this.awaitingCopy?.readUpTo(Infinity);
@@ -1531,7 +1556,7 @@ export class OnlineLearner {
   /** Takes a sample out of the label buffer (its slot leaves the queue lazily); a snapshot's gather keeps it first. */
   private release(sample: Sample): void {
     this.changing(sample);
-    sample.released = true;
+    this.markReleased(sample);
     this.awaitingCount--;
     // Released samples still queued behind an awaiting one: drop them once they are most of it (not while a
     // snapshot's gather reads the queue's slots: the next release after it does).
@@ -1943,7 +1968,7 @@ export class OnlineLearner {
     const dropped = new Set([...awaiting, ...this.toPredict.filter((sample) => !others(sample)), ...this.toLearn.filter((sample) => !others(sample))]);
     for (const sample of dropped) {
       this.changing(sample);
-      sample.released = true;
+      this.markReleased(sample);
     }
     this.toPredict = toPredict;
     this.toLearn = toLearn;
