@@ -2092,8 +2092,8 @@ export class OnlineLearner {
    * return the encode parts, which read only what they copied and what no path changes (a sample's id,
    * user, session and time, its feature row and sequence: see {@link copySamples}). The label buffer is
    * copied on write (AwaitingCopy): the call takes the queue's bounds, and the encode parts read it while
-   * records flow, every path keeping a sample not read yet before it changes it. The value shares
-   * nothing the learner changes later.
+   * records flow, every path keeping a sample not read yet before it changes it; so are the prequential metrics
+   * (Prequential.stateOnWrite). The value shares nothing the learner changes later.
    */
   *snapshotParts(): CopyThenEncode<LearnerState> {
     // An earlier snapshot's gather, if still running, reads the state it was called at.
@@ -2101,7 +2101,8 @@ export class OnlineLearner {
     // Copies: the queue is pushed to, and its records handed downstream, after this instant.
     const unlabelled = this.unlabelledRecords.map((record) => ({ ...record }));
     const saved = this.savedModel();
-    const prequential = this.prequential.state();
+    // Read in the encode parts: a label scored meanwhile keeps what it changes first.
+    const prequential = this.prequential.stateOnWrite();
     const drift = this.drift.state();
     // A batch each at most: copied now.
     const toPredict = yield* this.copySamples(this.toPredict);
@@ -2124,7 +2125,7 @@ export class OnlineLearner {
         toPredict: yield* learner.encodeSamples(toPredict),
         awaiting: yield* learner.encodeSamples(awaiting),
         toLearn: yield* learner.encodeSamples(toLearn),
-        prequential,
+        prequential: prequential.read(),
         drift,
         block,
         counts,
