@@ -136,7 +136,6 @@ class SessionsCopy {
     const n = (this.n = sessions.size);
     this.entries = sessions.entries();
     [this.last, this.flags, this.idsH1, this.idsH2, this.pendingCounts, this.releasedCounts, this.purchasedAt, this.keptUntil] = Array.from({ length: 8 }, () => new Float64Array(n));
-    if (n === 0) this.finish();
   }
 
   get done(): boolean {
