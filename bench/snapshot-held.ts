@@ -1,8 +1,9 @@
 /**
  * How long a checkpoint holds the sources for each large stage's snapshot: `n` users' state in
  * user-features (max_users n/2, so slots are reused and the rows gathered), churn (one closed session
- * and one prediction awaiting its label per user) and intent (one prediction awaiting its session's
- * label per user), built with the stages' own code. Each round calls snapshot() as the runtime does and
+ * and one prediction awaiting its label per user), intent (one prediction awaiting its session's
+ * label per user) and intent-scored (n sessions closed, their labels scored: the prequential metrics'
+ * bins filled, every distinct score kept by exact_auc_limit n), built with the stages' own code. Each round calls snapshot() as the runtime does and
  * measures the process's CPU time until the sources may go on (the promise's `copied` where it says one:
  * CopyingSnapshot, builds from 2026-12-07's fix-snapheld; else until it resolves) and until it resolves,
  * and a SHA-256 of its JSON, so two builds are seen to write the same bytes. Public plugin API only, so
@@ -41,6 +42,13 @@ const stages = [
   ['user-features', userFeatures, { max_users: Math.floor(n / 2), horizons: ['1d', '7d', '30d'] }, [...usersInput, watermark(t0 + n * 10)]],
   ['churn', churnModel, { ...modelConfig, horizon: '7d' }, Array.from({ length: n }, (_, s) => [event(`u${s}`, `s${s}`, t0 + s, 0, t0 + s, 'view', [1, 0, 0, 0]), summary(`u${s}`, `s${s}`, t0 + s, t0 + s + 60_000, 1, false)]).flat()],
   ['intent', intentModel, modelConfig, Array.from({ length: n }, (_, s) => event(`u${s}`, `s${s}`, t0 + s, 0, t0 + s, 'view', [1, 0, 0, 0]))],
+  // Its prequential metrics full: n labels scored (each session closed), their scores spread by the features, every distinct one kept (exact_auc_limit).
+  [
+    'intent-scored',
+    intentModel,
+    { ...modelConfig, metrics: { exact_auc_limit: n } },
+    Array.from({ length: n }, (_, s) => [event(`u${s}`, `s${s}`, t0 + s, 0, t0 + s, 'view', [((s * 7919) % 1000) / 1000, (s % 13) / 13, ((s * 31) % 97) / 97, 1]), summary(`u${s}`, `s${s}`, t0 + s, t0 + s + 60_000, 1, s % 5 === 0)]).flat(),
+  ],
 ] as const;
 
 for (const [name, plugin, config, input] of stages) {

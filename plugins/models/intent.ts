@@ -6,7 +6,7 @@
  * Predictions wait in a bounded buffer until then; each label is scored against its prediction,
  * then learnt from (prequential, test-then-train).
  */
-import { checkListLengths, type ClickEvent, type Column, type CopyingSnapshot, type CopyThenEncode, decodeColumnOf, decodeNamedColumns, decodeOptionalColumnOf, decodeStrings, defineOperator, eachOf, type Emit, encodeNamedColumns, type EntryProblem, inTurns, type OutlineEntry, parseDuration, partsOf, type PipelineOutline, type PluginContext, type Operator, type SessionSummary, sessionKey } from 'tributary';
+import { checkListLengths, type ClickEvent, type Column, type CopyingSnapshot, decodeColumnOf, decodeNamedColumns, decodeOptionalColumnOf, decodeStrings, defineOperator, eachOf, type Emit, encodeNamedColumns, type EntryProblem, inTurns, type OutlineEntry, parseDuration, partsOf, type PipelineOutline, type PluginContext, type Operator, type SessionSummary, sessionKey, turnDue } from 'tributary';
 import { idPrefix, learnerOperator, OnlineLearner, predictionIdAfter, type IdPrefix, type LearnerState, type SampleHandle, type SampleInput } from './learner.js';
 import type { CustomModelSource } from './custom.js';
 import { claimModelName, defaultLabelTimeout, bareMillisecondsWarnings, inapplicableFieldProblems, modelEmits, sessionizerProblems, modelEmitsOnlyWith, modelNameProblems, modelSideOutputs, modelSideOutputsOnlyWith, modelOperatorProperties, resolveConfig, type ModelOperatorConfig } from './config.js';
@@ -33,10 +33,12 @@ interface SessionState {
   last: number;
   /** Hash of (model, user, session): each prediction id adds the event's time and position. */
   ids?: IdPrefix;
+  /** Its place in the map's order, ascending as sessions are added (SessionsCopy tells the call's sessions, and which it read, by it). */
+  order: number;
 }
 
 /** A session as the first format snapshotted it (one object each): its predictions by id. */
-type SavedSession = Omit<SessionState, 'pending'> & { pending: string[] };
+type SavedSession = Omit<SessionState, 'pending' | 'order'> & { pending: string[] };
 
 /** The sessions as columns (see core/columns.ts), a row each, in the map's order. */
 interface SavedSessions {
@@ -72,38 +74,177 @@ const SESSION_PURCHASED = 1;
 const SESSION_LABELLED = 2;
 const SESSION_HAS_IDS = 4;
 
+/** A session's row of a snapshot as at its call, kept before a record changed it (SessionsCopy.keep). */
+interface KeptSession {
+  order: number;
+  key: string;
+  userId: string;
+  last: number;
+  flags: number;
+  idsH1: number;
+  idsH2: number;
+  pendingCount: number;
+  releasedCount: number;
+  purchasedAt: number;
+  keptUntil: number;
+}
+
 /**
- * The sessions as columns, in parts (see PartedSnapshots): copied, then the encode parts returned, which
- * read only the copies (PartedSnapshots.takeCopying). Their pending predictions as counts, not ids: the
- * label buffer's snapshot holds the predictions, each with its session.
+ * The sessions of a snapshot, copied on write (as churn's users, UsersCopy): its call takes only the map's size, an
+ * iterator over it and the next session's `order` (the sources held O(1); was a walk of every open session); the
+ * sessions are read into columns while records flow (readUpTo, in the encode parts). Sessions are only added at the
+ * map's end, so it holds the call's in `order`, then those added since. Until all are read, a path about to change a
+ * session not read yet (its fields, its pending predictions, its closedBought entry) keeps its row first (keep), and
+ * one about to delete it keeps it too (deleting), written at its place by its order. A pending prediction counts as
+ * released where it was at the call (OnlineLearner.releasedBefore: the label buffer releases them while records flow
+ * without a word to the session). Their pending predictions as counts, not ids: the label buffer's snapshot holds
+ * the predictions, each with its session. So the columns are byte for byte those of a copy made at the call.
  */
-function* copySessions(sessions: ReadonlyMap<string, SessionState>, closedBought: ReadonlyMap<string, number>): CopyThenEncode<SavedSessions> {
-  const n = sessions.size;
-  const keys: string[] = [];
-  const userIds: string[] = [];
-  const [last, flags, idsH1, idsH2, pendingCounts, releasedCounts, purchasedAt, keptUntil] = Array.from({ length: 8 }, () => new Float64Array(n));
-  let row = 0;
-  yield* eachOf(sessions, ([key, value]) => {
-    keys.push(key);
-    userIds.push(value.userId);
-    last![row] = value.last;
-    purchasedAt![row] = value.purchasedAt ?? NaN;
-    keptUntil![row] = closedBought.get(key) ?? NaN;
-    flags![row] = (value.purchased ? SESSION_PURCHASED : 0) | (value.labelled ? SESSION_LABELLED : 0) | (value.ids ? SESSION_HAS_IDS : 0);
-    if (value.ids) {
-      idsH1![row] = value.ids.h1;
-      idsH2![row] = value.ids.h2;
+class SessionsCopy {
+  readonly n: number;
+  /** The live map's entries in its order, read up to the first added since the call. */
+  private readonly entries: Iterator<[string, SessionState]>;
+  private liveRead = false;
+  /** The order of the last session read from the map: those up to it are read. */
+  private readOrder = -1;
+  private readonly kept = new Map<SessionState, KeptSession>();
+  /** Kept sessions the map let go of before they were read, written at their place (sorted by order, descending, when `sorted`). */
+  private readonly deleted: KeptSession[] = [];
+  private sorted = true;
+  private written = 0;
+  readonly keys: string[] = [];
+  readonly userIds: string[] = [];
+  readonly last: Float64Array;
+  readonly flags: Float64Array;
+  readonly idsH1: Float64Array;
+  readonly idsH2: Float64Array;
+  readonly pendingCounts: Float64Array;
+  readonly releasedCounts: Float64Array;
+  readonly purchasedAt: Float64Array;
+  readonly keptUntil: Float64Array;
+
+  constructor(
+    sessions: ReadonlyMap<string, SessionState>,
+    /** The order the next session added gets: the call's sessions are below it. */
+    private readonly endOrder: number,
+    private readonly closedBought: ReadonlyMap<string, number>,
+    /** Whether a pending prediction was released at the call. */
+    private readonly releasedThen: (handle: SampleHandle) => boolean,
+    /** Called once every session is read: paths need keep nothing more. */
+    private readonly onRead: () => void,
+  ) {
+    const n = (this.n = sessions.size);
+    this.entries = sessions.entries();
+    [this.last, this.flags, this.idsH1, this.idsH2, this.pendingCounts, this.releasedCounts, this.purchasedAt, this.keptUntil] = Array.from({ length: 8 }, () => new Float64Array(n));
+  }
+
+  get done(): boolean {
+    return this.written === this.n && this.liveRead;
+  }
+
+  /**
+   * Before a path changes `state` (at `key`), its pending predictions or its closedBought entry: kept as at the call
+   * where not read yet. `keptUntil`: its closedBought entry at the call, where the path took that out first.
+   */
+  keep(key: string, state: SessionState, keptUntil: number | undefined): void {
+    if (state.order >= this.endOrder || state.order <= this.readOrder || this.kept.has(state)) return;
+    const row = this.rowOf(key, state, keptUntil);
+    this.kept.set(state, row);
+  }
+
+  /** Before the map lets go of `state` (at `key`): kept where not read yet, and written at its place. */
+  deleting(key: string, state: SessionState): void {
+    this.keep(key, state, this.closedBought.get(key));
+    const row = this.kept.get(state);
+    if (row === undefined) return;
+    this.kept.delete(state);
+    this.deleted.push(row);
+    this.sorted = false;
+  }
+
+  /** Reads about `count` more sessions into the columns. */
+  readUpTo(count: number): void {
+    for (let k = 0; k < count && !this.liveRead; k++) {
+      const next = this.entries.next();
+      if (next.done || next.value[1].order >= this.endOrder) {
+        this.liveRead = true;
+        break;
+      }
+      const [key, live] = next.value;
+      this.writeDeletedBefore(live.order);
+      const row = this.kept.get(live);
+      if (row === undefined) this.write(this.rowOf(key, live, this.closedBought.get(key)));
+      else {
+        this.kept.delete(live);
+        this.write(row);
+      }
+      this.readOrder = live.order;
     }
+    if (this.liveRead) this.finish();
+  }
+
+  /** The deleted sessions before `order` (all: Infinity) in their places. */
+  private writeDeletedBefore(order: number): void {
+    const deleted = this.deleted;
+    if (deleted.length === 0) return;
+    if (!this.sorted) {
+      deleted.sort((a, b) => b.order - a.order);
+      this.sorted = true;
+    }
+    while (deleted.length > 0 && deleted[deleted.length - 1]!.order < order) this.write(deleted.pop()!);
+  }
+
+  private finish(): void {
+    this.liveRead = true;
+    this.writeDeletedBefore(Infinity);
+    // Each of the call's sessions is read from the map or was kept as it let go of it: one row each.
+    if (this.written !== this.n) throw new Error(`intent snapshot: ${this.written} sessions read of the ${this.n} at the call`);
+    this.kept.clear();
+    this.onRead();
+  }
+
+  private rowOf(key: string, state: SessionState, keptUntil: number | undefined): KeptSession {
     let released = 0;
-    for (const sample of value.pending) if (sample.released) released++;
-    pendingCounts![row] = value.pending.length - released;
-    releasedCounts![row] = released;
-    row++;
-  });
-  return (function* () {
-    const columns = yield* encodeNamedColumns({ last: last!, flags: flags!, idsH1: idsH1!, idsH2: idsH2!, pendingCounts: pendingCounts!, releasedCounts: releasedCounts!, purchasedAt: purchasedAt!, keptUntil: keptUntil! });
-    return { keys, userIds, ...columns };
-  })();
+    for (const sample of state.pending) if (this.releasedThen(sample)) released++;
+    return {
+      order: state.order,
+      key,
+      userId: state.userId,
+      last: state.last,
+      flags: (state.purchased ? SESSION_PURCHASED : 0) | (state.labelled ? SESSION_LABELLED : 0) | (state.ids ? SESSION_HAS_IDS : 0),
+      idsH1: state.ids?.h1 ?? 0,
+      idsH2: state.ids?.h2 ?? 0,
+      pendingCount: state.pending.length - released,
+      releasedCount: released,
+      purchasedAt: state.purchasedAt ?? NaN,
+      keptUntil: keptUntil ?? NaN,
+    };
+  }
+
+  private write(row: KeptSession): void {
+    const i = this.written++;
+    this.keys.push(row.key);
+    this.userIds.push(row.userId);
+    this.last[i] = row.last;
+    this.flags[i] = row.flags;
+    this.idsH1[i] = row.idsH1;
+    this.idsH2[i] = row.idsH2;
+    this.pendingCounts[i] = row.pendingCount;
+    this.releasedCounts[i] = row.releasedCount;
+    this.purchasedAt[i] = row.purchasedAt;
+    this.keptUntil[i] = row.keptUntil;
+  }
+}
+
+/** The sessions (read in parts first, see SessionsCopy) in the columns of a snapshot, while records flow. */
+function* encodeSessions(copy: SessionsCopy): Generator<void, SavedSessions, void> {
+  while (!copy.done) {
+    copy.readUpTo(1024);
+    if (turnDue()) yield;
+  }
+  const { keys, userIds, last, flags, idsH1, idsH2, pendingCounts, releasedCounts, purchasedAt, keptUntil } = copy;
+  const columns = yield* encodeNamedColumns({ last, flags, idsH1, idsH2, pendingCounts, releasedCounts, purchasedAt, keptUntil });
+  return { keys, userIds, ...columns };
 }
 
 /** A pending prediction no longer awaited, restored (what a label of it does is count a late label). */
@@ -160,7 +301,7 @@ function* restoreSessions(saved: SavedSessions, into: Map<string, SessionState>,
       const handles = pendingAt(i);
       const f = flags[i]!;
       const ids = (f & SESSION_HAS_IDS) !== 0 ? { h1: idsH1[i]!, h2: idsH2[i]! } : undefined;
-      const state: SessionState = { userId: userIds[i]!, purchased: (f & SESSION_PURCHASED) !== 0, labelled: (f & SESSION_LABELLED) !== 0, pending: handles, last: last[i]!, ids };
+      const state: SessionState = { userId: userIds[i]!, purchased: (f & SESSION_PURCHASED) !== 0, labelled: (f & SESSION_LABELLED) !== 0, pending: handles, last: last[i]!, ids, order: 0 };
       const bought = purchasedAt?.[i];
       if (bought !== undefined && !Number.isNaN(bought)) state.purchasedAt = bought;
       const until = keptUntil?.[i];
@@ -350,6 +491,19 @@ export function createIntentModel(rawConfig: IntentModelConfig, context: PluginC
    * A late event that reopens one takes it out: it is open again until its next summary.
    */
   let closedBought = new Map<string, number>();
+  /** The order the next session added to `sessions` gets (SessionState.order). */
+  let nextOrder = 0;
+  /** The sessions a snapshot still reads while records flow (see SessionsCopy), until it has read them all. */
+  let sessionsCopy: SessionsCopy | undefined;
+  /** Before a path changes the session `state` at `key` (or its closedBought entry): a snapshot's read in progress keeps it as it was. */
+  const changing = (key: string, state: SessionState): void => {
+    if (sessionsCopy !== undefined) sessionsCopy.keep(key, state, closedBought.get(key));
+  };
+  /** Lets go of the session `state` at `key` (a snapshot's read in progress keeps it first). */
+  const dropSession = (key: string, state: SessionState): void => {
+    sessionsCopy?.deleting(key, state);
+    sessions.delete(key);
+  };
   let ended = false;
   let lastSweep = -Infinity;
   /** Whether an event without features was said (once: each such event is one no prediction is made at). */
@@ -378,17 +532,21 @@ export function createIntentModel(rawConfig: IntentModelConfig, context: PluginC
     // By user and id: two users' sessions of one data id (GA4's ga_session_id, a second) are two sessions.
     const key = sessionKey(event.userId, sessionId);
     let state = sessions.get(key);
+    if (state !== undefined) changing(key, state);
     // A first event: a new session, though its id (from the data) may be back; not a relabel of the one before.
     if (event.session?.position === 0) learner.newUnit(key, event.time, emit);
     // A session that bought and closed, its id at a first event again: a new session under the same id (ids from the data), not a late event of it.
     if (state?.labelled && event.session?.position === 0) {
-      sessions.delete(key);
+      dropSession(key, state);
       state = undefined;
     }
     if (state?.labelled === true) closedBought.delete(key); // reopened by a late event: open until its next summary
     if (!state) {
-      if (sessions.size >= maxSessions) sessions.delete(sessions.keys().next().value!);
-      state = { userId: event.userId, purchased: false, labelled: false, pending: [], last: event.time, ids: idPrefix(config.name, event.userId, sessionId) };
+      if (sessions.size >= maxSessions) {
+        const [oldestKey, oldest] = sessions.entries().next().value!;
+        dropSession(oldestKey, oldest);
+      }
+      state = { userId: event.userId, purchased: false, labelled: false, pending: [], last: event.time, ids: idPrefix(config.name, event.userId, sessionId), order: nextOrder++ };
       sessions.set(key, state);
     }
     state.last = Math.max(state.last, event.time);
@@ -447,6 +605,7 @@ export function createIntentModel(rawConfig: IntentModelConfig, context: PluginC
     learner.snapshots.settle();
     const key = sessionKey(summary.userId, summary.sessionId);
     let state = sessions.get(key);
+    if (state !== undefined) changing(key, state);
     // A merge: the sessions it absorbed (the user's own) are this one now (their ids are gone), so their predictions take its label.
     for (const id of mergedAwayIds(summary)) {
       const absorbedKey = sessionKey(summary.userId, id);
@@ -456,10 +615,10 @@ export function createIntentModel(rawConfig: IntentModelConfig, context: PluginC
       // Its predictions its own summary labelled: in this session's unit of the loss blocks too, where still in reach.
       learner.mergeUnits(absorbedKey, key);
       if (absorbed === undefined) continue;
-      sessions.delete(absorbedKey);
+      dropSession(absorbedKey, absorbed);
       closedBought.delete(absorbedKey);
       if (state === undefined) {
-        state = { userId: summary.userId, purchased: false, labelled: false, pending: [], last: absorbed.last };
+        state = { userId: summary.userId, purchased: false, labelled: false, pending: [], last: absorbed.last, order: nextOrder++ };
         sessions.set(key, state);
       }
       for (const sample of absorbed.pending) {
@@ -486,29 +645,32 @@ export function createIntentModel(rawConfig: IntentModelConfig, context: PluginC
       // evicted, its events go on under another id and no label will come for them (expired now). Whatever
       // it did so far, as churn's end of input: scoring only those that bought would score a sample rich in buyers.
       if (state && summary.closedBy === 'evicted') for (const sample of state.pending) learner.expireOne(sample);
-      sessions.delete(key);
+      if (state) dropSession(key, state);
       return;
     }
     if (state) labelSession(state, bought ? 1 : 0, summary.end, emit, relabelUntil(summary));
     // Closed: a late event re-opens it, and its updated summary labels what that event predicted. One that
     // bought is kept, so that such an event is not predicted, until its keptUntil (releaseClosedBought).
     if (!bought) {
-      sessions.delete(key);
+      if (state) dropSession(key, state);
       return;
     }
     if (state) {
       state.purchased = true;
       state.last = Math.max(state.last, summary.end);
-    } else sessions.set(key, { userId: summary.userId, purchased: true, labelled: true, pending: [], last: summary.end });
+    } else sessions.set(key, { userId: summary.userId, purchased: true, labelled: true, pending: [], last: summary.end, order: nextOrder++ });
     const keptUntil = summary.keptUntil;
     if (typeof keptUntil === 'number' && !Number.isNaN(keptUntil)) closedBought.set(key, keptUntil);
   };
 
   /** Forgets the closed sessions that bought whose keptUntil `time` has reached (`all`: wherever they are in the order; see closedBought). */
   const releaseClosedBought = (time: number, all: boolean): void =>
-    releaseReached(closedBought, time, all, (key) => {
+    releaseReached(closedBought, time, all, (key, keptUntil) => {
       const state = sessions.get(key);
-      if (state?.labelled === true && state.purchased === true) sessions.delete(key);
+      if (state === undefined) return;
+      // Its closedBought entry is gone already: kept with the one it had.
+      sessionsCopy?.keep(key, state, keptUntil);
+      if (state.labelled && state.purchased === true) dropSession(key, state);
     });
 
   return {
@@ -531,6 +693,7 @@ export function createIntentModel(rawConfig: IntentModelConfig, context: PluginC
           releaseClosedBought(time, true);
           for (const [key, state] of sessions) {
             if (state.last >= cutoff) continue;
+            changing(key, state);
             // Expired, as expire() would have counted them had no younger prediction been queued before them.
             for (const sample of state.pending) learner.expireOne(sample);
             state.pending = [];
@@ -538,7 +701,7 @@ export function createIntentModel(rawConfig: IntentModelConfig, context: PluginC
             // A session that bought may still be open (a gap longer than the timeout): keep knowing it
             // bought until its summary, or its next event would be predicted after the purchase. maxSessions bounds these.
             if (!state.purchased || state.labelled) {
-              sessions.delete(key);
+              dropSession(key, state);
               closedBought.delete(key);
             }
           }
@@ -554,7 +717,7 @@ export function createIntentModel(rawConfig: IntentModelConfig, context: PluginC
       let dropped = learner.forgetUser(userId) + (sequences?.forgetUser(userId) ?? 0);
       for (const [key, state] of sessions) {
         if (state.userId !== userId) continue;
-        sessions.delete(key);
+        dropSession(key, state);
         closedBought.delete(key);
         dropped++;
       }
@@ -562,19 +725,27 @@ export function createIntentModel(rawConfig: IntentModelConfig, context: PluginC
       return dropped;
     },
     /**
-     * The state as of this call, built in parts (see PartedSnapshots): the learner's, then the sessions', copied,
-     * then encoded from the copies while records flow (PartedSnapshots.takeCopying).
+     * The state as of this call, built in parts (see PartedSnapshots): the learner's copied (its label buffer on
+     * write), the sessions' taken to be read on write (SessionsCopy), then both read and encoded while records flow
+     * (PartedSnapshots.takeCopying).
      */
     snapshot(): CopyingSnapshot<IntentState> {
       return learner.snapshots.takeCopying(
         (function* () {
+          // An earlier snapshot's read, if still running, reads the sessions it was called at.
+          sessionsCopy?.readUpTo(Infinity);
           const learnerState = yield* learner.snapshotParts();
-          const savedSessions = yield* copySessions(sessions, closedBought);
+          const mark = learner.releaseMark;
+          const copy: SessionsCopy = (sessionsCopy = new SessionsCopy(sessions, nextOrder, closedBought, (handle) => learner.releasedBefore(handle, mark), () => {
+            if (sessionsCopy === copy) sessionsCopy = undefined;
+          }));
           const savedSequences = sequences ? yield* sequences.stateParts() : [];
           const endedThen = ended;
           const sweptLast = lastSweep;
           return (function* () {
-            const state: IntentState = { format: 4, learner: yield* learnerState, sessions: yield* savedSessions, sequences: savedSequences, ended: endedThen };
+            // The sessions first: until they are read, each record changing one keeps it.
+            const savedSessions = yield* encodeSessions(copy);
+            const state: IntentState = { format: 4, learner: yield* learnerState, sessions: savedSessions, sequences: savedSequences, ended: endedThen };
             // When the next sweep comes (a restored run sweeping elsewhere could drop a session an uninterrupted one still labels).
             if (Number.isFinite(sweptLast)) state.lastSweep = sweptLast;
             return state;
@@ -584,6 +755,8 @@ export function createIntentModel(rawConfig: IntentModelConfig, context: PluginC
     },
     async restore(state) {
       learner.snapshots.settle();
+      // A snapshot's read in progress reads the sessions it was called at, before they are replaced.
+      sessionsCopy?.readUpTo(Infinity);
       const saved = state as IntentState;
       // In parts, each part a turn of the event loop (see inTurns); the maps swapped in at the end.
       await inTurns(
@@ -596,7 +769,7 @@ export function createIntentModel(rawConfig: IntentModelConfig, context: PluginC
           if (Array.isArray(saved.sessions)) {
             const handleOf = yield* learner.handlesById();
             yield* eachOf(saved.sessions, ([id, value]) => {
-              restored.set(sessionKey(value.userId, id), { ...value, pending: value.pending.map(handleOf) });
+              restored.set(sessionKey(value.userId, id), { ...value, pending: value.pending.map(handleOf), order: 0 });
               usersById.set(id, value.userId);
             });
           } else yield* restoreSessions(saved.sessions, restored, learner, saved.format === 4 ? 4 : saved.format === 3 ? 3 : 2, usersById, restoredClosedBought);
@@ -606,7 +779,11 @@ export function createIntentModel(rawConfig: IntentModelConfig, context: PluginC
             // whose session is not kept (evicted from a full map) is let go: no user to key it by.
             if (saved.format !== 4) sequences.keyByUser(usersById);
           }
+          // In the map's order (a key restored twice, from before format 4, kept its first place).
+          let order = 0;
+          yield* eachOf(restored.values(), (session) => void (session.order = order++));
           sessions = restored;
+          nextOrder = order;
           closedBought = restoredClosedBought;
           ended = saved.ended;
           lastSweep = typeof saved.lastSweep === 'number' ? saved.lastSweep : -Infinity;

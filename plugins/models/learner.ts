@@ -86,6 +86,8 @@ interface Sample extends SampleHandle {
   givenUp: DropReason | undefined;
   /** Whether the label buffer's snapshot gather in progress (AwaitingCopy) has it: its generation where kept, the generation + 1 where read or new since its call. */
   copied: number;
+  /** The snapshot generation it was released in (see OnlineLearner.releasedBefore); 0 while held, or restored. */
+  releasedIn: number;
 }
 
 /** Why a prediction left the label buffer unlabelled before it was scored (saved in a snapshot's flags: SAMPLE_GIVEN_UP_SHIFT). */
@@ -128,7 +130,7 @@ function releasedStandIn(sample: Sample): SampleHandle {
 }
 
 function newSample(id: string, userId: string, sessionId: string | undefined, time: number, rows: Float32Array | undefined, row: number, seq: SequenceSample | undefined, idKey = -1, copied = 0): Sample {
-  return { id, userId, sessionId, time, raw: undefined, rows, row, seq, score: undefined, label: undefined, released: false, idKey, expiresFrom: time, unit: undefined, givenUp: undefined, copied };
+  return { id, userId, sessionId, time, raw: undefined, rows, row, seq, score: undefined, label: undefined, released: false, idKey, expiresFrom: time, unit: undefined, givenUp: undefined, copied, releasedIn: 0 };
 }
 
 interface EncodedSample {
@@ -1393,7 +1395,7 @@ export class OnlineLearner {
   private hold(sample: Sample): void {
     if (this.awaitingCount >= this.config.labelBuffer.maxSize) {
       // Released before it is scored: never counted invalid (countedInvalid), its `unlabelled` record follows its prediction.
-      sample.released = true;
+      this.markReleased(sample);
       this.countDropped('overflow', sample);
       if (!this.overflowSaid) this.sayOverflow();
       return;
@@ -1515,6 +1517,29 @@ export class OnlineLearner {
     if (this.awaitingCopy !== undefined) this.awaitingCopy.keep(sample);
   }
 
+  /** Out of the label buffer from now on, stamped with the snapshot generation it happened in (see releasedBefore). */
+  private markReleased(sample: Sample): void {
+    sample.released = true;
+    sample.releasedIn = this.copyGeneration;
+  }
+
+  /**
+   * The mark of the last snapshot taken ({@link snapshotParts}): a task's snapshot that reads its handles after the
+   * call, while records flow, asks {@link releasedBefore} with it whether each was released at the call.
+   */
+  get releaseMark(): number {
+    return this.copyGeneration;
+  }
+
+  /**
+   * Whether `handle` was out of the label buffer when the snapshot of `mark` ({@link releaseMark}) was called: one
+   * released since (expired, overflowed, labelled or forgotten while records flow) reads as held then. A stand-in is
+   * released from its making.
+   */
+  releasedBefore(handle: SampleHandle, mark: number): boolean {
+    return handle.released && ((handle as Partial<Sample>).releasedIn ?? -1) < mark;
+  }
+
   /** Has a snapshot's gather still in progress read the rest now: before what it cannot keep aside (rows remapped, a restore, the next snapshot). */
   private finishAwaitingCopy(): void {
     this.awaitingCopy?.readUpTo(Infinity);
@@ -1531,7 +1556,7 @@ export class OnlineLearner {
   /** Takes a sample out of the label buffer (its slot leaves the queue lazily); a snapshot's gather keeps it first. */
   private release(sample: Sample): void {
     this.changing(sample);
-    sample.released = true;
+    this.markReleased(sample);
     this.awaitingCount--;
     // Released samples still queued behind an awaiting one: drop them once they are most of it (not while a
     // snapshot's gather reads the queue's slots: the next release after it does).
@@ -1943,7 +1968,7 @@ export class OnlineLearner {
     const dropped = new Set([...awaiting, ...this.toPredict.filter((sample) => !others(sample)), ...this.toLearn.filter((sample) => !others(sample))]);
     for (const sample of dropped) {
       this.changing(sample);
-      sample.released = true;
+      this.markReleased(sample);
     }
     this.toPredict = toPredict;
     this.toLearn = toLearn;
@@ -2067,8 +2092,8 @@ export class OnlineLearner {
    * return the encode parts, which read only what they copied and what no path changes (a sample's id,
    * user, session and time, its feature row and sequence: see {@link copySamples}). The label buffer is
    * copied on write (AwaitingCopy): the call takes the queue's bounds, and the encode parts read it while
-   * records flow, every path keeping a sample not read yet before it changes it. The value shares
-   * nothing the learner changes later.
+   * records flow, every path keeping a sample not read yet before it changes it; so are the prequential metrics
+   * (Prequential.stateOnWrite). The value shares nothing the learner changes later.
    */
   *snapshotParts(): CopyThenEncode<LearnerState> {
     // An earlier snapshot's gather, if still running, reads the state it was called at.
@@ -2076,7 +2101,8 @@ export class OnlineLearner {
     // Copies: the queue is pushed to, and its records handed downstream, after this instant.
     const unlabelled = this.unlabelledRecords.map((record) => ({ ...record }));
     const saved = this.savedModel();
-    const prequential = this.prequential.state();
+    // Read in the encode parts: a label scored meanwhile keeps what it changes first.
+    const prequential = this.prequential.stateOnWrite();
     const drift = this.drift.state();
     // A batch each at most: copied now.
     const toPredict = yield* this.copySamples(this.toPredict);
@@ -2099,7 +2125,7 @@ export class OnlineLearner {
         toPredict: yield* learner.encodeSamples(toPredict),
         awaiting: yield* learner.encodeSamples(awaiting),
         toLearn: yield* learner.encodeSamples(toLearn),
-        prequential,
+        prequential: prequential.read(),
         drift,
         block,
         counts,

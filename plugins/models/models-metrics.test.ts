@@ -680,3 +680,30 @@ test("the model stages' descriptions name every metric they export, and only tho
   assert.deepEqual(notGru(churnGru), churn);
   assert.deepEqual(named(churnModel.description ?? '', /^intent_/), [], 'churn-model exports no intent_ series');
 });
+
+test("prequential metrics' state is copied on write: labels added after stateOnWrite's call (filling its bins, overwriting its window ring, its timeline halved, its exact scores grown then dropped past exact_auc_limit) do not show in what it reads, which is state() at the call", () => {
+  const random = rng(11);
+  // Scores on a coarse grid so that bins repeat and ties occur; exact until 300 distinct scores.
+  const draw = (): [number, number] => {
+    const score = Math.round(random() * 500) / 500 + (random() < 0.5 ? 0 : 1e-6);
+    return [score, random() < score ? 1 : 0];
+  };
+  for (const exactLimit of [0, 300]) {
+    const metrics = new Prequential(50, 10, exactLimit);
+    for (let i = 0; i < 200; i++) metrics.add(...draw(), i);
+    const atCall = JSON.stringify(metrics.state());
+    const copy = metrics.stateOnWrite();
+    // Past the window (every ring slot), past 400 timeline points (halved), past the exact limit (dropped).
+    for (let i = 200; i < 5000; i++) metrics.add(...draw(), i);
+    if (exactLimit > 0) assert.equal(metrics.cumulativeAucExact, false, 'the exact scores were dropped after the call');
+    assert.equal(JSON.stringify(copy.read()), atCall, `limit ${exactLimit}: the state as at the call`);
+    // A second copy while one is read goes on as state() does, and a load reads a pending one first.
+    const now = JSON.stringify(metrics.state());
+    const pending = metrics.stateOnWrite();
+    const restored = new Prequential(50, 10, exactLimit);
+    restored.load(JSON.parse(atCall));
+    assert.equal(JSON.stringify(restored.state()), atCall, 'restored whole');
+    metrics.load(JSON.parse(atCall));
+    assert.equal(JSON.stringify(pending.read()), now, 'a copy pending at a load is read before it');
+  }
+});

@@ -620,3 +620,94 @@ test("a model's label buffer is copied on write: with 70,000 predictions awaitin
     await operator.close?.();
   }
 });
+
+test("intent copies its open sessions on write: with 80,000 sessions the sources go on at the call, before the event loop turns; sessions updated, bought, closed, merged, swept, let go after keptUntil, forgotten and added while its snapshot is read, and their predictions labelled or expired, do not show in it; it is byte for byte the call's state and restores to it, and the stage goes on as one that took none", async () => {
+  const t = Date.UTC(2024, 0, 1);
+  const sessionCount = 80_000;
+  // The sessions' first events spread over 4 hours (a watermark 2 h after the first sweeps the oldest).
+  const spacing = (4 * hour) / sessionCount;
+  const config: IntentModelConfig = { ...base, emit_labels: true, batch: { max_size: 256, max_delay: 0 }, label_buffer: { max_size: 1_000_000, timeout: '2h' } };
+  const user = (s: number): string => `u${s}`;
+  const sid = (s: number): string => `s${s}`;
+  const start = (s: number): number => t + s * spacing;
+  const view = (s: number, k: number, time: number): Element => event(user(s), sid(s), time, k, start(s), 'view', [(s % 7) / 7, k % 2, 0, 1]);
+  const purchase = (s: number, k: number, time: number): Element => event(user(s), sid(s), time, k, start(s), 'purchase', [(s % 7) / 7, 1, 0, 1]);
+  const closed = (s: number, end: number, bought: boolean): Element => ({ ...summary(user(s), sid(s), start(s), end, 2, bought), keptUntil: end + 30 * min }) as Element;
+  const before = (): Element[] => {
+    const out: Element[] = [];
+    for (let s = 0; s < sessionCount; s++) out.push(view(s, 0, start(s)));
+    // Every 50th a second view 3.5 h in: a watermark at 3 h expires its first prediction (the label buffer's doing) but keeps the session.
+    for (let s = 0; s < sessionCount; s += 50) out.push(view(s, 1, t + 3.5 * hour));
+    // Some bought and closed early on: kept until their keptUntil (closedBought), which a watermark at 3 h passes.
+    for (let s = 5; s < 2000; s += 100) out.push(purchase(s, 1, start(s) + 1000), closed(s, start(s) + 2000, true));
+    // As many at the map's end (the read reaches them last), as early in time: let go at 3 h too.
+    for (let k = 0; k < 20; k++) {
+      const [u, id, begun] = [`late${k}`, `late${k}`, t + k * 1000];
+      out.push(event(u, id, begun, 0, begun, 'view', [0, 0, 0, 1]), event(u, id, begun + 1000, 1, begun, 'purchase', [0, 1, 0, 1]));
+      out.push({ ...summary(u, id, begun, begun + 2000, 2, true), keptUntil: begun + 30 * min } as Element);
+    }
+    return out;
+  };
+  const last = sessionCount - 1;
+  /** Right after the call, before any session is read: updates, purchases, closes (at both ends of the map), merges, new sessions. */
+  const after0 = (): Element[] => [
+    ...[1, 2, 3, last - 3].map((s) => view(s, 1, start(s) + 60_000)),
+    purchase(7, 1, start(7) + 1000),
+    ...[10, 11, 12, last - 1, last].map((s) => closed(s, start(s) + 60_000, s % 2 === 0)),
+    // s13 takes s14 in: s14 leaves the map, its prediction labelled with s13's.
+    ({ ...closed(13, start(14) + 60_000, true), replaces: [sid(14)] }) as Element,
+    ...[0, 1, 2].map((k) => view(sessionCount + k, 0, t + 3.6 * hour)),
+    // A session closed, its id back at a first event.
+    view(11, 0, t + 3.7 * hour),
+  ];
+  /** After one part of the read: more of each, a watermark that sweeps the idle sessions, expires predictions and lets the bought ones go. */
+  const after1 = (): Element[] => [
+    ...[4, 40_000, last - 10].map((s) => view(s, 1, start(s) + 60_000)),
+    ...[20, 40_001, last - 11].map((s) => closed(s, start(s) + 60_000, true)),
+    watermark(t + 3 * hour),
+  ];
+  const after2 = (): Element[] => [...[30, 50_000].map((s) => closed(s, start(s) + 60_000, false)), view(sessionCount + 5, 0, t + 3.8 * hour)];
+  const forgotten = user(60);
+
+  const still = await fedOperator(intentModel, config);
+  for (const element of before()) still.input.next(element);
+  const atCall = JSON.stringify(await still.operator.snapshot!());
+  // The same records, no snapshot among them.
+  const plain = await fedOperator(intentModel, config);
+  for (const element of [...before(), ...after0()]) plain.input.next(element);
+  plain.operator.forget!(forgotten);
+  for (const element of [...after1(), ...after2()]) plain.input.next(element);
+
+  const fed = await fedOperator(intentModel, config);
+  for (const element of before()) fed.input.next(element);
+  let turned = false;
+  setImmediate(() => (turned = true));
+  const taken = fed.operator.snapshot!();
+  assert.ok(isCopyingSnapshot(taken));
+  await taken.copied;
+  assert.equal(turned, false, 'copied at the call: the sources held without a turn of the event loop (was: a walk of the sessions in parts)');
+  let encoded = false;
+  void taken.then(() => (encoded = true));
+  // Before the encode parts' first turn: no session read yet.
+  for (const element of after0()) fed.input.next(element);
+  fed.operator.forget!(forgotten);
+  await new Promise((resolve) => setImmediate(resolve));
+  // After one part: the map's first sessions read, its last not yet.
+  for (const element of after1()) fed.input.next(element);
+  assert.equal(encoded, false, 'the records came while the snapshot was being read and encoded');
+  const saved = await taken;
+  for (const element of after2()) fed.input.next(element);
+  assert.equal(JSON.stringify(saved), atCall, "the snapshot is its call's state");
+  assert.equal(JSON.stringify(await fed.operator.snapshot!()), JSON.stringify(await plain.operator.snapshot!()), 'the stage went on as one that took no snapshot');
+  assert.equal(JSON.stringify(modelOutputs(fed.output)), JSON.stringify(modelOutputs(plain.output)));
+  const labels = of(plain.output, 'label').length;
+  const expired = of(plain.output, 'unlabelled').filter((record) => record.reason === 'expired').length;
+  assert.ok(labels > 0 && expired > 1000, `labels and expiries came after the call: ${labels}, ${expired}`);
+  const restored = await fedOperator(intentModel, config, JSON.parse(atCall));
+  assert.equal(JSON.stringify(await restored.operator.snapshot!()), atCall, 'restored whole');
+  for (const { input, done, operator } of [still, plain, fed, restored]) {
+    input.complete();
+    await done;
+    await operator.close?.();
+  }
+});

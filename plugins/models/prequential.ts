@@ -153,6 +153,43 @@ export function exactAuc(scores: ArrayLike<number>, labels: ArrayLike<number>, c
   return won / (positives * negatives);
 }
 
+/**
+ * A {@link Prequential}'s state as at a call of {@link Prequential.stateOnWrite}, copied on write: the call takes
+ * the counts and references to the live arrays (O(1) in the labels and bins: the sources are held then); a label
+ * added before {@link read} keeps, first, what it is about to change of them (its score bin's counts and distinct
+ * scores, its ring slot). `read` builds the state from the arrays and what was kept: what `state()` gave at the call.
+ */
+export class PrequentialStateCopy {
+  /** Per score bin changed since the call: its positives and negatives then. */
+  readonly bins = new Map<number, [number, number]>();
+  /** Per ring slot overwritten since the call: its score and label then. */
+  readonly ring = new Map<number, [number, number]>();
+  /** Per score bin whose distinct scores changed since the call: its triples then, cut to its size. */
+  readonly exactBins = new Map<number, Float64Array>();
+  private result: PrequentialState | undefined;
+
+  constructor(
+    private readonly build: (copy: PrequentialStateCopy) => PrequentialState,
+    private readonly onRead: (copy: PrequentialStateCopy) => void,
+  ) {}
+
+  get done(): boolean {
+    return this.result !== undefined;
+  }
+
+  /** The state as at the call (built once, then the kept values let go). */
+  read(): PrequentialState {
+    if (this.result === undefined) {
+      this.result = this.build(this);
+      this.bins.clear();
+      this.ring.clear();
+      this.exactBins.clear();
+      this.onRead(this);
+    }
+    return this.result;
+  }
+}
+
 export class Prequential {
   n = 0;
   positives = 0;
@@ -170,7 +207,8 @@ export class Prequential {
    * needed), and how many it holds; null once past `exactAucLimit` (pairs within a bin count half).
    */
   private exact: (Float64Array | undefined)[] | null;
-  private readonly exactSizes = new Int32Array(bins);
+  /** Replaced, not cleared, when the distinct scores are dropped: a state copy in progress reads the one it was called with. */
+  private exactSizes = new Int32Array(bins);
   private distinctScores = 0;
   /**
    * The `exact_auc_limit` of the run that last counted pairs within a bin half (0: binned by config;
@@ -188,6 +226,8 @@ export class Prequential {
   private timeline: TimelinePoint[] = [];
   private every = 1;
   private static readonly maxPoints = 400;
+  /** A state copy not read yet (see stateOnWrite): `add` keeps what it changes first. */
+  private copy: PrequentialStateCopy | undefined;
 
   constructor(
     readonly window: number,
@@ -212,6 +252,7 @@ export class Prequential {
 
   /** Scores one label against its earlier prediction; returns that sample's log loss. */
   add(score: number, label: number, time: number): number {
+    if (this.copy !== undefined) this.keepFor(this.copy, score);
     const loss = logLoss(score, label);
     this.n++;
     if (label > 0) this.positives++;
@@ -229,6 +270,15 @@ export class Prequential {
     this.filled = Math.min(this.window, this.filled + 1);
     if (this.n % this.every === 0) this.addPoint(time);
     return loss;
+  }
+
+  /** Before a label with `score` is added: what it changes, as it is now, where `copy` has not kept it yet. */
+  private keepFor(copy: PrequentialStateCopy, score: number): void {
+    const b = binOf(score);
+    if (!copy.bins.has(b)) copy.bins.set(b, [this.pos[b]!, this.neg[b]!]);
+    if (!copy.ring.has(this.next)) copy.ring.set(this.next, [this.ringScores[this.next]!, this.ringLabels[this.next]!]);
+    const exact = this.exact;
+    if (exact !== null && !copy.exactBins.has(b)) copy.exactBins.set(b, exact[b]?.slice(0, 3 * this.exactSizes[b]!) ?? new Float64Array(0));
   }
 
   private addPoint(time: number): void {
@@ -318,7 +368,7 @@ export class Prequential {
   /** Past the exact limit (or at 0): the distinct scores are freed, and later pairs within a bin count half. */
   private dropExact(): void {
     this.exact = null;
-    this.exactSizes.fill(0);
+    this.exactSizes = new Int32Array(bins);
     this.distinctScores = 0;
     this.binnedUnder = this.exactAucLimit;
   }
@@ -451,41 +501,59 @@ export class Prequential {
     return [...this.timeline];
   }
 
+  /** The state now (a copy: it shares nothing this object changes later). */
   state(): PrequentialState {
-    const histogram: [number, number, number][] = [];
-    for (let b = 0; b < bins; b++) if (this.pos[b] || this.neg[b]) histogram.push([b, this.pos[b]!, this.neg[b]!]);
-    return {
-      window: this.window,
-      calibrationBins: this.calibrationBins,
-      n: this.n,
-      positives: this.positives,
-      sumLogLoss: this.sumLogLoss,
-      sumBrier: this.sumBrier,
-      calibration: this.calibration.map((bin) => [bin[0]!, bin[1]!, bin[2]!]),
-      histogram,
-      auc: { won: this.won, exact: this.exactState(), ...(this.binnedUnder === undefined ? {} : { binnedUnder: this.binnedUnder }) },
-      ring: { scores: Array.from(this.ringScores.subarray(0, this.filled)), labels: Array.from(this.ringLabels.subarray(0, this.filled)), next: this.next, filled: this.filled },
-      // A copy: a snapshot taken in parts is serialised later, while points are added.
-      timeline: [...this.timeline],
-      every: this.every,
-    };
+    return this.stateOnWrite().read();
   }
 
-  /** The distinct scores of every bin, ascending, with their counts; null past the exact limit. */
-  private exactState(): { scores: string; positives: number[]; negatives: number[] } | null {
-    if (!this.exact) return null;
-    const scores = new Float64Array(this.distinctScores);
-    const positives: number[] = [];
-    const negatives: number[] = [];
-    for (let b = 0; b < bins; b++) {
-      const entries = this.exact[b];
-      for (let i = 0; i < this.exactSizes[b]!; i++) {
-        scores[positives.length] = entries![3 * i]!;
-        positives.push(entries![3 * i + 1]!);
-        negatives.push(entries![3 * i + 2]!);
-      }
-    }
-    return { scores: encodeFloats(scores), positives, negatives };
+  /**
+   * The state as of this call, read later (a snapshot's encode parts, while records flow): the call is O(1) in the labels
+   * and bins, copying only the counts and the calibration table (its `metrics.calibration_bins` rows); see PrequentialStateCopy.
+   * A copy not read yet by the next call, or by a load, is read then.
+   */
+  stateOnWrite(): PrequentialStateCopy {
+    this.copy?.read();
+    const { window, calibrationBins, n, positives, sumLogLoss, sumBrier, won, binnedUnder, exact, exactSizes, distinctScores, next, filled, timeline, every, pos, neg, ringScores, ringLabels } = this;
+    const calibration = this.calibration.map((bin): [number, number, number] => [bin[0]!, bin[1]!, bin[2]!]);
+    // Points are only appended to the timeline, or it is replaced: its first points now stay as they are.
+    const points = timeline.length;
+    const copy = new PrequentialStateCopy(
+      (kept) => {
+        const histogram: [number, number, number][] = [];
+        for (let b = 0; b < bins; b++) {
+          const then = kept.bins.get(b);
+          const p = then === undefined ? pos[b]! : then[0];
+          const q = then === undefined ? neg[b]! : then[1];
+          if (p || q) histogram.push([b, p, q]);
+        }
+        const scores: number[] = new Array<number>(filled);
+        const labels: number[] = new Array<number>(filled);
+        for (let i = 0; i < filled; i++) {
+          const then = kept.ring.get(i);
+          scores[i] = then === undefined ? ringScores[i]! : then[0];
+          labels[i] = then === undefined ? ringLabels[i]! : then[1];
+        }
+        return {
+          window,
+          calibrationBins,
+          n,
+          positives,
+          sumLogLoss,
+          sumBrier,
+          calibration,
+          histogram,
+          auc: { won, exact: exact === null ? null : exactStateOf(exact, exactSizes, distinctScores, kept.exactBins), ...(binnedUnder === undefined ? {} : { binnedUnder }) },
+          ring: { scores, labels, next, filled },
+          timeline: timeline.slice(0, points),
+          every,
+        };
+      },
+      (read) => {
+        if (this.copy === read) this.copy = undefined;
+      },
+    );
+    this.copy = copy;
+    return copy;
   }
 
   /** Puts back distinct scores in ascending order (what {@link exactState} wrote, or bin midpoints). */
@@ -512,6 +580,8 @@ export class Prequential {
   }
 
   load(state: PrequentialState): void {
+    // A state copy in progress reads what it was called at, before it is replaced.
+    this.copy?.read();
     if (state.window !== this.window || state.calibrationBins !== this.calibrationBins) throw new Error('saved metrics use another window or calibration size');
     this.n = state.n;
     this.positives = state.positives;
@@ -569,6 +639,27 @@ export class Prequential {
     this.timeline = state.timeline.map((p) => ({ ...p }));
     this.every = state.every;
   }
+}
+
+/**
+ * The distinct scores of every bin, ascending, with their counts: `exact[b]`'s first `sizes[b]` triples, or `kept`'s
+ * triples for a bin it has (changed since a state copy's call).
+ */
+function exactStateOf(exact: readonly (Float64Array | undefined)[], sizes: Int32Array, distinct: number, kept: ReadonlyMap<number, Float64Array>): { scores: string; positives: number[]; negatives: number[] } {
+  const scores = new Float64Array(distinct);
+  const positives: number[] = [];
+  const negatives: number[] = [];
+  for (let b = 0; b < bins; b++) {
+    const then = kept.get(b);
+    const entries = then ?? exact[b];
+    const size = then === undefined ? sizes[b]! : then.length / 3;
+    for (let i = 0; i < size; i++) {
+      scores[positives.length] = entries![3 * i]!;
+      positives.push(entries![3 * i + 1]!);
+      negatives.push(entries![3 * i + 2]!);
+    }
+  }
+  return { scores: encodeFloats(scores), positives, negatives };
 }
 
 /** A score's bin of 1/65,536 (scores outside [0, 1] in the end bins): monotone in the score. */

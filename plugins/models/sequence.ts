@@ -92,11 +92,11 @@ function startsAt(step: Step, start: number): void {
  * Takes out of `kept` (keys by their keptUntil, in about that order) those whose keptUntil `time` has reached,
  * calling `forget` for each: up to the first not reached, or (`all`) wherever they are in the order.
  */
-export function releaseReached(kept: Map<string, number>, time: number, all: boolean, forget: (key: string) => void): void {
+export function releaseReached(kept: Map<string, number>, time: number, all: boolean, forget: (key: string, keptUntil: number) => void): void {
   for (const [key, keptUntil] of kept) {
     if (keptUntil <= time) {
       kept.delete(key);
-      forget(key);
+      forget(key, keptUntil);
     } else if (!all) return;
   }
 }
