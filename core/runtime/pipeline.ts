@@ -1370,7 +1370,7 @@ export class PipelineRunner {
             clearTimeout(waiting.timer);
             waiting.reject(error);
           }
-          // Stopping, the sources close one after another, each consumer's revocation in its turn: nothing to fail.
+          // Stopping (the sources close together, but one may close without revoking its part): nothing to fail.
           if (!this.ended && this.options.signal?.aborted !== true) this.failRun(error);
         }, this.coPartitionWaitMs);
         call.timer.unref?.();
@@ -3254,7 +3254,14 @@ export class PipelineRunner {
         errors.push(pluginFailure(code, label, 'failed while closing', error));
       }
     };
-    for (const { label, source } of this.sources) await attempt('TRIB_ERR_SOURCE', label, () => source.close?.());
+    const closeSource = ({ label, source }: SourceSlot): Promise<void> => attempt('TRIB_ERR_SOURCE', label, () => source.close?.());
+    // scale_out with several sources: a source's close may revoke its partitions (a Kafka consumer's does), and a
+    // task's revocation waits for every source's part (gather). Closed one after another, the first one's waited for
+    // the next one's close: a Kafka member's stop waited until the group expelled its first consumer
+    // (session.timeout.ms), whose hand-over commit the brokers then refused ("Unknown member"). Together, every part
+    // comes at once, and the hand-over is committed while each consumer is still in the group.
+    if (this.scaleOut && this.scaleOut.slots.length > 1) await Promise.all(this.sources.map(closeSource));
+    else for (const slot of this.sources) await closeSource(slot);
     for (const id of [...this.tasks.keys()]) await attempt('TRIB_ERR_STAGE', `partition ${id}`, () => this.stopTask(id));
     for (const { label, operator } of this.operators) await attempt('TRIB_ERR_STAGE', label, () => operator.close?.());
     for (const { label, sink } of this.sinks) await attempt('TRIB_ERR_SINK', label, () => sink.close());

@@ -63,6 +63,8 @@ function drivenSource(name = 'driven', sourceLabel = label) {
   const lost = { now: false };
   const answered: ReadonlyMap<string, number>[] = [];
   const committed = new Map<string, number>();
+  /** As the Kafka source's consumer, whose close revokes its partitions: revoked at close, each sealed (whileHeld) or not. */
+  const atClose: { revoke: PartitionRevocation[]; sealed: boolean } = { revoke: [], sealed: false };
   let listener: PartitionListener | undefined;
   const plugin = defineSource<Record<string, never>>({
     name,
@@ -76,6 +78,9 @@ function drivenSource(name = 'driven', sourceLabel = label) {
       idlePartitions: () => new Set(idle),
       committedOffsets: () => new Map(committed),
       partitionsLost: () => lost.now,
+      close: async () => {
+        if (atClose.revoke.length > 0) await listener!.revoked(atClose.revoke, () => void (atClose.sealed = true));
+      },
       watermark: () => (marks.size === 0 ? -Infinity : Math.min(...marks.values())),
       async *read() {
         for (;;) {
@@ -123,6 +128,7 @@ function drivenSource(name = 'driven', sourceLabel = label) {
     /** As the Kafka source at a rebalance that comes while an assignment waits: PartitionListener.abandoned. */
     abandon: (ids: string[]) => listener!.abandoned?.(ids),
     lost,
+    atClose,
     next,
     /** Where each partition's last assignment started reading (the runtime's start, else its committed offset). */
     from,
@@ -845,4 +851,29 @@ test('several sources: an assignment waiting for the other source\'s partitions 
   await one.running;
   const u0 = one.sessions.find((session) => session.userId === 'u0') as (StreamRecord & { eventCount: number }) | undefined;
   assert.equal(u0?.eventCount, 2, 'the task of partition 0 took both');
+});
+
+test('several sources: at a stop the sources close together, so each consumer\'s revocation of a task\'s partitions (a Kafka consumer\'s close revokes them) finds the others\' at once and the hand-over is sealed while every consumer is still in the group', { timeout: 30_000 }, async (t) => {
+  const dir = tempFolder(t, 'scale-co-close');
+  const clicks = drivenSource();
+  const orders = drivenSource('orders', ordersLabel);
+  const one = await coMember(dir, clicks, orders);
+  const assigned = clicks.run({ assign: [{ id: 'c-0', partition: 0, committed: undefined }] });
+  await orders.run({ assign: [{ id: 'o-0', partition: 0, committed: undefined }] });
+  await assigned;
+  await clicks.run({ records: [{ partition: 'c-0', userId: 'u0', time: T0 }] });
+  clicks.atClose.revoke = [{ id: 'c-0', partition: 0, offset: 1 }];
+  orders.atClose.revoke = [{ id: 'o-0', partition: 0, offset: undefined }];
+  const ended = clicks.run('end');
+  await orders.run('end');
+  await ended;
+  // Before: closed one after another, the clicks source's close waited in its revocation for the orders one's, which
+  // only its own close would bring (60 s, then the wait failed). A Kafka member's close waited so until the group
+  // expelled its first consumer (session.timeout.ms), whose hand-over commit the brokers then refused: "Unknown member".
+  await one.running;
+  assert.deepEqual([clicks.atClose.sealed, orders.atClose.sealed], [true, true], 'both sources\' hand-over sealed');
+  assert.deepEqual(
+    one.log.filter((line) => line.msg === 'partition state saved for hand-over').map((line) => line['partitions']),
+    [['c-0+o-0']],
+  );
 });

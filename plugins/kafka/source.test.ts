@@ -1050,6 +1050,51 @@ for (const lost of [true, false]) {
   });
 }
 
+test('exactly-once scale_out with several sources: the revocation of an assignment given up before its partitions were read (the other sources\' parts had not come) commits none of their offsets, not the offset its previous assignment here was restored at, which moved the group back', async (t) => {
+  const script = await scriptedConsumer();
+  t.after(script.restore);
+  script.swap({
+    committed: (list: { topic: string; partition: number }[], _timeout: number, cb: (error: null, offsets: unknown[]) => void) =>
+      void setTimeout(() => cb(null, list.map(({ topic, partition }) => ({ topic, partition, offset: 7 }))), 5),
+    commitSync(offsets: unknown) {
+      if (offsets === null || offsets === undefined) throw Object.assign(new Error('Local: No offset stored'), { code: -168 });
+    },
+    pause: () => undefined,
+    resume: () => undefined,
+  });
+  const { sent, shared } = standInTransactions();
+  // scaleOutMember: the runtime's name for this member where scale_out has several sources (co-partitioned).
+  const instance = await (kafkaSource as SourcePlugin<KafkaSourceConfig>).create(unreachableConfig(['t'], { guarantee: 'exactly-once' }), testContext({ batchSize: 100, shared, scaleOutMember: 'b' }));
+  t.after(() => instance.close?.());
+  let assignments = 0;
+  let revocations = 0;
+  let giveUp: ((starts: ReadonlyMap<string, number>) => void) | undefined;
+  instance.onPartitions!({
+    // The first assignment: restored at the group's committed offset (7). The second waits for the other
+    // source's partition 0, which the next rebalance takes back before it comes (abandoned).
+    assigned: (partitions) =>
+      ++assignments === 1 ? Promise.resolve(new Map(partitions.map((partition) => [partition.id, 7]))) : new Promise((resolve) => void (giveUp = resolve)),
+    revoked: async (_partitions, whileHeld) => {
+      revocations++;
+      whileHeld?.(new Map([['t-0', '3-abcdef']]));
+    },
+    abandoned: () => giveUp?.(new Map()),
+  });
+  // Read from 7 to 8 and handed over at 8; the member that takes it reads on, and the group's offset moves past 8.
+  await readOneThenRevoke(instance, script);
+  await until(() => revocations === 1 && sent.length === 1, 'the hand-over committed');
+  script.rebalance('assign', [{ topic: 't', partition: 0 }]);
+  await until(() => giveUp !== undefined, 'the assignment waiting for the other sources\' parts');
+  script.rebalance('revoke', [{ topic: 't', partition: 0 }]);
+  await until(() => revocations === 2, 'the given-up assignment revoked');
+  // Before: the second revocation sent t/0 at 7 (where the first assignment was restored, before its record
+  // was read), moving the group's committed offset back under the member that read on: it restored no file
+  // at that offset (pruned) and read those records again into empty state, its outputs written twice.
+  assert.deepEqual(sent, [[{ topic: 't', partition: 0, offset: 8 }]], 'only the first assignment\'s hand-over commits an offset');
+  // And the position still names it where its state stood when it left (8), for covers() to judge by, not at 7.
+  assert.deepEqual(instance.position!().offsets, { t: { '0': 8 } });
+});
+
 test('a long run of rebalances over ever new partitions (a topic pattern whose topics come and go) keeps entries only for the partitions held and those whose hand-over commit the brokers refused, and no lag series of a partition gone', async (t) => {
   const script = await scriptedConsumer({ assignAtSubscribe: false });
   t.after(script.restore);

@@ -883,11 +883,19 @@ class KafkaSource {
   /** Partitions withoutGoneLogs has said are gone, so each is said once per run (covers() is asked after every checkpoint). */
   private readonly saidGone = new Set<string>();
 
-  /** A revoked partition's read positions go; where it stood stays for the position (revokedAt). */
+  /**
+   * A revoked partition's read positions go, the one it was assigned at (resumedAt) too; where it stood
+   * stays for the position (revokedAt). One let go already keeps where it stood then: revoked again from an
+   * assignment given up before it was read (scale_out with several sources: PartitionListener.abandoned),
+   * which marked nothing assigned. Its offset of the assignment before, kept, went into that revocation's
+   * hand-over commit and moved the group's committed offset back under the member that had read on since:
+   * its next restore found no state file at that offset (pruned) and read those records again into empty state.
+   */
   private letGo(state: PartitionState): void {
     this.blocked.delete(partitionKey(state.topic, state.partition));
-    state.revokedAt = state.next ?? state.resumedAt;
+    state.revokedAt = state.next ?? state.resumedAt ?? state.revokedAt;
     state.next = undefined;
+    state.resumedAt = undefined;
     state.fetched = undefined;
   }
 
