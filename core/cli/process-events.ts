@@ -15,6 +15,7 @@
  */
 import { inspect } from 'node:util';
 import type { Logger } from 'pino';
+import { redactSecrets } from '../runtime/telemetry.js';
 
 /** The exit code of a command ended by an error nothing caught: sysexits.h's EX_SOFTWARE, an internal software error (a bug). */
 export const uncaughtExitCode = 70;
@@ -35,9 +36,11 @@ export interface UncaughtResponse {
   act: () => void;
 }
 
-/** What was thrown as an Error: a promise may be rejected with anything (a string, an object). */
-function asError(thrown: unknown): Error {
-  return thrown instanceof Error ? thrown : new Error(`${typeof thrown === 'string' ? thrown : inspect(thrown, { depth: 3 })} (thrown as ${thrown === null ? 'null' : typeof thrown}, not as an Error)`);
+/** What was thrown as an Error: a promise may be rejected with anything (a string, an object: its secret fields redacted before it is quoted). */
+export function thrownAsError(thrown: unknown): Error {
+  if (thrown instanceof Error) return thrown;
+  const text = typeof thrown === 'string' ? thrown : inspect(redactSecrets(thrown), { depth: 3, breakLength: Infinity });
+  return new Error(`${text} (thrown as ${thrown === null ? 'null' : typeof thrown}, not as an Error)`);
 }
 
 /**
@@ -54,7 +57,7 @@ export function takeUncaught(logger: Logger, respond: () => UncaughtResponse): (
   const handle = (thrown: unknown, origin: UncaughtOrigin): void => {
     seen++;
     if (seen > 1 + laterErrorsLogged) return;
-    const err = asError(thrown);
+    const err = thrownAsError(thrown);
     const fields = { code: 'TRIB_ERR_UNCAUGHT', origin, err };
     if (seen > 1) {
       const more = seen === 1 + laterErrorsLogged ? ' (any further ones are not logged)' : '';
