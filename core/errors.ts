@@ -31,6 +31,7 @@ export const errorCatalogue = {
   TRIB_ERR_HTTP_HOST: "the operations endpoint's --http-host is an address no network interface of this host has (still after half a minute): no restart mends it",
   TRIB_ERR_USAGE: 'the command line is malformed',
   TRIB_ERR_BACKTEST_NO_EVENTS: 'a backtest scored no event: every record of its input was rejected, by the source or by the stages',
+  TRIB_ERR_UNCAUGHT: "an error nothing caught (a plugin's timer or callback that threw, a promise rejected with no handler): a bug, logged as one fatal record; the pipelines stop in order and the process exits 70",
 } as const;
 
 export type ErrorCode = keyof typeof errorCatalogue;

@@ -54,6 +54,6 @@ export { PluginRegistry } from './registry.js';
 export { fieldText, loadPipeline, type FieldPlace, type FieldPosition, type LoadedPipeline, type LoadOptions, type PipelineDocument, type PipelineEntry } from './config/load.js';
 export { composedSchema } from './config/schema.js';
 export { PipelineRunner, type RunOptions, type RunStats } from './runtime/pipeline.js';
-export { createLogger, isSecret, MetricsHub, redactSecrets } from './runtime/telemetry.js';
+export { createLogger, isSecret, MetricsHub, redactSecrets, redactSecretText } from './runtime/telemetry.js';
 export { CheckpointStore, checkpointMark, otherPipelineText, parseCheckpointMark, readCheckpoint, type Checkpoint, type CheckpointBody, type CheckpointCompression } from './runtime/checkpoint.js';
 export { Daemon, type DaemonOptions, type DaemonResult } from './runtime/daemon.js';

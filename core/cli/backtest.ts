@@ -18,6 +18,7 @@ import type { LevelWithSilent } from 'pino';
 import { assignmentShown, entryLabel, entrySchemaProblems, loadPipeline, pluginConfig, type PipelineEntry, type ResolvedEntry } from '../config/load.js';
 import { formatOfFile, isTabSeparatedFile } from '../decode.js';
 import { ConfigError, positionOf, type ErrorCode } from '../errors.js';
+import { parseDuration } from '../duration.js';
 import type { StreamRecord, WarmStart } from '../events.js';
 import { defineSink, emittedWith, type AnyPlugin, type ConfigFile } from '../plugin.js';
 import { outputFilesOf, recordCountOf, replayNotesOf } from '../plugin-hooks.js';
@@ -30,6 +31,7 @@ import { builtinRegistry } from './registry.js';
 import { everyRecordDeadLettered, exitCodes, perSecond, reportFailure, reportUsageError, resultLogger, writeSummary } from './run.js';
 import { watermarkProgress, writeProgressRecords, type ProgressForm } from './progress.js';
 import { takeHangups } from './signals.js';
+import { takeUncaught, takeWarnings, uncaughtExitCode } from './process-events.js';
 
 export interface BacktestCommandOptions {
   file: string;
@@ -220,6 +222,30 @@ export async function runBacktestCommand(options: BacktestCommandOptions): Promi
   takeHangups(); // ignored until its outputs exist (below), not the end of a backtest
   const pretty = process.stderr.isTTY === true;
   const logger = createLogger({ level: options.logLevel, pretty });
+  // An error nothing caught (a plugin's timer that throws): one fatal record, then the replay stops (its
+  // outputs flushed) within shutdown_timeout, no report is written, and the process exits 70 (process-events.ts).
+  const stopReplay = new AbortController();
+  let phase: 'loading' | 'running' | 'ended' = 'loading';
+  let uncaught = false;
+  takeWarnings(logger);
+  takeUncaught(logger, () => {
+    uncaught = true;
+    if (phase !== 'running') {
+      const when = phase === 'loading' ? 'before the replay started: no report is written' : 'after the replay ended';
+      return { says: `exiting ${uncaughtExitCode} ${when}`, act: () => process.exit(uncaughtExitCode) };
+    }
+    return {
+      says: `stopping the backtest (its outputs flushed); no report is written; exiting ${uncaughtExitCode}`,
+      act: () => {
+        stopReplay.abort(new Error('uncaught error'));
+        const timeoutMs = parseDuration(loaded.document.settings.shutdown_timeout ?? '30s');
+        setTimeout(() => {
+          logger.fatal({ timeoutMs }, `the backtest did not stop within shutdown_timeout; exiting ${uncaughtExitCode}`);
+          process.exit(uncaughtExitCode);
+        }, timeoutMs).unref();
+      },
+    };
+  });
   const registry = await builtinRegistry(options.plugins);
   // Stages that can report are switched on before validation, so a sink of the file asking for their
   // model_metrics is valid here, as it is not in a run without `report: true`.
@@ -305,7 +331,7 @@ export async function runBacktestCommand(options: BacktestCommandOptions): Promi
   // A replay: plugins decide from the data alone, so the same input gives the same metrics.
   // The models it learnt are saved in the report folder (models/NAME.model.json, at the end), with the scores they earned,
   // for a run to warm-start from (docs/operations.md, From a backtest to a live model); their own files are left alone.
-  const runner = new PipelineRunner(loaded, { logger, replay: true, replaySaveDir: join(dir, 'models'), ...(options.lockWaitMs ? { lockWaitMs: options.lockWaitMs } : {}) });
+  const runner = new PipelineRunner(loaded, { logger, replay: true, replaySaveDir: join(dir, 'models'), signal: stopReplay.signal, ...(options.lockWaitMs ? { lockWaitMs: options.lockWaitMs } : {}) });
   let bar: cliProgress.SingleBar | undefined;
   let timer: NodeJS.Timeout | undefined;
   let stopProgressRecords: (() => void) | undefined;
@@ -342,11 +368,15 @@ export async function runBacktestCommand(options: BacktestCommandOptions): Promi
   // (the report is being written) it is ignored.
   takeHangups(() => void runner.reopenOutputs());
   try {
+    phase = 'running';
     stats = await runner.run();
   } catch (error) {
     // Said as `run` says a pipeline's failure, with the pipeline's name (config errors found as it starts included).
-    return reportFailure(logger, runner.name, error) ? exitCodes.invalid : exitCodes.failure;
+    const needsPerson = reportFailure(logger, runner.name, error);
+    if (uncaught) return uncaughtExitCode;
+    return needsPerson ? exitCodes.invalid : exitCodes.failure;
   } finally {
+    phase = 'ended';
     takeHangups();
     if (timer) clearInterval(timer);
     stopProgressRecords?.();
@@ -354,6 +384,14 @@ export async function runBacktestCommand(options: BacktestCommandOptions): Promi
       bar.update(bar.getTotal());
       bar.stop();
     }
+  }
+  if (uncaught) {
+    // The replay stopped part way: a report would score part of the input as if it were the whole.
+    writeSummary(logger, pretty, runner.name, stats);
+    const message = `the backtest was stopped by an uncaught error (logged above, level 60): no report was written to ${dir} (exit ${uncaughtExitCode})`;
+    if (pretty) process.stderr.write(`tributary backtest: ${message}\n`);
+    else resultLogger(logger, 'error').error({ pipeline: runner.name, code: 'TRIB_ERR_UNCAUGHT' satisfies ErrorCode }, message);
+    return uncaughtExitCode;
   }
   const metrics = backtestMetrics(stats, reports, dir);
   mkdirSync(dir, { recursive: true });

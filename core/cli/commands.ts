@@ -138,7 +138,7 @@ function writeOut(out: string, text: string): void {
 
 /** The help's last lines: what the exit codes mean, and where the complete list is. */
 export const exitCodesHelp =
-  'Exit codes: 0 done; 1 a failure a restart may mend (a source, stage or sink that failed); 2 a person must act (the config, the command line, a plugin, checkpoints, an input or output that cannot be used, an --http-port in use). The complete list: docs/errors.md, Exit codes (also in the installed package).';
+  'Exit codes: 0 done; 1 a failure a restart may mend (a source, stage or sink that failed); 2 a person must act (the config, the command line, a plugin, checkpoints, an input or output that cannot be used, an --http-port in use); 70 an error nothing caught (a bug, most often in a plugin: logged, the pipelines stopped in order). The complete list: docs/errors.md, Exit codes (also in the installed package).';
 
 let stdoutWatched = false;
 

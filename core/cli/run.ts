@@ -6,9 +6,10 @@ import { ConfigError, formatProblem, needsPerson, type ConfigProblem, type Error
 import { builtinRegistry } from './registry.js';
 import { tributaryVersion } from './build.js';
 import { takeHangups, takeSignals } from './signals.js';
+import { takeUncaught, takeWarnings, uncaughtExitCode } from './process-events.js';
 import { fitToTerminal, watermarkProgress, writeProgressRecords, type ProgressForm } from './progress.js';
 
-/** The CLI's exit codes: 2 where a person must act, 1 for failures a restart may mend (the complete list: docs/errors.md, Exit codes). */
+/** The CLI's exit codes: 2 where a person must act, 1 for failures a restart may mend, 70 for an error nothing caught (process-events.ts; the complete list: docs/errors.md, Exit codes). */
 export const exitCodes = { ok: 0, failure: 1, invalid: 2 } as const;
 
 /**
@@ -242,13 +243,28 @@ export async function runPipelineCommand(options: RunCommandOptions): Promise<nu
   let started = false;
   const onSignal = (signal: NodeJS.Signals): void => {
     if (stopSignal) {
-      logger.error({ signal }, 'second signal: exiting without draining');
-      process.exit(1);
+      const code = uncaught ? uncaughtExitCode : exitCodes.failure;
+      logger.error({ signal, exitCode: code }, 'second signal: exiting without draining');
+      process.exit(code);
     }
     stopSignal = signal;
     if (started) daemon.stop(signal);
   };
   const releaseSignals = takeSignals(onSignal);
+  // An error nothing caught (a plugin's timer that throws): said as one fatal record, then the pipelines
+  // stop in order (final checkpoint, summary) within shutdown_timeout, and the process exits 70 (process-events.ts).
+  // Kept to the process's end: one after the summary still exits 70, said, not as node prints it.
+  let uncaught = false;
+  let ended = false;
+  takeWarnings(logger);
+  takeUncaught(logger, () => {
+    uncaught = true;
+    if (started && !ended) {
+      return { says: `stopping the pipelines in order (final checkpoint, summary), then exiting ${uncaughtExitCode}`, act: () => daemon.stop('uncaught error', uncaughtExitCode) };
+    }
+    const when = started ? 'after the run ended' : 'before any pipeline started: nothing was read or written';
+    return { says: `exiting ${uncaughtExitCode} ${when}`, act: () => process.exit(uncaughtExitCode) };
+  });
   // SIGHUP reopens the file outputs (log rotation: docs/operations.md), as daemons do; not a stop.
   // Caught since the process began (signals.ts), and ignored once the run ended.
   takeHangups(() => void daemon.reopenOutputs());
@@ -303,9 +319,11 @@ export async function runPipelineCommand(options: RunCommandOptions): Promise<nu
     // a plugin's factory, printed as the loader prints them, and checkpoints that cannot be resumed.
     let needPerson = 0;
     for (const failure of result.failures) if (!failure.reported && reportFailure(logger, failure.name, failure.error)) needPerson++;
+    if (uncaught) return uncaughtExitCode;
     if (result.failures.length === 0) return exitCodes.ok;
     return needPerson === result.failures.length ? exitCodes.invalid : exitCodes.failure;
   } finally {
+    ended = true;
     if (progressTimer) clearInterval(progressTimer);
     stopProgressRecords?.();
     releaseSignals();

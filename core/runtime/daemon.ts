@@ -114,8 +114,8 @@ export interface DaemonOptions {
   allowNonRestoredState?: boolean;
   /** How long a pipeline waits for a lock another host's process holds: its checkpoint folder's, or an output's (RunOptions.lockWaitMs). */
   lockWaitMs?: number;
-  /** Exit hook for a shutdown that outlives its timeout (tests replace it). */
-  onShutdownTimeout?: () => void;
+  /** Exit hook for a shutdown that outlives its timeout, given the stop's exit code (tests replace it). */
+  onShutdownTimeout?: (exitCode: number) => void;
   /** Tributary's version, exported as `tributary_build_info{version}` (a rollout's progress, which version an alert fired under). */
   version?: string;
 }
@@ -168,16 +168,20 @@ export class Daemon {
     await Promise.all(this.runners.map((runner) => runner.reopenOutputs()));
   }
 
-  /** Stops every pipeline: sources stop, in-flight records drain, sinks flush, a final checkpoint is written. */
-  stop(reason: string): void {
+  /**
+   * Stops every pipeline: sources stop, in-flight records drain, sinks flush, a final checkpoint is written.
+   * A stop that outlives shutdown_timeout exits `timeoutExitCode` (1; an uncaught error's stop: 70). A stop
+   * asked for while one is under way changes nothing.
+   */
+  stop(reason: string, timeoutExitCode = 1): void {
     if (this.controller.signal.aborted) return;
     this.options.logger.info({ reason }, 'stopping: draining in-flight records');
     this.controller.abort();
     const timeouts = this.loaded.map((p) => parseDuration(p.document.settings.shutdown_timeout ?? '30s'));
     const timeout = Math.max(...timeouts, 0);
     this.shutdownTimer = setTimeout(() => {
-      this.options.logger.error({ timeoutMs: timeout }, 'shutdown did not finish within shutdown_timeout; exiting 1');
-      (this.options.onShutdownTimeout ?? (() => process.exit(1)))();
+      this.options.logger.error({ timeoutMs: timeout }, `shutdown did not finish within shutdown_timeout; exiting ${timeoutExitCode}`);
+      (this.options.onShutdownTimeout ?? ((code: number) => process.exit(code)))(timeoutExitCode);
     }, timeout);
     this.shutdownTimer.unref();
   }

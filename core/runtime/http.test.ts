@@ -203,3 +203,21 @@ test("a pipeline's readiness that throws answers /readyz with 500 and the error;
     await ops.close();
   }
 });
+
+test("/readyz names a reason without the credentials a plugin's error quoted (a URL's user info, a secret query parameter), as the logs say it", async () => {
+  const ops = await startOpsServer({
+    port: 0,
+    registry: new MetricsHub().registry,
+    pipelines: () => [{ name: 'p', readiness: () => ({ ready: false, reasons: ['source k: no OAUTHBEARER token: token endpoint https://svc:pw-s3cret@idp.example/token?client_secret=qs-s3cret answered HTTP 401'] }) }],
+  });
+  try {
+    const answer = await fetch(`http://127.0.0.1:${ops.port}/readyz`);
+    assert.equal(answer.status, 503);
+    assert.deepEqual(await answer.json(), {
+      ready: false,
+      pipelines: [{ pipeline: 'p', ready: false, reasons: ['source k: no OAUTHBEARER token: token endpoint https://[redacted]@idp.example/token?client_secret=[redacted] answered HTTP 401'] }],
+    });
+  } finally {
+    await ops.close();
+  }
+});

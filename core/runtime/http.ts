@@ -8,6 +8,7 @@ import type { AddressInfo } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Registry } from 'prom-client';
 import { TributaryError } from '../errors.js';
+import { redactSecretText } from './telemetry.js';
 
 export interface Readiness {
   name: string;
@@ -79,7 +80,11 @@ export async function startOpsServer(options: OpsServerOptions): Promise<OpsServ
       return;
     }
     if (path === '/readyz') {
-      const states = options.pipelines().map((pipeline) => ({ pipeline: pipeline.name, ...pipeline.readiness() }));
+      // A reason quotes a plugin's error (a client's, naming an endpoint whose URL may carry a credential): said without its secrets, as the logs say it.
+      const states = options.pipelines().map((pipeline) => {
+        const { ready, reasons } = pipeline.readiness();
+        return { pipeline: pipeline.name, ready, reasons: reasons.map(redactSecretText) };
+      });
       const ready = states.length > 0 && states.every((state) => state.ready);
       response.writeHead(ready ? 200 : 503, { 'content-type': 'application/json' }).end(`${JSON.stringify({ ready, pipelines: states })}\n`);
       return;
@@ -98,7 +103,7 @@ export async function startOpsServer(options: OpsServerOptions): Promise<OpsServ
       route(request, response);
     } catch (error) {
       // A throw in a handler (a pipeline's readiness) is this request's failure, not an uncaught exception ending the daemon.
-      const message = error instanceof Error ? error.message : String(error);
+      const message = redactSecretText(error instanceof Error ? error.message : String(error));
       if (response.headersSent) response.destroy();
       else response.writeHead(500, { 'content-type': 'text/plain' }).end(`${message}\n`);
     }

@@ -24,7 +24,7 @@ import { composeOperators, type Emit, type StageTimer } from '../operators.js';
 import type { Clock, CommitMarks, Counter, FeatureStageChange, Gauge, Metrics, Operator, PartitionAssignment, PartitionListener, PartitionRevocation, PluginContext, PluginKind, Rejection, Sink, Source, SourcePosition, StageRecord } from '../plugin.js';
 import { featureNamesOf, keepsFeatureValuesOf } from '../plugin-hooks.js';
 import { entryFieldProblem, entryLabel, loadedPipelineProblems, placeText, pluginConfig, problemPlace, sinkKinds, sinksLatencyStage, type ErasureSettings, type LoadedPipeline, type PipelineEntry, type ResolvedEntry } from '../config/load.js';
-import { MetricsHub, redactSecrets } from './telemetry.js';
+import { MetricsHub, redactSecrets, rememberSecretValues } from './telemetry.js';
 import { CheckpointStore, checkpointMark, defaultMinPauseMs, otherPipelineText, type Checkpoint, type CheckpointBody, type CheckpointStage } from './checkpoint.js';
 import { RawJson, stringifyInParts } from './parts.js';
 import { jsonProblem } from '../json.js';
@@ -734,6 +734,8 @@ export class PipelineRunner {
       // kept each failed run (its state, its models) alive, about 12 MB per restart of the demo.
       this.forgetSignal = () => signal.removeEventListener('abort', stop);
     }
+    // A plugin's error or log text that quotes a secret of its config (a password in a client's message) is logged without it.
+    rememberSecretValues(loaded.document);
     this.clock = options.clock ?? { now: () => Date.now() };
     this.metrics = options.metrics ?? new MetricsHub();
     this.logger = options.logger.child({ pipeline: loaded.document.name });

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { pino } from 'pino';
-import { createLogger, isSecret, MetricsHub, redactSecrets, secretFieldNames } from './telemetry.js';
+import { createLogger, isSecret, MetricsHub, redactSecrets, redactSecretText, rememberSecretValues, secretFieldNames } from './telemetry.js';
 
 test('redactSecrets hides secrets by field name (ours and librdkafka\'s) and private keys whatever their field', () => {
   const pem = '-----BEGIN PRIVATE KEY-----\nMIIEv...\n-----END PRIVATE KEY-----';
@@ -213,4 +213,38 @@ test("a log record of an error with a catalogue code gets it as top-level `code`
   assert.deepEqual(liftErrorCode({ err: enoent }), { err: enoent });
   assert.deepEqual(liftErrorCode({ code: 'TRIB_ERR_USAGE', err: failure }), { code: 'TRIB_ERR_USAGE', err: failure });
   assert.deepEqual(liftErrorCode({ err: 'a message only' }), { err: 'a message only' });
+});
+
+test('redactSecretText: a text is said without a URL\'s user info, a secret query parameter or name=value, a JSON secret field, an HTTP credential; the rest of it stays', () => {
+  const cases: [string, string][] = [
+    ['token endpoint https://svc:hunter2@idp.example/token answered HTTP 401', 'token endpoint https://[redacted]@idp.example/token answered HTTP 401'],
+    ['Request cannot be constructed from a URL that includes credentials: http://id:sec@127.0.0.1:1/token', 'Request cannot be constructed from a URL that includes credentials: http://[redacted]@127.0.0.1:1/token'],
+    ['GET https://idp.example/token?client_id=app&client_secret=s3cr3t&scope=kafka failed', 'GET https://idp.example/token?client_id=app&client_secret=[redacted]&scope=kafka failed'],
+    ['https://store.example/x?sig=abc%2Fdef&se=2026 and ?key=k1', 'https://store.example/x?sig=[redacted]&se=2026 and ?key=[redacted]'],
+    ['login failed: sasl.password=hunter2, user=app', 'login failed: sasl.password=[redacted], user=app'],
+    ['config {"password": "hunter2", "user": "app"}', 'config {"password": "[redacted]", "user": "app"}'],
+    ['header Authorization: Bearer eyJhbGciOiJIUzI1NiJ9.x.y', 'header Authorization: Bearer [redacted]'],
+    // Left alone: a URL without user info, a key=value that is no secret, a word "token" in prose.
+    ['no OAUTHBEARER token: fetch failed at http://127.0.0.1:9092/x?partition=3 (key: user_id)', 'no OAUTHBEARER token: fetch failed at http://127.0.0.1:9092/x?partition=3 (key: user_id)'],
+  ];
+  for (const [text, said] of cases) assert.equal(redactSecretText(text), said);
+});
+
+test('a secret value of a loaded pipeline (rememberSecretValues) is cut out of any text a log line carries: its message, an error\'s message and stack and cause, a field; short values are not', () => {
+  rememberSecretValues({ sources: [{ type: 'x', security: { sasl: { password: 'pw-7f3a9c' } }, api_token: 'tok/e n', users: 10 }], note: 'pw-7f3a9c-not-a-field' });
+  rememberSecretValues({ password: 'abc' });
+  assert.equal(redactSecretText('refused pw-7f3a9c and tok/e n (https://x/?q=tok%2Fe%20n)'), 'refused [redacted] and [redacted] (https://x/?q=[redacted])');
+  const lines: string[] = [];
+  const logger = createLogger({ level: 'info' }, { write: (line: string) => void lines.push(line) });
+  const error = new Error('login refused with password pw-7f3a9c', { cause: new Error('server said pw-7f3a9c is wrong') });
+  logger.error({ err: error, detail: 'sent pw-7f3a9c' }, `pipeline p failed: ${error.message}`);
+  assert.equal(lines.length, 1);
+  assert.ok(!lines[0]!.includes('pw-7f3a9c'), lines[0]);
+  const record = JSON.parse(lines[0]!) as { msg: string; detail: string; err: { message: string; stack: string; cause: { message: string } } };
+  assert.equal(record.msg, 'pipeline p failed: login refused with password [redacted]');
+  assert.equal(record.err.message, 'login refused with password [redacted]');
+  assert.match(record.err.stack, /^Error: login refused with password \[redacted\]\n/);
+  assert.equal(record.err.cause.message, 'server said [redacted] is wrong');
+  assert.equal(record.detail, 'sent [redacted]');
+  assert.equal(redactSecretText('abc is too short to be cut'), 'abc is too short to be cut');
 });

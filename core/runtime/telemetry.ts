@@ -50,17 +50,82 @@ export function redactSecrets<T>(value: T): T {
   return copy as T;
 }
 
+/**
+ * The secret values (isSecret's fields) of the pipelines this process loaded, as written and as a URL
+ * carries them: a text naming one (an error's message or stack, a plugin's own words) is said without
+ * it. Set by {@link rememberSecretValues}.
+ */
+const secretValues = new Set<string>();
+
+/** Shorter secret values are not scrubbed from texts: a 3-letter one would cut words out of every line, and is no secret. */
+const shortestScrubbedSecret = 4;
+
+/**
+ * Remembers the secret values in `config` (a loaded pipeline's document, `${VAR}`s and `--set`s filled
+ * in), so that every text a log line carries is said without them ({@link redactSecretText}). Process-wide,
+ * as the logs are: the daemon's pipelines share one logger.
+ */
+export function rememberSecretValues(config: unknown): void {
+  const collect = (value: unknown, depth: number): void => {
+    if (typeof value !== 'object' || value === null || depth >= maxRedactedDepth) return;
+    for (const [key, field] of Object.entries(value)) {
+      if ((typeof field === 'string' || typeof field === 'number') && isSecret(key, field)) {
+        const text = String(field);
+        if (text.length < shortestScrubbedSecret) continue;
+        secretValues.add(text);
+        secretValues.add(encodeURIComponent(text));
+      } else collect(field, depth + 1);
+    }
+  };
+  collect(config, 0);
+}
+
+/** Query parameters that carry a credential besides isSecret's names (a signed URL's `sig`, an API's `key`). */
+const secretQueryNames = /^(sig|signature|key|auth|pass|pwd|credentials?|code)$/i;
+
+/**
+ * `text` with its secrets replaced by `[redacted]`: the secret values of the loaded pipelines
+ * (rememberSecretValues), a URL's user info (`https://user:pass@host`), a query parameter or `name=value`
+ * whose name isSecret flags (`client_secret=...`, `?token=...`) or a credential's (`sig`, `key`), a JSON
+ * field `"password": "..."`, and an HTTP `Bearer`/`Basic` credential. For the texts the field rule cannot see:
+ * an error's message and stack, a message built from one.
+ */
+export function redactSecretText(text: string): string {
+  let redacted = text;
+  for (const value of secretValues) if (redacted.includes(value)) redacted = redacted.split(value).join('[redacted]');
+  if (redacted.includes('://')) redacted = redacted.replace(/\b([a-z][a-z0-9+.-]*:\/\/)[^\s/?#@'"<>]+@/gi, '$1[redacted]@');
+  if (redacted.includes('=')) {
+    redacted = redacted.replace(/([?&;]|\b)([A-Za-z_][\w.%-]*)=("[^"]*"|'[^']*'|[^\s&#,;)"'<>]+)/g, (whole, before: string, name: string) => {
+      const decoded = safeDecode(name);
+      return isSecret(decoded, '') || (before !== '' && secretQueryNames.test(decoded)) ? `${before}${name}=[redacted]` : whole;
+    });
+  }
+  if (redacted.includes('"')) redacted = redacted.replace(/"([\w.-]+)"(\s*:\s*)"(?:[^"\\]|\\.)*"/g, (whole, name: string, colon: string) => (isSecret(name, '') ? `"${name}"${colon}"[redacted]"` : whole));
+  if (/\b(Bearer|Basic) /.test(redacted)) redacted = redacted.replace(/\b(Bearer|Basic) [A-Za-z0-9._~+/=-]{8,}/g, '$1 [redacted]');
+  return redacted;
+}
+
+const safeDecode = (text: string): string => {
+  try {
+    return decodeURIComponent(text);
+  } catch {
+    return text;
+  }
+};
+
 /** How deep redactLogValue looks into a logged value: pino's own limit for a line's objects is 10 (depthLimit). */
 const maxRedactedDepth = 10;
 
 /**
- * `value` with each field isSecret flags replaced, at any depth, for a log line: the same object where
+ * `value` with each field isSecret flags replaced, and each text's secrets (redactSecretText), at any
+ * depth, for a log line: the same object where
  * nothing is secret (a record is copied only along the paths to its secrets, and objects such as Errors,
  * Buffers and Dates are left to pino's serializers). Before, pino redacted a list of names to a depth
  * of 2, apart from isSecret: `sasl.username` and librdkafka's `ssl.key.pem` reached the logs that
  * `validate --print` hid, and so did a password three levels down.
  */
 function redactLogValue(value: unknown, depth = 0): unknown {
+  if (typeof value === 'string') return redactSecretText(value);
   if (typeof value !== 'object' || value === null || depth >= maxRedactedDepth) return value;
   if (Array.isArray(value)) {
     let copy: unknown[] | undefined;
@@ -100,6 +165,8 @@ function loggerOptions(options: LoggerOptions): PinoOptions {
     // Redacted after serializing: an error's own fields (a client's config on it) are data too.
     serializers: { err: (error: Error) => redactLogValue(pino.stdSerializers.errWithCause(error)) },
     formatters: { log: (record) => liftErrorCode(redactLogRecord(record)) },
+    // The message too: it is often built from an error's (`pipeline p failed: ${error.message}`).
+    hooks: { logMethod(args, method) { method.apply(this, args.map((arg: unknown) => (typeof arg === 'string' ? redactSecretText(arg) : arg)) as Parameters<typeof method>); } },
   };
 }
 

@@ -115,6 +115,34 @@ test('an OIDC endpoint that refuses is an error naming it', async () => {
   }
 });
 
+test('an OIDC endpoint URL carrying a credential (user info, a client_secret in its query) is named without it in the errors, which reach the logs and /readyz (was whole)', async () => {
+  const server = createServer((_request, response) => {
+    response.statusCode = 401;
+    response.end('{"error":"invalid_client"}');
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}/token`;
+  const said = async (url: string): Promise<string> => {
+    const tokens = new OidcTokens({ token_endpoint_url: url, client_id: 'x', client_secret: 'y' }, () => undefined);
+    try {
+      let message = '';
+      await assert.rejects(tokens.attach({ setOauthBearerToken: () => undefined }), (error: Error) => ((message = error.message), true));
+      return message;
+    } finally {
+      tokens.stop();
+    }
+  };
+  try {
+    assert.equal(await said(`${base}?audience=kafka&client_secret=qs-s3cret`), `OAUTHBEARER token endpoint ${base}?audience=kafka&client_secret=[redacted] answered HTTP 401`);
+    // fetch refuses a URL with user info, quoting it whole.
+    const withUser = await said(base.replace('http://', 'http://svc:pw-s3cret@'));
+    assert.ok(!withUser.includes('pw-s3cret') && !withUser.includes('svc:'), withUser);
+    assert.match(withUser, /includes credentials: http:\/\/\[redacted\]@127\.0\.0\.1:\d+\/token$/);
+  } finally {
+    server.close();
+  }
+});
+
 test('a start whose first token fetch fails leaves no refresh running (each daemon restart left one, asking the endpoint every 10 s for good)', async () => {
   const server = createServer((_request, response) => {
     response.statusCode = 401;

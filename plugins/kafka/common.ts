@@ -3,7 +3,7 @@
  * alike), their translation to librdkafka properties, and loading node-rdkafka lazily (a pipeline
  * without Kafka never loads the native addon).
  */
-import { inputFileProblem, inputHandedOver, isSecret, PluginConfigError, TributaryError, type JsonSchema, type OutlineEntry, type PipelineOutline, type SourceHealth } from 'tributary';
+import { inputFileProblem, inputHandedOver, isSecret, PluginConfigError, redactSecretText, TributaryError, type JsonSchema, type OutlineEntry, type PipelineOutline, type SourceHealth } from 'tributary';
 import { accessSync, constants as fsConstants } from 'node:fs';
 import { createRequire } from 'node:module';
 import { isAbsolute, resolve } from 'node:path';
@@ -1312,6 +1312,18 @@ export function asError(error: unknown): Error & { code?: number } {
   return Object.assign(new Error(e?.message ?? String(error)), { code: e?.code });
 }
 
+/**
+ * `error` said without the secrets a URL in its message may carry (redactSecretText): fetch's own errors
+ * quote the URL whole (`Request cannot be constructed from a URL that includes credentials: https://id:secret@...`,
+ * `Failed to parse URL from ...`), and the message reaches /readyz and the failure's record. Its cause (the
+ * connection's error, which names the host alone) is kept.
+ */
+function withoutUrlSecrets(error: Error): Error {
+  const message = redactSecretText(error.message);
+  if (message === error.message) return error;
+  return new Error(message, error.cause === undefined ? undefined : { cause: error.cause });
+}
+
 type OAuthConfig = NonNullable<NonNullable<SecurityConfig['sasl']>['oauthbearer']>;
 
 /** What a node-rdkafka client offers for OAUTHBEARER tokens handed in by the application. */
@@ -1349,6 +1361,8 @@ export class OidcTokens {
   async refresh(): Promise<void> {
     clearTimeout(this.timer);
     const { token_endpoint_url: url, client_id: id, client_secret: secret, scope } = this.oauth;
+    // The endpoint as messages name it: its URL may carry a credential (user info, a query's secret).
+    const endpoint = redactSecretText(url);
     let lifetimeMs: number;
     try {
       const response = await this.fetchToken(url, {
@@ -1360,14 +1374,14 @@ export class OidcTokens {
         },
         body: new URLSearchParams({ grant_type: 'client_credentials', ...(scope ? { scope } : {}) }).toString(),
       });
-      if (!response.ok) throw new Error(`OAUTHBEARER token endpoint ${url} answered HTTP ${response.status}`);
+      if (!response.ok) throw new Error(`OAUTHBEARER token endpoint ${endpoint} answered HTTP ${response.status}`);
       const answer = (await response.json()) as { access_token?: unknown; expires_in?: unknown };
-      if (typeof answer.access_token !== 'string' || answer.access_token === '') throw new Error(`OAUTHBEARER token endpoint ${url} answered without an access_token`);
+      if (typeof answer.access_token !== 'string' || answer.access_token === '') throw new Error(`OAUTHBEARER token endpoint ${endpoint} answered without an access_token`);
       this.token = answer.access_token;
       lifetimeMs = (typeof answer.expires_in === 'number' && answer.expires_in > 0 ? answer.expires_in : 3600) * 1000;
     } catch (error) {
       this.schedule(10_000);
-      throw asError(error);
+      throw withoutUrlSecrets(asError(error));
     }
     for (const client of this.clients) client.setOauthBearerToken(this.token);
     this.schedule(lifetimeMs * 0.8);
