@@ -2291,7 +2291,7 @@ class KafkaSource {
       said.push(`${tp.topic}/${tp.partition} at ${offset}${tp.offset >= 0 ? '' : ' (its end: no record since)'}`);
     }
     this.context.logger.info(
-      { source: this.label, start_from: this.config.start_from, partitions: Object.fromEntries([...starts].map(([key, offset]) => [key, offset])) },
+      { source: this.label, start_from: this.config.start_from, partitions: Object.fromEntries(found.map((tp) => [`${tp.topic}/${tp.partition}`, starts.get(partitionKey(tp.topic, tp.partition))])) },
       `kafka source: partitions the group holds no committed offset of start at start_from ${this.config.start_from}, their first record at or after it: ${said.join(', ')}`,
     );
     return starts;
