@@ -5,8 +5,9 @@
  * leaves the live group's committed offsets as they were.
  */
 import { test } from 'node:test';
+import { join } from 'node:path';
 import assert from 'node:assert/strict';
-import { runYaml } from 'tributary/testing';
+import { runYaml, tempFolder } from 'tributary/testing';
 import type { ClickEvent, StreamRecord } from 'tributary';
 import { kafkaBrokers, uniqueTopic } from './kafka/env.js';
 import { clickJson, collectSink, createTopic, groupCommitted, produce, type RawRecord } from './kafka/client.js';
@@ -23,7 +24,7 @@ function views(from: number, count: number): RawRecord[] {
   });
 }
 
-function pipeline(topic: string, group: string, startFrom: string): string {
+function pipeline(topic: string, group: string, startFrom: string, extra = ''): string {
   return `
 name: kafka-replay-test
 sources:
@@ -38,7 +39,7 @@ sinks:
   - type: collect
 settings:
   commit_interval: 200ms
-`;
+${extra}`;
 }
 
 async function run(brokers: string, yaml: string): Promise<{ seqs: number[]; eventsIn: number }> {
@@ -84,4 +85,17 @@ test('start_from a point in time leaves a group that committed at its committed 
   // The live group with a point in time set: its committed offsets come first (only the 100 new records).
   const resumed = await run(brokers, pipeline(topic, live, `'${new Date(hourAgo).toISOString()}'`));
   assert.deepEqual(resumed.seqs, range(300, 400));
+});
+
+test('scale_out: start_from a point in time starts a partition with no saved state and no committed offset at its first record at or after it', async (t) => {
+  const brokers = kafkaBrokers(t);
+  if (!brokers) return;
+  const topic = uniqueTopic('replay-scale');
+  await createTopic(brokers, topic, 3);
+  await produce(brokers, topic, views(0, 300));
+  const dir = tempFolder(t, 'replay-scale');
+  const at = `'${new Date(hourAgo + 250 * 1000).toISOString()}'`;
+  const extra = `checkpoint: { dir: ${join(dir, 'checkpoints')}, interval: 1h }\nscale_out: { state_dir: ${join(dir, 'partition-state')} }\n`;
+  const { seqs } = await run(brokers, pipeline(topic, `g-${topic}`, at, extra));
+  assert.deepEqual(seqs, range(250, 300));
 });
