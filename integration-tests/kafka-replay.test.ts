@@ -99,3 +99,22 @@ test('scale_out: start_from a point in time starts a partition with no saved sta
   const { seqs } = await run(brokers, pipeline(topic, `g-${topic}`, at, extra));
   assert.deepEqual(seqs, range(250, 300));
 });
+
+test('exactly-once: start_from a point in time starts a new group there, and its transactions commit the group\'s offsets from there on', async (t) => {
+  const brokers = kafkaBrokers(t);
+  if (!brokers) return;
+  const topic = uniqueTopic('replay-eos');
+  const out = `${topic}-out`;
+  await createTopic(brokers, topic, 2);
+  await createTopic(brokers, out, 1);
+  await produce(brokers, topic, views(0, 200));
+  const group = `g-${topic}`;
+  const yaml = pipeline(topic, group, `'${new Date(hourAgo + 150 * 1000).toISOString()}'`).replace(
+    '    stop_at_end: true\n',
+    '    stop_at_end: true\n    guarantee: exactly-once\n',
+  ).replace('  - type: collect\n', `  - type: collect\n  - { type: kafka, brokers: "\${KAFKA_BROKERS}", topic: ${out}, kinds: [event], guarantee: exactly-once }\n`);
+  const { seqs } = await run(brokers, yaml);
+  assert.deepEqual(seqs, range(150, 200));
+  const committed = await groupCommitted(brokers, group, topic, 2);
+  assert.equal(committed.reduce((a, b) => a + b, 0), 200, 'the group committed each partition to its end');
+});
