@@ -3455,7 +3455,7 @@ function coPartitionProblems(config: KafkaSourceConfig, pipeline: PipelineOutlin
 }
 
 /** `start_from`'s point in time in epoch milliseconds, or undefined for `earliest` and `latest`. */
-export function startTime(config: Pick<KafkaSourceConfig, 'start_from'>): number | undefined {
+function startTime(config: Pick<KafkaSourceConfig, 'start_from'>): number | undefined {
   if (config.start_from === 'earliest' || config.start_from === 'latest') return undefined;
   const time = Date.parse(config.start_from);
   if (Number.isNaN(time)) throw new Error(`start_from: expected earliest, latest, or a date and time with its UTC offset (RFC 3339), got ${JSON.stringify(config.start_from)}`);
