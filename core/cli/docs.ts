@@ -19,6 +19,8 @@ function typeOf(schema: JsonSchema): string {
   if (schema.const !== undefined) return `\`${JSON.stringify(schema.const)}\``;
   if (schema.enum) return (schema.enum as unknown[]).map((v) => `\`${JSON.stringify(v)}\``).join(' \\| ');
   if (schema.anyOf) return (schema.anyOf as JsonSchema[]).map(typeOf).join(' \\| ');
+  // A form in allOf to carry validate's message of its own (kafka's start_from): its type is that form's.
+  if (Array.isArray(schema.allOf) && schema.allOf.length === 1) return typeOf(schema.allOf[0] as JsonSchema);
   if (schema.type === 'array') return `${schema.items ? typeOf(schema.items as JsonSchema) : 'any'}[]`;
   if (schema.type === 'object' && schema.additionalProperties && typeof schema.additionalProperties === 'object') {
     return `map of ${typeOf(schema.additionalProperties as JsonSchema)}`;

@@ -20,6 +20,8 @@ function typeOf(schema: JsonSchema): string {
   if (schema.$ref) return String(schema.$ref).replace(/^tributary:/, '');
   if (schema.enum) return (schema.enum as unknown[]).map((v) => JSON.stringify(v)).join('|');
   if (schema.anyOf) return (schema.anyOf as JsonSchema[]).map(typeOf).join('|');
+  // A form in allOf to carry validate's message of its own (kafka's start_from): its type is that form's.
+  if (Array.isArray(schema.allOf) && schema.allOf.length === 1) return typeOf(schema.allOf[0] as JsonSchema);
   if (schema.type === 'array' && schema.items) return `${typeOf(schema.items as JsonSchema)}[]`;
   return Array.isArray(schema.type) ? schema.type.join('|') : String(schema.type ?? 'any');
 }

@@ -323,3 +323,14 @@ test('a mistake inside the shared `x-kafka` block is said at its line in the blo
   const unset = await problemsOf(text.replace(/\$\{KAFKA_(PASSWORD|BROKERS)[^}]*\}/g, 'x'));
   assert.deepEqual(unset, [`P:${line + 1}:17: $.x-kafka.security.sasl.username: environment variable KAFKA_USER is not set and has no default (write \${KAFKA_USER:-default})`]);
 });
+
+test('validate: a kafka source starts from earliest, latest or a date and time with its offset; anything else is a config error at start_from saying the three', async () => {
+  for (const ok of ['earliest', 'latest', "'2026-12-01T00:00:00Z'", "'2026-12-01T01:00:00+01:00'"]) {
+    assert.deepEqual(await problemsOf(`${source(`    start_from: ${ok}\n`)}sinks: [{type: stdout}]\n`), [], ok);
+  }
+  const expected = 'expected earliest, latest, or a date and time with its UTC offset (RFC 3339), such as 2026-12-01T00:00:00Z';
+  assert.deepEqual(await problemsOf(`${source('    start_from: yesterday\n')}sinks: [{type: stdout}]\n`), [`P:6:17: $.sources[0].start_from: ${expected}, got "yesterday"`]);
+  // A date alone, or a time without its offset, is not an instant.
+  assert.deepEqual(await problemsOf(`${source("    start_from: '2026-12-01'\n")}sinks: [{type: stdout}]\n`), [`P:6:17: $.sources[0].start_from: ${expected}, got "2026-12-01"`]);
+  assert.deepEqual(await problemsOf(`${source("    start_from: '2026-12-01T00:00:00'\n")}sinks: [{type: stdout}]\n`), [`P:6:17: $.sources[0].start_from: ${expected}, got "2026-12-01T00:00:00"`]);
+});

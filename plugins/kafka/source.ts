@@ -98,7 +98,8 @@ export interface KafkaSourceConfig extends ConnectionConfig {
   topics?: string[];
   pattern?: string;
   group: string;
-  start_from: 'earliest' | 'latest';
+  /** `earliest`, `latest`, or a date and time with its UTC offset (RFC 3339): the first record at or after it (offsetsForTimes). */
+  start_from: 'earliest' | 'latest' | string;
   event_time: 'field' | 'timestamp';
   key_field?: string;
   mapping?: MappingSetting;
@@ -298,10 +299,15 @@ export default defineSource<KafkaSourceConfig>({
       },
       group: { type: 'string', minLength: 1, description: 'Consumer group: instances with one group split the partitions; committed offsets are kept per group.' },
       start_from: {
-        enum: ['earliest', 'latest'],
+        // In allOf with a short description of its own: validate's message for a value of neither form is that description.
+        allOf: [{ description: 'earliest, latest, or a date and time with its UTC offset (RFC 3339), such as 2026-12-01T00:00:00Z', anyOf: [{ enum: ['earliest', 'latest'] }, { type: 'string', format: 'date-time' }] }],
         default: 'earliest',
         description:
-          'Where a partition with no committed offset starts: its first record, or only new ones. A partition added to a topic after this ' +
+          'Where a partition with no committed offset starts: its first record (`earliest`), only new ones (`latest`), or its first record ' +
+          'whose Kafka timestamp is at or after a point in time, a date and time with its UTC offset (RFC 3339, e.g. `2026-12-01T00:00:00Z`; ' +
+          'librdkafka\'s offsetsForTimes; a partition with no record since starts at its end). A checkpoint\'s offsets and the group\'s committed ' +
+          'offsets come first: a point in time applies to a new group (a replay beside the live pipeline) or one whose offsets were deleted, ' +
+          'not to a group that committed (docs/operations.md, Reprocessing and replays). A partition added to a topic after this ' +
           'source first read it (the topic grown, or deleted and created again with more partitions) starts at its first record either way, ' +
           'said in the log: `latest` would skip the records written to it before the group noticed it.',
       },
@@ -457,6 +463,8 @@ class KafkaSource {
   private readonly absentFields: ReturnType<typeof absentFieldCheck>;
   /** Offsets to start from at the next assignment, by partition key: a checkpoint's (`seek`), or a hand-over's the brokers refused to commit (revokeCommitted). */
   private readonly seekTo = new Map<string, number>();
+  /** The keys of the starts startsOutsideCheckpoint found at `start_from`'s point in time, not a checkpoint's: no note that the group's offset differs. */
+  private readonly timeStarts = new Set<string>();
   /** The keys of `seekTo` that a refused hand-over commit set (revokeCommitted), not a checkpoint: see startsOutsideCheckpoint. */
   private readonly refusedHandOvers = new Set<string>();
   /**
@@ -682,7 +690,7 @@ class KafkaSource {
       ...(config.options ?? {}),
     };
     context.logger.debug({ kafka: redactProperties(properties) }, 'kafka source configured');
-    this.consumer = throughLookupLane(new Kafka.KafkaConsumer(properties as RdKafka.ConsumerGlobalConfig, { 'auto.offset.reset': config.start_from }));
+    this.consumer = throughLookupLane(new Kafka.KafkaConsumer(properties as RdKafka.ConsumerGlobalConfig, { 'auto.offset.reset': config.start_from === 'latest' ? 'latest' : 'earliest' }));
     this.consumer.on('event.error', (error) => this.onClientError(error));
     this.connectionFailures = new ConnectionFailures(this.consumer, context.logger, 'the source reads nothing until one answers, then reads on where it was', brokerList(config));
     // node-rdkafka emits these before the consume callback hands over the records they follow, so
@@ -1998,7 +2006,9 @@ class KafkaSource {
       return undefined;
     }
     if (state.assignment !== assignment || !state.assigned) return undefined;
-    const start = committed !== undefined && committed.offset >= 0 ? committed.offset : this.config.start_from === 'earliest' || state.fromLogStart ? log.lowOffset : log.highOffset;
+    // A point in time's offset was looked up at the assignment (startsAtTime): kept.
+    const fallback = startTime(this.config) !== undefined && state.startOffset !== undefined ? state.startOffset : this.config.start_from !== 'latest' || state.fromLogStart ? log.lowOffset : log.highOffset;
+    const start = committed !== undefined && committed.offset >= 0 ? committed.offset : fallback;
     state.startOffset = start;
     return start;
   }
@@ -2104,7 +2114,7 @@ class KafkaSource {
         // is made there; librdkafka's is out of range and it starts over from `start_from`'s end. Judged
         // from there, after another noProgressMs (before: a false stall, with start_from latest).
         if (seen.position < lowOffset) {
-          const reset = this.config.start_from === 'earliest' || state?.fromLogStart ? lowOffset : highOffset;
+          const reset = this.config.start_from !== 'latest' || state?.fromLogStart ? lowOffset : highOffset;
           if (state && state.startOffset === seen.position) state.startOffset = reset;
           seen.position = reset;
           return void (seen.since = this.context.clock.now());
@@ -2235,6 +2245,55 @@ class KafkaSource {
       return offset === undefined ? [] : [{ ...tp, offset }];
     });
     for (const [key, logStart] of await this.resumedOutsideLog(resumed)) starts.set(key, logStart);
+    const time = startTime(this.config);
+    if (time !== undefined) {
+      const fresh = assignment.filter((tp) => !starts.has(partitionKey(tp.topic, tp.partition)) && !this.seekTo.has(partitionKey(tp.topic, tp.partition)));
+      for (const [key, offset] of await this.startsAtTime(fresh, time)) {
+        starts.set(key, offset);
+        this.timeStarts.add(key);
+      }
+    }
+    return starts;
+  }
+
+  /**
+   * `start_from` a point in time: where each of `partitions` the group holds no committed offset of
+   * starts, by partition key: its first record whose Kafka timestamp is at or after `time`
+   * (offsetsForTimes, as Kafka's `--reset-offsets --to-datetime` and Flink's timestamp start), or its
+   * end where it has none since. A partition the group committed is left to that offset (left out).
+   * `uncommitted`: the caller knows them uncommitted already. Looks that fail after a few tries fail
+   * the assignment (the source, restarted by the runtime): left to librdkafka, they would start at the
+   * log's start, a replay of all retention instead of the one asked for.
+   */
+  private async startsAtTime(partitions: readonly RdKafka.TopicPartition[], time: number, uncommitted = false): Promise<Map<string, number>> {
+    const starts = new Map<string, number>();
+    if (partitions.length === 0) return starts;
+    const asked = partitions.map(({ topic, partition }) => ({ topic, partition }));
+    const lookUp = async <T>(what: string, call: Parameters<typeof promisify<T>>[0]): Promise<T> => {
+      for (let attempt = 1; ; attempt++) {
+        try {
+          return await promisify<T>(call);
+        } catch (error) {
+          if (attempt >= 3 || this.closing) throw new Error(`kafka source: start_from ${this.config.start_from}: ${what} of ${asked.map(partitionId).join(', ')} not known (${asError(error).message})`);
+        }
+      }
+    };
+    const committed = uncommitted ? [] : await lookUp<RdKafka.TopicPartitionOffset[]>("the group's committed offsets", (cb) => this.consumer.committed(asked, 10_000, cb));
+    const taken = new Set(committed.filter((tp) => tp.offset >= 0).map((tp) => partitionKey(tp.topic, tp.partition)));
+    const fresh = asked.filter((tp) => !taken.has(partitionKey(tp.topic, tp.partition)));
+    if (fresh.length === 0) return starts;
+    const found = await lookUp<RdKafka.TopicPartitionOffset[]>('the offsets at that time', (cb) => this.consumer.offsetsForTimes(fresh.map((tp) => ({ ...tp, offset: time })), 10_000, cb));
+    const said: string[] = [];
+    for (const tp of found) {
+      // librdkafka answers -1 (RD_KAFKA_OFFSET_END) for a partition with no record at or after the time: its end now, named so the lag counts from there.
+      const offset = tp.offset >= 0 ? tp.offset : (await lookUp<RdKafka.WatermarkOffsets>('the log end', (cb) => this.consumer.queryWatermarkOffsets(tp.topic, tp.partition, 10_000, cb))).highOffset;
+      starts.set(partitionKey(tp.topic, tp.partition), offset);
+      said.push(`${tp.topic}/${tp.partition} at ${offset}${tp.offset >= 0 ? '' : ' (its end: no record since)'}`);
+    }
+    this.context.logger.info(
+      { source: this.label, start_from: this.config.start_from, partitions: Object.fromEntries(found.map((tp) => [`${tp.topic}/${tp.partition}`, starts.get(partitionKey(tp.topic, tp.partition))])) },
+      `kafka source: partitions the group holds no committed offset of start at start_from ${this.config.start_from}, their first record at or after it: ${said.join(', ')}`,
+    );
     return starts;
   }
 
@@ -2364,7 +2423,7 @@ class KafkaSource {
       if (from === undefined) return tp;
       state.committing = from;
       // A refused hand-over's offset differs from the group's by design (said at the revocation): no note of it.
-      if (!this.refusedHandOvers.has(key)) resumed.push({ topic: tp.topic, partition: tp.partition, offset: from });
+      if (!this.refusedHandOvers.has(key) && !this.timeStarts.has(key)) resumed.push({ topic: tp.topic, partition: tp.partition, offset: from });
       return { ...tp, offset: from };
     });
     this.assign(list);
@@ -2372,6 +2431,7 @@ class KafkaSource {
     if (this.transactions) this.learnCommittedStarts(assignment.map((tp) => this.partitions.get(partitionKey(tp.topic, tp.partition))!).filter((state) => state.resumedAt === undefined));
     this.context.logger.info({ partitions: assignment.map((tp) => `${tp.topic}/${tp.partition}`) }, 'kafka partitions assigned');
     if (resumed.length > 0) this.resumeCheck = this.sayCommittedDiffers(resumed);
+    this.timeStarts.clear();
     this.forgetCheckpointOffsets();
     this.forgetRevoked();
   }
@@ -2673,6 +2733,16 @@ class KafkaSource {
     const added = (await this.addedPartitions(assignment)).filter((tp) => starts.get(partitionId(tp)) === undefined && committedOf.get(partitionKey(tp.topic, tp.partition)) === undefined);
     const addedKeys = new Set(added.map((tp) => partitionKey(tp.topic, tp.partition)));
     this.sayAdded(added);
+    // No saved state, no committed offset, not added: at start_from's point in time, where it is one.
+    const time = startTime(this.config);
+    const timeStarts =
+      time === undefined
+        ? new Map<string, number>()
+        : await this.startsAtTime(
+            assignment.filter((tp) => starts.get(partitionId(tp)) === undefined && committedOf.get(partitionKey(tp.topic, tp.partition)) === undefined && !addedKeys.has(partitionKey(tp.topic, tp.partition))),
+            time,
+            true,
+          );
     await this.afterRound(assignment);
     const assignedAt = this.context.clock.now();
     for (const { state } of states) {
@@ -2699,6 +2769,11 @@ class KafkaSource {
       if (addedKeys.has(partitionKey(tp.topic, tp.partition))) {
         state.fromLogStart = true;
         return { ...tp, offset: OFFSET_BEGINNING };
+      }
+      const atTime = timeStarts.get(partitionKey(tp.topic, tp.partition));
+      if (atTime !== undefined) {
+        state.startOffset = atTime;
+        return { ...tp, offset: atTime };
       }
       return start === undefined ? tp : { ...tp, offset: start };
     });
@@ -3377,6 +3452,14 @@ function coPartitionProblems(config: KafkaSourceConfig, pipeline: PipelineOutlin
     });
   }
   return problems;
+}
+
+/** `start_from`'s point in time in epoch milliseconds, or undefined for `earliest` and `latest`. */
+function startTime(config: Pick<KafkaSourceConfig, 'start_from'>): number | undefined {
+  if (config.start_from === 'earliest' || config.start_from === 'latest') return undefined;
+  const time = Date.parse(config.start_from);
+  if (Number.isNaN(time)) throw new Error(`start_from: expected earliest, latest, or a date and time with its UTC offset (RFC 3339), got ${JSON.stringify(config.start_from)}`);
+  return time;
 }
 
 function partitionKey(topic: string, partition: number): string {
