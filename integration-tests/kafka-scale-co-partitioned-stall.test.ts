@@ -24,7 +24,7 @@ for (const guarantee of ['exactly-once', 'at-least-once'] as const) {
     // A known defect, not fixed yet: the test is right, the runtime is not.
     todo:
       guarantee === 'exactly-once'
-        ? 'seen in 1 of 5 runs: at the rebalance where the resumed member joins again, both members restored tasks from files older than the group\'s committed offsets (clicks 1911 vs 1946, orders 992 vs 1010), the restore not marked (the commit\'s marks did not name a file found there), and read on from the files\' offsets: those records\' outputs, committed already, were committed twice'
+        ? 'seen in 1 of 10 runs: at the rebalance where the resumed member joins again, both members restored tasks from files older than the group\'s committed offsets (clicks 1911 vs 1946, orders 992 vs 1010), the restore not marked (the commit\'s marks did not name a file found there), and read on from the files\' offsets: those records\' outputs, committed already, were committed twice'
         : undefined,
   }, async (t) => {
     const brokers = kafkaBrokers(t);
