@@ -7,113 +7,12 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { CheckpointStore } from 'tributary';
-import { daemonStarted, exited, kafkaBrokers, keptLog, startDaemon, uniqueTopic, waitFor } from './kafka/env.js';
-import { createTopic, produce, readTopic, values, type RawRecord } from './kafka/client.js';
-
-const base = Date.parse('2024-05-01T00:00:00Z');
-const users = 24;
-const partitions = 4;
-
-function pipelineYaml(clicks: string, orders: string, output: string, guarantee: string, member: string, dir: string): string {
-  const source = (topic: string, mapping: string): string => `
-  - type: kafka
-    brokers: \${KAFKA_BROKERS}
-    topics: [${topic}]
-    group: g-${clicks}
-    guarantee: ${guarantee}
-    start_from: earliest
-    key_field: user_id
-    mapping: ${mapping}
-    watermark: { max_out_of_orderness: 0s, idle_timeout: 2s }
-    # A stopped member's partitions move at once (it leaves the group); a lost one's after 6 s.
-    options: { session.timeout.ms: 6000, heartbeat.interval.ms: 500 }`;
-  return `
-name: scale-co
-sources:${source(clicks, '{ fields: { user_id: user_id, time: time, type: type } }')}${source(orders, '{ fields: { user_id: customer_id, time: created_at, price: total }, default_type: purchase }')}
-stages:
-  - { type: sessionizer, gap: 30m }
-sinks:
-  - type: kafka
-    brokers: \${KAFKA_BROKERS}
-    topic: ${output}
-    kinds: [session]
-    guarantee: ${guarantee}
-    transactional_id: tx-${output}-${member}
-dead_letter: { type: file, path: ${join(dir, `dead-letters-${member}.jsonl`)} }
-checkpoint: { dir: ${join(dir, `checkpoints-${member}`)}, interval: 300ms }
-scale_out: { state_dir: ${join(dir, 'partition-state')} }
-`;
-}
-
-interface Daemon {
-  process: ChildProcess;
-  log: string[];
-  /** The partitions (of both topics) it holds, from its log. */
-  held: Set<string>;
-}
-
-function startMember(file: string, brokers: string): Daemon {
-  const log: string[] = [];
-  const child = startDaemon(file, brokers, log, ['--log-level', 'info']);
-  const daemon: Daemon = { process: child, log, held: new Set() };
-  let pending = '';
-  child.stderr!.on('data', (chunk: Buffer) => {
-    pending += chunk.toString();
-    const lines = pending.split('\n');
-    pending = lines.pop()!;
-    for (const line of lines) {
-      if (!line.includes('kafka partitions')) continue;
-      const entry = JSON.parse(line) as { msg: string; partitions: (string | { id: string })[] };
-      const ids = entry.partitions.map((p) => (typeof p === 'string' ? p : p.id));
-      if (entry.msg === 'kafka partitions assigned') for (const id of ids) daemon.held.add(id);
-      else if (entry.msg.startsWith('kafka partitions revoked') || entry.msg.startsWith('kafka partitions lost')) for (const id of ids) daemon.held.delete(id);
-    }
-  });
-  return daemon;
-}
-
-/** The member's failed transactions, as its log says them (their errors). */
-function refusedCommits(daemon: Daemon): string[] {
-  // Joined first: a chunk of stderr may end inside a line.
-  return daemon.log
-    .join('')
-    .split('\n')
-    .filter((line) => line.includes('kafka transaction failed'))
-    .map((line) => String((JSON.parse(line) as { err?: unknown }).err));
-}
-
-/** Two clicks of every user `minute` minutes into their sessions (user u lives in partition u % 4 of both topics). */
-const clicksAt = (minute: number): RawRecord[] =>
-  Array.from({ length: users * 2 }, (_, i) => {
-    const user = i % users;
-    const time = base + (minute + Math.floor(i / users)) * 60_000 + user * 1_000;
-    return { partition: user % partitions, key: `u${user}`, value: JSON.stringify({ user_id: `u${user}`, time: new Date(time).toISOString(), type: 'view' }) };
-  });
-
-/** One order of every user, from the order service's schema. */
-const ordersAt = (minute: number, phase: number): RawRecord[] =>
-  Array.from({ length: users }, (_, user) => ({
-    partition: user % partitions,
-    key: `u${user}`,
-    value: JSON.stringify({ order_id: `o${phase}-${user}`, customer_id: `u${user}`, created_at: new Date(base + minute * 60_000 + user * 1_000).toISOString(), total: 10 + user }),
-  }));
-
-/** Each task's newest state file's offsets of both topics (undefined: no file yet). */
-async function savedOffsets(stateDir: string, clicks: string, orders: string): Promise<({ clicks?: number; orders?: number } | undefined)[]> {
-  return Promise.all(
-    Array.from({ length: partitions }, async (_, p) => {
-      const saved = await new CheckpointStore(join(stateDir, `${clicks}-${p}+${orders}-${p}`)).latest();
-      if (!saved) return undefined;
-      const [ofClicks, ofOrders] = Object.values(saved.sources) as { offset?: number }[];
-      return { clicks: ofClicks?.offset, orders: ofOrders?.offset };
-    }),
-  );
-}
+import { daemonStarted, exited, kafkaBrokers, keptLog, uniqueTopic, waitFor } from './kafka/env.js';
+import { createTopic, produce, readTopic, values } from './kafka/client.js';
+import { clicksAt, ordersAt, partitions, pipelineYaml, refusedCommits, savedOffsets, sessionClosers, startMember, users, type CoMember } from './kafka/co-partitioned.js';
 
 for (const guarantee of ['exactly-once', 'at-least-once'] as const) {
   test(`scale-out with two co-partitioned topics (clicks, orders): two members split the tasks, one stops, the other takes its tasks over; every order lands in its user's session (${guarantee})`, async (t) => {
@@ -126,14 +25,14 @@ for (const guarantee of ['exactly-once', 'at-least-once'] as const) {
     const dir = mkdtempSync(join(tmpdir(), 'tributary-scale-co-'));
     const files = ['a', 'b'].map((member) => {
       const file = join(dir, `${member}.yaml`);
-      writeFileSync(file, pipelineYaml(clicks, orders, output, guarantee, member, dir));
+      writeFileSync(file, pipelineYaml({ clicks, orders, output, guarantee, member, dir }));
       return file;
     });
     const stateDir = join(dir, 'partition-state');
     const perPartition = users / partitions;
     const checkpointed = (phases: number) => async () =>
       (await savedOffsets(stateDir, clicks, orders)).every((saved) => saved !== undefined && (saved.clicks ?? 0) >= phases * 2 * perPartition && (saved.orders ?? 0) >= phases * perPartition);
-    const daemons: Daemon[] = [];
+    const daemons: CoMember[] = [];
     let passed = false;
     try {
       // Phase 1: member A alone holds every task; its checkpoints save each with both topics' offsets.
@@ -162,11 +61,7 @@ for (const guarantee of ['exactly-once', 'at-least-once'] as const) {
       await waitFor('member B to hold every task', () => daemons[1]!.held.size === 2 * partitions, 60_000, 100);
       await produce(brokers, clicks, clicksAt(10));
       await produce(brokers, orders, ordersAt(12, 3));
-      await produce(
-        brokers,
-        clicks,
-        Array.from({ length: partitions }, (_, p) => ({ partition: p, key: `close-${p}`, value: JSON.stringify({ user_id: `close-${p}`, time: new Date(base + 3 * 3_600_000).toISOString(), type: 'view' }) })),
-      );
+      await produce(brokers, clicks, sessionClosers());
       const shopperSessions = async () =>
         values<{ userId: string; eventCount: number; purchased: boolean; counts?: Record<string, number> }>(await readTopic(brokers, output, { committed: true, timeoutMs: 10_000 })).filter((s) => /^u\d+$/.test(String(s.userId)));
       await waitFor('every shopper session in the committed output', async () => new Set((await shopperSessions()).map((s) => s.userId)).size >= users, 120_000, 500);

@@ -74,7 +74,19 @@ export interface RunOptions {
   allowNonRestoredState?: boolean;
   /** PluginContext.runShared: one map for the pipelines run together (the daemon's); the pipeline's own `shared` when absent. */
   runShared?: Map<string, unknown>;
+  /**
+   * scale_out with several sources: how long a member waits for partition p of the other sources once one source
+   * assigned (or revoked) it here, before the run fails (the group's assignor did not keep the topics' partitions
+   * together). Absent: {@link CO_PARTITION_WAIT_MS}.
+   */
+  coPartitionWaitMs?: number;
 }
+
+/**
+ * scale_out with several sources: the default of {@link RunOptions.coPartitionWaitMs}. Each source's consumer hears
+ * of a rebalance in its own time (seconds apart on a loaded host); a minute is far above that.
+ */
+export const CO_PARTITION_WAIT_MS = 60_000;
 
 /**
  * How long a sink's write (the wait for its room: Sink.ready) or flush may be pending before /readyz
@@ -737,6 +749,7 @@ export class PipelineRunner {
     // A plugin's error or log text that quotes a secret of its config (a password in a client's message) is logged without it.
     rememberSecretValues(loaded.document);
     this.clock = options.clock ?? { now: () => Date.now() };
+    this.coPartitionWaitMs = options.coPartitionWaitMs ?? CO_PARTITION_WAIT_MS;
     this.metrics = options.metrics ?? new MetricsHub();
     this.logger = options.logger.child({ pipeline: loaded.document.name });
     this.batchSize = loaded.document.settings.max_in_flight;
@@ -1289,10 +1302,14 @@ export class PipelineRunner {
    * or partition p of one holds other users than p of another, and a task's per-user state would be split. The
    * brokers say the counts at the assignment; a difference is a config error, said at each source's entry.
    */
-  private refuseUnequalPartitionCounts(members: readonly TaskMember[]): void {
-    const counts = members.filter((member) => member.partitions !== undefined);
+  private refuseUnequalPartitionCounts(parts: readonly { slot: SourceSlot; id: string; partition?: number; partitions?: number }[]): void {
+    // One part of each source is enough to say its topic's count (and one problem at each source's entry).
+    const counts = this.scaleOut!.slots.flatMap((slot) => parts.find((part) => part.slot === slot && part.partitions !== undefined) ?? []);
     if (counts.length < 2 || counts.every((member) => member.partitions === counts[0]!.partitions)) return;
-    const said = counts.map((member) => `${member.slot.label} ${member.partitions}`).join(', ');
+    // The topic, from the partition's id (`clicks-3`: topic and number), where the source says its number.
+    const topicOf = (member: { id: string; partition?: number }): string =>
+      member.partition !== undefined && member.id.endsWith(`-${member.partition}`) ? `topic ${member.id.slice(0, -`-${member.partition}`.length)}` : `partition ${member.id}`;
+    const said = counts.map((member) => `${member.slot.label} (${topicOf(member)}) ${member.partitions}`).join(', ');
     const problems = counts.map((member) => {
       const resolved = this.loaded.sources[this.sources.indexOf(member.slot)]!;
       return entryFieldProblem(
@@ -1306,8 +1323,8 @@ export class PipelineRunner {
     throw new ConfigError(problems);
   }
 
-  /** Several sources: how long a member waits for partition p of the other sources once one assigned (or revoked) it here. */
-  private readonly coPartitionWaitMs = 60_000;
+  /** Several sources: how long a member waits for partition p of the other sources once one assigned (or revoked) it here (RunOptions.coPartitionWaitMs). */
+  private readonly coPartitionWaitMs: number;
 
   /**
    * Scale-out: the listener calls of one kind (assignments, or revocations) of the sources, waiting until every source's
@@ -1333,7 +1350,7 @@ export class PipelineRunner {
    * of it in its own time). A part that waits longer than coPartitionWaitMs fails the run: the assignor did not keep
    * the topics' partitions together (another strategy on some member), or one topic has more partitions.
    */
-  private gather<Part extends { id: string; partition?: number }, Result>(
+  private gather<Part extends { id: string; partition?: number; partitions?: number }, Result>(
     calls: GatheredCall<Part, Result>[],
     slot: SourceSlot,
     parts: readonly Part[],
@@ -1345,6 +1362,19 @@ export class PipelineRunner {
     return new Promise<Result>((resolve, reject) => {
       const call: GatheredCall<Part, Result> = { slot, parts, keys, whileHeld, resolve, reject, timer: undefined };
       calls.push(call);
+      if (what === 'assigned') {
+        // Unequal counts leave task p of the larger topic without its other parts for good: said at once, not
+        // after coPartitionWaitMs as an assignor's doing (no task is complete while one waits, so assignTasks' check never came).
+        try {
+          this.refuseUnequalPartitionCounts(calls.flatMap((each) => each.parts.map((part) => ({ slot: each.slot, id: part.id, partition: part.partition, partitions: part.partitions }))));
+        } catch (error) {
+          for (const waiting of calls.splice(0)) {
+            clearTimeout(waiting.timer);
+            waiting.reject(error);
+          }
+          return;
+        }
+      }
       const complete = (): boolean => {
         const slots = this.scaleOut!.slots;
         const have = new Map<string, { from: Set<SourceSlot>; ids: string[] }>();
@@ -1419,7 +1449,7 @@ export class PipelineRunner {
         const id = assignments.map(({ assignment }) => assignment.id).join('+');
         if (this.tasks.has(id)) continue;
         const members: TaskMember[] = assignments.map(({ slot, assignment }) => ({ slot, id: assignment.id, start: undefined, partitions: assignment.partitions }));
-        this.refuseUnequalPartitionCounts(members);
+        this.refuseUnequalPartitionCounts(members.map((member, index) => ({ ...member, partition: assignments[index]!.assignment.partition })));
         const committedOf = new Map(assignments.map(({ slot, assignment }) => [slot.label, assignment.committed]));
         const offsetOf = (checkpoint: Checkpoint, label: string): number | undefined => {
           const offset = this.fileEntry(checkpoint, label)?.offset;

@@ -26,6 +26,7 @@ import {
   type PartitionAssignment,
   type PartitionListener,
   type PartitionRevocation,
+  type RunOptions,
   type RunStats,
   type StreamRecord,
 } from 'tributary';
@@ -164,7 +165,7 @@ async function member(dir: string, source: ReturnType<typeof drivenSource>, keep
 }
 
 /** A member running `yaml` (its sink `collect` gathers the records), with `plugins` registered; `source` is the one the test drives. */
-async function runMember(dir: string, source: ReturnType<typeof drivenSource>, plugins: AnyPlugin[], yaml: string, cp: string): Promise<Member> {
+async function runMember(dir: string, source: ReturnType<typeof drivenSource>, plugins: AnyPlugin[], yaml: string, cp: string, options: Pick<RunOptions, 'coPartitionWaitMs'> = {}): Promise<Member> {
   const { builtinRegistry } = await import('../cli/registry.js');
   const sessions: StreamRecord[] = [];
   const collect = defineSink<Record<string, never>>({
@@ -179,7 +180,7 @@ async function runMember(dir: string, source: ReturnType<typeof drivenSource>, p
   const loaded = await loadPipeline(join(dir, 'scaled.yaml'), { registry, text: yaml, env: {} });
   const log: Member['log'] = [];
   const logger = pino({ level: 'info' }, { write: (line: string) => void log.push(JSON.parse(line) as Member['log'][number]) });
-  const runner = new PipelineRunner(loaded, { logger, checkpoints: { store: new CheckpointStore(join(dir, cp)), intervalMs: 3_600_000 } });
+  const runner = new PipelineRunner(loaded, { logger, checkpoints: { store: new CheckpointStore(join(dir, cp)), intervalMs: 3_600_000 }, ...options });
   const running = runner.run();
   running.catch(() => undefined);
   return { runner, running, source, sessions, log };
@@ -733,10 +734,10 @@ test("an erasure request reaches the task of its partition: that partition's nex
  * Two partitioned sources (clicks, orders: co-partitioned topics) in one scale_out pipeline, each with its own
  * checkpoint folder under `dir` (`cp`) and the shared partition folders.
  */
-async function coMember(dir: string, clicks: ReturnType<typeof drivenSource>, orders: ReturnType<typeof drivenSource>, cp = 'cp'): Promise<Member> {
+async function coMember(dir: string, clicks: ReturnType<typeof drivenSource>, orders: ReturnType<typeof drivenSource>, cp = 'cp', options: Pick<RunOptions, 'coPartitionWaitMs'> = {}): Promise<Member> {
   // The test drives each source a step at a time, so no source may wait for another to catch up (watermark alignment off).
   const yaml = `name: scaled\nsources: [{type: driven, watermark: {max_drift: unlimited}}, {type: orders, watermark: {max_drift: unlimited}}]\nstages: [{type: sessionizer, gap: 30m}]\nsinks: [{type: collect, kinds: [session]}]\ndead_letter: {type: file, path: dead.jsonl, lazy: true}\ncheckpoint: {dir: ${cp}}\nscale_out: {state_dir: ps}\n`;
-  return runMember(dir, clicks, [clicks.plugin, orders.plugin], yaml, cp);
+  return runMember(dir, clicks, [clicks.plugin, orders.plugin], yaml, cp, options);
 }
 
 const ordersLabel = 'source-orders-1';
@@ -876,4 +877,47 @@ test('several sources: at a stop the sources close together, so each consumer\'s
     one.log.filter((line) => line.msg === 'partition state saved for hand-over').map((line) => line['partitions']),
     [['c-0+o-0']],
   );
+});
+
+test('several sources: topics of unequal partition counts stop the run at the assignment, at once, naming each source\'s topic and count at its entry (was: the larger topic\'s partitions waited a minute for parts that never come, then the run failed blaming the assignor)', { timeout: 30_000 }, async (t) => {
+  const dir = tempFolder(t, 'scale-co-counts');
+  const clicks = drivenSource();
+  const orders = drivenSource('orders', ordersLabel);
+  const one = await coMember(dir, clicks, orders);
+  const failed = one.running.then(
+    () => assert.fail('the run went on'),
+    (error: unknown) => error as Error,
+  );
+  // One member holds every partition of both: tasks 2 and 3 would have no orders partition ever.
+  void clicks.run({ assign: [0, 1, 2, 3].map((p) => ({ id: `clicks-${p}`, partition: p, committed: undefined, partitions: 4 })) });
+  void orders.run({ assign: [0, 1].map((p) => ({ id: `orders-${p}`, partition: p, committed: undefined, partitions: 2 })) });
+  const started = Date.now();
+  const error = await failed;
+  assert.ok(Date.now() - started < 10_000, `refused at once, not after the co-partition wait (${Date.now() - started} ms)`);
+  assert.match(error.message, /scaled\.yaml:\d+:\d+: \$\.sources\[0\]: scale_out with several sources needs co-partitioned topics, one partition count for all .*source-driven-0 \(topic clicks\) 4, source-orders-1 \(topic orders\) 2 partitions/);
+  assert.match(error.message, /\$\.sources\[1\]: /, 'said at each source');
+  assert.equal(one.log.filter((line) => /^partition (state restored|starts with empty state)/.test(line.msg)).length, 0, 'no task started');
+});
+
+test('several sources: a member given partition p of one topic but not of the other waits for it (RunOptions.coPartitionWaitMs, a minute by default), then the run fails saying the assignment does not keep the topics together; nothing of the parts is read', { timeout: 30_000 }, async (t) => {
+  const dir = tempFolder(t, 'scale-co-apart');
+  const clicks = drivenSource();
+  const orders = drivenSource('orders', ordersLabel);
+  const one = await coMember(dir, clicks, orders, 'cp', { coPartitionWaitMs: 1_000 });
+  // The wait's timer keeps no process alive (a Kafka consumer does, in a daemon); the driven sources none either.
+  const alive = setInterval(() => undefined, 100);
+  t.after(() => clearInterval(alive));
+  const failed = one.running.then(
+    () => assert.fail('the run went on'),
+    (error: unknown) => error as Error,
+  );
+  // As another assignor (roundrobin on some member) would: clicks 0 here, but orders 1.
+  void clicks.run({ assign: [{ id: 'clicks-0', partition: 0, committed: undefined, partitions: 2 }] });
+  void orders.run({ assign: [{ id: 'orders-1', partition: 1, committed: undefined, partitions: 2 }] });
+  const started = Date.now();
+  const error = await failed;
+  assert.ok(Date.now() - started >= 900, 'it waited for the other parts first');
+  assert.match(error.message, /scale_out: source-(driven-0 assigned partitions clicks-0 here, and source-orders-1|orders-1 assigned partitions orders-1 here, and source-driven-0) did not assign the same partition numbers within 1 s: the group's assignment does not keep the topics' partitions together/);
+  assert.deepEqual([Object.fromEntries(clicks.next), Object.fromEntries(orders.next)], [{}, {}], 'nothing read');
+  assert.equal(one.log.filter((line) => /^partition (state restored|starts with empty state)/.test(line.msg)).length, 0, 'no task started');
 });
