@@ -70,6 +70,20 @@ test('id_field keys by user and event id: the same id is a copy whatever else di
   assert.equal(await metricOf(metrics, 'dedupe_events_without_id_total'), 3);
 });
 
+test('a fingerprint tells values apart by type and by where one ends: 1 and "1", "a|b" and "a", null and "null" are other keys', async () => {
+  const context = testContext({ clock });
+  const input: Element[] = [
+    ev('u', 0, 'view', { attrs: { q: 1 } }), ev('u', 0, 'view', { attrs: { q: '1' } }),
+    ev('u', 0, 'view', { attrs: { q: 'a', r: 'b' } }), ev('u', 0, 'view', { attrs: { q: 'a:b' } }),
+    ev('u', 0, 'view', { attrs: { q: null } }), ev('u', 0, 'view', { attrs: { q: 'null' } }), ev('u', 0, 'view', { attrs: { q: [1] } }),
+    ev('u', 0, 'view', { attrs: { q: 1 } }), ev('u', 0, 'view'), // a copy; and an absent q, as null
+    wm(Infinity),
+  ];
+  const { output } = await runOperator(dedupe, { fields: ['time', 'attrs.q', 'attrs.r'] }, input, context);
+  assert.equal(output.length - 1, 7);
+  assert.equal(context.sideOutputs.length, 2);
+});
+
 test('max_keys: beyond it the key first seen longest ago is forgotten, counted; its copy is then passed on', async () => {
   const metrics = new MetricsHub();
   const context = testContext({ clock, metrics: metrics.scoped({ pipeline: 'test', stage: 'dedupe' }) });

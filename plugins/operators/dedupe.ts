@@ -134,10 +134,9 @@ export default defineOperator<DedupeConfig>({
         if (id !== undefined && id !== null && id !== '') return `${head}#${typeof id === 'string' ? id : JSON.stringify(id)}`;
         state.withoutId();
       }
-      const values: unknown[] = [];
-      for (const read of readers) values.push(read(event) ?? null);
-      // JSON tells 1 from "1" and null from "null"; NaN and ±Infinity (a time of NaN never reaches a stage) read as null.
-      return `${head}=${JSON.stringify(values)}`;
+      let key = `${head}=`;
+      for (let k = 0; k < readers.length; k++) key += valueText(readers[k]!(event));
+      return key;
     };
 
     return {
@@ -162,6 +161,28 @@ export default defineOperator<DedupeConfig>({
     };
   },
 });
+
+/**
+ * A fingerprint field's value in the key, unambiguous: a string with its length (so no value runs into the
+ * next), a number by its digits, absent and null alike (a mapping gives either for a field the record lacks),
+ * anything else (an attribute's object, list or boolean) as JSON. Built by concatenation: an array's
+ * JSON.stringify per event cost about 2 µs more (bench/dedupe.ts).
+ */
+function valueText(value: unknown): string {
+  switch (typeof value) {
+    case 'string':
+      return `s${value.length}:${value}`;
+    case 'number':
+      return `n${value};`;
+    case 'undefined':
+      return '-';
+    default: {
+      if (value === null) return '-';
+      const json = JSON.stringify(value);
+      return `j${json.length}:${json}`;
+    }
+  }
+}
 
 /** Reads one fingerprint field of an event; undefined for a name that is neither a canonical field nor `attrs.<name>`. */
 function fieldReader(field: string): ((event: ClickEvent) => unknown) | undefined {
@@ -220,7 +241,6 @@ class DedupeState {
     }
     if (this.keys.size >= this.maxKeys) this.evictOne();
     this.keys.set(key, time);
-    this.keysGauge.set(this.keys.size);
     return false;
   }
 
@@ -236,7 +256,7 @@ class DedupeState {
     }
   }
 
-  /** The watermark moved: expired keys at the head of the map go. */
+  /** The watermark moved: expired keys at the head of the map go. The keys gauge is set here, not per event (a labelled series' set costs a hash of its labels). */
   advance(time: number): void {
     if (!(time > this.watermark)) return;
     this.snapshots.settle();
