@@ -21,6 +21,11 @@ const rounds = Number(roundsArg ?? 5);
 const loadAtStart = loadavg()[0]!;
 const clock = { now: () => Date.UTC(2030, 0, 1) };
 
+/** Earlier measurements, each with its date: history kept with the bench that writes this section, not figures of the run that writes it. */
+const HISTORY = `### Dedupe: earlier rounds (history: not this run's figures)
+
+**The fingerprint kept as a 53-bit hash, not as text** (2026-12-08). The first version keyed a fingerprint by its values as text (\`time\`, \`type\`, item, category, price, session: 80-90 characters with the user), every one kept for \`within\`. Its recorded run (1,000,000 events, 5 rounds, load 6.6-14.0): chain alone 1.13 µs per event, fingerprint 11.81 µs (rounds 7,943/13,526/10,431/11,811/15,237 ms), id 4.11 µs; 562 B of heap per fingerprint key, 324 B per id key. Then before and after built apart and run alternately (\`dedupe.js 300000 30000 100000 1\`, before first in each pair, load about 13): fingerprint 12.73/9.61/9.32 -> 8.25/9.94/6.92 µs per event (medians 9.61 -> 8.25, lower in 2 of 3: within the noise of that load), id 5.26/3.64/4.16 -> 4.81/3.15/4.95 (unchanged code); heap per fingerprint key 563 -> 228-230 B in every run (the figure that decided it: \`max_keys: 1000000\` about 537 -> 304 MiB).`;
+
 const gc = (): void => {
   if (!global.gc) throw new Error('run with node --expose-gc');
   global.gc();
@@ -122,5 +127,7 @@ Each round (ms): none ${times.none!.map(Math.round).join(', ')}; fingerprint ${t
 
 Heap per remembered key (${n(keyCount)} keys, users \`user-<n>\`, ids of 20 characters; heap used after a full GC, less an empty chain's, one measurement): fingerprint ${n(heapFingerprint)} B, id ${n(heapId)} B. So \`max_keys: 1000000\` holds about ${((Math.max(heapFingerprint, heapId) * 1e6) / 2 ** 20).toFixed(0)} MiB.
 
-Machine: ${machine()}; load average ${loadAtStart.toFixed(1)} at the start and ${loadavg()[0]!.toFixed(1)} at the end (a shared host, ~7 engineers' builds and tests on 2 cores: the rates are low bounds and vary by tens of percent between runs). Measured ${new Date().toISOString().slice(0, 10)}.`,
+Machine: ${machine()}; load average ${loadAtStart.toFixed(1)} at the start and ${loadavg()[0]!.toFixed(1)} at the end (a shared host, ~7 engineers' builds and tests on 2 cores: the rates are low bounds and vary by tens of percent between runs). Measured ${new Date().toISOString().slice(0, 10)}.
+
+${HISTORY}`,
 );

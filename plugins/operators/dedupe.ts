@@ -86,7 +86,7 @@ export default defineOperator<DedupeConfig>({
         description:
           'The fingerprint, with the user id, of an event without `id_field`: two events of a user whose fields here are all equal are one event sent twice. ' +
           'Leave out a field a retry changes (an attribute holding the send time); add an attribute that tells two real events apart (a quantity). ' +
-          'Two real events with the same fingerprint (two views of one item in the same millisecond) count as one.',
+          'Two real events with the same fingerprint (two views of one item in the same millisecond) count as one. The values are kept as a 53-bit hash beside the exact user id (two of a user\'s events within `within` hashing alike: 1 in 2^53).',
       },
       within: {
         $ref: 'tributary:duration',
@@ -100,7 +100,7 @@ export default defineOperator<DedupeConfig>({
         minimum: 1,
         default: 1000000,
         description:
-          'Most keys remembered (per partition under `scale_out`). Beyond it the key first seen longest ago is forgotten before the watermark expires it, counted in `dedupe_keys_evicted_total` and said in the log; a copy of its event is then passed on. About 150 B of heap a key (an id of 20 characters; BENCHMARKS.md).',
+          'Most keys remembered (per partition under `scale_out`). Beyond it the key first seen longest ago is forgotten before the watermark expires it, counted in `dedupe_keys_evicted_total` and said in the log; a copy of its event is then passed on. About 230 B of heap a fingerprint key, 320 B an id key of 20 characters (BENCHMARKS.md, Dedupe): 1,000,000 keys, 220-310 MiB.',
       },
     },
   },
@@ -125,6 +125,7 @@ export default defineOperator<DedupeConfig>({
       if (idReader === undefined) throw new PluginConfigError('id_field', `'${config.id_field}' is not an attribute: write it as attrs.<name>`);
     }
     const state = new DedupeState(within, config.max_keys, context);
+    const fingerprint = new Fingerprint();
 
     /** The event's key: its user's id (length first, so no user's key runs into another's) and its id or its fingerprint. */
     const keyOf = (event: ClickEvent): string => {
@@ -134,9 +135,9 @@ export default defineOperator<DedupeConfig>({
         if (id !== undefined && id !== null && id !== '') return `${head}#${typeof id === 'string' ? id : JSON.stringify(id)}`;
         state.withoutId();
       }
-      let key = `${head}=`;
-      for (let k = 0; k < readers.length; k++) key += valueText(readers[k]!(event));
-      return key;
+      fingerprint.start();
+      for (let k = 0; k < readers.length; k++) fingerprint.add(readers[k]!(event));
+      return `${head}=${fingerprint.finish().toString(36)}`;
     };
 
     return {
@@ -163,24 +164,62 @@ export default defineOperator<DedupeConfig>({
 });
 
 /**
- * A fingerprint field's value in the key, unambiguous: a string with its length (so no value runs into the
- * next), a number by its digits, absent and null alike (a mapping gives either for a field the record lacks),
- * anything else (an attribute's object, list or boolean) as JSON. Built by concatenation: an array's
- * JSON.stringify per event cost about 2 µs more (bench/dedupe.ts).
+ * A 53-bit hash of an event's fingerprint values (cyrb53's mixing, fed whole values): a value's type,
+ * then a string's length and characters, a number's float64 bits, an object's JSON; absent and null
+ * alike (a mapping gives either for a field the record lacks). The key holds the hash, not the values:
+ * kept for every event seen within `within`, a key of the values as text (80-90 characters) cost about
+ * 560 B of heap a key (230 B so), and more collector time (bench/dedupe.ts, BENCHMARKS.md, 2026-12-08).
+ * The user id stays exact beside it, so two of one user's events within the horizon would have to
+ * collide: 1 in 2^53 (about 10^16) for two events.
  */
-function valueText(value: unknown): string {
-  switch (typeof value) {
-    case 'string':
-      return `s${value.length}:${value}`;
-    case 'number':
-      return `n${value};`;
-    case 'undefined':
-      return '-';
-    default: {
-      if (value === null) return '-';
-      const json = JSON.stringify(value);
-      return `j${json.length}:${json}`;
+class Fingerprint {
+  private h1 = 0;
+  private h2 = 0;
+  private readonly number = new Float64Array(1);
+  private readonly words = new Uint32Array(this.number.buffer);
+
+  start(): void {
+    this.h1 = 0xdeadbeef;
+    this.h2 = 0x41c6ce57;
+  }
+
+  private mix(x: number): void {
+    this.h1 = Math.imul(this.h1 ^ x, 2654435761);
+    this.h2 = Math.imul(this.h2 ^ x, 1597334677);
+  }
+
+  add(value: unknown): void {
+    switch (typeof value) {
+      case 'string':
+        this.mix(1);
+        this.mix(value.length);
+        for (let i = 0; i < value.length; i++) this.mix(value.charCodeAt(i));
+        return;
+      case 'number':
+        this.mix(2);
+        this.number[0] = value === 0 ? 0 : value; // -0 as 0, as JSON writes it
+        this.mix(this.words[0]!);
+        this.mix(this.words[1]!);
+        return;
+      case 'undefined':
+        this.mix(3);
+        return;
+      default:
+        if (value === null) return this.mix(3);
+        this.mix(4);
+        this.add(JSON.stringify(value));
     }
+  }
+
+  /** The hash, a whole number below 2^53. */
+  finish(): number {
+    let h1 = this.h1;
+    let h2 = this.h2;
+    h1 = Math.imul(h1 ^ (h1 >>> 16), 2246822507);
+    h1 ^= Math.imul(h2 ^ (h2 >>> 13), 3266489909);
+    h2 = Math.imul(h2 ^ (h2 >>> 16), 2246822507);
+    h2 ^= Math.imul(h1 ^ (h1 >>> 13), 3266489909);
+    return 4294967296 * (2097151 & h2) + (h1 >>> 0);
   }
 }
 
