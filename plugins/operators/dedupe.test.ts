@@ -169,3 +169,11 @@ test('a bad config is an error at its file, line and column', async () => {
   await assert.rejects(runYaml('sources: [{type: synthetic}]\nstages:\n  - {type: dedupe, max_keys: 0}\nsinks: [{type: memory}]\n', { clock }), /pipeline\.yaml:3:30: \$\.stages\[0\]\.max_keys: /);
   await assert.rejects(runYaml('sources: [{type: synthetic}]\nstages:\n  - {type: dedupe, id_field: event_id}\nsinks: [{type: memory}]\n', { clock }), /pipeline\.yaml:3:30: \$\.stages\[0\]\.id_field: /);
 });
+
+test('validate warns of a dedupe after a sessionizer, at the entry, and of a within of bare milliseconds', async () => {
+  const run = await runYaml('sources: [{type: synthetic, events: 10}]\nstages:\n  - {type: sessionizer}\n  - {type: dedupe, within: 600}\nsinks: [{type: memory}]\n', { clock });
+  const said = (run.loaded.warnings ?? []).map((w) => `${w.line}:${w.column}: ${w.path}: ${w.message}`);
+  assert.equal(said.length, 2, said.join('\n'));
+  assert.match(said.join('\n'), /4:5: \$\.stages\[1\]: a stage before this one makes sessions: .*put dedupe before the sessionizer/);
+  assert.match(said.join('\n'), /4:28: \$\.stages\[1\]\.within: 600 is 600 milliseconds/);
+});

@@ -5,12 +5,14 @@
  * beyond it the key remembered longest ago goes, counted. Duplicates go to the `duplicates` side output.
  */
 import {
+  bareMillisecondsWarning,
   decodeNamedColumns,
   decodeStrings,
   defineOperator,
   eachOf,
   encodeColumns,
   isInheritedName,
+  madeBefore,
   ownValue,
   parseDuration,
   PartedSnapshots,
@@ -20,6 +22,7 @@ import {
   type Column,
   type CopyThenEncode,
   type Duration,
+  type EntryProblem,
   type PluginContext,
 } from 'tributary';
 
@@ -60,7 +63,7 @@ export default defineOperator<DedupeConfig>({
     '`tributary_duplicates_total`. Keys expire by event time (the watermark), never by wall clock, so a backtest drops what the live run ' +
     'drops. At most `max_keys` keys are kept: beyond it the key first seen longest ago is forgotten, counted in `dedupe_keys_evicted_total` ' +
     '(a copy of its event arriving later is then passed on). State is keyed by user (it moves with its partition under `scale_out`) and is ' +
-    'checkpointed. Put it right after the sources, before the sessionizer, so no stage counts a copy.',
+    'checkpointed. Put it right after the sources, before the sessionizer, so no stage counts a copy (`validate` warns of one after a sessionizer).',
   config: {
     type: 'object',
     additionalProperties: false,
@@ -105,6 +108,16 @@ export default defineOperator<DedupeConfig>({
     },
   },
   examples: [{}, { id_field: 'attrs.event_id', within: '30m', max_keys: 2000000 }, { fields: ['time', 'type', 'itemId', 'attrs.quantity'], within: '5m' }],
+  checkPipeline: (config, pipeline, self) => {
+    const problems: EntryProblem[] = [];
+    const bare = bareMillisecondsWarning('within', config.within);
+    if (bare !== undefined) problems.push(bare);
+    // After a sessionizer, each copy has joined a session and been counted (and the stages after it count it again).
+    if (madeBefore(pipeline, self, 'session') === true) {
+      problems.push({ severity: 'warning', message: 'a stage before this one makes sessions: each copy was counted in its session before this stage drops it; put dedupe before the sessionizer (first among the stages)' });
+    }
+    return problems;
+  },
   // It appends no features and selects none.
   featureNames: () => [],
   create(config, context) {
