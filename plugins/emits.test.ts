@@ -74,6 +74,7 @@ test("every other built-in stage, from a file with a late event, emits no kind a
     lines.push(JSON.stringify({ user_id: `u${i % 7}`, time: start + i * 600_000, type: i % 9 === 0 ? 'purchase' : i % 4 === 0 ? 'cart' : 'view', category: `c${i % 3}`, price: 5 + (i % 11) }));
   }
   lines.splice(300, 0, JSON.stringify({ user_id: 'u1', time: start, type: 'view', category: 'c0', price: 1 })); // days behind: late
+  lines.splice(200, 0, lines[199]!); // sent twice: a duplicate
   const yaml = `name: every-stage
 sources:
   - type: file
@@ -81,6 +82,7 @@ sources:
     mapping: { time_format: epoch_ms }
     watermark: { max_out_of_orderness: 0s }
 stages:
+  - { type: dedupe }
   - { type: sessionizer, gap: 30m }
   - { type: session-features }
   - { type: user-features, horizons: [1d] }
@@ -91,7 +93,7 @@ stages:
   - { type: churn-model, name: churn, horizon: 1d, report: true, backend: cpu, batch: { max_size: 16, max_delay: 0 } }
 sinks:
   - { type: memory, id: 0 }
-  - { type: memory, id: 1, kinds: [], outputs: [late] }
+  - { type: memory, id: 1, kinds: [], outputs: [late, duplicates] }
 settings: { max_in_flight: 20 }
 `;
   const baseDir = tempFolder(t, 'emits');
@@ -100,4 +102,5 @@ settings: { max_in_flight: 20 }
   const seen = assertDeclared(run);
   for (const kind of ['event', 'session', 'prediction', 'model_metrics']) assert.ok(seen.has(kind), `the run emitted '${kind}' (seen: ${[...seen].join(', ')})`);
   assert.ok((run.stats.sideOutputs.late ?? 0) > 0, `the late event went to the late side output (${JSON.stringify(run.stats.sideOutputs)})`);
+  assert.equal(run.stats.sideOutputs.duplicates, 1, `the line sent twice went to the duplicates side output (${JSON.stringify(run.stats.sideOutputs)})`);
 });

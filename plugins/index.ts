@@ -4,6 +4,7 @@ import stdinSource from './sources/stdin.js';
 import syntheticSource from './sources/synthetic.js';
 import fileSink from './sinks/file.js';
 import stdoutSink from './sinks/stdout.js';
+import dedupe from './operators/dedupe.js';
 import sessionizer from './operators/sessionizer.js';
 import sessionFeatures from './operators/session-features.js';
 import userFeatures from './operators/user-features.js';
@@ -16,4 +17,4 @@ import churnModel from './models/churn.js';
 import kafkaSource from './kafka/source.js';
 import kafkaSink from './kafka/sink.js';
 
-export default [fileSource, stdinSource, syntheticSource, fileSink, stdoutSink, sessionizer, sessionFeatures, userFeatures, hashFeatures, standardize, log1p, clip, intentModel, churnModel, kafkaSource, kafkaSink];
+export default [fileSource, stdinSource, syntheticSource, fileSink, stdoutSink, dedupe, sessionizer, sessionFeatures, userFeatures, hashFeatures, standardize, log1p, clip, intentModel, churnModel, kafkaSource, kafkaSink];
