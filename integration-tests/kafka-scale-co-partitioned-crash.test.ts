@@ -7,42 +7,22 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { daemonStarted, exited, kafkaBrokers, keptLog, uniqueTopic, waitFor } from './kafka/env.js';
-import { createTopic, produce, readTopic, values } from './kafka/client.js';
-import { clicksAt, logLines, ordersAt, partitions, pipelineYaml, savedOffsets, sessionClosers, startMember, users, type CoMember } from './kafka/co-partitioned.js';
+import { rmSync } from 'node:fs';
+import { exited, kafkaBrokers, keptLog, waitFor } from './kafka/env.js';
+import { produce, readTopic, values } from './kafka/client.js';
+import { clicksAt, coSetting, logLines, ordersAt, partitions, sessionClosers, splitBetweenTwo, users, type CoMember } from './kafka/co-partitioned.js';
 
 for (const guarantee of ['exactly-once', 'at-least-once'] as const) {
   test(`scale-out with two co-partitioned topics: a member killed with SIGKILL mid-stream hands its tasks (partition p of both topics) over once its session lapses; every session whole${guarantee === 'exactly-once' ? ', each committed once' : ''} (${guarantee})`, { timeout: 140_000 }, async (t) => {
     const brokers = kafkaBrokers(t);
     if (!brokers) return;
-    const clicks = uniqueTopic(`cokill-clicks-${guarantee}`);
-    const orders = uniqueTopic(`cokill-orders-${guarantee}`);
-    const output = uniqueTopic(`cokill-out-${guarantee}`);
-    for (const topic of [clicks, orders, output]) await createTopic(brokers, topic, partitions);
-    const dir = mkdtempSync(join(tmpdir(), 'tributary-scale-co-kill-'));
-    const files = ['a', 'b'].map((member) => {
-      const file = join(dir, `${member}.yaml`);
-      writeFileSync(file, pipelineYaml({ clicks, orders, output, guarantee, member, dir }));
-      return file;
-    });
-    const stateDir = join(dir, 'partition-state');
-    const perPartition = users / partitions;
-    const checkpointed = (phases: number) => async () =>
-      (await savedOffsets(stateDir, clicks, orders)).every((saved) => saved !== undefined && (saved.clicks ?? 0) >= phases * 2 * perPartition && (saved.orders ?? 0) >= phases * perPartition);
+    const setting = await coSetting(brokers, 'cokill', guarantee);
+    const { clicks, orders, output, dir, checkpointed } = setting;
     const daemons: CoMember[] = [];
     let passed = false;
     try {
       // Phase 1: member A alone holds every task; phase 2: B joins, takes partition p of both topics, and both checkpoint their share.
-      daemons.push(startMember(files[0]!, brokers));
-      await produce(brokers, clicks, clicksAt(0));
-      await produce(brokers, orders, ordersAt(2, 1));
-      await daemonStarted(daemons[0]!.process, undefined, 'member A to checkpoint phase 1 of every task', checkpointed(1), 200);
-      daemons.push(startMember(files[1]!, brokers));
-      await daemonStarted(daemons[1]!.process, undefined, 'the group to split the tasks', () => daemons.every((d) => d.held.size > 0) && daemons[0]!.held.size + daemons[1]!.held.size === 2 * partitions, 100);
-      const [a, b] = daemons as [CoMember, CoMember];
+      const [a, b] = await splitBetweenTwo(setting, brokers, daemons);
       const heldByB = [...b.held].sort();
       await produce(brokers, clicks, clicksAt(5));
       await produce(brokers, orders, ordersAt(7, 2));

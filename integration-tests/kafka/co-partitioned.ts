@@ -4,10 +4,12 @@
  * phases of input, and what each task's state file says. Shared by the kafka-scale-co-partitioned* tests.
  */
 import type { ChildProcess } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CheckpointStore } from 'tributary';
-import { startDaemon } from './env.js';
-import type { RawRecord } from './client.js';
+import { daemonStarted, startDaemon, uniqueTopic } from './env.js';
+import { createTopic, produce, type RawRecord } from './client.js';
 
 export const base = Date.parse('2024-05-01T00:00:00Z');
 export const users = 24;
@@ -136,4 +138,53 @@ export async function savedOffsets(stateDir: string, clicks: string, orders: str
       return { clicks: ofClicks?.offset, orders: ofOrders?.offset };
     }),
   );
+}
+
+/** A two-member test's setting: its topics made, each member's pipeline file written in a temporary folder. */
+export interface CoSetting {
+  clicks: string;
+  orders: string;
+  output: string;
+  dir: string;
+  stateDir: string;
+  files: [string, string];
+  /** Whether every task's newest state file holds `phases` phases of both topics' input (clicksAt, ordersAt). */
+  checkpointed: (phases: number) => () => Promise<boolean>;
+}
+
+/** The topics `<name>-clicks-…`, `-orders-`, `-out-` (unique), and members a and b's pipelines over them. */
+export async function coSetting(brokers: string, name: string, guarantee: CoPipeline['guarantee']): Promise<CoSetting> {
+  const clicks = uniqueTopic(`${name}-clicks-${guarantee}`);
+  const orders = uniqueTopic(`${name}-orders-${guarantee}`);
+  const output = uniqueTopic(`${name}-out-${guarantee}`);
+  for (const topic of [clicks, orders, output]) await createTopic(brokers, topic, partitions);
+  const dir = mkdtempSync(join(tmpdir(), `tributary-scale-${name}-`));
+  const [a, b] = (['a', 'b'] as const).map((member) => {
+    const file = join(dir, `${member}.yaml`);
+    writeFileSync(file, pipelineYaml({ clicks, orders, output, guarantee, member, dir }));
+    return file;
+  });
+  const stateDir = join(dir, 'partition-state');
+  const perPartition = users / partitions;
+  const checkpointed = (phases: number) => async () =>
+    (await savedOffsets(stateDir, clicks, orders)).every((saved) => saved !== undefined && (saved.clicks ?? 0) >= phases * 2 * perPartition && (saved.orders ?? 0) >= phases * perPartition);
+  return { clicks, orders, output, dir, stateDir, files: [a!, b!], checkpointed };
+}
+
+/**
+ * Phase 1: member A alone holds every task, and its checkpoints save phase 1 of each with both topics' offsets;
+ * then member B joins, and the range assignor gives it partition p of both topics together. Each member goes into
+ * `daemons` as it starts, for the test's cleanup.
+ */
+export async function splitBetweenTwo(setting: CoSetting, brokers: string, daemons: CoMember[]): Promise<[CoMember, CoMember]> {
+  const { clicks, orders, files, checkpointed } = setting;
+  const a = startMember(files[0], brokers);
+  daemons.push(a);
+  await produce(brokers, clicks, clicksAt(0));
+  await produce(brokers, orders, ordersAt(2, 1));
+  await daemonStarted(a.process, undefined, 'member A to checkpoint phase 1 of every task', checkpointed(1), 200);
+  const b = startMember(files[1], brokers);
+  daemons.push(b);
+  await daemonStarted(b.process, undefined, 'the group to split the tasks', () => a.held.size > 0 && b.held.size > 0 && a.held.size + b.held.size === 2 * partitions, 100);
+  return [a, b];
 }
