@@ -2,19 +2,13 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { MetricsHub, watermark, type ClickEvent, type Element } from 'tributary';
+import { MetricsHub, type ClickEvent, type Element } from 'tributary';
 import { runOperator, runYaml, specProblems, tempFolder, testContext } from 'tributary/testing';
 import dedupe from './dedupe.js';
-import { Chain, stage } from './harness.js';
+import { Chain, stage, T0, MIN, ev, wm } from './harness.js';
 
-const T0 = Date.UTC(2024, 0, 1);
-const MIN = 60_000;
 const clock = { now: () => Date.UTC(2024, 5, 1) };
 
-function ev(userId: string, minute: number, type = 'view', extra: Partial<ClickEvent> = {}): ClickEvent {
-  return { kind: 'event', userId, time: T0 + minute * MIN, type, ...extra };
-}
-const wm = (minute: number): Element => watermark(T0 + minute * MIN);
 /** The output as `u@minute:type` events and `W<minute>` watermarks. */
 const trace = (out: readonly Element[]): string[] =>
   out.map((e) => (e.kind === 'watermark' ? `W${((e as { time: number }).time - T0) / MIN}` : `${(e as ClickEvent).userId}@${((e as ClickEvent).time - T0) / MIN}:${(e as ClickEvent).type}`));

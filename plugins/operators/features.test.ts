@@ -11,18 +11,13 @@ import hashFeatures, { type HashFeaturesConfig } from './hash-features.js';
 import standardize from './standardize.js';
 import log1p from './log1p.js';
 import clip from './clip.js';
-import { Chain, stage, withDefaults } from './harness.js';
+import { Chain, stage, withDefaults, T0, MIN, ev } from './harness.js';
 import { ShopperWorld } from '../sources/shoppers.js';
 import { pino } from 'pino';
 
-const T0 = Date.UTC(2024, 0, 1); // a Monday
-const MIN = 60_000;
 const clock = { now: () => Date.UTC(2030, 0, 1) };
 const ctx = () => testContext({ clock });
 
-function ev(userId: string, minute: number, type = 'view', extra: Partial<ClickEvent> = {}): ClickEvent {
-  return { kind: 'event', userId, time: T0 + minute * MIN, type, ...extra };
-}
 const named = (e: ClickEvent): Record<string, number> => Object.fromEntries(e.features!.names.map((n, i) => [n, e.features!.values[i]!]));
 const eventsOf = (out: Element[]): ClickEvent[] => out.filter((e): e is ClickEvent => e.kind === 'event');
 

@@ -4,7 +4,7 @@
  * snapshots a chain mid-stream. Used by the tests and the bench; not a plugin.
  */
 import { Subject } from 'rxjs';
-import { composeOperators, type Element, type JsonSchema, type Operator, type OperatorPlugin, type PluginContext } from 'tributary';
+import { composeOperators, watermark, type ClickEvent, type Element, type JsonSchema, type Operator, type OperatorPlugin, type PluginContext } from 'tributary';
 
 /** The config with the schema's top-level defaults filled in. */
 export function withDefaults<C>(plugin: OperatorPlugin<C>, config: Partial<C>): C {
@@ -64,3 +64,15 @@ export class Chain {
     return this.output;
   }
 }
+
+/** The operators' tests' time line: minutes from T0 (2024-01-01, a Monday, UTC). */
+export const T0 = Date.UTC(2024, 0, 1);
+export const MIN = 60_000;
+
+/** An event of `userId` at `minute`. */
+export function ev(userId: string, minute: number, type = 'view', extra: Partial<ClickEvent> = {}): ClickEvent {
+  return { kind: 'event', userId, time: T0 + minute * MIN, type, ...extra };
+}
+
+/** A watermark at `minute`. */
+export const wm = (minute: number): Element => watermark(T0 + minute * MIN);

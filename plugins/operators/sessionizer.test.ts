@@ -3,16 +3,10 @@ import assert from 'node:assert/strict';
 import { decodeColumn, MetricsHub, ORIGIN, watermark, type ClickEvent, type Column, type Element, type StreamRecord } from 'tributary';
 import { runOperator, runYaml, testContext } from 'tributary/testing';
 import sessionizer, { type SessionizerSummary } from './sessionizer.js';
-import { Chain, stage, withDefaults } from './harness.js';
+import { Chain, stage, withDefaults, T0, MIN, ev, wm } from './harness.js';
 
-const T0 = Date.UTC(2024, 0, 1);
-const MIN = 60_000;
 const clock = { now: () => Date.UTC(2024, 5, 1) };
 
-function ev(userId: string, minute: number, type = 'view', extra: Partial<ClickEvent> = {}): ClickEvent {
-  return { kind: 'event', userId, time: T0 + minute * MIN, type, ...extra };
-}
-const wm = (minute: number): Element => watermark(T0 + minute * MIN);
 const events = (out: Element[]): ClickEvent[] => out.filter((e): e is ClickEvent => e.kind === 'event');
 const summaries = (out: Element[]): SessionizerSummary[] => out.filter((e) => e.kind === 'session') as unknown as SessionizerSummary[];
 const ctx = () => testContext({ clock });
