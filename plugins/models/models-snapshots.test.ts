@@ -114,6 +114,22 @@ for (const kind of ['logistic', 'mlp', 'gru'] as ModelKind[]) {
 type SnapshotLists = Record<'toPredict' | 'awaiting' | 'toLearn', { ids: string[]; idKeys: Column; owners: { rows: Column } }>;
 
 /**
+ * Takes a stage's snapshot as a checkpoint does: copied at the call (with `atOnce`, asserted done before the event
+ * loop turns: the sources held O(1); `atOnce` says what it was before), then read and encoded while records flow.
+ */
+async function takeCopying(operator: { snapshot?: () => unknown }, atOnce?: string): Promise<{ taken: Promise<unknown>; encoded: () => boolean }> {
+  let turned = false;
+  if (atOnce !== undefined) setImmediate(() => (turned = true));
+  const taken = operator.snapshot!();
+  assert.ok(isCopyingSnapshot(taken));
+  await taken.copied;
+  if (atOnce !== undefined) assert.equal(turned, false, `copied at the call: the sources held without a turn of the event loop (was: ${atOnce})`);
+  let encoded = false;
+  void taken.then(() => (encoded = true));
+  return { taken, encoded: () => encoded };
+}
+
+/**
  * The learner's lists of samples less how their ids are written: this release remakes the ids of
  * the predictions it made (`ids` empty), but writes those of predictions restored from an older
  * format (it has not the positions they were made from). Checks each way, then sets `restored`'s to `fresh`'s.
@@ -527,14 +543,10 @@ test("churn copies its users on write: users seen, updated, labelled and forgott
 
   const fed = await fedOperator(churnModel, config);
   for (const element of before()) fed.input.next(element);
-  const taken = fed.operator.snapshot!();
-  assert.ok(isCopyingSnapshot(taken));
-  await taken.copied;
-  let encoded = false;
-  void taken.then(() => (encoded = true));
+  const { taken, encoded } = await takeCopying(fed.operator);
   // Before the encode parts' first turn: no user read yet.
   for (const element of after(0)) fed.input.next(element);
-  assert.equal(encoded, false, 'the records came while the snapshot was being read and encoded');
+  assert.equal(encoded(), false, 'the records came while the snapshot was being read and encoded');
   // A turn: a part of the reading may run here (or all of it), then more records.
   await new Promise((resolve) => setImmediate(resolve));
   for (const element of after(1)) fed.input.next(element);
@@ -586,20 +598,13 @@ test("a model's label buffer is copied on write: with 70,000 predictions awaitin
 
   const fed = await fedOperator(intentModel, config);
   for (const element of before()) fed.input.next(element);
-  let turned = false;
-  setImmediate(() => (turned = true));
-  const taken = fed.operator.snapshot!();
-  assert.ok(isCopyingSnapshot(taken));
-  await taken.copied;
-  assert.equal(turned, false, 'copied at the call: the sources held without a turn of the event loop (was: a walk of the label buffer in parts)');
-  let encoded = false;
-  void taken.then(() => (encoded = true));
+  const { taken, encoded } = await takeCopying(fed.operator, 'a walk of the label buffer in parts');
   // Before the encode parts' first turn: no prediction read yet.
   for (const element of after(0)) fed.input.next(element);
   await new Promise((resolve) => setImmediate(resolve));
   // After one part: the queue's first predictions read, its last not yet.
   for (const element of after(1)) fed.input.next(element);
-  assert.equal(encoded, false, 'the records came while the snapshot was being read and encoded');
+  assert.equal(encoded(), false, 'the records came while the snapshot was being read and encoded');
   const saved = await taken;
   for (const element of after(2)) fed.input.next(element);
   assert.equal(JSON.stringify(saved), atCall, "the snapshot is its call's state");
@@ -680,21 +685,14 @@ test("intent copies its open sessions on write: with 80,000 sessions the sources
 
   const fed = await fedOperator(intentModel, config);
   for (const element of before()) fed.input.next(element);
-  let turned = false;
-  setImmediate(() => (turned = true));
-  const taken = fed.operator.snapshot!();
-  assert.ok(isCopyingSnapshot(taken));
-  await taken.copied;
-  assert.equal(turned, false, 'copied at the call: the sources held without a turn of the event loop (was: a walk of the sessions in parts)');
-  let encoded = false;
-  void taken.then(() => (encoded = true));
+  const { taken, encoded } = await takeCopying(fed.operator, 'a walk of the sessions in parts');
   // Before the encode parts' first turn: no session read yet.
   for (const element of after0()) fed.input.next(element);
   fed.operator.forget!(forgotten);
   await new Promise((resolve) => setImmediate(resolve));
   // After one part: the map's first sessions read, its last not yet.
   for (const element of after1()) fed.input.next(element);
-  assert.equal(encoded, false, 'the records came while the snapshot was being read and encoded');
+  assert.equal(encoded(), false, 'the records came while the snapshot was being read and encoded');
   const saved = await taken;
   for (const element of after2()) fed.input.next(element);
   assert.equal(JSON.stringify(saved), atCall, "the snapshot is its call's state");
