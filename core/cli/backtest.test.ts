@@ -1348,7 +1348,7 @@ test('backtest --live-sinks keeps the kafka sinks, with a warning per sink: the 
   assert.equal(existsSync(join(dir, 'report', 'sinks')), false);
 });
 
-test("backtest replaces a user's sink plugin that declares external: true by a file in the report folder, and keeps one that does not declare it (it writes where it always did)", (t) => {
+test("backtest replaces a user's sink plugin that declares external: true by a file in the report folder (named by its label, within the folder), and keeps one that does not declare it (it writes where it always did)", (t) => {
   const dir = tempFolder(t, 'backtest-user-external');
   const plugin = join(dir, 'http-sinks.mjs');
   // Each "posts" its records to a file of its own, standing for a remote service.
@@ -1369,11 +1369,12 @@ export const undeclared = post('http-undeclared', false);
   const data = join(dir, 'history.jsonl');
   writeFileSync(data, `${shopperLines(3, 50, 300, (e) => e).join('\n')}\n`);
   const pipeline = join(dir, 'p.yaml');
-  writeFileSync(pipeline, `name: p\nplugins: [./http-sinks.mjs]\nsources: [{type: synthetic, events: 10}]\nsinks:\n  - { type: http-declared, kinds: [session] }\n  - { type: http-undeclared, kinds: [session] }\nstages: [{ type: sessionizer, gap: 30m }]\n`);
+  writeFileSync(pipeline, `name: p\nplugins: [./http-sinks.mjs]\nsources: [{type: synthetic, events: 10}]\nsinks:\n  - { type: http-declared, label: ../web/hook, kinds: [session] }\n  - { type: http-undeclared, kinds: [session] }\nstages: [{ type: sessionizer, gap: 30m }]\n`);
   const run = spawnSync(process.execPath, [main, 'backtest', pipeline, '--input', data, '--report', 'report', '--log-level', 'warn'], { encoding: 'utf8', cwd: dir });
   assert.equal(run.status, 0, run.stderr);
   assert.equal(existsSync(join(dir, 'http-declared.posted')), false, 'the declared one posted nothing');
-  const replaced = fileLines(join(dir, 'report', 'sinks', 'sink-http-declared-0.jsonl'));
+  // Its label names its file, kept in sinks/ (no `/`, no leading dot).
+  const replaced = fileLines(join(dir, 'report', 'sinks', '_._web_hook.jsonl'));
   assert.ok(replaced.length > 0);
   assert.deepEqual(fileLines(join(dir, 'http-undeclared.posted')).map((line) => JSON.parse(line) as unknown), replaced.map((line) => JSON.parse(line) as unknown));
 });

@@ -501,10 +501,17 @@ function fileSinkOf(registry: { get(kind: 'sink', name: string): AnyPlugin | und
  */
 function replaceExternalSinks(loaded: { sinks: ResolvedEntry[]; deadLetter: ResolvedEntry }, dir: string, filePlugin: AnyPlugin): ReplacedSink[] {
   const replaced: ReplacedSink[] = [];
+  const taken = new Set<string>();
   const replace = (sink: ResolvedEntry, index: number | undefined): ResolvedEntry => {
     if (sink.plugin.kind !== 'sink' || sink.plugin.external !== true) return sink;
     const label = index === undefined ? entryLabel('dead-letter', sink.entry, 0) : entryLabel('sink', sink.entry, index);
-    const file = join(dir, 'sinks', `${label}.jsonl`);
+    // A label is any text: one with a `/` or a leading `.` must not name a file outside sinks/; two that
+    // become the same name keep files of their own.
+    const base = label.replace(/[^\w.-]/g, '_').replace(/^\./, '_');
+    let name = base;
+    for (let n = 2; taken.has(name); n++) name = `${base}-${n}`;
+    taken.add(name);
+    const file = join(dir, 'sinks', `${name}.jsonl`);
     const entry: PipelineEntry = { type: 'file', label, path: file, ...(index === undefined ? { lazy: true } : {}) };
     for (const key of ['kinds', 'outputs'] as const) if (sink.entry[key] !== undefined) entry[key] = structuredClone(sink.entry[key]);
     replaced.push({ entry: sink.path.replace(/^\$\./, ''), label, type: sink.plugin.name, file });
