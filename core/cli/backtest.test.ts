@@ -1345,6 +1345,7 @@ test('backtest --live-sinks keeps the kafka sinks, with a warning per sink: the 
     warnings.map((entry) => entry.msg),
     ['sinks[0]', 'sinks[1]', 'dead_letter'].map((where) => `backtest --live-sinks: ${where} (a kafka sink) is kept: the replay writes its records there, where its readers act on them`),
   );
+  assert.deepEqual(warnings.map((entry) => (entry as unknown as { sink: string }).sink), ['sink-kafka-0', 'late', 'dead-letter-kafka-0']);
   assert.equal(existsSync(join(dir, 'report', 'sinks')), false);
 });
 

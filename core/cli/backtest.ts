@@ -335,9 +335,10 @@ export async function runBacktestCommand(options: BacktestCommandOptions): Promi
     logger.info({ sink: sink.label, type: sink.type, file: sink.file }, `backtest: ${sink.entry} (a ${sink.type} sink, ${sink.label}) writes outside the run's files: its records go to ${sink.file} instead (--live-sinks keeps it)`);
   }
   if (options.liveSinks) {
-    for (const sink of [...loaded.sinks, loaded.deadLetter].filter((resolved) => resolved.plugin.kind === 'sink' && resolved.plugin.external === true)) {
+    const labelled = [...loaded.sinks.map((sink, index) => [sink, entryLabel('sink', sink.entry, index)] as const), [loaded.deadLetter, entryLabel('dead-letter', loaded.deadLetter.entry, 0)] as const];
+    for (const [sink, label] of labelled.filter(([resolved]) => resolved.plugin.kind === 'sink' && resolved.plugin.external === true)) {
       const where = sink.path.replace(/^\$\./, '');
-      logger.warn({ sink: entryLabel('sink', sink.entry, loaded.sinks.indexOf(sink)), type: sink.plugin.name }, `backtest --live-sinks: ${where} (a ${sink.plugin.name} sink) is kept: the replay writes its records there, where its readers act on them`);
+      logger.warn({ sink: label, type: sink.plugin.name }, `backtest --live-sinks: ${where} (a ${sink.plugin.name} sink) is kept: the replay writes its records there, where its readers act on them`);
     }
   }
   const reports: ModelReport[] = [];
