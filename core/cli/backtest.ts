@@ -8,7 +8,9 @@
  *
  * Stages that can report (a boolean `report` field in their config schema, as the model operators
  * have) are switched to emit a `model_metrics` record at end of input, which a sink added here
- * collects. Nothing else in the runtime knows about backtests.
+ * collects. Sinks that write outside the run's files (PluginSpec.external: a Kafka topic) are replaced by `file`
+ * sinks under DIR/sinks/, unless --live-sinks, so a replay writes nothing into production. Nothing else in the
+ * runtime knows about backtests.
  */
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
