@@ -742,6 +742,14 @@ export interface PluginSpec<K extends PluginKind, Config> {
    */
   kinds?: readonly string[];
   /**
+   * Sinks: `true` where this sink writes outside the run's own files (a broker, a remote service, a
+   * database: Kafka's, an HTTP or DB sink of your own), whose readers act on what it writes. `tributary
+   * backtest` replaces each such sink by a `file` sink under its report folder (`sinks/<label>.jsonl`,
+   * the same records, the line a `file` sink writes), so that a replay writes nothing into production;
+   * `--live-sinks` keeps it. Absent or false: the sink is kept in a backtest as it is (a file, stdout).
+   */
+  external?: boolean;
+  /**
    * Sources and operators: the record kinds this plugin puts on the main stream besides those it is
    * handed and passes on (`['session']` for a sessionizer; `[]` for a stage that only passes records on,
    * changed or not, or drops some). Declaring it declares everything the plugin produces: its side

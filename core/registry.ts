@@ -147,6 +147,10 @@ function specProblem(plugin: AnyPlugin): string | undefined {
       return "kinds must be a non-empty list of record kinds, e.g. ['prediction'] (not 'watermark': watermarks reach no sink); leave it out to take every kind";
     }
   }
+  // What a backtest trusts to keep a replay out of production: another value would be read as not external.
+  if (spec.external !== undefined && (spec.kind !== 'sink' || typeof spec.external !== 'boolean')) {
+    return 'external is for sinks only: true where the sink writes outside the run\'s own files (a broker, a remote service), so a backtest replaces it by a file';
+  }
   // What validation trusts to refuse a sink's kinds and outputs: a list it cannot read would refuse right configs.
   const isNameList = (value: unknown): boolean => Array.isArray(value) && value.every((name) => typeof name === 'string' && name !== '');
   if (spec.emits !== undefined || spec.sideOutputs !== undefined) {

@@ -9,7 +9,7 @@ import { runSummaries } from '../testing.js';
 import type { RunStats } from '../runtime/pipeline.js';
 import type { ClickEvent } from '../events.js';
 import { backtestMetrics, reportHtml, scoreNotesOf, type BacktestModelMetrics, type BacktestResultRecord } from './backtest.js';
-import { SPAWNED_START_MS, tempFolder } from 'tributary/testing';
+import { SPAWNED_START_MS, spawnTributary, tempFolder } from 'tributary/testing';
 
 const main = new URL('./main.js', import.meta.url).pathname;
 
@@ -1244,4 +1244,138 @@ settings: { max_in_flight: 1 }
   assert.equal(predictions.length - before.length, 6);
   const model = records(run.stderr).find((entry) => entry.msg.startsWith('model intent')) as unknown as Record<string, number>;
   assert.equal(model.erased, 2, run.stderr);
+});
+
+/** A production pipeline writing to Kafka: predictions to the live topic, late events and dead letters to topics of their own (brokers that refuse every connection). */
+const KAFKA_SINKS_PIPELINE = `name: live
+sources:
+  - type: file
+    path: events.jsonl
+    mapping: { fields: { user_id: user_id, time: time }, time_format: epoch_ms }
+stages:
+  - { type: sessionizer, gap: 30m, allowed_lateness: 0s }
+  - { type: session-features }
+  - { type: intent-model, name: intent, backend: cpu, batch: { max_size: 64, max_delay: 5ms } }
+sinks:
+  - { type: kafka, brokers: "127.0.0.1:1", topic: intent-predictions, kinds: [prediction] }
+  - { type: kafka, brokers: "127.0.0.1:1", topic: late-events, label: late, outputs: [late] }
+dead_letter: { type: kafka, brokers: "127.0.0.1:1", topic: dead-letters }
+`;
+
+/** Lines of `count` shopper events with one line that is no JSON (a dead letter) and one event an hour before its neighbours (late). */
+function eventsWithBadAndLate(count: number): string {
+  const lines = shopperLines(3, 50, count);
+  lines.splice(10, 0, 'not json');
+  const middle = Math.floor(count / 2);
+  const late = JSON.parse(lines[middle]!) as { time: number };
+  lines.splice(middle + 1, 0, JSON.stringify({ ...late, time: late.time - 3_600_000 }));
+  return `${lines.join('\n')}\n`;
+}
+
+const fileLines = (path: string): string[] => readFileSync(path, 'utf8').split('\n').filter((line) => line !== '');
+
+test("backtest of a pipeline with kafka sinks (predictions, late events, dead letters) writes nothing to Kafka, not even a connection: each sink's records go to REPORT/sinks/LABEL.jsonl, as a file sink writes them, said once per sink in the log, the result and report.html; the metrics are those of the same pipeline with file sinks (was: replayed into the live topics)", (t) => {
+  const dir = tempFolder(t, 'backtest-external-sinks');
+  const data = join(dir, 'history.jsonl');
+  writeFileSync(data, eventsWithBadAndLate(1500));
+  const pipeline = join(dir, 'live.yaml');
+  writeFileSync(pipeline, KAFKA_SINKS_PIPELINE);
+  const report = join(dir, 'report');
+  const run = spawnSync(process.execPath, [main, 'backtest', pipeline, '--input', data, '--report', report, '--log-level', 'info'], { encoding: 'utf8', cwd: dir });
+  assert.equal(run.status, 0, run.stderr);
+  const entries = records(run.stderr);
+  assert.ok(!entries.some((entry) => /kafka/i.test(entry.msg) && /connect/.test(entry.msg)), `no kafka client was even started:\n${run.stderr}`);
+  const predictionsFile = join(report, 'sinks', 'sink-kafka-0.jsonl');
+  const replaced = [
+    { entry: 'sinks[0]', label: 'sink-kafka-0', type: 'kafka', file: predictionsFile },
+    { entry: 'sinks[1]', label: 'late', type: 'kafka', file: join(report, 'sinks', 'late.jsonl') },
+    { entry: 'dead_letter', label: 'dead-letter-kafka-0', type: 'kafka', file: join(report, 'sinks', 'dead-letter-kafka-0.jsonl') },
+  ];
+  for (const sink of replaced) {
+    const said = entries.filter((entry) => entry.msg.includes(`${sink.entry} (a kafka sink, ${sink.label})`));
+    assert.equal(said.length, 1, `said once: ${sink.entry}\n${run.stderr}`);
+    assert.ok(said[0]!.msg.includes(`its records go to ${sink.file} instead (--live-sinks keeps it)`), said[0]!.msg);
+  }
+  assert.deepEqual(backtestResults(run.stderr)[0]?.replacedSinks, replaced);
+  const html = readFileSync(join(report, 'report.html'), 'utf8');
+  for (const sink of replaced) assert.ok(html.includes(`<code>${sink.entry}</code> (a <code>kafka</code> sink, <code>${sink.label}</code>): <code>${sink.file}</code>`), sink.entry);
+
+  const predictions = fileLines(predictionsFile).map((line) => JSON.parse(line) as { kind: string });
+  assert.ok(predictions.length > 0 && predictions.every((record) => record.kind === 'prediction'));
+  const deadLetters = fileLines(replaced[2]!.file).map((line) => JSON.parse(line) as { kind: string; raw: unknown });
+  assert.deepEqual(deadLetters.map((record) => [record.kind, record.raw]), [['dead_letter', 'not json']]);
+
+  // The same pipeline writing files: the same metrics, the same predictions, as a file sink writes them.
+  const filePipeline = join(dir, 'files.yaml');
+  writeFileSync(
+    filePipeline,
+    KAFKA_SINKS_PIPELINE.replace(/type: kafka, brokers: "127.0.0.1:1", topic: intent-predictions/, 'type: file, path: p.jsonl')
+      .replace(/type: kafka, brokers: "127.0.0.1:1", topic: late-events/, 'type: file, path: late.jsonl')
+      .replace(/dead_letter: .*\n/, 'dead_letter: { type: file, path: dl.jsonl }\n'),
+  );
+  const fileReport = join(dir, 'file-report');
+  const files = spawnSync(process.execPath, [main, 'backtest', filePipeline, '--input', data, '--report', fileReport, '--log-level', 'warn'], { encoding: 'utf8', cwd: dir });
+  assert.equal(files.status, 0, files.stderr);
+  assert.deepEqual(JSON.parse(readFileSync(join(report, 'metrics.json'), 'utf8')), JSON.parse(readFileSync(join(fileReport, 'metrics.json'), 'utf8')));
+  assert.deepEqual(readFileSync(predictionsFile, 'utf8'), readFileSync(join(dir, 'p.jsonl'), 'utf8'));
+  // The late sink's records (its side output's late events among them) as the file sink wrote them; but the model's
+  // report, which names its own report folder (modelFile).
+  const reportless = (path: string): string[] => fileLines(path).filter((line) => !line.startsWith('{"kind":"model_metrics"'));
+  assert.ok(reportless(replaced[1]!.file).length > 0);
+  assert.deepEqual(reportless(replaced[1]!.file), reportless(join(dir, 'late.jsonl')));
+  assert.equal(existsSync(join(fileReport, 'sinks')), false, 'no file sink is replaced');
+  assert.ok(!readFileSync(join(fileReport, 'report.html'), 'utf8').includes('replaced-sinks'));
+});
+
+test('backtest --live-sinks keeps the kafka sinks, with a warning per sink: the replay connects to the brokers (was: the only behaviour, unsaid)', async (t) => {
+  const dir = tempFolder(t, 'backtest-live-sinks');
+  const data = join(dir, 'history.jsonl');
+  writeFileSync(data, eventsWithBadAndLate(300));
+  const pipeline = join(dir, 'live.yaml');
+  writeFileSync(pipeline, KAFKA_SINKS_PIPELINE);
+  const run = spawnTributary(t, ['backtest', pipeline, '--input', data, '--report', join(dir, 'report'), '--live-sinks', '--log-level', 'info'], { cwd: dir });
+  let ended = false;
+  void run.exited.then(() => (ended = true));
+  const connecting = (): boolean => run.stderr.includes('"msg":"kafka sink: connecting to the brokers"');
+  await run.started(() => ended || connecting(), 'a kafka sink connecting');
+  assert.ok(connecting(), run.stderr);
+  await run.stop('SIGTERM');
+  const warnings = records(run.stderr).filter((entry) => entry.level === 40 && entry.msg.startsWith('backtest --live-sinks: '));
+  assert.deepEqual(
+    warnings.map((entry) => entry.msg),
+    ['sinks[0]', 'sinks[1]', 'dead_letter'].map((where) => `backtest --live-sinks: ${where} (a kafka sink) is kept: the replay writes its records there, where its readers act on them`),
+  );
+  assert.deepEqual(warnings.map((entry) => (entry as unknown as { sink: string }).sink), ['sink-kafka-0', 'late', 'dead-letter-kafka-0']);
+  assert.equal(existsSync(join(dir, 'report', 'sinks')), false);
+});
+
+test("backtest replaces a user's sink plugin that declares external: true by a file in the report folder (named by its label, within the folder), and keeps one that does not declare it (it writes where it always did)", (t) => {
+  const dir = tempFolder(t, 'backtest-user-external');
+  const plugin = join(dir, 'http-sinks.mjs');
+  // Each "posts" its records to a file of its own, standing for a remote service.
+  writeFileSync(
+    plugin,
+    `import { appendFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { defineSink } from ${JSON.stringify(new URL('../index.js', import.meta.url).href)};
+const post = (name, external) => defineSink({
+  name, summary: 'Posts records to a service.', ...(external ? { external: true } : {}),
+  config: { type: 'object', properties: {} },
+  create: (config, context) => ({ write: (record) => appendFileSync(join(context.baseDir, name + '.posted'), JSON.stringify(record) + '\\n'), close: async () => undefined }),
+});
+export const declared = post('http-declared', true);
+export const undeclared = post('http-undeclared', false);
+`,
+  );
+  const data = join(dir, 'history.jsonl');
+  writeFileSync(data, `${shopperLines(3, 50, 300, (e) => e).join('\n')}\n`);
+  const pipeline = join(dir, 'p.yaml');
+  writeFileSync(pipeline, `name: p\nplugins: [./http-sinks.mjs]\nsources: [{type: synthetic, events: 10}]\nsinks:\n  - { type: http-declared, label: ../web/hook, kinds: [session] }\n  - { type: http-undeclared, kinds: [session] }\nstages: [{ type: sessionizer, gap: 30m }]\n`);
+  const run = spawnSync(process.execPath, [main, 'backtest', pipeline, '--input', data, '--report', 'report', '--log-level', 'warn'], { encoding: 'utf8', cwd: dir });
+  assert.equal(run.status, 0, run.stderr);
+  assert.equal(existsSync(join(dir, 'http-declared.posted')), false, 'the declared one posted nothing');
+  // Its label names its file, kept in sinks/ (no `/`, no leading dot).
+  const replaced = fileLines(join(dir, 'report', 'sinks', '_._web_hook.jsonl'));
+  assert.ok(replaced.length > 0);
+  assert.deepEqual(fileLines(join(dir, 'http-undeclared.posted')).map((line) => JSON.parse(line) as unknown), replaced.map((line) => JSON.parse(line) as unknown));
 });

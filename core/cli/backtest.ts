@@ -8,7 +8,9 @@
  *
  * Stages that can report (a boolean `report` field in their config schema, as the model operators
  * have) are switched to emit a `model_metrics` record at end of input, which a sink added here
- * collects. Nothing else in the runtime knows about backtests.
+ * collects. Sinks that write outside the run's files (PluginSpec.external: a Kafka topic) are replaced by `file`
+ * sinks under DIR/sinks/, unless --live-sinks, so a replay writes nothing into production. Nothing else in the
+ * runtime knows about backtests.
  */
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
@@ -17,7 +19,7 @@ import cliProgress from 'cli-progress';
 import type { LevelWithSilent } from 'pino';
 import { assignmentShown, entryLabel, entrySchemaProblems, loadPipeline, pluginConfig, type PipelineEntry, type ResolvedEntry } from '../config/load.js';
 import { formatOfFile, isTabSeparatedFile } from '../decode.js';
-import { ConfigError, positionOf, type ErrorCode } from '../errors.js';
+import { ConfigError, positionOf, TributaryError, type ErrorCode } from '../errors.js';
 import { parseDuration } from '../duration.js';
 import type { StreamRecord, WarmStart } from '../events.js';
 import { defineSink, emittedWith, type AnyPlugin, type ConfigFile } from '../plugin.js';
@@ -47,6 +49,18 @@ export interface BacktestCommandOptions {
   progressIntervalMs: number;
   /** How long to wait for an output file another host's process holds (`--lock-wait`, as `run`'s). */
   lockWaitMs?: number;
+  /** Keep the sinks that write outside the run's files (PluginSpec.external) instead of writing their records to the report folder. */
+  liveSinks?: boolean;
+}
+
+/** An external sink (PluginSpec.external) a backtest replaced by a file in its report folder: which, and where its records went. */
+export interface ReplacedSink {
+  /** Where it is in the pipeline (`sinks[0]`, `dead_letter`). */
+  entry: string;
+  label: string;
+  type: string;
+  /** The file its records went to instead, absolute. */
+  file: string;
 }
 
 /** A model's figures in `metrics.json`: its cumulative scores, then (where its `model_metrics` record says them) the last window's and its calibration error. */
@@ -98,6 +112,8 @@ export interface BacktestResultRecord {
   modelFiles?: BacktestMetrics['modelFiles'];
   /** What the scores do not show by themselves, by model, as its `model_metrics` record says (`scoreNotes`); absent: nothing to say. */
   notes?: Record<string, string[]>;
+  /** The sinks writing outside the run's files that the backtest replaced by a file in the report folder; absent: none. */
+  replacedSinks?: ReplacedSink[];
 }
 
 interface ModelReport extends StreamRecord {
@@ -280,6 +296,9 @@ export async function runBacktestCommand(options: BacktestCommandOptions): Promi
     return usage(`${options.inputs.length} --input given for ${count} source${count === 1 ? '' : 's'}: one --input per source, in the order of \`sources\``);
   }
   const inputs = options.inputs.map((given) => ({ given, path: resolve(given), stat: statIfAny(resolve(given)) }));
+  const dir = resolve(options.report);
+  // Before the check of inputs below, so it sees the files that take their place.
+  const replacedSinks = options.liveSinks ? [] : replaceExternalSinks(loaded, dir, fileSinkOf(registry));
   for (const input of inputs) {
     if (input.stat === undefined) return usage(`--input ${input.given}: no such file`);
     if (input.stat.isDirectory()) return usage(`--input ${input.given} is a folder; name a file`);
@@ -292,7 +311,6 @@ export async function runBacktestCommand(options: BacktestCommandOptions): Promi
       return usage(`--input ${input.given} is the file ${where} (a ${sink.plugin.name} sink) writes: the run would replace it (or append to it) while reading it; copy it elsewhere first, or ${other}`);
     }
   }
-  const dir = resolve(options.report);
   const reportProblem = folderProblem('--report', options.report, dir);
   if (reportProblem) return usage(reportProblem);
   const replays = inputs.map((input, index) => {
@@ -315,6 +333,16 @@ export async function runBacktestCommand(options: BacktestCommandOptions): Promi
   replays.forEach(({ original }, index) => {
     for (const note of replayNotesOf(original.plugin, pluginConfig(original.entry) as never, { entry: original.path })) logger.warn({ source: entryLabel('source', original.entry, index), type: original.entry.type }, `backtest: ${note}`);
   });
+  for (const sink of replacedSinks) {
+    logger.info({ sink: sink.label, type: sink.type, file: sink.file }, `backtest: ${sink.entry} (a ${sink.type} sink, ${sink.label}) writes outside the run's files: its records go to ${sink.file} instead (--live-sinks keeps it)`);
+  }
+  if (options.liveSinks) {
+    const labelled = [...loaded.sinks.map((sink, index) => [sink, entryLabel('sink', sink.entry, index)] as const), [loaded.deadLetter, entryLabel('dead-letter', loaded.deadLetter.entry, 0)] as const];
+    for (const [sink, label] of labelled.filter(([resolved]) => resolved.plugin.kind === 'sink' && resolved.plugin.external === true)) {
+      const where = sink.path.replace(/^\$\./, '');
+      logger.warn({ sink: label, type: sink.plugin.name }, `backtest --live-sinks: ${where} (a ${sink.plugin.name} sink) is kept: the replay writes its records there, where its readers act on them`);
+    }
+  }
   const reports: ModelReport[] = [];
   const capture = defineSink<Record<string, never>>({
     name: 'backtest-capture',
@@ -400,7 +428,7 @@ export async function runBacktestCommand(options: BacktestCommandOptions): Promi
   const notes = [...notesOf].filter(([, n]) => n.notes.length > 0).map(([model, n]) => [model, n.notes] as [string, string[]]);
   const inputFiles = inputs.map(({ path, stat }) => ({ path, bytes: Number(stat!.size), modified: stat!.mtime.toISOString() }));
   const source: ReportSource = { pipelineFile: resolve(options.file), sets: options.sets, inputs: inputFiles, generatedAt: new Date().toISOString(), ...tributaryBuild() };
-  writeFileSync(join(dir, 'report.html'), reportHtml(loaded.document.name, inputFiles.map(({ path }) => path), metrics, reports, source));
+  writeFileSync(join(dir, 'report.html'), reportHtml(loaded.document.name, inputFiles.map(({ path }) => path), metrics, reports, { ...source, replacedSinks }));
   // The result follows the logs' form, as `tributary run`'s summary does: lines on a terminal, records where the
   // logs are JSON lines (written whatever --log-level: they are the result).
   writeSummary(logger, pretty, runner.name, stats);
@@ -412,6 +440,7 @@ export async function runBacktestCommand(options: BacktestCommandOptions): Promi
     ...(metrics.warmStarts ? { warmStarts: metrics.warmStarts } : {}),
     ...(metrics.modelFiles ? { modelFiles: Object.fromEntries(Object.entries(metrics.modelFiles).map(([model, file]) => [model, resolve(dir, file)])) } : {}),
     ...(notes.length > 0 ? { notes: Object.fromEntries(notes) } : {}),
+    ...(replacedSinks.length > 0 ? { replacedSinks } : {}),
   };
   const warmOf = new Map(Object.entries(metrics.warmStarts ?? {}));
   const reportLine = `report: ${result.metricsFile}, ${result.reportFile}`;
@@ -424,6 +453,7 @@ export async function runBacktestCommand(options: BacktestCommandOptions): Promi
       const saved = result.modelFiles?.[name];
       if (saved !== undefined) process.stderr.write(`    saved: ${saved}\n`);
     }
+    for (const sink of replacedSinks) process.stderr.write(`  sink ${sink.label} (${sink.type}) replaced: its records are in ${sink.file}\n`);
     process.stderr.write(`${reportLine}\n`);
   } else {
     const aucs = Object.entries(metrics.models).map(([name, m]) => {
@@ -459,6 +489,42 @@ function formatImplied(source: PipelineEntry): { format?: 'csv'; csv?: Record<st
   return { format: 'csv', ...(tabs ? { csv: { ...structuredClone(csv), delimiter: '\t' } } : {}) };
 }
 
+/** The `file` sink plugin, which takes the place of external sinks: a registry without it cannot keep a replay out of production. */
+function fileSinkOf(registry: { get(kind: 'sink', name: string): AnyPlugin | undefined }): AnyPlugin {
+  const plugin = registry.get('sink', 'file');
+  if (!plugin) throw new TributaryError('TRIB_ERR_PLUGIN_LOAD', 'backtest needs the file sink plugin to write the records of sinks that write outside the run (external) to its report folder');
+  return plugin;
+}
+
+/**
+ * Replaces each sink of the pipeline that writes outside the run's files (PluginSpec.external: a Kafka topic whose
+ * consumers send coupons) by a `file` sink writing the same records to `dir/sinks/<label>.jsonl`, keeping its label,
+ * `kinds` and `outputs` (a dead-letter sink's: its dead letters, the file made at the first one). A sink that does not
+ * declare it is kept.
+ */
+function replaceExternalSinks(loaded: { sinks: ResolvedEntry[]; deadLetter: ResolvedEntry }, dir: string, filePlugin: AnyPlugin): ReplacedSink[] {
+  const replaced: ReplacedSink[] = [];
+  const taken = new Set<string>();
+  const replace = (sink: ResolvedEntry, index: number | undefined): ResolvedEntry => {
+    if (sink.plugin.kind !== 'sink' || sink.plugin.external !== true) return sink;
+    const label = index === undefined ? entryLabel('dead-letter', sink.entry, 0) : entryLabel('sink', sink.entry, index);
+    // A label is any text: one with a `/` or a leading `.` must not name a file outside sinks/; two that
+    // become the same name keep files of their own.
+    const base = label.replace(/[^\w.-]/g, '_').replace(/^\./, '_');
+    let name = base;
+    for (let n = 2; taken.has(name); n++) name = `${base}-${n}`;
+    taken.add(name);
+    const file = join(dir, 'sinks', `${name}.jsonl`);
+    const entry: PipelineEntry = { type: 'file', label, path: file, ...(index === undefined ? { lazy: true } : {}) };
+    for (const key of ['kinds', 'outputs'] as const) if (sink.entry[key] !== undefined) entry[key] = structuredClone(sink.entry[key]);
+    replaced.push({ entry: sink.path.replace(/^\$\./, ''), label, type: sink.plugin.name, file });
+    return { ...sink, plugin: filePlugin, entry };
+  };
+  loaded.sinks.forEach((sink, index) => (loaded.sinks[index] = replace(sink, index)));
+  loaded.deadLetter = replace(loaded.deadLetter, undefined);
+  return replaced;
+}
+
 /** The file of a sink's PluginSpec.outputFiles that is `input` (each resolved against the pipeline's folder, as the sink resolves it), if any. */
 function writtenFile(sink: ResolvedEntry, baseDir: string, input: string): ConfigFile | undefined {
   return outputFilesOf(sink.plugin, pluginConfig(sink.entry) as never, { entry: sink.path }).find((file) => sameFile(resolve(baseDir, file.path), input));
@@ -473,6 +539,8 @@ export interface ReportSource {
   version?: string;
   /** The commit of the checkout tributary runs from, when it is one (`-dirty` with uncommitted changes). */
   commit?: string;
+  /** The sinks writing outside the run's files that the backtest replaced by a file in its report folder; absent or empty: none. */
+  replacedSinks?: readonly ReplacedSink[];
 }
 
 /** The input files, each with its size and time where the report's source says them, in the order of the sources they stood for. */
@@ -491,7 +559,14 @@ const escapeHtml = (text: string): string => text.replace(/[&<>"']/g, (c) => `&#
 function sourceHtml(source: ReportSource): string {
   const sets = source.sets.length === 0 ? 'none' : source.sets.map((set) => `<code>--set ${escapeHtml(assignmentShown(set))}</code>`).join(', ');
   const build = [source.version ? `tributary ${escapeHtml(source.version)}` : 'tributary', source.commit ? `commit <code>${escapeHtml(source.commit)}</code>` : ''].filter(Boolean).join(', ');
-  return `<p id="source">Pipeline: <code>${escapeHtml(source.pipelineFile)}</code>, overrides: ${sets}. Made ${escapeHtml(source.generatedAt)} by ${build}.</p>`;
+  return `<p id="source">Pipeline: <code>${escapeHtml(source.pipelineFile)}</code>, overrides: ${sets}. Made ${escapeHtml(source.generatedAt)} by ${build}.</p>${replacedSinksHtml(source.replacedSinks ?? [])}`;
+}
+
+/** The sinks writing outside the run's files whose records went to the report folder instead (nothing where none was replaced). */
+function replacedSinksHtml(replaced: readonly ReplacedSink[]): string {
+  if (replaced.length === 0) return '';
+  const items = replaced.map((sink) => `<li><code>${escapeHtml(sink.entry)}</code> (a <code>${escapeHtml(sink.type)}</code> sink, <code>${escapeHtml(sink.label)}</code>): <code>${escapeHtml(sink.file)}</code></li>`).join('');
+  return `<div id="replaced-sinks"><p>Sinks that write outside the run's files were not written to: their records are in these files of the report's folder instead (<code>--live-sinks</code> keeps them):</p><ul>${items}</ul></div>`;
 }
 
 /**

@@ -232,14 +232,15 @@ export async function main(args: string[]): Promise<number> {
     )
     .command(
       'backtest <file>',
-      'Replay data files through a pipeline (each source replaced by a file source, one --input per source in order, without scale_out) and write DIR/metrics.json, DIR/report.html and the models learnt, DIR/models/NAME.model.json (a run warm-starts from one copied into its checkpoint.dir).',
+      'Replay data files through a pipeline (each source replaced by a file source, one --input per source in order, without scale_out) and write DIR/metrics.json, DIR/report.html and the models learnt, DIR/models/NAME.model.json (a run warm-starts from one copied into its checkpoint.dir). Sinks that write outside the run (kafka) write to DIR/sinks/LABEL.jsonl instead, unless --live-sinks.',
       (argv) =>
         withLockWait(withProgress(withCommon(named('backtest', argv)), 'a progress bar'))
           .positional('file', { type: 'string', demandOption: true, describe: 'Pipeline YAML file.' })
           .option('input', { type: 'string', demandOption: true, describe: "Data file (JSON lines or CSV, as the source config says; canonical events, a file sink's output, for a source that takes no mapping, as synthetic). Once per source, in the order of `sources`, each read with that source's mapping (clicks and orders: --input clicks.jsonl --input orders.jsonl)." })
-          .option('report', { type: 'string', default: 'backtest-report', describe: 'Folder for metrics.json, report.html and models/ (the models learnt, NAME.model.json).' })
+          .option('report', { type: 'string', default: 'backtest-report', describe: 'Folder for metrics.json, report.html, models/ (the models learnt, NAME.model.json) and sinks/ (the records of sinks that write outside the run, LABEL.jsonl).' })
           .option('format', { type: 'string', choices: ['jsonl', 'csv'], describe: "Input format (default: the source's, or what its files' names say for a file source that writes none (.csv, .tsv); else from the input's name)." })
-          .option('set', setOption('e.g. sinks[0].path=bt/predictions.jsonl')),
+          .option('set', setOption('e.g. sinks[0].path=bt/predictions.jsonl'))
+          .option('live-sinks', { type: 'boolean', default: false, describe: "Keep the sinks that write outside the run's files (a kafka sink; any declaring external), writing the replay's records there, where their readers act on them. Without it each is replaced by a file in the report folder, DIR/sinks/LABEL.jsonl." }),
       async (argv) => {
         exitCode = await runBacktestCommand({
           file: argv.file,
@@ -252,6 +253,7 @@ export async function main(args: string[]): Promise<number> {
           logLevel: argv['log-level'] as LevelWithSilent,
           ...progress(argv),
           lockWaitMs: parseDuration(argv['lock-wait']),
+          liveSinks: argv['live-sinks'],
         });
       },
     )

@@ -6,7 +6,7 @@ import { Document, Scalar, visit } from 'yaml';
 import { documentSchema, entryFields } from '../config/schema.js';
 import type { AnyPlugin, JsonSchema, PluginKind } from '../plugin.js';
 import type { PluginRegistry } from '../registry.js';
-import { withConditions } from './plugins.js';
+import { externalSinkText, withConditions } from './plugins.js';
 
 function typeOf(schema: JsonSchema): string {
   if (schema.$ref) {
@@ -89,7 +89,9 @@ function pluginSection(plugin: AnyPlugin): string {
   // Operators that make records of their own kinds, or send to side outputs, say which: what a sink may ask for.
   const emits = plugin.kind === 'operator' && plugin.emits?.length ? `, emits: ${withConditions(plugin.emits, plugin.emitsOnlyWith)}` : '';
   const sideOutputs = plugin.kind === 'operator' && plugin.sideOutputs?.length ? `, side outputs: ${withConditions(plugin.sideOutputs, plugin.sideOutputsOnlyWith)}` : '';
-  const scope = plugin.kind === 'operator' ? `, state: ${plugin.state ?? 'global'}${emits}${sideOutputs}` : plugin.kind === 'sink' && plugin.kinds ? `, takes: ${plugin.kinds.join(', ')}` : '';
+  const takes = plugin.kind === 'sink' && plugin.kinds ? `, takes: ${plugin.kinds.join(', ')}` : '';
+  const external = plugin.kind === 'sink' && plugin.external === true ? `, ${externalSinkText}` : '';
+  const scope = plugin.kind === 'operator' ? `, state: ${plugin.state ?? 'global'}${emits}${sideOutputs}` : `${takes}${external}`;
   const parts = [`### \`${plugin.name}\``, '', `_${plugin.kind}, ${plugin.status ?? 'experimental'}${scope}._ ${plugin.summary}`, ''];
   if (plugin.description) parts.push(plugin.description, '');
   parts.push(fieldTable(plugin.config, entryFields(plugin)));

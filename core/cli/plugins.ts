@@ -1,6 +1,9 @@
 import type { JsonSchema, OutputCondition } from '../plugin.js';
 import type { PluginRegistry } from '../registry.js';
 
+/** How `tributary plugins` and the reference say a sink declares PluginSpec.external. */
+export const externalSinkText = 'external: a backtest writes its records to a file in its report folder instead (--live-sinks keeps it)';
+
 /** Each name's condition in words (PluginSpec.emitsOnlyWith), as `tributary plugins --json` gives it. */
 function conditionTexts(conditions: { readonly [name: string]: OutputCondition<never> }): Record<string, string> {
   return Object.fromEntries(Object.entries(conditions).map(([name, { condition }]) => [name, condition]));
@@ -39,6 +42,8 @@ export function describePlugins(registry: PluginRegistry, json: boolean): string
       origin: registry.originOf(plugin),
       // Sinks: the record kinds it takes (PluginSpec.kinds); absent: every kind.
       ...(plugin.kind === 'sink' && plugin.kinds ? { kinds: [...plugin.kinds] } : {}),
+      // Sinks writing outside the run's files (PluginSpec.external), which a backtest replaces by a file; absent: not declared.
+      ...(plugin.kind === 'sink' && plugin.external === true ? { external: true } : {}),
       // Sources and operators: the record kinds and side outputs it makes (PluginSpec.emits); absent: undeclared.
       ...(plugin.kind !== 'sink' && plugin.emits ? { emits: [...plugin.emits], sideOutputs: [...(plugin.sideOutputs ?? [])] } : {}),
       // Those it makes only under some config, with the condition (PluginSpec.emitsOnlyWith).
@@ -59,6 +64,7 @@ export function describePlugins(registry: PluginRegistry, json: boolean): string
     lines.push(`${plugin.kind} ${plugin.name} (${plugin.status}${plugin.origin === 'built-in' || plugin.origin.endsWith('plugins/index.js') ? '' : `, from ${plugin.origin}`})`);
     lines.push(`  ${plugin.summary}`);
     if (plugin.kinds) lines.push(`  takes kinds: ${plugin.kinds.join(', ')}`);
+    if (plugin.external) lines.push(`  ${externalSinkText}`);
     if (plugin.emits?.length) lines.push(`  emits kinds: ${withConditions(plugin.emits, plugin.emitsOnlyWith)}`);
     if (plugin.sideOutputs?.length) lines.push(`  side outputs: ${withConditions(plugin.sideOutputs, plugin.sideOutputsOnlyWith)}`);
     for (const field of plugin.fields) {

@@ -2363,3 +2363,17 @@ test('a value a `${VAR}` fills in inside a block shared by anchor: a problem of 
   ]);
 });
 
+
+test("a plugin's `external` (its sink writes outside the run, replaced by a file in a backtest) is a boolean of a sink: said at registration otherwise, naming the plugin; the built-in kafka sink declares it, the file and stdout sinks do not", async () => {
+  const registry = new PluginRegistry();
+  const sink = { write: () => undefined, close: async () => undefined };
+  assert.throws(() => registry.register(defineSink({ name: 's', summary: 's', config: {}, external: 'yes' as unknown as boolean, create: () => sink }), 'test'), /sink 's' is not a valid plugin: external is for sinks only: true where/);
+  const source = defineSource({ name: 'o', summary: 's', config: {}, external: true, create: () => ({ read: async function* () {}, close: async () => undefined }) } as never);
+  assert.throws(() => registry.register(source, 'test'), /source 'o' is not a valid plugin: external is for sinks only/);
+  registry.register(defineSink({ name: 'http', summary: 's', config: {}, external: true, create: () => sink }), 'test');
+  const builtin = await builtinRegistry();
+  assert.deepEqual(
+    builtin.names('sink').map((name) => [name, builtin.get('sink', name)!.kind === 'sink' && (builtin.get('sink', name) as { external?: boolean }).external === true]),
+    [['file', false], ['kafka', true], ['stdout', false]],
+  );
+});

@@ -172,6 +172,8 @@ function differingPaths(at: readonly string[], there: unknown, here: unknown): s
 export default defineSink<KafkaSinkConfig>({
   name: 'kafka',
   status: 'beta',
+  // Its topic's consumers act on what it writes: a backtest writes a file in the report folder instead.
+  external: true,
   summary: 'Writes records as JSON to a Kafka topic, keyed by user id, with an idempotent or transactional producer.',
   description:
     'Each record is one JSON message, the line a `file` sink writes for it, with no headers (a `kafka` source reads events back with ' +
