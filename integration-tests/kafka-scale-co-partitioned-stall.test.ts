@@ -24,7 +24,7 @@ for (const guarantee of ['exactly-once', 'at-least-once'] as const) {
     // A known defect, not fixed yet: the test is right, the runtime is not.
     todo:
       guarantee === 'exactly-once'
-        ? 'seen in 1 of 10 runs: at the rebalance where the resumed member joins again, both members restored tasks from files older than the group\'s committed offsets (clicks 1911 vs 1946, orders 992 vs 1010), the restore not marked (the commit\'s marks did not name a file found there), and read on from the files\' offsets: those records\' outputs, committed already, were committed twice'
+        ? 'seen in 1 of 10 runs: outputs committed twice. Cause known (docs/operations.md, the known defect): a checkpoint between the two consumers\' revocations of one rebalance saved the task without the clicks offset and committed the orders offsets alone; the next owner could not use that file and restored an older one. A fix is on branch fix-eosstall, not merged (a missing output seen with it under heavy load, not understood yet)'
         : undefined,
   }, async (t) => {
     const brokers = kafkaBrokers(t);
