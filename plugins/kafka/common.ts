@@ -642,7 +642,9 @@ export class ConnectionFailures {
       this.last = { text, at: Date.now(), remedy };
       logger?.debug({ err: text }, 'kafka broker connection failed');
       if (unreachable !== undefined) return this.neverReached(broker ?? '?', text);
-      if (this.connectedOnce && isRefused(text)) return this.refused(broker ?? '?', text);
+      // A line naming no broker (a coordinator's by its node id: `GroupCoordinator/1: Connect to ipv4#...`) is one of a
+      // named broker's connections, whose own lines say it: taken as a broker `?`, it was warned of as a second broker.
+      if (this.connectedOnce && isRefused(text)) return broker === undefined ? undefined : this.refused(broker, text);
       if (remedy !== undefined && !this.warned.has(remedy)) {
         this.warned.add(remedy);
         logger?.warn?.({ err: text }, `kafka broker connection failed: ${remedy}`);
