@@ -13,7 +13,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CheckpointStore } from 'tributary';
-import { daemonStarted, exited, kafkaBrokers, keptLog, startDaemon, uniqueTopic, waitFor } from './kafka/env.js';
+import { daemonStarted, exited, kafkaBrokers, keptLog, followPartitions, startDaemon, uniqueTopic, waitFor } from './kafka/env.js';
 import { clickJson, createTopic, groupCommitted, produce, produceEvery, readTopic, values, type RawRecord } from './kafka/client.js';
 
 const base = Date.parse('2024-05-01T00:00:00Z');
@@ -58,17 +58,9 @@ interface Daemon {
 function startMember(file: string, brokers: string, log?: string[]): Daemon {
   const child = startDaemon(file, brokers, log, ['--log-level', 'info']);
   const daemon: Daemon = { process: child, assigned: [] };
-  let pending = '';
-  child.stderr!.on('data', (chunk: Buffer) => {
-    pending += chunk.toString();
-    const lines = pending.split('\n');
-    pending = lines.pop()!;
-    for (const line of lines) {
-      if (!line.includes('kafka partitions')) continue;
-      const entry = JSON.parse(line) as { msg: string; partitions: (string | { id: string })[] };
-      if (entry.msg === 'kafka partitions assigned') daemon.assigned = entry.partitions.map((p) => (typeof p === 'string' ? p : p.id));
-      else if (entry.msg.startsWith('kafka partitions revoked')) daemon.assigned = [];
-    }
+  followPartitions(child, (msg, ids) => {
+    if (msg === 'kafka partitions assigned') daemon.assigned = ids;
+    else if (msg.startsWith('kafka partitions revoked')) daemon.assigned = [];
   });
   return daemon;
 }

@@ -8,7 +8,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CheckpointStore } from 'tributary';
-import { daemonStarted, startDaemon, uniqueTopic } from './env.js';
+import { daemonStarted, followPartitions, startDaemon, uniqueTopic } from './env.js';
 import { createTopic, produce, type RawRecord } from './client.js';
 
 export const base = Date.parse('2024-05-01T00:00:00Z');
@@ -70,18 +70,9 @@ export function startMember(file: string, brokers: string): CoMember {
   const log: string[] = [];
   const child = startDaemon(file, brokers, log, ['--log-level', 'info']);
   const daemon: CoMember = { process: child, log, held: new Set() };
-  let pending = '';
-  child.stderr!.on('data', (chunk: Buffer) => {
-    pending += chunk.toString();
-    const lines = pending.split('\n');
-    pending = lines.pop()!;
-    for (const line of lines) {
-      if (!line.includes('kafka partitions')) continue;
-      const entry = JSON.parse(line) as { msg: string; partitions: (string | { id: string })[] };
-      const ids = entry.partitions.map((p) => (typeof p === 'string' ? p : p.id));
-      if (entry.msg === 'kafka partitions assigned') for (const id of ids) daemon.held.add(id);
-      else if (entry.msg.startsWith('kafka partitions revoked') || entry.msg.startsWith('kafka partitions lost')) for (const id of ids) daemon.held.delete(id);
-    }
+  followPartitions(child, (msg, ids) => {
+    if (msg === 'kafka partitions assigned') for (const id of ids) daemon.held.add(id);
+    else if (msg.startsWith('kafka partitions revoked') || msg.startsWith('kafka partitions lost')) for (const id of ids) daemon.held.delete(id);
   });
   return daemon;
 }

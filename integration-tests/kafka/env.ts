@@ -71,6 +71,24 @@ export function startDaemon(file: string, brokers: string, log?: string[], args:
 }
 
 /**
+ * Calls `onPartitions` with each "kafka partitions ..." log line's message and partition ids, as a daemon
+ * (startDaemon, `--log-level info`) logs its assignments, revocations and losses: for a test to follow what it holds.
+ */
+export function followPartitions(child: ChildProcess, onPartitions: (msg: string, ids: string[]) => void): void {
+  let pending = '';
+  child.stderr!.on('data', (chunk: Buffer) => {
+    pending += chunk.toString();
+    const lines = pending.split('\n');
+    pending = lines.pop()!;
+    for (const line of lines) {
+      if (!line.includes('kafka partitions')) continue;
+      const entry = JSON.parse(line) as { msg: string; partitions: (string | { id: string })[] };
+      onPartitions(entry.msg, entry.partitions.map((p) => (typeof p === 'string' ? p : p.id)));
+    }
+  });
+}
+
+/**
  * Writes a daemon's collected log (startDaemon's `log`) to a file of its own in the temp folder, kept
  * after the test, and returns its path: for a failed test to name, where the log is too long for its
  * report (a race seen once under load is diagnosed from it, with the outputs' offsets).
